@@ -1,1 +1,225 @@
-//! TODO
+//! Transport plugins: how media gets in and out of a router.
+//!
+//! A plugin (`direct`, `webrtc`, `rtp`, `pipe`, or a team's own) is registered once at start-up
+//! in a [`TransportRegistry`]. Each worker thread then asks it for a [`TransportFactory`],
+//! which holds per-worker state such as a shared UDP socket, and creates [`Transport`]s.
+//!
+//! Everything below [`TransportPlugin`] lives on one worker thread and need not be `Send`.
+//! That thread runs a Tokio current-thread runtime inside a `LocalSet`, so a plugin may use
+//! `tokio::task::spawn_local` and Tokio sockets.
+//!
+//! The contract on the packet path:
+//! - a transport hands every RTP/RTCP packet it receives (decrypted) to [`TransportIo`];
+//! - the router sends through the [`MediaSink`] the transport returns from
+//!   [`Transport::sink`], synchronously, once per consumer and packet. A sink must not block
+//!   and must not call back into the router.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::id::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+use crate::rtp_parameters::{MediaKind, RtpParameters};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Where a router's outgoing packets for one transport go.
+pub trait MediaSink {
+    /// Sends one RTP packet (already rewritten for its consumer).
+    fn send_rtp(&self, packet: &[u8]);
+    /// Sends one RTCP packet (feedback to a producer's sender, or reports to a receiver).
+    fn send_rtcp(&self, packet: &[u8]);
+}
+
+impl<T: MediaSink + ?Sized> MediaSink for Rc<T> {
+    fn send_rtp(&self, packet: &[u8]) {
+        (**self).send_rtp(packet)
+    }
+    fn send_rtcp(&self, packet: &[u8]) {
+        (**self).send_rtcp(packet)
+    }
+}
+
+/// Connection state of a transport, as the backend sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportState {
+    /// Created, not yet connected.
+    New,
+    /// Connecting (ICE checks, DTLS handshake).
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Connectivity lost; may recover.
+    Disconnected,
+    /// Failed for good.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+impl fmt::Display for TransportState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// What a transport reports back to its router. Implemented by the actor layer.
+pub trait TransportIo {
+    /// An RTP packet arrived (decrypted, if the transport encrypts).
+    fn on_rtp(&self, packet: Bytes);
+    /// An RTCP compound packet arrived.
+    fn on_rtcp(&self, packet: Bytes);
+    /// The connection state changed.
+    fn on_state(&self, state: TransportState);
+}
+
+/// What a new transport is told about its place in the server.
+#[derive(Clone)]
+pub struct TransportContext {
+    /// Its id.
+    pub id: TransportId,
+    /// Its router.
+    pub router: RouterId,
+    /// The worker it runs on.
+    pub worker: WorkerId,
+    /// Where it delivers what it receives.
+    pub io: Rc<dyn TransportIo>,
+}
+
+/// One transport instance, owned by its Transport actor on a worker thread.
+pub trait Transport {
+    /// What the creator needs to connect to it: addresses, ICE parameters, ports.
+    fn local_parameters(&self) -> Value {
+        Value::Null
+    }
+    /// Applies the remote side's parameters (remote address, DTLS role, keys).
+    fn connect(&mut self, _params: &Value) -> Result<Value> {
+        Ok(Value::Null)
+    }
+    /// The sink the router sends this transport's outgoing packets to.
+    fn sink(&self) -> Rc<dyn MediaSink>;
+    /// A producer was created on this transport.
+    fn producer_added(&mut self, _id: ProducerId, _kind: MediaKind, _params: &RtpParameters) {}
+    /// A producer on this transport closed.
+    fn producer_removed(&mut self, _id: ProducerId) {}
+    /// A consumer was created on this transport.
+    fn consumer_added(&mut self, _id: ConsumerId, _kind: MediaKind, _params: &RtpParameters) {}
+    /// A consumer on this transport closed.
+    fn consumer_removed(&mut self, _id: ConsumerId) {}
+    /// Transport-level statistics (bytes, packets, state).
+    fn stats(&self) -> Value {
+        Value::Null
+    }
+    /// Full state for debugging.
+    fn dump(&self) -> Value {
+        Value::Null
+    }
+    /// Releases sockets and tasks. Called exactly once, before the transport is dropped.
+    fn close(&mut self) {}
+}
+
+/// A plugin's part on one worker thread: creates that worker's transports.
+pub trait TransportFactory {
+    /// Creates a transport from plugin-specific options (validate them and fail with
+    /// `invalid_params` naming the field).
+    fn create(&mut self, ctx: TransportContext, options: &Value) -> Result<Box<dyn Transport>>;
+}
+
+/// A transport plugin, registered once at start-up.
+pub trait TransportPlugin: Send + Sync + 'static {
+    /// The name the backend uses to ask for it, e.g. `webrtc`.
+    fn kind(&self) -> &'static str;
+    /// Called on each worker thread as it starts.
+    fn start_worker(&self, worker: WorkerId) -> Result<Box<dyn TransportFactory>>;
+}
+
+/// The plugins available to this server, in registration order.
+#[derive(Clone, Default)]
+pub struct TransportRegistry {
+    plugins: Vec<Arc<dyn TransportPlugin>>,
+}
+
+impl TransportRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a plugin. Two plugins may not share a kind.
+    pub fn register(&mut self, plugin: Arc<dyn TransportPlugin>) -> Result<()> {
+        if self.get(plugin.kind()).is_some() {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!("transport plugin {:?} is already registered", plugin.kind()),
+            ));
+        }
+        self.plugins.push(plugin);
+        Ok(())
+    }
+
+    /// The plugin of this kind.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn TransportPlugin>> {
+        self.plugins.iter().find(|p| p.kind() == kind)
+    }
+
+    /// The plugin of this kind, or an `unknown_plugin` error listing the known ones.
+    pub fn require(&self, kind: &str) -> Result<&Arc<dyn TransportPlugin>> {
+        self.get(kind).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownPlugin,
+                format!(
+                    "no transport plugin {kind:?}; registered: {}",
+                    self.kinds().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Registered kinds, in order.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.plugins.iter().map(|p| p.kind()).collect()
+    }
+
+    /// All plugins, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn TransportPlugin>> {
+        self.plugins.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dummy;
+    impl TransportPlugin for Dummy {
+        fn kind(&self) -> &'static str {
+            "dummy"
+        }
+        fn start_worker(&self, _worker: WorkerId) -> Result<Box<dyn TransportFactory>> {
+            Err(Error::internal("not for use"))
+        }
+    }
+
+    #[test]
+    fn registry_rejects_duplicates_and_names_known_kinds() {
+        let mut r = TransportRegistry::new();
+        r.register(Arc::new(Dummy)).unwrap();
+        let dup = r.register(Arc::new(Dummy)).unwrap_err();
+        assert_eq!(dup.code, ErrorCode::AlreadyExists);
+        assert_eq!(r.kinds(), vec!["dummy"]);
+        let err = r.require("webrtc").err().unwrap();
+        assert_eq!(err.code, ErrorCode::UnknownPlugin);
+        assert!(err.message.contains("dummy"));
+    }
+
+    #[test]
+    fn states_display_as_lowercase() {
+        assert_eq!(TransportState::Connected.to_string(), "connected");
+    }
+}
