@@ -1,1 +1,230 @@
-//! TODO
+//! Events: what the server tells the backend happened.
+//!
+//! Every object closure emits exactly one `*Closed` event carrying its [`CloseReason`], so a
+//! backend can mirror the object tree without polling. Cascaded closures (a router taking its
+//! transports with it) say so in their reason.
+
+use crate::id::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+use crate::rtp_parameters::MediaKind;
+use crate::transport::TransportState;
+use serde::{Deserialize, Serialize};
+
+/// Why an object closed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Someone asked for it (the backend, or Rust code).
+    Requested,
+    /// Its parent closed (router → transports → producers/consumers).
+    ParentClosed,
+    /// A consumer's producer closed.
+    ProducerClosed,
+    /// The object (or its actor) failed; the message says how.
+    Crashed {
+        /// What went wrong.
+        message: String,
+    },
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Something that happened in the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A worker started.
+    WorkerStarted {
+        /// Which.
+        worker: WorkerId,
+    },
+    /// A worker's actor died (its routers are closed with `crashed`).
+    WorkerDied {
+        /// Which.
+        worker: WorkerId,
+        /// Why.
+        message: String,
+    },
+    /// A dead worker was started again.
+    WorkerRestarted {
+        /// Which.
+        worker: WorkerId,
+    },
+    /// A router (room) was created.
+    RouterCreated {
+        /// The router.
+        router: RouterId,
+        /// Its worker.
+        worker: WorkerId,
+    },
+    /// A router closed.
+    RouterClosed {
+        /// The router.
+        router: RouterId,
+        /// Why.
+        #[serde(flatten)]
+        reason: CloseReason,
+    },
+    /// A transport was created.
+    TransportCreated {
+        /// Its router.
+        router: RouterId,
+        /// The transport.
+        transport: TransportId,
+        /// Its plugin kind.
+        kind: String,
+    },
+    /// A transport's connection state changed.
+    TransportStateChanged {
+        /// Its router.
+        router: RouterId,
+        /// The transport.
+        transport: TransportId,
+        /// The new state.
+        state: TransportState,
+    },
+    /// A transport closed.
+    TransportClosed {
+        /// Its router.
+        router: RouterId,
+        /// The transport.
+        transport: TransportId,
+        /// Why.
+        #[serde(flatten)]
+        reason: CloseReason,
+    },
+    /// A producer was created.
+    ProducerCreated {
+        /// Its router.
+        router: RouterId,
+        /// Its transport.
+        transport: TransportId,
+        /// The producer.
+        producer: ProducerId,
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// A producer was paused or resumed.
+    ProducerPaused {
+        /// Its router.
+        router: RouterId,
+        /// The producer.
+        producer: ProducerId,
+        /// Now paused?
+        paused: bool,
+    },
+    /// A producer closed.
+    ProducerClosed {
+        /// Its router.
+        router: RouterId,
+        /// Its transport.
+        transport: TransportId,
+        /// The producer.
+        producer: ProducerId,
+        /// Why.
+        #[serde(flatten)]
+        reason: CloseReason,
+    },
+    /// A consumer was created.
+    ConsumerCreated {
+        /// Its router.
+        router: RouterId,
+        /// Its transport.
+        transport: TransportId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The producer feeding it.
+        producer: ProducerId,
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// A consumer was paused or resumed.
+    ConsumerPaused {
+        /// Its router.
+        router: RouterId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// Now paused?
+        paused: bool,
+    },
+    /// A consumer closed.
+    ConsumerClosed {
+        /// Its router.
+        router: RouterId,
+        /// Its transport.
+        transport: TransportId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The producer that fed it.
+        producer: ProducerId,
+        /// Why.
+        #[serde(flatten)]
+        reason: CloseReason,
+    },
+}
+
+impl Event {
+    /// The router the event concerns, if any; lets subscribers filter per room.
+    pub fn router(&self) -> Option<RouterId> {
+        match self {
+            Event::WorkerStarted { .. }
+            | Event::WorkerDied { .. }
+            | Event::WorkerRestarted { .. } => None,
+            Event::RouterCreated { router, .. }
+            | Event::RouterClosed { router, .. }
+            | Event::TransportCreated { router, .. }
+            | Event::TransportStateChanged { router, .. }
+            | Event::TransportClosed { router, .. }
+            | Event::ProducerCreated { router, .. }
+            | Event::ProducerPaused { router, .. }
+            | Event::ProducerClosed { router, .. }
+            | Event::ConsumerCreated { router, .. }
+            | Event::ConsumerPaused { router, .. }
+            | Event::ConsumerClosed { router, .. } => Some(*router),
+        }
+    }
+
+    /// The event's name as the wire writes it, e.g. `router_closed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::WorkerStarted { .. } => "worker_started",
+            Event::WorkerDied { .. } => "worker_died",
+            Event::WorkerRestarted { .. } => "worker_restarted",
+            Event::RouterCreated { .. } => "router_created",
+            Event::RouterClosed { .. } => "router_closed",
+            Event::TransportCreated { .. } => "transport_created",
+            Event::TransportStateChanged { .. } => "transport_state_changed",
+            Event::TransportClosed { .. } => "transport_closed",
+            Event::ProducerCreated { .. } => "producer_created",
+            Event::ProducerPaused { .. } => "producer_paused",
+            Event::ProducerClosed { .. } => "producer_closed",
+            Event::ConsumerCreated { .. } => "consumer_created",
+            Event::ConsumerPaused { .. } => "consumer_paused",
+            Event::ConsumerClosed { .. } => "consumer_closed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_flat_with_their_name_and_reason() {
+        let router = RouterId::new();
+        let e = Event::RouterClosed {
+            router,
+            reason: CloseReason::Crashed {
+                message: "boom".into(),
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "router_closed");
+        assert_eq!(v["reason"], "crashed");
+        assert_eq!(v["message"], "boom");
+        assert_eq!(v["router"], router.to_string());
+        assert_eq!(e.name(), "router_closed");
+        assert_eq!(e.router(), Some(router));
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}
