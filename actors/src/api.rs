@@ -1,0 +1,94 @@
+//! The plain data types of the Rust API (and, serialised, of the RPC protocol).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchboard_core::rtp_parameters::{
+    MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters,
+};
+use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+
+/// Options for a new router.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterOptions {
+    /// Codecs for this router; `None` uses the configured (or built-in) set.
+    pub codecs: Option<Vec<RtpCodecCapability>>,
+    /// Pin the router to a worker instead of placing it on the least-loaded one.
+    pub worker: Option<WorkerId>,
+}
+
+/// A created router.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RouterInfo {
+    /// Its id.
+    pub id: RouterId,
+    /// The worker it runs on.
+    pub worker: WorkerId,
+    /// What it can route: codecs with payload types, header extensions.
+    pub rtp_capabilities: RtpCapabilities,
+}
+
+/// A created transport.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransportInfo {
+    /// Its id.
+    pub id: TransportId,
+    /// Its router.
+    pub router: RouterId,
+    /// The plugin that made it.
+    pub kind: String,
+    /// Plugin-specific local parameters (addresses, ICE credentials, ...).
+    pub local: Value,
+}
+
+/// Options for a new producer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceOptions {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What the sender sends: its payload types, extension ids and SSRCs.
+    pub rtp_parameters: RtpParameters,
+    /// Start paused.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// A created producer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProducerInfo {
+    /// Its id.
+    pub id: ProducerId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The stream as the router offers it to consumers (router payload types).
+    pub consumable_rtp_parameters: RtpParameters,
+}
+
+/// Options for a new consumer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumeOptions {
+    /// The producer to consume.
+    pub producer: ProducerId,
+    /// What the receiver can receive; its payload types and ids are used where given.
+    pub rtp_capabilities: RtpCapabilities,
+    /// Start paused.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// A created consumer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConsumerInfo {
+    /// Its id.
+    pub id: ConsumerId,
+    /// The producer feeding it.
+    pub producer: ProducerId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What the receiver will get: payload types, extension ids, SSRCs.
+    pub rtp_parameters: RtpParameters,
+    /// Whether it starts paused.
+    pub paused: bool,
+}

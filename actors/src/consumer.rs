@@ -1,0 +1,148 @@
+//! The Consumer actor: one outgoing track fed by one producer.
+
+use crate::room::{RoomRef, Stop};
+use crate::supervision::CrashGuard;
+use actix::{Actor, ActorContext, Context, Handler, Message};
+use serde_json::{Value, json};
+use std::rc::Rc;
+use std::time::Instant;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::{ConsumerId, Error, Result};
+
+/// Lifecycle and control of one consumer; its packets are written by the room's forwarder.
+pub struct ConsumerActor {
+    pub(crate) id: ConsumerId,
+    pub(crate) room: RoomRef,
+    pub(crate) guard: CrashGuard,
+}
+
+impl ConsumerActor {
+    pub(crate) fn new(id: ConsumerId, room: RoomRef) -> Self {
+        let weak = Rc::downgrade(&room);
+        Self {
+            id,
+            room,
+            guard: CrashGuard::new(move |message| {
+                if let Some(room) = weak.upgrade()
+                    && let Ok(mut r) = room.try_borrow_mut()
+                {
+                    r.close_consumer(id, CloseReason::Crashed { message });
+                }
+            }),
+        }
+    }
+}
+
+impl Actor for ConsumerActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.guard.disarm();
+    }
+}
+
+impl Handler<Stop> for ConsumerActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        self.guard.disarm();
+        ctx.stop();
+    }
+}
+
+/// Pauses (`true`) or resumes (`false`) the consumer.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct SetConsumerPaused(pub bool);
+
+impl Handler<SetConsumerPaused> for ConsumerActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: SetConsumerPaused, _: &mut Self::Context) -> Result<()> {
+        let mut r = self.room.borrow_mut();
+        let router = r.id;
+        r.forwarder
+            .set_consumer_paused(self.id, msg.0, Instant::now())?;
+        let node = r
+            .consumers
+            .get_mut(&self.id)
+            .ok_or_else(|| Error::not_found("consumer", self.id))?;
+        if node.paused != msg.0 {
+            node.paused = msg.0;
+            r.emit(Event::ConsumerPaused {
+                router,
+                consumer: self.id,
+                paused: msg.0,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Closes the consumer.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct CloseConsumer;
+
+impl Handler<CloseConsumer> for ConsumerActor {
+    type Result = Result<()>;
+    fn handle(&mut self, _: CloseConsumer, _: &mut Self::Context) -> Result<()> {
+        self.room
+            .borrow_mut()
+            .close_consumer(self.id, CloseReason::Requested);
+        Ok(())
+    }
+}
+
+/// Asks the consumer's producer for a keyframe (throttled per producer).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct RequestConsumerKeyframe;
+
+impl Handler<RequestConsumerKeyframe> for ConsumerActor {
+    type Result = Result<()>;
+    fn handle(&mut self, _: RequestConsumerKeyframe, _: &mut Self::Context) -> Result<()> {
+        let mut r = self.room.borrow_mut();
+        let producer = r
+            .consumers
+            .get(&self.id)
+            .map(|c| c.producer)
+            .ok_or_else(|| Error::not_found("consumer", self.id))?;
+        r.forwarder.request_keyframe(producer, Instant::now())
+    }
+}
+
+/// The consumer's statistics.
+#[derive(Message)]
+#[rtype(result = "Result<Value>")]
+pub struct ConsumerStatsRequest;
+
+impl Handler<ConsumerStatsRequest> for ConsumerActor {
+    type Result = Result<Value>;
+    fn handle(&mut self, _: ConsumerStatsRequest, _: &mut Self::Context) -> Result<Value> {
+        let r = self.room.borrow();
+        let stats = r
+            .forwarder
+            .consumer_stats(self.id)
+            .ok_or_else(|| Error::not_found("consumer", self.id))?;
+        Ok(json!({ "type": "consumer", "id": self.id, "counters": stats }))
+    }
+}
+
+/// The consumer's full state.
+#[derive(Message)]
+#[rtype(result = "Result<Value>")]
+pub struct DumpConsumer;
+
+impl Handler<DumpConsumer> for ConsumerActor {
+    type Result = Result<Value>;
+    fn handle(&mut self, _: DumpConsumer, _: &mut Self::Context) -> Result<Value> {
+        let r = self.room.borrow();
+        let node = r
+            .consumers
+            .get(&self.id)
+            .ok_or_else(|| Error::not_found("consumer", self.id))?;
+        let mut v = serde_json::to_value(node).map_err(|e| Error::internal(e.to_string()))?;
+        v["id"] = json!(self.id);
+        v["router"] = json!(r.id);
+        Ok(v)
+    }
+}

@@ -1,0 +1,320 @@
+//! One router's state, shared by its actors on its worker thread.
+//!
+//! The Router, its Transports, Producers and Consumers all run on one worker thread, so they
+//! share this state through `Rc<RefCell<_>>` instead of copying it through messages. It holds
+//! the forwarding table and the object tree, and it owns the closing logic: every closure goes
+//! through one function here, which removes the object everywhere, closes its dependants
+//! first, emits exactly one event, and stops the object's actor.
+
+use crate::consumer::ConsumerActor;
+use crate::producer::ProducerActor;
+use crate::shared::Shared;
+use crate::supervision::contain;
+use crate::transport::TransportActor;
+use actix::Addr;
+use bytes::Bytes;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::forward::{Forwarder, RtpOutcome};
+use switchboard_core::middleware::Middleware;
+use switchboard_core::negotiation::RtpMapping;
+use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
+use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
+use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+
+/// Shared handle to a room.
+pub(crate) type RoomRef = Rc<RefCell<Room>>;
+
+/// Stops an actor without it emitting anything: the room already did.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
+pub(crate) struct TransportNode {
+    pub addr: Addr<TransportActor>,
+    pub kind: String,
+    pub sink: Rc<dyn MediaSink>,
+}
+
+/// A producer as the room knows it.
+#[derive(Clone, Serialize)]
+pub(crate) struct ProducerNode {
+    pub transport: TransportId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    pub consumable: RtpParameters,
+    #[serde(skip)]
+    pub mapping: RtpMapping,
+    pub paused: bool,
+    #[serde(skip)]
+    pub addr: Addr<ProducerActor>,
+}
+
+/// A consumer as the room knows it.
+#[derive(Clone, Serialize)]
+pub(crate) struct ConsumerNode {
+    pub transport: TransportId,
+    pub producer: ProducerId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    pub paused: bool,
+    #[serde(skip)]
+    pub addr: Addr<ConsumerActor>,
+}
+
+pub(crate) struct AttachedMiddleware {
+    pub name: String,
+    pub instance: Box<dyn Middleware>,
+}
+
+pub(crate) struct Room {
+    pub id: RouterId,
+    pub worker: WorkerId,
+    pub shared: Arc<Shared>,
+    pub capabilities: RtpCapabilities,
+    pub forwarder: Forwarder<Rc<dyn MediaSink>>,
+    pub transports: HashMap<TransportId, TransportNode>,
+    pub producers: HashMap<ProducerId, ProducerNode>,
+    pub consumers: HashMap<ConsumerId, ConsumerNode>,
+    pub middleware: Vec<AttachedMiddleware>,
+    pub closed: bool,
+}
+
+impl Room {
+    /// Emits an event to middleware and subscribers.
+    pub fn emit(&mut self, event: Event) {
+        let mut failed = Vec::new();
+        for (i, m) in self.middleware.iter_mut().enumerate() {
+            if let Err(message) = contain(|| m.instance.on_event(&event)) {
+                failed.push((i, message));
+            }
+        }
+        self.detach_failed(failed);
+        self.shared.events.emit(event);
+    }
+
+    fn detach_failed(&mut self, mut failed: Vec<(usize, String)>) {
+        failed.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, message) in failed {
+            let m = self.middleware.remove(i);
+            tracing::error!(router = %self.id, middleware = %m.name, %message, "middleware panicked; detached");
+        }
+    }
+
+    /// Forwards one incoming RTP packet, showing it to middleware first.
+    pub fn on_rtp(&mut self, transport: TransportId, packet: Bytes) {
+        let Room {
+            forwarder,
+            middleware,
+            ..
+        } = self;
+        let mut failed = Vec::new();
+        let outcome = forwarder.on_rtp_with(transport, packet, Instant::now(), |pid, pkt| {
+            for (i, m) in middleware.iter_mut().enumerate() {
+                if let Err(message) = contain(|| m.instance.on_rtp(pid, pkt)) {
+                    failed.push((i, message));
+                }
+            }
+        });
+        self.detach_failed(failed);
+        let load = self.shared.load(self.worker);
+        load.packets_in.fetch_add(1, Ordering::Relaxed);
+        if let RtpOutcome::Forwarded { consumers, .. } = outcome {
+            load.packets_out
+                .fetch_add(consumers as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes a consumer. Returns false if it was already gone.
+    pub fn close_consumer(&mut self, id: ConsumerId, reason: CloseReason) -> bool {
+        let Some(node) = self.consumers.remove(&id) else {
+            return false;
+        };
+        self.forwarder.remove_consumer(id);
+        self.shared.index.consumers.remove(&id);
+        self.shared
+            .load(self.worker)
+            .consumers
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(t) = self.transports.get(&node.transport) {
+            t.addr.do_send(crate::transport::ChildClosed::Consumer(id));
+        }
+        node.addr.do_send(Stop);
+        self.emit(Event::ConsumerClosed {
+            router: self.id,
+            transport: node.transport,
+            consumer: id,
+            producer: node.producer,
+            reason,
+        });
+        true
+    }
+
+    /// Closes a producer and, first, its consumers.
+    pub fn close_producer(&mut self, id: ProducerId, reason: CloseReason) -> bool {
+        let Some(node) = self.producers.remove(&id) else {
+            return false;
+        };
+        let consumers: Vec<ConsumerId> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.producer == id)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in consumers {
+            self.close_consumer(cid, CloseReason::ProducerClosed);
+        }
+        self.forwarder.remove_producer(id);
+        self.shared.index.producers.remove(&id);
+        self.shared
+            .load(self.worker)
+            .producers
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(t) = self.transports.get(&node.transport) {
+            t.addr.do_send(crate::transport::ChildClosed::Producer(id));
+        }
+        node.addr.do_send(Stop);
+        self.emit(Event::ProducerClosed {
+            router: self.id,
+            transport: node.transport,
+            producer: id,
+            reason,
+        });
+        true
+    }
+
+    /// Closes a transport and, first, its consumers and producers.
+    pub fn close_transport(&mut self, id: TransportId, reason: CloseReason) -> bool {
+        if !self.transports.contains_key(&id) {
+            return false;
+        }
+        let child_reason = cascade(&reason);
+        let consumers: Vec<ConsumerId> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.transport == id)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in consumers {
+            self.close_consumer(cid, child_reason.clone());
+        }
+        let producers: Vec<ProducerId> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.transport == id)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in producers {
+            self.close_producer(pid, child_reason.clone());
+        }
+        let Some(node) = self.transports.remove(&id) else {
+            return false;
+        };
+        self.shared.index.transports.remove(&id);
+        self.shared
+            .load(self.worker)
+            .transports
+            .fetch_sub(1, Ordering::Relaxed);
+        node.addr.do_send(Stop);
+        self.emit(Event::TransportClosed {
+            router: self.id,
+            transport: id,
+            reason,
+        });
+        true
+    }
+
+    /// Closes everything in the room, then the room itself. Idempotent.
+    pub fn close(&mut self, reason: CloseReason) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.closed = true;
+        let child_reason = cascade(&reason);
+        let transports: Vec<TransportId> = self.transports.keys().copied().collect();
+        for t in transports {
+            self.close_transport(t, child_reason.clone());
+        }
+        for mut m in std::mem::take(&mut self.middleware) {
+            if let Err(message) = contain(|| m.instance.close()) {
+                tracing::error!(router = %self.id, middleware = %m.name, %message, "middleware panicked while closing");
+            }
+        }
+        self.shared.index.routers.remove(&self.id);
+        self.shared
+            .load(self.worker)
+            .routers
+            .fetch_sub(1, Ordering::Relaxed);
+        self.shared.events.emit(Event::RouterClosed {
+            router: self.id,
+            reason,
+        });
+        true
+    }
+}
+
+/// The reason children get when their parent closes for `reason`.
+fn cascade(reason: &CloseReason) -> CloseReason {
+    match reason {
+        CloseReason::Shutdown => CloseReason::Shutdown,
+        _ => CloseReason::ParentClosed,
+    }
+}
+
+/// How a transport hands what it receives to its room.
+pub(crate) struct RoomIo {
+    pub transport: TransportId,
+    pub router: RouterId,
+    pub room: Weak<RefCell<Room>>,
+    pub shared: Arc<Shared>,
+    pub on_crash: Box<dyn Fn(String)>,
+    /// Packets dropped because they arrived while the room was busy (a sink re-entering).
+    pub reentrant_drops: std::cell::Cell<u64>,
+}
+
+impl RoomIo {
+    fn with_room(&self, f: impl FnOnce(&mut Room)) {
+        let Some(room) = self.room.upgrade() else {
+            return;
+        };
+        let result = contain(|| match room.try_borrow_mut() {
+            Ok(mut r) if !r.closed => f(&mut r),
+            Ok(_) => {}
+            Err(_) => {
+                // A sink delivered into the router that is calling it. Dropping keeps the
+                // forwarding table consistent; the counter makes the plugin bug visible.
+                self.reentrant_drops.set(self.reentrant_drops.get() + 1);
+                tracing::warn!(transport = %self.transport, "re-entrant delivery dropped");
+            }
+        });
+        if let Err(message) = result {
+            (self.on_crash)(message);
+        }
+    }
+}
+
+impl TransportIo for RoomIo {
+    fn on_rtp(&self, packet: Bytes) {
+        let transport = self.transport;
+        self.with_room(|r| r.on_rtp(transport, packet));
+    }
+
+    fn on_rtcp(&self, packet: Bytes) {
+        let transport = self.transport;
+        self.with_room(|r| r.forwarder.on_rtcp(transport, packet, Instant::now()));
+    }
+
+    fn on_state(&self, state: TransportState) {
+        self.shared.events.emit(Event::TransportStateChanged {
+            router: self.router,
+            transport: self.transport,
+            state,
+        });
+    }
+}

@@ -1,0 +1,340 @@
+//! The Router actor: one room on one worker.
+
+use crate::api::TransportInfo;
+use crate::room::{Room, RoomIo, RoomRef};
+use crate::shared::Shared;
+use crate::supervision::{CrashGuard, contain};
+use crate::transport::TransportActor;
+use crate::worker::Factories;
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::forward::{Forwarder, ForwarderConfig};
+use switchboard_core::middleware::MiddlewareContext;
+use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::transport::TransportContext;
+use switchboard_core::{Error, ErrorCode, Result, RouterId, TransportId, WorkerId};
+
+/// How often the forwarder's timers (keyframe-request windows, sender reports) run.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Lifecycle of one room: creates transports, attaches middleware, runs the forwarder's
+/// timers, and closes everything when it closes or crashes.
+pub struct RouterActor {
+    id: RouterId,
+    room: RoomRef,
+    factories: Factories,
+    guard: CrashGuard,
+}
+
+impl RouterActor {
+    pub(crate) fn new(
+        id: RouterId,
+        worker: WorkerId,
+        shared: Arc<Shared>,
+        capabilities: RtpCapabilities,
+        factories: Factories,
+    ) -> Self {
+        let forwarder = Forwarder::new(ForwarderConfig::from(&shared.config.media));
+        let room = Rc::new(RefCell::new(Room {
+            id,
+            worker,
+            shared,
+            capabilities,
+            forwarder,
+            transports: Default::default(),
+            producers: Default::default(),
+            consumers: Default::default(),
+            middleware: Vec::new(),
+            closed: false,
+        }));
+        let weak = Rc::downgrade(&room);
+        Self {
+            id,
+            room,
+            factories,
+            guard: CrashGuard::new(move |message| {
+                if let Some(room) = weak.upgrade()
+                    && let Ok(mut r) = room.try_borrow_mut()
+                {
+                    r.close(CloseReason::Crashed { message });
+                }
+            }),
+        }
+    }
+
+    fn crash(&mut self, message: String, ctx: &mut Context<Self>) {
+        tracing::error!(router = %self.id, %message, "router crashed");
+        if let Ok(mut r) = self.room.try_borrow_mut() {
+            r.close(CloseReason::Crashed { message });
+        }
+        self.guard.disarm();
+        ctx.stop();
+    }
+}
+
+impl Actor for RouterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |act, ctx| {
+            let room = act.room.clone();
+            let result = contain(|| {
+                if let Ok(mut r) = room.try_borrow_mut() {
+                    r.forwarder.tick(Instant::now());
+                }
+            });
+            if let Err(message) = result {
+                act.crash(message, ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.guard.disarm();
+        if let Ok(mut r) = self.room.try_borrow_mut() {
+            r.close(CloseReason::Requested);
+        }
+    }
+}
+
+/// A panic on this router's forwarding path: close the room as crashed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RouterCrashed(pub String);
+
+impl Handler<RouterCrashed> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: RouterCrashed, ctx: &mut Self::Context) {
+        self.crash(msg.0, ctx);
+    }
+}
+
+/// Closes the router and everything in it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseRouter(pub CloseReason);
+
+impl Handler<CloseRouter> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: CloseRouter, ctx: &mut Self::Context) {
+        self.room.borrow_mut().close(msg.0);
+        self.guard.disarm();
+        ctx.stop();
+    }
+}
+
+/// Creates a transport of a registered plugin kind.
+#[derive(Message)]
+#[rtype(result = "Result<TransportInfo>")]
+pub struct CreateTransport {
+    /// Plugin kind, e.g. `direct`.
+    pub kind: String,
+    /// Plugin-specific options.
+    pub options: Value,
+}
+
+impl Handler<CreateTransport> for RouterActor {
+    type Result = Result<TransportInfo>;
+    fn handle(&mut self, msg: CreateTransport, ctx: &mut Self::Context) -> Result<TransportInfo> {
+        let (shared, worker) = {
+            let r = self.room.borrow();
+            let max = r.shared.config.limits.max_transports_per_room;
+            if r.transports.len() >= max {
+                return Err(Error::limit("transports per room", max));
+            }
+            (r.shared.clone(), r.worker)
+        };
+        shared.transports.require(&msg.kind)?;
+        let id = TransportId::new();
+        let router_addr = ctx.address();
+        let io = Rc::new(RoomIo {
+            transport: id,
+            router: self.id,
+            room: Rc::downgrade(&self.room),
+            shared: shared.clone(),
+            on_crash: Box::new(move |message| router_addr.do_send(RouterCrashed(message))),
+            reentrant_drops: Default::default(),
+        });
+        let tctx = TransportContext {
+            id,
+            router: self.id,
+            worker,
+            io,
+        };
+        let created = {
+            let mut factories = self.factories.borrow_mut();
+            let factory = factories.get_mut(msg.kind.as_str()).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::UnknownPlugin,
+                    format!("transport plugin {:?} is not running on {worker}", msg.kind),
+                )
+            })?;
+            contain(|| factory.create(tctx, &msg.options))
+                .map_err(|m| Error::new(ErrorCode::TransportFailed, format!("plugin panicked: {m}")))??
+        };
+        let local = contain(|| created.local_parameters()).unwrap_or(Value::Null);
+        let sink = created.sink();
+        let addr = TransportActor::new(id, self.id, msg.kind.clone(), self.room.clone(), created).start();
+        let mut r = self.room.borrow_mut();
+        r.transports.insert(
+            id,
+            crate::room::TransportNode {
+                addr: addr.clone(),
+                kind: msg.kind.clone(),
+                sink,
+            },
+        );
+        shared.index.transports.insert(id, (self.id, addr));
+        shared.load(worker).transports.fetch_add(1, Ordering::Relaxed);
+        r.emit(Event::TransportCreated {
+            router: self.id,
+            transport: id,
+            kind: msg.kind.clone(),
+        });
+        Ok(TransportInfo {
+            id,
+            router: self.id,
+            kind: msg.kind,
+            local,
+        })
+    }
+}
+
+/// The router's RTP capabilities.
+#[derive(Message)]
+#[rtype(result = "RtpCapabilities")]
+pub struct GetCapabilities;
+
+impl Handler<GetCapabilities> for RouterActor {
+    type Result = actix::MessageResult<GetCapabilities>;
+    fn handle(&mut self, _: GetCapabilities, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.room.borrow().capabilities.clone())
+    }
+}
+
+/// Attaches a registered middleware to this room.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct AttachMiddleware {
+    /// Registered name.
+    pub name: String,
+    /// Middleware-specific options.
+    pub options: Value,
+}
+
+impl Handler<AttachMiddleware> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: AttachMiddleware, _: &mut Self::Context) -> Result<()> {
+        let mut r = self.room.borrow_mut();
+        if r.middleware.iter().any(|m| m.name == msg.name) {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!("middleware {:?} is already attached", msg.name),
+            ));
+        }
+        let factory = r.shared.middleware.require(&msg.name)?.clone();
+        let ctx = MiddlewareContext {
+            router: r.id,
+            worker: r.worker,
+        };
+        let instance = contain(|| factory.create(ctx, &msg.options)).map_err(|m| {
+            Error::new(ErrorCode::MiddlewareFailed, format!("middleware panicked: {m}"))
+        })??;
+        r.middleware.push(crate::room::AttachedMiddleware {
+            name: msg.name,
+            instance,
+        });
+        Ok(())
+    }
+}
+
+/// Detaches a middleware from this room.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct DetachMiddleware(pub String);
+
+impl Handler<DetachMiddleware> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: DetachMiddleware, _: &mut Self::Context) -> Result<()> {
+        let mut r = self.room.borrow_mut();
+        let i = r
+            .middleware
+            .iter()
+            .position(|m| m.name == msg.0)
+            .ok_or_else(|| Error::not_found("attached middleware", &msg.0))?;
+        let mut m = r.middleware.remove(i);
+        drop(r);
+        contain(|| m.instance.close())
+            .map_err(|e| Error::new(ErrorCode::MiddlewareFailed, e))?;
+        Ok(())
+    }
+}
+
+/// The router's full state: its tree of transports, producers and consumers.
+#[derive(Message)]
+#[rtype(result = "Result<Value>")]
+pub struct DumpRouter;
+
+impl Handler<DumpRouter> for RouterActor {
+    type Result = Result<Value>;
+    fn handle(&mut self, _: DumpRouter, _: &mut Self::Context) -> Result<Value> {
+        let r = self.room.borrow();
+        let transports: Vec<Value> = r
+            .transports
+            .iter()
+            .map(|(id, t)| json!({ "id": id, "kind": t.kind }))
+            .collect();
+        let producers: Vec<Value> = r
+            .producers
+            .iter()
+            .map(|(id, p)| json!({ "id": id, "transport": p.transport, "kind": p.kind, "paused": p.paused }))
+            .collect();
+        let consumers: Vec<Value> = r
+            .consumers
+            .iter()
+            .map(|(id, c)| json!({ "id": id, "transport": c.transport, "producer": c.producer, "kind": c.kind, "paused": c.paused }))
+            .collect();
+        let middleware: Vec<&str> = r.middleware.iter().map(|m| m.name.as_str()).collect();
+        Ok(json!({
+            "id": r.id,
+            "worker": r.worker,
+            "rtp_capabilities": r.capabilities,
+            "transports": transports,
+            "producers": producers,
+            "consumers": consumers,
+            "middleware": middleware,
+        }))
+    }
+}
+
+/// Router statistics: the forwarder's counters.
+#[derive(Message)]
+#[rtype(result = "Result<Value>")]
+pub struct RouterStatsRequest;
+
+impl Handler<RouterStatsRequest> for RouterActor {
+    type Result = Result<Value>;
+    fn handle(&mut self, _: RouterStatsRequest, _: &mut Self::Context) -> Result<Value> {
+        let r = self.room.borrow();
+        let middleware: Vec<Value> = r
+            .middleware
+            .iter()
+            .map(|m| json!({ "name": m.name, "stats": contain(|| m.instance.stats()).unwrap_or(Value::Null) }))
+            .collect();
+        Ok(json!({
+            "type": "router",
+            "id": r.id,
+            "transports": r.transports.len(),
+            "producers": r.forwarder.producer_count(),
+            "consumers": r.forwarder.consumer_count(),
+            "counters": r.forwarder.stats(),
+            "middleware": middleware,
+        }))
+    }
+}

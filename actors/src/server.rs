@@ -1,0 +1,610 @@
+//! The Server actor (supervises workers, places routers) and [`ServerHandle`], the Rust API.
+
+use crate::api::{
+    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
+    TransportInfo,
+};
+use crate::consumer::{
+    CloseConsumer, ConsumerStatsRequest, DumpConsumer, RequestConsumerKeyframe, SetConsumerPaused,
+};
+use crate::producer::{
+    CloseProducer, DumpProducer, ProducerStatsRequest, RequestProducerKeyframe, SetProducerPaused,
+};
+use crate::router::{
+    AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
+    RouterStatsRequest,
+};
+use crate::shared::{Shared, WorkerInfo};
+use crate::supervision::install_panic_hook;
+use crate::transport::{
+    CloseTransport, Consume, ConnectTransport, DumpTransport, Produce, TransportStatsRequest,
+};
+use crate::worker::{Ready, SpawnRouter, WorkerActor, WorkerCrashed};
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, MailboxError, Message};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use switchboard_core::config::Config;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::middleware::MiddlewareRegistry;
+use switchboard_core::negotiation;
+use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::transport::TransportRegistry;
+use switchboard_core::{
+    ConsumerId, Error, ErrorCode, ProducerId, Result, RouterId, TransportId, WorkerId,
+};
+use tokio::sync::{mpsc, oneshot};
+
+struct WorkerSlot {
+    arbiter: ArbiterHandle,
+    addr: Addr<WorkerActor>,
+}
+
+/// Supervises the workers and places new routers.
+pub struct ServerActor {
+    shared: Arc<Shared>,
+    workers: Vec<WorkerSlot>,
+}
+
+impl Actor for ServerActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<WorkerCrashed> for ServerActor {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerCrashed, ctx: &mut Self::Context) {
+        tracing::error!(worker = %msg.worker, message = %msg.message, "worker actor died; restarting it");
+        self.shared.events.emit(Event::WorkerDied {
+            worker: msg.worker,
+            message: msg.message,
+        });
+        let Some(slot) = self.workers.get_mut(msg.worker.0 as usize) else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let server = actix::AsyncContext::address(ctx);
+        let id = msg.worker;
+        slot.addr = WorkerActor::start_in_arbiter(&slot.arbiter, move |_| {
+            WorkerActor::boot(id, shared, server)
+        });
+        self.shared
+            .events
+            .emit(Event::WorkerRestarted { worker: id });
+    }
+}
+
+struct CreateRouterRequest(RouterOptions);
+
+impl Message for CreateRouterRequest {
+    type Result = Result<(RouterInfo, Addr<crate::router::RouterActor>)>;
+}
+
+impl Handler<CreateRouterRequest> for ServerActor {
+    type Result = actix::ResponseFuture<Result<(RouterInfo, Addr<crate::router::RouterActor>)>>;
+
+    fn handle(&mut self, msg: CreateRouterRequest, _: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        let prepared = (|| {
+            let codecs = match msg.0.codecs {
+                Some(c) => c,
+                None if !shared.config.media.codecs.is_empty() => shared.config.media.codecs.clone(),
+                None => negotiation::default_router_codecs(),
+            };
+            let capabilities = negotiation::router_capabilities(&codecs)?;
+            let max = shared.config.limits.max_rooms;
+            let rooms: usize = shared
+                .loads
+                .iter()
+                .map(|l| l.routers.load(Ordering::Relaxed))
+                .sum();
+            if rooms >= max {
+                return Err(Error::limit("rooms", max));
+            }
+            let worker = match msg.0.worker {
+                Some(w) if (w.0 as usize) < self.workers.len() => w,
+                Some(w) => return Err(Error::not_found("worker", w)),
+                None => least_loaded(&shared),
+            };
+            // Reserve the slot now so concurrent creations see it before the worker replies.
+            shared.load(worker).routers.fetch_add(1, Ordering::Relaxed);
+            Ok((capabilities, worker))
+        })();
+        let addr = prepared
+            .as_ref()
+            .ok()
+            .map(|(_, w)| self.workers[w.0 as usize].addr.clone());
+        Box::pin(async move {
+            let (capabilities, worker) = prepared?;
+            let addr = addr.ok_or_else(|| Error::internal("worker vanished"))?;
+            let id = RouterId::new();
+            let result = addr
+                .send(SpawnRouter {
+                    id,
+                    capabilities: capabilities.clone(),
+                })
+                .await
+                .map_err(mailbox("worker"))
+                .and_then(|r| r);
+            match result {
+                Ok(router) => Ok((
+                    RouterInfo {
+                        id,
+                        worker,
+                        rtp_capabilities: capabilities,
+                    },
+                    router,
+                )),
+                Err(e) => {
+                    shared.load(worker).routers.fetch_sub(1, Ordering::Relaxed);
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+fn least_loaded(shared: &Shared) -> WorkerId {
+    let best = shared
+        .loads
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, l)| (l.score(), *i))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    WorkerId(best as u32)
+}
+
+struct Shutdown;
+
+impl Message for Shutdown {
+    type Result = ();
+}
+
+impl Handler<Shutdown> for ServerActor {
+    type Result = actix::ResponseFuture<()>;
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let routers: Vec<_> = self
+            .shared
+            .index
+            .routers
+            .iter()
+            .map(|e| e.value().1.clone())
+            .collect();
+        let arbiters: Vec<ArbiterHandle> = self.workers.iter().map(|w| w.arbiter.clone()).collect();
+        Box::pin(async move {
+            for router in routers {
+                let _ = router.send(CloseRouter(CloseReason::Shutdown)).await;
+            }
+            for a in arbiters {
+                a.stop();
+            }
+            actix_rt::System::current().stop();
+        })
+    }
+}
+
+fn mailbox(what: &'static str) -> impl Fn(MailboxError) -> Error {
+    move |e| match e {
+        MailboxError::Closed => Error::closed(what),
+        MailboxError::Timeout => Error::new(ErrorCode::Timeout, format!("{what} did not answer")),
+    }
+}
+
+/// Starts a server.
+pub struct Server;
+
+impl Server {
+    /// Starts the actor system on its own threads: one Worker (an actix Arbiter) per
+    /// configured worker, each with every registered transport plugin started on it.
+    /// Returns once every worker is ready, or the first plugin start-up error.
+    pub fn start(
+        config: Arc<Config>,
+        transports: TransportRegistry,
+        middleware: MiddlewareRegistry,
+    ) -> Result<ServerHandle> {
+        install_panic_hook();
+        let workers = config.server.worker_count();
+        let shared = Shared::new(config, transports, middleware, workers);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<ServerHandle>>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("switchboard-server".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let booted = system.block_on(boot(thread_shared, workers, done_rx_holder()));
+                let ok = booted.is_ok();
+                let _ = ready_tx.send(booted);
+                if ok {
+                    let _ = system.run();
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::internal(format!("cannot start server thread: {e}")))?;
+        let mut handle = ready_rx
+            .recv()
+            .map_err(|_| Error::internal("server thread died during start-up"))??;
+        handle.done = Arc::new(Mutex::new(Some(done_rx)));
+        Ok(handle)
+    }
+}
+
+// The done receiver is attached after boot; boot gets a placeholder.
+fn done_rx_holder() -> Arc<Mutex<Option<oneshot::Receiver<()>>>> {
+    Arc::new(Mutex::new(None))
+}
+
+async fn boot(
+    shared: Arc<Shared>,
+    workers: usize,
+    done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+) -> Result<ServerHandle> {
+    let server = ServerActor::create(|ctx| {
+        let server_addr = actix::AsyncContext::address(ctx);
+        let slots = (0..workers)
+            .map(|i| {
+                let arbiter = Arbiter::new().handle();
+                let id = WorkerId(i as u32);
+                let shared = shared.clone();
+                let server = server_addr.clone();
+                let addr = WorkerActor::start_in_arbiter(&arbiter, move |_| {
+                    WorkerActor::boot(id, shared, server)
+                });
+                WorkerSlot { arbiter, addr }
+            })
+            .collect();
+        ServerActor {
+            shared: shared.clone(),
+            workers: slots,
+        }
+    });
+    let addrs: Vec<Addr<WorkerActor>> = (0..workers)
+        .map(|i| server.send(WorkerAddr(WorkerId(i as u32))))
+        .collect::<futures_join::JoinAll<_>>()
+        .await
+        .into_iter()
+        .map(|r| r.map_err(mailbox("server")).and_then(|a| a))
+        .collect::<Result<_>>()?;
+    for addr in &addrs {
+        if let Err(e) = addr.send(Ready).await.map_err(mailbox("worker")).and_then(|r| r) {
+            for w in &addrs {
+                let _ = w;
+            }
+            actix_rt::System::current().stop();
+            return Err(Error::new(ErrorCode::InvalidConfig, e.message));
+        }
+    }
+    tracing::info!(workers, "server started");
+    Ok(ServerHandle {
+        shared,
+        server,
+        done,
+    })
+}
+
+struct WorkerAddr(WorkerId);
+
+impl Message for WorkerAddr {
+    type Result = Result<Addr<WorkerActor>>;
+}
+
+impl Handler<WorkerAddr> for ServerActor {
+    type Result = Result<Addr<WorkerActor>>;
+    fn handle(&mut self, msg: WorkerAddr, _: &mut Self::Context) -> Self::Result {
+        self.workers
+            .get(msg.0.0 as usize)
+            .map(|w| w.addr.clone())
+            .ok_or_else(|| Error::not_found("worker", msg.0))
+    }
+}
+
+/// Minimal join-all so the crate needs no futures dependency.
+mod futures_join {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct JoinAll<F: Future> {
+        items: Vec<(Pin<Box<F>>, Option<F::Output>)>,
+    }
+
+    impl<F: Future> FromIterator<F> for JoinAll<F> {
+        fn from_iter<I: IntoIterator<Item = F>>(iter: I) -> Self {
+            Self {
+                items: iter.into_iter().map(|f| (Box::pin(f), None)).collect(),
+            }
+        }
+    }
+
+    impl<F: Future> Future for JoinAll<F>
+    where
+        F::Output: Unpin,
+    {
+        type Output = Vec<F::Output>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let mut pending = false;
+            for (f, out) in self.items.iter_mut() {
+                if out.is_none() {
+                    match f.as_mut().poll(cx) {
+                        Poll::Ready(v) => *out = Some(v),
+                        Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(self.items.iter_mut().filter_map(|(_, o)| o.take()).collect())
+            }
+        }
+    }
+}
+
+/// The Rust API of a running server. Cheap to clone, usable from any thread and any async
+/// runtime: every call is a message to the actor that owns the object.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    server: Addr<ServerActor>,
+    done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl ServerHandle {
+    async fn ask<A, M, T>(addr: Addr<A>, msg: M, what: &'static str) -> Result<T>
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message<Result = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        addr.send(msg).await.map_err(mailbox(what))?
+    }
+
+    fn router(&self, id: RouterId) -> Result<Addr<crate::router::RouterActor>> {
+        self.shared
+            .index
+            .routers
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("router", id))
+    }
+
+    fn transport(&self, id: TransportId) -> Result<Addr<crate::transport::TransportActor>> {
+        self.shared
+            .index
+            .transports
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("transport", id))
+    }
+
+    fn producer(&self, id: ProducerId) -> Result<Addr<crate::producer::ProducerActor>> {
+        self.shared
+            .index
+            .producers
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("producer", id))
+    }
+
+    fn consumer(&self, id: ConsumerId) -> Result<Addr<crate::consumer::ConsumerActor>> {
+        self.shared
+            .index
+            .consumers
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("consumer", id))
+    }
+
+    /// Subscribes to every event. Slow readers lose events rather than stall the server.
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe(None, 4096)
+    }
+
+    /// Subscribes to one room's events.
+    pub fn subscribe_room(&self, router: RouterId) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe(Some(router), 4096)
+    }
+
+    /// Events dropped because a subscriber did not keep up.
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.events.dropped()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Registered transport plugin kinds.
+    pub fn transport_kinds(&self) -> Vec<&'static str> {
+        self.shared.transports.kinds()
+    }
+
+    /// Registered middleware names.
+    pub fn middleware_names(&self) -> Vec<&'static str> {
+        self.shared.middleware.names()
+    }
+
+    /// Every worker's load.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.shared
+            .loads
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l.info(WorkerId(i as u32)))
+            .collect()
+    }
+
+    /// Live routers and their workers.
+    pub fn routers(&self) -> Vec<(RouterId, WorkerId)> {
+        self.shared
+            .index
+            .routers
+            .iter()
+            .map(|e| (*e.key(), e.value().0))
+            .collect()
+    }
+
+    /// Creates a router (a room) on the least-loaded worker, or the one asked for.
+    pub async fn create_router(&self, options: RouterOptions) -> Result<RouterInfo> {
+        let (info, _) = self
+            .server
+            .send(CreateRouterRequest(options))
+            .await
+            .map_err(mailbox("server"))??;
+        Ok(info)
+    }
+
+    /// Closes a router and everything in it.
+    pub async fn close_router(&self, id: RouterId) -> Result<()> {
+        self.router(id)?
+            .send(CloseRouter(CloseReason::Requested))
+            .await
+            .map_err(mailbox("router"))
+    }
+
+    /// A router's RTP capabilities.
+    pub async fn router_capabilities(&self, id: RouterId) -> Result<RtpCapabilities> {
+        self.router(id)?
+            .send(GetCapabilities)
+            .await
+            .map_err(mailbox("router"))
+    }
+
+    /// A router's tree of transports, producers and consumers.
+    pub async fn dump_router(&self, id: RouterId) -> Result<Value> {
+        Self::ask(self.router(id)?, DumpRouter, "router").await
+    }
+
+    /// A router's forwarding counters.
+    pub async fn router_stats(&self, id: RouterId) -> Result<Value> {
+        Self::ask(self.router(id)?, RouterStatsRequest, "router").await
+    }
+
+    /// Attaches a registered middleware to a room.
+    pub async fn attach_middleware(&self, router: RouterId, name: &str, options: Value) -> Result<()> {
+        let msg = AttachMiddleware {
+            name: name.to_owned(),
+            options,
+        };
+        Self::ask(self.router(router)?, msg, "router").await
+    }
+
+    /// Detaches a middleware from a room.
+    pub async fn detach_middleware(&self, router: RouterId, name: &str) -> Result<()> {
+        Self::ask(self.router(router)?, DetachMiddleware(name.to_owned()), "router").await
+    }
+
+    /// Creates a transport of a registered plugin kind in a router.
+    pub async fn create_transport(&self, router: RouterId, kind: &str, options: Value) -> Result<TransportInfo> {
+        let msg = CreateTransport {
+            kind: kind.to_owned(),
+            options,
+        };
+        Self::ask(self.router(router)?, msg, "router").await
+    }
+
+    /// Gives a transport the remote side's parameters.
+    pub async fn connect_transport(&self, id: TransportId, params: Value) -> Result<Value> {
+        Self::ask(self.transport(id)?, ConnectTransport(params), "transport").await
+    }
+
+    /// Closes a transport with its producers and consumers.
+    pub async fn close_transport(&self, id: TransportId) -> Result<()> {
+        Self::ask(self.transport(id)?, CloseTransport, "transport").await
+    }
+
+    /// A transport's full state.
+    pub async fn dump_transport(&self, id: TransportId) -> Result<Value> {
+        Self::ask(self.transport(id)?, DumpTransport, "transport").await
+    }
+
+    /// A transport's statistics.
+    pub async fn transport_stats(&self, id: TransportId) -> Result<Value> {
+        Self::ask(self.transport(id)?, TransportStatsRequest, "transport").await
+    }
+
+    /// Creates a producer on a transport.
+    pub async fn produce(&self, transport: TransportId, options: ProduceOptions) -> Result<ProducerInfo> {
+        Self::ask(self.transport(transport)?, Produce(options), "transport").await
+    }
+
+    /// Creates a consumer on a transport.
+    pub async fn consume(&self, transport: TransportId, options: ConsumeOptions) -> Result<ConsumerInfo> {
+        Self::ask(self.transport(transport)?, Consume(options), "transport").await
+    }
+
+    /// Pauses or resumes a producer.
+    pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<()> {
+        Self::ask(self.producer(id)?, SetProducerPaused(paused), "producer").await
+    }
+
+    /// Closes a producer and its consumers.
+    pub async fn close_producer(&self, id: ProducerId) -> Result<()> {
+        Self::ask(self.producer(id)?, CloseProducer, "producer").await
+    }
+
+    /// Asks a producer's sender for a keyframe.
+    pub async fn request_producer_keyframe(&self, id: ProducerId) -> Result<()> {
+        Self::ask(self.producer(id)?, RequestProducerKeyframe, "producer").await
+    }
+
+    /// A producer's statistics.
+    pub async fn producer_stats(&self, id: ProducerId) -> Result<Value> {
+        Self::ask(self.producer(id)?, ProducerStatsRequest, "producer").await
+    }
+
+    /// A producer's full state.
+    pub async fn dump_producer(&self, id: ProducerId) -> Result<Value> {
+        Self::ask(self.producer(id)?, DumpProducer, "producer").await
+    }
+
+    /// Pauses or resumes a consumer.
+    pub async fn set_consumer_paused(&self, id: ConsumerId, paused: bool) -> Result<()> {
+        Self::ask(self.consumer(id)?, SetConsumerPaused(paused), "consumer").await
+    }
+
+    /// Closes a consumer.
+    pub async fn close_consumer(&self, id: ConsumerId) -> Result<()> {
+        Self::ask(self.consumer(id)?, CloseConsumer, "consumer").await
+    }
+
+    /// Asks the consumer's producer for a keyframe.
+    pub async fn request_consumer_keyframe(&self, id: ConsumerId) -> Result<()> {
+        Self::ask(self.consumer(id)?, RequestConsumerKeyframe, "consumer").await
+    }
+
+    /// A consumer's statistics.
+    pub async fn consumer_stats(&self, id: ConsumerId) -> Result<Value> {
+        Self::ask(self.consumer(id)?, ConsumerStatsRequest, "consumer").await
+    }
+
+    /// A consumer's full state.
+    pub async fn dump_consumer(&self, id: ConsumerId) -> Result<Value> {
+        Self::ask(self.consumer(id)?, DumpConsumer, "consumer").await
+    }
+
+    /// Closes every room (each emitting its events with reason `shutdown`), stops the
+    /// workers, and waits for the actor system to exit.
+    pub fn shutdown(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let done = self.done.lock().ok().and_then(|mut d| d.take());
+            if self.server.connected() {
+                self.server
+                    .send(Shutdown)
+                    .await
+                    .map_err(mailbox("server"))?;
+            }
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+            Ok(())
+        })
+    }
+}

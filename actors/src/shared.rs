@@ -1,0 +1,132 @@
+//! State shared by all threads of one server: the object index, the event bus, worker load.
+
+use crate::consumer::ConsumerActor;
+use crate::events::EventBus;
+use crate::producer::ProducerActor;
+use crate::router::RouterActor;
+use crate::transport::TransportActor;
+use actix::Addr;
+use dashmap::DashMap;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use switchboard_core::config::Config;
+use switchboard_core::middleware::MiddlewareRegistry;
+use switchboard_core::transport::TransportRegistry;
+use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+
+/// Where a live object is, so a request from any thread reaches its actor directly.
+pub struct Index {
+    /// Routers.
+    pub routers: DashMap<RouterId, (WorkerId, Addr<RouterActor>)>,
+    /// Transports and their routers.
+    pub transports: DashMap<TransportId, (RouterId, Addr<TransportActor>)>,
+    /// Producers and their routers.
+    pub producers: DashMap<ProducerId, (RouterId, Addr<ProducerActor>)>,
+    /// Consumers and their routers.
+    pub consumers: DashMap<ConsumerId, (RouterId, Addr<ConsumerActor>)>,
+}
+
+/// What one worker is doing, read by placement and by stats without asking the worker.
+#[derive(Default)]
+pub struct WorkerLoad {
+    /// Routers on the worker.
+    pub routers: AtomicUsize,
+    /// Transports on the worker.
+    pub transports: AtomicUsize,
+    /// Producers on the worker.
+    pub producers: AtomicUsize,
+    /// Consumers on the worker.
+    pub consumers: AtomicUsize,
+    /// RTP packets received.
+    pub packets_in: AtomicU64,
+    /// RTP packets sent to consumers.
+    pub packets_out: AtomicU64,
+}
+
+/// A snapshot of a worker's load.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The worker.
+    pub id: WorkerId,
+    /// Routers on it.
+    pub routers: usize,
+    /// Transports on it.
+    pub transports: usize,
+    /// Producers on it.
+    pub producers: usize,
+    /// Consumers on it.
+    pub consumers: usize,
+    /// RTP packets received so far.
+    pub packets_in: u64,
+    /// RTP packets forwarded so far.
+    pub packets_out: u64,
+}
+
+impl WorkerLoad {
+    /// A snapshot.
+    pub fn info(&self, id: WorkerId) -> WorkerInfo {
+        WorkerInfo {
+            id,
+            routers: self.routers.load(Ordering::Relaxed),
+            transports: self.transports.load(Ordering::Relaxed),
+            producers: self.producers.load(Ordering::Relaxed),
+            consumers: self.consumers.load(Ordering::Relaxed),
+            packets_in: self.packets_in.load(Ordering::Relaxed),
+            packets_out: self.packets_out.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The placement score: lower is less loaded. Objects stand in for cost until the
+    /// forwarding rate is measured per worker.
+    pub fn score(&self) -> usize {
+        self.routers.load(Ordering::Relaxed)
+            + self.transports.load(Ordering::Relaxed)
+            + self.producers.load(Ordering::Relaxed)
+            + self.consumers.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything every actor of the server may need.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Registered transport plugins.
+    pub transports: TransportRegistry,
+    /// Registered middleware.
+    pub middleware: MiddlewareRegistry,
+    /// Live objects.
+    pub index: Index,
+    /// Event delivery.
+    pub events: EventBus,
+    /// Per-worker load, indexed by worker number.
+    pub loads: Vec<WorkerLoad>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        transports: TransportRegistry,
+        middleware: MiddlewareRegistry,
+        workers: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            transports,
+            middleware,
+            index: Index {
+                routers: DashMap::new(),
+                transports: DashMap::new(),
+                producers: DashMap::new(),
+                consumers: DashMap::new(),
+            },
+            events: EventBus::default(),
+            loads: (0..workers).map(|_| WorkerLoad::default()).collect(),
+        })
+    }
+
+    /// The load counters of a worker.
+    pub fn load(&self, worker: WorkerId) -> &WorkerLoad {
+        &self.loads[worker.0 as usize % self.loads.len()]
+    }
+}

@@ -1,0 +1,84 @@
+//! Containing failures: panics in plugin, middleware or forwarding code become clean closures
+//! with a `crashed` reason instead of taking down a worker thread.
+//!
+//! Two mechanisms work together. Calls into code we do not control are wrapped in
+//! [`contain`], which turns a panic into an error carrying the panic message. And every actor
+//! holds a [`CrashGuard`]: if the actor's task dies without a clean stop (a panic somewhere
+//! we did not wrap), dropping the guard runs the actor's crash handler, so its parent still
+//! learns about it and the backend still gets exactly one closing event.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs a panic hook (once per process) that remembers each thread's last panic message
+/// and logs it through `tracing`, then defers to the previous hook.
+pub fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let text = format!("{message}{location}");
+            tracing::error!(panic = %text, "contained a panic");
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
+            if std::env::var_os("SWITCHBOARD_PANIC_BACKTRACE").is_some() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The last panic message seen on this thread, if any, clearing it.
+pub fn take_last_panic() -> Option<String> {
+    LAST_PANIC.with(|p| p.borrow_mut().take())
+}
+
+/// Runs `f`, turning a panic into `Err(message)`.
+pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
+        take_last_panic().unwrap_or_else(|| "panicked".to_owned())
+    })
+}
+
+/// Runs a closure when dropped, unless disarmed: the actor's "I died" signal.
+pub struct CrashGuard {
+    on_crash: Option<Box<dyn FnOnce(String)>>,
+}
+
+impl CrashGuard {
+    /// A guard that calls `on_crash` with the panic message if the actor dies uncleanly.
+    pub fn new(on_crash: impl FnOnce(String) + 'static) -> Self {
+        Self {
+            on_crash: Some(Box::new(on_crash)),
+        }
+    }
+
+    /// The actor stopped cleanly; nothing to report.
+    pub fn disarm(&mut self) {
+        self.on_crash = None;
+    }
+}
+
+impl Drop for CrashGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_crash.take() {
+            let message = take_last_panic().unwrap_or_else(|| "actor stopped unexpectedly".into());
+            // The crash handler itself must never unwind out of a destructor.
+            let _ = contain(|| f(message));
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The Worker actor: one media thread (an actix Arbiter) and the routers on it.
+
+use crate::router::RouterActor;
+use crate::server::ServerActor;
+use crate::shared::Shared;
+use crate::supervision::{CrashGuard, contain};
+use actix::{Actor, Addr, Context, Handler, Message};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use switchboard_core::event::Event;
+use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::transport::TransportFactory;
+use switchboard_core::{Error, ErrorCode, Result, RouterId, WorkerId};
+
+/// The transport factories of one worker thread, by plugin kind.
+pub(crate) type Factories = Rc<RefCell<HashMap<&'static str, Box<dyn TransportFactory>>>>;
+
+thread_local! {
+    /// Plugin state outlives a Worker actor that crashes: routers and transports on this
+    /// thread keep using it, and the restarted Worker picks it up again.
+    static THREAD_FACTORIES: RefCell<Option<(Factories, Option<Error>)>> = const { RefCell::new(None) };
+}
+
+/// One worker: creates routers on its thread and holds its transport plugins' per-worker
+/// state (such as a shared UDP socket).
+pub struct WorkerActor {
+    id: WorkerId,
+    shared: Arc<Shared>,
+    factories: Factories,
+    init_error: Option<Error>,
+    guard: CrashGuard,
+}
+
+impl WorkerActor {
+    /// Builds the worker on its own thread, starting each plugin there the first time.
+    pub(crate) fn boot(id: WorkerId, shared: Arc<Shared>, server: Addr<ServerActor>) -> Self {
+        let (factories, init_error) = THREAD_FACTORIES.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            slot.get_or_insert_with(|| start_plugins(id, &shared)).clone()
+        });
+        Self {
+            id,
+            shared,
+            factories,
+            init_error,
+            guard: CrashGuard::new(move |message| {
+                server.do_send(WorkerCrashed { worker: id, message })
+            }),
+        }
+    }
+}
+
+fn start_plugins(id: WorkerId, shared: &Shared) -> (Factories, Option<Error>) {
+    let mut map: HashMap<&'static str, Box<dyn TransportFactory>> = HashMap::new();
+    let mut error = None;
+    for plugin in shared.transports.iter() {
+        match contain(|| plugin.start_worker(id)) {
+            Ok(Ok(factory)) => {
+                map.insert(plugin.kind(), factory);
+            }
+            Ok(Err(e)) => {
+                error.get_or_insert(Error::new(
+                    e.code,
+                    format!("plugin {} on {id}: {}", plugin.kind(), e.message),
+                ));
+            }
+            Err(panic) => {
+                error.get_or_insert(Error::new(
+                    ErrorCode::TransportFailed,
+                    format!("plugin {} panicked starting on {id}: {panic}", plugin.kind()),
+                ));
+            }
+        }
+    }
+    (Rc::new(RefCell::new(map)), error)
+}
+
+impl Actor for WorkerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::info!(worker = %self.id, "worker started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.guard.disarm();
+    }
+}
+
+/// Tells the server a worker actor died.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct WorkerCrashed {
+    pub worker: WorkerId,
+    pub message: String,
+}
+
+/// Checks the worker started its plugins.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub(crate) struct Ready;
+
+impl Handler<Ready> for WorkerActor {
+    type Result = Result<()>;
+    fn handle(&mut self, _: Ready, _: &mut Self::Context) -> Result<()> {
+        match &self.init_error {
+            Some(e) => Err(e.clone()),
+            None => {
+                self.shared.events.emit(Event::WorkerStarted { worker: self.id });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Creates a router on this worker.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<RouterActor>>")]
+pub(crate) struct SpawnRouter {
+    pub id: RouterId,
+    pub capabilities: RtpCapabilities,
+}
+
+impl Handler<SpawnRouter> for WorkerActor {
+    type Result = Result<Addr<RouterActor>>;
+    fn handle(&mut self, msg: SpawnRouter, _: &mut Self::Context) -> Self::Result {
+        let addr = RouterActor::new(
+            msg.id,
+            self.id,
+            self.shared.clone(),
+            msg.capabilities,
+            self.factories.clone(),
+        )
+        .start();
+        self.shared
+            .index
+            .routers
+            .insert(msg.id, (self.id, addr.clone()));
+        self.shared.events.emit(Event::RouterCreated {
+            router: msg.id,
+            worker: self.id,
+        });
+        Ok(addr)
+    }
+}
