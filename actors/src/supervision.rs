@@ -16,7 +16,8 @@ thread_local! {
 }
 
 /// Installs a panic hook (once per process) that remembers each thread's last panic message
-/// and logs it through `tracing`, then defers to the previous hook.
+/// and logs it through `tracing`, then defers to the previous hook (so test failures and
+/// backtraces still print as usual).
 pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -35,9 +36,7 @@ pub fn install_panic_hook() {
             let text = format!("{message}{location}");
             tracing::error!(panic = %text, "contained a panic");
             LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
-            if std::env::var_os("SWITCHBOARD_PANIC_BACKTRACE").is_some() {
-                previous(info);
-            }
+            previous(info);
         }));
     });
 }

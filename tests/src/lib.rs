@@ -1,1 +1,255 @@
-//! End-to-end test helpers.
+//! Helpers shared by Switchboard's end-to-end tests: starting a server, building RTP, and
+//! awaiting events and packets (with a deadline that fails the test, never a sleep).
+
+use bytes::Bytes;
+use rtc_rtp::Packet;
+use rtc_rtp::header::Header;
+use rtc_shared::marshal::{Marshal, Unmarshal};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::{Server, ServerHandle};
+use switchboard_core::config::Config;
+use switchboard_core::event::Event;
+use switchboard_core::middleware::MiddlewareRegistry;
+use switchboard_core::rtp_parameters::{
+    MediaKind, RtcpFeedback, RtpCapabilities, RtpCodecCapability, RtpCodecParameters,
+    RtpEncodingParameters, RtpHeaderExtensionCapability, RtpHeaderExtensionParameters,
+    RtpParameters, RtxParameters, extension_uri,
+};
+use switchboard_core::transport::{TransportPlugin, TransportRegistry};
+use switchboard_transports::{DirectEndpoint, DirectPacket, DirectPlugin};
+use tokio::sync::mpsc;
+
+/// How long a test waits for something that should happen at once.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// A running server with the direct plugin.
+pub struct TestServer {
+    /// The server.
+    pub server: ServerHandle,
+    /// The direct plugin, to reach endpoints.
+    pub direct: Arc<DirectPlugin>,
+}
+
+/// Starts a server with `workers` workers, the direct plugin and any extra plugins.
+pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
+    let mut config = Config::default();
+    config.server.workers = workers;
+    start_with(config, extra)
+}
+
+/// Starts a server with this configuration.
+pub fn start_with(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
+    let mut transports = TransportRegistry::new();
+    let direct = DirectPlugin::new();
+    transports.register(direct.clone()).expect("register direct");
+    for p in extra {
+        transports.register(p).expect("register plugin");
+    }
+    let server = Server::start(Arc::new(config), transports, MiddlewareRegistry::new())
+        .expect("server starts");
+    TestServer { server, direct }
+}
+
+/// VP8 producer parameters as a browser would send them: PT 96, RTX 97, mid extension 4.
+pub fn vp8_producer(ssrc: u32, rtx_ssrc: u32) -> RtpParameters {
+    RtpParameters {
+        mid: Some("0".into()),
+        codecs: vec![
+            RtpCodecParameters {
+                mime_type: "video/VP8".into(),
+                payload_type: 96,
+                clock_rate: 90_000,
+                channels: None,
+                parameters: Default::default(),
+                rtcp_feedback: vec![
+                    RtcpFeedback::new("nack", ""),
+                    RtcpFeedback::new("nack", "pli"),
+                ],
+            },
+            RtpCodecParameters {
+                mime_type: "video/rtx".into(),
+                payload_type: 97,
+                clock_rate: 90_000,
+                channels: None,
+                parameters: [("apt".to_owned(), 96u32.into())].into_iter().collect(),
+                rtcp_feedback: vec![],
+            },
+        ],
+        header_extensions: vec![RtpHeaderExtensionParameters {
+            uri: extension_uri::MID.into(),
+            id: 4,
+            encrypt: false,
+        }],
+        encodings: vec![RtpEncodingParameters {
+            ssrc: Some(ssrc),
+            rtx: Some(RtxParameters { ssrc: rtx_ssrc }),
+            ..Default::default()
+        }],
+        rtcp: Default::default(),
+    }
+}
+
+/// Opus producer parameters: PT 111.
+pub fn opus_producer(ssrc: u32) -> RtpParameters {
+    RtpParameters {
+        mid: Some("1".into()),
+        codecs: vec![RtpCodecParameters {
+            mime_type: "audio/opus".into(),
+            payload_type: 111,
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        }],
+        header_extensions: vec![],
+        encodings: vec![RtpEncodingParameters {
+            ssrc: Some(ssrc),
+            ..Default::default()
+        }],
+        rtcp: Default::default(),
+    }
+}
+
+/// Receive capabilities of a subscriber that uses its own ids: VP8 on `vp8_pt` with RTX on
+/// `vp8_pt + 1` when `rtx`, Opus on 100, and the mid extension on `mid_id`.
+pub fn subscriber_caps(vp8_pt: u8, mid_id: u8, rtx: bool) -> RtpCapabilities {
+    let mut codecs = vec![
+        RtpCodecCapability {
+            kind: MediaKind::Video,
+            mime_type: "video/VP8".into(),
+            preferred_payload_type: Some(vp8_pt),
+            clock_rate: 90_000,
+            channels: None,
+            parameters: Default::default(),
+            rtcp_feedback: vec![
+                RtcpFeedback::new("nack", ""),
+                RtcpFeedback::new("nack", "pli"),
+            ],
+        },
+        RtpCodecCapability {
+            kind: MediaKind::Audio,
+            mime_type: "audio/opus".into(),
+            preferred_payload_type: Some(100),
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        },
+    ];
+    if rtx {
+        codecs.push(RtpCodecCapability {
+            kind: MediaKind::Video,
+            mime_type: "video/rtx".into(),
+            preferred_payload_type: Some(vp8_pt + 1),
+            clock_rate: 90_000,
+            channels: None,
+            parameters: [("apt".to_owned(), u32::from(vp8_pt).into())]
+                .into_iter()
+                .collect(),
+            rtcp_feedback: vec![],
+        });
+    }
+    RtpCapabilities {
+        codecs,
+        header_extensions: [MediaKind::Video, MediaKind::Audio]
+            .into_iter()
+            .map(|kind| RtpHeaderExtensionCapability {
+                kind,
+                uri: extension_uri::MID.into(),
+                preferred_id: mid_id,
+                preferred_encrypt: false,
+                direction: Default::default(),
+            })
+            .collect(),
+    }
+}
+
+/// A VP8 RTP packet whose payload encodes its sequence number; `keyframe` sets the VP8 key flag.
+pub fn vp8_packet(ssrc: u32, seq: u16, ts: u32, keyframe: bool) -> Bytes {
+    let mut header = Header {
+        version: 2,
+        payload_type: 96,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc,
+        marker: true,
+        ..Header::default()
+    };
+    let _ = header.set_extension(4, Bytes::from_static(b"0"));
+    Packet {
+        header,
+        payload: Bytes::from(vp8_payload(seq, keyframe)),
+    }
+    .marshal()
+    .expect("marshal")
+    .freeze()
+}
+
+/// The payload [`vp8_packet`] puts in a packet.
+pub fn vp8_payload(seq: u16, keyframe: bool) -> Vec<u8> {
+    let mut p = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(b"switchboard-test-frame");
+    p
+}
+
+/// An Opus RTP packet carrying `payload`.
+pub fn opus_packet(ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Bytes {
+    Packet {
+        header: Header {
+            version: 2,
+            payload_type: 111,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            ..Header::default()
+        },
+        payload: Bytes::copy_from_slice(payload),
+    }
+    .marshal()
+    .expect("marshal")
+    .freeze()
+}
+
+/// Waits for the next RTP packet on an endpoint (skipping RTCP), failing after [`DEADLINE`].
+pub async fn next_rtp(ep: &DirectEndpoint) -> Packet {
+    loop {
+        match tokio::time::timeout(DEADLINE, ep.recv()).await {
+            Ok(Some(DirectPacket::Rtp(mut b))) => return Packet::unmarshal(&mut b).expect("valid RTP"),
+            Ok(Some(DirectPacket::Rtcp(_))) => continue,
+            Ok(None) => panic!("endpoint closed while waiting for RTP"),
+            Err(_) => panic!("no RTP within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// Waits for the next RTCP compound packet on an endpoint (skipping RTP).
+pub async fn next_rtcp(ep: &DirectEndpoint) -> Vec<Box<dyn rtc_rtcp::packet::Packet>> {
+    loop {
+        match tokio::time::timeout(DEADLINE, ep.recv()).await {
+            Ok(Some(DirectPacket::Rtcp(mut b))) => {
+                return rtc_rtcp::packet::unmarshal(&mut b).expect("valid RTCP");
+            }
+            Ok(Some(DirectPacket::Rtp(_))) => continue,
+            Ok(None) => panic!("endpoint closed while waiting for RTCP"),
+            Err(_) => panic!("no RTCP within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// Waits for an event matching `pred`, returning it and the events skipped on the way.
+pub async fn wait_event(
+    rx: &mut mpsc::Receiver<Event>,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> (Event, Vec<Event>) {
+    let mut skipped = Vec::new();
+    loop {
+        match tokio::time::timeout(DEADLINE, rx.recv()).await {
+            Ok(Some(e)) if pred(&e) => return (e, skipped),
+            Ok(Some(e)) => skipped.push(e),
+            Ok(None) => panic!("event stream ended; skipped {skipped:?}"),
+            Err(_) => panic!("no matching event within {DEADLINE:?}; skipped {skipped:?}"),
+        }
+    }
+}

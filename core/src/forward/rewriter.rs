@@ -77,6 +77,9 @@ pub struct SeqRewriter {
     max_out_ts: u32,
     last_out_at: Option<Instant>,
     in_ssrc: Option<u32>,
+    /// The segment before the last resync, `(first out seq, last out seq, offset)`, so a
+    /// NACK for a packet lost just before a pause can still be answered.
+    previous: Option<(u16, u16, u16)>,
 }
 
 impl SeqRewriter {
@@ -94,6 +97,7 @@ impl SeqRewriter {
             max_out_ts: 0,
             last_out_at: None,
             in_ssrc: None,
+            previous: None,
         }
     }
 
@@ -138,10 +142,16 @@ impl SeqRewriter {
         if !self.started {
             return None;
         }
-        let in_segment = (out_seq == self.segment_out_start
-            || seq_newer(out_seq, self.segment_out_start))
-            && !seq_newer(out_seq, self.max_out_seq);
-        in_segment.then(|| out_seq.wrapping_sub(self.seq_offset))
+        let within = |start: u16, end: u16| {
+            (out_seq == start || seq_newer(out_seq, start)) && !seq_newer(out_seq, end)
+        };
+        if within(self.segment_out_start, self.max_out_seq) {
+            return Some(out_seq.wrapping_sub(self.seq_offset));
+        }
+        // A previous segment from another source SSRC cannot be answered: the buffer holds
+        // the new source's packets under those numbers.
+        let (start, end, offset) = self.previous?;
+        within(start, end).then(|| out_seq.wrapping_sub(offset))
     }
 
     /// The timestamp offset currently applied (for translating sender reports).
@@ -156,6 +166,8 @@ impl SeqRewriter {
 
     fn sync(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) {
         if self.started {
+            self.previous = (self.in_ssrc == Some(ssrc))
+                .then_some((self.segment_out_start, self.max_out_seq, self.seq_offset));
             let out_seq = self.max_out_seq.wrapping_add(1);
             self.seq_offset = out_seq.wrapping_sub(seq);
             if self.in_ssrc != Some(ssrc) {
@@ -299,7 +311,8 @@ mod tests {
         assert_eq!(r.map(1, 202, 9100, t), Some((104, 9100)));
         assert_eq!(r.unmap(104), Some(202));
         assert_eq!(r.unmap(102), Some(200));
-        assert_eq!(r.unmap(101), None, "from the previous segment");
+        assert_eq!(r.unmap(101), Some(101), "from the previous segment");
+        assert_eq!(r.unmap(99), None, "never sent");
         assert_eq!(r.unmap(106), None, "not sent yet");
     }
 
