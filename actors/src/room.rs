@@ -25,7 +25,7 @@ use switchboard_core::forward::{Forwarder, RtpOutcome};
 use switchboard_core::middleware::Middleware;
 use switchboard_core::negotiation::RtpMapping;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
-use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
+use switchboard_core::transport::{MediaSink, Transport, TransportIo, TransportState};
 use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
 
 /// Shared handle to a room.
@@ -36,10 +36,24 @@ pub(crate) type RoomRef = Rc<RefCell<Room>>;
 #[rtype(result = "()")]
 pub(crate) struct Stop;
 
+/// A plugin transport, shared by its actor and the room so that closing releases it at once.
+pub(crate) type PluginRef = Rc<RefCell<Option<Box<dyn Transport>>>>;
+
 pub(crate) struct TransportNode {
     pub addr: Addr<TransportActor>,
     pub kind: String,
     pub sink: Rc<dyn MediaSink>,
+    pub plugin: PluginRef,
+}
+
+/// Closes a plugin transport once; later calls find it gone.
+pub(crate) fn close_plugin(id: TransportId, plugin: &PluginRef) {
+    let taken = plugin.try_borrow_mut().ok().and_then(|mut p| p.take());
+    if let Some(mut t) = taken
+        && let Err(message) = contain(|| t.close())
+    {
+        tracing::error!(transport = %id, %message, "transport plugin panicked while closing");
+    }
 }
 
 /// A producer as the room knows it.
@@ -221,6 +235,8 @@ impl Room {
             .load(self.worker)
             .transports
             .fetch_sub(1, Ordering::Relaxed);
+        // Release sockets and ports before announcing the closure.
+        close_plugin(id, &node.plugin);
         node.addr.do_send(Stop);
         self.emit(Event::TransportClosed {
             router: self.id,

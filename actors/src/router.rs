@@ -144,13 +144,13 @@ impl Handler<CreateTransport> for RouterActor {
     fn handle(&mut self, msg: CreateTransport, ctx: &mut Self::Context) -> Result<TransportInfo> {
         let (shared, worker) = {
             let r = self.room.borrow();
+            r.shared.transports.require(&msg.kind)?;
             let max = r.shared.config.limits.max_transports_per_room;
             if r.transports.len() >= max {
                 return Err(Error::limit("transports per room", max));
             }
             (r.shared.clone(), r.worker)
         };
-        shared.transports.require(&msg.kind)?;
         let id = TransportId::new();
         let router_addr = ctx.address();
         let io = Rc::new(RoomIo {
@@ -180,7 +180,9 @@ impl Handler<CreateTransport> for RouterActor {
         };
         let local = contain(|| created.local_parameters()).unwrap_or(Value::Null);
         let sink = created.sink();
-        let addr = TransportActor::new(id, self.id, msg.kind.clone(), self.room.clone(), created).start();
+        let plugin = Rc::new(RefCell::new(Some(created)));
+        let addr = TransportActor::new(id, self.id, msg.kind.clone(), self.room.clone(), plugin.clone())
+            .start();
         let mut r = self.room.borrow_mut();
         r.transports.insert(
             id,
@@ -188,6 +190,7 @@ impl Handler<CreateTransport> for RouterActor {
                 addr: addr.clone(),
                 kind: msg.kind.clone(),
                 sink,
+                plugin,
             },
         );
         shared.index.transports.insert(id, (self.id, addr));

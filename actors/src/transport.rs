@@ -3,7 +3,7 @@
 use crate::api::{ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo};
 use crate::consumer::ConsumerActor;
 use crate::producer::ProducerActor;
-use crate::room::{ConsumerNode, ProducerNode, RoomRef, Stop};
+use crate::room::{ConsumerNode, PluginRef, ProducerNode, RoomRef, Stop, close_plugin};
 use crate::supervision::{CrashGuard, contain};
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use serde_json::{Value, json};
@@ -16,7 +16,6 @@ use switchboard_core::forward::{
 };
 use switchboard_core::negotiation::{self, MatchMode, RtpMapping, codecs_match};
 use switchboard_core::rtp_parameters::{MediaKind, RtpParameters, extension_uri};
-use switchboard_core::transport::Transport;
 use switchboard_core::{ConsumerId, Error, ProducerId, Result, RouterId, TransportId};
 
 /// Lifecycle of one transport: it owns the plugin instance, which does the I/O.
@@ -25,7 +24,7 @@ pub struct TransportActor {
     pub(crate) router: RouterId,
     pub(crate) kind: String,
     pub(crate) room: RoomRef,
-    pub(crate) transport: Option<Box<dyn Transport>>,
+    pub(crate) plugin: PluginRef,
     pub(crate) guard: CrashGuard,
 }
 
@@ -35,7 +34,7 @@ impl TransportActor {
         router: RouterId,
         kind: String,
         room: RoomRef,
-        transport: Box<dyn Transport>,
+        plugin: PluginRef,
     ) -> Self {
         let weak = Rc::downgrade(&room);
         Self {
@@ -43,7 +42,7 @@ impl TransportActor {
             router,
             kind,
             room,
-            transport: Some(transport),
+            plugin,
             guard: CrashGuard::new(move |message| {
                 if let Some(room) = weak.upgrade()
                     && let Ok(mut r) = room.try_borrow_mut()
@@ -55,11 +54,17 @@ impl TransportActor {
     }
 
     /// Runs `f` on the plugin transport; a panic closes the transport as crashed.
-    fn with_plugin<T>(&mut self, f: impl FnOnce(&mut dyn Transport) -> T) -> Result<T> {
-        let Some(t) = self.transport.as_mut() else {
-            return Err(Error::closed(format!("transport {}", self.id)));
+    fn with_plugin<T>(&mut self, f: impl FnOnce(&mut dyn switchboard_core::transport::Transport) -> T) -> Result<T> {
+        let result = {
+            let Ok(mut guard) = self.plugin.try_borrow_mut() else {
+                return Err(Error::internal("transport plugin is busy"));
+            };
+            let Some(t) = guard.as_mut() else {
+                return Err(Error::closed(format!("transport {}", self.id)));
+            };
+            contain(|| f(t.as_mut()))
         };
-        match contain(|| f(t.as_mut())) {
+        match result {
             Ok(v) => Ok(v),
             Err(message) => {
                 tracing::error!(transport = %self.id, %message, "transport plugin panicked");
@@ -71,13 +76,6 @@ impl TransportActor {
         }
     }
 
-    fn close_plugin(&mut self) {
-        if let Some(mut t) = self.transport.take()
-            && let Err(message) = contain(|| t.close())
-        {
-            tracing::error!(transport = %self.id, %message, "transport plugin panicked while closing");
-        }
-    }
 }
 
 impl Actor for TransportActor {
@@ -85,7 +83,7 @@ impl Actor for TransportActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.guard.disarm();
-        self.close_plugin();
+        close_plugin(self.id, &self.plugin);
     }
 }
 
@@ -93,7 +91,7 @@ impl Handler<Stop> for TransportActor {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         self.guard.disarm();
-        self.close_plugin();
+        close_plugin(self.id, &self.plugin);
         ctx.stop();
     }
 }
@@ -109,7 +107,7 @@ pub(crate) enum ChildClosed {
 impl Handler<ChildClosed> for TransportActor {
     type Result = ();
     fn handle(&mut self, msg: ChildClosed, _: &mut Self::Context) {
-        if self.transport.is_none() {
+        if self.plugin.borrow().is_none() {
             return;
         }
         let _ = self.with_plugin(|t| match msg {
