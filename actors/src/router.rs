@@ -175,14 +175,21 @@ impl Handler<CreateTransport> for RouterActor {
                     format!("transport plugin {:?} is not running on {worker}", msg.kind),
                 )
             })?;
-            contain(|| factory.create(tctx, &msg.options))
-                .map_err(|m| Error::new(ErrorCode::TransportFailed, format!("plugin panicked: {m}")))??
+            contain(|| factory.create(tctx, &msg.options)).map_err(|m| {
+                Error::new(ErrorCode::TransportFailed, format!("plugin panicked: {m}"))
+            })??
         };
         let local = contain(|| created.local_parameters()).unwrap_or(Value::Null);
         let sink = created.sink();
         let plugin = Rc::new(RefCell::new(Some(created)));
-        let addr = TransportActor::new(id, self.id, msg.kind.clone(), self.room.clone(), plugin.clone())
-            .start();
+        let addr = TransportActor::new(
+            id,
+            self.id,
+            msg.kind.clone(),
+            self.room.clone(),
+            plugin.clone(),
+        )
+        .start();
         let mut r = self.room.borrow_mut();
         r.transports.insert(
             id,
@@ -194,7 +201,10 @@ impl Handler<CreateTransport> for RouterActor {
             },
         );
         shared.index.transports.insert(id, (self.id, addr));
-        shared.load(worker).transports.fetch_add(1, Ordering::Relaxed);
+        shared
+            .load(worker)
+            .transports
+            .fetch_add(1, Ordering::Relaxed);
         r.emit(Event::TransportCreated {
             router: self.id,
             transport: id,
@@ -247,7 +257,10 @@ impl Handler<AttachMiddleware> for RouterActor {
             worker: r.worker,
         };
         let instance = contain(|| factory.create(ctx, &msg.options)).map_err(|m| {
-            Error::new(ErrorCode::MiddlewareFailed, format!("middleware panicked: {m}"))
+            Error::new(
+                ErrorCode::MiddlewareFailed,
+                format!("middleware panicked: {m}"),
+            )
         })??;
         r.middleware.push(crate::room::AttachedMiddleware {
             name: msg.name,
@@ -273,8 +286,7 @@ impl Handler<DetachMiddleware> for RouterActor {
             .ok_or_else(|| Error::not_found("attached middleware", &msg.0))?;
         let mut m = r.middleware.remove(i);
         drop(r);
-        contain(|| m.instance.close())
-            .map_err(|e| Error::new(ErrorCode::MiddlewareFailed, e))?;
+        contain(|| m.instance.close()).map_err(|e| Error::new(ErrorCode::MiddlewareFailed, e))?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use crate::router::{
 use crate::shared::{Shared, WorkerInfo};
 use crate::supervision::install_panic_hook;
 use crate::transport::{
-    CloseTransport, Consume, ConnectTransport, DumpTransport, Produce, TransportStatsRequest,
+    CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportStatsRequest,
 };
 use crate::worker::{Ready, SpawnRouter, WorkerActor, WorkerCrashed};
 use actix::dev::ToEnvelope;
@@ -90,7 +90,9 @@ impl Handler<CreateRouterRequest> for ServerActor {
         let prepared = (|| {
             let codecs = match msg.0.codecs {
                 Some(c) => c,
-                None if !shared.config.media.codecs.is_empty() => shared.config.media.codecs.clone(),
+                None if !shared.config.media.codecs.is_empty() => {
+                    shared.config.media.codecs.clone()
+                }
                 None => negotiation::default_router_codecs(),
             };
             let capabilities = negotiation::router_capabilities(&codecs)?;
@@ -208,14 +210,14 @@ impl Server {
         install_panic_hook();
         let workers = config.server.worker_count();
         let shared = Shared::new(config, transports, middleware, workers);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<ServerHandle>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Addr<ServerActor>>>();
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("switchboard-server".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let booted = system.block_on(boot(thread_shared, workers, done_rx_holder()));
+                let booted = system.block_on(boot(thread_shared, workers));
                 let ok = booted.is_ok();
                 let _ = ready_tx.send(booted);
                 if ok {
@@ -224,24 +226,18 @@ impl Server {
                 let _ = done_tx.send(());
             })
             .map_err(|e| Error::internal(format!("cannot start server thread: {e}")))?;
-        let mut handle = ready_rx
+        let server = ready_rx
             .recv()
             .map_err(|_| Error::internal("server thread died during start-up"))??;
-        handle.done = Arc::new(Mutex::new(Some(done_rx)));
-        Ok(handle)
+        Ok(ServerHandle {
+            shared,
+            server,
+            done: Arc::new(Mutex::new(Some(done_rx))),
+        })
     }
 }
 
-// The done receiver is attached after boot; boot gets a placeholder.
-fn done_rx_holder() -> Arc<Mutex<Option<oneshot::Receiver<()>>>> {
-    Arc::new(Mutex::new(None))
-}
-
-async fn boot(
-    shared: Arc<Shared>,
-    workers: usize,
-    done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
-) -> Result<ServerHandle> {
+async fn boot(shared: Arc<Shared>, workers: usize) -> Result<Addr<ServerActor>> {
     let server = ServerActor::create(|ctx| {
         let server_addr = actix::AsyncContext::address(ctx);
         let slots = (0..workers)
@@ -261,28 +257,27 @@ async fn boot(
             workers: slots,
         }
     });
-    let addrs: Vec<Addr<WorkerActor>> = (0..workers)
-        .map(|i| server.send(WorkerAddr(WorkerId(i as u32))))
-        .collect::<futures_join::JoinAll<_>>()
-        .await
-        .into_iter()
-        .map(|r| r.map_err(mailbox("server")).and_then(|a| a))
-        .collect::<Result<_>>()?;
+    let mut addrs = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let addr = server
+            .send(WorkerAddr(WorkerId(i as u32)))
+            .await
+            .map_err(mailbox("server"))??;
+        addrs.push(addr);
+    }
     for addr in &addrs {
-        if let Err(e) = addr.send(Ready).await.map_err(mailbox("worker")).and_then(|r| r) {
-            for w in &addrs {
-                let _ = w;
-            }
+        if let Err(e) = addr
+            .send(Ready)
+            .await
+            .map_err(mailbox("worker"))
+            .and_then(|r| r)
+        {
             actix_rt::System::current().stop();
             return Err(Error::new(ErrorCode::InvalidConfig, e.message));
         }
     }
     tracing::info!(workers, "server started");
-    Ok(ServerHandle {
-        shared,
-        server,
-        done,
-    })
+    Ok(server)
 }
 
 struct WorkerAddr(WorkerId);
@@ -298,48 +293,6 @@ impl Handler<WorkerAddr> for ServerActor {
             .get(msg.0.0 as usize)
             .map(|w| w.addr.clone())
             .ok_or_else(|| Error::not_found("worker", msg.0))
-    }
-}
-
-/// Minimal join-all so the crate needs no futures dependency.
-mod futures_join {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct JoinAll<F: Future> {
-        items: Vec<(Pin<Box<F>>, Option<F::Output>)>,
-    }
-
-    impl<F: Future> FromIterator<F> for JoinAll<F> {
-        fn from_iter<I: IntoIterator<Item = F>>(iter: I) -> Self {
-            Self {
-                items: iter.into_iter().map(|f| (Box::pin(f), None)).collect(),
-            }
-        }
-    }
-
-    impl<F: Future> Future for JoinAll<F>
-    where
-        F::Output: Unpin,
-    {
-        type Output = Vec<F::Output>;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let mut pending = false;
-            for (f, out) in self.items.iter_mut() {
-                if out.is_none() {
-                    match f.as_mut().poll(cx) {
-                        Poll::Ready(v) => *out = Some(v),
-                        Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                Poll::Pending
-            } else {
-                Poll::Ready(self.items.iter_mut().filter_map(|(_, o)| o.take()).collect())
-            }
-        }
     }
 }
 
@@ -488,7 +441,12 @@ impl ServerHandle {
     }
 
     /// Attaches a registered middleware to a room.
-    pub async fn attach_middleware(&self, router: RouterId, name: &str, options: Value) -> Result<()> {
+    pub async fn attach_middleware(
+        &self,
+        router: RouterId,
+        name: &str,
+        options: Value,
+    ) -> Result<()> {
         let msg = AttachMiddleware {
             name: name.to_owned(),
             options,
@@ -498,11 +456,21 @@ impl ServerHandle {
 
     /// Detaches a middleware from a room.
     pub async fn detach_middleware(&self, router: RouterId, name: &str) -> Result<()> {
-        Self::ask(self.router(router)?, DetachMiddleware(name.to_owned()), "router").await
+        Self::ask(
+            self.router(router)?,
+            DetachMiddleware(name.to_owned()),
+            "router",
+        )
+        .await
     }
 
     /// Creates a transport of a registered plugin kind in a router.
-    pub async fn create_transport(&self, router: RouterId, kind: &str, options: Value) -> Result<TransportInfo> {
+    pub async fn create_transport(
+        &self,
+        router: RouterId,
+        kind: &str,
+        options: Value,
+    ) -> Result<TransportInfo> {
         let msg = CreateTransport {
             kind: kind.to_owned(),
             options,
@@ -531,12 +499,20 @@ impl ServerHandle {
     }
 
     /// Creates a producer on a transport.
-    pub async fn produce(&self, transport: TransportId, options: ProduceOptions) -> Result<ProducerInfo> {
+    pub async fn produce(
+        &self,
+        transport: TransportId,
+        options: ProduceOptions,
+    ) -> Result<ProducerInfo> {
         Self::ask(self.transport(transport)?, Produce(options), "transport").await
     }
 
     /// Creates a consumer on a transport.
-    pub async fn consume(&self, transport: TransportId, options: ConsumeOptions) -> Result<ConsumerInfo> {
+    pub async fn consume(
+        &self,
+        transport: TransportId,
+        options: ConsumeOptions,
+    ) -> Result<ConsumerInfo> {
         Self::ask(self.transport(transport)?, Consume(options), "transport").await
     }
 

@@ -48,9 +48,8 @@ pub fn take_last_panic() -> Option<String> {
 
 /// Runs `f`, turning a panic into `Err(message)`.
 pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
-        take_last_panic().unwrap_or_else(|| "panicked".to_owned())
-    })
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|_| take_last_panic().unwrap_or_else(|| "panicked".to_owned()))
 }
 
 /// Runs a closure when dropped, unless disarmed: the actor's "I died" signal.

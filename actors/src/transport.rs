@@ -54,7 +54,10 @@ impl TransportActor {
     }
 
     /// Runs `f` on the plugin transport; a panic closes the transport as crashed.
-    fn with_plugin<T>(&mut self, f: impl FnOnce(&mut dyn switchboard_core::transport::Transport) -> T) -> Result<T> {
+    fn with_plugin<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn switchboard_core::transport::Transport) -> T,
+    ) -> Result<T> {
         let result = {
             let Ok(mut guard) = self.plugin.try_borrow_mut() else {
                 return Err(Error::internal("transport plugin is busy"));
@@ -68,14 +71,16 @@ impl TransportActor {
             Ok(v) => Ok(v),
             Err(message) => {
                 tracing::error!(transport = %self.id, %message, "transport plugin panicked");
-                self.room
-                    .borrow_mut()
-                    .close_transport(self.id, CloseReason::Crashed { message: message.clone() });
+                self.room.borrow_mut().close_transport(
+                    self.id,
+                    CloseReason::Crashed {
+                        message: message.clone(),
+                    },
+                );
                 Err(Error::internal(format!("transport crashed: {message}")))
             }
         }
     }
-
 }
 
 impl Actor for TransportActor {
@@ -208,7 +213,12 @@ impl Handler<Produce> for TransportActor {
         {
             let mut r = room.borrow_mut();
             let max = r.shared.config.limits.max_producers_per_transport;
-            if r.producers.values().filter(|p| p.transport == self.id).count() >= max {
+            if r.producers
+                .values()
+                .filter(|p| p.transport == self.id)
+                .count()
+                >= max
+            {
                 return Err(Error::limit("producers per transport", max));
             }
             let mapping = negotiation::producer_mapping(&r.capabilities, &rtp_parameters)?;
@@ -275,7 +285,12 @@ impl Handler<Consume> for TransportActor {
         let room = self.room.clone();
         let mut r = room.borrow_mut();
         let max = r.shared.config.limits.max_consumers_per_transport;
-        if r.consumers.values().filter(|c| c.transport == self.id).count() >= max {
+        if r.consumers
+            .values()
+            .filter(|c| c.transport == self.id)
+            .count()
+            >= max
+        {
             return Err(Error::limit("consumers per transport", max));
         }
         let p = r
@@ -368,7 +383,9 @@ fn producer_setup(
     }
     let keyframe_request = match (kind, params.media_codec()) {
         (MediaKind::Audio, _) => KeyframeRequestKind::None,
-        (MediaKind::Video, Some(c)) if !c.has_feedback("nack", "pli") && c.has_feedback("ccm", "fir") => {
+        (MediaKind::Video, Some(c))
+            if !c.has_feedback("nack", "pli") && c.has_feedback("ccm", "fir") =>
+        {
             KeyframeRequestKind::Fir
         }
         (MediaKind::Video, _) => KeyframeRequestKind::Pli,
@@ -405,7 +422,9 @@ fn consumer_setup(
         .ok_or_else(|| Error::internal("consumer parameters without an SSRC"))?;
     let payload_types = map_payload_types(&p.mapping, &p.consumable, params);
     if payload_types.is_empty() {
-        return Err(Error::unsupported_codec("no codec of the producer can be sent to this consumer"));
+        return Err(Error::unsupported_codec(
+            "no codec of the producer can be sent to this consumer",
+        ));
     }
     let rtx = encoding.rtx.and_then(|rtx| {
         let media_pt = params.media_codec()?.payload_type;

@@ -38,7 +38,8 @@ impl WorkerActor {
     pub(crate) fn boot(id: WorkerId, shared: Arc<Shared>, server: Addr<ServerActor>) -> Self {
         let (factories, init_error) = THREAD_FACTORIES.with(|slot| {
             let mut slot = slot.borrow_mut();
-            slot.get_or_insert_with(|| start_plugins(id, &shared)).clone()
+            slot.get_or_insert_with(|| start_plugins(id, &shared))
+                .clone()
         });
         Self {
             id,
@@ -46,7 +47,10 @@ impl WorkerActor {
             factories,
             init_error,
             guard: CrashGuard::new(move |message| {
-                server.do_send(WorkerCrashed { worker: id, message })
+                server.do_send(WorkerCrashed {
+                    worker: id,
+                    message,
+                })
             }),
         }
     }
@@ -69,7 +73,10 @@ fn start_plugins(id: WorkerId, shared: &Shared) -> (Factories, Option<Error>) {
             Err(panic) => {
                 error.get_or_insert(Error::new(
                     ErrorCode::TransportFailed,
-                    format!("plugin {} panicked starting on {id}: {panic}", plugin.kind()),
+                    format!(
+                        "plugin {} panicked starting on {id}: {panic}",
+                        plugin.kind()
+                    ),
                 ));
             }
         }
@@ -108,7 +115,9 @@ impl Handler<Ready> for WorkerActor {
         match &self.init_error {
             Some(e) => Err(e.clone()),
             None => {
-                self.shared.events.emit(Event::WorkerStarted { worker: self.id });
+                self.shared
+                    .events
+                    .emit(Event::WorkerStarted { worker: self.id });
                 Ok(())
             }
         }

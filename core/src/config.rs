@@ -1,1 +1,1234 @@
-//! TODO
+//! The server's configuration model: one typed tree, defaults embedded, validated once at start.
+//!
+//! Sources are layered by the binary: the defaults, then an optional TOML file
+//! ([`Config::from_toml_str`]), then `SWITCHBOARD_*` environment variables
+//! ([`Config::apply_env`]), then command-line flags. This module owns the shape, the defaults,
+//! the parsing of each textual source and [`Config::validate`]. It does no I/O: the binary reads
+//! the file and the environment and hands their text in, which keeps every rule testable here.
+//!
+//! Every step reports *all* the problems it finds, each as a [`ConfigError`] that names the
+//! field (`limits.max_rooms`, `media.codecs[1].clock_rate`) or the environment variable it
+//! concerns, so an operator fixes a config in one round instead of one error per restart.
+//!
+//! ```
+//! use switchboard_core::config::Config;
+//!
+//! let mut config = Config::from_toml_str("[server]\nworkers = 2\n").unwrap();
+//! config
+//!     .apply_env([("SWITCHBOARD_LOG__FORMAT".to_owned(), "json".to_owned())])
+//!     .unwrap();
+//! config.validate().unwrap();
+//! assert_eq!(config.server.workers, 2);
+//! ```
+
+use crate::rtp_parameters::RtpCodecCapability;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Prefix of every environment variable that sets a configuration field.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+/// Separates the levels of a field path in an environment variable name, so that
+/// `SWITCHBOARD_RPC__LISTEN` sets `rpc.listen`. It is doubled because field names contain
+/// single underscores (`SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS`).
+pub const ENV_SEPARATOR: &str = "__";
+
+/// `SWITCHBOARD_*` variables that are not configuration fields. The binary reads them itself
+/// (`SWITCHBOARD_CONFIG` is the path of the config file), so [`Config::apply_env`] skips them
+/// instead of rejecting them as typos.
+pub const RESERVED_ENV_VARS: &[&str] = &["SWITCHBOARD_CONFIG"];
+
+/// Upper bound for `server.workers`. Far above any real core count; it catches a stray extra
+/// digit before the server tries to spawn thousands of threads.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Upper bound for `media.retransmission_buffer_packets`: half the 16-bit sequence-number
+/// space. A larger ring would hold two packets that share a sequence number, and a NACK could
+/// then be answered with the wrong one.
+pub const MAX_RETRANSMISSION_BUFFER_PACKETS: usize = 1 << 15;
+
+/// The longest Unix socket path Linux accepts (`sun_path` is 108 bytes with the final NUL).
+const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
+
+/// One problem with a configuration.
+///
+/// Displayed as `field: message`, for example
+/// `limits.max_rooms: must be at least 1, got 0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// What the problem is about: a dotted field path (`rpc.listen`,
+    /// `media.codecs[0].clock_rate`), an environment variable (`SWITCHBOARD_SERVER__WORKERS`),
+    /// or empty when it concerns a TOML document as a whole (a syntax error).
+    pub field: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Workers and their threads.
+    pub server: ServerConfig,
+    /// Limits on objects and requests.
+    pub limits: LimitsConfig,
+    /// Media defaults: router codecs, retransmission and keyframe behaviour.
+    pub media: MediaConfig,
+    /// The MessagePack-RPC control socket.
+    pub rpc: RpcConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Workers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Number of workers (threads that carry media). 0 means one per CPU core.
+    pub workers: usize,
+    /// How long graceful shutdown may take before the process exits anyway, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            shutdown_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The number of workers to start, resolving 0 to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// Limits. Every limit is enforced and reported with the `limit_exceeded` error code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Rooms (routers) in the whole server.
+    pub max_rooms: usize,
+    /// Peers in one room.
+    pub max_peers_per_room: usize,
+    /// Transports in one room.
+    pub max_transports_per_room: usize,
+    /// Producers on one transport.
+    pub max_producers_per_transport: usize,
+    /// Consumers on one transport.
+    pub max_consumers_per_transport: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_rooms: 1_000,
+            max_peers_per_room: 100,
+            max_transports_per_room: 250,
+            max_producers_per_transport: 16,
+            max_consumers_per_transport: 500,
+        }
+    }
+}
+
+/// Media behaviour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The codecs every new router offers, in order of preference. Empty means the built-in
+    /// set (Opus, VP8, VP9, H.264 constrained baseline and main, AV1).
+    pub codecs: Vec<RtpCodecCapability>,
+    /// Packets kept per producer to answer NACKs. Rounded up to a power of two.
+    pub retransmission_buffer_packets: usize,
+    /// Oldest packet the retransmission buffer will resend, in milliseconds.
+    pub retransmission_max_age_ms: u64,
+    /// Minimum interval between keyframe requests sent to one producer, in milliseconds.
+    pub keyframe_request_interval_ms: u64,
+    /// Interval between RTCP sender reports sent to consumers, in milliseconds.
+    pub sender_report_interval_ms: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            codecs: Vec::new(),
+            retransmission_buffer_packets: 1024,
+            retransmission_max_age_ms: 2_000,
+            keyframe_request_interval_ms: 1_000,
+            sender_report_interval_ms: 1_000,
+        }
+    }
+}
+
+/// The control socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcConfig {
+    /// TCP address to listen on; empty disables TCP.
+    pub listen: String,
+    /// Unix socket path to listen on; empty disables it.
+    pub unix_socket: String,
+    /// Shared secret the backend must present. Required on non-loopback addresses.
+    pub token: String,
+    /// Largest accepted frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Concurrent backend connections.
+    pub max_connections: usize,
+    /// Time a request may take before it fails with `timeout`, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7700".to_owned(),
+            unix_socket: String::new(),
+            token: String::new(),
+            max_frame_bytes: 1 << 20,
+            max_connections: 64,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// HTTP address serving `/metrics`; empty disables it.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9700".to_owned(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `switchboard=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document. Missing sections and fields keep their defaults; an unknown
+    /// key, a value of the wrong type or a TOML syntax error is an error that names the field
+    /// and its line. Every bad field is reported, not only the first.
+    ///
+    /// This checks the shape only; call [`Config::validate`] for the rules between values.
+    pub fn from_toml_str(text: &str) -> Result<Self, Vec<ConfigError>> {
+        let root = DeTable::parse(text).map_err(|e| {
+            let mut message = format!("invalid TOML: {}", e.message().trim_end());
+            if let Some(span) = e.span() {
+                message.push_str(&line_and_column(text, span.start));
+            }
+            vec![ConfigError::new("", message)]
+        })?;
+        let first = match Self::deserialize_document(root.clone()) {
+            Ok(config) => return Ok(config),
+            Err(e) => e,
+        };
+        // serde stops at the first error, so deserialize each field on its own to find the
+        // others. Sections all default, which makes a one-field document a complete config.
+        let mut located: Vec<(usize, ConfigError)> = one_field_documents(root)
+            .into_iter()
+            .filter_map(|doc| Self::deserialize_document(doc).err())
+            .map(|e| document_error(text, &e))
+            .collect();
+        if located.is_empty() {
+            located.push(document_error(text, &first));
+        }
+        located.sort_by_key(|(offset, _)| *offset);
+        let mut errors: Vec<ConfigError> = located.into_iter().map(|(_, e)| e).collect();
+        errors.dedup();
+        Err(errors)
+    }
+
+    /// The configuration as a TOML document, in the form [`Config::from_toml_str`] reads.
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    /// Sets one field, named by its dotted path (`rpc.listen`, `server.workers`), from text,
+    /// as an environment variable or a `--set` flag would. Strings are taken verbatim; other
+    /// types are parsed as TOML values of the field's type (`4`, `true`, `[...]`).
+    ///
+    /// On error the configuration is left unchanged.
+    pub fn set(&mut self, path: &str, raw: &str) -> Result<(), String> {
+        let segments: Vec<&str> = path.split('.').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(format!("{path:?} is not a field path such as rpc.listen"));
+        }
+        let mut table = self.to_table()?;
+        set_in_table(&mut table, &segments, raw)?;
+        *self = Self::from_table(table)?;
+        Ok(())
+    }
+
+    /// Applies `SWITCHBOARD_<SECTION>__<FIELD>` variables, for example
+    /// `SWITCHBOARD_RPC__LISTEN=0.0.0.0:7700` or `SWITCHBOARD_LOG__FORMAT=json`.
+    ///
+    /// Pass the whole environment: variables without the [`ENV_PREFIX`] and those in
+    /// [`RESERVED_ENV_VARS`] are skipped. Any other `SWITCHBOARD_` variable must name a field,
+    /// so a typo is an error rather than a silently ignored setting. Values are parsed as
+    /// [`Config::set`] does. Every bad variable is reported, by name; on error the
+    /// configuration is left unchanged.
+    pub fn apply_env<I>(&mut self, vars: I) -> Result<(), Vec<ConfigError>>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table = self
+            .to_table()
+            .map_err(|message| vec![ConfigError::new("", message)])?;
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with(ENV_PREFIX) && !RESERVED_ENV_VARS.contains(&name.as_str())
+            })
+            .collect();
+        // The environment has no order; sorting keeps the error list stable between runs.
+        vars.sort();
+        let mut errors = Vec::new();
+        for (name, raw) in vars {
+            let Some(path) = env_path(&name) else {
+                errors.push(ConfigError::new(
+                    name,
+                    format!(
+                        "is not a configuration variable: expected \
+                         {ENV_PREFIX}<SECTION>{ENV_SEPARATOR}<FIELD>, \
+                         such as SWITCHBOARD_RPC__LISTEN"
+                    ),
+                ));
+                continue;
+            };
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            let mut candidate = table.clone();
+            if let Err(message) = set_in_table(&mut candidate, &segments, &raw) {
+                let message = format!("{message} (setting {})", path.join("."));
+                errors.push(ConfigError::new(name, message));
+                continue;
+            }
+            // Deserialization errors already name the field they are about.
+            match Self::from_table(candidate.clone()) {
+                Ok(_) => table = candidate,
+                Err(message) => errors.push(ConfigError::new(name, message)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        *self = Self::from_table(table).map_err(|message| vec![ConfigError::new("", message)])?;
+        Ok(())
+    }
+
+    /// The environment variable that sets the field at a dotted path:
+    /// `rpc.listen` becomes `SWITCHBOARD_RPC__LISTEN`.
+    pub fn env_var_name(path: &str) -> String {
+        format!(
+            "{ENV_PREFIX}{}",
+            path.split('.')
+                .collect::<Vec<_>>()
+                .join(ENV_SEPARATOR)
+                .to_ascii_uppercase()
+        )
+    }
+
+    /// Checks the rules a well-typed configuration must also follow (ranges, addresses, the
+    /// token rule, codec entries) and returns every violation, or `Ok(())`.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut p = Problems::default();
+
+        let server = &self.server;
+        if server.workers > MAX_WORKERS {
+            p.push(
+                "server.workers",
+                format!(
+                    "must be at most {MAX_WORKERS}, got {} (0 means one per CPU core)",
+                    server.workers
+                ),
+            );
+        }
+        p.at_least("server.shutdown_timeout_ms", server.shutdown_timeout_ms, 1);
+
+        let limits = &self.limits;
+        p.at_least("limits.max_rooms", limits.max_rooms as u64, 1);
+        p.at_least(
+            "limits.max_peers_per_room",
+            limits.max_peers_per_room as u64,
+            1,
+        );
+        p.at_least(
+            "limits.max_transports_per_room",
+            limits.max_transports_per_room as u64,
+            1,
+        );
+        p.at_least(
+            "limits.max_producers_per_transport",
+            limits.max_producers_per_transport as u64,
+            1,
+        );
+        p.at_least(
+            "limits.max_consumers_per_transport",
+            limits.max_consumers_per_transport as u64,
+            1,
+        );
+
+        let media = &self.media;
+        validate_codecs(&mut p, &media.codecs);
+        p.at_least(
+            "media.retransmission_buffer_packets",
+            media.retransmission_buffer_packets as u64,
+            1,
+        );
+        if media.retransmission_buffer_packets > MAX_RETRANSMISSION_BUFFER_PACKETS {
+            p.push(
+                "media.retransmission_buffer_packets",
+                format!(
+                    "must be at most {MAX_RETRANSMISSION_BUFFER_PACKETS} (half the RTP sequence \
+                     number space), got {}",
+                    media.retransmission_buffer_packets
+                ),
+            );
+        }
+        p.at_least(
+            "media.retransmission_max_age_ms",
+            media.retransmission_max_age_ms,
+            1,
+        );
+        p.at_least(
+            "media.keyframe_request_interval_ms",
+            media.keyframe_request_interval_ms,
+            1,
+        );
+        p.at_least(
+            "media.sender_report_interval_ms",
+            media.sender_report_interval_ms,
+            1,
+        );
+
+        let rpc = &self.rpc;
+        let rpc_addr = p.socket_addr("rpc.listen", &rpc.listen);
+        let exposed = rpc_addr.filter(|addr| !addr.ip().to_canonical().is_loopback());
+        if let Some(addr) = exposed.filter(|_| rpc.token.is_empty()) {
+            p.push(
+                "rpc.token",
+                format!(
+                    "is required when rpc.listen is not a loopback address ({addr}): \
+                     anyone who reaches the port could control the server"
+                ),
+            );
+        }
+        if rpc.unix_socket.contains('\0') {
+            p.push("rpc.unix_socket", "must not contain a NUL byte");
+        } else if rpc.unix_socket.len() > MAX_UNIX_SOCKET_PATH_BYTES {
+            p.push(
+                "rpc.unix_socket",
+                format!(
+                    "is {} bytes long; Unix socket paths are limited to \
+                     {MAX_UNIX_SOCKET_PATH_BYTES} bytes",
+                    rpc.unix_socket.len()
+                ),
+            );
+        }
+        p.at_least("rpc.max_frame_bytes", rpc.max_frame_bytes as u64, 1);
+        p.at_least("rpc.max_connections", rpc.max_connections as u64, 1);
+        p.at_least("rpc.request_timeout_ms", rpc.request_timeout_ms, 1);
+
+        let metrics_addr = p.socket_addr("metrics.listen", &self.metrics.listen);
+        let collision = rpc_addr
+            .zip(metrics_addr)
+            .filter(|(rpc, metrics)| addresses_collide(*rpc, *metrics));
+        if let Some((rpc, metrics)) = collision {
+            p.push(
+                "metrics.listen",
+                format!("{metrics} uses the same port as rpc.listen ({rpc})"),
+            );
+        }
+
+        if self.log.level.trim().is_empty() {
+            p.push(
+                "log.level",
+                "must not be empty: use a tracing filter such as `info` or \
+                 `warn,switchboard=debug`",
+            );
+        }
+
+        p.finish()
+    }
+
+    fn deserialize_document(
+        doc: Spanned<DeTable<'_>>,
+    ) -> Result<Self, serde_path_to_error::Error<toml::de::Error>> {
+        serde_path_to_error::deserialize(toml::de::Deserializer::from(doc))
+    }
+
+    fn to_table(&self) -> Result<toml::Table, String> {
+        match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(table)) => Ok(table),
+            Ok(other) => Err(format!(
+                "the configuration serialized to a {} instead of a table",
+                other.type_str()
+            )),
+            Err(e) => Err(format!("the configuration cannot be written as TOML: {e}")),
+        }
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, String> {
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let message = e.inner().message().trim_end().to_owned();
+            match e.path().to_string().as_str() {
+                "." => message,
+                path => format!("{path}: {message}"),
+            }
+        })
+    }
+}
+
+/// Collects validation problems.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::new(field, message));
+    }
+
+    fn at_least(&mut self, field: &str, value: u64, min: u64) {
+        if value < min {
+            self.push(field, format!("must be at least {min}, got {value}"));
+        }
+    }
+
+    /// Parses a listen address; empty means "disabled" and is fine.
+    fn socket_addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.push(
+                    field,
+                    format!(
+                        "{value:?} is not a socket address: expected IP:port such as \
+                         127.0.0.1:7700 or [::1]:7700, or empty to disable"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), Vec<ConfigError>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+/// Codec entries are checked for shape, then (when well-formed) by the same negotiation a new
+/// router runs, so an unsupported codec stops the server at start rather than at the first room.
+fn validate_codecs(p: &mut Problems, codecs: &[RtpCodecCapability]) {
+    let problems_before = p.0.len();
+    check_codec_shapes(p, codecs);
+    if p.0.len() == problems_before
+        && !codecs.is_empty()
+        && let Err(e) = crate::negotiation::router_capabilities(codecs)
+    {
+        p.push("media.codecs", e.message);
+    }
+}
+
+fn check_codec_shapes(p: &mut Problems, codecs: &[RtpCodecCapability]) {
+    let mut payload_types: HashMap<u8, usize> = HashMap::new();
+    for (i, codec) in codecs.iter().enumerate() {
+        let field = |name: &str| format!("media.codecs[{i}].{name}");
+        let mime = &codec.mime_type;
+        match mime.split_once('/') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+                if !kind.eq_ignore_ascii_case(&codec.kind.to_string()) {
+                    p.push(
+                        field("kind"),
+                        format!("is {} but mime_type {mime:?} is {kind}", codec.kind),
+                    );
+                }
+            }
+            _ if mime.is_empty() => p.push(
+                field("mime_type"),
+                "must not be empty: use a MIME type such as \"audio/opus\"",
+            ),
+            _ => p.push(
+                field("mime_type"),
+                format!("{mime:?} is not a MIME type of the form kind/name, such as \"video/VP8\""),
+            ),
+        }
+        if codec.clock_rate == 0 {
+            p.push(field("clock_rate"), "must be at least 1 Hz, got 0");
+        }
+        if codec.channels == Some(0) {
+            p.push(field("channels"), "must be at least 1 when set, got 0");
+        }
+        if let Some(pt) = codec.preferred_payload_type {
+            if pt > 127 {
+                p.push(
+                    field("preferred_payload_type"),
+                    format!("must be at most 127 (payload types are 7 bits), got {pt}"),
+                );
+            } else if let Some(first) = payload_types.get(&pt) {
+                p.push(
+                    field("preferred_payload_type"),
+                    format!("{pt} is already used by media.codecs[{first}]"),
+                );
+            } else {
+                payload_types.insert(pt, i);
+            }
+        }
+    }
+}
+
+/// Whether two listeners would fight over one port. Port 0 asks the OS for a free port, so it
+/// never collides; an unspecified IP (`0.0.0.0`, `[::]`) overlaps every address.
+fn addresses_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Splits a document into documents of one field each (one per key of each top-level table,
+/// or the whole entry for a top-level key that is not a table).
+fn one_field_documents(root: Spanned<DeTable<'_>>) -> Vec<Spanned<DeTable<'_>>> {
+    let span = root.span();
+    let mut docs = Vec::new();
+    for (key, value) in root.into_inner() {
+        let value_span = value.span();
+        match value.into_inner() {
+            DeValue::Table(fields) if !fields.is_empty() => {
+                for (field, field_value) in fields {
+                    let mut section = DeTable::new();
+                    section.insert(field, field_value);
+                    let mut doc = DeTable::new();
+                    doc.insert(
+                        key.clone(),
+                        Spanned::new(value_span.clone(), DeValue::Table(section)),
+                    );
+                    docs.push(Spanned::new(span.clone(), doc));
+                }
+            }
+            other => {
+                let mut doc = DeTable::new();
+                doc.insert(key, Spanned::new(value_span, other));
+                docs.push(Spanned::new(span.clone(), doc));
+            }
+        }
+    }
+    docs
+}
+
+/// A deserialization error as a [`ConfigError`], with the byte offset it points at (for
+/// sorting) and its line and column in the message.
+fn document_error(
+    text: &str,
+    error: &serde_path_to_error::Error<toml::de::Error>,
+) -> (usize, ConfigError) {
+    let path = error.path().to_string();
+    let field = if path == "." { String::new() } else { path };
+    let inner = error.inner();
+    let mut message = inner.message().trim_end().to_owned();
+    let offset = match inner.span() {
+        Some(span) => {
+            message.push_str(&line_and_column(text, span.start));
+            span.start
+        }
+        None => usize::MAX,
+    };
+    (offset, ConfigError::new(field, message))
+}
+
+/// ` (line L, column C)` for a byte offset, both counted from 1.
+fn line_and_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    format!(" (line {line}, column {column})")
+}
+
+/// `SWITCHBOARD_RPC__LISTEN` → `["rpc", "listen"]`; `None` if the name has no field part.
+fn env_path(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let path: Vec<String> = rest
+        .split(ENV_SEPARATOR)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    (path.len() >= 2 && path.iter().all(|s| !s.is_empty())).then_some(path)
+}
+
+/// Sets `path` in a serialized configuration to `raw`, typed like the value it replaces.
+/// Whether the field exists is left to deserialization, whose `deny_unknown_fields` knows
+/// best and lists the valid names.
+fn set_in_table(table: &mut toml::Table, path: &[&str], raw: &str) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty field path".to_owned());
+    };
+    let mut current = table;
+    for (depth, segment) in parents.iter().enumerate() {
+        let entry = current
+            .entry(segment.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            other => {
+                return Err(format!(
+                    "{} is {}, not a section",
+                    path[..=depth].join("."),
+                    describe_type(other)
+                ));
+            }
+        };
+    }
+    let value = match current.get(*last) {
+        Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
+        Some(existing) => match raw.trim().parse::<toml::Value>() {
+            Ok(value) if value.same_type(existing) => value,
+            Ok(toml::Value::Integer(i)) if existing.is_float() => toml::Value::Float(i as f64),
+            _ => return Err(format!("expected {}, got {raw:?}", describe_type(existing))),
+        },
+        // Absent from the serialized form (an unset optional field, or an unknown name):
+        // take TOML if it parses, else the text itself.
+        None => raw
+            .trim()
+            .parse::<toml::Value>()
+            .unwrap_or_else(|_| toml::Value::String(raw.to_owned())),
+    };
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn describe_type(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "true or false",
+        toml::Value::Datetime(_) => "a TOML date-time",
+        toml::Value::Array(_) => "a TOML array such as [1, 2]",
+        toml::Value::Table(_) => "a TOML inline table such as { key = \"value\" }",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp_parameters::MediaKind;
+
+    fn fields(errors: &[ConfigError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn opus() -> RtpCodecCapability {
+        RtpCodecCapability {
+            kind: MediaKind::Audio,
+            mime_type: "audio/opus".to_owned(),
+            preferred_payload_type: Some(111),
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: Default::default(),
+            rtcp_feedback: Vec::new(),
+        }
+    }
+
+    // --- TOML ---
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn empty_document_is_the_defaults() {
+        assert_eq!(Config::from_toml_str(""), Ok(Config::default()));
+    }
+
+    #[test]
+    fn unsupported_codecs_fail_validation() {
+        let mut config = Config::default();
+        let mut codec = opus();
+        codec.mime_type = "audio/speex".into();
+        config.media.codecs.push(codec);
+        let errors = config.validate().unwrap_err();
+        assert_eq!(errors[0].field, "media.codecs");
+        assert!(errors[0].message.contains("speex"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn toml_round_trips_including_codecs() {
+        let mut config = Config::default();
+        config.media.codecs.push(opus());
+        config.rpc.token = "secret".to_owned();
+        let text = config.to_toml_string().unwrap();
+        assert_eq!(Config::from_toml_str(&text), Ok(config));
+    }
+
+    #[test]
+    fn partial_document_keeps_other_defaults() {
+        let config = Config::from_toml_str(
+            "[server]\nworkers = 3\n\n[log]\nformat = \"json\"\n\n\
+             [[media.codecs]]\nkind = \"audio\"\nmime_type = \"audio/opus\"\nclock_rate = 48000\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.workers, 3);
+        assert_eq!(
+            config.server.shutdown_timeout_ms,
+            ServerConfig::default().shutdown_timeout_ms
+        );
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.media.codecs.len(), 1);
+        assert_eq!(config.rpc, RpcConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line_and_the_valid_names() {
+        let errors = Config::from_toml_str("[limits]\nmax_room = 5\n").unwrap_err();
+        assert_eq!(fields(&errors), ["limits.max_room"]);
+        let message = &errors[0].message;
+        assert!(message.contains("unknown field `max_room`"), "{message}");
+        assert!(message.contains("max_rooms"), "{message}");
+        assert!(message.contains("line 2, column 1"), "{message}");
+    }
+
+    #[test]
+    fn unknown_section_and_top_level_key_are_errors() {
+        let errors = Config::from_toml_str("workers = 2\n[rcp]\nlisten = \"x\"\n").unwrap_err();
+        assert_eq!(fields(&errors), ["workers", "rcp"]);
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let errors = Config::from_toml_str("[server]\nworkers = \"many\"\n").unwrap_err();
+        assert_eq!(fields(&errors), ["server.workers"]);
+        assert!(errors[0].message.contains("invalid type: string \"many\""));
+        assert!(errors[0].message.contains("line 2, column 11"));
+        assert_eq!(
+            errors[0].to_string(),
+            format!("server.workers: {}", errors[0].message)
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_in_document_order() {
+        let text = "[server]\nworkers = -1\nshutdown_timeout_ms = 10\n\n\
+                    [log]\nformat = \"xml\"\n\n[limits]\nmax_rooms = true\nmax_roms = 1\n";
+        let errors = Config::from_toml_str(text).unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "server.workers",
+                "log.format",
+                "limits.max_rooms",
+                "limits.max_roms"
+            ]
+        );
+        assert!(errors[1].message.contains("expected `human` or `json`"));
+    }
+
+    #[test]
+    fn codec_entries_are_located_by_index() {
+        let text = "[[media.codecs]]\nkind = \"audio\"\nmime_type = \"audio/opus\"\nclock_rate = 48000\n\
+                    [[media.codecs]]\nkind = \"video\"\nmime_type = \"video/VP8\"\nclock_rate = -90000\n";
+        let errors = Config::from_toml_str(text).unwrap_err();
+        assert_eq!(fields(&errors), ["media.codecs[1].clock_rate"]);
+        assert!(errors[0].message.contains("line 8"));
+    }
+
+    #[test]
+    fn syntax_error_is_one_error_with_a_line() {
+        let errors = Config::from_toml_str("[server\nworkers = 1\n").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "");
+        assert!(errors[0].message.starts_with("invalid TOML"));
+        assert!(errors[0].message.contains("line 1"));
+        assert_eq!(errors[0].to_string(), errors[0].message);
+    }
+
+    // --- validation ---
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut config = Config::default();
+        config.server.shutdown_timeout_ms = 0;
+        config.limits = LimitsConfig {
+            max_rooms: 0,
+            max_peers_per_room: 0,
+            max_transports_per_room: 0,
+            max_producers_per_transport: 0,
+            max_consumers_per_transport: 0,
+        };
+        config.media.retransmission_max_age_ms = 0;
+        config.media.keyframe_request_interval_ms = 0;
+        config.media.sender_report_interval_ms = 0;
+        config.rpc.max_frame_bytes = 0;
+        config.rpc.max_connections = 0;
+        config.rpc.request_timeout_ms = 0;
+        config.log.level = " ".to_owned();
+        let errors = config.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "server.shutdown_timeout_ms",
+                "limits.max_rooms",
+                "limits.max_peers_per_room",
+                "limits.max_transports_per_room",
+                "limits.max_producers_per_transport",
+                "limits.max_consumers_per_transport",
+                "media.retransmission_max_age_ms",
+                "media.keyframe_request_interval_ms",
+                "media.sender_report_interval_ms",
+                "rpc.max_frame_bytes",
+                "rpc.max_connections",
+                "rpc.request_timeout_ms",
+                "log.level",
+            ]
+        );
+        assert_eq!(
+            errors[1].to_string(),
+            "limits.max_rooms: must be at least 1, got 0"
+        );
+    }
+
+    #[test]
+    fn worker_count_and_retransmission_buffer_are_bounded() {
+        let mut config = Config::default();
+        config.server.workers = MAX_WORKERS + 1;
+        config.media.retransmission_buffer_packets = MAX_RETRANSMISSION_BUFFER_PACKETS + 1;
+        let errors = config.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            ["server.workers", "media.retransmission_buffer_packets"]
+        );
+        config.server.workers = MAX_WORKERS;
+        config.media.retransmission_buffer_packets = MAX_RETRANSMISSION_BUFFER_PACKETS;
+        assert_eq!(config.validate(), Ok(()));
+        config.media.retransmission_buffer_packets = 0;
+        assert_eq!(
+            fields(&config.validate().unwrap_err()),
+            ["media.retransmission_buffer_packets"]
+        );
+    }
+
+    #[test]
+    fn listen_addresses_must_be_socket_addresses_or_empty() {
+        let mut config = Config::default();
+        config.rpc.listen = "x".to_owned();
+        config.metrics.listen = "localhost:9700".to_owned();
+        let errors = config.validate().unwrap_err();
+        assert_eq!(fields(&errors), ["rpc.listen", "metrics.listen"]);
+        assert!(
+            errors[0]
+                .message
+                .starts_with("\"x\" is not a socket address")
+        );
+
+        config.rpc.listen = String::new();
+        config.metrics.listen = String::new();
+        assert_eq!(config.validate(), Ok(()));
+        config.rpc.listen = "[::1]:0".to_owned();
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn token_is_required_off_loopback() {
+        let mut config = Config::default();
+        for listen in ["0.0.0.0:7700", "192.0.2.2:7700", "[::]:7700"] {
+            config.rpc.listen = listen.to_owned();
+            let errors = config.validate().unwrap_err();
+            assert_eq!(fields(&errors), ["rpc.token"], "{listen}");
+            assert!(errors[0].message.contains(listen), "{}", errors[0]);
+        }
+        config.rpc.token = "s3cret".to_owned();
+        assert_eq!(config.validate(), Ok(()));
+
+        config.rpc.token = String::new();
+        for listen in [
+            "127.0.0.1:7700",
+            "127.1.2.3:7700",
+            "[::1]:7700",
+            "[::ffff:127.0.0.1]:7700",
+        ] {
+            config.rpc.listen = listen.to_owned();
+            assert_eq!(config.validate(), Ok(()), "{listen}");
+        }
+    }
+
+    #[test]
+    fn rpc_and_metrics_must_not_share_a_port() {
+        let mut config = Config::default();
+        config.rpc.listen = "127.0.0.1:7700".to_owned();
+        config.metrics.listen = "127.0.0.1:7700".to_owned();
+        assert_eq!(fields(&config.validate().unwrap_err()), ["metrics.listen"]);
+        config.metrics.listen = "0.0.0.0:7700".to_owned();
+        assert_eq!(fields(&config.validate().unwrap_err()), ["metrics.listen"]);
+        // Different IPs, or OS-assigned ports, do not collide.
+        config.metrics.listen = "127.0.0.2:7700".to_owned();
+        assert_eq!(config.validate(), Ok(()));
+        config.rpc.listen = "127.0.0.1:0".to_owned();
+        config.metrics.listen = "127.0.0.1:0".to_owned();
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unix_socket_path_must_fit_sun_path() {
+        let mut config = Config::default();
+        config.rpc.unix_socket = format!("/tmp/{}", "s".repeat(MAX_UNIX_SOCKET_PATH_BYTES));
+        assert_eq!(fields(&config.validate().unwrap_err()), ["rpc.unix_socket"]);
+        config.rpc.unix_socket = "/run/switchboard.sock".to_owned();
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn codec_entries_are_checked() {
+        let mut config = Config::default();
+        config.media.codecs = vec![opus(); 6];
+        config.media.codecs[1].mime_type = String::new();
+        config.media.codecs[1].preferred_payload_type = None;
+        config.media.codecs[2].mime_type = "opus".to_owned();
+        config.media.codecs[2].preferred_payload_type = Some(128);
+        config.media.codecs[3].mime_type = "video/VP8".to_owned();
+        config.media.codecs[3].clock_rate = 0;
+        config.media.codecs[3].preferred_payload_type = Some(96);
+        config.media.codecs[4].channels = Some(0);
+        config.media.codecs[4].preferred_payload_type = Some(100);
+        // [5] repeats [0]'s payload type 111.
+        let errors = config.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "media.codecs[1].mime_type",
+                "media.codecs[2].mime_type",
+                "media.codecs[2].preferred_payload_type",
+                "media.codecs[3].kind",
+                "media.codecs[3].clock_rate",
+                "media.codecs[4].channels",
+                "media.codecs[5].preferred_payload_type",
+            ]
+        );
+        assert!(errors[6].message.contains("media.codecs[0]"));
+        // MIME types compare case-insensitively, as SDP does.
+        config.media.codecs = vec![opus()];
+        config.media.codecs[0].mime_type = "AUDIO/OPUS".to_owned();
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    // --- environment ---
+
+    #[test]
+    fn env_sets_strings_integers_and_enums() {
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[
+                ("SWITCHBOARD_RPC__LISTEN", "0.0.0.0:7701"),
+                ("SWITCHBOARD_RPC__TOKEN", "t"),
+                ("SWITCHBOARD_SERVER__WORKERS", "4"),
+                ("SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS", "1_500"),
+                ("SWITCHBOARD_LOG__FORMAT", "json"),
+                ("SWITCHBOARD_METRICS__LISTEN", ""),
+            ]))
+            .unwrap();
+        assert_eq!(config.rpc.listen, "0.0.0.0:7701");
+        assert_eq!(config.rpc.token, "t");
+        assert_eq!(config.server.workers, 4);
+        assert_eq!(config.server.shutdown_timeout_ms, 1_500);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.metrics.listen, "");
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn env_ignores_other_and_reserved_variables() {
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[
+                ("PATH", "/usr/bin"),
+                ("SWITCHBOARD_CONFIG", "/etc/switchboard.toml"),
+                ("switchboard_server__workers", "x"),
+            ]))
+            .unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn env_errors_name_the_variable_and_change_nothing() {
+        let mut config = Config::default();
+        let errors = config
+            .apply_env(env(&[
+                ("SWITCHBOARD_SERVER__WORKERS", "lots"),
+                ("SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS", "-5"),
+                ("SWITCHBOARD_LOG__FORMAT", "xml"),
+                ("SWITCHBOARD_RPC__LISTN", "127.0.0.1:1"),
+                ("SWITCHBOARD_RCP__LISTEN", "127.0.0.1:1"),
+                ("SWITCHBOARD_WORKERS", "2"),
+                ("SWITCHBOARD_RPC__LISTEN__PORT", "1"),
+                ("SWITCHBOARD_LIMITS__MAX_ROOMS", "7"),
+            ]))
+            .unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "SWITCHBOARD_LOG__FORMAT",
+                "SWITCHBOARD_RCP__LISTEN",
+                "SWITCHBOARD_RPC__LISTEN__PORT",
+                "SWITCHBOARD_RPC__LISTN",
+                "SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS",
+                "SWITCHBOARD_SERVER__WORKERS",
+                "SWITCHBOARD_WORKERS",
+            ]
+        );
+        let message = |name: &str| {
+            errors
+                .iter()
+                .find(|e| e.field == name)
+                .map(|e| e.message.clone())
+                .unwrap()
+        };
+        assert!(
+            message("SWITCHBOARD_SERVER__WORKERS").contains("expected an integer, got \"lots\"")
+        );
+        assert!(message("SWITCHBOARD_SERVER__WORKERS").contains("(setting server.workers)"));
+        assert!(
+            message("SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS")
+                .starts_with("server.shutdown_timeout_ms: invalid value: integer `-5`")
+        );
+        assert!(message("SWITCHBOARD_LOG__FORMAT").contains("unknown variant `xml`"));
+        assert!(message("SWITCHBOARD_RPC__LISTN").starts_with("rpc.listn: unknown field `listn`"));
+        assert!(message("SWITCHBOARD_RCP__LISTEN").contains("unknown field `rcp`"));
+        assert!(message("SWITCHBOARD_WORKERS").contains("<SECTION>__<FIELD>"));
+        assert!(message("SWITCHBOARD_RPC__LISTEN__PORT").contains("rpc.listen is a string"));
+        // The one good variable is not applied either: a config is taken whole or not at all.
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn env_can_replace_a_list_with_toml() {
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[(
+                "SWITCHBOARD_MEDIA__CODECS",
+                r#"[{ kind = "audio", mime_type = "audio/opus", clock_rate = 48000, channels = 2 }]"#,
+            )]))
+            .unwrap();
+        assert_eq!(config.media.codecs.len(), 1);
+        assert_eq!(config.media.codecs[0].channels, Some(2));
+
+        let errors = config
+            .apply_env(env(&[("SWITCHBOARD_MEDIA__CODECS", "opus")]))
+            .unwrap_err();
+        assert!(errors[0].message.contains("expected a TOML array"));
+    }
+
+    #[test]
+    fn set_takes_a_dotted_path() {
+        let mut config = Config::default();
+        config.set("limits.max_rooms", "12").unwrap();
+        assert_eq!(config.limits.max_rooms, 12);
+        assert!(config.set("limits.max_rooms", "twelve").is_err());
+        assert!(config.set("limits..max_rooms", "1").is_err());
+        assert!(
+            config
+                .set("limits.nope", "1")
+                .unwrap_err()
+                .contains("unknown field `nope`")
+        );
+        assert_eq!(config.limits.max_rooms, 12);
+    }
+
+    #[test]
+    fn env_var_names_match_field_paths() {
+        assert_eq!(
+            Config::env_var_name("rpc.listen"),
+            "SWITCHBOARD_RPC__LISTEN"
+        );
+        assert_eq!(
+            Config::env_var_name("server.shutdown_timeout_ms"),
+            "SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS"
+        );
+        let mut config = Config::default();
+        config
+            .apply_env([(
+                Config::env_var_name("media.sender_report_interval_ms"),
+                "250".to_owned(),
+            )])
+            .unwrap();
+        assert_eq!(config.media.sender_report_interval_ms, 250);
+    }
+}

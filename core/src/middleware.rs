@@ -78,7 +78,10 @@ impl MiddlewareRegistry {
         self.get(name).ok_or_else(|| {
             Error::new(
                 ErrorCode::UnknownPlugin,
-                format!("no middleware {name:?}; registered: {}", self.names().join(", ")),
+                format!(
+                    "no middleware {name:?}; registered: {}",
+                    self.names().join(", ")
+                ),
             )
         })
     }
@@ -109,8 +112,14 @@ mod tests {
     fn registry_finds_by_name_and_rejects_duplicates() {
         let mut r = MiddlewareRegistry::new();
         r.register(Arc::new(Counter)).unwrap();
-        assert_eq!(r.register(Arc::new(Counter)).unwrap_err().code, ErrorCode::AlreadyExists);
+        assert_eq!(
+            r.register(Arc::new(Counter)).unwrap_err().code,
+            ErrorCode::AlreadyExists
+        );
         assert!(r.get("counter").is_some());
-        assert_eq!(r.require("nope").err().unwrap().code, ErrorCode::UnknownPlugin);
+        assert_eq!(
+            r.require("nope").err().unwrap().code,
+            ErrorCode::UnknownPlugin
+        );
     }
 }

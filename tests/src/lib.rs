@@ -42,7 +42,9 @@ pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer
 pub fn start_with(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
     let mut transports = TransportRegistry::new();
     let direct = DirectPlugin::new();
-    transports.register(direct.clone()).expect("register direct");
+    transports
+        .register(direct.clone())
+        .expect("register direct");
     for p in extra {
         transports.register(p).expect("register plugin");
     }
@@ -216,7 +218,9 @@ pub fn opus_packet(ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Bytes {
 pub async fn next_rtp(ep: &DirectEndpoint) -> Packet {
     loop {
         match tokio::time::timeout(DEADLINE, ep.recv()).await {
-            Ok(Some(DirectPacket::Rtp(mut b))) => return Packet::unmarshal(&mut b).expect("valid RTP"),
+            Ok(Some(DirectPacket::Rtp(mut b))) => {
+                return Packet::unmarshal(&mut b).expect("valid RTP");
+            }
             Ok(Some(DirectPacket::Rtcp(_))) => continue,
             Ok(None) => panic!("endpoint closed while waiting for RTP"),
             Err(_) => panic!("no RTP within {DEADLINE:?}"),

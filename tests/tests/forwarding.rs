@@ -25,16 +25,35 @@ struct Sub {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routers_are_placed_on_the_least_loaded_worker() {
     let t = start(2, vec![]);
-    let a = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let b = t.server.create_router(RouterOptions::default()).await.unwrap();
-    assert_ne!(a.worker, b.worker, "the second room goes to the idle worker");
-    let c = t.server.create_router(RouterOptions::default()).await.unwrap();
+    let a = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let b = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(
+        a.worker, b.worker,
+        "the second room goes to the idle worker"
+    );
+    let c = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
     // Load a's worker with a transport: the fourth room goes to the other worker.
     t.server
         .create_transport(c.id, "direct", json!({}))
         .await
         .unwrap();
-    let d = t.server.create_router(RouterOptions::default()).await.unwrap();
+    let d = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
     assert_ne!(d.worker, c.worker);
     let workers = t.server.workers();
     assert_eq!(workers.len(), 2);
@@ -45,30 +64,48 @@ async fn routers_are_placed_on_the_least_loaded_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_to_fifty_consumers_with_rewritten_headers_and_exact_payloads() {
     let t = start(2, vec![]);
-    let router = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let pub_t = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
+    let router = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let pub_t = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
     let pub_ep = t.direct.endpoint(pub_t.id).unwrap();
     let producer = t
         .server
-        .produce(pub_t.id, ProduceOptions {
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_producer(SSRC, SSRC + 1),
-            paused: false,
-        })
+        .produce(
+            pub_t.id,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
     let mut subs = Vec::new();
     for i in 0..50u8 {
-        let tr = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
+        let tr = t
+            .server
+            .create_transport(router.id, "direct", json!({}))
+            .await
+            .unwrap();
         let pt = 100 + (i % 20);
         let mid_id = 1 + (i % 14);
         let c = t
             .server
-            .consume(tr.id, ConsumeOptions {
-                producer: producer.id,
-                rtp_capabilities: subscriber_caps(pt, mid_id, false),
-                paused: false,
-            })
+            .consume(
+                tr.id,
+                ConsumeOptions {
+                    producer: producer.id,
+                    rtp_capabilities: subscriber_caps(pt, mid_id, false),
+                    paused: false,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(c.rtp_parameters.codecs[0].payload_type, pt);
@@ -87,7 +124,12 @@ async fn forwards_to_fifty_consumers_with_rewritten_headers_and_exact_payloads()
     // Consumers wait for a keyframe: the first packet is one.
     for k in 0..20u16 {
         pub_ep
-            .send_rtp(vp8_packet(SSRC, 5000 + k, 1000 + u32::from(k) * 3000, k == 0))
+            .send_rtp(vp8_packet(
+                SSRC,
+                5000 + k,
+                1000 + u32::from(k) * 3000,
+                k == 0,
+            ))
             .unwrap();
     }
     for s in &subs {
@@ -117,27 +159,45 @@ async fn pause_resume_nack_and_pli_through_the_actor_tree() {
     config.server.workers = 1;
     config.media.keyframe_request_interval_ms = 2_000;
     let t = start_with(config, vec![]);
-    let router = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let pub_t = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
+    let router = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let pub_t = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
     let pub_ep = t.direct.endpoint(pub_t.id).unwrap();
     let producer = t
         .server
-        .produce(pub_t.id, ProduceOptions {
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_producer(SSRC, SSRC + 1),
-            paused: false,
-        })
+        .produce(
+            pub_t.id,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
-    let sub_t = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
+    let sub_t = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
     let sub_ep = t.direct.endpoint(sub_t.id).unwrap();
     let c = t
         .server
-        .consume(sub_t.id, ConsumeOptions {
-            producer: producer.id,
-            rtp_capabilities: subscriber_caps(120, 3, true),
-            paused: false,
-        })
+        .consume(
+            sub_t.id,
+            ConsumeOptions {
+                producer: producer.id,
+                rtp_capabilities: subscriber_caps(120, 3, true),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
     let ssrc = c.rtp_parameters.encodings[0].ssrc.unwrap();
@@ -145,7 +205,10 @@ async fn pause_resume_nack_and_pli_through_the_actor_tree() {
 
     // Joining asked the publisher for a keyframe, naming its SSRC.
     let rtcp = next_rtcp(&pub_ep).await;
-    let pli = rtcp[0].as_any().downcast_ref::<PictureLossIndication>().unwrap();
+    let pli = rtcp[0]
+        .as_any()
+        .downcast_ref::<PictureLossIndication>()
+        .unwrap();
     assert_eq!(pli.media_ssrc, SSRC);
 
     pub_ep.send_rtp(vp8_packet(SSRC, 10, 0, true)).unwrap();
@@ -157,13 +220,23 @@ async fn pause_resume_nack_and_pli_through_the_actor_tree() {
     // Pause the consumer while the publisher moves on, then resume.
     t.server.set_consumer_paused(c.id, true).await.unwrap();
     for seq in 12..40 {
-        pub_ep.send_rtp(vp8_packet(SSRC, seq, u32::from(seq) * 3000, false)).unwrap();
+        pub_ep
+            .send_rtp(vp8_packet(SSRC, seq, u32::from(seq) * 3000, false))
+            .unwrap();
     }
     t.server.set_consumer_paused(c.id, false).await.unwrap();
-    pub_ep.send_rtp(vp8_packet(SSRC, 40, 120_000, false)).unwrap(); // held: not a keyframe
-    pub_ep.send_rtp(vp8_packet(SSRC, 41, 123_000, true)).unwrap();
+    pub_ep
+        .send_rtp(vp8_packet(SSRC, 40, 120_000, false))
+        .unwrap(); // held: not a keyframe
+    pub_ep
+        .send_rtp(vp8_packet(SSRC, 41, 123_000, true))
+        .unwrap();
     let p = next_rtp(&sub_ep).await;
-    assert_eq!(p.header.sequence_number, b.wrapping_add(1), "no gap after resume");
+    assert_eq!(
+        p.header.sequence_number,
+        b.wrapping_add(1),
+        "no gap after resume"
+    );
     assert_eq!(p.payload.as_ref(), vp8_payload(41, true).as_slice());
 
     // The subscriber NACKs its packet b: it comes back as RTX with b as the OSN.
@@ -203,32 +276,55 @@ async fn pause_resume_nack_and_pli_through_the_actor_tree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_and_video_of_one_publisher_reach_a_subscriber_on_one_transport() {
     let t = start(1, vec![]);
-    let router = t.server.create_router(RouterOptions { worker: Some(WorkerId(0)), ..Default::default() }).await.unwrap();
-    let pub_t = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
-    let pub_ep = t.direct.endpoint(pub_t.id).unwrap();
-    let audio = t
+    let router = t
         .server
-        .produce(pub_t.id, ProduceOptions {
-            kind: MediaKind::Audio,
-            rtp_parameters: opus_producer(0x00AD_0010),
-            paused: false,
+        .create_router(RouterOptions {
+            worker: Some(WorkerId(0)),
+            ..Default::default()
         })
         .await
         .unwrap();
-    let sub_t = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
+    let pub_t = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
+    let pub_ep = t.direct.endpoint(pub_t.id).unwrap();
+    let audio = t
+        .server
+        .produce(
+            pub_t.id,
+            ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: opus_producer(0x00AD_0010),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    let sub_t = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
     let sub_ep = t.direct.endpoint(sub_t.id).unwrap();
     let c = t
         .server
-        .consume(sub_t.id, ConsumeOptions {
-            producer: audio.id,
-            rtp_capabilities: subscriber_caps(96, 1, false),
-            paused: false,
-        })
+        .consume(
+            sub_t.id,
+            ConsumeOptions {
+                producer: audio.id,
+                rtp_capabilities: subscriber_caps(96, 1, false),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(c.rtp_parameters.codecs[0].payload_type, 100);
     // Audio needs no keyframe: the first packet goes through.
-    pub_ep.send_rtp(opus_packet(0x00AD_0010, 1, 960, b"opus-frame-1")).unwrap();
+    pub_ep
+        .send_rtp(opus_packet(0x00AD_0010, 1, 960, b"opus-frame-1"))
+        .unwrap();
     let p = next_rtp(&sub_ep).await;
     assert_eq!(p.header.payload_type, 100);
     assert_eq!(p.payload.as_ref(), b"opus-frame-1");

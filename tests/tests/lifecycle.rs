@@ -30,9 +30,15 @@ fn closures(events: &[Event]) -> HashMap<String, (usize, CloseReason)> {
     let mut map: HashMap<String, (usize, CloseReason)> = HashMap::new();
     for e in events {
         let (id, reason) = match e {
-            Event::ConsumerClosed { consumer, reason, .. } => (consumer.to_string(), reason),
-            Event::ProducerClosed { producer, reason, .. } => (producer.to_string(), reason),
-            Event::TransportClosed { transport, reason, .. } => (transport.to_string(), reason),
+            Event::ConsumerClosed {
+                consumer, reason, ..
+            } => (consumer.to_string(), reason),
+            Event::ProducerClosed {
+                producer, reason, ..
+            } => (producer.to_string(), reason),
+            Event::TransportClosed {
+                transport, reason, ..
+            } => (transport.to_string(), reason),
             Event::RouterClosed { router, reason } => (router.to_string(), reason),
             _ => continue,
         };
@@ -46,9 +52,21 @@ fn closures(events: &[Event]) -> HashMap<String, (usize, CloseReason)> {
 async fn closing_cascades_with_one_event_per_object() {
     let t = start(1, vec![]);
     let mut events = t.server.subscribe();
-    let router = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let t1 = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
-    let t2 = t.server.create_transport(router.id, "direct", json!({})).await.unwrap();
+    let router = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let t1 = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
+    let t2 = t
+        .server
+        .create_transport(router.id, "direct", json!({}))
+        .await
+        .unwrap();
     let produce = || ProduceOptions {
         kind: MediaKind::Video,
         rtp_parameters: vp8_producer(SSRC, SSRC + 1),
@@ -95,7 +113,10 @@ async fn closing_cascades_with_one_event_per_object() {
         t.server.close_transport(t1.id).await.unwrap_err().code,
         ErrorCode::NotFound
     );
-    assert!(t.direct.endpoint(t1.id).is_none(), "the plugin released the transport");
+    assert!(
+        t.direct.endpoint(t1.id).is_none(),
+        "the plugin released the transport"
+    );
     assert_eq!(t.server.workers()[0].transports, 0);
     assert_eq!(t.server.workers()[0].consumers, 0);
     t.server.shutdown().await.unwrap();
@@ -105,9 +126,21 @@ async fn closing_cascades_with_one_event_per_object() {
 async fn shutdown_closes_every_room_with_reason_shutdown() {
     let t = start(2, vec![]);
     let mut events = t.server.subscribe();
-    let a = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let b = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let ta = t.server.create_transport(a.id, "direct", json!({})).await.unwrap();
+    let a = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let b = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let ta = t
+        .server
+        .create_transport(a.id, "direct", json!({}))
+        .await
+        .unwrap();
     t.server.shutdown().await.unwrap();
     let mut closed = Vec::new();
     while let Ok(e) = events.try_recv() {
@@ -115,7 +148,10 @@ async fn shutdown_closes_every_room_with_reason_shutdown() {
             assert_eq!(*reason, CloseReason::Shutdown);
             closed.push(*router);
         }
-        if let Event::TransportClosed { transport, reason, .. } = &e {
+        if let Event::TransportClosed {
+            transport, reason, ..
+        } = &e
+        {
             assert_eq!(*transport, ta.id);
             assert_eq!(*reason, CloseReason::Shutdown);
         }
@@ -133,17 +169,39 @@ async fn limits_are_enforced_with_their_error_code() {
     config.limits.max_rooms = 1;
     config.limits.max_transports_per_room = 1;
     let t = start_with(config, vec![]);
-    let r = t.server.create_router(RouterOptions::default()).await.unwrap();
-    let err = t.server.create_router(RouterOptions::default()).await.unwrap_err();
+    let r = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let err = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
-    t.server.create_transport(r.id, "direct", json!({})).await.unwrap();
-    let err = t.server.create_transport(r.id, "direct", json!({})).await.unwrap_err();
+    t.server
+        .create_transport(r.id, "direct", json!({}))
+        .await
+        .unwrap();
+    let err = t
+        .server
+        .create_transport(r.id, "direct", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::LimitExceeded);
-    let err = t.server.create_transport(r.id, "carrier-pigeon", json!({})).await.unwrap_err();
+    let err = t
+        .server
+        .create_transport(r.id, "carrier-pigeon", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownPlugin);
     // Closing frees the room slot.
     t.server.close_router(r.id).await.unwrap();
-    t.server.create_router(RouterOptions::default()).await.unwrap();
+    t.server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
     t.server.shutdown().await.unwrap();
 }
 
@@ -216,23 +274,37 @@ async fn forwarding_room(
         })
         .await
         .unwrap();
-    let pt = t.server.create_transport(r.id, "direct", json!({})).await.unwrap();
-    let st = t.server.create_transport(r.id, "direct", json!({})).await.unwrap();
+    let pt = t
+        .server
+        .create_transport(r.id, "direct", json!({}))
+        .await
+        .unwrap();
+    let st = t
+        .server
+        .create_transport(r.id, "direct", json!({}))
+        .await
+        .unwrap();
     let p = t
         .server
-        .produce(pt.id, ProduceOptions {
-            kind: MediaKind::Audio,
-            rtp_parameters: opus_producer(ssrc),
-            paused: false,
-        })
+        .produce(
+            pt.id,
+            ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: opus_producer(ssrc),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
     t.server
-        .consume(st.id, ConsumeOptions {
-            producer: p.id,
-            rtp_capabilities: subscriber_caps(96, 1, false),
-            paused: false,
-        })
+        .consume(
+            st.id,
+            ConsumeOptions {
+                producer: p.id,
+                rtp_capabilities: subscriber_caps(96, 1, false),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
     (
@@ -243,10 +315,20 @@ async fn forwarding_room(
     )
 }
 
-async fn assert_forwards(publisher: &switchboard_transports::DirectEndpoint, subscriber: &switchboard_transports::DirectEndpoint, ssrc: u32, seq: u16) {
+async fn assert_forwards(
+    publisher: &switchboard_transports::DirectEndpoint,
+    subscriber: &switchboard_transports::DirectEndpoint,
+    ssrc: u32,
+    seq: u16,
+) {
     let payload = format!("frame-{seq}");
     publisher
-        .send_rtp(opus_packet(ssrc, seq, u32::from(seq) * 960, payload.as_bytes()))
+        .send_rtp(opus_packet(
+            ssrc,
+            seq,
+            u32::from(seq) * 960,
+            payload.as_bytes(),
+        ))
         .unwrap();
     let p = next_rtp(subscriber).await;
     assert_eq!(p.payload.as_ref(), payload.as_bytes());
@@ -257,22 +339,41 @@ async fn a_panicking_transport_is_closed_as_crashed_and_its_siblings_keep_forwar
     let t = start(1, vec![Arc::new(Faulty)]);
     let mut events = t.server.subscribe();
     let (router, publisher, subscriber, _) = forwarding_room(&t, SSRC).await;
-    let faulty = t.server.create_transport(router, "faulty", json!({})).await.unwrap();
+    let faulty = t
+        .server
+        .create_transport(router, "faulty", json!({}))
+        .await
+        .unwrap();
     assert_forwards(&publisher, &subscriber, SSRC, 1).await;
 
-    let err = t.server.connect_transport(faulty.id, json!({})).await.unwrap_err();
+    let err = t
+        .server
+        .connect_transport(faulty.id, json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Internal);
     assert!(err.message.contains("deliberate connect panic"), "{err}");
-    let (e, _) = wait_event(&mut events, |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == faulty.id)).await;
+    let (e, _) = wait_event(
+        &mut events,
+        |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == faulty.id),
+    )
+    .await;
     match e {
-        Event::TransportClosed { reason: CloseReason::Crashed { message }, .. } => {
+        Event::TransportClosed {
+            reason: CloseReason::Crashed { message },
+            ..
+        } => {
             assert!(message.contains("deliberate connect panic"), "{message}")
         }
         other => panic!("expected a crash closure, got {other:?}"),
     }
     assert_forwards(&publisher, &subscriber, SSRC, 2).await;
     assert_eq!(
-        t.server.connect_transport(faulty.id, json!({})).await.unwrap_err().code,
+        t.server
+            .connect_transport(faulty.id, json!({}))
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::NotFound
     );
     t.server.shutdown().await.unwrap();
@@ -290,18 +391,25 @@ async fn a_crashing_router_does_not_stop_another_room_on_the_same_worker() {
         .await
         .unwrap();
     t.server
-        .consume(bad.id, ConsumeOptions {
-            producer: producer_a,
-            rtp_capabilities: subscriber_caps(96, 1, false),
-            paused: false,
-        })
+        .consume(
+            bad.id,
+            ConsumeOptions {
+                producer: producer_a,
+                rtp_capabilities: subscriber_caps(96, 1, false),
+                paused: false,
+            },
+        )
         .await
         .unwrap();
     assert_forwards(&pub_b, &sub_b, SSRC + 10, 1).await;
 
     // Forwarding in room A now panics inside the faulty sink.
     pub_a.send_rtp(opus_packet(SSRC, 1, 960, b"boom")).unwrap();
-    let got = events_until(&mut events, |e| matches!(e, Event::RouterClosed { router, .. } if *router == room_a)).await;
+    let got = events_until(
+        &mut events,
+        |e| matches!(e, Event::RouterClosed { router, .. } if *router == room_a),
+    )
+    .await;
     let closed = closures(&got);
     match &closed[&room_a.to_string()] {
         (1, CloseReason::Crashed { message }) => {

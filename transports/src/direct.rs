@@ -81,7 +81,10 @@ impl DirectEndpoint {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.counters.inject_dropped.fetch_add(1, Ordering::Relaxed);
-                Err(Error::new(ErrorCode::LimitExceeded, "direct transport queue is full"))
+                Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    "direct transport queue is full",
+                ))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::closed("direct transport")),
         }
@@ -141,7 +144,9 @@ impl TransportFactory for Factory {
                 .map_err(|e| Error::invalid(format!("direct transport options: {e}")))?
         };
         if options.queue_capacity == 0 {
-            return Err(Error::invalid("direct transport options: queue_capacity must be at least 1"));
+            return Err(Error::invalid(
+                "direct transport options: queue_capacity must be at least 1",
+            ));
         }
         let (inject_tx, mut inject_rx) = mpsc::channel(options.queue_capacity);
         let (out_tx, out_rx) = mpsc::channel(options.queue_capacity);
@@ -188,7 +193,9 @@ impl DirectSink {
         if self.tx.try_send(packet).is_ok() {
             self.counters.delivered.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.counters.deliver_dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .deliver_dropped
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -435,7 +435,12 @@ impl<S: MediaSink> Forwarder<S> {
     }
 
     /// Pauses or resumes a producer. On resume its consumers re-synchronise on a keyframe.
-    pub fn set_producer_paused(&mut self, id: ProducerId, paused: bool, now: Instant) -> Result<()> {
+    pub fn set_producer_paused(
+        &mut self,
+        id: ProducerId,
+        paused: bool,
+        now: Instant,
+    ) -> Result<()> {
         let p = self
             .producers
             .get_mut(&id)
@@ -457,7 +462,12 @@ impl<S: MediaSink> Forwarder<S> {
 
     /// Pauses or resumes a consumer. On resume it continues its sequence numbers where it
     /// stopped and, for video, waits for a requested keyframe.
-    pub fn set_consumer_paused(&mut self, id: ConsumerId, paused: bool, now: Instant) -> Result<()> {
+    pub fn set_consumer_paused(
+        &mut self,
+        id: ConsumerId,
+        paused: bool,
+        now: Instant,
+    ) -> Result<()> {
         let pid = *self
             .consumers
             .get(&id)
@@ -539,8 +549,8 @@ impl<S: MediaSink> Forwarder<S> {
             return RtpOutcome::Dropped(DropReason::ProducerPaused);
         }
         tap(pid, &packet);
-        let is_keyframe = codec.keyframes.needs_keyframe()
-            && codec.keyframes.is_keyframe(&packet.payload);
+        let is_keyframe =
+            codec.keyframes.needs_keyframe() && codec.keyframes.is_keyframe(&packet.payload);
         if is_keyframe {
             p.stats.keyframes += 1;
         }
@@ -690,7 +700,11 @@ impl<S: MediaSink> Forwarder<S> {
         self.consumers.len()
     }
 
-    fn lookup_producer(&mut self, transport: TransportId, packet: &Packet) -> Option<(ProducerId, Stream)> {
+    fn lookup_producer(
+        &mut self,
+        transport: TransportId,
+        packet: &Packet,
+    ) -> Option<(ProducerId, Stream)> {
         let ssrc = packet.header.ssrc;
         if let Some(found) = self.by_ssrc.get(&(transport, ssrc)) {
             return Some(*found);
@@ -760,11 +774,20 @@ impl<S: MediaSink> Forwarder<S> {
     fn consumer_index(&self, transport: TransportId, ssrc: u32) -> Option<(ProducerId, usize)> {
         let cid = *self.consumers_by_ssrc.get(&(transport, ssrc))?;
         let pid = *self.consumers.get(&cid)?;
-        let i = self.producers.get(&pid)?.consumers.iter().position(|c| c.id == cid)?;
+        let i = self
+            .producers
+            .get(&pid)?
+            .consumers
+            .iter()
+            .position(|c| c.id == cid)?;
         Some((pid, i))
     }
 
-    fn consumer_mut(&mut self, transport: TransportId, ssrc: u32) -> Option<(&mut ProducerEntry<S>, usize)> {
+    fn consumer_mut(
+        &mut self,
+        transport: TransportId,
+        ssrc: u32,
+    ) -> Option<(&mut ProducerEntry<S>, usize)> {
         let (pid, i) = self.consumer_index(transport, ssrc)?;
         Some((self.producers.get_mut(&pid)?, i))
     }
@@ -796,7 +819,10 @@ impl<S: MediaSink> Forwarder<S> {
                     c.stats.retransmission_misses += 1;
                     continue;
                 };
-                let ts = original.header.timestamp.wrapping_add(c.rewriter.ts_offset());
+                let ts = original
+                    .header
+                    .timestamp
+                    .wrapping_add(c.rewriter.ts_offset());
                 let (rewrite, osn) = match c.rtx {
                     Some((rtx_ssrc, rtx_pt)) => {
                         c.rtx_seq = c.rtx_seq.wrapping_add(1);

@@ -166,8 +166,11 @@ impl SeqRewriter {
 
     fn sync(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) {
         if self.started {
-            self.previous = (self.in_ssrc == Some(ssrc))
-                .then_some((self.segment_out_start, self.max_out_seq, self.seq_offset));
+            self.previous = (self.in_ssrc == Some(ssrc)).then_some((
+                self.segment_out_start,
+                self.max_out_seq,
+                self.seq_offset,
+            ));
             let out_seq = self.max_out_seq.wrapping_add(1);
             self.seq_offset = out_seq.wrapping_sub(seq);
             if self.in_ssrc != Some(ssrc) {
@@ -324,7 +327,10 @@ mod tests {
             let seq = (i % 65536) as u16;
             assert_eq!(r.map(1, seq, i, t), Some((seq, i)), "packet {i}");
         }
-        assert_eq!(r.unmap(((100_000 - 5) % 65536) as u16), Some(((100_000 - 5) % 65536) as u16));
+        assert_eq!(
+            r.unmap(((100_000 - 5) % 65536) as u16),
+            Some(((100_000 - 5) % 65536) as u16)
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
-use rtc_rtcp::transport_feedbacks::transport_layer_nack::{TransportLayerNack, nack_pairs_from_sequence_numbers};
+use rtc_rtcp::transport_feedbacks::transport_layer_nack::{
+    TransportLayerNack, nack_pairs_from_sequence_numbers,
+};
 use rtc_rtp::Packet;
 use rtc_rtp::header::Header;
 use rtc_shared::marshal::{Marshal, Unmarshal};
@@ -32,7 +34,10 @@ impl MediaSink for Sink {
         self.0.borrow_mut().rtp.push(p);
     }
     fn send_rtcp(&self, packet: &[u8]) {
-        self.0.borrow_mut().rtcp.push(Bytes::copy_from_slice(packet));
+        self.0
+            .borrow_mut()
+            .rtcp
+            .push(Bytes::copy_from_slice(packet));
     }
 }
 
@@ -164,8 +169,12 @@ fn vp8_packet(ssrc: u32, pt: u8, seq: u16, ts: u32, keyframe: bool) -> Bytes {
         marker: true,
         ..Header::default()
     };
-    header.set_extension(MID_EXT, Bytes::from_static(b"v0")).unwrap();
-    header.set_extension(3, Bytes::from_static(&[0, 7])).unwrap();
+    header
+        .set_extension(MID_EXT, Bytes::from_static(b"v0"))
+        .unwrap();
+    header
+        .set_extension(3, Bytes::from_static(&[0, 7]))
+        .unwrap();
     Packet {
         header,
         payload: Bytes::from(vp8_payload(seq, keyframe)),
@@ -191,7 +200,12 @@ fn fans_out_to_fifty_consumers_with_rewritten_headers_and_exact_payloads() {
         }
     );
     for seq in 1001..1010u16 {
-        r.send(seq, 90_000 + u32::from(seq - 1000) * 3000, false, Duration::ZERO);
+        r.send(
+            seq,
+            90_000 + u32::from(seq - 1000) * 3000,
+            false,
+            Duration::ZERO,
+        );
     }
     for (i, s) in subs.iter().enumerate() {
         let got = s.sink.rtp();
@@ -226,7 +240,10 @@ fn video_consumers_wait_for_a_keyframe_and_one_is_requested() {
     let got = s.sink.rtp();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header.sequence_number, 3);
-    assert_eq!(r.f.consumer_stats(s.id).unwrap().dropped_waiting_keyframe, 2);
+    assert_eq!(
+        r.f.consumer_stats(s.id).unwrap().dropped_waiting_keyframe,
+        2
+    );
 }
 
 #[test]
@@ -245,9 +262,18 @@ fn consumer_pause_and_resume_keep_sequence_numbers_continuous() {
     r.send(150, 450_000, false, Duration::from_secs(5));
     r.send(151, 453_000, true, Duration::from_secs(5));
     r.send(152, 456_000, false, Duration::from_secs(5));
-    let seqs: Vec<u16> = s.sink.rtp().iter().map(|p| p.header.sequence_number).collect();
+    let seqs: Vec<u16> = s
+        .sink
+        .rtp()
+        .iter()
+        .map(|p| p.header.sequence_number)
+        .collect();
     assert_eq!(seqs, vec![100, 101, 102, 103]);
-    assert_eq!(r.pub_sink.plis(), 2, "one on join, one on resume (throttle window passed)");
+    assert_eq!(
+        r.pub_sink.plis(),
+        2,
+        "one on join, one on resume (throttle window passed)"
+    );
 }
 
 #[test]
@@ -263,7 +289,12 @@ fn producer_pause_and_resume_keep_consumer_sequence_numbers_continuous() {
     r.f.set_producer_paused(r.producer, false, r.t0 + Duration::from_secs(2))
         .unwrap();
     r.send(500, 9000, true, Duration::from_secs(2));
-    let seqs: Vec<u16> = s.sink.rtp().iter().map(|p| p.header.sequence_number).collect();
+    let seqs: Vec<u16> = s
+        .sink
+        .rtp()
+        .iter()
+        .map(|p| p.header.sequence_number)
+        .collect();
     assert_eq!(seqs, vec![10, 11]);
 }
 
@@ -290,7 +321,10 @@ fn nack_is_answered_from_the_buffer_with_the_consumers_numbering() {
     let resent = plain.sink.rtp();
     assert_eq!(resent.len(), 1);
     assert_eq!(resent[0].header.sequence_number, 202);
-    assert_eq!(resent[0].payload.as_ref(), vp8_payload(203, false).as_slice());
+    assert_eq!(
+        resent[0].payload.as_ref(),
+        vp8_payload(203, false).as_slice()
+    );
     let st = r.f.consumer_stats(plain.id).unwrap();
     assert_eq!((st.retransmitted, st.retransmission_misses), (1, 1));
 
@@ -313,7 +347,11 @@ fn nack_is_answered_from_the_buffer_with_the_consumers_numbering() {
 fn pli_reaches_the_producer_once_per_throttle_window() {
     let mut r = room();
     let subs: Vec<Sub> = (0..5).map(|i| r.consume(i, false)).collect();
-    assert_eq!(r.pub_sink.plis(), 1, "five joins inside one window: one PLI");
+    assert_eq!(
+        r.pub_sink.plis(),
+        1,
+        "five joins inside one window: one PLI"
+    );
     r.send(1, 0, true, Duration::ZERO);
     for s in &subs {
         let pli = PictureLossIndication {
@@ -326,7 +364,11 @@ fn pli_reaches_the_producer_once_per_throttle_window() {
     r.f.tick(r.t0 + Duration::from_millis(999));
     assert_eq!(r.pub_sink.plis(), 0);
     r.f.tick(r.t0 + Duration::from_millis(1000));
-    assert_eq!(r.pub_sink.plis(), 1, "the deferred request goes out when the window ends");
+    assert_eq!(
+        r.pub_sink.plis(),
+        1,
+        "the deferred request goes out when the window ends"
+    );
     r.f.tick(r.t0 + Duration::from_millis(3000));
     assert_eq!(r.pub_sink.plis(), 0, "and only once");
     // The PLI names the producer's SSRC.
@@ -342,7 +384,10 @@ fn pli_reaches_the_producer_once_per_throttle_window() {
     let raw = r.pub_sink.rtcp();
     let mut b = raw[0].clone();
     let pkts = rtc_rtcp::packet::unmarshal(&mut b).unwrap();
-    let pli = pkts[0].as_any().downcast_ref::<PictureLossIndication>().unwrap();
+    let pli = pkts[0]
+        .as_any()
+        .downcast_ref::<PictureLossIndication>()
+        .unwrap();
     assert_eq!(pli.media_ssrc, SSRC);
 }
 
@@ -392,7 +437,11 @@ fn bad_input_is_counted_not_forwarded() {
         RtpOutcome::Dropped(DropReason::Malformed)
     );
     assert_eq!(
-        r.f.on_rtp(t, Bytes::from_static(b"garbage that is long enough to parse?"), r.t0),
+        r.f.on_rtp(
+            t,
+            Bytes::from_static(b"garbage that is long enough to parse?"),
+            r.t0
+        ),
         RtpOutcome::Dropped(DropReason::Malformed)
     );
     assert_eq!(
@@ -401,7 +450,11 @@ fn bad_input_is_counted_not_forwarded() {
     );
     // The right SSRC on another transport is someone else's stream.
     assert_eq!(
-        r.f.on_rtp(TransportId::new(), vp8_packet(SSRC, VP8_PT, 1, 0, true), r.t0),
+        r.f.on_rtp(
+            TransportId::new(),
+            vp8_packet(SSRC, VP8_PT, 1, 0, true),
+            r.t0
+        ),
         RtpOutcome::Dropped(DropReason::UnknownSsrc)
     );
     assert_eq!(
@@ -410,7 +463,10 @@ fn bad_input_is_counted_not_forwarded() {
     );
     r.f.on_rtcp(t, Bytes::from_static(b"\x81\xc9\x00"), r.t0);
     let st = r.f.stats();
-    assert_eq!((st.malformed_rtp, st.unknown_ssrc, st.malformed_rtcp), (2, 2, 1));
+    assert_eq!(
+        (st.malformed_rtp, st.unknown_ssrc, st.malformed_rtcp),
+        (2, 2, 1)
+    );
     assert_eq!(st.rtp_out, 0);
 }
 

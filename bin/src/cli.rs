@@ -1,0 +1,150 @@
+//! The command line, as clap sees it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use switchboard_core::config::LogFormat;
+
+/// Switchboard, an SFU media server.
+///
+/// Without a subcommand it runs the server, like `switchboard run`. Settings come from the
+/// embedded defaults, then the config file, then `SWITCHBOARD_<SECTION>__<FIELD>` environment
+/// variables, then these flags; each layer overrides the ones before it.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; running the server when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings for the server when no subcommand is given.
+    #[command(flatten)]
+    pub run: ConfigArgs,
+}
+
+/// The subcommands. `ctl`, a client for the control socket, will join them.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGINT or SIGTERM (the default).
+    Run(ConfigArgs),
+    /// Load and validate the configuration, print the effective one as TOML, and exit.
+    ///
+    /// Exits with 0 when the configuration is valid and 2 when it is not, listing every
+    /// problem on standard error.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Where the configuration comes from, and the flags that override it.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML config file; without one the embedded defaults apply.
+    #[arg(short, long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Worker threads that carry media; 0 means one per CPU core [server.workers].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Control socket TCP address, such as 127.0.0.1:7700; empty disables it [rpc.listen].
+    #[arg(long, value_name = "IP:PORT")]
+    pub rpc_listen: Option<String>,
+
+    /// Prometheus /metrics address; empty disables it [metrics.listen].
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// Log filter such as `info` or `warn,switchboard=debug`; RUST_LOG overrides it
+    /// [log.level].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log line format [log.format].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+
+    /// Set any field by its dotted path, such as `--set limits.max_rooms=50`. Repeatable;
+    /// applied after the other flags.
+    #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<(String, String)>,
+}
+
+/// Arguments of `check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration to check.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Print rpc.token as it is; by default it is redacted, since the output tends to end up
+    /// in terminals, tickets and CI logs.
+    #[arg(long)]
+    pub show_secrets: bool,
+}
+
+/// `--log-format` values. A separate enum keeps clap out of `switchboard-core`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((field, value)) if !field.trim().is_empty() => {
+            Ok((field.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "expected FIELD=VALUE such as limits.max_rooms=50, got {text:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_takes_the_run_flags() {
+        let cli = Cli::try_parse_from(["switchboard", "--workers", "2", "-c", "x.toml"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.workers, Some(2));
+        assert_eq!(cli.run.config, Some(PathBuf::from("x.toml")));
+    }
+
+    #[test]
+    fn set_flags_split_at_the_first_equals_sign() {
+        let cli = Cli::try_parse_from([
+            "switchboard",
+            "check-config",
+            "--set",
+            "rpc.token=a=b",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Some(Command::CheckConfig(args)) = cli.command else {
+            panic!("expected check-config");
+        };
+        assert_eq!(
+            args.config.set,
+            [("rpc.token".to_owned(), "a=b".to_owned())]
+        );
+        assert_eq!(args.config.log_format, Some(LogFormatArg::Json));
+        assert!(Cli::try_parse_from(["switchboard", "run", "--set", "novalue"]).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! Running the server: start, log its events, wait for a signal, shut down within the
+//! configured time.
+
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::{Server, ServerHandle};
+use switchboard_core::config::Config;
+use switchboard_core::event::Event;
+use switchboard_core::middleware::MiddlewareRegistry;
+use switchboard_core::transport::TransportRegistry;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// How long dropping the runtime may wait for stray blocking tasks. Everything that matters
+/// has finished (or timed out) by then; this only keeps a stuck task from holding the exit.
+const RUNTIME_DROP_GRACE: Duration = Duration::from_millis(200);
+
+/// Why the server did not stop cleanly.
+#[derive(Debug)]
+pub enum RunError {
+    /// The runtime, a signal handler or the server could not be set up.
+    Start(String),
+    /// Shutdown failed, took longer than `server.shutdown_timeout_ms`, or was cut short by a
+    /// second signal.
+    Shutdown(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Start(message) => write!(f, "failed to start: {message}"),
+            RunError::Shutdown(message) => write!(f, "unclean shutdown: {message}"),
+        }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
+///
+/// The actor server runs on its own threads; this runtime only waits for signals and logs
+/// events, and later carries the control socket and `/metrics`.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("switchboard-main")
+        .build()
+        .map_err(|e| RunError::Start(format!("cannot build the tokio runtime: {e}")))?;
+    let result = runtime.block_on(serve(Arc::new(config)));
+    runtime.shutdown_timeout(RUNTIME_DROP_GRACE);
+    result
+}
+
+async fn serve(config: Arc<Config>) -> Result<(), RunError> {
+    // Installed before the server starts: until then the default action of both signals is
+    // to kill the process, which would skip the graceful shutdown.
+    let mut signals = Signals::new()?;
+
+    let mut transports = TransportRegistry::default();
+    switchboard_transports::register_builtin(&mut transports)
+        .map_err(|e| RunError::Start(format!("cannot register the transport plugins: {e}")))?;
+    let mut middleware = MiddlewareRegistry::default();
+    switchboard_middleware::register_builtin(&mut middleware)
+        .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
+
+    let server = Server::start(Arc::clone(&config), transports, middleware)
+        .map_err(|e| RunError::Start(e.to_string()))?;
+    let (drain_tx, drain_rx) = oneshot::channel();
+    let events = tokio::spawn(drain_events(server.subscribe(), drain_rx, log_event));
+
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        workers = config.server.worker_count(),
+        transports = ?server.transport_kinds(),
+        middleware = ?server.middleware_names(),
+        "switchboard ready"
+    );
+
+    let first = signals.next().await;
+    let timeout = Duration::from_millis(config.server.shutdown_timeout_ms);
+    info!(
+        signal = first,
+        timeout_ms = config.server.shutdown_timeout_ms,
+        "shutting down"
+    );
+    let outcome = shut_down(&server, timeout, &mut signals).await;
+
+    // Shutdown has returned, so the closure events it caused are queued; log them all before
+    // saying goodbye. A closed drain channel means the task already ended.
+    let _ = drain_tx.send(());
+    if let Err(e) = events.await {
+        warn!(error = %e, "event logger failed");
+    }
+
+    if outcome.is_ok() {
+        info!("shutdown complete");
+    }
+    outcome
+}
+
+async fn shut_down(
+    server: &ServerHandle,
+    timeout: Duration,
+    signals: &mut Signals,
+) -> Result<(), RunError> {
+    tokio::select! {
+        result = tokio::time::timeout(timeout, server.shutdown()) => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RunError::Shutdown(e.to_string())),
+            Err(_) => Err(RunError::Shutdown(format!(
+                "did not finish within server.shutdown_timeout_ms ({} ms)",
+                timeout.as_millis()
+            ))),
+        },
+        // An operator who signals again wants out now, not after the timeout.
+        second = signals.next() => Err(RunError::Shutdown(format!(
+            "{second} received during shutdown, exiting without waiting"
+        ))),
+    }
+}
+
+/// Passes every server event to `on_event` until the server closes the channel or `drain`
+/// fires; then passes what is already queued and stops.
+async fn drain_events(
+    mut events: mpsc::Receiver<Event>,
+    mut drain: oneshot::Receiver<()>,
+    mut on_event: impl FnMut(&Event),
+) {
+    loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Some(event) => on_event(&event),
+                None => return,
+            },
+            _ = &mut drain => break,
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        on_event(&event);
+    }
+}
+
+fn log_event(event: &Event) {
+    // JSON keeps each event on one line and machine-readable in both log formats.
+    match serde_json::to_string(event) {
+        Ok(json) => info!(target: "switchboard::event", event = %json, "server event"),
+        Err(_) => info!(target: "switchboard::event", event = ?event, "server event"),
+    }
+}
+
+/// SIGINT and SIGTERM, as one stream.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, RunError> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind)
+                .map_err(|e| RunError::Start(format!("cannot install the {name} handler: {e}")))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next signal and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::id::WorkerId;
+
+    fn started(worker: u32) -> Event {
+        Event::WorkerStarted {
+            worker: WorkerId(worker),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_queued_before_the_drain_are_all_passed_on() {
+        let (tx, rx) = mpsc::channel(8);
+        let (drain_tx, drain_rx) = oneshot::channel();
+        for worker in 0..3 {
+            tx.send(started(worker)).await.unwrap();
+        }
+        drain_tx.send(()).unwrap();
+        let mut seen = Vec::new();
+        // The sender stays open, as the server's does: only the drain can end the loop.
+        drain_events(rx, drain_rx, |e| seen.push(e.clone())).await;
+        assert_eq!(seen, [started(0), started(1), started(2)]);
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_closed_channel_ends_the_loop() {
+        let (tx, rx) = mpsc::channel(8);
+        let (_drain_tx, drain_rx) = oneshot::channel();
+        tx.send(started(7)).await.unwrap();
+        drop(tx);
+        let mut seen = Vec::new();
+        drain_events(rx, drain_rx, |e| seen.push(e.clone())).await;
+        assert_eq!(seen, [started(7)]);
+    }
+}

@@ -1,0 +1,300 @@
+//! The `switchboard` binary as an operator meets it: exit codes, messages, layering, signals.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Generous, because CI builds and tests on two busy cores; a healthy run takes well under a
+/// second.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longer than the shutdown timeout the tests configure, so the server's own timeout fires
+/// first if shutdown hangs.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+const SHUTDOWN_TIMEOUT_MS: &str = "server.shutdown_timeout_ms=10000";
+
+/// The binary with an environment free of settings that would change what the test sees.
+fn switchboard() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("SWITCHBOARD_") || name == "RUST_LOG" {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// A config file removed when dropped.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(name: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-cli-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run_to_end(command: &mut Command) -> Output {
+    command.output().expect("the switchboard binary runs")
+}
+
+#[test]
+fn check_config_with_bad_file_exits_2_and_names_every_bad_field() {
+    let config = TempConfig::new(
+        "bad",
+        "[limits]\nmax_rooms = \"lots\"\nmax_peers = 3\n\n[rpc]\nlisten = \"127.0.0.1:7700\"\n",
+    );
+    let output = run_to_end(switchboard().args(["check-config", "--config", config.path()]));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("limits.max_rooms"), "stderr: {stderr}");
+    assert!(stderr.contains("limits.max_peers"), "stderr: {stderr}");
+    assert!(stderr.contains("line 2"), "stderr: {stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing printed as config on failure"
+    );
+}
+
+#[test]
+fn check_config_lists_every_validation_problem() {
+    let config = TempConfig::new(
+        "invalid",
+        "[limits]\nmax_rooms = 0\n\n[rpc]\nlisten = \"0.0.0.0:7700\"\n",
+    );
+    let output = run_to_end(
+        switchboard()
+            .args(["check-config", "-c", config.path()])
+            .args(["--metrics-listen", "not-an-address"]),
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("3 problems"), "stderr: {stderr}");
+    for field in ["limits.max_rooms", "rpc.token", "metrics.listen"] {
+        assert!(stderr.contains(field), "{field} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_shows_file_env_and_flag_layers() {
+    let config = TempConfig::new(
+        "layers",
+        "[server]\nworkers = 1\n\n[limits]\nmax_rooms = 10\nmax_peers_per_room = 7\n",
+    );
+    let output = run_to_end(
+        switchboard()
+            .env("SWITCHBOARD_CONFIG", config.path())
+            .env("SWITCHBOARD_LIMITS__MAX_ROOMS", "20")
+            .env("SWITCHBOARD_SERVER__WORKERS", "2")
+            .env("SWITCHBOARD_LOG__FORMAT", "json")
+            .env("SWITCHBOARD_RPC__TOKEN", "hunter2")
+            .args(["check-config", "--workers", "3"]),
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("workers = 3\n"), "flag wins: {stdout}");
+    assert!(
+        stdout.contains("max_rooms = 20\n"),
+        "env beats file: {stdout}"
+    );
+    assert!(
+        stdout.contains("max_peers_per_room = 7\n"),
+        "file kept: {stdout}"
+    );
+    assert!(stdout.contains("format = \"json\"\n"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "token redacted: {stdout}");
+}
+
+#[test]
+fn unknown_environment_variable_is_an_error() {
+    let output = run_to_end(
+        switchboard()
+            .env("SWITCHBOARD_SERVER__WORKRES", "2")
+            .arg("check-config"),
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SWITCHBOARD_SERVER__WORKRES"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn run_with_invalid_config_exits_2_before_starting() {
+    let output = run_to_end(switchboard().args(["run", "--rpc-listen", "x"]));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("rpc.listen"), "stderr: {stderr}");
+    assert!(!stderr.contains("ready"), "stderr: {stderr}");
+}
+
+/// A running server whose standard error is read line by line on a thread.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = switchboard()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchboard binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one contains `needle`.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.seen.iter().any(|line| line.contains(needle)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => self.fail(&format!("no line containing {needle:?}")),
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit and its standard error to close.
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => self.fail("standard error still open"),
+            }
+        }
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.fail("process still running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn fail(&mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("{what}; output so far:\n{}", self.seen.join("\n"));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never leave a server behind when an assertion fails.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sigterm_shuts_the_server_down_cleanly() {
+    let mut server = Running::start(&[
+        "run",
+        "--workers",
+        "1",
+        "--rpc-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--set",
+        SHUTDOWN_TIMEOUT_MS,
+    ]);
+    server.wait_for("switchboard ready", STARTUP_TIMEOUT);
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(EXIT_TIMEOUT);
+    let log = server.seen.join("\n");
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    assert!(log.contains("shutting down"), "log:\n{log}");
+    assert!(log.contains("SIGTERM"), "log:\n{log}");
+    assert!(log.contains("shutdown complete"), "log:\n{log}");
+}
+
+#[test]
+fn sigint_without_subcommand_shuts_down_and_logs_json() {
+    let mut server = Running::start(&[
+        "--workers",
+        "1",
+        "--rpc-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--log-format",
+        "json",
+        "--set",
+        SHUTDOWN_TIMEOUT_MS,
+    ]);
+    server.wait_for("switchboard ready", STARTUP_TIMEOUT);
+    server.signal(Signal::SIGINT);
+    let status = server.wait_exit(EXIT_TIMEOUT);
+    let log = server.seen.join("\n");
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let messages: Vec<String> = server
+        .seen
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            value["message"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert!(
+        messages.iter().any(|m| m == "shutdown complete"),
+        "log:\n{log}"
+    );
+}
