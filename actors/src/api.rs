@@ -5,7 +5,7 @@ use serde_json::Value;
 use switchboard_core::rtp_parameters::{
     MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters,
 };
-use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 
 /// Options for a new router.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -35,6 +35,8 @@ pub struct TransportInfo {
     pub id: TransportId,
     /// Its router.
     pub router: RouterId,
+    /// The peer it belongs to, if any.
+    pub peer: Option<PeerId>,
     /// The plugin that made it.
     pub kind: String,
     /// Plugin-specific local parameters (addresses, ICE credentials, ...).

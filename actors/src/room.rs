@@ -26,7 +26,7 @@ use switchboard_core::middleware::Middleware;
 use switchboard_core::negotiation::RtpMapping;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{MediaSink, Transport, TransportIo, TransportState};
-use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 
 /// Shared handle to a room.
 pub(crate) type RoomRef = Rc<RefCell<Room>>;
@@ -41,6 +41,7 @@ pub(crate) type PluginRef = Rc<RefCell<Option<Box<dyn Transport>>>>;
 
 pub(crate) struct TransportNode {
     pub addr: Addr<TransportActor>,
+    pub peer: Option<PeerId>,
     pub kind: String,
     pub sink: Rc<dyn MediaSink>,
     pub plugin: PluginRef,
@@ -96,6 +97,8 @@ pub(crate) struct Room {
     pub transports: HashMap<TransportId, TransportNode>,
     pub producers: HashMap<ProducerId, ProducerNode>,
     pub consumers: HashMap<ConsumerId, ConsumerNode>,
+    /// Peers in the room, in join order.
+    pub peers: Vec<PeerId>,
     pub middleware: Vec<AttachedMiddleware>,
     pub closed: bool,
 }
@@ -246,6 +249,31 @@ impl Room {
         true
     }
 
+    /// Removes a peer, closing its transports first.
+    pub fn close_peer(&mut self, peer: &PeerId, reason: CloseReason) -> bool {
+        let Some(i) = self.peers.iter().position(|p| p == peer) else {
+            return false;
+        };
+        self.peers.remove(i);
+        let child_reason = cascade(&reason);
+        let transports: Vec<TransportId> = self
+            .transports
+            .iter()
+            .filter(|(_, t)| t.peer.as_ref() == Some(peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for t in transports {
+            self.close_transport(t, child_reason.clone());
+        }
+        let router = self.id;
+        self.emit(Event::PeerLeft {
+            router,
+            peer: peer.clone(),
+            reason,
+        });
+        true
+    }
+
     /// Closes everything in the room, then the room itself. Idempotent.
     pub fn close(&mut self, reason: CloseReason) -> bool {
         if self.closed {
@@ -253,6 +281,9 @@ impl Room {
         }
         self.closed = true;
         let child_reason = cascade(&reason);
+        for peer in self.peers.clone() {
+            self.close_peer(&peer, child_reason.clone());
+        }
         let transports: Vec<TransportId> = self.transports.keys().copied().collect();
         for t in transports {
             self.close_transport(t, child_reason.clone());

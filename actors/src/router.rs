@@ -18,7 +18,7 @@ use switchboard_core::forward::{Forwarder, ForwarderConfig};
 use switchboard_core::middleware::MiddlewareContext;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportContext;
-use switchboard_core::{Error, ErrorCode, Result, RouterId, TransportId, WorkerId};
+use switchboard_core::{Error, ErrorCode, PeerId, Result, RouterId, TransportId, WorkerId};
 
 /// How often the forwarder's timers (keyframe-request windows, sender reports) run.
 const TICK: Duration = Duration::from_millis(20);
@@ -50,6 +50,7 @@ impl RouterActor {
             transports: Default::default(),
             producers: Default::default(),
             consumers: Default::default(),
+            peers: Vec::new(),
             middleware: Vec::new(),
             closed: false,
         }));
@@ -135,6 +136,8 @@ impl Handler<CloseRouter> for RouterActor {
 pub struct CreateTransport {
     /// Plugin kind, e.g. `direct`.
     pub kind: String,
+    /// The peer it belongs to; closed when the peer leaves.
+    pub peer: Option<PeerId>,
     /// Plugin-specific options.
     pub options: Value,
 }
@@ -145,6 +148,11 @@ impl Handler<CreateTransport> for RouterActor {
         let (shared, worker) = {
             let r = self.room.borrow();
             r.shared.transports.require(&msg.kind)?;
+            if let Some(peer) = &msg.peer
+                && !r.peers.contains(peer)
+            {
+                return Err(Error::not_found("peer", peer));
+            }
             let max = r.shared.config.limits.max_transports_per_room;
             if r.transports.len() >= max {
                 return Err(Error::limit("transports per room", max));
@@ -195,6 +203,7 @@ impl Handler<CreateTransport> for RouterActor {
             id,
             crate::room::TransportNode {
                 addr: addr.clone(),
+                peer: msg.peer.clone(),
                 kind: msg.kind.clone(),
                 sink,
                 plugin,
@@ -209,13 +218,64 @@ impl Handler<CreateTransport> for RouterActor {
             router: self.id,
             transport: id,
             kind: msg.kind.clone(),
+            peer: msg.peer.clone(),
         });
         Ok(TransportInfo {
             id,
             router: self.id,
+            peer: msg.peer,
             kind: msg.kind,
             local,
         })
+    }
+}
+
+/// Adds a peer to the room.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct JoinPeer(pub PeerId);
+
+impl Handler<JoinPeer> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: JoinPeer, _: &mut Self::Context) -> Result<()> {
+        let mut r = self.room.borrow_mut();
+        if r.peers.contains(&msg.0) {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!("peer {:?} is already in the room", msg.0.0),
+            ));
+        }
+        let max = r.shared.config.limits.max_peers_per_room;
+        if r.peers.len() >= max {
+            return Err(Error::limit("peers per room", max));
+        }
+        r.peers.push(msg.0.clone());
+        let router = r.id;
+        r.emit(Event::PeerJoined {
+            router,
+            peer: msg.0,
+        });
+        Ok(())
+    }
+}
+
+/// Removes a peer from the room, closing its transports.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct LeavePeer(pub PeerId);
+
+impl Handler<LeavePeer> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: LeavePeer, _: &mut Self::Context) -> Result<()> {
+        if self
+            .room
+            .borrow_mut()
+            .close_peer(&msg.0, CloseReason::Requested)
+        {
+            Ok(())
+        } else {
+            Err(Error::not_found("peer", &msg.0))
+        }
     }
 }
 
@@ -303,7 +363,7 @@ impl Handler<DumpRouter> for RouterActor {
         let transports: Vec<Value> = r
             .transports
             .iter()
-            .map(|(id, t)| json!({ "id": id, "kind": t.kind }))
+            .map(|(id, t)| json!({ "id": id, "kind": t.kind, "peer": t.peer }))
             .collect();
         let producers: Vec<Value> = r
             .producers
@@ -320,6 +380,7 @@ impl Handler<DumpRouter> for RouterActor {
             "id": r.id,
             "worker": r.worker,
             "rtp_capabilities": r.capabilities,
+            "peers": r.peers,
             "transports": transports,
             "producers": producers,
             "consumers": consumers,
@@ -345,6 +406,7 @@ impl Handler<RouterStatsRequest> for RouterActor {
         Ok(json!({
             "type": "router",
             "id": r.id,
+            "peers": r.peers.len(),
             "transports": r.transports.len(),
             "producers": r.forwarder.producer_count(),
             "consumers": r.forwarder.consumer_count(),

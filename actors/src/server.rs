@@ -12,7 +12,7 @@ use crate::producer::{
 };
 use crate::router::{
     AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
-    RouterStatsRequest,
+    JoinPeer, LeavePeer, RouterStatsRequest,
 };
 use crate::shared::{Shared, WorkerInfo};
 use crate::supervision::install_panic_hook;
@@ -34,7 +34,7 @@ use switchboard_core::negotiation;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportRegistry;
 use switchboard_core::{
-    ConsumerId, Error, ErrorCode, ProducerId, Result, RouterId, TransportId, WorkerId,
+    ConsumerId, Error, ErrorCode, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -471,11 +471,34 @@ impl ServerHandle {
         kind: &str,
         options: Value,
     ) -> Result<TransportInfo> {
+        self.create_peer_transport(router, None, kind, options)
+            .await
+    }
+
+    /// Creates a transport belonging to a peer (closed when the peer leaves).
+    pub async fn create_peer_transport(
+        &self,
+        router: RouterId,
+        peer: Option<PeerId>,
+        kind: &str,
+        options: Value,
+    ) -> Result<TransportInfo> {
         let msg = CreateTransport {
             kind: kind.to_owned(),
+            peer,
             options,
         };
         Self::ask(self.router(router)?, msg, "router").await
+    }
+
+    /// Adds a peer to a room.
+    pub async fn join_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
+        Self::ask(self.router(router)?, JoinPeer(peer), "router").await
+    }
+
+    /// Removes a peer from a room, closing its transports.
+    pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
+        Self::ask(self.router(router)?, LeavePeer(peer), "router").await
     }
 
     /// Gives a transport the remote side's parameters.

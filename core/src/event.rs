@@ -4,7 +4,7 @@
 //! backend can mirror the object tree without polling. Cascaded closures (a router taking its
 //! transports with it) say so in their reason.
 
-use crate::id::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+use crate::id::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 use crate::rtp_parameters::MediaKind;
 use crate::transport::TransportState;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,23 @@ pub enum Event {
         #[serde(flatten)]
         reason: CloseReason,
     },
+    /// A peer joined a room.
+    PeerJoined {
+        /// The room.
+        router: RouterId,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer left a room (its transports closed first).
+    PeerLeft {
+        /// The room.
+        router: RouterId,
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        #[serde(flatten)]
+        reason: CloseReason,
+    },
     /// A transport was created.
     TransportCreated {
         /// Its router.
@@ -72,6 +89,9 @@ pub enum Event {
         transport: TransportId,
         /// Its plugin kind.
         kind: String,
+        /// The peer it belongs to, if any.
+        #[serde(default)]
+        peer: Option<PeerId>,
     },
     /// A transport's connection state changed.
     TransportStateChanged {
@@ -171,6 +191,8 @@ impl Event {
             | Event::WorkerRestarted { .. } => None,
             Event::RouterCreated { router, .. }
             | Event::RouterClosed { router, .. }
+            | Event::PeerJoined { router, .. }
+            | Event::PeerLeft { router, .. }
             | Event::TransportCreated { router, .. }
             | Event::TransportStateChanged { router, .. }
             | Event::TransportClosed { router, .. }
@@ -191,6 +213,8 @@ impl Event {
             Event::WorkerRestarted { .. } => "worker_restarted",
             Event::RouterCreated { .. } => "router_created",
             Event::RouterClosed { .. } => "router_closed",
+            Event::PeerJoined { .. } => "peer_joined",
+            Event::PeerLeft { .. } => "peer_left",
             Event::TransportCreated { .. } => "transport_created",
             Event::TransportStateChanged { .. } => "transport_state_changed",
             Event::TransportClosed { .. } => "transport_closed",

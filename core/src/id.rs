@@ -78,6 +78,29 @@ impl fmt::Display for WorkerId {
     }
 }
 
+/// A peer: one participant in one room, grouping its transports. Chosen by the backend
+/// (usually its own user or session id), unique within a room.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[serde(transparent)]
+pub struct PeerId(pub String);
+
+impl PeerId {
+    /// Longest accepted id, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// A peer id, if it is 1 to [`PeerId::MAX_LEN`] bytes without control characters.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(char::is_control);
+        ok.then(|| Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +113,14 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{id}\""));
         assert_ne!(ProducerId::new(), ProducerId::new());
+    }
+
+    #[test]
+    fn peer_ids_are_bounded_printable_text() {
+        assert_eq!(PeerId::parse("alice").unwrap().to_string(), "alice");
+        assert!(PeerId::parse("").is_none());
+        assert!(PeerId::parse("a\nb").is_none());
+        assert!(PeerId::parse(&"x".repeat(129)).is_none());
     }
 
     #[test]

@@ -24,4 +24,4 @@ pub mod rtp_parameters;
 pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};
-pub use id::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
+pub use id::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};

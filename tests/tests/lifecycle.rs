@@ -429,3 +429,110 @@ async fn a_crashing_router_does_not_stop_another_room_on_the_same_worker() {
     assert_eq!(t.server.routers().len(), 2);
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_peer_takes_its_transports_and_tracks_with_it() {
+    use switchboard_core::PeerId;
+    let mut config = switchboard_core::config::Config::default();
+    config.server.workers = 1;
+    config.limits.max_peers_per_room = 2;
+    let t = start_with(config, vec![]);
+    let mut events = t.server.subscribe();
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let alice = PeerId::parse("alice").unwrap();
+    let bob = PeerId::parse("bob").unwrap();
+    t.server.join_peer(room.id, alice.clone()).await.unwrap();
+    t.server.join_peer(room.id, bob.clone()).await.unwrap();
+    assert_eq!(
+        t.server
+            .join_peer(room.id, bob.clone())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        t.server
+            .join_peer(room.id, PeerId::parse("carol").unwrap())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::LimitExceeded
+    );
+    let err = t
+        .server
+        .create_peer_transport(
+            room.id,
+            Some(PeerId::parse("dave").unwrap()),
+            "direct",
+            json!({}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+
+    let send = t
+        .server
+        .create_peer_transport(room.id, Some(alice.clone()), "direct", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(send.peer, Some(alice.clone()));
+    let recv = t
+        .server
+        .create_peer_transport(room.id, Some(bob.clone()), "direct", json!({}))
+        .await
+        .unwrap();
+    let p = t
+        .server
+        .produce(
+            send.id,
+            ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: opus_producer(SSRC),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    let c = t
+        .server
+        .consume(
+            recv.id,
+            ConsumeOptions {
+                producer: p.id,
+                rtp_capabilities: subscriber_caps(96, 1, false),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+
+    t.server.leave_peer(room.id, alice.clone()).await.unwrap();
+    let got = events_until(&mut events, |e| matches!(e, Event::PeerLeft { .. })).await;
+    let closed = closures(&got);
+    assert_eq!(closed[&c.id.to_string()], (1, CloseReason::ProducerClosed));
+    assert_eq!(closed[&p.id.to_string()], (1, CloseReason::ParentClosed));
+    assert_eq!(closed[&send.id.to_string()], (1, CloseReason::ParentClosed));
+    assert!(
+        !closed.contains_key(&recv.id.to_string()),
+        "bob's transport stays"
+    );
+    match got.last().unwrap() {
+        Event::PeerLeft { peer, reason, .. } => {
+            assert_eq!(*peer, alice);
+            assert_eq!(*reason, CloseReason::Requested);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        t.server.leave_peer(room.id, alice).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let dump = t.server.dump_router(room.id).await.unwrap();
+    assert_eq!(dump["peers"], json!(["bob"]));
+    t.server.shutdown().await.unwrap();
+}
