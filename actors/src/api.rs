@@ -94,3 +94,14 @@ pub struct ConsumerInfo {
     /// Whether it starts paused.
     pub paused: bool,
 }
+
+/// The result of a plugin-specific transport request.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransportRequestResult {
+    /// The plugin's answer (for WebRTC, an SDP answer or offer).
+    pub response: Value,
+    /// Producers created because of the request, with the plugin's description of each.
+    pub producers: Vec<(ProducerInfo, Value)>,
+    /// Producers closed because of the request.
+    pub closed_producers: Vec<ProducerId>,
+}

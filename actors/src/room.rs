@@ -13,6 +13,7 @@ use crate::supervision::contain;
 use crate::transport::TransportActor;
 use actix::Addr;
 use bytes::Bytes;
+use rtc_shared::marshal::Unmarshal;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -126,13 +127,24 @@ impl Room {
 
     /// Forwards one incoming RTP packet, showing it to middleware first.
     pub fn on_rtp(&mut self, transport: TransportId, packet: Bytes) {
+        match rtc_rtp::Packet::unmarshal(&mut packet.clone()) {
+            Ok(p) if p.header.version == 2 => self.on_rtp_packet(transport, p),
+            _ => {
+                // Counted by the forwarder as malformed.
+                self.forwarder.on_rtp(transport, packet, Instant::now());
+            }
+        }
+    }
+
+    /// Forwards one parsed RTP packet, showing it to middleware first.
+    pub fn on_rtp_packet(&mut self, transport: TransportId, packet: rtc_rtp::Packet) {
         let Room {
             forwarder,
             middleware,
             ..
         } = self;
         let mut failed = Vec::new();
-        let outcome = forwarder.on_rtp_with(transport, packet, Instant::now(), |pid, pkt| {
+        let outcome = forwarder.on_packet_with(transport, packet, Instant::now(), |pid, pkt| {
             for (i, m) in middleware.iter_mut().enumerate() {
                 if let Err(message) = contain(|| m.instance.on_rtp(pid, pkt)) {
                     failed.push((i, message));
@@ -350,6 +362,11 @@ impl TransportIo for RoomIo {
     fn on_rtp(&self, packet: Bytes) {
         let transport = self.transport;
         self.with_room(|r| r.on_rtp(transport, packet));
+    }
+
+    fn on_rtp_packet(&self, packet: rtc_rtp::Packet) {
+        let transport = self.transport;
+        self.with_room(|r| r.on_rtp_packet(transport, packet));
     }
 
     fn on_rtcp(&self, packet: Bytes) {

@@ -145,7 +145,7 @@ pub struct CreateTransport {
 impl Handler<CreateTransport> for RouterActor {
     type Result = Result<TransportInfo>;
     fn handle(&mut self, msg: CreateTransport, ctx: &mut Self::Context) -> Result<TransportInfo> {
-        let (shared, worker) = {
+        let (shared, worker, capabilities) = {
             let r = self.room.borrow();
             r.shared.transports.require(&msg.kind)?;
             if let Some(peer) = &msg.peer
@@ -157,7 +157,7 @@ impl Handler<CreateTransport> for RouterActor {
             if r.transports.len() >= max {
                 return Err(Error::limit("transports per room", max));
             }
-            (r.shared.clone(), r.worker)
+            (r.shared.clone(), r.worker, r.capabilities.clone())
         };
         let id = TransportId::new();
         let router_addr = ctx.address();
@@ -173,6 +173,7 @@ impl Handler<CreateTransport> for RouterActor {
             id,
             router: self.id,
             worker,
+            capabilities,
             io,
         };
         let created = {

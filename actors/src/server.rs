@@ -2,7 +2,7 @@
 
 use crate::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
-    TransportInfo,
+    TransportInfo, TransportRequestResult,
 };
 use crate::consumer::{
     CloseConsumer, ConsumerStatsRequest, DumpConsumer, RequestConsumerKeyframe, SetConsumerPaused,
@@ -17,7 +17,8 @@ use crate::router::{
 use crate::shared::{Shared, WorkerInfo};
 use crate::supervision::install_panic_hook;
 use crate::transport::{
-    CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportStatsRequest,
+    CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportRequest,
+    TransportStatsRequest,
 };
 use crate::worker::{Ready, SpawnRouter, WorkerActor, WorkerCrashed};
 use actix::dev::ToEnvelope;
@@ -499,6 +500,21 @@ impl ServerHandle {
     /// Removes a peer from a room, closing its transports.
     pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
         Self::ask(self.router(router)?, LeavePeer(peer), "router").await
+    }
+
+    /// A plugin-specific transport operation, such as applying a WebRTC offer. Producers the
+    /// plugin asks for are created before this returns.
+    pub async fn transport_request(
+        &self,
+        id: TransportId,
+        method: &str,
+        params: Value,
+    ) -> Result<TransportRequestResult> {
+        let msg = TransportRequest {
+            method: method.to_owned(),
+            params,
+        };
+        Self::ask(self.transport(id)?, msg, "transport").await
     }
 
     /// Gives a transport the remote side's parameters.

@@ -1,6 +1,8 @@
 //! The Transport actor: owns one plugin transport, creates its producers and consumers.
 
-use crate::api::{ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo};
+use crate::api::{
+    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
+};
 use crate::consumer::ConsumerActor;
 use crate::producer::ProducerActor;
 use crate::room::{ConsumerNode, PluginRef, ProducerNode, RoomRef, Stop, close_plugin};
@@ -203,68 +205,109 @@ pub struct Produce(pub ProduceOptions);
 impl Handler<Produce> for TransportActor {
     type Result = Result<ProducerInfo>;
     fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Result<ProducerInfo> {
-        let ProduceOptions {
-            kind,
-            rtp_parameters,
-            paused,
-        } = msg.0;
+        let info = self.create_producer(msg.0.kind, &msg.0.rtp_parameters, msg.0.paused)?;
+        let params = msg.0.rtp_parameters;
+        self.with_plugin(|t| t.producer_added(info.id, info.kind, &params))?;
+        Ok(info)
+    }
+}
+
+impl TransportActor {
+    /// Registers a producer with the room (forwarder, index, events); the caller tells the
+    /// plugin.
+    fn create_producer(
+        &mut self,
+        kind: MediaKind,
+        rtp_parameters: &RtpParameters,
+        paused: bool,
+    ) -> Result<ProducerInfo> {
         let id = ProducerId::new();
         let room = self.room.clone();
+        let mut r = room.borrow_mut();
+        let max = r.shared.config.limits.max_producers_per_transport;
+        if r.producers
+            .values()
+            .filter(|p| p.transport == self.id)
+            .count()
+            >= max
         {
-            let mut r = room.borrow_mut();
-            let max = r.shared.config.limits.max_producers_per_transport;
-            if r.producers
-                .values()
-                .filter(|p| p.transport == self.id)
-                .count()
-                >= max
-            {
-                return Err(Error::limit("producers per transport", max));
-            }
-            let mapping = negotiation::producer_mapping(&r.capabilities, &rtp_parameters)?;
-            let consumable =
-                negotiation::consumable_parameters(&rtp_parameters, &r.capabilities, &mapping);
-            let setup = producer_setup(id, self.id, kind, &rtp_parameters, paused)?;
-            let sink = r
-                .transports
-                .get(&self.id)
-                .map(|t| t.sink.clone())
-                .ok_or_else(|| Error::closed(format!("transport {}", self.id)))?;
-            r.forwarder.add_producer(setup, sink)?;
-            let addr = ProducerActor::new(id, room.clone()).start();
-            r.shared.index.producers.insert(id, (r.id, addr.clone()));
-            r.shared
-                .load(r.worker)
-                .producers
-                .fetch_add(1, Ordering::Relaxed);
-            r.producers.insert(
-                id,
-                ProducerNode {
-                    transport: self.id,
-                    kind,
-                    rtp_parameters: rtp_parameters.clone(),
-                    consumable: consumable.clone(),
-                    mapping,
-                    paused,
-                    addr,
-                },
-            );
-            let router = r.id;
-            r.emit(Event::ProducerCreated {
-                router,
-                transport: self.id,
-                producer: id,
-                kind,
-            });
-            let info = ProducerInfo {
-                id,
-                kind,
-                consumable_rtp_parameters: consumable,
-            };
-            drop(r);
-            self.with_plugin(|t| t.producer_added(id, kind, &rtp_parameters))?;
-            Ok(info)
+            return Err(Error::limit("producers per transport", max));
         }
+        let mapping = negotiation::producer_mapping(&r.capabilities, rtp_parameters)?;
+        let consumable =
+            negotiation::consumable_parameters(rtp_parameters, &r.capabilities, &mapping);
+        let setup = producer_setup(id, self.id, kind, rtp_parameters, paused)?;
+        let sink = r
+            .transports
+            .get(&self.id)
+            .map(|t| t.sink.clone())
+            .ok_or_else(|| Error::closed(format!("transport {}", self.id)))?;
+        r.forwarder.add_producer(setup, sink)?;
+        let addr = ProducerActor::new(id, room.clone()).start();
+        r.shared.index.producers.insert(id, (r.id, addr.clone()));
+        r.shared
+            .load(r.worker)
+            .producers
+            .fetch_add(1, Ordering::Relaxed);
+        r.producers.insert(
+            id,
+            ProducerNode {
+                transport: self.id,
+                kind,
+                rtp_parameters: rtp_parameters.clone(),
+                consumable: consumable.clone(),
+                mapping,
+                paused,
+                addr,
+            },
+        );
+        let router = r.id;
+        r.emit(Event::ProducerCreated {
+            router,
+            transport: self.id,
+            producer: id,
+            kind,
+        });
+        Ok(ProducerInfo {
+            id,
+            kind,
+            consumable_rtp_parameters: consumable,
+        })
+    }
+}
+
+/// A plugin-specific operation (for example applying a WebRTC offer). Producers the plugin
+/// asks for are created, and those it drops are closed, before the answer returns.
+#[derive(Message)]
+#[rtype(result = "Result<TransportRequestResult>")]
+pub struct TransportRequest {
+    /// Operation name, plugin-specific.
+    pub method: String,
+    /// Its parameters.
+    pub params: Value,
+}
+
+impl Handler<TransportRequest> for TransportActor {
+    type Result = Result<TransportRequestResult>;
+    fn handle(&mut self, msg: TransportRequest, _: &mut Self::Context) -> Self::Result {
+        let outcome = self.with_plugin(|t| t.request(&msg.method, &msg.params))??;
+        for id in &outcome.closed_producers {
+            self.room
+                .borrow_mut()
+                .close_producer(*id, CloseReason::Requested);
+        }
+        let mut producers = Vec::with_capacity(outcome.new_producers.len());
+        for request in outcome.new_producers {
+            let info = self.create_producer(request.kind, &request.rtp_parameters, false)?;
+            let params = request.rtp_parameters;
+            self.with_plugin(|t| t.producer_added(info.id, info.kind, &params))?;
+            producers.push((info, request.app_data));
+        }
+        Ok(TransportRequestResult {
+            response: outcome.response,
+            producers,
+            closed_producers: outcome.closed_producers,
+        })
     }
 }
 

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::id::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
-use crate::rtp_parameters::{MediaKind, RtpParameters};
+use crate::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -73,6 +73,8 @@ impl fmt::Display for TransportState {
 pub trait TransportIo {
     /// An RTP packet arrived (decrypted, if the transport encrypts).
     fn on_rtp(&self, packet: Bytes);
+    /// An RTP packet arrived that the transport has already parsed.
+    fn on_rtp_packet(&self, packet: rtc_rtp::Packet);
     /// An RTCP compound packet arrived.
     fn on_rtcp(&self, packet: Bytes);
     /// The connection state changed.
@@ -88,12 +90,45 @@ pub struct TransportContext {
     pub router: RouterId,
     /// The worker it runs on.
     pub worker: WorkerId,
+    /// The router's RTP capabilities: the codecs and extensions it can route, with the
+    /// router's payload types and ids.
+    pub capabilities: RtpCapabilities,
     /// Where it delivers what it receives.
     pub io: Rc<dyn TransportIo>,
 }
 
+/// A producer a transport asks its router to create, because its remote side started sending
+/// a track (a WebRTC offer with a new sending m-line, say).
+#[derive(Clone, Debug)]
+pub struct ProducerRequest {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What the remote side sends.
+    pub rtp_parameters: RtpParameters,
+    /// Plugin-specific description the backend should see (mid, msid, ...).
+    pub app_data: Value,
+}
+
+/// The outcome of a plugin-specific request.
+#[derive(Clone, Debug, Default)]
+pub struct RequestOutcome {
+    /// What to return to the caller.
+    pub response: Value,
+    /// Producers to create on this transport, in order.
+    pub new_producers: Vec<ProducerRequest>,
+    /// Producers of this transport to close (their tracks were removed).
+    pub closed_producers: Vec<ProducerId>,
+}
+
 /// One transport instance, owned by its Transport actor on a worker thread.
 pub trait Transport {
+    /// A plugin-specific operation, such as applying a WebRTC offer. Unknown methods fail with
+    /// `invalid_params`.
+    fn request(&mut self, method: &str, _params: &Value) -> Result<RequestOutcome> {
+        Err(Error::invalid(format!(
+            "this transport has no operation {method:?}"
+        )))
+    }
     /// What the creator needs to connect to it: addresses, ICE parameters, ports.
     fn local_parameters(&self) -> Value {
         Value::Null

@@ -514,16 +514,28 @@ impl<S: MediaSink> Forwarder<S> {
         transport: TransportId,
         mut raw: Bytes,
         now: Instant,
+        tap: impl FnMut(ProducerId, &Packet),
+    ) -> RtpOutcome {
+        match Packet::unmarshal(&mut raw) {
+            Ok(p) if p.header.version == 2 => self.on_packet_with(transport, p, now, tap),
+            _ => {
+                self.stats.rtp_in += 1;
+                self.stats.malformed_rtp += 1;
+                RtpOutcome::Dropped(DropReason::Malformed)
+            }
+        }
+    }
+
+    /// Like [`Forwarder::on_rtp_with`] for a packet a transport has already parsed (the WebRTC
+    /// stack hands over parsed packets after decrypting them).
+    pub fn on_packet_with(
+        &mut self,
+        transport: TransportId,
+        mut packet: Packet,
+        now: Instant,
         mut tap: impl FnMut(ProducerId, &Packet),
     ) -> RtpOutcome {
         self.stats.rtp_in += 1;
-        let mut packet = match Packet::unmarshal(&mut raw) {
-            Ok(p) if p.header.version == 2 => p,
-            _ => {
-                self.stats.malformed_rtp += 1;
-                return RtpOutcome::Dropped(DropReason::Malformed);
-            }
-        };
         let Some((pid, stream)) = self.lookup_producer(transport, &packet) else {
             self.stats.unknown_ssrc += 1;
             return RtpOutcome::Dropped(DropReason::UnknownSsrc);
