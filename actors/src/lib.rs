@@ -19,6 +19,7 @@
 pub mod api;
 pub mod consumer;
 pub mod events;
+mod ops;
 pub mod producer;
 mod room;
 pub mod router;

@@ -3,22 +3,14 @@
 use crate::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
 };
-use crate::consumer::ConsumerActor;
-use crate::producer::ProducerActor;
-use crate::room::{ConsumerNode, PluginRef, ProducerNode, RoomRef, Stop, close_plugin};
-use crate::supervision::{CrashGuard, contain};
+use crate::ops;
+use crate::room::{PluginRef, RoomRef, Stop, close_plugin};
+use crate::supervision::CrashGuard;
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use serde_json::{Value, json};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
-use switchboard_core::event::{CloseReason, Event};
-use switchboard_core::forward::{
-    ConsumerSetup, KeyframeCodec, KeyframeRequestKind, MidMatch, ProducerCodec, ProducerSetup,
-};
-use switchboard_core::negotiation::{self, MatchMode, RtpMapping, codecs_match};
-use switchboard_core::rtp_parameters::{MediaKind, RtpParameters, extension_uri};
-use switchboard_core::{ConsumerId, Error, ProducerId, Result, RouterId, TransportId};
+use switchboard_core::event::CloseReason;
+use switchboard_core::{ConsumerId, ProducerId, Result, RouterId, TransportId};
 
 /// Lifecycle of one transport: it owns the plugin instance, which does the I/O.
 pub struct TransportActor {
@@ -60,28 +52,7 @@ impl TransportActor {
         &mut self,
         f: impl FnOnce(&mut dyn switchboard_core::transport::Transport) -> T,
     ) -> Result<T> {
-        let result = {
-            let Ok(mut guard) = self.plugin.try_borrow_mut() else {
-                return Err(Error::internal("transport plugin is busy"));
-            };
-            let Some(t) = guard.as_mut() else {
-                return Err(Error::closed(format!("transport {}", self.id)));
-            };
-            contain(|| f(t.as_mut()))
-        };
-        match result {
-            Ok(v) => Ok(v),
-            Err(message) => {
-                tracing::error!(transport = %self.id, %message, "transport plugin panicked");
-                self.room.borrow_mut().close_transport(
-                    self.id,
-                    CloseReason::Crashed {
-                        message: message.clone(),
-                    },
-                );
-                Err(Error::internal(format!("transport crashed: {message}")))
-            }
-        }
+        ops::with_plugin(&self.room, self.id, f)
     }
 }
 
@@ -205,74 +176,8 @@ pub struct Produce(pub ProduceOptions);
 impl Handler<Produce> for TransportActor {
     type Result = Result<ProducerInfo>;
     fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Result<ProducerInfo> {
-        let info = self.create_producer(msg.0.kind, &msg.0.rtp_parameters, msg.0.paused)?;
-        let params = msg.0.rtp_parameters;
-        self.with_plugin(|t| t.producer_added(info.id, info.kind, &params))?;
-        Ok(info)
-    }
-}
-
-impl TransportActor {
-    /// Registers a producer with the room (forwarder, index, events); the caller tells the
-    /// plugin.
-    fn create_producer(
-        &mut self,
-        kind: MediaKind,
-        rtp_parameters: &RtpParameters,
-        paused: bool,
-    ) -> Result<ProducerInfo> {
-        let id = ProducerId::new();
-        let room = self.room.clone();
-        let mut r = room.borrow_mut();
-        let max = r.shared.config.limits.max_producers_per_transport;
-        if r.producers
-            .values()
-            .filter(|p| p.transport == self.id)
-            .count()
-            >= max
-        {
-            return Err(Error::limit("producers per transport", max));
-        }
-        let mapping = negotiation::producer_mapping(&r.capabilities, rtp_parameters)?;
-        let consumable =
-            negotiation::consumable_parameters(rtp_parameters, &r.capabilities, &mapping);
-        let setup = producer_setup(id, self.id, kind, rtp_parameters, paused)?;
-        let sink = r
-            .transports
-            .get(&self.id)
-            .map(|t| t.sink.clone())
-            .ok_or_else(|| Error::closed(format!("transport {}", self.id)))?;
-        r.forwarder.add_producer(setup, sink)?;
-        let addr = ProducerActor::new(id, room.clone()).start();
-        r.shared.index.producers.insert(id, (r.id, addr.clone()));
-        r.shared
-            .load(r.worker)
-            .producers
-            .fetch_add(1, Ordering::Relaxed);
-        r.producers.insert(
-            id,
-            ProducerNode {
-                transport: self.id,
-                kind,
-                rtp_parameters: rtp_parameters.clone(),
-                consumable: consumable.clone(),
-                mapping,
-                paused,
-                addr,
-            },
-        );
-        let router = r.id;
-        r.emit(Event::ProducerCreated {
-            router,
-            transport: self.id,
-            producer: id,
-            kind,
-        });
-        Ok(ProducerInfo {
-            id,
-            kind,
-            consumable_rtp_parameters: consumable,
-        })
+        let o = msg.0;
+        ops::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)
     }
 }
 
@@ -290,24 +195,21 @@ pub struct TransportRequest {
 impl Handler<TransportRequest> for TransportActor {
     type Result = Result<TransportRequestResult>;
     fn handle(&mut self, msg: TransportRequest, _: &mut Self::Context) -> Self::Result {
-        let outcome = self.with_plugin(|t| t.request(&msg.method, &msg.params))??;
-        for id in &outcome.closed_producers {
-            self.room
-                .borrow_mut()
-                .close_producer(*id, CloseReason::Requested);
-        }
-        let mut producers = Vec::with_capacity(outcome.new_producers.len());
-        for request in outcome.new_producers {
-            let info = self.create_producer(request.kind, &request.rtp_parameters, false)?;
-            let params = request.rtp_parameters;
-            self.with_plugin(|t| t.producer_added(info.id, info.kind, &params))?;
-            producers.push((info, request.app_data));
-        }
-        Ok(TransportRequestResult {
-            response: outcome.response,
-            producers,
-            closed_producers: outcome.closed_producers,
-        })
+        ops::transport_request(&self.room, self.id, &msg.method, &msg.params)
+    }
+}
+
+impl Handler<Consume> for TransportActor {
+    type Result = Result<ConsumerInfo>;
+    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Result<ConsumerInfo> {
+        let o = msg.0;
+        ops::create_consumer(
+            &self.room,
+            self.id,
+            o.producer,
+            &o.rtp_capabilities,
+            o.paused,
+        )
     }
 }
 
@@ -315,201 +217,3 @@ impl Handler<TransportRequest> for TransportActor {
 #[derive(Message)]
 #[rtype(result = "Result<ConsumerInfo>")]
 pub struct Consume(pub ConsumeOptions);
-
-impl Handler<Consume> for TransportActor {
-    type Result = Result<ConsumerInfo>;
-    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Result<ConsumerInfo> {
-        let ConsumeOptions {
-            producer,
-            rtp_capabilities,
-            paused,
-        } = msg.0;
-        let id = ConsumerId::new();
-        let room = self.room.clone();
-        let mut r = room.borrow_mut();
-        let max = r.shared.config.limits.max_consumers_per_transport;
-        if r.consumers
-            .values()
-            .filter(|c| c.transport == self.id)
-            .count()
-            >= max
-        {
-            return Err(Error::limit("consumers per transport", max));
-        }
-        let p = r
-            .producers
-            .get(&producer)
-            .ok_or_else(|| Error::not_found("producer", producer))?
-            .clone();
-        let params = negotiation::consumer_parameters(&p.consumable, &rtp_capabilities, false)?;
-        let setup = consumer_setup(id, self.id, producer, &p, &params, paused)?;
-        let sink = r
-            .transports
-            .get(&self.id)
-            .map(|t| t.sink.clone())
-            .ok_or_else(|| Error::closed(format!("transport {}", self.id)))?;
-        r.forwarder.add_consumer(setup, sink, Instant::now())?;
-        let addr = ConsumerActor::new(id, room.clone()).start();
-        r.shared.index.consumers.insert(id, (r.id, addr.clone()));
-        r.shared
-            .load(r.worker)
-            .consumers
-            .fetch_add(1, Ordering::Relaxed);
-        r.consumers.insert(
-            id,
-            ConsumerNode {
-                transport: self.id,
-                producer,
-                kind: p.kind,
-                rtp_parameters: params.clone(),
-                paused,
-                addr,
-            },
-        );
-        let router = r.id;
-        r.emit(Event::ConsumerCreated {
-            router,
-            transport: self.id,
-            consumer: id,
-            producer,
-            kind: p.kind,
-        });
-        drop(r);
-        self.with_plugin(|t| t.consumer_added(id, p.kind, &params))?;
-        Ok(ConsumerInfo {
-            id,
-            producer,
-            kind: p.kind,
-            rtp_parameters: params,
-            paused,
-        })
-    }
-}
-
-/// What the forwarder needs to accept a producer with these parameters.
-fn producer_setup(
-    id: ProducerId,
-    transport: TransportId,
-    kind: MediaKind,
-    params: &RtpParameters,
-    paused: bool,
-) -> Result<ProducerSetup> {
-    let encoding = params
-        .encodings
-        .first()
-        .ok_or_else(|| Error::invalid("rtp_parameters.encodings must not be empty"))?;
-    let codecs: Vec<ProducerCodec> = params
-        .codecs
-        .iter()
-        .filter(|c| !c.is_rtx())
-        .map(|c| ProducerCodec {
-            payload_type: c.payload_type,
-            clock_rate: c.clock_rate,
-            keyframes: KeyframeCodec::from_mime(&c.mime_type),
-        })
-        .collect();
-    let rtx_payload_types = params
-        .codecs
-        .iter()
-        .filter_map(|c| Some((c.payload_type, c.apt()?)).filter(|_| c.is_rtx()))
-        .collect();
-    let mid = params.mid.as_ref().and_then(|mid| {
-        Some(MidMatch {
-            extension_id: params.extension_id(extension_uri::MID)?,
-            mid: mid.clone(),
-        })
-    });
-    if encoding.ssrc.is_none() && mid.is_none() {
-        return Err(Error::invalid(
-            "a producer needs an SSRC in rtp_parameters.encodings[0] or a mid with the mid header extension",
-        ));
-    }
-    let keyframe_request = match (kind, params.media_codec()) {
-        (MediaKind::Audio, _) => KeyframeRequestKind::None,
-        (MediaKind::Video, Some(c))
-            if !c.has_feedback("nack", "pli") && c.has_feedback("ccm", "fir") =>
-        {
-            KeyframeRequestKind::Fir
-        }
-        (MediaKind::Video, _) => KeyframeRequestKind::Pli,
-    };
-    Ok(ProducerSetup {
-        id,
-        transport,
-        ssrc: encoding.ssrc,
-        rtx_ssrc: encoding.rtx.map(|r| r.ssrc),
-        codecs,
-        rtx_payload_types,
-        mid,
-        keyframe_request,
-        paused,
-    })
-}
-
-/// What the forwarder needs to feed a consumer: the producer's payload types and extension
-/// ids mapped onto the consumer's, through the router's numbering.
-fn consumer_setup(
-    id: ConsumerId,
-    transport: TransportId,
-    producer: ProducerId,
-    p: &ProducerNode,
-    params: &RtpParameters,
-    paused: bool,
-) -> Result<ConsumerSetup> {
-    let encoding = params
-        .encodings
-        .first()
-        .ok_or_else(|| Error::internal("consumer parameters without an encoding"))?;
-    let ssrc = encoding
-        .ssrc
-        .ok_or_else(|| Error::internal("consumer parameters without an SSRC"))?;
-    let payload_types = map_payload_types(&p.mapping, &p.consumable, params);
-    if payload_types.is_empty() {
-        return Err(Error::unsupported_codec(
-            "no codec of the producer can be sent to this consumer",
-        ));
-    }
-    let rtx = encoding.rtx.and_then(|rtx| {
-        let media_pt = params.media_codec()?.payload_type;
-        Some((rtx.ssrc, params.rtx_codec_for(media_pt)?.payload_type))
-    });
-    let extensions = p
-        .rtp_parameters
-        .header_extensions
-        .iter()
-        .filter_map(|e| Some((e.id, params.extension_id(&e.uri)?)))
-        .collect();
-    Ok(ConsumerSetup {
-        id,
-        producer,
-        transport,
-        ssrc,
-        rtx,
-        payload_types,
-        extensions,
-        paused,
-    })
-}
-
-/// `(producer payload type, consumer payload type)` for every media codec both sides share.
-fn map_payload_types(
-    mapping: &RtpMapping,
-    consumable: &RtpParameters,
-    consumer: &RtpParameters,
-) -> Vec<(u8, u8)> {
-    mapping
-        .codecs
-        .iter()
-        .filter_map(|m| {
-            let router_codec = consumable
-                .codecs
-                .iter()
-                .find(|c| c.payload_type == m.router_pt && !c.is_rtx())?;
-            let consumer_codec = consumer
-                .codecs
-                .iter()
-                .find(|c| !c.is_rtx() && codecs_match(*c, router_codec, MatchMode::Strict))?;
-            Some((m.producer_pt, consumer_codec.payload_type))
-        })
-        .collect()
-}

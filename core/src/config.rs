@@ -102,10 +102,40 @@ pub struct Config {
     pub media: MediaConfig,
     /// The MessagePack-RPC control socket.
     pub rpc: RpcConfig,
+    /// The WebRTC transport: where its worker sockets listen and what they announce.
+    pub webrtc: WebRtcConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The WebRTC transport's network settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// IP address each worker's UDP socket binds to. The default reaches only this machine;
+    /// set the machine's address (or `0.0.0.0` with `announced_ip`) to serve others.
+    pub listen_ip: String,
+    /// IP address written into ICE candidates when it differs from `listen_ip` (a 1:1 NAT or
+    /// a wildcard bind). Empty means `listen_ip`.
+    pub announced_ip: String,
+    /// First UDP port of the range the workers bind in, one port per worker. 0 lets the OS
+    /// choose a free port for each worker.
+    pub port_min: u16,
+    /// Last UDP port of the range.
+    pub port_max: u16,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            listen_ip: "127.0.0.1".to_owned(),
+            announced_ip: String::new(),
+            port_min: 40_000,
+            port_max: 40_099,
+        }
+    }
 }
 
 /// Workers.
@@ -494,6 +524,55 @@ impl Config {
                 ),
             );
         }
+        let webrtc = &self.webrtc;
+        let listen_ip = webrtc.listen_ip.parse::<std::net::IpAddr>();
+        if listen_ip.is_err() {
+            p.push(
+                "webrtc.listen_ip",
+                format!("{:?} is not an IP address", webrtc.listen_ip),
+            );
+        }
+        match webrtc.announced_ip.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => p.push(
+                "webrtc.announced_ip",
+                "must be an address clients can reach, not a wildcard",
+            ),
+            Err(_) if !webrtc.announced_ip.is_empty() => p.push(
+                "webrtc.announced_ip",
+                format!("{:?} is not an IP address", webrtc.announced_ip),
+            ),
+            _ => {}
+        }
+        if webrtc.announced_ip.is_empty() && listen_ip.is_ok_and(|ip| ip.is_unspecified()) {
+            p.push(
+                "webrtc.announced_ip",
+                "is required when webrtc.listen_ip is a wildcard: candidates need a real address",
+            );
+        }
+        if webrtc.port_min == 0 && webrtc.port_max != 0 {
+            p.push("webrtc.port_min", "must be set when webrtc.port_max is");
+        } else if webrtc.port_min > webrtc.port_max {
+            p.push(
+                "webrtc.port_max",
+                format!(
+                    "must be at least webrtc.port_min ({}), got {}",
+                    webrtc.port_min, webrtc.port_max
+                ),
+            );
+        } else if webrtc.port_min != 0 && self.server.workers <= MAX_WORKERS {
+            let ports = usize::from(webrtc.port_max - webrtc.port_min) + 1;
+            let workers = self.server.worker_count();
+            if ports < workers {
+                p.push(
+                    "webrtc.port_max",
+                    format!(
+                        "the range {}-{} has {ports} ports for {workers} workers; each worker needs one",
+                        webrtc.port_min, webrtc.port_max
+                    ),
+                );
+            }
+        }
+
         p.at_least("rpc.max_frame_bytes", rpc.max_frame_bytes as u64, 1);
         p.at_least("rpc.max_connections", rpc.max_connections as u64, 1);
         p.at_least("rpc.request_timeout_ms", rpc.request_timeout_ms, 1);
@@ -822,6 +901,23 @@ mod tests {
     }
 
     #[test]
+    fn webrtc_addresses_and_port_range_are_checked() {
+        let mut config = Config::default();
+        config.server.workers = 4;
+        config.webrtc.listen_ip = "0.0.0.0".into();
+        config.webrtc.port_min = 50_000;
+        config.webrtc.port_max = 50_001;
+        let errors = config.validate().unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["webrtc.announced_ip", "webrtc.port_max"]);
+        config.webrtc.announced_ip = "203.0.113.7".into();
+        config.webrtc.port_max = 50_003;
+        assert!(config.validate().is_ok());
+        config.webrtc.listen_ip = "localhost".into();
+        assert_eq!(config.validate().unwrap_err()[0].field, "webrtc.listen_ip");
+    }
+
+    #[test]
     fn unsupported_codecs_fail_validation() {
         let mut config = Config::default();
         let mut codec = opus();
@@ -970,6 +1066,9 @@ mod tests {
     #[test]
     fn worker_count_and_retransmission_buffer_are_bounded() {
         let mut config = Config::default();
+        // Let the OS pick ports, so the WebRTC port range does not bound the workers here.
+        config.webrtc.port_min = 0;
+        config.webrtc.port_max = 0;
         config.server.workers = MAX_WORKERS + 1;
         config.media.retransmission_buffer_packets = MAX_RETRANSMISSION_BUFFER_PACKETS + 1;
         let errors = config.validate().unwrap_err();

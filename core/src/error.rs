@@ -34,6 +34,19 @@ pub enum ErrorCode {
     InvalidConfig,
     /// A bug or an unexpected failure inside the server (an actor died mid-request).
     Internal,
+    /// A session description (SDP) is malformed or does not fit the negotiation.
+    InvalidSdp,
+    /// The control socket received bytes that are not MessagePack; the connection is closed
+    /// because the stream cannot be resynchronised.
+    ParseError,
+    /// A well-formed MessagePack value that is not a valid MessagePack-RPC request.
+    InvalidRequest,
+    /// No RPC method has that name.
+    MethodNotFound,
+    /// Missing or wrong authentication token.
+    Unauthorized,
+    /// A control-socket frame is larger than `rpc.max_frame_bytes`.
+    FrameTooLarge,
 }
 
 impl ErrorCode {
@@ -52,6 +65,12 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::ParseError => "parse_error",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MethodNotFound => "method_not_found",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::FrameTooLarge => "frame_too_large",
         }
     }
 }
@@ -137,6 +156,12 @@ mod tests {
             ErrorCode::Timeout,
             ErrorCode::InvalidConfig,
             ErrorCode::Internal,
+            ErrorCode::InvalidSdp,
+            ErrorCode::ParseError,
+            ErrorCode::InvalidRequest,
+            ErrorCode::MethodNotFound,
+            ErrorCode::Unauthorized,
+            ErrorCode::FrameTooLarge,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

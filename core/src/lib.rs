@@ -5,6 +5,8 @@
 //! - [`id`]: typed identifiers.
 //! - [`rtp_parameters`]: codecs, header extensions, encodings; capabilities and parameters.
 //! - [`negotiation`] and [`h264`]: matching a router's capabilities with a peer's.
+//! - [`sdp`]: the bridge between native SDP and the object model (m-lines as producers'
+//!   RTP parameters, errors that name the offending line).
 //! - [`forward`]: the per-packet path, that is RTP rewriting per consumer, the retransmission
 //!   buffer, keyframe detection and request throttling, and the router's forwarding table.
 //! - [`transport`]: the [`transport::TransportPlugin`] trait and its registry.
@@ -21,6 +23,7 @@ pub mod id;
 pub mod middleware;
 pub mod negotiation;
 pub mod rtp_parameters;
+pub mod sdp;
 pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};

@@ -38,6 +38,20 @@ pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer
     start_with(config, extra)
 }
 
+/// Starts a server with `workers` workers and both the direct and the WebRTC plugin, the
+/// latter on loopback with OS-chosen ports.
+pub fn start_webrtc(workers: usize) -> TestServer {
+    let mut config = Config::default();
+    config.server.workers = workers;
+    config.webrtc.port_min = 0;
+    config.webrtc.port_max = 0;
+    let settings = switchboard_transports::WebRtcSettings::default();
+    start_with(
+        config,
+        vec![switchboard_transports::WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],
+    )
+}
+
 /// Starts a server with this configuration.
 pub fn start_with(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
     let mut transports = TransportRegistry::new();
@@ -257,3 +271,4 @@ pub async fn wait_event(
         }
     }
 }
+pub mod webrtc_client;

@@ -4,14 +4,17 @@
 //! [`switchboard_core::transport::TransportPlugin`] and is registered at start-up.
 //!
 //! - [`direct`]: in-process RTP/RTCP for Rust code and tests.
+//! - [`webrtc`]: ICE-lite, DTLS-SRTP and SDP offer/answer for browsers and native apps.
 
 pub mod direct;
+pub mod webrtc;
 
 use std::sync::Arc;
 use switchboard_core::Result;
 use switchboard_core::transport::TransportRegistry;
 
 pub use direct::{DirectEndpoint, DirectPacket, DirectPlugin};
+pub use webrtc::{WebRtcPlugin, WebRtcSettings};
 
 /// The built-in plugins, registered in order (`direct` first).
 pub struct Builtin {
@@ -19,9 +22,17 @@ pub struct Builtin {
     pub direct: Arc<DirectPlugin>,
 }
 
-/// Registers every built-in plugin.
+/// Registers the built-in plugins that need no settings (`direct`).
 pub fn register_builtin(registry: &mut TransportRegistry) -> Result<Builtin> {
     let direct = DirectPlugin::new();
     registry.register(direct.clone())?;
     Ok(Builtin { direct })
+}
+
+/// Registers the `webrtc` plugin with the configured network settings.
+pub fn register_webrtc(
+    registry: &mut TransportRegistry,
+    config: &switchboard_core::config::WebRtcConfig,
+) -> Result<()> {
+    registry.register(WebRtcPlugin::new(WebRtcSettings::from_config(config)?))
 }

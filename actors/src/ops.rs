@@ -1,0 +1,350 @@
+//! Room operations shared by several actors: creating producers and consumers, and running
+//! plugin requests. They are plain functions on the shared room, so an actor can chain them
+//! (publish, then subscribe everyone else) in one handler, without awaiting other actors.
+
+use crate::api::{ConsumerInfo, ProducerInfo, TransportRequestResult};
+use crate::consumer::ConsumerActor;
+use crate::producer::ProducerActor;
+use crate::room::{ConsumerNode, ProducerNode, RoomRef};
+use crate::supervision::contain;
+use actix::Actor;
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::forward::{
+    ConsumerSetup, KeyframeCodec, KeyframeRequestKind, MidMatch, ProducerCodec, ProducerSetup,
+};
+use switchboard_core::negotiation::{self, MatchMode, RtpMapping, codecs_match};
+use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters, extension_uri};
+use switchboard_core::transport::Transport;
+use switchboard_core::{ConsumerId, Error, ProducerId, Result, TransportId};
+
+/// Runs `f` on a transport's plugin instance, with the room released. A panic closes the
+/// transport as crashed.
+pub(crate) fn with_plugin<T>(
+    room: &RoomRef,
+    transport: TransportId,
+    f: impl FnOnce(&mut dyn Transport) -> T,
+) -> Result<T> {
+    let plugin = room
+        .borrow()
+        .transports
+        .get(&transport)
+        .map(|t| t.plugin.clone())
+        .ok_or_else(|| Error::not_found("transport", transport))?;
+    let result = {
+        let Ok(mut guard) = plugin.try_borrow_mut() else {
+            return Err(Error::internal("transport plugin is busy"));
+        };
+        let Some(t) = guard.as_mut() else {
+            return Err(Error::closed(format!("transport {transport}")));
+        };
+        contain(|| f(t.as_mut()))
+    };
+    result.map_err(|message| {
+        tracing::error!(%transport, %message, "transport plugin panicked");
+        room.borrow_mut().close_transport(
+            transport,
+            CloseReason::Crashed {
+                message: message.clone(),
+            },
+        );
+        Error::internal(format!("transport crashed: {message}"))
+    })
+}
+
+/// Creates a producer on `transport`: forwarder, index, event, then the plugin is told.
+pub(crate) fn create_producer(
+    room: &RoomRef,
+    transport: TransportId,
+    kind: MediaKind,
+    rtp_parameters: &RtpParameters,
+    paused: bool,
+) -> Result<ProducerInfo> {
+    let id = ProducerId::new();
+    let info = {
+        let mut r = room.borrow_mut();
+        let max = r.shared.config.limits.max_producers_per_transport;
+        if r.producers
+            .values()
+            .filter(|p| p.transport == transport)
+            .count()
+            >= max
+        {
+            return Err(Error::limit("producers per transport", max));
+        }
+        let mapping = negotiation::producer_mapping(&r.capabilities, rtp_parameters)?;
+        let consumable =
+            negotiation::consumable_parameters(rtp_parameters, &r.capabilities, &mapping);
+        let setup = producer_setup(id, transport, kind, rtp_parameters, paused)?;
+        let sink = r
+            .transports
+            .get(&transport)
+            .map(|t| t.sink.clone())
+            .ok_or_else(|| Error::closed(format!("transport {transport}")))?;
+        r.forwarder.add_producer(setup, sink)?;
+        let addr = ProducerActor::new(id, room.clone()).start();
+        r.shared.index.producers.insert(id, (r.id, addr.clone()));
+        r.shared
+            .load(r.worker)
+            .producers
+            .fetch_add(1, Ordering::Relaxed);
+        r.producers.insert(
+            id,
+            ProducerNode {
+                transport,
+                kind,
+                rtp_parameters: rtp_parameters.clone(),
+                consumable: consumable.clone(),
+                mapping,
+                paused,
+                addr,
+            },
+        );
+        let router = r.id;
+        r.emit(Event::ProducerCreated {
+            router,
+            transport,
+            producer: id,
+            kind,
+        });
+        ProducerInfo {
+            id,
+            kind,
+            consumable_rtp_parameters: consumable,
+        }
+    };
+    with_plugin(room, transport, |t| {
+        t.producer_added(id, kind, rtp_parameters)
+    })?;
+    Ok(info)
+}
+
+/// Creates a consumer of `producer` on `transport` for a receiver with `capabilities`.
+pub(crate) fn create_consumer(
+    room: &RoomRef,
+    transport: TransportId,
+    producer: ProducerId,
+    capabilities: &RtpCapabilities,
+    paused: bool,
+) -> Result<ConsumerInfo> {
+    let id = ConsumerId::new();
+    let (kind, params) = {
+        let mut r = room.borrow_mut();
+        let max = r.shared.config.limits.max_consumers_per_transport;
+        if r.consumers
+            .values()
+            .filter(|c| c.transport == transport)
+            .count()
+            >= max
+        {
+            return Err(Error::limit("consumers per transport", max));
+        }
+        let p = r
+            .producers
+            .get(&producer)
+            .ok_or_else(|| Error::not_found("producer", producer))?
+            .clone();
+        let params = negotiation::consumer_parameters(&p.consumable, capabilities, false)?;
+        let setup = consumer_setup(id, transport, producer, &p, &params, paused)?;
+        let sink = r
+            .transports
+            .get(&transport)
+            .map(|t| t.sink.clone())
+            .ok_or_else(|| Error::closed(format!("transport {transport}")))?;
+        r.forwarder.add_consumer(setup, sink, Instant::now())?;
+        let addr = ConsumerActor::new(id, room.clone()).start();
+        r.shared.index.consumers.insert(id, (r.id, addr.clone()));
+        r.shared
+            .load(r.worker)
+            .consumers
+            .fetch_add(1, Ordering::Relaxed);
+        r.consumers.insert(
+            id,
+            ConsumerNode {
+                transport,
+                producer,
+                kind: p.kind,
+                rtp_parameters: params.clone(),
+                paused,
+                addr,
+            },
+        );
+        let router = r.id;
+        r.emit(Event::ConsumerCreated {
+            router,
+            transport,
+            consumer: id,
+            producer,
+            kind: p.kind,
+        });
+        (p.kind, params)
+    };
+    with_plugin(room, transport, |t| t.consumer_added(id, kind, &params))?;
+    Ok(ConsumerInfo {
+        id,
+        producer,
+        kind,
+        rtp_parameters: params,
+        paused,
+    })
+}
+
+/// Runs a plugin-specific request; creates the producers it asks for and closes the ones it
+/// drops.
+pub(crate) fn transport_request(
+    room: &RoomRef,
+    transport: TransportId,
+    method: &str,
+    params: &Value,
+) -> Result<TransportRequestResult> {
+    let outcome = with_plugin(room, transport, |t| t.request(method, params))??;
+    for id in &outcome.closed_producers {
+        room.borrow_mut()
+            .close_producer(*id, CloseReason::Requested);
+    }
+    let mut producers = Vec::with_capacity(outcome.new_producers.len());
+    for request in outcome.new_producers {
+        let info = create_producer(
+            room,
+            transport,
+            request.kind,
+            &request.rtp_parameters,
+            false,
+        )?;
+        producers.push((info, request.app_data));
+    }
+    Ok(TransportRequestResult {
+        response: outcome.response,
+        producers,
+        closed_producers: outcome.closed_producers,
+    })
+}
+/// What the forwarder needs to accept a producer with these parameters.
+fn producer_setup(
+    id: ProducerId,
+    transport: TransportId,
+    kind: MediaKind,
+    params: &RtpParameters,
+    paused: bool,
+) -> Result<ProducerSetup> {
+    let encoding = params
+        .encodings
+        .first()
+        .ok_or_else(|| Error::invalid("rtp_parameters.encodings must not be empty"))?;
+    let codecs: Vec<ProducerCodec> = params
+        .codecs
+        .iter()
+        .filter(|c| !c.is_rtx())
+        .map(|c| ProducerCodec {
+            payload_type: c.payload_type,
+            clock_rate: c.clock_rate,
+            keyframes: KeyframeCodec::from_mime(&c.mime_type),
+        })
+        .collect();
+    let rtx_payload_types = params
+        .codecs
+        .iter()
+        .filter_map(|c| Some((c.payload_type, c.apt()?)).filter(|_| c.is_rtx()))
+        .collect();
+    let mid = params.mid.as_ref().and_then(|mid| {
+        Some(MidMatch {
+            extension_id: params.extension_id(extension_uri::MID)?,
+            mid: mid.clone(),
+        })
+    });
+    if encoding.ssrc.is_none() && mid.is_none() {
+        return Err(Error::invalid(
+            "a producer needs an SSRC in rtp_parameters.encodings[0] or a mid with the mid header extension",
+        ));
+    }
+    let keyframe_request = match (kind, params.media_codec()) {
+        (MediaKind::Audio, _) => KeyframeRequestKind::None,
+        (MediaKind::Video, Some(c))
+            if !c.has_feedback("nack", "pli") && c.has_feedback("ccm", "fir") =>
+        {
+            KeyframeRequestKind::Fir
+        }
+        (MediaKind::Video, _) => KeyframeRequestKind::Pli,
+    };
+    Ok(ProducerSetup {
+        id,
+        transport,
+        ssrc: encoding.ssrc,
+        rtx_ssrc: encoding.rtx.map(|r| r.ssrc),
+        codecs,
+        rtx_payload_types,
+        mid,
+        keyframe_request,
+        paused,
+    })
+}
+
+/// What the forwarder needs to feed a consumer: the producer's payload types and extension
+/// ids mapped onto the consumer's, through the router's numbering.
+fn consumer_setup(
+    id: ConsumerId,
+    transport: TransportId,
+    producer: ProducerId,
+    p: &ProducerNode,
+    params: &RtpParameters,
+    paused: bool,
+) -> Result<ConsumerSetup> {
+    let encoding = params
+        .encodings
+        .first()
+        .ok_or_else(|| Error::internal("consumer parameters without an encoding"))?;
+    let ssrc = encoding
+        .ssrc
+        .ok_or_else(|| Error::internal("consumer parameters without an SSRC"))?;
+    let payload_types = map_payload_types(&p.mapping, &p.consumable, params);
+    if payload_types.is_empty() {
+        return Err(Error::unsupported_codec(
+            "no codec of the producer can be sent to this consumer",
+        ));
+    }
+    let rtx = encoding.rtx.and_then(|rtx| {
+        let media_pt = params.media_codec()?.payload_type;
+        Some((rtx.ssrc, params.rtx_codec_for(media_pt)?.payload_type))
+    });
+    let extensions = p
+        .rtp_parameters
+        .header_extensions
+        .iter()
+        .filter_map(|e| Some((e.id, params.extension_id(&e.uri)?)))
+        .collect();
+    Ok(ConsumerSetup {
+        id,
+        producer,
+        transport,
+        ssrc,
+        rtx,
+        payload_types,
+        extensions,
+        paused,
+    })
+}
+
+/// `(producer payload type, consumer payload type)` for every media codec both sides share.
+fn map_payload_types(
+    mapping: &RtpMapping,
+    consumable: &RtpParameters,
+    consumer: &RtpParameters,
+) -> Vec<(u8, u8)> {
+    mapping
+        .codecs
+        .iter()
+        .filter_map(|m| {
+            let router_codec = consumable
+                .codecs
+                .iter()
+                .find(|c| c.payload_type == m.router_pt && !c.is_rtx())?;
+            let consumer_codec = consumer
+                .codecs
+                .iter()
+                .find(|c| !c.is_rtx() && codecs_match(*c, router_codec, MatchMode::Strict))?;
+            Some((m.producer_pt, consumer_codec.payload_type))
+        })
+        .collect()
+}

@@ -1,0 +1,226 @@
+//! A WebRTC client for tests, on webrtc-rs's async API: what a native app would be.
+
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+};
+
+use crate::DEADLINE;
+
+/// VP8 as the test clients send it.
+pub fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: String::new(),
+            },
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: "pli".to_owned(),
+            },
+        ],
+    }
+}
+
+/// Opus as the test clients send it.
+pub fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+struct Handler {
+    state: watch::Sender<RTCPeerConnectionState>,
+    gathering: watch::Sender<RTCIceGatheringState>,
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        let _ = self.gathering.send(state);
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.send(track);
+    }
+}
+
+/// One client peer connection, bound to loopback.
+pub struct Client {
+    /// The peer connection.
+    pub pc: Arc<dyn PeerConnection>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    gathering: watch::Receiver<RTCIceGatheringState>,
+    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+}
+
+impl Client {
+    /// A client that can send and receive VP8 (PT `vp8_pt`) and Opus (PT `opus_pt`).
+    pub async fn new(vp8_pt: u8, opus_pt: u8) -> Self {
+        let mut engine = MediaEngine::default();
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: vp8(),
+                    payload_type: vp8_pt,
+                },
+                RtpCodecKind::Video,
+            )
+            .expect("register VP8");
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus(),
+                    payload_type: opus_pt,
+                },
+                RtpCodecKind::Audio,
+            )
+            .expect("register Opus");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut engine).expect("interceptors");
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let (gathering_tx, gathering) = watch::channel(RTCIceGatheringState::New);
+        let (tracks_tx, tracks) = mpsc::unbounded_channel();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler {
+                state: state_tx,
+                gathering: gathering_tx,
+                tracks: tracks_tx,
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .expect("client peer connection");
+        Self {
+            pc: Arc::new(pc),
+            state,
+            gathering,
+            tracks,
+        }
+    }
+
+    /// Adds a sending track with this SSRC and codec.
+    pub async fn add_track(
+        &self,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        ssrc: u32,
+        stream: &str,
+    ) -> Arc<TrackLocalStaticRTP> {
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            stream.to_owned(),
+            format!("{stream}-{kind}"),
+            format!("{stream}-{kind}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        )));
+        self.pc
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await
+            .expect("add track");
+        track
+    }
+
+    async fn gathered_local_sdp(&mut self) -> String {
+        let wait = self
+            .gathering
+            .wait_for(|s| *s == RTCIceGatheringState::Complete);
+        tokio::time::timeout(DEADLINE, wait)
+            .await
+            .expect("ICE gathering completes")
+            .expect("gathering state");
+        self.pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp
+    }
+
+    /// Creates an offer with all candidates in it.
+    pub async fn offer(&mut self) -> String {
+        let offer = self.pc.create_offer(None).await.expect("create offer");
+        self.pc
+            .set_local_description(offer)
+            .await
+            .expect("set local offer");
+        self.gathered_local_sdp().await
+    }
+
+    /// Applies the server's answer.
+    pub async fn accept_answer(&self, sdp: &str) {
+        let answer = RTCSessionDescription::answer(sdp.to_owned()).expect("answer SDP");
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .expect("set remote answer");
+    }
+
+    /// Answers the server's offer.
+    pub async fn answer(&mut self, offer: &str) -> String {
+        let offer = RTCSessionDescription::offer(offer.to_owned()).expect("offer SDP");
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .expect("set remote offer");
+        let answer = self.pc.create_answer(None).await.expect("create answer");
+        self.pc
+            .set_local_description(answer)
+            .await
+            .expect("set local answer");
+        self.gathered_local_sdp().await
+    }
+
+    /// Waits until the connection is connected.
+    pub async fn connected(&mut self) {
+        let wait = self
+            .state
+            .wait_for(|s| *s == RTCPeerConnectionState::Connected);
+        tokio::time::timeout(DEADLINE, wait)
+            .await
+            .expect("connection reaches connected")
+            .expect("state");
+    }
+
+    /// The next remote track.
+    pub async fn next_track(&mut self) -> Arc<dyn TrackRemote> {
+        tokio::time::timeout(DEADLINE, self.tracks.recv())
+            .await
+            .expect("a remote track within the deadline")
+            .expect("track stream open")
+    }
+}

@@ -1,0 +1,528 @@
+//! One WebRTC connection: a sans-IO `rtc` peer connection fed from the worker socket.
+
+use super::engine;
+use super::net::Net;
+use bytes::{Bytes, BytesMut};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext as NetContext, TransportProtocol};
+use rtc_shared::marshal::Unmarshal;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Instant;
+use switchboard_core::rtp_parameters::{MediaKind, RtpParameters};
+use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
+use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result};
+
+/// What the connection knows about one consumer it sends.
+struct Outgoing {
+    sender: RTCRtpSenderId,
+    /// The consumer's extension ids (the router's) mapped to the ids negotiated on this leg.
+    router_ext_ids: Vec<(String, u8)>,
+    ext_map: [u8; 256],
+}
+
+/// Counters of one connection.
+#[derive(Default)]
+pub struct ConnCounters {
+    rtp_in: Cell<u64>,
+    rtcp_in: Cell<u64>,
+    rtp_out: Cell<u64>,
+    rtp_out_rejected: Cell<u64>,
+    rtcp_out: Cell<u64>,
+    busy_drops: Cell<u64>,
+}
+
+/// A WebRTC connection on a worker's shared socket.
+pub struct Connection {
+    key: Cell<u64>,
+    pub(crate) ufrag: String,
+    pub(crate) pwd: String,
+    pc: RefCell<RTCPeerConnection>,
+    io: Rc<dyn TransportIo>,
+    net: Weak<Net>,
+    remote: Cell<Option<SocketAddr>>,
+    scheduled: Cell<Option<Instant>>,
+    state: Cell<TransportState>,
+    /// Producers by the mid of the m-line they arrive on.
+    pub(crate) producers_by_mid: RefCell<HashMap<String, ProducerId>>,
+    consumers: RefCell<HashMap<ConsumerId, u32>>,
+    outgoing: RefCell<HashMap<u32, Outgoing>>,
+    counters: ConnCounters,
+}
+
+fn failed(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::TransportFailed, e.to_string())
+}
+
+impl Connection {
+    pub(crate) fn new(
+        pc: RTCPeerConnection,
+        ufrag: String,
+        pwd: String,
+        io: Rc<dyn TransportIo>,
+        net: &Rc<Net>,
+    ) -> Rc<Self> {
+        let conn = Rc::new(Self {
+            key: Cell::new(0),
+            ufrag,
+            pwd,
+            pc: RefCell::new(pc),
+            io,
+            net: Rc::downgrade(net),
+            remote: Cell::new(None),
+            scheduled: Cell::new(None),
+            state: Cell::new(TransportState::New),
+            producers_by_mid: RefCell::default(),
+            consumers: RefCell::default(),
+            outgoing: RefCell::default(),
+            counters: ConnCounters::default(),
+        });
+        conn.key.set(net.register(&conn.ufrag, &conn));
+        conn.reschedule();
+        conn
+    }
+
+    /// The key the worker's timer heap knows this connection by.
+    pub fn key(&self) -> u64 {
+        self.key.get()
+    }
+
+    /// A datagram from `from` for this connection.
+    pub fn on_datagram(&self, data: BytesMut, from: SocketAddr, now: Instant) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        let result = match self.pc.try_borrow_mut() {
+            Ok(mut pc) => pc.handle_read(TaggedBytesMut {
+                now,
+                transport: NetContext {
+                    local_addr: net.announced,
+                    peer_addr: from,
+                    transport_protocol: TransportProtocol::UDP,
+                    ecn: None,
+                },
+                message: data,
+            }),
+            Err(_) => {
+                self.counters
+                    .busy_drops
+                    .set(self.counters.busy_drops.get() + 1);
+                return;
+            }
+        };
+        if let Err(e) = result {
+            tracing::trace!(ufrag = %self.ufrag, error = %e, "datagram rejected");
+        }
+        self.remote.set(Some(from));
+        self.drain(true);
+    }
+
+    /// The worker's timer fired for this connection.
+    pub fn on_timer(&self, now: Instant) {
+        self.scheduled.set(None);
+        if let Ok(mut pc) = self.pc.try_borrow_mut() {
+            let _ = pc.handle_timeout(now);
+        }
+        self.drain(true);
+    }
+
+    /// Sends what the connection has queued, handles its events, and (when `deliver`) hands
+    /// received media to the router. Reads are collected first and delivered after the
+    /// connection is released, because forwarding may write into this same connection.
+    fn drain(&self, deliver: bool) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        let mut reads = Vec::new();
+        let mut events = Vec::new();
+        {
+            let Ok(mut pc) = self.pc.try_borrow_mut() else {
+                return;
+            };
+            loop {
+                let mut progressed = false;
+                while let Some(w) = pc.poll_write() {
+                    net.send(&w.message, w.transport.peer_addr);
+                    progressed = true;
+                }
+                while let Some(e) = pc.poll_event() {
+                    events.push(e);
+                    progressed = true;
+                }
+                if deliver {
+                    while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
+                        reads.push(message);
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+            }
+        }
+        for e in events {
+            self.on_event(e);
+        }
+        for m in reads {
+            match m {
+                RTCMessage::RtpPacket(_, packet) => {
+                    self.counters.rtp_in.set(self.counters.rtp_in.get() + 1);
+                    self.io.on_rtp_packet(packet);
+                }
+                RTCMessage::RtcpPacket(_, packets) => {
+                    self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
+                    if let Ok(bytes) = rtc_rtcp::packet::marshal(&packets) {
+                        self.io.on_rtcp(bytes.freeze());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.reschedule();
+    }
+
+    fn reschedule(&self) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        let Some(next) = self
+            .pc
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut pc| pc.poll_timeout())
+        else {
+            return;
+        };
+        if self.scheduled.get().is_none_or(|t| next < t) {
+            self.scheduled.set(Some(next));
+            net.schedule(self.key(), next);
+        }
+    }
+
+    fn on_event(&self, event: RTCPeerConnectionEvent) {
+        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = event {
+            let state = match s {
+                RTCPeerConnectionState::New => TransportState::New,
+                RTCPeerConnectionState::Connecting => TransportState::Connecting,
+                RTCPeerConnectionState::Connected => TransportState::Connected,
+                RTCPeerConnectionState::Disconnected => TransportState::Disconnected,
+                RTCPeerConnectionState::Failed => TransportState::Failed,
+                RTCPeerConnectionState::Closed => TransportState::Closed,
+                _ => return,
+            };
+            if self.state.replace(state) != state {
+                self.io.on_state(state);
+            }
+        }
+    }
+
+    /// Current connection state.
+    pub fn state(&self) -> TransportState {
+        self.state.get()
+    }
+
+    /// Applies a remote offer and returns the local answer's SDP.
+    pub fn apply_offer(&self, sdp: &str) -> Result<String> {
+        let answer = {
+            let mut pc = self.pc.borrow_mut();
+            let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(invalid_sdp)?;
+            pc.set_remote_description(Instant::now(), offer)
+                .map_err(invalid_sdp)?;
+            let answer = pc.create_answer(None).map_err(failed)?;
+            pc.set_local_description(Instant::now(), answer)
+                .map_err(failed)?;
+            pc.local_description()
+                .map(|d| d.sdp.clone())
+                .ok_or_else(|| Error::internal("no local description after answering"))?
+        };
+        self.after_negotiation();
+        Ok(answer)
+    }
+
+    /// Creates a local offer describing the current senders.
+    pub fn create_offer(&self) -> Result<String> {
+        let mut pc = self.pc.borrow_mut();
+        let offer = pc.create_offer(None).map_err(failed)?;
+        pc.set_local_description(Instant::now(), offer)
+            .map_err(failed)?;
+        let sdp = pc
+            .local_description()
+            .map(|d| d.sdp.clone())
+            .ok_or_else(|| Error::internal("no local description after offering"))?;
+        drop(pc);
+        self.drain(false);
+        Ok(sdp)
+    }
+
+    /// Applies the remote answer to our offer.
+    pub fn apply_answer(&self, sdp: &str) -> Result<()> {
+        {
+            let mut pc = self.pc.borrow_mut();
+            let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(invalid_sdp)?;
+            pc.set_remote_description(Instant::now(), answer)
+                .map_err(invalid_sdp)?;
+        }
+        self.after_negotiation();
+        Ok(())
+    }
+
+    /// Accepts a trickled remote candidate (never required: the server is ICE-lite and learns
+    /// addresses from connectivity checks).
+    pub fn add_remote_candidate(&self, candidate: &str) -> Result<()> {
+        let init = rtc::peer_connection::transport::RTCIceCandidateInit {
+            candidate: candidate.to_owned(),
+            ..Default::default()
+        };
+        self.pc
+            .borrow_mut()
+            .add_remote_candidate(init)
+            .map_err(|e| Error::invalid(format!("candidate: {e}")))
+    }
+
+    /// Learns, after negotiation, which extension ids each sender uses on this leg.
+    fn after_negotiation(&self) {
+        {
+            let mut pc = self.pc.borrow_mut();
+            for out in self.outgoing.borrow_mut().values_mut() {
+                let Some(mut sender) = pc.rtp_sender(out.sender) else {
+                    continue;
+                };
+                let negotiated: Vec<(String, u8)> = sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .header_extensions
+                    .iter()
+                    .filter_map(|e| Some((e.uri.clone(), u8::try_from(e.id).ok()?)))
+                    .collect();
+                out.ext_map = [0; 256];
+                for (uri, router_id) in &out.router_ext_ids {
+                    if let Some((_, id)) = negotiated.iter().find(|(u, _)| u == uri) {
+                        out.ext_map[usize::from(*router_id)] = *id;
+                    }
+                }
+            }
+        }
+        self.drain(true);
+    }
+
+    /// Adds a sending track for a consumer.
+    pub fn add_consumer(
+        &self,
+        id: ConsumerId,
+        kind: MediaKind,
+        params: &RtpParameters,
+    ) -> Result<()> {
+        let ssrc = params
+            .encodings
+            .first()
+            .and_then(|e| e.ssrc)
+            .ok_or_else(|| Error::internal("consumer without an SSRC"))?;
+        let codec = params
+            .media_codec()
+            .ok_or_else(|| Error::internal("consumer without a codec"))?;
+        let stream_id = params.rtcp.cname.clone().unwrap_or_else(|| id.to_string());
+        let track = MediaStreamTrack::new(
+            stream_id,
+            id.to_string(),
+            id.to_string(),
+            engine::codec_kind(kind),
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                active: true,
+                codec: RTCRtpCodec {
+                    mime_type: codec.mime_type.clone(),
+                    clock_rate: codec.clock_rate,
+                    channels: codec.channels.map(u16::from).unwrap_or(0),
+                    sdp_fmtp_line: engine::fmtp_line(&codec.parameters),
+                    rtcp_feedback: vec![],
+                },
+                ..Default::default()
+            }],
+        );
+        let sender = self.pc.borrow_mut().add_track(track).map_err(failed)?;
+        self.consumers.borrow_mut().insert(id, ssrc);
+        self.outgoing.borrow_mut().insert(
+            ssrc,
+            Outgoing {
+                sender,
+                router_ext_ids: params
+                    .header_extensions
+                    .iter()
+                    .map(|e| (e.uri.clone(), e.id))
+                    .collect(),
+                ext_map: [0; 256],
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a consumer's track; its m-line becomes free for the next track of its kind.
+    pub fn remove_consumer(&self, id: ConsumerId) {
+        let Some(ssrc) = self.consumers.borrow_mut().remove(&id) else {
+            return;
+        };
+        if let Some(out) = self.outgoing.borrow_mut().remove(&ssrc)
+            && let Ok(mut pc) = self.pc.try_borrow_mut()
+        {
+            let _ = pc.remove_track(out.sender);
+        }
+    }
+
+    fn send_rtp(&self, data: &[u8]) {
+        let Ok(mut packet) = rtc_rtp::Packet::unmarshal(&mut Bytes::copy_from_slice(data)) else {
+            return;
+        };
+        let sender = {
+            let outgoing = self.outgoing.borrow();
+            let Some(out) = outgoing.get(&packet.header.ssrc) else {
+                self.counters
+                    .rtp_out_rejected
+                    .set(self.counters.rtp_out_rejected.get() + 1);
+                return;
+            };
+            // Extension ids on this leg were negotiated by the connection, not the router.
+            packet.header.extensions.retain_mut(|e| {
+                let id = out.ext_map[usize::from(e.id)];
+                e.id = id;
+                id != 0
+            });
+            packet.header.extension = !packet.header.extensions.is_empty();
+            out.sender
+        };
+        let written = match self.pc.try_borrow_mut() {
+            Ok(mut pc) => match pc.rtp_sender(sender) {
+                Some(mut s) => s.write_rtp(Instant::now(), packet).is_ok(),
+                None => false,
+            },
+            Err(_) => {
+                self.counters
+                    .busy_drops
+                    .set(self.counters.busy_drops.get() + 1);
+                return;
+            }
+        };
+        if written {
+            self.counters.rtp_out.set(self.counters.rtp_out.get() + 1);
+        } else {
+            self.counters
+                .rtp_out_rejected
+                .set(self.counters.rtp_out_rejected.get() + 1);
+        }
+        self.drain(false);
+    }
+
+    fn send_rtcp(&self, data: &[u8]) {
+        let Ok(packets) = rtc_rtcp::packet::unmarshal(&mut Bytes::copy_from_slice(data)) else {
+            return;
+        };
+        let Some(first) = packets.first() else {
+            return;
+        };
+        // Sender reports belong to one of our senders; feedback (PLI/FIR) goes out through any
+        // receiver, as RTCP is multiplexed on the one transport.
+        let sr_ssrc = first
+            .as_any()
+            .downcast_ref::<rtc_rtcp::sender_report::SenderReport>()
+            .map(|sr| sr.ssrc);
+        let sender = sr_ssrc.and_then(|ssrc| self.outgoing.borrow().get(&ssrc).map(|o| o.sender));
+        let ok = match self.pc.try_borrow_mut() {
+            Ok(mut pc) => {
+                if let Some(sender) = sender {
+                    pc.rtp_sender(sender)
+                        .is_some_and(|mut s| s.write_rtcp(Instant::now(), packets).is_ok())
+                } else if sr_ssrc.is_some() {
+                    false
+                } else {
+                    let receiver = pc.get_receivers().next();
+                    match receiver.and_then(|r| pc.rtp_receiver(r)) {
+                        Some(mut r) => r.write_rtcp(Instant::now(), packets).is_ok(),
+                        None => false,
+                    }
+                }
+            }
+            Err(_) => false,
+        };
+        if ok {
+            self.counters.rtcp_out.set(self.counters.rtcp_out.get() + 1);
+        }
+        self.drain(false);
+    }
+
+    /// Counters and state as JSON.
+    pub fn stats(&self) -> Value {
+        let c = &self.counters;
+        json!({
+            "state": self.state.get(),
+            "remote_address": self.remote.get().map(|a| a.to_string()),
+            "rtp_packets_received": c.rtp_in.get(),
+            "rtcp_packets_received": c.rtcp_in.get(),
+            "rtp_packets_sent": c.rtp_out.get(),
+            "rtp_packets_rejected": c.rtp_out_rejected.get(),
+            "rtcp_packets_sent": c.rtcp_out.get(),
+            "busy_drops": c.busy_drops.get(),
+            "consumers": self.consumers.borrow().len(),
+            "producers": self.producers_by_mid.borrow().len(),
+        })
+    }
+
+    /// Closes the peer connection and leaves the worker's tables.
+    pub fn close(&self) {
+        if let Ok(mut pc) = self.pc.try_borrow_mut() {
+            let _ = pc.close();
+        }
+        self.drain(false);
+        if let Some(net) = self.net.upgrade() {
+            net.unregister(self.key(), &self.ufrag);
+        }
+    }
+}
+
+fn invalid_sdp(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::InvalidSdp, format!("SDP rejected: {e}"))
+}
+
+/// The sink the router writes a connection's outgoing packets to.
+pub struct ConnectionSink(pub Weak<Connection>);
+
+impl MediaSink for ConnectionSink {
+    fn send_rtp(&self, packet: &[u8]) {
+        if let Some(c) = self.0.upgrade() {
+            c.send_rtp(packet);
+        }
+    }
+
+    fn send_rtcp(&self, packet: &[u8]) {
+        if let Some(c) = self.0.upgrade() {
+            c.send_rtcp(packet);
+        }
+    }
+}
+
+impl Connection {
+    /// Adds the host candidate the worker announces.
+    pub fn add_local_candidate(
+        &self,
+        candidate: rtc::peer_connection::transport::RTCIceCandidateInit,
+    ) -> Result<()> {
+        self.pc
+            .borrow_mut()
+            .add_local_candidate(candidate)
+            .map_err(failed)
+    }
+}

@@ -1,0 +1,163 @@
+//! Building a peer connection's codec table, interceptor chain and ICE/DTLS settings from a
+//! router's capabilities.
+
+use rtc::interceptor::{
+    Attribute, Interceptor, NackGeneratorBuilder, Packet, ReceiverReportBuilder, Registry, Slot,
+    StreamInfo, TaggedPacket, TwccReceiverBuilder,
+};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::time::Instant;
+use switchboard_core::rtp_parameters::{
+    CodecParameters, MediaKind, RtpCapabilities, RtpCodecCapability,
+};
+use switchboard_core::{Error, ErrorCode, Result};
+
+/// The rtc crate's kind for ours.
+pub fn codec_kind(kind: MediaKind) -> RtpCodecKind {
+    match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    }
+}
+
+/// `a=fmtp` text for codec parameters, in the deterministic order they are stored in.
+pub fn fmtp_line(parameters: &CodecParameters) -> String {
+    parameters
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_text()))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn rtc_codec(c: &RtpCodecCapability) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: c.mime_type.clone(),
+        clock_rate: c.clock_rate,
+        channels: c.channels.map(u16::from).unwrap_or(0),
+        sdp_fmtp_line: fmtp_line(&c.parameters),
+        rtcp_feedback: c
+            .rtcp_feedback
+            .iter()
+            .map(|f| RTCPFeedback {
+                typ: f.kind.clone(),
+                parameter: f.parameter.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn rtc_error(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::TransportFailed, e.to_string())
+}
+
+/// A media engine offering exactly the router's codecs with the router's payload types, and
+/// its header extensions, so that what the connection negotiates is what the router routes.
+pub fn media_engine(caps: &RtpCapabilities) -> Result<MediaEngine> {
+    let mut engine = MediaEngine::default();
+    for c in &caps.codecs {
+        let Some(payload_type) = c.preferred_payload_type else {
+            continue;
+        };
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: rtc_codec(c),
+                    payload_type,
+                },
+                codec_kind(c.kind),
+            )
+            .map_err(rtc_error)?;
+    }
+    for e in &caps.header_extensions {
+        engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: e.uri.clone() },
+                codec_kind(e.kind),
+                None,
+            )
+            .map_err(rtc_error)?;
+    }
+    Ok(engine)
+}
+
+/// The interceptor chain of a server-side connection.
+///
+/// Kept: NACK generation towards publishers, receiver reports, transport-wide congestion
+/// feedback (browsers' bandwidth estimation needs it). Left out on purpose: the NACK responder
+/// and sender reports, because the router answers NACKs from one shared per-producer buffer
+/// and translates the publisher's sender reports for each consumer. Feedback that the router
+/// acts on (NACK, PLI, FIR, sender reports) is marked for delivery to the application.
+pub fn interceptors() -> Registry {
+    Registry::new()
+        .with(Slot::from(14_000), DeliverFeedback::default())
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+}
+
+/// ICE-lite with our credentials, and always the DTLS server role: an answering server that
+/// is the DTLS client would wait a timer tick (about 200 ms) before its ClientHello.
+pub fn settings(ufrag: &str, pwd: &str) -> SettingEngineBuilder {
+    SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
+        .with_answering_dtls_role(RTCDtlsRole::Server)
+}
+
+/// Marks inbound RTCP for the application, so NACK/PLI/FIR and sender reports reach the router.
+#[derive(Default)]
+pub struct DeliverFeedback {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverFeedback {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl Interceptor for DeliverFeedback {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}

@@ -1,0 +1,374 @@
+//! The `webrtc` transport: ICE-lite, DTLS-SRTP and RTCP for browsers and native WebRTC stacks,
+//! speaking plain SDP offer/answer.
+//!
+//! Each worker binds one UDP socket (from the configured port range) that all its connections
+//! share ([`net`]); every connection is a sans-IO `rtc` peer connection driven from that socket
+//! ([`connection`]). The server is always ICE-lite and the DTLS server, and writes all its
+//! candidates into the SDP, so clients need no trickle from it.
+//!
+//! A transport serves one direction by default:
+//! - *publishing*: the client offers; `request("offer")` answers, and each sending m-line
+//!   becomes a producer (new m-lines in a later offer add producers, removed ones close them);
+//! - *subscribing*: consumers added to the transport become sending m-lines;
+//!   `request("create_offer")` writes the server's offer and `request("answer")` applies the
+//!   client's answer. m-lines of closed consumers are reused by the next track of their kind.
+
+pub mod connection;
+pub mod engine;
+pub mod net;
+
+use connection::{Connection, ConnectionSink};
+use net::Net;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+use switchboard_core::rtp_parameters::{MediaKind, RtpParameters};
+use switchboard_core::transport::{
+    MediaSink, ProducerRequest, RequestOutcome, Transport, TransportContext, TransportFactory,
+    TransportPlugin,
+};
+use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result, WorkerId};
+
+/// The plugin kind.
+pub const KIND: &str = "webrtc";
+
+/// Where the plugin listens and what it announces.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcSettings {
+    /// IP address the worker sockets bind to.
+    pub listen_ip: IpAddr,
+    /// IP address written into candidates (NAT 1:1); `None` announces `listen_ip`.
+    pub announced_ip: Option<IpAddr>,
+    /// First port of the range worker sockets bind in (one port per worker). 0 lets the OS pick.
+    pub port_min: u16,
+    /// Last port of the range.
+    pub port_max: u16,
+}
+
+impl Default for WebRtcSettings {
+    fn default() -> Self {
+        Self {
+            listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            announced_ip: None,
+            port_min: 0,
+            port_max: 0,
+        }
+    }
+}
+
+impl WebRtcSettings {
+    /// Settings from the server configuration (which has been validated).
+    pub fn from_config(c: &switchboard_core::config::WebRtcConfig) -> Result<Self> {
+        let ip = |field: &str, v: &str| {
+            v.parse::<IpAddr>().map_err(|_| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{field}: {v:?} is not an IP address"),
+                )
+            })
+        };
+        Ok(Self {
+            listen_ip: ip("webrtc.listen_ip", &c.listen_ip)?,
+            announced_ip: if c.announced_ip.is_empty() {
+                None
+            } else {
+                Some(ip("webrtc.announced_ip", &c.announced_ip)?)
+            },
+            port_min: c.port_min,
+            port_max: c.port_max,
+        })
+    }
+}
+
+/// The `webrtc` plugin.
+pub struct WebRtcPlugin {
+    settings: WebRtcSettings,
+}
+
+impl WebRtcPlugin {
+    /// A plugin with these settings.
+    pub fn new(settings: WebRtcSettings) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { settings })
+    }
+}
+
+impl TransportPlugin for WebRtcPlugin {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn start_worker(&self, worker: WorkerId) -> Result<Box<dyn TransportFactory>> {
+        let s = &self.settings;
+        let socket = bind(s, worker)?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+        let announced = SocketAddr::new(s.announced_ip.unwrap_or(local.ip()), local.port());
+        let net = Net::new(socket, announced);
+        tokio::task::spawn_local(net.clone().run_receiver());
+        tokio::task::spawn_local(net.clone().run_timers());
+        tracing::info!(%worker, %local, %announced, "webrtc listening");
+        Ok(Box::new(Factory { net }))
+    }
+}
+
+/// Binds the worker's socket: the worker's own port of the range when it has one, otherwise
+/// the first free port of the range.
+fn bind(s: &WebRtcSettings, worker: WorkerId) -> Result<tokio::net::UdpSocket> {
+    let ports: Vec<u16> = if s.port_min == 0 {
+        vec![0]
+    } else {
+        let own = s.port_min.saturating_add(worker.0 as u16);
+        std::iter::once(own)
+            .chain(s.port_min..=s.port_max)
+            .filter(|p| (s.port_min..=s.port_max).contains(p))
+            .collect()
+    };
+    let mut last_error = None;
+    for port in ports {
+        match std::net::UdpSocket::bind(SocketAddr::new(s.listen_ip, port)) {
+            Ok(sock) => {
+                sock.set_nonblocking(true)
+                    .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+                return tokio::net::UdpSocket::from_std(sock)
+                    .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()));
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(Error::new(
+        ErrorCode::TransportFailed,
+        format!(
+            "no free UDP port for {worker} on {} in {}-{}: {}",
+            s.listen_ip,
+            s.port_min,
+            s.port_max,
+            last_error.map(|e| e.to_string()).unwrap_or_default()
+        ),
+    ))
+}
+
+struct Factory {
+    net: Rc<Net>,
+}
+
+/// Random ICE credentials: a 16-character ufrag, a 32-character password (RFC 8445 asks for
+/// at least 4 and 22).
+fn credentials() -> (String, String) {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    (a[..16].to_owned(), b)
+}
+
+impl TransportFactory for Factory {
+    fn create(&mut self, ctx: TransportContext, options: &Value) -> Result<Box<dyn Transport>> {
+        if !(options.is_null() || options.as_object().is_some_and(|o| o.is_empty())) {
+            return Err(Error::invalid(
+                "webrtc transport options: none are accepted yet",
+            ));
+        }
+        let (ufrag, pwd) = credentials();
+        let mut media_engine = engine::media_engine(&ctx.capabilities)?;
+        let _ = &mut media_engine;
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(engine::settings(&ufrag, &pwd).build())
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(engine::interceptors())
+            .build(Instant::now())
+            .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+        let conn = Connection::new(pc, ufrag, pwd, ctx.io.clone(), &self.net);
+        let announced = self.net.announced;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: announced.ip().to_string(),
+                port: announced.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .and_then(|c| RTCIceCandidate::from(&c).to_json())
+        .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+        let candidate_text = candidate.candidate.clone();
+        conn.add_local_candidate(candidate)?;
+        Ok(Box::new(WebRtcTransport {
+            conn,
+            candidate: candidate_text,
+            offer: None,
+        }))
+    }
+}
+
+struct WebRtcTransport {
+    conn: Rc<Connection>,
+    candidate: String,
+    /// The last remote offer, to tell new, kept and removed sending m-lines apart.
+    offer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SdpParams {
+    sdp: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidateParams {
+    candidate: String,
+}
+
+fn params<T: for<'de> Deserialize<'de>>(method: &str, v: &Value) -> Result<T> {
+    serde_json::from_value(v.clone()).map_err(|e| Error::invalid(format!("{method}: {e}")))
+}
+
+impl Transport for WebRtcTransport {
+    fn local_parameters(&self) -> Value {
+        json!({
+            "ice": { "ufrag": self.conn.ufrag, "pwd": self.conn.pwd, "lite": true },
+            "candidates": [self.candidate],
+        })
+    }
+
+    fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
+        match method {
+            "offer" => {
+                let SdpParams { sdp } = params(method, p)?;
+                // Parse first so malformed SDP is reported with its line, before the
+                // connection's state is touched.
+                let offer = switchboard_core::sdp::parse(&sdp)?;
+                let answer_sdp = self.conn.apply_offer(&sdp)?;
+                let answer = switchboard_core::sdp::parse(&answer_sdp)?;
+                let (new_producers, closed_producers) =
+                    publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
+                self.offer = Some(sdp);
+                Ok(RequestOutcome {
+                    response: json!({ "type": "answer", "sdp": answer_sdp }),
+                    new_producers,
+                    closed_producers,
+                })
+            }
+            "create_offer" => Ok(RequestOutcome {
+                response: json!({ "type": "offer", "sdp": self.conn.create_offer()? }),
+                ..Default::default()
+            }),
+            "answer" => {
+                let SdpParams { sdp } = params(method, p)?;
+                switchboard_core::sdp::parse(&sdp)?;
+                self.conn.apply_answer(&sdp)?;
+                Ok(RequestOutcome::default())
+            }
+            "add_candidate" => {
+                let CandidateParams { candidate } = params(method, p)?;
+                self.conn.add_remote_candidate(&candidate)?;
+                Ok(RequestOutcome::default())
+            }
+            other => Err(Error::invalid(format!(
+                "webrtc transports have no operation {other:?} (offer, create_offer, answer, add_candidate)"
+            ))),
+        }
+    }
+
+    fn sink(&self) -> Rc<dyn MediaSink> {
+        Rc::new(ConnectionSink(Rc::downgrade(&self.conn)))
+    }
+
+    fn producer_added(&mut self, id: ProducerId, _kind: MediaKind, params: &RtpParameters) {
+        if let Some(mid) = &params.mid {
+            self.conn
+                .producers_by_mid
+                .borrow_mut()
+                .insert(mid.clone(), id);
+        }
+    }
+
+    fn producer_removed(&mut self, id: ProducerId) {
+        self.conn
+            .producers_by_mid
+            .borrow_mut()
+            .retain(|_, p| *p != id);
+    }
+
+    fn consumer_added(&mut self, id: ConsumerId, kind: MediaKind, params: &RtpParameters) {
+        if let Err(e) = self.conn.add_consumer(id, kind, params) {
+            tracing::error!(consumer = %id, error = %e, "cannot add a track for the consumer");
+        }
+    }
+
+    fn consumer_removed(&mut self, id: ConsumerId) {
+        self.conn.remove_consumer(id);
+    }
+
+    fn stats(&self) -> Value {
+        self.conn.stats()
+    }
+
+    fn dump(&self) -> Value {
+        json!({
+            "kind": KIND,
+            "local": self.local_parameters(),
+            "stats": self.conn.stats(),
+        })
+    }
+
+    fn close(&mut self) {
+        self.conn.close();
+    }
+}
+
+/// Which producers an applied offer adds and which it ends: every accepted sending m-line
+/// with a mid not seen before becomes a producer; a known mid that no longer sends (removed,
+/// rejected, recvonly or inactive) closes its producer.
+fn publish_diff(
+    offer: &switchboard_core::sdp::Sdp,
+    answer: &switchboard_core::sdp::Sdp,
+    known: &HashMap<String, ProducerId>,
+) -> Result<(Vec<ProducerRequest>, Vec<ProducerId>)> {
+    use switchboard_core::sdp::{self, Direction};
+    let offered = sdp::media_sections(offer);
+    let answered = sdp::media_sections(answer);
+    let mut new = Vec::new();
+    let mut sending = Vec::new();
+    for o in &offered {
+        let (Some(mid), Some(kind)) = (&o.mid, o.kind) else {
+            continue;
+        };
+        let Some(a) = answered.iter().find(|a| a.mid.as_ref() == Some(mid)) else {
+            continue;
+        };
+        let sends = matches!(o.direction, Direction::SendRecv | Direction::SendOnly);
+        if !sends || o.rejected || a.rejected {
+            continue;
+        }
+        sending.push(mid.clone());
+        if known.contains_key(mid) {
+            continue;
+        }
+        let rtp_parameters = sdp::producer_parameters(o, a)?;
+        new.push(ProducerRequest {
+            kind,
+            rtp_parameters,
+            app_data: json!({
+                "mid": mid,
+                "stream_id": o.msid.as_ref().map(|m| m.0.clone()),
+                "track_id": o.msid.as_ref().map(|m| m.1.clone()),
+            }),
+        });
+    }
+    let closed = known
+        .iter()
+        .filter(|(mid, _)| !sending.contains(mid))
+        .map(|(_, id)| *id)
+        .collect();
+    Ok((new, closed))
+}

@@ -1,0 +1,257 @@
+//! One UDP socket per worker, shared by all of the worker's WebRTC connections.
+//!
+//! Datagrams are demultiplexed by remote address once a connection has been seen from it, and
+//! before that by the ICE username fragment in the STUN binding request (`server:client`), the
+//! only thing a first packet from a new address can be matched by. Everything else is counted
+//! and dropped. Timers of all connections live in one heap per worker, so an idle server does
+//! not scan its connections.
+
+use super::connection::Connection;
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+
+/// Counters of the worker socket, for stats and tests.
+#[derive(Default)]
+pub struct NetCounters {
+    /// Datagrams received.
+    pub received: Cell<u64>,
+    /// Datagrams sent.
+    pub sent: Cell<u64>,
+    /// Sends that failed (socket buffer full, unreachable).
+    pub send_errors: Cell<u64>,
+    /// Datagrams from an unknown address that were not a STUN request for a known connection.
+    pub unmatched: Cell<u64>,
+    /// STUN requests naming a username fragment no connection has.
+    pub unknown_ufrag: Cell<u64>,
+}
+
+/// The worker's socket and its routing tables.
+pub struct Net {
+    socket: UdpSocket,
+    /// The address written into candidates (the announced IP, or the bound one).
+    pub announced: SocketAddr,
+    by_ufrag: RefCell<HashMap<String, Weak<Connection>>>,
+    by_addr: RefCell<HashMap<SocketAddr, Weak<Connection>>>,
+    timers: RefCell<BinaryHeap<Reverse<(Instant, u64)>>>,
+    connections: RefCell<HashMap<u64, Weak<Connection>>>,
+    next_id: Cell<u64>,
+    timer_changed: Notify,
+    /// Counters.
+    pub counters: NetCounters,
+}
+
+impl Net {
+    /// Wraps a bound socket; `announced` is what candidates advertise.
+    pub fn new(socket: UdpSocket, announced: SocketAddr) -> Rc<Self> {
+        Rc::new(Self {
+            socket,
+            announced,
+            by_ufrag: RefCell::default(),
+            by_addr: RefCell::default(),
+            timers: RefCell::default(),
+            connections: RefCell::default(),
+            next_id: Cell::new(1),
+            timer_changed: Notify::new(),
+            counters: NetCounters::default(),
+        })
+    }
+
+    /// The bound local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    /// Registers a connection under its ICE username fragment; returns its timer key.
+    pub fn register(&self, ufrag: &str, conn: &Rc<Connection>) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.by_ufrag
+            .borrow_mut()
+            .insert(ufrag.to_owned(), Rc::downgrade(conn));
+        self.connections
+            .borrow_mut()
+            .insert(id, Rc::downgrade(conn));
+        id
+    }
+
+    /// Forgets a connection (on close or ICE restart of its ufrag).
+    pub fn unregister(&self, id: u64, ufrag: &str) {
+        self.by_ufrag.borrow_mut().remove(ufrag);
+        self.connections.borrow_mut().remove(&id);
+        self.by_addr
+            .borrow_mut()
+            .retain(|_, c| c.upgrade().is_some_and(|c| c.key() != id));
+    }
+
+    /// Re-keys a connection after an ICE restart.
+    pub fn rename(&self, old: &str, new: &str, conn: &Rc<Connection>) {
+        let mut map = self.by_ufrag.borrow_mut();
+        map.remove(old);
+        map.insert(new.to_owned(), Rc::downgrade(conn));
+    }
+
+    /// Asks for `conn` to be woken at `at`.
+    pub fn schedule(&self, id: u64, at: Instant) {
+        let mut timers = self.timers.borrow_mut();
+        let earliest = timers.peek().map(|Reverse((t, _))| *t);
+        timers.push(Reverse((at, id)));
+        if earliest.is_none_or(|t| at < t) {
+            self.timer_changed.notify_one();
+        }
+    }
+
+    /// Sends one datagram now; a full socket buffer drops it (counted), as a router must not
+    /// wait on one receiver.
+    pub fn send(&self, data: &[u8], to: SocketAddr) {
+        match self.socket.try_send_to(data, to) {
+            Ok(_) => self.counters.sent.set(self.counters.sent.get() + 1),
+            Err(_) => self
+                .counters
+                .send_errors
+                .set(self.counters.send_errors.get() + 1),
+        }
+    }
+
+    /// Receives and dispatches datagrams until the socket fails.
+    pub async fn run_receiver(self: Rc<Self>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut buf).await {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP port unreachable surfaces here on Linux; it concerns one peer only.
+                    tracing::debug!(error = %e, "webrtc socket receive error");
+                    continue;
+                }
+            };
+            self.counters.received.set(self.counters.received.get() + 1);
+            self.dispatch(&buf[..n], from);
+        }
+    }
+
+    fn dispatch(&self, data: &[u8], from: SocketAddr) {
+        let known = self.by_addr.borrow().get(&from).and_then(Weak::upgrade);
+        let conn = match known {
+            Some(c) => c,
+            None => {
+                let Some(ufrag) = stun_server_ufrag(data) else {
+                    self.counters
+                        .unmatched
+                        .set(self.counters.unmatched.get() + 1);
+                    return;
+                };
+                let found = self.by_ufrag.borrow().get(ufrag).and_then(Weak::upgrade);
+                let Some(c) = found else {
+                    self.counters
+                        .unknown_ufrag
+                        .set(self.counters.unknown_ufrag.get() + 1);
+                    return;
+                };
+                // The connection's ICE agent still checks the message integrity; an address
+                // learned from a forged request only routes packets the agent will reject.
+                self.by_addr.borrow_mut().insert(from, Rc::downgrade(&c));
+                c
+            }
+        };
+        conn.on_datagram(BytesMut::from(data), from, Instant::now());
+    }
+
+    /// Runs due timers until the worker stops.
+    pub async fn run_timers(self: Rc<Self>) {
+        loop {
+            let next = self.timers.borrow().peek().map(|Reverse((t, _))| *t);
+            match next {
+                Some(at) if at <= Instant::now() => {
+                    let due: Vec<u64> = {
+                        let mut timers = self.timers.borrow_mut();
+                        let now = Instant::now();
+                        let mut due = Vec::new();
+                        while let Some(Reverse((t, id))) = timers.peek().copied() {
+                            if t > now {
+                                break;
+                            }
+                            timers.pop();
+                            due.push(id);
+                        }
+                        due
+                    };
+                    for id in due {
+                        let conn = self.connections.borrow().get(&id).and_then(Weak::upgrade);
+                        if let Some(c) = conn {
+                            c.on_timer(Instant::now());
+                        }
+                    }
+                }
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = self.timer_changed.notified() => {}
+                    }
+                }
+                None => self.timer_changed.notified().await,
+            }
+        }
+    }
+}
+
+/// The server's username fragment from a STUN binding request (`USERNAME = server:client`).
+fn stun_server_ufrag(data: &[u8]) -> Option<&str> {
+    // STUN: first two bits zero, magic cookie at bytes 4..8 (RFC 5389).
+    if data.len() < 20 || data[0] & 0xC0 != 0 || data[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let body = data.get(20..20 + length)?;
+    let mut i = 0;
+    while i + 4 <= body.len() {
+        let kind = u16::from_be_bytes([body[i], body[i + 1]]);
+        let len = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
+        let value = body.get(i + 4..i + 4 + len)?;
+        if kind == 0x0006 {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next();
+        }
+        i += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding_request(username: &str) -> Vec<u8> {
+        let mut attr = vec![0x00, 0x06];
+        attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attr.extend_from_slice(username.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut msg = vec![0x00, 0x01];
+        msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        msg.extend_from_slice(&[7; 12]);
+        msg.extend_from_slice(&attr);
+        msg
+    }
+
+    #[test]
+    fn finds_the_server_ufrag_in_a_binding_request() {
+        assert_eq!(
+            stun_server_ufrag(&binding_request("srv1:cli")),
+            Some("srv1")
+        );
+        let mut truncated = binding_request("srv1:cli");
+        truncated.truncate(25);
+        assert_eq!(stun_server_ufrag(&truncated), None);
+        assert_eq!(stun_server_ufrag(b"\x16\xfe\xfd not stun, DTLS"), None);
+        assert_eq!(stun_server_ufrag(&[0u8; 20]), None);
+    }
+}
