@@ -8,13 +8,26 @@ use switchboard_core::rtp_parameters::{
 use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 
 /// Options for a new router.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterOptions {
     /// Codecs for this router; `None` uses the configured (or built-in) set.
     pub codecs: Option<Vec<RtpCodecCapability>>,
     /// Pin the router to a worker instead of placing it on the least-loaded one.
     pub worker: Option<WorkerId>,
+    /// Subscribe every peer's receiving connection to every other peer's tracks
+    /// automatically (the default). Off, the backend creates consumers itself.
+    pub auto_subscribe: bool,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            codecs: None,
+            worker: None,
+            auto_subscribe: true,
+        }
+    }
 }
 
 /// A created router.

@@ -24,6 +24,7 @@ pub mod producer;
 mod room;
 pub mod router;
 pub mod server;
+pub mod session;
 pub mod shared;
 pub mod supervision;
 pub mod transport;

@@ -130,6 +130,14 @@ pub(crate) fn create_consumer(
     paused: bool,
 ) -> Result<ConsumerInfo> {
     let id = ConsumerId::new();
+    // Without stated capabilities, the transport knows what its kind of receiver takes.
+    let capabilities = if capabilities.codecs.is_empty() {
+        let router_caps = room.borrow().capabilities.clone();
+        with_plugin(room, transport, |t| t.receive_capabilities(&router_caps))?
+    } else {
+        capabilities.clone()
+    };
+    let capabilities = &capabilities;
     let (kind, params) = {
         let mut r = room.borrow_mut();
         let max = r.shared.config.limits.max_consumers_per_transport;
@@ -171,6 +179,7 @@ pub(crate) fn create_consumer(
                 addr,
             },
         );
+        r.renegotiate.insert(transport);
         let router = r.id;
         r.emit(Event::ConsumerCreated {
             router,

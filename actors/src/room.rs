@@ -84,6 +84,28 @@ pub(crate) struct ConsumerNode {
     pub addr: Addr<ConsumerActor>,
 }
 
+/// A participant and its (at most) two connections.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct PeerState {
+    pub id: PeerId,
+    /// The connection carrying what the peer sends.
+    pub send: Option<TransportId>,
+    /// The connection carrying what the peer receives.
+    pub recv: Option<TransportId>,
+}
+
+impl Room {
+    /// The peer with this id.
+    pub fn peer(&self, id: &PeerId) -> Option<&PeerState> {
+        self.peers.iter().find(|p| &p.id == id)
+    }
+
+    /// The peer with this id, for changes.
+    pub fn peer_mut(&mut self, id: &PeerId) -> Option<&mut PeerState> {
+        self.peers.iter_mut().find(|p| &p.id == id)
+    }
+}
+
 pub(crate) struct AttachedMiddleware {
     pub name: String,
     pub instance: Box<dyn Middleware>,
@@ -99,7 +121,11 @@ pub(crate) struct Room {
     pub producers: HashMap<ProducerId, ProducerNode>,
     pub consumers: HashMap<ConsumerId, ConsumerNode>,
     /// Peers in the room, in join order.
-    pub peers: Vec<PeerId>,
+    pub peers: Vec<PeerState>,
+    /// Transports whose consumers changed since their last offer.
+    pub renegotiate: std::collections::BTreeSet<TransportId>,
+    /// Whether newcomers are subscribed to everything and everyone to newcomers.
+    pub auto_subscribe: bool,
     pub middleware: Vec<AttachedMiddleware>,
     pub closed: bool,
 }
@@ -166,6 +192,7 @@ impl Room {
             return false;
         };
         self.forwarder.remove_consumer(id);
+        self.renegotiate.insert(node.transport);
         self.shared.index.consumers.remove(&id);
         self.shared
             .load(self.worker)
@@ -245,6 +272,15 @@ impl Room {
         let Some(node) = self.transports.remove(&id) else {
             return false;
         };
+        self.renegotiate.remove(&id);
+        for p in &mut self.peers {
+            if p.send == Some(id) {
+                p.send = None;
+            }
+            if p.recv == Some(id) {
+                p.recv = None;
+            }
+        }
         self.shared.index.transports.remove(&id);
         self.shared
             .load(self.worker)
@@ -263,7 +299,7 @@ impl Room {
 
     /// Removes a peer, closing its transports first.
     pub fn close_peer(&mut self, peer: &PeerId, reason: CloseReason) -> bool {
-        let Some(i) = self.peers.iter().position(|p| p == peer) else {
+        let Some(i) = self.peers.iter().position(|p| &p.id == peer) else {
             return false;
         };
         self.peers.remove(i);
@@ -293,7 +329,7 @@ impl Room {
         }
         self.closed = true;
         let child_reason = cascade(&reason);
-        for peer in self.peers.clone() {
+        for peer in self.peers.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
             self.close_peer(&peer, child_reason.clone());
         }
         let transports: Vec<TransportId> = self.transports.keys().copied().collect();

@@ -26,8 +26,8 @@ const TICK: Duration = Duration::from_millis(20);
 /// Lifecycle of one room: creates transports, attaches middleware, runs the forwarder's
 /// timers, and closes everything when it closes or crashes.
 pub struct RouterActor {
-    id: RouterId,
-    room: RoomRef,
+    pub(crate) id: RouterId,
+    pub(crate) room: RoomRef,
     factories: Factories,
     guard: CrashGuard,
 }
@@ -39,6 +39,7 @@ impl RouterActor {
         shared: Arc<Shared>,
         capabilities: RtpCapabilities,
         factories: Factories,
+        auto_subscribe: bool,
     ) -> Self {
         let forwarder = Forwarder::new(ForwarderConfig::from(&shared.config.media));
         let room = Rc::new(RefCell::new(Room {
@@ -51,6 +52,8 @@ impl RouterActor {
             producers: Default::default(),
             consumers: Default::default(),
             peers: Vec::new(),
+            renegotiate: Default::default(),
+            auto_subscribe,
             middleware: Vec::new(),
             closed: false,
         }));
@@ -89,6 +92,7 @@ impl Actor for RouterActor {
                 if let Ok(mut r) = room.try_borrow_mut() {
                     r.forwarder.tick(Instant::now());
                 }
+                crate::session::flush_renegotiations(&room);
             });
             if let Err(message) = result {
                 act.crash(message, ctx);
@@ -145,11 +149,22 @@ pub struct CreateTransport {
 impl Handler<CreateTransport> for RouterActor {
     type Result = Result<TransportInfo>;
     fn handle(&mut self, msg: CreateTransport, ctx: &mut Self::Context) -> Result<TransportInfo> {
+        self.create_transport(msg, ctx)
+    }
+}
+
+impl RouterActor {
+    /// Creates a transport of a plugin kind, owned by a peer or not.
+    pub(crate) fn create_transport(
+        &mut self,
+        msg: CreateTransport,
+        ctx: &mut Context<Self>,
+    ) -> Result<TransportInfo> {
         let (shared, worker, capabilities) = {
             let r = self.room.borrow();
             r.shared.transports.require(&msg.kind)?;
             if let Some(peer) = &msg.peer
-                && !r.peers.contains(peer)
+                && r.peer(peer).is_none()
             {
                 return Err(Error::not_found("peer", peer));
             }
@@ -240,7 +255,7 @@ impl Handler<JoinPeer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: JoinPeer, _: &mut Self::Context) -> Result<()> {
         let mut r = self.room.borrow_mut();
-        if r.peers.contains(&msg.0) {
+        if r.peer(&msg.0).is_some() {
             return Err(Error::new(
                 ErrorCode::AlreadyExists,
                 format!("peer {:?} is already in the room", msg.0.0),
@@ -250,7 +265,11 @@ impl Handler<JoinPeer> for RouterActor {
         if r.peers.len() >= max {
             return Err(Error::limit("peers per room", max));
         }
-        r.peers.push(msg.0.clone());
+        r.peers.push(crate::room::PeerState {
+            id: msg.0.clone(),
+            send: None,
+            recv: None,
+        });
         let router = r.id;
         r.emit(Event::PeerJoined {
             router,

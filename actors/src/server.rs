@@ -14,6 +14,7 @@ use crate::router::{
     AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
     JoinPeer, LeavePeer, RouterStatsRequest,
 };
+use crate::session::{Answer, Publish, PublishResult, Subscribe, SubscribeResult};
 use crate::shared::{Shared, WorkerInfo};
 use crate::supervision::install_panic_hook;
 use crate::transport::{
@@ -88,6 +89,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
 
     fn handle(&mut self, msg: CreateRouterRequest, _: &mut Self::Context) -> Self::Result {
         let shared = self.shared.clone();
+        let auto_subscribe = msg.0.auto_subscribe;
         let prepared = (|| {
             let codecs = match msg.0.codecs {
                 Some(c) => c,
@@ -127,6 +129,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
                 .send(SpawnRouter {
                     id,
                     capabilities: capabilities.clone(),
+                    auto_subscribe,
                 })
                 .await
                 .map_err(mailbox("worker"))
@@ -490,6 +493,29 @@ impl ServerHandle {
             options,
         };
         Self::ask(self.router(router)?, msg, "router").await
+    }
+
+    /// Applies a peer's SDP offer on its send connection (created on first use): each sending
+    /// m-line becomes a producer, and with automatic subscription everyone else's receive
+    /// connection gets it (announced by `renegotiation_needed`).
+    pub async fn publish(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        sdp: String,
+    ) -> Result<PublishResult> {
+        Self::ask(self.router(router)?, Publish { peer, sdp }, "router").await
+    }
+
+    /// The server's SDP offer for a peer's receive connection (created on first use, with
+    /// consumers for everything already in the room when subscription is automatic).
+    pub async fn subscribe_peer(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
+        Self::ask(self.router(router)?, Subscribe { peer }, "router").await
+    }
+
+    /// Applies a peer's SDP answer on its receive connection.
+    pub async fn answer(&self, router: RouterId, peer: PeerId, sdp: String) -> Result<()> {
+        Self::ask(self.router(router)?, Answer { peer, sdp }, "router").await
     }
 
     /// Adds a peer to a room.

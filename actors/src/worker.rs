@@ -130,6 +130,7 @@ impl Handler<Ready> for WorkerActor {
 pub(crate) struct SpawnRouter {
     pub id: RouterId,
     pub capabilities: RtpCapabilities,
+    pub auto_subscribe: bool,
 }
 
 impl Handler<SpawnRouter> for WorkerActor {
@@ -141,6 +142,7 @@ impl Handler<SpawnRouter> for WorkerActor {
             self.shared.clone(),
             msg.capabilities,
             self.factories.clone(),
+            msg.auto_subscribe,
         )
         .start();
         self.shared

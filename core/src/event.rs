@@ -81,6 +81,19 @@ pub enum Event {
         #[serde(flatten)]
         reason: CloseReason,
     },
+    /// A receiving connection's tracks changed (consumers added or closed): the client must
+    /// apply this new offer and answer it through the backend.
+    RenegotiationNeeded {
+        /// The room.
+        router: RouterId,
+        /// The peer whose connection it is, if it belongs to one.
+        #[serde(default)]
+        peer: Option<PeerId>,
+        /// The connection (transport).
+        transport: TransportId,
+        /// The server's new SDP offer.
+        sdp: String,
+    },
     /// A transport was created.
     TransportCreated {
         /// Its router.
@@ -193,6 +206,7 @@ impl Event {
             | Event::RouterClosed { router, .. }
             | Event::PeerJoined { router, .. }
             | Event::PeerLeft { router, .. }
+            | Event::RenegotiationNeeded { router, .. }
             | Event::TransportCreated { router, .. }
             | Event::TransportStateChanged { router, .. }
             | Event::TransportClosed { router, .. }
@@ -215,6 +229,7 @@ impl Event {
             Event::RouterClosed { .. } => "router_closed",
             Event::PeerJoined { .. } => "peer_joined",
             Event::PeerLeft { .. } => "peer_left",
+            Event::RenegotiationNeeded { .. } => "renegotiation_needed",
             Event::TransportCreated { .. } => "transport_created",
             Event::TransportStateChanged { .. } => "transport_state_changed",
             Event::TransportClosed { .. } => "transport_closed",

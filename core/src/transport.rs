@@ -118,6 +118,8 @@ pub struct RequestOutcome {
     pub new_producers: Vec<ProducerRequest>,
     /// Producers of this transport to close (their tracks were removed).
     pub closed_producers: Vec<ProducerId>,
+    /// Consumers of this transport to close (the remote side rejected their tracks).
+    pub closed_consumers: Vec<ConsumerId>,
 }
 
 /// One transport instance, owned by its Transport actor on a worker thread.
@@ -128,6 +130,12 @@ pub trait Transport {
         Err(Error::invalid(format!(
             "this transport has no operation {method:?}"
         )))
+    }
+    /// What a consumer on this transport may use, given the router's capabilities, when the
+    /// caller does not say what the remote side can receive. The default is everything the
+    /// router routes.
+    fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
+        router.clone()
     }
     /// What the creator needs to connect to it: addresses, ICE parameters, ports.
     fn local_parameters(&self) -> Value {

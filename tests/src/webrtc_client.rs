@@ -15,7 +15,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
 use crate::DEADLINE;
@@ -106,8 +106,14 @@ impl Client {
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathering_tx, gathering) = watch::channel(RTCIceGatheringState::New);
         let (tracks_tx, tracks) = mpsc::unbounded_channel();
+        // No SRTP replay protection: a test that NACKs a packet it did receive must see the
+        // retransmission, which a real receiver (which only NACKs what it lost) would too.
+        let settings = SettingEngineBuilder::new()
+            .with_srtp_replay_protection_window(0)
+            .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Handler {

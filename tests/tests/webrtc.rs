@@ -189,7 +189,7 @@ async fn a_direct_publisher_reaches_a_webrtc_subscriber_through_a_server_offer()
         .unwrap();
     let offer = t
         .server
-        .transport_request(sub_t.id, "create_offer", json!({}))
+        .transport_request(sub_t.id, "create_offer", json!({ "force": true }))
         .await
         .unwrap();
     let offer = offer.response["sdp"].as_str().unwrap().to_owned();

@@ -60,6 +60,10 @@ pub struct Connection {
     pub(crate) producers_by_mid: RefCell<HashMap<String, ProducerId>>,
     consumers: RefCell<HashMap<ConsumerId, u32>>,
     outgoing: RefCell<HashMap<u32, Outgoing>>,
+    /// Offer/answer bookkeeping of server-made offers: one offer in flight at a time.
+    offered: Cell<bool>,
+    awaiting_answer: Cell<bool>,
+    offer_pending: Cell<bool>,
     counters: ConnCounters,
 }
 
@@ -88,6 +92,9 @@ impl Connection {
             producers_by_mid: RefCell::default(),
             consumers: RefCell::default(),
             outgoing: RefCell::default(),
+            offered: Cell::new(false),
+            awaiting_answer: Cell::new(false),
+            offer_pending: Cell::new(false),
             counters: ConnCounters::default(),
         });
         conn.key.set(net.register(&conn.ufrag, &conn));
@@ -253,7 +260,17 @@ impl Connection {
     }
 
     /// Creates a local offer describing the current senders.
-    pub fn create_offer(&self) -> Result<String> {
+    ///
+    /// A renegotiation offer (not `force`) is only written once the connection has offered
+    /// before and its last offer was answered; otherwise the change is remembered and offered
+    /// after the answer arrives (`None` now).
+    pub fn create_offer(&self, force: bool) -> Result<Option<String>> {
+        if !force && (!self.offered.get() || self.awaiting_answer.get()) {
+            if self.offered.get() {
+                self.offer_pending.set(true);
+            }
+            return Ok(None);
+        }
         let mut pc = self.pc.borrow_mut();
         let offer = pc.create_offer(None).map_err(failed)?;
         pc.set_local_description(Instant::now(), offer)
@@ -263,20 +280,70 @@ impl Connection {
             .map(|d| d.sdp.clone())
             .ok_or_else(|| Error::internal("no local description after offering"))?;
         drop(pc);
+        self.offered.set(true);
+        self.awaiting_answer.set(true);
+        self.offer_pending.set(false);
         self.drain(false);
-        Ok(sdp)
+        Ok(Some(sdp))
     }
 
-    /// Applies the remote answer to our offer.
-    pub fn apply_answer(&self, sdp: &str) -> Result<()> {
+    /// Applies the remote answer to our offer. Returns whether another offer is due (changes
+    /// arrived while this one was in flight) and the consumers whose m-lines were rejected.
+    pub fn apply_answer(
+        &self,
+        sdp: &str,
+        answer: &switchboard_core::sdp::Sdp,
+    ) -> Result<(bool, Vec<ConsumerId>)> {
+        if !self.awaiting_answer.get() {
+            return Err(Error::invalid(
+                "no offer is waiting for an answer on this connection",
+            ));
+        }
         {
             let mut pc = self.pc.borrow_mut();
             let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(invalid_sdp)?;
             pc.set_remote_description(Instant::now(), answer)
                 .map_err(invalid_sdp)?;
         }
+        self.awaiting_answer.set(false);
+        let rejected_mids: Vec<String> = switchboard_core::sdp::accepted_mids(answer)
+            .into_iter()
+            .filter(|(_, accepted)| !accepted)
+            .map(|(mid, _)| mid)
+            .collect();
+        let rejected = self.consumers_on_mids(&rejected_mids);
         self.after_negotiation();
-        Ok(())
+        Ok((self.offer_pending.replace(false), rejected))
+    }
+
+    /// Consumers whose tracks are sent on these mids.
+    fn consumers_on_mids(&self, mids: &[String]) -> Vec<ConsumerId> {
+        if mids.is_empty() {
+            return Vec::new();
+        }
+        let mut pc = self.pc.borrow_mut();
+        let mut senders = Vec::new();
+        for t in pc.get_transceivers().collect::<Vec<_>>() {
+            if let Some(tr) = pc.rtp_transceiver(t)
+                && let Some(mid) = tr.mid().clone()
+                && mids.contains(&mid)
+                && let Some(sender) = tr.sender()
+            {
+                senders.push(sender);
+            }
+        }
+        drop(pc);
+        let outgoing = self.outgoing.borrow();
+        self.consumers
+            .borrow()
+            .iter()
+            .filter(|(_, ssrc)| {
+                outgoing
+                    .get(ssrc)
+                    .is_some_and(|o| senders.contains(&o.sender))
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Accepts a trickled remote candidate (never required: the server is ICE-lite and learns

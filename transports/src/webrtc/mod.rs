@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
-use switchboard_core::rtp_parameters::{MediaKind, RtpParameters};
+use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{
     MediaSink, ProducerRequest, RequestOutcome, Transport, TransportContext, TransportFactory,
     TransportPlugin,
@@ -222,6 +222,13 @@ struct SdpParams {
     sdp: String,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct OfferParams {
+    /// Offer now even if an earlier offer is unanswered (a client starting over).
+    force: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CandidateParams {
@@ -233,6 +240,15 @@ fn params<T: for<'de> Deserialize<'de>>(method: &str, v: &Value) -> Result<T> {
 }
 
 impl Transport for WebRtcTransport {
+    fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
+        // Retransmissions go out on the media SSRC: the sans-IO stack's senders accept only
+        // their own encodings' SSRCs, and every browser takes plain retransmissions.
+        let mut caps = router.clone();
+        caps.codecs
+            .retain(|c| !c.mime_type.eq_ignore_ascii_case("video/rtx"));
+        caps
+    }
+
     fn local_parameters(&self) -> Value {
         json!({
             "ice": { "ufrag": self.conn.ufrag, "pwd": self.conn.pwd, "lite": true },
@@ -256,17 +272,25 @@ impl Transport for WebRtcTransport {
                     response: json!({ "type": "answer", "sdp": answer_sdp }),
                     new_producers,
                     closed_producers,
+                    closed_consumers: Vec::new(),
                 })
             }
-            "create_offer" => Ok(RequestOutcome {
-                response: json!({ "type": "offer", "sdp": self.conn.create_offer()? }),
-                ..Default::default()
-            }),
+            "create_offer" => {
+                let OfferParams { force } = params(method, p)?;
+                Ok(RequestOutcome {
+                    response: json!({ "type": "offer", "sdp": self.conn.create_offer(force)? }),
+                    ..Default::default()
+                })
+            }
             "answer" => {
                 let SdpParams { sdp } = params(method, p)?;
-                switchboard_core::sdp::parse(&sdp)?;
-                self.conn.apply_answer(&sdp)?;
-                Ok(RequestOutcome::default())
+                let parsed = switchboard_core::sdp::parse(&sdp)?;
+                let (renegotiate, rejected) = self.conn.apply_answer(&sdp, &parsed)?;
+                Ok(RequestOutcome {
+                    response: json!({ "renegotiate": renegotiate }),
+                    closed_consumers: rejected,
+                    ..Default::default()
+                })
             }
             "add_candidate" => {
                 let CandidateParams { candidate } = params(method, p)?;

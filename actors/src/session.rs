@@ -1,0 +1,244 @@
+//! SDP sessions: a peer's sending and receiving connections, driven by native offer/answer.
+//!
+//! A peer publishes by sending an offer on its *send* connection: every sending m-line becomes
+//! a producer. It subscribes through its *receive* connection, for which the server writes the
+//! offers: one m-line per consumer. With automatic subscription (the default), a newcomer's
+//! receive connection gets consumers for every track already in the room, and everyone else's
+//! gets the newcomer's; each affected receive connection then gets a new offer, announced with
+//! a `renegotiation_needed` event. Offers are serialised per connection: while one is waiting
+//! for its answer, changes accumulate into the next.
+
+use crate::api::{ProducerInfo, TransportInfo};
+use crate::ops;
+use crate::room::RoomRef;
+use crate::router::{CreateTransport, RouterActor};
+use actix::{Context, Handler, Message};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchboard_core::event::Event;
+use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId};
+
+/// The transport kind SDP sessions use.
+pub const SESSION_KIND: &str = "webrtc";
+
+/// The result of a publish.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PublishResult {
+    /// The peer's send connection.
+    pub transport: TransportId,
+    /// The server's SDP answer.
+    pub sdp: String,
+    /// Producers created by this offer, with their m-line description (mid, msid).
+    pub producers: Vec<(ProducerInfo, Value)>,
+    /// Producers closed because their m-lines stopped sending.
+    pub closed_producers: Vec<ProducerId>,
+}
+
+/// The result of a subscribe.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SubscribeResult {
+    /// The peer's receive connection.
+    pub transport: TransportId,
+    /// The server's SDP offer.
+    pub sdp: String,
+}
+
+/// Applies a peer's offer on its send connection (created on first use).
+#[derive(Message)]
+#[rtype(result = "Result<PublishResult>")]
+pub struct Publish {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its SDP offer.
+    pub sdp: String,
+}
+
+/// Returns an offer for a peer's receive connection (created on first use).
+#[derive(Message)]
+#[rtype(result = "Result<SubscribeResult>")]
+pub struct Subscribe {
+    /// The peer.
+    pub peer: PeerId,
+}
+
+/// Applies a peer's answer to the last offer of its receive connection.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Answer {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its SDP answer.
+    pub sdp: String,
+}
+
+fn ensure_connection(
+    router: &mut RouterActor,
+    ctx: &mut Context<RouterActor>,
+    peer: &PeerId,
+    send: bool,
+) -> Result<(TransportId, bool)> {
+    let existing = {
+        let r = router.room.borrow();
+        let p = r.peer(peer).ok_or_else(|| Error::not_found("peer", peer))?;
+        if send { p.send } else { p.recv }
+    };
+    if let Some(t) = existing {
+        return Ok((t, false));
+    }
+    let TransportInfo { id, .. } = router.create_transport(
+        CreateTransport {
+            kind: SESSION_KIND.to_owned(),
+            peer: Some(peer.clone()),
+            options: json!({}),
+        },
+        ctx,
+    )?;
+    let mut r = router.room.borrow_mut();
+    if let Some(p) = r.peer_mut(peer) {
+        if send {
+            p.send = Some(id);
+        } else {
+            p.recv = Some(id);
+        }
+    }
+    Ok((id, true))
+}
+
+/// Consumers on `transport` for `producers`; a producer the receiver cannot take is skipped
+/// (and logged), not fatal.
+fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]) {
+    for p in producers {
+        if let Err(e) =
+            ops::create_consumer(room, transport, *p, &RtpCapabilities::default(), false)
+        {
+            tracing::warn!(%transport, producer = %p, error = %e, "automatic subscription skipped");
+        }
+    }
+}
+
+/// Producers in the room that do not belong to `peer`.
+fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
+    let r = room.borrow();
+    r.producers
+        .iter()
+        .filter(|(_, p)| {
+            r.transports
+                .get(&p.transport)
+                .is_none_or(|t| t.peer.as_ref() != Some(peer))
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+impl Handler<Publish> for RouterActor {
+    type Result = Result<PublishResult>;
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
+        let (transport, _) = ensure_connection(self, ctx, &msg.peer, true)?;
+        let result =
+            ops::transport_request(&self.room, transport, "offer", &json!({ "sdp": msg.sdp }))?;
+        let sdp = result.response["sdp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let auto = self.room.borrow().auto_subscribe;
+        if auto && !result.producers.is_empty() {
+            let new: Vec<ProducerId> = result.producers.iter().map(|(p, _)| p.id).collect();
+            let receivers: Vec<TransportId> = {
+                let r = self.room.borrow();
+                r.peers
+                    .iter()
+                    .filter(|p| p.id != msg.peer)
+                    .filter_map(|p| p.recv)
+                    .collect()
+            };
+            for t in receivers {
+                subscribe_to(&self.room, t, &new);
+            }
+        }
+        flush_renegotiations(&self.room);
+        Ok(PublishResult {
+            transport,
+            sdp,
+            producers: result.producers,
+            closed_producers: result.closed_producers,
+        })
+    }
+}
+
+impl Handler<Subscribe> for RouterActor {
+    type Result = Result<SubscribeResult>;
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        let (transport, created) = ensure_connection(self, ctx, &msg.peer, false)?;
+        if created && self.room.borrow().auto_subscribe {
+            let producers = others_producers(&self.room, &msg.peer);
+            subscribe_to(&self.room, transport, &producers);
+        }
+        let result = ops::transport_request(
+            &self.room,
+            transport,
+            "create_offer",
+            &json!({ "force": true }),
+        )?;
+        self.room.borrow_mut().renegotiate.remove(&transport);
+        let sdp = result.response["sdp"]
+            .as_str()
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))?
+            .to_owned();
+        Ok(SubscribeResult { transport, sdp })
+    }
+}
+
+impl Handler<Answer> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
+        let transport = {
+            let r = self.room.borrow();
+            let p = r
+                .peer(&msg.peer)
+                .ok_or_else(|| Error::not_found("peer", &msg.peer))?;
+            p.recv.ok_or_else(|| {
+                Error::invalid(format!(
+                    "peer {:?} has no receive connection: subscribe first",
+                    msg.peer.0
+                ))
+            })?
+        };
+        let result =
+            ops::transport_request(&self.room, transport, "answer", &json!({ "sdp": msg.sdp }))?;
+        if result.response["renegotiate"] == json!(true) {
+            self.room.borrow_mut().renegotiate.insert(transport);
+        }
+        flush_renegotiations(&self.room);
+        Ok(())
+    }
+}
+
+/// Writes a new offer for every connection whose consumers changed, and announces each.
+pub(crate) fn flush_renegotiations(room: &RoomRef) {
+    let pending: Vec<TransportId> = {
+        let Ok(mut r) = room.try_borrow_mut() else {
+            return;
+        };
+        std::mem::take(&mut r.renegotiate).into_iter().collect()
+    };
+    for transport in pending {
+        let offer = match ops::transport_request(room, transport, "create_offer", &json!({})) {
+            Ok(result) => result.response["sdp"].as_str().map(str::to_owned),
+            // Transports without offers (direct, rtp) have nothing to renegotiate.
+            Err(_) => None,
+        };
+        let Some(sdp) = offer else {
+            continue;
+        };
+        let mut r = room.borrow_mut();
+        let peer = r.transports.get(&transport).and_then(|t| t.peer.clone());
+        let router = r.id;
+        r.emit(Event::RenegotiationNeeded {
+            router,
+            peer,
+            transport,
+            sdp,
+        });
+    }
+}

@@ -1,0 +1,402 @@
+//! Rooms of WebRTC peers driven by native SDP: publish, subscribe, automatic subscription,
+//! renegotiation, m-line reuse, NACK and PLI. Clients are webrtc-rs peer connections.
+
+use bytes::Bytes;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    TransportLayerNack, nack_pairs_from_sequence_numbers,
+};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::RouterOptions;
+use switchboard_core::event::Event;
+use switchboard_core::{PeerId, RouterId};
+use switchboard_tests::webrtc_client::{Client, opus, vp8};
+use switchboard_tests::*;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+fn m_lines(sdp: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    let mut in_media = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            in_media = true;
+        } else if in_media && let Some(mid) = line.strip_prefix("a=mid:") {
+            mids.push(mid.trim().to_owned());
+        }
+    }
+    mids
+}
+
+fn packet(ssrc: u32, pt: u8, seq: u16, payload: Vec<u8>) -> rtc::rtp::Packet {
+    rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            payload_type: pt,
+            ssrc,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 3000,
+            marker: true,
+            ..Default::default()
+        },
+        payload: Bytes::from(payload),
+    }
+}
+
+struct Publisher {
+    /// Kept so the connection stays open.
+    _client: Client,
+    video: Arc<TrackLocalStaticRTP>,
+    video_ssrc: u32,
+    audio: Arc<TrackLocalStaticRTP>,
+    audio_ssrc: u32,
+}
+
+/// A peer that joins and publishes VP8 + Opus with its own payload types (100, 109).
+async fn publish(t: &TestServer, room: RouterId, peer: &PeerId, base_ssrc: u32) -> Publisher {
+    t.server.join_peer(room, peer.clone()).await.unwrap();
+    let mut client = Client::new(100, 109).await;
+    let video = client
+        .add_track(RtpCodecKind::Video, vp8(), base_ssrc, &peer.0)
+        .await;
+    let audio = client
+        .add_track(RtpCodecKind::Audio, opus(), base_ssrc + 1, &peer.0)
+        .await;
+    let offer = client.offer().await;
+    let result = t.server.publish(room, peer.clone(), offer).await.unwrap();
+    assert_eq!(result.producers.len(), 2);
+    client.accept_answer(&result.sdp).await;
+    client.connected().await;
+    Publisher {
+        _client: client,
+        video,
+        video_ssrc: base_ssrc,
+        audio,
+        audio_ssrc: base_ssrc + 1,
+    }
+}
+
+struct Subscriber {
+    peer: PeerId,
+    client: Client,
+    mids: Vec<String>,
+    /// Remote tracks by SSRC.
+    tracks: HashMap<u32, Arc<dyn TrackRemote>>,
+}
+
+async fn subscribe(t: &TestServer, room: RouterId, name: &str) -> Subscriber {
+    let peer = PeerId::parse(name).unwrap();
+    t.server.join_peer(room, peer.clone()).await.unwrap();
+    let offer = t.server.subscribe_peer(room, peer.clone()).await.unwrap();
+    let mut client = Client::new(96, 111).await;
+    let answer = client.answer(&offer.sdp).await;
+    t.server.answer(room, peer.clone(), answer).await.unwrap();
+    client.connected().await;
+    Subscriber {
+        peer,
+        client,
+        mids: m_lines(&offer.sdp),
+        tracks: HashMap::new(),
+    }
+}
+
+impl Subscriber {
+    /// Applies a renegotiation offer from the event stream and answers it.
+    async fn renegotiate(&mut self, t: &TestServer, room: RouterId, sdp: &str) {
+        self.mids = m_lines(sdp);
+        let answer = self.client.answer(sdp).await;
+        t.server
+            .answer(room, self.peer.clone(), answer)
+            .await
+            .unwrap();
+    }
+}
+
+/// A VP8 payload (descriptor and frame header first, so keyframes are recognised) carrying
+/// `tag`; audio payloads are the tag alone.
+fn video(tag: &[u8], keyframe: bool) -> Vec<u8> {
+    let mut p = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+    p.extend_from_slice(tag);
+    p
+}
+
+/// The next RTP packet on a remote track whose payload carries `tag` (after the VP8 header
+/// for video).
+async fn next_payload(track: &Arc<dyn TrackRemote>, tag: &[u8]) -> rtc::rtp::Packet {
+    loop {
+        match tokio::time::timeout(DEADLINE, track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p)))
+                if p.payload.starts_with(tag)
+                    || p.payload.get(2..).is_some_and(|b| b.starts_with(tag)) =>
+            {
+                return p;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("track ended or timed out: {other:?}"),
+        }
+    }
+}
+
+/// Polls a condition that no event announces (a counter on the server) until it holds.
+async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits for each peer's renegotiation offer.
+async fn offers_for(
+    events: &mut mpsc::Receiver<Event>,
+    peers: &[PeerId],
+) -> HashMap<PeerId, String> {
+    let mut offers = HashMap::new();
+    while offers.len() < peers.len() {
+        let (e, _) = wait_event(events, |e| matches!(e, Event::RenegotiationNeeded { .. })).await;
+        if let Event::RenegotiationNeeded {
+            peer: Some(peer),
+            sdp,
+            ..
+        } = e
+            && peers.contains(&peer)
+        {
+            offers.insert(peer, sdp);
+        }
+    }
+    offers
+}
+
+/// Sends keyframes on a publisher's video until the subscriber's track for the consumer
+/// shows one; returns the subscriber's track and the consumer SSRC.
+async fn first_video(p: &Publisher, s: &mut Subscriber, tag: &[u8]) -> (Arc<dyn TrackRemote>, u32) {
+    let mut seq = 1u16;
+    let payload = video(tag, true);
+    let track = loop {
+        p.video
+            .write_rtp(packet(p.video_ssrc, 100, seq, payload.clone()))
+            .await
+            .unwrap();
+        seq += 1;
+        if let Ok(track) =
+            tokio::time::timeout(Duration::from_millis(100), s.client.next_track()).await
+        {
+            break track;
+        }
+        assert!(seq < 100, "no video track reached {}", s.peer);
+    };
+    let ssrc = track.ssrcs().await[0];
+    s.tracks.insert(ssrc, track.clone());
+    (track, ssrc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
+    let t = start_webrtc(1);
+    let router = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let room = router.id;
+    let router_pt = |mime: &str| {
+        router
+            .rtp_capabilities
+            .codecs
+            .iter()
+            .find(|c| c.mime_type.eq_ignore_ascii_case(mime))
+            .and_then(|c| c.preferred_payload_type)
+            .unwrap()
+    };
+    let (vp8_pt, opus_pt) = (router_pt("video/VP8"), router_pt("audio/opus"));
+    assert_ne!(
+        vp8_pt, 100,
+        "the test wants the publisher's payload type to differ"
+    );
+    let mut events = t.server.subscribe_room(room);
+
+    // Alice publishes video and audio.
+    let alice = PeerId::parse("alice").unwrap();
+    let a = publish(&t, room, &alice, 0x0A00_0000).await;
+
+    // Three subscribers join: each is offered alice's two tracks.
+    let mut subs = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        let s = subscribe(&t, room, name).await;
+        assert_eq!(s.mids.len(), 2, "alice's audio and video");
+        subs.push(s);
+    }
+
+    // Every subscriber gets alice's video byte for byte, on its own SSRC.
+    let mut ssrcs = Vec::new();
+    let mut video_tracks = Vec::new();
+    for s in subs.iter_mut() {
+        let (track, ssrc) = first_video(&a, s, b"A").await;
+        assert_ne!(ssrc, a.video_ssrc);
+        ssrcs.push(ssrc);
+        video_tracks.push(track);
+    }
+    ssrcs.sort();
+    ssrcs.dedup();
+    assert_eq!(ssrcs.len(), 3, "each subscriber has its own SSRC");
+    for k in 0..10u16 {
+        let mut tag = b"A-frame-".to_vec();
+        tag.extend(k.to_be_bytes());
+        let payload = video(&tag, false);
+        a.video
+            .write_rtp(packet(a.video_ssrc, 100, 1000 + k, payload))
+            .await
+            .unwrap();
+    }
+    for track in &video_tracks {
+        for k in 0..10u16 {
+            let p = next_payload(track, b"A-frame-").await;
+            assert_eq!(&p.payload[10..], &k.to_be_bytes());
+            // Subscribers receive the router's payload type, not alice's 100.
+            assert_eq!(p.header.payload_type, vp8_pt);
+        }
+    }
+    // Audio too.
+    a.audio
+        .write_rtp(packet(a.audio_ssrc, 109, 1, b"A-audio".to_vec()))
+        .await
+        .unwrap();
+    for s in subs.iter_mut() {
+        let track = loop {
+            let track = s.client.next_track().await;
+            let ssrc = track.ssrcs().await[0];
+            s.tracks.insert(ssrc, track.clone());
+            if track.kind().await == RtpCodecKind::Audio {
+                break track;
+            }
+        };
+        let p = next_payload(&track, b"A-audio").await;
+        assert_eq!(p.header.payload_type, opus_pt);
+    }
+
+    // Dave joins mid-call and publishes: every subscriber is renegotiated with his tracks.
+    let dave = PeerId::parse("dave").unwrap();
+    let d = publish(&t, room, &dave, 0x0D00_0000).await;
+    let peers: Vec<PeerId> = subs.iter().map(|s| s.peer.clone()).collect();
+    let offers = offers_for(&mut events, &peers).await;
+    for s in subs.iter_mut() {
+        let offer = &offers[&s.peer];
+        assert_eq!(
+            m_lines(offer).len(),
+            4,
+            "alice's two and dave's two m-lines"
+        );
+        let old: Vec<String> = s.mids.clone();
+        assert_eq!(
+            &m_lines(offer)[..2],
+            old.as_slice(),
+            "existing mids keep their order"
+        );
+        s.renegotiate(&t, room, offer).await;
+    }
+    let (d_track, d_ssrc) = first_video(&d, &mut subs[0], b"D").await;
+
+    // Dave's video producer, and s1's consumer of it.
+    let dump = t.server.dump_router(room).await.unwrap();
+    let transport_of = |peer: &str| {
+        dump["transports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tr| tr["peer"] == peer)
+            .unwrap()["id"]
+            .clone()
+    };
+    let (dave_send, s1_recv) = (transport_of("dave"), transport_of("s1"));
+    let dave_producer_value = dump["producers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["transport"] == dave_send && p["kind"] == "video")
+        .unwrap()["id"]
+        .clone();
+    let dave_producer: switchboard_core::ProducerId =
+        dave_producer_value.as_str().unwrap().parse().unwrap();
+    let s1_consumer: switchboard_core::ConsumerId = dump["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["transport"] == s1_recv && c["producer"] == dave_producer_value)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A NACK from a subscriber is answered from the router's buffer on its connection. (The
+    // receiving stack drops a second copy of a sequence number it already holds, so the answer
+    // is observed where it leaves the server; tests/tests/forwarding.rs checks retransmitted
+    // payloads byte for byte.)
+    let retransmitted = |v: serde_json::Value| v["counters"]["retransmitted"].as_u64().unwrap();
+    d.video
+        .write_rtp(packet(d.video_ssrc, 100, 5000, video(b"D-nack-me", false)))
+        .await
+        .unwrap();
+    let original = next_payload(&d_track, b"D-nack-me").await;
+    let before = retransmitted(t.server.consumer_stats(s1_consumer).await.unwrap());
+    let nack = TransportLayerNack {
+        sender_ssrc: 1,
+        media_ssrc: d_ssrc,
+        nacks: nack_pairs_from_sequence_numbers(&[original.header.sequence_number]),
+    };
+    d_track.write_rtcp(vec![Box::new(nack)]).await.unwrap();
+    eventually(|| async {
+        retransmitted(t.server.consumer_stats(s1_consumer).await.unwrap()) > before
+    })
+    .await;
+
+    // A PLI from a subscriber reaches dave's producer as a keyframe request.
+    let requests = |v: serde_json::Value| v["counters"]["keyframe_requests"].as_u64().unwrap();
+    let before = requests(t.server.producer_stats(dave_producer).await.unwrap());
+    let pli = PictureLossIndication {
+        sender_ssrc: 1,
+        media_ssrc: d_ssrc,
+    };
+    d_track.write_rtcp(vec![Box::new(pli)]).await.unwrap();
+    eventually(|| async {
+        requests(t.server.producer_stats(dave_producer).await.unwrap()) > before
+    })
+    .await;
+
+    // Alice leaves: her m-lines go inactive, and the next newcomer's tracks reuse them.
+    t.server.leave_peer(room, alice.clone()).await.unwrap();
+    drop(a);
+    let offers = offers_for(&mut events, &peers).await;
+    for s in subs.iter_mut() {
+        let offer = offers[&s.peer].clone();
+        assert_eq!(m_lines(&offer).len(), 4, "closed m-lines stay, inactive");
+        s.renegotiate(&t, room, &offer).await;
+    }
+    let erin = PeerId::parse("erin").unwrap();
+    let _e = publish(&t, room, &erin, 0x0E00_0000).await;
+    let offers = offers_for(&mut events, &peers).await;
+    for s in subs.iter_mut() {
+        let offer = offers[&s.peer].clone();
+        let mids = m_lines(&offer);
+        assert_eq!(
+            mids.len(),
+            4,
+            "erin's tracks reuse alice's m-lines: the SDP does not grow"
+        );
+        assert_eq!(mids, s.mids, "mids and their order are stable");
+        s.renegotiate(&t, room, &offer).await;
+    }
+    t.server.shutdown().await.unwrap();
+}
