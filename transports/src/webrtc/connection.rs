@@ -43,6 +43,9 @@ pub struct ConnCounters {
     rtp_out_rejected: Cell<u64>,
     rtcp_out: Cell<u64>,
     busy_drops: Cell<u64>,
+    /// Datagrams the connection's stack refused (bad STUN integrity, stray DTLS, SRTP that
+    /// fails authentication).
+    rejected: Cell<u64>,
 }
 
 /// A WebRTC connection on a worker's shared socket.
@@ -53,7 +56,6 @@ pub struct Connection {
     pc: RefCell<RTCPeerConnection>,
     io: Rc<dyn TransportIo>,
     net: Weak<Net>,
-    remote: Cell<Option<SocketAddr>>,
     scheduled: Cell<Option<Instant>>,
     state: Cell<TransportState>,
     /// Producers by the mid of the m-line they arrive on.
@@ -86,7 +88,6 @@ impl Connection {
             pc: RefCell::new(pc),
             io,
             net: Rc::downgrade(net),
-            remote: Cell::new(None),
             scheduled: Cell::new(None),
             state: Cell::new(TransportState::New),
             producers_by_mid: RefCell::default(),
@@ -131,9 +132,9 @@ impl Connection {
             }
         };
         if let Err(e) = result {
+            self.counters.rejected.set(self.counters.rejected.get() + 1);
             tracing::trace!(ufrag = %self.ufrag, error = %e, "datagram rejected");
         }
-        self.remote.set(Some(from));
         self.drain(true);
     }
 
@@ -536,13 +537,14 @@ impl Connection {
         let c = &self.counters;
         json!({
             "state": self.state.get(),
-            "remote_address": self.remote.get().map(|a| a.to_string()),
             "rtp_packets_received": c.rtp_in.get(),
             "rtcp_packets_received": c.rtcp_in.get(),
             "rtp_packets_sent": c.rtp_out.get(),
             "rtp_packets_rejected": c.rtp_out_rejected.get(),
             "rtcp_packets_sent": c.rtcp_out.get(),
             "busy_drops": c.busy_drops.get(),
+            "datagrams_rejected": c.rejected.get(),
+            "socket": self.net.upgrade().map(|n| n.stats()),
             "consumers": self.consumers.borrow().len(),
             "producers": self.producers_by_mid.borrow().len(),
         })

@@ -30,6 +30,9 @@ pub struct NetCounters {
     pub unmatched: Cell<u64>,
     /// STUN requests naming a username fragment no connection has.
     pub unknown_ufrag: Cell<u64>,
+    /// STUN requests for a known connection whose MESSAGE-INTEGRITY does not verify with its
+    /// password (a wrong password or a forgery).
+    pub stun_auth_failures: Cell<u64>,
 }
 
 /// The worker's socket and its routing tables.
@@ -60,6 +63,22 @@ impl Net {
             next_id: Cell::new(1),
             timer_changed: Notify::new(),
             counters: NetCounters::default(),
+        })
+    }
+
+    /// The worker socket's counters as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let c = &self.counters;
+        serde_json::json!({
+            "local_address": self.local_addr().map(|a| a.to_string()),
+            "announced_address": self.announced.to_string(),
+            "datagrams_received": c.received.get(),
+            "datagrams_sent": c.sent.get(),
+            "send_errors": c.send_errors.get(),
+            "unmatched_datagrams": c.unmatched.get(),
+            "unknown_ufrag": c.unknown_ufrag.get(),
+            "stun_auth_failures": c.stun_auth_failures.get(),
+            "connections": self.connections.borrow().len(),
         })
     }
 
@@ -154,8 +173,14 @@ impl Net {
                         .set(self.counters.unknown_ufrag.get() + 1);
                     return;
                 };
-                // The connection's ICE agent still checks the message integrity; an address
-                // learned from a forged request only routes packets the agent will reject.
+                // Only an authenticated request may teach us a new address: otherwise anyone
+                // who learned a ufrag could steer datagrams into the connection.
+                if !stun_authentic(data, &c.pwd) {
+                    self.counters
+                        .stun_auth_failures
+                        .set(self.counters.stun_auth_failures.get() + 1);
+                    return;
+                }
                 self.by_addr.borrow_mut().insert(from, Rc::downgrade(&c));
                 c
             }
@@ -199,6 +224,19 @@ impl Net {
             }
         }
     }
+}
+
+/// Whether a STUN message carries a MESSAGE-INTEGRITY that verifies with this ICE password.
+fn stun_authentic(data: &[u8], pwd: &str) -> bool {
+    let mut msg = rtc_stun::message::Message::new();
+    if msg.unmarshal_binary(data).is_err() {
+        return false;
+    }
+    let Ok(provider) = rtc_crypto::default_provider() else {
+        return false;
+    };
+    rtc_stun::integrity::MessageIntegrity::check(&mut msg, pwd.as_bytes(), provider.crypto())
+        .is_ok()
 }
 
 /// The server's username fragment from a STUN binding request (`USERNAME = server:client`).
