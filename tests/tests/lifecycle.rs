@@ -533,6 +533,9 @@ async fn a_leaving_peer_takes_its_transports_and_tracks_with_it() {
         ErrorCode::NotFound
     );
     let dump = t.server.dump_router(room.id).await.unwrap();
-    assert_eq!(dump["peers"], json!([{ "id": "bob", "send": null, "recv": null }]));
+    assert_eq!(
+        dump["peers"],
+        json!([{ "id": "bob", "send": null, "recv": null }])
+    );
     t.server.shutdown().await.unwrap();
 }
