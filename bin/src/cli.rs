@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use switchboard_core::RouterId;
 use switchboard_core::config::LogFormat;
 
 /// Switchboard, an SFU media server.
@@ -20,7 +21,7 @@ pub struct Cli {
     pub run: ConfigArgs,
 }
 
-/// The subcommands. `ctl`, a client for the control socket, will join them.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server until SIGINT or SIGTERM (the default).
@@ -30,6 +31,79 @@ pub enum Command {
     /// Exits with 0 when the configuration is valid and 2 when it is not, listing every
     /// problem on standard error.
     CheckConfig(CheckConfigArgs),
+    /// Talk to a running server through its control socket: list, inspect and close rooms.
+    ///
+    /// Exits with 0 on success, 1 when the server cannot be reached or answers with an
+    /// error (printed on standard error with its code), 2 for a bad command line.
+    Ctl(CtlArgs),
+}
+
+/// Arguments of `ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Control socket: IP:PORT, HOST:PORT or unix:PATH. Without it: SWITCHBOARD_RPC__LISTEN,
+    /// else unix:$SWITCHBOARD_RPC__UNIX_SOCKET, else 127.0.0.1:7700.
+    #[arg(long, value_name = "ADDR")]
+    pub rpc: Option<String>,
+
+    /// The server's rpc.token, when it has one.
+    #[arg(long, env = "SWITCHBOARD_RPC__TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// How long to wait for each answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+
+    /// Print results as JSON instead of tables and trees.
+    #[arg(long)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `ctl` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Version, workers, plugins, limits.
+    Info,
+    /// Each worker's load.
+    Workers,
+    /// Open rooms with their peer, transport, producer and consumer counts.
+    Rooms,
+    /// A room's tree: peers, transports, producers, consumers, middleware.
+    Dump {
+        /// The room (router id).
+        room: RouterId,
+    },
+    /// A room's forwarding counters, as JSON.
+    Stats {
+        /// The room (router id).
+        room: RouterId,
+    },
+    /// Close a room and everything in it.
+    Close {
+        /// The room (router id).
+        room: RouterId,
+    },
+    /// Print events as JSON lines until interrupted (or until --count have arrived).
+    Events {
+        /// Only this room's events.
+        #[arg(long)]
+        room: Option<RouterId>,
+        /// Stop after this many.
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+    },
+    /// Call any method; PARAMS is a JSON object. Prints the result as JSON.
+    Call {
+        /// Method name, such as router.list.
+        method: String,
+        /// Parameters as a JSON object.
+        #[arg(default_value = "{}")]
+        params: String,
+    },
 }
 
 /// Where the configuration comes from, and the flags that override it.
@@ -146,5 +220,28 @@ mod tests {
         );
         assert_eq!(args.config.log_format, Some(LogFormatArg::Json));
         assert!(Cli::try_parse_from(["switchboard", "run", "--set", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn ctl_takes_its_own_flags_and_a_room_id() {
+        let room = RouterId::new();
+        let cli = Cli::try_parse_from([
+            "switchboard",
+            "ctl",
+            "--rpc",
+            "unix:/tmp/s.sock",
+            "--token",
+            "t",
+            "dump",
+            &room.to_string(),
+        ])
+        .unwrap();
+        let Some(Command::Ctl(args)) = cli.command else {
+            panic!("expected ctl");
+        };
+        assert_eq!(args.rpc.as_deref(), Some("unix:/tmp/s.sock"));
+        assert_eq!(args.token.as_deref(), Some("t"));
+        assert!(matches!(args.command, CtlCommand::Dump { room: r } if r == room));
+        assert!(Cli::try_parse_from(["switchboard", "ctl", "dump", "not-a-room"]).is_err());
     }
 }

@@ -2,21 +2,18 @@
 //!
 //! It builds one validated [`Config`] from the embedded
 //! defaults, an optional TOML file, `SWITCHBOARD_*` environment variables and flags, sets up
-//! `tracing`, starts the actor server and shuts it down gracefully on SIGINT or SIGTERM.
+//! `tracing`, starts the actor server and its control socket, and shuts them down gracefully
+//! on SIGINT or SIGTERM. `switchboard ctl` talks to a running server through that socket.
 //!
 //! Exit codes: 0 after a clean run or a valid `check-config`; 2 for an invalid configuration
 //! or command line (nothing has been started or bound by then); 1 when the server fails to
-//! start or to shut down in time.
-
-mod cli;
-mod load;
-mod logging;
-mod run;
+//! start or to shut down in time, or when a `ctl` command fails.
 
 use clap::Parser;
-use cli::{CheckConfigArgs, Cli, Command, ConfigArgs};
-use load::{Invalid, Loaded};
 use std::process::ExitCode;
+use switchboard::cli::{CheckConfigArgs, Cli, Command, ConfigArgs};
+use switchboard::load::{self, Invalid, Loaded};
+use switchboard::{ctl, logging, run};
 use switchboard_core::config::Config;
 use tracing::{Level, debug, error, info};
 
@@ -29,6 +26,7 @@ fn main() -> ExitCode {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
         Some(Command::CheckConfig(args)) => check_config(&args),
+        Some(Command::Ctl(args)) => ctl::main(&args),
     }
 }
 

@@ -1,6 +1,7 @@
-//! Running the server: start, log its events, wait for a signal, shut down within the
-//! configured time.
+//! Running the server: start it with its control socket, log its events, wait for a
+//! signal, shut down within the configured time.
 
+use crate::rpc::{ListenAddr, MethodTable, RpcServer};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::{Server, ServerHandle};
@@ -8,6 +9,7 @@ use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::transport::TransportRegistry;
+use switchboard_transports::Builtin;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -15,6 +17,106 @@ use tracing::{info, warn};
 /// How long dropping the runtime may wait for stray blocking tasks. Everything that matters
 /// has finished (or timed out) by then; this only keeps a stuck task from holding the exit.
 const RUNTIME_DROP_GRACE: Duration = Duration::from_millis(200);
+
+/// How long control connections get, after the server has shut down, to receive what is
+/// still queued for them (the closure events of the shutdown among it).
+const RPC_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A running server: the actor tree with the built-in plugins, and its control socket.
+pub struct App {
+    /// The actor server.
+    pub server: ServerHandle,
+    /// The built-in transport plugins; Rust code reaches `direct` endpoints through it.
+    pub transports: Builtin,
+    /// The control socket.
+    pub rpc: RpcServer,
+}
+
+impl App {
+    /// Validates the configuration, starts the actor server with the built-in plugins and
+    /// middleware, then the control socket. Must run inside a Tokio runtime, which then
+    /// carries the control socket.
+    ///
+    /// Validation runs here as well as when loading, so that an embedder cannot open an
+    /// unauthenticated control socket on a public address by skipping it.
+    pub async fn start(config: Arc<Config>) -> Result<Self, RunError> {
+        Self::start_with(config, MethodTable::builtin()).await
+    }
+
+    /// Like [`App::start`], with the control socket answering the methods of `methods`
+    /// (usually [`MethodTable::builtin`] with the embedder's own added).
+    pub async fn start_with(config: Arc<Config>, methods: MethodTable) -> Result<Self, RunError> {
+        if let Err(problems) = config.validate() {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(RunError::Start(format!(
+                "invalid configuration: {}",
+                problems.join("; ")
+            )));
+        }
+        let mut registry = TransportRegistry::default();
+        let transports = switchboard_transports::register_builtin(&mut registry)
+            .map_err(|e| RunError::Start(format!("cannot register the transport plugins: {e}")))?;
+        switchboard_transports::register_webrtc(&mut registry, &config.webrtc)
+            .map_err(|e| RunError::Start(format!("cannot register the webrtc plugin: {e}")))?;
+        let mut middleware = MiddlewareRegistry::default();
+        switchboard_middleware::register_builtin(&mut middleware)
+            .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
+
+        let server = Server::start(Arc::clone(&config), registry, middleware)
+            .map_err(|e| RunError::Start(e.to_string()))?;
+        // Listeners open only once the server can answer what arrives on them.
+        let rpc = match RpcServer::start_with(server.clone(), &config.rpc, methods).await {
+            Ok(rpc) => rpc,
+            Err(e) => {
+                let _ = server.shutdown().await;
+                return Err(RunError::Start(format!("control socket: {}", e.message)));
+            }
+        };
+        Ok(Self {
+            server,
+            transports,
+            rpc,
+        })
+    }
+
+    /// Where the control socket listens (ports resolved when the configuration said 0).
+    pub fn rpc_addrs(&self) -> &[ListenAddr] {
+        self.rpc.local_addrs()
+    }
+
+    /// The control socket's TCP address, when it listens on TCP.
+    pub fn rpc_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.rpc.tcp_addr()
+    }
+
+    /// Stops accepting control connections, shuts the server down (connected backends
+    /// receive its closure events), then closes the control connections.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), RunError> {
+        self.rpc.stop_accepting();
+        let outcome = match tokio::time::timeout(timeout, self.server.shutdown()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RunError::Shutdown(e.to_string())),
+            Err(_) => Err(RunError::Shutdown(format!(
+                "did not finish within {} ms",
+                timeout.as_millis()
+            ))),
+        };
+        self.rpc.shutdown(RPC_CLOSE_GRACE).await;
+        outcome
+    }
+}
+
+/// The control socket's addresses for a log line: comma-separated, or `disabled`.
+fn describe_rpc(addrs: &[ListenAddr]) -> String {
+    if addrs.is_empty() {
+        return "disabled".to_owned();
+    }
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Why the server did not stop cleanly.
 #[derive(Debug)]
@@ -37,8 +139,8 @@ impl std::fmt::Display for RunError {
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
 ///
-/// The actor server runs on its own threads; this runtime only waits for signals and logs
-/// events, and later carries the control socket and `/metrics`.
+/// The actor server runs on its own threads; this runtime waits for signals, logs events and
+/// carries the control socket (and later `/metrics`).
 pub fn run(config: Config) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -55,15 +157,8 @@ async fn serve(config: Arc<Config>) -> Result<(), RunError> {
     // to kill the process, which would skip the graceful shutdown.
     let mut signals = Signals::new()?;
 
-    let mut transports = TransportRegistry::default();
-    switchboard_transports::register_builtin(&mut transports)
-        .map_err(|e| RunError::Start(format!("cannot register the transport plugins: {e}")))?;
-    let mut middleware = MiddlewareRegistry::default();
-    switchboard_middleware::register_builtin(&mut middleware)
-        .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
-
-    let server = Server::start(Arc::clone(&config), transports, middleware)
-        .map_err(|e| RunError::Start(e.to_string()))?;
+    let app = App::start(Arc::clone(&config)).await?;
+    let server = &app.server;
     let (drain_tx, drain_rx) = oneshot::channel();
     let events = tokio::spawn(drain_events(server.subscribe(), drain_rx, log_event));
 
@@ -72,6 +167,7 @@ async fn serve(config: Arc<Config>) -> Result<(), RunError> {
         workers = config.server.worker_count(),
         transports = ?server.transport_kinds(),
         middleware = ?server.middleware_names(),
+        rpc = %describe_rpc(app.rpc_addrs()),
         "switchboard ready"
     );
 
@@ -82,7 +178,9 @@ async fn serve(config: Arc<Config>) -> Result<(), RunError> {
         timeout_ms = config.server.shutdown_timeout_ms,
         "shutting down"
     );
-    let outcome = shut_down(&server, timeout, &mut signals).await;
+    app.rpc.stop_accepting();
+    let outcome = shut_down(server, timeout, &mut signals).await;
+    app.rpc.shutdown(RPC_CLOSE_GRACE).await;
 
     // Shutdown has returned, so the closure events it caused are queued; log them all before
     // saying goodbye. A closed drain channel means the task already ended.

@@ -298,3 +298,120 @@ fn sigint_without_subcommand_shuts_down_and_logs_json() {
         "log:\n{log}"
     );
 }
+
+/// The control socket address a running server logged in its ready line.
+fn rpc_address(server: &Running) -> String {
+    let line = server
+        .seen
+        .iter()
+        .find(|line| line.contains("switchboard ready"))
+        .expect("ready line");
+    let start = line.find("rpc=").expect("rpc address in the ready line") + "rpc=".len();
+    line[start..]
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned()
+}
+
+#[test]
+fn ctl_lists_dumps_and_closes_rooms_of_a_running_server() {
+    let mut server = Running::start(&[
+        "run",
+        "--workers",
+        "1",
+        "--rpc-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--set",
+        "rpc.token=s3cret",
+        "--set",
+        SHUTDOWN_TIMEOUT_MS,
+    ]);
+    server.wait_for("switchboard ready", STARTUP_TIMEOUT);
+    let addr = rpc_address(&server);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let ctl = |token: Option<&str>, args: &[&str]| {
+        let mut command = switchboard();
+        if let Some(token) = token {
+            command.env("SWITCHBOARD_RPC__TOKEN", token);
+        }
+        let output = run_to_end(command.args(["ctl", "--rpc", &addr]).args(args));
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+
+    let (code, _, stderr) = ctl(None, &["rooms"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+
+    let token = Some("s3cret");
+    let (code, stdout, stderr) = ctl(token, &["rooms"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with("0 rooms\n"), "{stdout}");
+
+    let (code, stdout, stderr) = ctl(token, &["call", "router.create"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let room: serde_json::Value = serde_json::from_str(&stdout).expect("JSON result");
+    let room = room["id"].as_str().expect("room id").to_owned();
+    let (code, _, stderr) = ctl(
+        token,
+        &[
+            "call",
+            "peer.join",
+            &format!(r#"{{"router": "{room}", "peer": "alice"}}"#),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let (_, stdout, _) = ctl(token, &["rooms"]);
+    assert!(stdout.starts_with("ROOM "), "{stdout}");
+    assert!(
+        stdout.contains(&room) && stdout.ends_with("1 room\n"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = ctl(token, &["workers"]);
+    assert!(stdout.starts_with("WORKER "), "{stdout}");
+    let (_, stdout, _) = ctl(token, &["dump", &room]);
+    assert!(
+        stdout.starts_with(&format!("room {room} on worker 0\npeers: alice\n")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = ctl(token, &["--json", "dump", &room]);
+    assert_eq!(code, Some(0));
+    let dump: serde_json::Value = serde_json::from_str(&stdout).expect("JSON dump");
+    assert_eq!(dump["peers"][0]["id"], "alice");
+
+    let (code, stdout, _) = ctl(token, &["close", &room]);
+    assert_eq!((code, stdout), (Some(0), format!("closed room {room}\n")));
+    let (code, _, stderr) = ctl(token, &["dump", &room]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with("switchboard ctl: not_found: "),
+        "{stderr}"
+    );
+
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.success(),
+        "exit {status}; log:\n{}",
+        server.seen.join("\n")
+    );
+}
+
+#[test]
+fn ctl_without_a_server_fails_with_a_message() {
+    // Port 1 on loopback: nothing listens there on any machine these tests run on.
+    let output = run_to_end(switchboard().args(["ctl", "--rpc", "127.0.0.1:1", "rooms"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).starts_with("switchboard ctl: cannot connect: 127.0.0.1:1"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -1,0 +1,23 @@
+//! # switchboard
+//!
+//! The Switchboard server as a library: what the `switchboard` binary runs, available to
+//! tests and to programs that embed the server.
+//!
+//! - [`run::App`] starts the actor server, the built-in plugins and the control socket
+//!   together, and shuts them down in order;
+//! - [`rpc`] is the MessagePack-RPC control socket (protocol reference: `docs/rpc.md`);
+//! - [`client`] is a typed async client for it, which `switchboard ctl` and the tests use;
+//! - [`cli`], [`load`], [`logging`] and [`ctl`] are the command line, configuration
+//!   layering, log setup and operator commands of the binary.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod ctl;
+pub mod load;
+pub mod logging;
+pub mod rpc;
+pub mod run;
+
+pub use run::App;

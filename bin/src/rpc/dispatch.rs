@@ -1,0 +1,214 @@
+//! The method table: names to typed handlers.
+//!
+//! A handler is an `async fn(Ctx, Params) -> Result<Output, RpcError>` where `Params`
+//! deserializes from the request's parameter map (declare it `#[serde(deny_unknown_fields)]`
+//! so a misspelt field is an error, not a silently ignored option) and `Output` serializes
+//! to the result. The table does the rest: unknown names become `method_not_found`,
+//! parameters that do not fit become `invalid_params` naming the field, and results are
+//! converted to the wire's data model.
+
+use super::connection::Conn;
+use super::{RpcError, RpcShared, RpcStats, wire};
+use rmpv::Value as Msgpack;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use switchboard_actors::ServerHandle;
+use switchboard_core::ErrorCode;
+use switchboard_core::config::RpcConfig;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Box<dyn Fn(Ctx, Value) -> BoxFuture<Result<Value, RpcError>> + Send + Sync>;
+
+/// What a handler may use: the server, and the connection the request came on.
+#[derive(Clone)]
+pub struct Ctx {
+    server: ServerHandle,
+    pub(crate) rpc: Arc<RpcShared>,
+    pub(crate) conn: Arc<Conn>,
+}
+
+impl Ctx {
+    pub(crate) fn new(server: ServerHandle, rpc: Arc<RpcShared>, conn: Arc<Conn>) -> Self {
+        Self { server, rpc, conn }
+    }
+
+    /// The server the methods act on.
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    /// The control socket's configuration.
+    pub fn config(&self) -> &RpcConfig {
+        &self.rpc.config
+    }
+
+    /// The control socket's counters.
+    pub fn rpc_stats(&self) -> RpcStats {
+        self.rpc.stats()
+    }
+
+    /// Every method name the socket answers to, sorted.
+    pub fn method_names(&self) -> Vec<&'static str> {
+        self.rpc.methods.names()
+    }
+
+    /// Runs a method through this context's own table, as a request on its connection would.
+    pub async fn call(&self, method: &str, params: Msgpack) -> Result<Value, RpcError> {
+        self.rpc.methods.call(self, method, params).await
+    }
+}
+
+/// Method names mapped to handlers.
+#[derive(Default)]
+pub struct MethodTable {
+    methods: BTreeMap<&'static str, Handler>,
+}
+
+impl MethodTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The built-in methods ([`super::methods::register`]).
+    pub fn builtin() -> Self {
+        let mut table = Self::new();
+        super::methods::register(&mut table);
+        table
+    }
+
+    /// Adds a method.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is already taken: two handlers for one name is a programming error that
+    /// must fail at start-up, not pick a winner silently.
+    pub fn add<P, R, F, Fut>(&mut self, name: &'static str, handler: F) -> &mut Self
+    where
+        P: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(Ctx, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Box::new(move |ctx, params| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let params = typed_params::<P>(params)?;
+                let output = handler(ctx, params).await?;
+                serde_json::to_value(output)
+                    .map_err(|e| RpcError::internal(format!("cannot encode the result: {e}")))
+            })
+        });
+        let previous = self.methods.insert(name, erased);
+        assert!(previous.is_none(), "RPC method {name:?} registered twice");
+        self
+    }
+
+    /// Whether a method of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.methods.contains_key(name)
+    }
+
+    /// Every method name, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.methods.keys().copied().collect()
+    }
+
+    /// Runs `method` with raw parameters as they came off the wire.
+    pub async fn call(&self, ctx: &Ctx, method: &str, params: Msgpack) -> Result<Value, RpcError> {
+        let handler = self.methods.get(method).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("no method named {method:?}"),
+            )
+        })?;
+        let params = wire::params_map(params)?;
+        handler(ctx.clone(), params).await
+    }
+}
+
+/// Deserializes a parameter map, naming the offending field on failure.
+pub fn typed_params<P: DeserializeOwned>(params: Value) -> Result<P, RpcError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = field_name(&path, &inner);
+        let message = if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        };
+        RpcError::new(ErrorCode::InvalidParams, message)
+            .with_data(serde_json::json!({ "field": field }))
+    })
+}
+
+/// The field an error is about. For a missing field the path is that of the map lacking
+/// it, and only the message names the field.
+fn field_name(path: &str, message: &str) -> String {
+    let named = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) => format!("{path}.{name}"),
+        (_, None) => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        router: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u8,
+    }
+
+    fn field_of(params: Value) -> (String, String) {
+        let e = typed_params::<Params>(params).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParams);
+        let field = e.data.unwrap()["field"].as_str().unwrap().to_owned();
+        (field, e.message)
+    }
+
+    #[test]
+    fn invalid_params_name_the_field() {
+        assert_eq!(field_of(json!({})).0, "router");
+        assert_eq!(field_of(json!({ "router": 1 })).0, "router");
+        assert_eq!(field_of(json!({ "router": "r", "extra": 1 })).0, "extra");
+        let (field, message) = field_of(json!({ "router": "r", "inner": { "count": 300 } }));
+        assert_eq!(field, "inner.count");
+        assert!(message.starts_with("inner.count: "), "{message}");
+        assert_eq!(
+            field_of(json!({ "router": "r", "inner": { "cuont": 1 } })).0,
+            "inner.cuont"
+        );
+    }
+
+    #[test]
+    fn the_builtin_table_registers_each_name_once() {
+        let table = MethodTable::builtin();
+        assert!(table.contains("router.create"));
+        assert!(!table.contains("router.explode"));
+    }
+}

@@ -1,0 +1,473 @@
+//! The MessagePack-RPC control socket: how the backend drives the server.
+//!
+//! Framing is the msgpack-rpc specification's: a request `[0, msgid, method, params]`, a
+//! response `[1, msgid, error, result]`, a notification `[2, method, params]`, back to back on
+//! a TCP or Unix stream. `docs/rpc.md` is the protocol reference; this module is its
+//! implementation:
+//!
+//! - [`wire`]: frame boundaries, message shapes, encoding (synchronous, no I/O);
+//! - [`dispatch`]: the [`MethodTable`] mapping method names to typed handlers, and the
+//!   context ([`Ctx`]) a handler gets;
+//! - [`methods`]: the built-in methods and their parameter types;
+//! - `connection`: one connection's reader, writer and event pump;
+//! - this file: listening, limits, shutdown, counters.
+//!
+//! Adding a method is one entry in [`methods::register`] and one `async fn`.
+
+mod connection;
+pub mod dispatch;
+pub mod methods;
+pub mod wire;
+
+pub use connection::{EVENT_QUEUE, MAX_IN_FLIGHT, Subscriptions};
+pub use dispatch::{Ctx, MethodTable};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use switchboard_actors::ServerHandle;
+use switchboard_core::config::RpcConfig;
+use switchboard_core::{Error, ErrorCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+/// How long an accept loop waits after a failed `accept` (out of file descriptors, say)
+/// before trying again, so a persistent error does not spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// An error as the control socket reports it: a stable code, a message for people, and
+/// optional structured detail (such as `{"field": "rtp_parameters.codecs[0]"}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RpcError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Machine-readable detail, when there is some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// The same error with detail attached.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// An internal failure.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    /// Bad parameters, naming the field at fault.
+    pub fn invalid_param(field: &str, message: impl fmt::Display) -> Self {
+        Self::new(ErrorCode::InvalidParams, format!("{field}: {message}"))
+            .with_data(serde_json::json!({ "field": field }))
+    }
+}
+
+impl From<Error> for RpcError {
+    fn from(e: Error) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// Where the control socket listens (or where a client connects).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    /// TCP addresses print bare (`127.0.0.1:7700`) and Unix sockets as `unix:PATH`, which is
+    /// the form `switchboard ctl --rpc` and the client accept.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Control-socket counters, as `server.stats` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcStats {
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections accepted since start.
+    pub connections_accepted: u64,
+    /// Connections refused because `rpc.max_connections` were open.
+    pub connections_rejected: u64,
+    /// Connections closed for a missing or wrong token.
+    pub auth_failures: u64,
+    /// Requests and notifications dispatched to a method.
+    pub requests: u64,
+    /// Of those, the ones that failed (any error code, timeouts included).
+    pub request_errors: u64,
+    /// Of those, the ones that ran past `rpc.request_timeout_ms`.
+    pub request_timeouts: u64,
+    /// Frames refused as `parse_error`, `invalid_request` or `frame_too_large`.
+    pub protocol_errors: u64,
+    /// Event notifications queued to subscribers.
+    pub events_sent: u64,
+    /// Event notifications dropped because a subscriber's queue was full.
+    pub events_dropped: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) connections_accepted: AtomicU64,
+    pub(crate) connections_rejected: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) request_errors: AtomicU64,
+    pub(crate) request_timeouts: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) events_sent: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RpcStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RpcStats {
+            connections_open: get(&self.connections_open),
+            connections_accepted: get(&self.connections_accepted),
+            connections_rejected: get(&self.connections_rejected),
+            auth_failures: get(&self.auth_failures),
+            requests: get(&self.requests),
+            request_errors: get(&self.request_errors),
+            request_timeouts: get(&self.request_timeouts),
+            protocol_errors: get(&self.protocol_errors),
+            events_sent: get(&self.events_sent),
+            events_dropped: get(&self.events_dropped),
+        }
+    }
+}
+
+/// What every connection of one control socket shares.
+pub(crate) struct RpcShared {
+    pub(crate) config: RpcConfig,
+    pub(crate) methods: MethodTable,
+    pub(crate) counters: Counters,
+    /// Connection slots; a connection holds one permit for its whole life.
+    connections: Arc<Semaphore>,
+    /// Stop accepting connections; open ones carry on (a child of `stop`).
+    accept_stop: CancellationToken,
+    /// Stop accepting and stop reading requests.
+    pub(crate) stop: CancellationToken,
+    /// Give up on flushing: close every connection now.
+    pub(crate) abort: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+impl RpcShared {
+    pub(crate) fn new(config: RpcConfig, methods: MethodTable) -> Arc<Self> {
+        let stop = CancellationToken::new();
+        Arc::new(Self {
+            // Clamped: the semaphore panics above its maximum, and no machine holds that many
+            // connections anyway.
+            connections: Arc::new(Semaphore::new(
+                config.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
+            config,
+            methods,
+            counters: Counters::default(),
+            accept_stop: stop.child_token(),
+            stop,
+            abort: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    pub(crate) fn stats(&self) -> RpcStats {
+        self.counters.snapshot()
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms)
+    }
+}
+
+/// A running control socket: its listeners and connections.
+///
+/// Dropping it stops the listeners and the connections' reading; [`RpcServer::shutdown`]
+/// also waits for queued responses and events to be written.
+pub struct RpcServer {
+    shared: Arc<RpcShared>,
+    addrs: Vec<ListenAddr>,
+    unix_path: Option<PathBuf>,
+}
+
+impl RpcServer {
+    /// Binds the configured TCP address and Unix socket (each only when set) and starts
+    /// serving the built-in methods.
+    ///
+    /// Refuses, as configuration validation does, to listen on a non-loopback TCP address
+    /// without `rpc.token`: the check is repeated here so that no caller of this library can
+    /// open an unauthenticated control socket to the network by skipping validation.
+    pub async fn start(server: ServerHandle, config: &RpcConfig) -> Result<Self, Error> {
+        Self::start_with(server, config, MethodTable::builtin()).await
+    }
+
+    /// Like [`RpcServer::start`], with a method table of the caller's.
+    pub async fn start_with(
+        server: ServerHandle,
+        config: &RpcConfig,
+        methods: MethodTable,
+    ) -> Result<Self, Error> {
+        let invalid = |message: String| Error::new(ErrorCode::InvalidConfig, message);
+        if config.max_connections == 0 {
+            return Err(invalid("rpc.max_connections must be at least 1".into()));
+        }
+        let shared = RpcShared::new(config.clone(), methods);
+        let mut addrs = Vec::new();
+        let mut unix_path = None;
+
+        if !config.listen.is_empty() {
+            let addr: SocketAddr = config.listen.parse().map_err(|e| {
+                invalid(format!(
+                    "rpc.listen: {:?} is not a socket address: {e}",
+                    config.listen
+                ))
+            })?;
+            if config.token.is_empty() && !addr.ip().to_canonical().is_loopback() {
+                return Err(invalid(format!(
+                    "rpc.token must be set to listen on {addr}, which is not a loopback address"
+                )));
+            }
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                Error::new(
+                    ErrorCode::TransportFailed,
+                    format!("cannot listen on {addr}: {e}"),
+                )
+            })?;
+            let bound = listener.local_addr().map_err(|e| {
+                Error::new(ErrorCode::TransportFailed, format!("no local address: {e}"))
+            })?;
+            addrs.push(ListenAddr::Tcp(bound));
+            shared
+                .tracker
+                .spawn(accept_tcp(listener, shared.clone(), server.clone()));
+        }
+
+        if !config.unix_socket.is_empty() {
+            let path = PathBuf::from(&config.unix_socket);
+            let listener = bind_unix(&path).await?;
+            addrs.push(ListenAddr::Unix(path.clone()));
+            unix_path = Some(path);
+            shared
+                .tracker
+                .spawn(accept_unix(listener, shared.clone(), server.clone()));
+        }
+
+        Ok(Self {
+            shared,
+            addrs,
+            unix_path,
+        })
+    }
+
+    /// The addresses actually bound (a TCP port of 0 resolved to the one the OS chose).
+    pub fn local_addrs(&self) -> &[ListenAddr] {
+        &self.addrs
+    }
+
+    /// The bound TCP address, if TCP is enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find_map(|a| match a {
+            ListenAddr::Tcp(addr) => Some(*addr),
+            ListenAddr::Unix(_) => None,
+        })
+    }
+
+    /// The control socket's counters.
+    pub fn stats(&self) -> RpcStats {
+        self.shared.stats()
+    }
+
+    /// Stops accepting connections; open ones carry on, so backends still receive the
+    /// events of a shutdown that follows.
+    pub fn stop_accepting(&self) {
+        self.shared.accept_stop.cancel();
+    }
+
+    /// Stops accepting, stops reading requests, lets in-flight requests finish and queued
+    /// responses and events be written for up to `grace`, then closes every connection and
+    /// removes the Unix socket file.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shared.stop.cancel();
+        self.shared.tracker.close();
+        if tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                grace_ms = grace.as_millis() as u64,
+                "control socket connections did not finish in time; closing them"
+            );
+            self.shared.abort.cancel();
+            self.shared.tracker.wait().await;
+        }
+        self.remove_socket_file();
+    }
+
+    fn remove_socket_file(&self) {
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
+        self.remove_socket_file();
+    }
+}
+
+/// Binds a Unix socket, replacing a stale socket file left by a server that did not exit
+/// cleanly, but never one that a live server still answers on.
+async fn bind_unix(path: &Path) -> Result<UnixListener, Error> {
+    let failed = |e: std::io::Error| {
+        Error::new(
+            ErrorCode::TransportFailed,
+            format!("cannot listen on unix:{}: {e}", path.display()),
+        )
+    };
+    match UnixListener::bind(path) {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(Error::new(
+                    ErrorCode::TransportFailed,
+                    format!("another server is listening on unix:{}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path).map_err(failed)?;
+            UnixListener::bind(path).map_err(failed)
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<RpcShared>, server: ServerHandle) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.accept_stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Responses are small and latency matters more than packing.
+                let _ = stream.set_nodelay(true);
+                let (reader, writer) = stream.into_split();
+                admit(&shared, &server, reader, writer, peer.to_string());
+            }
+            Err(e) => {
+                if !accept_failed(&shared, &e).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn accept_unix(listener: UnixListener, shared: Arc<RpcShared>, server: ServerHandle) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.accept_stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let (reader, writer) = stream.into_split();
+                admit(&shared, &server, reader, writer, "unix".to_owned());
+            }
+            Err(e) => {
+                if !accept_failed(&shared, &e).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Logs a failed accept and backs off; false when the socket is shutting down meanwhile.
+async fn accept_failed(shared: &RpcShared, e: &std::io::Error) -> bool {
+    warn!(error = %e, "control socket accept failed");
+    tokio::select! {
+        _ = shared.accept_stop.cancelled() => false,
+        _ = tokio::time::sleep(ACCEPT_BACKOFF) => true,
+    }
+}
+
+fn admit<R, W>(shared: &Arc<RpcShared>, server: &ServerHandle, reader: R, writer: W, peer: String)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    match shared.connections.clone().try_acquire_owned() {
+        Ok(permit) => {
+            Counters::bump(&shared.counters.connections_accepted);
+            debug!(%peer, "control connection accepted");
+            shared.tracker.spawn(connection::serve(
+                shared.clone(),
+                server.clone(),
+                reader,
+                writer,
+                permit,
+                peer,
+            ));
+        }
+        Err(_) => {
+            Counters::bump(&shared.counters.connections_rejected);
+            info!(
+                %peer,
+                max = shared.config.max_connections,
+                "control connection refused: rpc.max_connections reached"
+            );
+            shared.tracker.spawn(connection::refuse(
+                shared.clone(),
+                reader,
+                writer,
+                shared.config.max_connections,
+            ));
+        }
+    }
+}

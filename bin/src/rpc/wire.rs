@@ -1,0 +1,771 @@
+//! MessagePack-RPC on the wire: finding frame boundaries in a byte stream, telling requests
+//! from other values, converting parameters to the JSON data model the handlers read, and
+//! encoding responses and notifications.
+//!
+//! Everything here is synchronous and free of I/O, so the property tests drive it directly.
+//! The server's connection code and the client ([`crate::client`]) share it.
+
+use rmpv::Value as Msgpack;
+use serde_json::{Map, Value};
+use switchboard_core::ErrorCode;
+
+use super::RpcError;
+
+/// Message type of a request: `[0, msgid, method, params]`.
+pub const REQUEST: u64 = 0;
+/// Message type of a response: `[1, msgid, error, result]`.
+pub const RESPONSE: u64 = 1;
+/// Message type of a notification: `[2, method, params]`.
+pub const NOTIFICATION: u64 = 2;
+
+/// Deepest nesting of arrays and maps accepted in one message. Real parameters nest fewer
+/// than ten levels; the bound keeps decoding (which recurses) far from the stack's end.
+pub const MAX_DEPTH: usize = 64;
+
+/// What [`FrameScanner::scan`] found at the start of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// The first value is complete and this many bytes long.
+    Complete(usize),
+    /// More bytes are needed.
+    Incomplete,
+    /// The first value is, or would become, longer than the frame limit.
+    TooLarge,
+    /// The bytes are not MessagePack (a reserved marker byte where a value must start).
+    Invalid,
+}
+
+/// Finds where the first MessagePack value in a growing buffer ends, without decoding or
+/// allocating.
+///
+/// The stream has no length prefix, so the only way to know whether a value is complete is
+/// to walk its structure. The walk is iterative (a count of values still owed, not a stack)
+/// and resumes where it stopped when more bytes arrive, so a large frame trickling in is
+/// scanned once, not once per read. Declared lengths are checked against the limit as soon
+/// as their header is read, so a 4 GiB string header is refused after five bytes instead of
+/// after buffering.
+#[derive(Clone, Debug)]
+pub struct FrameScanner {
+    max: usize,
+    /// Offset of the next value header to read.
+    pos: usize,
+    /// Values still owed before the frame is complete.
+    pending: u64,
+}
+
+impl FrameScanner {
+    /// A scanner for frames of at most `max_frame_bytes` bytes.
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Self {
+            max: max_frame_bytes.max(1),
+            pos: 0,
+            pending: 1,
+        }
+    }
+
+    /// Forgets the progress made, for the next frame. Call it after taking a complete frame
+    /// off the front of the buffer.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.pending = 1;
+    }
+
+    /// Scans `buf`, which must start at a frame boundary and, between calls without a
+    /// [`FrameScanner::reset`], only grow at its end.
+    pub fn scan(&mut self, buf: &[u8]) -> Scan {
+        while self.pending > 0 {
+            let item = match item_at(&buf[self.pos.min(buf.len())..]) {
+                Header::Item(item) => item,
+                Header::Incomplete => return self.incomplete(buf),
+                Header::Invalid => return Scan::Invalid,
+            };
+            let Some(end) = self
+                .pos
+                .checked_add(item.header)
+                .and_then(|e| e.checked_add(item.body))
+            else {
+                return Scan::TooLarge;
+            };
+            if end > self.max {
+                return Scan::TooLarge;
+            }
+            // Every value still owed takes at least one byte, so owing more values than bytes
+            // remain under the limit already proves the frame too large.
+            let owed = self.pending - 1 + item.children;
+            if owed > (self.max - end) as u64 {
+                return Scan::TooLarge;
+            }
+            if end > buf.len() {
+                return self.incomplete(buf);
+            }
+            self.pos = end;
+            self.pending = owed;
+        }
+        Scan::Complete(self.pos)
+    }
+
+    fn incomplete(&self, buf: &[u8]) -> Scan {
+        if buf.len() >= self.max {
+            Scan::TooLarge
+        } else {
+            Scan::Incomplete
+        }
+    }
+}
+
+/// One value header: its own size, the size of its inline body (string, binary or extension
+/// bytes), and how many values it contains (array elements, or keys plus values of a map).
+struct Item {
+    header: usize,
+    body: usize,
+    children: u64,
+}
+
+enum Header {
+    Item(Item),
+    Incomplete,
+    Invalid,
+}
+
+fn item_at(bytes: &[u8]) -> Header {
+    let Some(&marker) = bytes.first() else {
+        return Header::Incomplete;
+    };
+    let fixed = |header: usize| {
+        Header::Item(Item {
+            header,
+            body: 0,
+            children: 0,
+        })
+    };
+    // Reads a big-endian length of `width` bytes after the marker (and `skip` more bytes).
+    let length = |width: usize| -> Option<u64> {
+        let raw = bytes.get(1..1 + width)?;
+        Some(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    };
+    let sized = |width: usize, extra: usize| match length(width) {
+        None => Header::Incomplete,
+        Some(len) => Header::Item(Item {
+            header: 1 + width + extra,
+            body: usize::try_from(len).unwrap_or(usize::MAX),
+            children: 0,
+        }),
+    };
+    let container = |width: usize, per_entry: u64| match length(width) {
+        None => Header::Incomplete,
+        Some(n) => Header::Item(Item {
+            header: 1 + width,
+            body: 0,
+            children: n * per_entry,
+        }),
+    };
+    match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => fixed(1),
+        0x80..=0x8f => Header::Item(Item {
+            header: 1,
+            body: 0,
+            children: u64::from(marker & 0x0f) * 2,
+        }),
+        0x90..=0x9f => Header::Item(Item {
+            header: 1,
+            body: 0,
+            children: u64::from(marker & 0x0f),
+        }),
+        0xa0..=0xbf => Header::Item(Item {
+            header: 1,
+            body: usize::from(marker & 0x1f),
+            children: 0,
+        }),
+        0xc1 => Header::Invalid,
+        0xc4 | 0xd9 => sized(1, 0),
+        0xc5 | 0xda => sized(2, 0),
+        0xc6 | 0xdb => sized(4, 0),
+        // ext 8/16/32: the length, then a one-byte type, then the data.
+        0xc7 => sized(1, 1),
+        0xc8 => sized(2, 1),
+        0xc9 => sized(4, 1),
+        0xca => fixed(5),
+        0xcb => fixed(9),
+        0xcc | 0xd0 => fixed(2),
+        0xcd | 0xd1 => fixed(3),
+        0xce | 0xd2 => fixed(5),
+        0xcf | 0xd3 => fixed(9),
+        // fixext 1/2/4/8/16: marker, type byte, data.
+        0xd4 => fixed(3),
+        0xd5 => fixed(4),
+        0xd6 => fixed(6),
+        0xd7 => fixed(10),
+        0xd8 => fixed(18),
+        0xdc => container(2, 1),
+        0xdd => container(4, 1),
+        0xde => container(2, 2),
+        0xdf => container(4, 2),
+    }
+}
+
+/// Decodes one complete frame (as delimited by [`FrameScanner`]).
+///
+/// Fails only for values nested deeper than [`MAX_DEPTH`]: the scanner has already checked
+/// that the bytes are well-formed and complete.
+pub fn decode_frame(frame: &[u8]) -> Result<Msgpack, String> {
+    let mut reader = frame;
+    match rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH) {
+        Ok(value) if reader.is_empty() => Ok(value),
+        Ok(_) => Err("trailing bytes after the value".to_owned()),
+        Err(rmpv::decode::Error::DepthLimitExceeded) => Err(format!(
+            "arrays and maps nested deeper than {MAX_DEPTH} levels"
+        )),
+        Err(e) => Err(format!("undecodable value: {e}")),
+    }
+}
+
+/// A message from a client.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    /// A request, to be answered with a response carrying `msgid`.
+    Request {
+        /// Echoed in the response.
+        msgid: u32,
+        /// The method name.
+        method: String,
+        /// The raw parameters.
+        params: Msgpack,
+    },
+    /// A notification: run, never answered.
+    Notification {
+        /// The method name.
+        method: String,
+        /// The raw parameters.
+        params: Msgpack,
+    },
+}
+
+/// Why a value is not a request, and the msgid to answer to when one could be read.
+#[derive(Debug, PartialEq)]
+pub struct NotARequest {
+    /// The request's msgid, if the value had a readable one.
+    pub msgid: Option<u32>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads a decoded value as a request or notification.
+pub fn parse_message(value: Msgpack) -> Result<Incoming, NotARequest> {
+    let bad = |msgid, message: &str| NotARequest {
+        msgid,
+        message: message.to_owned(),
+    };
+    let Msgpack::Array(items) = value else {
+        return Err(bad(
+            None,
+            "a message must be an array: [0, msgid, method, params] or [2, method, params]",
+        ));
+    };
+    let kind = items.first().and_then(Msgpack::as_u64);
+    match (kind, items.len()) {
+        (Some(REQUEST), 4) => {
+            let mut items = items.into_iter().skip(1);
+            let (msgid, method, params) = match (items.next(), items.next(), items.next()) {
+                (Some(msgid), Some(method), Some(params)) => (msgid, method, params),
+                _ => return Err(bad(None, "a request has four elements")),
+            };
+            let msgid = msgid
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| bad(None, "msgid must be an unsigned 32-bit integer"))?;
+            let method = text(method).ok_or_else(|| bad(Some(msgid), "method must be a string"))?;
+            Ok(Incoming::Request {
+                msgid,
+                method,
+                params,
+            })
+        }
+        (Some(NOTIFICATION), 3) => {
+            let mut items = items.into_iter().skip(1);
+            let (method, params) = match (items.next(), items.next()) {
+                (Some(method), Some(params)) => (method, params),
+                _ => return Err(bad(None, "a notification has three elements")),
+            };
+            let method = text(method).ok_or_else(|| bad(None, "method must be a string"))?;
+            Ok(Incoming::Notification { method, params })
+        }
+        (Some(REQUEST), _) => Err(bad(None, "a request has four elements")),
+        (Some(NOTIFICATION), _) => Err(bad(None, "a notification has three elements")),
+        (Some(RESPONSE), _) => Err(bad(None, "the server does not take responses")),
+        _ => Err(bad(
+            None,
+            "the first element must be 0 (request) or 2 (notification)",
+        )),
+    }
+}
+
+/// Text from a string, or from binary that is valid UTF-8: clients written against the old
+/// MessagePack spec (before `str` and `bin` were told apart) send text as binary.
+fn text(value: Msgpack) -> Option<String> {
+    match value {
+        Msgpack::String(s) => s.into_str(),
+        Msgpack::Binary(bytes) => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
+/// Turns request parameters into the map the handlers deserialize.
+///
+/// The spec makes `params` an array; this server takes one map, sent either as
+/// `[ {..} ]` or as the map itself. Nil and an empty array mean an empty map.
+pub fn params_map(params: Msgpack) -> Result<Value, RpcError> {
+    let map = match params {
+        Msgpack::Nil => return Ok(Value::Object(Map::new())),
+        Msgpack::Map(_) => params,
+        Msgpack::Array(mut items) if items.len() <= 1 => match items.pop() {
+            None | Some(Msgpack::Nil) => return Ok(Value::Object(Map::new())),
+            Some(map @ Msgpack::Map(_)) => map,
+            Some(_) => return Err(params_shape_error()),
+        },
+        _ => return Err(params_shape_error()),
+    };
+    let mut path = Vec::new();
+    to_json(map, &mut path).map_err(|(path, message)| {
+        let field = render_path(&path);
+        RpcError::new(ErrorCode::InvalidParams, format!("{field}: {message}"))
+            .with_data(serde_json::json!({ "field": field }))
+    })
+}
+
+fn params_shape_error() -> RpcError {
+    RpcError::new(
+        ErrorCode::InvalidParams,
+        "params must be a map, or an array holding one map",
+    )
+}
+
+/// A step into a value, for naming the field a problem is in.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+type PathError = (Vec<Step>, String);
+
+/// MessagePack to the JSON data model. Recursion depth is bounded by [`MAX_DEPTH`], which
+/// [`decode_frame`] enforced.
+fn to_json(value: Msgpack, path: &mut Vec<Step>) -> Result<Value, PathError> {
+    let fail = |path: &Vec<Step>, message: &str| Err((path.clone(), message.to_owned()));
+    Ok(match value {
+        Msgpack::Nil => Value::Null,
+        Msgpack::Boolean(b) => Value::Bool(b),
+        Msgpack::Integer(i) => {
+            if let Some(u) = i.as_u64() {
+                Value::from(u)
+            } else if let Some(s) = i.as_i64() {
+                Value::from(s)
+            } else {
+                return fail(path, "integer out of range");
+            }
+        }
+        Msgpack::F32(f) => match serde_json::Number::from_f64(f64::from(f)) {
+            Some(n) => Value::Number(n),
+            None => return fail(path, "NaN and infinite numbers are not accepted"),
+        },
+        Msgpack::F64(f) => match serde_json::Number::from_f64(f) {
+            Some(n) => Value::Number(n),
+            None => return fail(path, "NaN and infinite numbers are not accepted"),
+        },
+        Msgpack::String(s) => match s.into_str() {
+            Some(s) => Value::String(s),
+            None => return fail(path, "string is not valid UTF-8"),
+        },
+        Msgpack::Binary(bytes) => match String::from_utf8(bytes) {
+            Ok(s) => Value::String(s),
+            Err(_) => return fail(path, "binary values are not accepted"),
+        },
+        Msgpack::Ext(..) => return fail(path, "extension values are not accepted"),
+        Msgpack::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                path.push(Step::Index(i));
+                out.push(to_json(item, path)?);
+                path.pop();
+            }
+            Value::Array(out)
+        }
+        Msgpack::Map(entries) => {
+            let mut out = Map::new();
+            for (key, item) in entries {
+                let Some(key) = text(key) else {
+                    return fail(path, "map keys must be strings");
+                };
+                path.push(Step::Key(key.clone()));
+                let item = to_json(item, path)?;
+                path.pop();
+                if out.insert(key.clone(), item).is_some() {
+                    path.push(Step::Key(key));
+                    return fail(path, "duplicate key");
+                }
+            }
+            Value::Object(out)
+        }
+    })
+}
+
+/// Converts any decoded value to the JSON data model, for the client's results and events.
+pub fn msgpack_to_json(value: Msgpack) -> Result<Value, String> {
+    to_json(value, &mut Vec::new())
+        .map_err(|(path, message)| format!("{}: {message}", render_path(&path)))
+}
+
+/// The error slot of a response or the payload of an `error` notification:
+/// `{code, message}` plus `data` when there is some.
+pub fn error_map(e: &RpcError) -> Value {
+    let mut map = Map::new();
+    map.insert("code".into(), Value::from(e.code.as_str()));
+    map.insert("message".into(), Value::from(e.message.clone()));
+    if let Some(data) = &e.data {
+        map.insert("data".into(), data.clone());
+    }
+    Value::Object(map)
+}
+
+/// Encodes `[1, msgid, error, result]`.
+pub fn encode_response(msgid: u32, outcome: &Result<Value, RpcError>) -> Vec<u8> {
+    // Encoding a JSON value into a Vec cannot fail: every variant has a MessagePack form and
+    // map keys are strings.
+    let encoded = match outcome {
+        Ok(result) => rmp_serde::to_vec(&(RESPONSE, msgid, (), result)),
+        Err(e) => rmp_serde::to_vec(&(RESPONSE, msgid, error_map(e), ())),
+    };
+    encoded.unwrap_or_default()
+}
+
+/// Encodes `[2, method, [params]]`.
+///
+/// Parameters are JSON values, not any `Serialize`: MessagePack serializers are not
+/// human-readable, so ids (UUIDs) would go out as 16 raw bytes instead of text.
+pub fn encode_notification(method: &str, params: &Value) -> Vec<u8> {
+    rmp_serde::to_vec(&(NOTIFICATION, method, [params])).unwrap_or_default()
+}
+
+/// Encodes the `error` notification a connection gets for a problem no request owns.
+pub fn encode_error_notification(error: &RpcError) -> Vec<u8> {
+    encode_notification("error", &error_map(error))
+}
+
+/// Encodes a request, for clients: `[0, msgid, method, [params]]`.
+pub fn encode_request(msgid: u32, method: &str, params: &Value) -> Vec<u8> {
+    rmp_serde::to_vec(&(REQUEST, msgid, method, [params])).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn encode(value: &Msgpack) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, value).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    fn scan_all(bytes: &[u8], max: usize) -> Scan {
+        FrameScanner::new(max).scan(bytes)
+    }
+
+    #[test]
+    fn finds_the_end_of_each_value() {
+        let request = Msgpack::Array(vec![
+            Msgpack::from(0),
+            Msgpack::from(7),
+            Msgpack::from("router.list"),
+            Msgpack::Array(vec![]),
+        ]);
+        let bytes = encode(&request);
+        let mut twice = bytes.clone();
+        twice.extend_from_slice(&bytes);
+        assert_eq!(scan_all(&twice, 1024), Scan::Complete(bytes.len()));
+        assert_eq!(decode_frame(&bytes), Ok(request));
+        for cut in 0..bytes.len() {
+            assert_eq!(scan_all(&bytes[..cut], 1024), Scan::Incomplete, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn resumes_where_it_stopped() {
+        let value = Msgpack::Array(vec![Msgpack::from("x".repeat(300)); 20]);
+        let bytes = encode(&value);
+        let mut scanner = FrameScanner::new(1 << 20);
+        for end in 0..bytes.len() {
+            assert_eq!(scanner.scan(&bytes[..end]), Scan::Incomplete);
+        }
+        assert_eq!(scanner.scan(&bytes), Scan::Complete(bytes.len()));
+    }
+
+    #[test]
+    fn declared_lengths_beyond_the_limit_are_refused_from_the_header() {
+        // str32 claiming 4 GiB, then an array32 claiming 4 billion elements: five bytes each.
+        assert_eq!(
+            scan_all(&[0xdb, 0xff, 0xff, 0xff, 0xff], 1024),
+            Scan::TooLarge
+        );
+        assert_eq!(
+            scan_all(&[0xdd, 0xff, 0xff, 0xff, 0xff], 1024),
+            Scan::TooLarge
+        );
+        assert_eq!(
+            scan_all(&[0xdf, 0x80, 0x00, 0x00, 0x00], 1 << 20),
+            Scan::TooLarge
+        );
+        // A value exactly at the limit passes; one byte more does not.
+        let bytes = encode(&Msgpack::from("y".repeat(100)));
+        assert_eq!(scan_all(&bytes, bytes.len()), Scan::Complete(bytes.len()));
+        assert_eq!(scan_all(&bytes, bytes.len() - 1), Scan::TooLarge);
+    }
+
+    #[test]
+    fn a_buffer_reaching_the_limit_without_a_value_is_too_large() {
+        // Nested one-element arrays never finish.
+        assert_eq!(scan_all(&[0x91; 64], 64), Scan::TooLarge);
+        assert_eq!(scan_all(&[0x91; 63], 64), Scan::Incomplete);
+    }
+
+    #[test]
+    fn the_reserved_marker_is_invalid() {
+        assert_eq!(scan_all(&[0xc1], 16), Scan::Invalid);
+        assert_eq!(scan_all(&[0x92, 0x01, 0xc1], 16), Scan::Invalid);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_by_the_decoder() {
+        let mut bytes = vec![0x91; MAX_DEPTH + 1];
+        bytes.push(0xc0);
+        assert_eq!(scan_all(&bytes, 1024), Scan::Complete(bytes.len()));
+        assert!(decode_frame(&bytes).unwrap_err().contains("nested deeper"));
+    }
+
+    #[test]
+    fn requests_and_notifications_are_recognised() {
+        let request = Msgpack::Array(vec![
+            0.into(),
+            5.into(),
+            "router.close".into(),
+            Msgpack::Array(vec![]),
+        ]);
+        assert_eq!(
+            parse_message(request),
+            Ok(Incoming::Request {
+                msgid: 5,
+                method: "router.close".into(),
+                params: Msgpack::Array(vec![]),
+            })
+        );
+        let binary_method = Msgpack::Array(vec![
+            2.into(),
+            Msgpack::Binary(b"producer.pause".to_vec()),
+            Msgpack::Nil,
+        ]);
+        assert_eq!(
+            parse_message(binary_method),
+            Ok(Incoming::Notification {
+                method: "producer.pause".into(),
+                params: Msgpack::Nil,
+            })
+        );
+    }
+
+    #[test]
+    fn other_values_are_not_requests() {
+        let cases = [
+            (Msgpack::from(3), None),
+            (Msgpack::Array(vec![]), None),
+            (
+                Msgpack::Array(vec![1.into(), 1.into(), Msgpack::Nil, Msgpack::Nil]),
+                None,
+            ),
+            (
+                Msgpack::Array(vec![0.into(), (-1).into(), "m".into(), Msgpack::Nil]),
+                None,
+            ),
+            (
+                Msgpack::Array(vec![
+                    0.into(),
+                    (1u64 << 32).into(),
+                    "m".into(),
+                    Msgpack::Nil,
+                ]),
+                None,
+            ),
+            (
+                Msgpack::Array(vec![0.into(), 9.into(), 4.into(), Msgpack::Nil]),
+                Some(9),
+            ),
+            (Msgpack::Array(vec![0.into(), 9.into(), "m".into()]), None),
+        ];
+        for (value, msgid) in cases {
+            let err = parse_message(value.clone()).expect_err("not a request");
+            assert_eq!(err.msgid, msgid, "{value}");
+        }
+    }
+
+    #[test]
+    fn params_are_one_map_bare_or_wrapped() {
+        let map = Msgpack::Map(vec![("router".into(), "r".into())]);
+        let expected = json!({ "router": "r" });
+        assert_eq!(params_map(map.clone()).unwrap(), expected);
+        assert_eq!(
+            params_map(Msgpack::Array(vec![map.clone()])).unwrap(),
+            expected
+        );
+        assert_eq!(params_map(Msgpack::Nil).unwrap(), json!({}));
+        assert_eq!(params_map(Msgpack::Array(vec![])).unwrap(), json!({}));
+        for bad in [
+            Msgpack::from(1),
+            Msgpack::Array(vec![map.clone(), map]),
+            Msgpack::Array(vec![1.into()]),
+        ] {
+            assert_eq!(params_map(bad).unwrap_err().code, ErrorCode::InvalidParams);
+        }
+    }
+
+    #[test]
+    fn params_problems_name_their_field() {
+        let params = Msgpack::Map(vec![(
+            "options".into(),
+            Msgpack::Map(vec![(
+                "list".into(),
+                Msgpack::Array(vec![1.into(), Msgpack::Ext(1, vec![0])]),
+            )]),
+        )]);
+        let err = params_map(params).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidParams);
+        assert_eq!(err.data, Some(json!({ "field": "options.list[1]" })));
+        let keys = Msgpack::Map(vec![(1.into(), 2.into())]);
+        assert!(params_map(keys).unwrap_err().message.contains("keys"));
+        let nan = Msgpack::Map(vec![("x".into(), Msgpack::F64(f64::NAN))]);
+        assert!(params_map(nan).is_err());
+    }
+
+    #[test]
+    fn responses_and_notifications_have_the_spec_shape() {
+        let ok = encode_response(3, &Ok(json!({ "id": "r" })));
+        assert_eq!(
+            decode_frame(&ok).unwrap(),
+            Msgpack::Array(vec![
+                1.into(),
+                3.into(),
+                Msgpack::Nil,
+                Msgpack::Map(vec![("id".into(), "r".into())]),
+            ])
+        );
+        let err = encode_response(4, &Err(RpcError::new(ErrorCode::NotFound, "gone")));
+        let Msgpack::Array(parts) = decode_frame(&err).unwrap() else {
+            panic!("not an array");
+        };
+        assert_eq!(parts[3], Msgpack::Nil);
+        assert_eq!(
+            msgpack_to_json(parts[2].clone()).unwrap(),
+            json!({ "code": "not_found", "message": "gone" })
+        );
+        let note = encode_notification("events.lagged", &json!({ "dropped": 2 }));
+        assert_eq!(
+            msgpack_to_json(decode_frame(&note).unwrap()).unwrap(),
+            json!([2, "events.lagged", [{ "dropped": 2 }]])
+        );
+    }
+
+    fn any_value() -> impl Strategy<Value = Msgpack> {
+        let leaf = prop_oneof![
+            Just(Msgpack::Nil),
+            any::<bool>().prop_map(Msgpack::from),
+            any::<i64>().prop_map(Msgpack::from),
+            any::<u64>().prop_map(Msgpack::from),
+            any::<f64>().prop_map(Msgpack::F64),
+            any::<f32>().prop_map(Msgpack::F32),
+            ".{0,40}".prop_map(Msgpack::from),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Msgpack::Binary),
+            (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..20))
+                .prop_map(|(t, d)| Msgpack::Ext(t, d)),
+        ];
+        leaf.prop_recursive(8, 256, 10, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..10).prop_map(Msgpack::Array),
+                proptest::collection::vec((inner.clone(), inner), 0..10).prop_map(Msgpack::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn scanner_agrees_with_the_decoder_on_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let mut reader = &bytes[..];
+            let decoded = rmpv::decode::read_value_with_max_depth(&mut reader, 1024);
+            let consumed = bytes.len() - reader.len();
+            match (scan_all(&bytes, 1 << 20), decoded) {
+                (Scan::Complete(n), Ok(_)) => prop_assert_eq!(n, consumed),
+                (Scan::Complete(n), Err(e)) => {
+                    prop_assert!(false, "scanner says {} bytes, decoder fails: {}", n, e)
+                }
+                // rmpv reads the reserved marker as nil; the spec says it is never used.
+                (Scan::Invalid, Ok(_)) => prop_assert!(bytes[..consumed].contains(&0xc1)),
+                (Scan::Incomplete, Ok(_)) => {
+                    prop_assert!(false, "decoder read a value the scanner did not find")
+                }
+                // Refused early from a declared size, which no 512 bytes can satisfy.
+                (Scan::TooLarge, Ok(_)) => prop_assert!(false, "refused a complete value"),
+                (Scan::TooLarge | Scan::Incomplete | Scan::Invalid, Err(_)) => {}
+            }
+            // Whatever the verdict, the rest of the pipeline must not panic.
+            if let Scan::Complete(n) = scan_all(&bytes, 1 << 20)
+                && let Ok(value) = decode_frame(&bytes[..n])
+                && let Ok(Incoming::Request { params, .. } | Incoming::Notification { params, .. }) =
+                    parse_message(value)
+            {
+                let _ = params_map(params);
+            }
+        }
+
+        #[test]
+        fn every_encoded_value_is_one_frame(value in any_value(), limit in 1usize..4096) {
+            let bytes = encode(&value);
+            let mut with_next = bytes.clone();
+            with_next.push(0xc0);
+            match scan_all(&with_next, limit) {
+                Scan::Complete(n) => {
+                    prop_assert_eq!(n, bytes.len());
+                    prop_assert!(n <= limit);
+                }
+                Scan::TooLarge => prop_assert!(bytes.len() > limit),
+                other => prop_assert!(false, "{:?} for a valid value", other),
+            }
+            // Byte by byte, the scanner keeps its place and reaches the same end.
+            let mut scanner = FrameScanner::new(1 << 20);
+            for end in 0..bytes.len() {
+                prop_assert_eq!(scanner.scan(&bytes[..end]), Scan::Incomplete);
+            }
+            prop_assert_eq!(scanner.scan(&with_next), Scan::Complete(bytes.len()));
+            let _ = parse_message(value.clone());
+            let _ = params_map(value);
+        }
+    }
+}
