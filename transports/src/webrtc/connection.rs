@@ -51,8 +51,10 @@ pub struct ConnCounters {
 /// A WebRTC connection on a worker's shared socket.
 pub struct Connection {
     key: Cell<u64>,
-    pub(crate) ufrag: String,
-    pub(crate) pwd: String,
+    /// The local ICE credentials of the current session (empty until the first local
+    /// description; new after every ICE restart).
+    pub(crate) ufrag: RefCell<String>,
+    pub(crate) pwd: RefCell<String>,
     pc: RefCell<RTCPeerConnection>,
     io: Rc<dyn TransportIo>,
     net: Weak<Net>,
@@ -74,17 +76,11 @@ fn failed(e: impl std::fmt::Display) -> Error {
 }
 
 impl Connection {
-    pub(crate) fn new(
-        pc: RTCPeerConnection,
-        ufrag: String,
-        pwd: String,
-        io: Rc<dyn TransportIo>,
-        net: &Rc<Net>,
-    ) -> Rc<Self> {
+    pub(crate) fn new(pc: RTCPeerConnection, io: Rc<dyn TransportIo>, net: &Rc<Net>) -> Rc<Self> {
         let conn = Rc::new(Self {
             key: Cell::new(0),
-            ufrag,
-            pwd,
+            ufrag: RefCell::default(),
+            pwd: RefCell::default(),
             pc: RefCell::new(pc),
             io,
             net: Rc::downgrade(net),
@@ -98,7 +94,7 @@ impl Connection {
             offer_pending: Cell::new(false),
             counters: ConnCounters::default(),
         });
-        conn.key.set(net.register(&conn.ufrag, &conn));
+        conn.key.set(net.register(&conn));
         conn.reschedule();
         conn
     }
@@ -133,7 +129,7 @@ impl Connection {
         };
         if let Err(e) = result {
             self.counters.rejected.set(self.counters.rejected.get() + 1);
-            tracing::trace!(ufrag = %self.ufrag, error = %e, "datagram rejected");
+            tracing::trace!(ufrag = %self.ufrag.borrow(), error = %e, "datagram rejected");
         }
         self.drain(true);
     }
@@ -237,13 +233,35 @@ impl Connection {
         }
     }
 
+    /// Adopts the ICE credentials of a new local description, so the worker socket routes
+    /// the next session's checks here (they change on every ICE restart).
+    fn sync_credentials(self: &Rc<Self>, local_sdp: &str) {
+        let Ok(parsed) = switchboard_core::sdp::parse(local_sdp) else {
+            return;
+        };
+        let Some((ufrag, pwd)) = switchboard_core::sdp::media_sections(&parsed)
+            .into_iter()
+            .find_map(|m| Some((m.ice_ufrag?, m.ice_pwd?)))
+        else {
+            return;
+        };
+        if *self.ufrag.borrow() == ufrag {
+            return;
+        }
+        if let Some(net) = self.net.upgrade() {
+            net.rename(&self.ufrag.borrow(), &ufrag, self);
+        }
+        *self.ufrag.borrow_mut() = ufrag;
+        *self.pwd.borrow_mut() = pwd;
+    }
+
     /// Current connection state.
     pub fn state(&self) -> TransportState {
         self.state.get()
     }
 
     /// Applies a remote offer and returns the local answer's SDP.
-    pub fn apply_offer(&self, sdp: &str) -> Result<String> {
+    pub fn apply_offer(self: &Rc<Self>, sdp: &str) -> Result<String> {
         let answer = {
             let mut pc = self.pc.borrow_mut();
             let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(invalid_sdp)?;
@@ -256,6 +274,7 @@ impl Connection {
                 .map(|d| d.sdp.clone())
                 .ok_or_else(|| Error::internal("no local description after answering"))?
         };
+        self.sync_credentials(&answer);
         self.after_negotiation();
         Ok(answer)
     }
@@ -265,7 +284,7 @@ impl Connection {
     /// A renegotiation offer (not `force`) is only written once the connection has offered
     /// before and its last offer was answered; otherwise the change is remembered and offered
     /// after the answer arrives (`None` now).
-    pub fn create_offer(&self, force: bool) -> Result<Option<String>> {
+    pub fn create_offer(self: &Rc<Self>, force: bool) -> Result<Option<String>> {
         if !force && (!self.offered.get() || self.awaiting_answer.get()) {
             if self.offered.get() {
                 self.offer_pending.set(true);
@@ -281,6 +300,7 @@ impl Connection {
             .map(|d| d.sdp.clone())
             .ok_or_else(|| Error::internal("no local description after offering"))?;
         drop(pc);
+        self.sync_credentials(&sdp);
         self.offered.set(true);
         self.awaiting_answer.set(true);
         self.offer_pending.set(false);
@@ -345,6 +365,11 @@ impl Connection {
             })
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Restarts ICE: the next offer carries new credentials.
+    pub fn restart_ice(&self) {
+        self.pc.borrow_mut().restart_ice();
     }
 
     /// Accepts a trickled remote candidate (never required: the server is ICE-lite and learns
@@ -557,7 +582,7 @@ impl Connection {
         }
         self.drain(false);
         if let Some(net) = self.net.upgrade() {
-            net.unregister(self.key(), &self.ufrag);
+            net.unregister(self.key(), &self.ufrag.borrow());
         }
     }
 }

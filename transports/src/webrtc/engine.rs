@@ -102,12 +102,12 @@ pub fn interceptors() -> Registry {
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
 }
 
-/// ICE-lite with our credentials, and always the DTLS server role: an answering server that
-/// is the DTLS client would wait a timer tick (about 200 ms) before its ClientHello.
-pub fn settings(ufrag: &str, pwd: &str) -> SettingEngineBuilder {
+/// ICE-lite, and always the DTLS server role: an answering server that is the DTLS client
+/// would wait a timer tick (about 200 ms) before its ClientHello. ICE credentials are left to
+/// the stack so that every ICE restart gets fresh ones.
+pub fn settings() -> SettingEngineBuilder {
     SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         .with_answering_dtls_role(RTCDtlsRole::Server)
 }
 

@@ -159,14 +159,6 @@ struct Factory {
     net: Rc<Net>,
 }
 
-/// Random ICE credentials: a 16-character ufrag, a 32-character password (RFC 8445 asks for
-/// at least 4 and 22).
-fn credentials() -> (String, String) {
-    let a = uuid::Uuid::new_v4().simple().to_string();
-    let b = uuid::Uuid::new_v4().simple().to_string();
-    (a[..16].to_owned(), b)
-}
-
 impl TransportFactory for Factory {
     fn create(&mut self, ctx: TransportContext, options: &Value) -> Result<Box<dyn Transport>> {
         if !(options.is_null() || options.as_object().is_some_and(|o| o.is_empty())) {
@@ -174,17 +166,15 @@ impl TransportFactory for Factory {
                 "webrtc transport options: none are accepted yet",
             ));
         }
-        let (ufrag, pwd) = credentials();
-        let mut media_engine = engine::media_engine(&ctx.capabilities)?;
-        let _ = &mut media_engine;
+        let media_engine = engine::media_engine(&ctx.capabilities)?;
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(engine::settings(&ufrag, &pwd).build())
+            .with_setting_engine(engine::settings().build())
             .with_media_engine(media_engine)
             .with_interceptor_registry(engine::interceptors())
             .build(Instant::now())
             .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
-        let conn = Connection::new(pc, ufrag, pwd, ctx.io.clone(), &self.net);
+        let conn = Connection::new(pc, ctx.io.clone(), &self.net);
         let announced = self.net.announced;
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
@@ -251,7 +241,7 @@ impl Transport for WebRtcTransport {
 
     fn local_parameters(&self) -> Value {
         json!({
-            "ice": { "ufrag": self.conn.ufrag, "pwd": self.conn.pwd, "lite": true },
+            "ice": { "lite": true, "ufrag": *self.conn.ufrag.borrow() },
             "candidates": [self.candidate],
         })
     }
@@ -292,13 +282,22 @@ impl Transport for WebRtcTransport {
                     ..Default::default()
                 })
             }
+            "restart_ice" => {
+                // Client-initiated restarts arrive as offers with new credentials; this is
+                // the server's side: a fresh offer with fresh credentials.
+                self.conn.restart_ice();
+                Ok(RequestOutcome {
+                    response: json!({ "type": "offer", "sdp": self.conn.create_offer(true)? }),
+                    ..Default::default()
+                })
+            }
             "add_candidate" => {
                 let CandidateParams { candidate } = params(method, p)?;
                 self.conn.add_remote_candidate(&candidate)?;
                 Ok(RequestOutcome::default())
             }
             other => Err(Error::invalid(format!(
-                "webrtc transports have no operation {other:?} (offer, create_offer, answer, add_candidate)"
+                "webrtc transports have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
             ))),
         }
     }

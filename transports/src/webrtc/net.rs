@@ -87,13 +87,11 @@ impl Net {
         self.socket.local_addr().ok()
     }
 
-    /// Registers a connection under its ICE username fragment; returns its timer key.
-    pub fn register(&self, ufrag: &str, conn: &Rc<Connection>) -> u64 {
+    /// Registers a connection for timers; returns its key. Its ICE username fragment is
+    /// added by [`Net::rename`] once its first local description exists.
+    pub fn register(&self, conn: &Rc<Connection>) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        self.by_ufrag
-            .borrow_mut()
-            .insert(ufrag.to_owned(), Rc::downgrade(conn));
         self.connections
             .borrow_mut()
             .insert(id, Rc::downgrade(conn));
@@ -109,10 +107,12 @@ impl Net {
             .retain(|_, c| c.upgrade().is_some_and(|c| c.key() != id));
     }
 
-    /// Re-keys a connection after an ICE restart.
+    /// Keys a connection by its (new) username fragment, forgetting the old one.
     pub fn rename(&self, old: &str, new: &str, conn: &Rc<Connection>) {
         let mut map = self.by_ufrag.borrow_mut();
-        map.remove(old);
+        if !old.is_empty() {
+            map.remove(old);
+        }
         map.insert(new.to_owned(), Rc::downgrade(conn));
     }
 
@@ -175,7 +175,7 @@ impl Net {
                 };
                 // Only an authenticated request may teach us a new address: otherwise anyone
                 // who learned a ufrag could steer datagrams into the connection.
-                if !stun_authentic(data, &c.pwd) {
+                if !stun_authentic(data, &c.pwd.borrow()) {
                     self.counters
                         .stun_auth_failures
                         .set(self.counters.stun_auth_failures.get() + 1);
