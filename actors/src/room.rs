@@ -371,6 +371,20 @@ pub(crate) struct RoomIo {
     pub on_crash: Box<dyn Fn(String)>,
     /// Packets dropped because they arrived while the room was busy (a sink re-entering).
     pub reentrant_drops: std::cell::Cell<u64>,
+    /// Whether `transport_created` has been announced; a state change reported while the
+    /// plugin is still being created waits for it, so no event precedes its object's birth.
+    pub announced: std::cell::Cell<bool>,
+    pub pending_state: std::cell::Cell<Option<TransportState>>,
+}
+
+impl RoomIo {
+    /// Marks the transport announced and reports a state it reached before that.
+    pub fn announce(&self) {
+        self.announced.set(true);
+        if let Some(state) = self.pending_state.take() {
+            self.on_state(state);
+        }
+    }
 }
 
 impl RoomIo {
@@ -411,6 +425,10 @@ impl TransportIo for RoomIo {
     }
 
     fn on_state(&self, state: TransportState) {
+        if !self.announced.get() {
+            self.pending_state.set(Some(state));
+            return;
+        }
         self.shared.events.emit(Event::TransportStateChanged {
             router: self.router,
             transport: self.transport,

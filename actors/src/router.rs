@@ -183,7 +183,10 @@ impl RouterActor {
             shared: shared.clone(),
             on_crash: Box::new(move |message| router_addr.do_send(RouterCrashed(message))),
             reentrant_drops: Default::default(),
+            announced: Default::default(),
+            pending_state: Default::default(),
         });
+        let announce = io.clone();
         let tctx = TransportContext {
             id,
             router: self.id,
@@ -236,6 +239,8 @@ impl RouterActor {
             kind: msg.kind.clone(),
             peer: msg.peer.clone(),
         });
+        drop(r);
+        announce.announce();
         Ok(TransportInfo {
             id,
             router: self.id,

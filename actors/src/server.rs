@@ -14,7 +14,7 @@ use crate::router::{
     AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
     JoinPeer, LeavePeer, RouterStatsRequest,
 };
-use crate::session::{Answer, Publish, PublishResult, Subscribe, SubscribeResult};
+use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, SubscribeResult};
 use crate::shared::{Shared, WorkerInfo};
 use crate::supervision::install_panic_hook;
 use crate::transport::{
@@ -516,6 +516,11 @@ impl ServerHandle {
     /// Applies a peer's SDP answer on its receive connection.
     pub async fn answer(&self, router: RouterId, peer: PeerId, sdp: String) -> Result<()> {
         Self::ask(self.router(router)?, Answer { peer, sdp }, "router").await
+    }
+
+    /// Restarts ICE on a peer's receive connection; returns the new offer.
+    pub async fn restart_ice(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
+        Self::ask(self.router(router)?, RestartIce { peer }, "router").await
     }
 
     /// Adds a peer to a room.

@@ -72,6 +72,41 @@ pub struct Answer {
     pub sdp: String,
 }
 
+/// Restarts ICE on a peer's receive connection: returns the server's new offer, with new
+/// credentials. (A client restarts its send connection by publishing a new offer.)
+#[derive(Message)]
+#[rtype(result = "Result<SubscribeResult>")]
+pub struct RestartIce {
+    /// The peer.
+    pub peer: PeerId,
+}
+
+impl Handler<RestartIce> for RouterActor {
+    type Result = Result<SubscribeResult>;
+    fn handle(&mut self, msg: RestartIce, _: &mut Self::Context) -> Self::Result {
+        let transport = receive_connection(&self.room, &msg.peer)?;
+        let result = ops::transport_request(&self.room, transport, "restart_ice", &json!({}))?;
+        self.room.borrow_mut().renegotiate.remove(&transport);
+        let sdp = result.response["sdp"]
+            .as_str()
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))?
+            .to_owned();
+        Ok(SubscribeResult { transport, sdp })
+    }
+}
+
+/// A peer's receive connection, or an error saying to subscribe first.
+fn receive_connection(room: &RoomRef, peer: &PeerId) -> Result<TransportId> {
+    let r = room.borrow();
+    let p = r.peer(peer).ok_or_else(|| Error::not_found("peer", peer))?;
+    p.recv.ok_or_else(|| {
+        Error::invalid(format!(
+            "peer {:?} has no receive connection: subscribe first",
+            peer.0
+        ))
+    })
+}
+
 fn ensure_connection(
     router: &mut RouterActor,
     ctx: &mut Context<RouterActor>,

@@ -400,3 +400,53 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     }
     t.server.shutdown().await.unwrap();
 }
+
+fn ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_gets_fresh_credentials_and_media_keeps_flowing() {
+    let t = start_webrtc(1);
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let alice = PeerId::parse("alice").unwrap();
+    let a = publish(&t, room, &alice, 0x0A10_0000).await;
+    let mut s = subscribe(&t, room, "viewer").await;
+    let (track, _) = first_video(&a, &mut s, b"before").await;
+    let first_ufrag = {
+        let offer = t.server.restart_ice(room, s.peer.clone()).await.unwrap();
+        let new_ufrag = ufrag(&offer.sdp);
+        assert!(!new_ufrag.is_empty());
+        s.renegotiate(&t, room, &offer.sdp).await;
+        new_ufrag
+    };
+    // A second restart changes them again: every restart is a new ICE session.
+    let offer = t.server.restart_ice(room, s.peer.clone()).await.unwrap();
+    assert_ne!(ufrag(&offer.sdp), first_ufrag);
+    s.renegotiate(&t, room, &offer.sdp).await;
+    // Media still flows after the restarts.
+    let mut seq = 500u16;
+    let got = loop {
+        a.video
+            .write_rtp(packet(a.video_ssrc, 100, seq, video(b"after", true)))
+            .await
+            .unwrap();
+        seq += 1;
+        match tokio::time::timeout(Duration::from_millis(200), next_payload(&track, b"after")).await
+        {
+            Ok(p) => break p,
+            Err(_) => assert!(seq < 530, "no media after the ICE restart"),
+        }
+    };
+    assert!(got.payload.ends_with(b"after"));
+    t.server.shutdown().await.unwrap();
+}

@@ -41,6 +41,11 @@ pub fn register(t: &mut MethodTable) {
         .add("transport.close", transport_close)
         .add("transport.dump", transport_dump)
         .add("transport.stats", transport_stats)
+        .add("transport.request", transport_request)
+        .add("webrtc.publish", webrtc_publish)
+        .add("webrtc.subscribe", webrtc_subscribe)
+        .add("webrtc.answer", webrtc_answer)
+        .add("webrtc.restart_ice", webrtc_restart_ice)
         .add("producer.create", producer_create)
         .add("producer.pause", producer_pause)
         .add("producer.resume", producer_resume)
@@ -536,4 +541,110 @@ async fn events_subscribe(ctx: Ctx, p: EventsParams) -> Result<Subscriptions, Rp
 
 async fn events_unsubscribe(ctx: Ctx, p: EventsParams) -> Result<Subscriptions, RpcError> {
     Ok(ctx.conn.unsubscribe(p.router))
+}
+
+/// `transport.request`: a plugin-specific operation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportRequestParams {
+    /// The transport.
+    pub transport: TransportId,
+    /// The plugin's operation, e.g. `offer` for `webrtc`.
+    pub method: String,
+    /// Its parameters.
+    #[serde(default = "empty_map")]
+    pub params: Value,
+}
+
+async fn transport_request(
+    ctx: Ctx,
+    p: TransportRequestParams,
+) -> Result<switchboard_actors::TransportRequestResult, RpcError> {
+    Ok(ctx
+        .server()
+        .transport_request(p.transport, &p.method, p.params)
+        .await?)
+}
+
+/// `webrtc.publish`: a peer's SDP offer for its send connection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcOfferParams {
+    /// The room.
+    pub router: RouterId,
+    /// The peer.
+    pub peer: String,
+    /// The SDP.
+    pub sdp: String,
+}
+
+/// One producer created by `webrtc.publish`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublishedTrack {
+    /// The producer.
+    pub id: ProducerId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The m-line's mid.
+    pub mid: Option<String>,
+    /// The MediaStream id (msid) the track belongs to.
+    pub stream_id: Option<String>,
+    /// The track id (msid).
+    pub track_id: Option<String>,
+}
+
+/// The result of `webrtc.publish`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebRtcPublishResult {
+    /// The peer's send connection.
+    pub transport: TransportId,
+    /// The server's SDP answer.
+    pub sdp: String,
+    /// Producers this offer created.
+    pub producers: Vec<PublishedTrack>,
+    /// Producers closed because their m-lines stopped sending.
+    pub closed_producers: Vec<ProducerId>,
+}
+
+async fn webrtc_publish(ctx: Ctx, p: WebRtcOfferParams) -> Result<WebRtcPublishResult, RpcError> {
+    let peer = peer_id(&p.peer)?;
+    let r = ctx.server().publish(p.router, peer, p.sdp).await?;
+    let text = |v: &Value, k: &str| v[k].as_str().map(str::to_owned);
+    Ok(WebRtcPublishResult {
+        transport: r.transport,
+        sdp: r.sdp,
+        producers: r
+            .producers
+            .iter()
+            .map(|(info, app)| PublishedTrack {
+                id: info.id,
+                kind: info.kind,
+                mid: text(app, "mid"),
+                stream_id: text(app, "stream_id"),
+                track_id: text(app, "track_id"),
+            })
+            .collect(),
+        closed_producers: r.closed_producers,
+    })
+}
+
+async fn webrtc_subscribe(
+    ctx: Ctx,
+    p: PeerParams,
+) -> Result<switchboard_actors::session::SubscribeResult, RpcError> {
+    let peer = peer_id(&p.peer)?;
+    Ok(ctx.server().subscribe_peer(p.router, peer).await?)
+}
+
+async fn webrtc_answer(ctx: Ctx, p: WebRtcOfferParams) -> Result<(), RpcError> {
+    let peer = peer_id(&p.peer)?;
+    Ok(ctx.server().answer(p.router, peer, p.sdp).await?)
+}
+
+async fn webrtc_restart_ice(
+    ctx: Ctx,
+    p: PeerParams,
+) -> Result<switchboard_actors::session::SubscribeResult, RpcError> {
+    let peer = peer_id(&p.peer)?;
+    Ok(ctx.server().restart_ice(p.router, peer).await?)
 }
