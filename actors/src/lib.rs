@@ -16,6 +16,8 @@
 //! and a transport hands each received packet straight to it. Start a server with
 //! [`Server::start`] and drive it through the [`ServerHandle`].
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod consumer;
 pub mod events;

@@ -14,6 +14,8 @@
 //! - [`event`] and [`error`]: what the server reports and how it fails.
 //! - [`config`]: the typed, validated configuration.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod event;

@@ -6,6 +6,8 @@
 //! The built-ins (logging, recorder, mixer) arrive with their own issue; until then this
 //! crate provides the registration seam the server binary calls.
 
+#![warn(missing_docs)]
+
 use switchboard_core::Result;
 use switchboard_core::middleware::MiddlewareRegistry;
 

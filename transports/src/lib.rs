@@ -6,6 +6,8 @@
 //! - [`direct`]: in-process RTP/RTCP for Rust code and tests.
 //! - [`webrtc`]: ICE-lite, DTLS-SRTP and SDP offer/answer for browsers and native apps.
 
+#![warn(missing_docs)]
+
 pub mod direct;
 pub mod webrtc;
 
