@@ -271,4 +271,5 @@ pub async fn wait_event(
         }
     }
 }
+pub mod relay;
 pub mod webrtc_client;

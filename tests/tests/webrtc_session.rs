@@ -450,3 +450,90 @@ async fn an_ice_restart_gets_fresh_credentials_and_media_keeps_flowing() {
     assert!(got.payload.ends_with(b"after"));
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
+    let t = start_webrtc(1);
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let alice = PeerId::parse("alice").unwrap();
+    let a = publish(&t, room, &alice, 0x0A20_0000).await;
+
+    // The viewer reaches the server through a relay that will lose one video packet.
+    let viewer = PeerId::parse("viewer").unwrap();
+    t.server.join_peer(room, viewer.clone()).await.unwrap();
+    let offer = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
+    let server_addr: std::net::SocketAddr = {
+        let line = offer
+            .sdp
+            .lines()
+            .find(|l| l.starts_with("a=candidate:"))
+            .unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        format!("{}:{}", f[4], f[5]).parse().unwrap()
+    };
+    let relay = switchboard_tests::relay::Relay::start(server_addr).await;
+    let mut client = Client::new(96, 111).await;
+    let answer = client
+        .answer(&relay.rewrite_sdp(&offer.sdp, server_addr))
+        .await;
+    t.server.answer(room, viewer.clone(), answer).await.unwrap();
+    client.connected().await;
+    let mut s = Subscriber {
+        peer: viewer,
+        client,
+        mids: m_lines(&offer.sdp),
+        tracks: HashMap::new(),
+    };
+    let (track, _) = first_video(&a, &mut s, b"start").await;
+
+    // Lose the next video packet on the way to the viewer, among ten tagged ones.
+    let mut seq = 2000u16;
+    let mut expected = Vec::new();
+    for k in 0..10u16 {
+        let mut tag = format!("lossy-{k:02}-").into_bytes();
+        tag.resize(600, b'.'); // video-sized, so the relay picks a video packet
+        expected.push(tag.clone());
+        if k == 4 {
+            relay.drop_next_large_rtp();
+        }
+        a.video
+            .write_rtp(packet(a.video_ssrc, 100, seq, video(&tag, false)))
+            .await
+            .unwrap();
+        seq += 1;
+    }
+    // Every payload arrives, the lost one through a NACK and a retransmission.
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let p = next_payload(&track, b"lossy-").await;
+        let body = p.payload[2..].to_vec();
+        if !got.contains(&body) {
+            got.push(body);
+        }
+    }
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(relay.dropped(), 1, "the relay lost exactly one packet");
+    let dump = t.server.dump_router(room).await.unwrap();
+    let consumer: switchboard_core::ConsumerId = dump["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "video")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stats = t.server.consumer_stats(consumer).await.unwrap();
+    assert!(
+        stats["counters"]["retransmitted"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    t.server.shutdown().await.unwrap();
+}
