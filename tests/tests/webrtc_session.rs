@@ -492,9 +492,9 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
     let (track, _) = first_video(&a, &mut s, b"start").await;
 
     // Lose the next video packet on the way to the viewer, among ten tagged ones.
-    let mut seq = 2000u16;
     let mut expected = Vec::new();
     for k in 0..10u16 {
+        let seq = 2000 + k;
         let mut tag = format!("lossy-{k:02}-").into_bytes();
         tag.resize(600, b'.'); // video-sized, so the relay picks a video packet
         expected.push(tag.clone());
@@ -505,7 +505,6 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
             .write_rtp(packet(a.video_ssrc, 100, seq, video(&tag, false)))
             .await
             .unwrap();
-        seq += 1;
     }
     // Every payload arrives, the lost one through a NACK and a retransmission.
     let mut got = Vec::new();
