@@ -273,3 +273,37 @@ pub async fn wait_event(
 }
 pub mod relay;
 pub mod webrtc_client;
+
+/// An RTP packet as a test client's track writes it: `timestamp` is `seq * 3000` (30 fps
+/// video), the marker set.
+pub fn client_rtp(ssrc: u32, pt: u8, seq: u16, payload: Vec<u8>) -> Packet {
+    Packet {
+        header: Header {
+            version: 2,
+            payload_type: pt,
+            ssrc,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 3000,
+            marker: true,
+            ..Default::default()
+        },
+        payload: Bytes::from(payload),
+    }
+}
+
+/// Polls a condition that no event announces (a counter on the server) until it holds,
+/// failing the test after [`DEADLINE`].
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

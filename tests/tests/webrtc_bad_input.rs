@@ -12,20 +12,6 @@ use switchboard_tests::webrtc_client::{Client, opus, vp8};
 use switchboard_tests::*;
 use webrtc::media_stream::track_local::TrackLocal;
 
-fn rtp(ssrc: u32, seq: u16, payload: Vec<u8>) -> rtc::rtp::Packet {
-    rtc::rtp::Packet {
-        header: rtc::rtp::header::Header {
-            version: 2,
-            payload_type: 96,
-            ssrc,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 3000,
-            ..Default::default()
-        },
-        payload: Bytes::from(payload),
-    }
-}
-
 /// The server's media address from a transport's candidate line.
 fn media_addr(local: &Value) -> SocketAddr {
     let candidate = local["candidates"][0].as_str().unwrap();
@@ -49,21 +35,6 @@ fn stun_request(username: &str) -> Vec<u8> {
     msg.extend_from_slice(&[9; 12]);
     msg.extend_from_slice(&attrs);
     msg
-}
-
-async fn eventually<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +105,7 @@ async fn bad_sdp_stray_udp_and_forged_stun_do_not_disturb_a_call() {
     let mut seq = 1u16;
     loop {
         video
-            .write_rtp(rtp(0x0B0B_0001, seq, vp8_payload(seq, true)))
+            .write_rtp(client_rtp(0x0B0B_0001, 96, seq, vp8_payload(seq, true)))
             .await
             .unwrap();
         seq += 1;
@@ -180,7 +151,7 @@ async fn bad_sdp_stray_udp_and_forged_stun_do_not_disturb_a_call() {
     for k in 0..20u16 {
         let s = seq + k;
         video
-            .write_rtp(rtp(0x0B0B_0001, s, vp8_payload(s, false)))
+            .write_rtp(client_rtp(0x0B0B_0001, 96, s, vp8_payload(s, false)))
             .await
             .unwrap();
         let p = next_rtp(&sub).await;

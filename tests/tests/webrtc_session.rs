@@ -33,21 +33,6 @@ fn m_lines(sdp: &str) -> Vec<String> {
     mids
 }
 
-fn packet(ssrc: u32, pt: u8, seq: u16, payload: Vec<u8>) -> rtc::rtp::Packet {
-    rtc::rtp::Packet {
-        header: rtc::rtp::header::Header {
-            version: 2,
-            payload_type: pt,
-            ssrc,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 3000,
-            marker: true,
-            ..Default::default()
-        },
-        payload: Bytes::from(payload),
-    }
-}
-
 struct Publisher {
     /// Kept so the connection stays open.
     _client: Client,
@@ -142,22 +127,6 @@ async fn next_payload(track: &Arc<dyn TrackRemote>, tag: &[u8]) -> rtc::rtp::Pac
     }
 }
 
-/// Polls a condition that no event announces (a counter on the server) until it holds.
-async fn eventually<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits for each peer's renegotiation offer.
 async fn offers_for(
     events: &mut mpsc::Receiver<Event>,
@@ -186,7 +155,7 @@ async fn first_video(p: &Publisher, s: &mut Subscriber, tag: &[u8]) -> (Arc<dyn 
     let payload = video(tag, true);
     let track = loop {
         p.video
-            .write_rtp(packet(p.video_ssrc, 100, seq, payload.clone()))
+            .write_rtp(client_rtp(p.video_ssrc, 100, seq, payload.clone()))
             .await
             .unwrap();
         seq += 1;
@@ -256,7 +225,7 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
         tag.extend(k.to_be_bytes());
         let payload = video(&tag, false);
         a.video
-            .write_rtp(packet(a.video_ssrc, 100, 1000 + k, payload))
+            .write_rtp(client_rtp(a.video_ssrc, 100, 1000 + k, payload))
             .await
             .unwrap();
     }
@@ -270,7 +239,7 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     }
     // Audio too.
     a.audio
-        .write_rtp(packet(a.audio_ssrc, 109, 1, b"A-audio".to_vec()))
+        .write_rtp(client_rtp(a.audio_ssrc, 109, 1, b"A-audio".to_vec()))
         .await
         .unwrap();
     for s in subs.iter_mut() {
@@ -346,7 +315,12 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     // payloads byte for byte.)
     let retransmitted = |v: serde_json::Value| v["counters"]["retransmitted"].as_u64().unwrap();
     d.video
-        .write_rtp(packet(d.video_ssrc, 100, 5000, video(b"D-nack-me", false)))
+        .write_rtp(client_rtp(
+            d.video_ssrc,
+            100,
+            5000,
+            video(b"D-nack-me", false),
+        ))
         .await
         .unwrap();
     let original = next_payload(&d_track, b"D-nack-me").await;
@@ -437,7 +411,7 @@ async fn an_ice_restart_gets_fresh_credentials_and_media_keeps_flowing() {
     let mut seq = 500u16;
     let got = loop {
         a.video
-            .write_rtp(packet(a.video_ssrc, 100, seq, video(b"after", true)))
+            .write_rtp(client_rtp(a.video_ssrc, 100, seq, video(b"after", true)))
             .await
             .unwrap();
         seq += 1;
@@ -502,7 +476,7 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
             relay.drop_next_large_rtp();
         }
         a.video
-            .write_rtp(packet(a.video_ssrc, 100, seq, video(&tag, false)))
+            .write_rtp(client_rtp(a.video_ssrc, 100, seq, video(&tag, false)))
             .await
             .unwrap();
     }
