@@ -1,6 +1,5 @@
 //! Bad input on the WebRTC transport is rejected and counted, and a running call goes on.
 
-use bytes::Bytes;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, UdpSocket};
