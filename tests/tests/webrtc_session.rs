@@ -1,7 +1,6 @@
 //! Rooms of WebRTC peers driven by native SDP: publish, subscribe, automatic subscription,
 //! renegotiation, m-line reuse, NACK and PLI. Clients are webrtc-rs peer connections.
 
-use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
