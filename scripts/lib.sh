@@ -66,3 +66,22 @@ sb_setup() {
     sb_apt_packages
     sb_rust
 }
+
+# Installs the npm packages of tests/browser (playwright-core, which drives Chromium in the
+# browser end-to-end test) when node_modules is missing or package-lock.json changed since
+# the last install. npm ci empties node_modules first, so the copy of the lockfile kept there
+# disappears with a half-finished install too.
+sb_browser_packages() {
+    local dir="$sb_root/tests/browser"
+    local stamp="$dir/node_modules/.installed-package-lock.json"
+    if cmp -s "$dir/package-lock.json" "$stamp"; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: install Node.js 20 or later with npm, then run this again" >&2
+        return 1
+    fi
+    sb_log "installing the browser test's npm packages (tests/browser)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$stamp"
+}

@@ -203,7 +203,7 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     let mut subs = Vec::new();
     for name in ["s1", "s2", "s3"] {
         let s = subscribe(&t, room, name).await;
-        assert_eq!(s.mids.len(), 2, "alice's audio and video");
+        assert_eq!(s.mids.len(), 3, "the data channel, alice's audio and video");
         subs.push(s);
     }
 
@@ -263,12 +263,12 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
         let offer = &offers[&s.peer];
         assert_eq!(
             m_lines(offer).len(),
-            4,
-            "alice's two and dave's two m-lines"
+            5,
+            "the data channel, alice's two and dave's two m-lines"
         );
         let old: Vec<String> = s.mids.clone();
         assert_eq!(
-            &m_lines(offer)[..2],
+            &m_lines(offer)[..3],
             old.as_slice(),
             "existing mids keep their order"
         );
@@ -354,7 +354,7 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     let offers = offers_for(&mut events, &peers).await;
     for s in subs.iter_mut() {
         let offer = offers[&s.peer].clone();
-        assert_eq!(m_lines(&offer).len(), 4, "closed m-lines stay, inactive");
+        assert_eq!(m_lines(&offer).len(), 5, "closed m-lines stay, inactive");
         s.renegotiate(&t, room, &offer).await;
     }
     let erin = PeerId::parse("erin").unwrap();
@@ -365,7 +365,7 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
         let mids = m_lines(&offer);
         assert_eq!(
             mids.len(),
-            4,
+            5,
             "erin's tracks reuse alice's m-lines: the SDP does not grow"
         );
         assert_eq!(mids, s.mids, "mids and their order are stable");
@@ -507,5 +507,28 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
         stats["counters"]["retransmitted"].as_u64().unwrap() >= 1,
         "{stats}"
     );
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_of_an_empty_room_receives_whoever_publishes_later() {
+    let t = start_webrtc(1);
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let mut events = t.server.subscribe_room(room);
+    // The first offer carries only the connection's data channel: it connects at once.
+    let mut s = subscribe(&t, room, "early").await;
+    assert_eq!(s.mids.len(), 1, "the data channel's m-line");
+    let alice = PeerId::parse("alice").unwrap();
+    let a = publish(&t, room, &alice, 0x0A30_0000).await;
+    let offers = offers_for(&mut events, std::slice::from_ref(&s.peer)).await;
+    s.renegotiate(&t, room, &offers[&s.peer]).await;
+    assert_eq!(s.mids.len(), 3, "the data channel and alice's two tracks");
+    let (_track, ssrc) = first_video(&a, &mut s, b"late").await;
+    assert_ne!(ssrc, a.video_ssrc);
     t.server.shutdown().await.unwrap();
 }

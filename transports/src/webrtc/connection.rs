@@ -32,6 +32,12 @@ struct Outgoing {
     /// The consumer's extension ids (the router's) mapped to the ids negotiated on this leg.
     router_ext_ids: Vec<(String, u8)>,
     ext_map: [u8; 256],
+    /// The router's id of the SDES MID extension, whose value must name the m-line this
+    /// track has on this connection (the publisher's mid means nothing here, and a receiver
+    /// routes packets to m-lines by it).
+    mid_router_id: Option<u8>,
+    /// This track's mid on this connection, once negotiated.
+    mid: Option<Bytes>,
 }
 
 /// Counters of one connection.
@@ -292,6 +298,13 @@ impl Connection {
             return Ok(None);
         }
         let mut pc = self.pc.borrow_mut();
+        if !self.offered.get() {
+            // A receive connection always carries one data channel: its first offer then has
+            // an m-line (and ICE parameters) even in an empty room, which every stack can
+            // answer, and the connection is up before the first track arrives.
+            pc.create_data_channel("switchboard", None)
+                .map_err(failed)?;
+        }
         let offer = pc.create_offer(None).map_err(failed)?;
         pc.set_local_description(Instant::now(), offer)
             .map_err(failed)?;
@@ -320,7 +333,10 @@ impl Connection {
                 "no offer is waiting for an answer on this connection",
             ));
         }
-        {
+        // An answer without m-lines has no ICE parameters, which the stack refuses; there is
+        // nothing in it to apply. (Receive connections always offer their data channel, so
+        // this is a client that rejected everything.)
+        if !switchboard_core::sdp::media_sections(answer).is_empty() {
             let mut pc = self.pc.borrow_mut();
             let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(invalid_sdp)?;
             pc.set_remote_description(Instant::now(), answer)
@@ -407,6 +423,21 @@ impl Connection {
                     }
                 }
             }
+            let transceivers: Vec<_> = pc.get_transceivers().collect();
+            let mut mids = Vec::new();
+            for t in transceivers {
+                if let Some(tr) = pc.rtp_transceiver(t)
+                    && let (Some(sender), Some(mid)) = (tr.sender(), tr.mid().clone())
+                {
+                    mids.push((sender, mid));
+                }
+            }
+            for out in self.outgoing.borrow_mut().values_mut() {
+                out.mid = mids
+                    .iter()
+                    .find(|(s, _)| *s == out.sender)
+                    .map(|(_, mid)| Bytes::from(mid.clone().into_bytes()));
+            }
         }
         self.drain(true);
     }
@@ -460,6 +491,9 @@ impl Connection {
                     .map(|e| (e.uri.clone(), e.id))
                     .collect(),
                 ext_map: [0; 256],
+                mid_router_id: params
+                    .extension_id(switchboard_core::rtp_parameters::extension_uri::MID),
+                mid: None,
             },
         );
         Ok(())
@@ -491,6 +525,11 @@ impl Connection {
             };
             // Extension ids on this leg were negotiated by the connection, not the router.
             packet.header.extensions.retain_mut(|e| {
+                if Some(e.id) == out.mid_router_id
+                    && let Some(mid) = &out.mid
+                {
+                    e.payload = mid.clone();
+                }
                 let id = out.ext_map[usize::from(e.id)];
                 e.id = id;
                 id != 0
