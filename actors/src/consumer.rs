@@ -123,7 +123,31 @@ impl Handler<ConsumerStatsRequest> for ConsumerActor {
             .forwarder
             .consumer_stats(self.id)
             .ok_or_else(|| Error::not_found("consumer", self.id))?;
-        Ok(json!({ "type": "consumer", "id": self.id, "counters": stats }))
+        let node = r.consumers.get(&self.id);
+        let clock_rate = node
+            .and_then(|n| n.rtp_parameters.codecs.first())
+            .map(|c| c.clock_rate)
+            .filter(|rate| *rate > 0);
+        // What the receiver last reported, in base units, named as in WebRTC's
+        // remote-inbound-rtp statistics.
+        let remote = json!({
+            "round_trip_time": stats.rtt_ms.map(|ms| ms / 1000.0),
+            "fraction_lost": f64::from(stats.fraction_lost) / 256.0,
+            "packets_lost": stats.packets_lost,
+            "jitter": clock_rate.map(|rate| f64::from(stats.jitter) / f64::from(rate)),
+        });
+        Ok(json!({
+            "type": "consumer",
+            "id": self.id,
+            "router": r.id,
+            "transport": node.map(|n| n.transport),
+            "producer": node.map(|n| n.producer),
+            "kind": node.map(|n| n.kind),
+            "paused": node.map(|n| n.paused),
+            "ssrc": node.and_then(|n| n.rtp_parameters.encodings.first()).and_then(|e| e.ssrc),
+            "counters": stats,
+            "remote": remote,
+        }))
     }
 }
 

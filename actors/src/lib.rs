@@ -21,6 +21,7 @@
 pub mod api;
 pub mod consumer;
 pub mod events;
+pub mod metrics;
 mod ops;
 pub mod producer;
 mod room;
@@ -34,4 +35,5 @@ pub mod worker;
 
 pub use api::*;
 pub use server::{Server, ServerHandle};
+pub use server::{ServerMetrics, WorkerMetrics};
 pub use shared::WorkerInfo;

@@ -121,9 +121,14 @@ impl Handler<ProducerStatsRequest> for ProducerActor {
             .forwarder
             .producer_stats(self.id)
             .ok_or_else(|| Error::not_found("producer", self.id))?;
+        let node = r.producers.get(&self.id);
         Ok(json!({
             "type": "producer",
             "id": self.id,
+            "router": r.id,
+            "transport": node.map(|n| n.transport),
+            "kind": node.map(|n| n.kind),
+            "paused": node.map(|n| n.paused),
             "ssrc": r.forwarder.producer_ssrc(self.id),
             "counters": stats,
         }))

@@ -7,6 +7,7 @@
 //! first, emits exactly one event, and stops the object's actor.
 
 use crate::consumer::ConsumerActor;
+use crate::metrics::MediaTotals;
 use crate::producer::ProducerActor;
 use crate::shared::Shared;
 use crate::supervision::contain;
@@ -42,6 +43,8 @@ pub(crate) type PluginRef = Rc<RefCell<Option<Box<dyn Transport>>>>;
 
 pub(crate) struct TransportNode {
     pub addr: Addr<TransportActor>,
+    /// How the transport reports to the room; holds its state and drop counter.
+    pub io: Rc<RoomIo>,
     pub peer: Option<PeerId>,
     pub kind: String,
     pub sink: Rc<dyn MediaSink>,
@@ -128,11 +131,17 @@ pub(crate) struct Room {
     pub auto_subscribe: bool,
     pub middleware: Vec<AttachedMiddleware>,
     pub closed: bool,
+    /// What closed producers, consumers and transports of this room counted, so the room's
+    /// totals never go backwards.
+    pub closed_totals: MediaTotals,
 }
 
 impl Room {
     /// Emits an event to middleware and subscribers.
     pub fn emit(&mut self, event: Event) {
+        // In the span of whatever caused it (room, peer, transport), so a room's story can be
+        // followed in the logs at debug level.
+        tracing::debug!(?event, "room event");
         let mut failed = Vec::new();
         for (i, m) in self.middleware.iter_mut().enumerate() {
             if let Err(message) = contain(|| m.instance.on_event(&event)) {
@@ -147,6 +156,7 @@ impl Room {
         failed.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
         for (i, message) in failed {
             let m = self.middleware.remove(i);
+            crate::metrics::middleware_failed(&m.name);
             tracing::error!(router = %self.id, middleware = %m.name, %message, "middleware panicked; detached");
         }
     }
@@ -158,6 +168,11 @@ impl Room {
             _ => {
                 // Counted by the forwarder as malformed.
                 self.forwarder.on_rtp(transport, packet, Instant::now());
+                // Counted here too, so the worker's count equals the sum of its routers'.
+                self.shared
+                    .load(self.worker)
+                    .packets_in
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -170,6 +185,7 @@ impl Room {
             ..
         } = self;
         let mut failed = Vec::new();
+        let payload = packet.payload.len() as u64;
         let outcome = forwarder.on_packet_with(transport, packet, Instant::now(), |pid, pkt| {
             for (i, m) in middleware.iter_mut().enumerate() {
                 if let Err(message) = contain(|| m.instance.on_rtp(pid, pkt)) {
@@ -180,9 +196,12 @@ impl Room {
         self.detach_failed(failed);
         let load = self.shared.load(self.worker);
         load.packets_in.fetch_add(1, Ordering::Relaxed);
+        load.bytes_in.fetch_add(payload, Ordering::Relaxed);
         if let RtpOutcome::Forwarded { consumers, .. } = outcome {
             load.packets_out
                 .fetch_add(consumers as u64, Ordering::Relaxed);
+            load.bytes_out
+                .fetch_add(payload * consumers as u64, Ordering::Relaxed);
         }
     }
 
@@ -191,6 +210,9 @@ impl Room {
         let Some(node) = self.consumers.remove(&id) else {
             return false;
         };
+        if let Some(stats) = self.forwarder.consumer_stats(id) {
+            self.closed_totals.consumers.add(stats);
+        }
         self.forwarder.remove_consumer(id);
         self.renegotiate.insert(node.transport);
         self.shared.index.consumers.remove(&id);
@@ -225,6 +247,9 @@ impl Room {
             .collect();
         for cid in consumers {
             self.close_consumer(cid, CloseReason::ProducerClosed);
+        }
+        if let Some(stats) = self.forwarder.producer_stats(id) {
+            self.closed_totals.producers.add(stats);
         }
         self.forwarder.remove_producer(id);
         self.shared.index.producers.remove(&id);
@@ -272,6 +297,7 @@ impl Room {
         let Some(node) = self.transports.remove(&id) else {
             return false;
         };
+        self.closed_totals.reentrant_drops += node.io.reentrant_drops.get();
         self.renegotiate.remove(&id);
         for p in &mut self.peers {
             if p.send == Some(id) {
@@ -346,11 +372,39 @@ impl Room {
             .load(self.worker)
             .routers
             .fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::room_closed(self.id, &self.totals());
         self.shared.events.emit(Event::RouterClosed {
             router: self.id,
             reason,
         });
         true
+    }
+}
+
+impl Room {
+    /// Everything this room has counted since it opened: the forwarder's router-wide
+    /// counters, its live producers and consumers, and those that closed.
+    pub fn totals(&self) -> MediaTotals {
+        let mut t = self.closed_totals.clone();
+        let live = MediaTotals {
+            router: self.forwarder.stats().clone(),
+            ..Default::default()
+        };
+        t.merge(&live);
+        for id in self.producers.keys() {
+            if let Some(s) = self.forwarder.producer_stats(*id) {
+                t.producers.add(s);
+            }
+        }
+        for id in self.consumers.keys() {
+            if let Some(s) = self.forwarder.consumer_stats(*id) {
+                t.consumers.add(s);
+            }
+        }
+        for node in self.transports.values() {
+            t.reentrant_drops += node.io.reentrant_drops.get();
+        }
+        t
     }
 }
 
@@ -375,6 +429,12 @@ pub(crate) struct RoomIo {
     /// plugin is still being created waits for it, so no event precedes its object's birth.
     pub announced: std::cell::Cell<bool>,
     pub pending_state: std::cell::Cell<Option<TransportState>>,
+    /// The plugin kind, for metrics by kind.
+    pub kind: String,
+    /// The last state the transport reported.
+    pub state: std::cell::Cell<TransportState>,
+    /// The stage of a failure the transport is about to report (`on_failure`).
+    pub failure_stage: std::cell::Cell<Option<&'static str>>,
 }
 
 impl RoomIo {
@@ -425,6 +485,11 @@ impl TransportIo for RoomIo {
     }
 
     fn on_state(&self, state: TransportState) {
+        let previous = self.state.replace(state);
+        if state == TransportState::Failed && previous != TransportState::Failed {
+            let stage = self.failure_stage.take().unwrap_or("unknown");
+            crate::metrics::transport_failed(&self.kind, stage);
+        }
         if !self.announced.get() {
             self.pending_state.set(Some(state));
             return;
@@ -434,5 +499,9 @@ impl TransportIo for RoomIo {
             transport: self.transport,
             state,
         });
+    }
+
+    fn on_failure(&self, stage: &'static str) {
+        self.failure_stage.set(Some(stage));
     }
 }

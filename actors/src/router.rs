@@ -28,6 +28,9 @@ const TICK: Duration = Duration::from_millis(20);
 pub struct RouterActor {
     pub(crate) id: RouterId,
     pub(crate) room: RoomRef,
+    /// The room's span: entered while handling its messages, so every log line about the
+    /// room (and, through child spans, its peers and transports) carries its id.
+    pub(crate) span: tracing::Span,
     factories: Factories,
     guard: CrashGuard,
 }
@@ -42,6 +45,7 @@ impl RouterActor {
         auto_subscribe: bool,
     ) -> Self {
         let forwarder = Forwarder::new(ForwarderConfig::from(&shared.config.media));
+        let span = tracing::info_span!("room", room = %id);
         let room = Rc::new(RefCell::new(Room {
             id,
             worker,
@@ -56,11 +60,14 @@ impl RouterActor {
             auto_subscribe,
             middleware: Vec::new(),
             closed: false,
+            closed_totals: Default::default(),
         }));
+        crate::metrics::room_opened(id, Rc::downgrade(&room));
         let weak = Rc::downgrade(&room);
         Self {
             id,
             room,
+            span,
             factories,
             guard: CrashGuard::new(move |message| {
                 if let Some(room) = weak.upgrade()
@@ -128,6 +135,7 @@ pub struct CloseRouter(pub CloseReason);
 impl Handler<CloseRouter> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: CloseRouter, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         self.room.borrow_mut().close(msg.0);
         self.guard.disarm();
         ctx.stop();
@@ -149,6 +157,7 @@ pub struct CreateTransport {
 impl Handler<CreateTransport> for RouterActor {
     type Result = Result<TransportInfo>;
     fn handle(&mut self, msg: CreateTransport, ctx: &mut Self::Context) -> Result<TransportInfo> {
+        let _span = self.span.clone().entered();
         self.create_transport(msg, ctx)
     }
 }
@@ -175,6 +184,13 @@ impl RouterActor {
             (r.shared.clone(), r.worker, r.capabilities.clone())
         };
         let id = TransportId::new();
+        // Created in whatever span the caller entered (the room's, or a peer's inside it).
+        let span = tracing::info_span!(
+            "transport",
+            transport = %id,
+            kind = %msg.kind,
+            peer = msg.peer.as_ref().map(|p| p.0.as_str()),
+        );
         let router_addr = ctx.address();
         let io = Rc::new(RoomIo {
             transport: id,
@@ -185,8 +201,12 @@ impl RouterActor {
             reentrant_drops: Default::default(),
             announced: Default::default(),
             pending_state: Default::default(),
+            kind: msg.kind.clone(),
+            state: std::cell::Cell::new(switchboard_core::transport::TransportState::New),
+            failure_stage: Default::default(),
         });
         let announce = io.clone();
+        let node_io = io.clone();
         let tctx = TransportContext {
             id,
             router: self.id,
@@ -215,6 +235,7 @@ impl RouterActor {
             msg.kind.clone(),
             self.room.clone(),
             plugin.clone(),
+            span,
         )
         .start();
         let mut r = self.room.borrow_mut();
@@ -222,6 +243,7 @@ impl RouterActor {
             id,
             crate::room::TransportNode {
                 addr: addr.clone(),
+                io: node_io,
                 peer: msg.peer.clone(),
                 kind: msg.kind.clone(),
                 sink,
@@ -259,6 +281,7 @@ pub struct JoinPeer(pub PeerId);
 impl Handler<JoinPeer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: JoinPeer, _: &mut Self::Context) -> Result<()> {
+        let _span = self.span.clone().entered();
         let mut r = self.room.borrow_mut();
         if r.peer(&msg.0).is_some() {
             return Err(Error::new(
@@ -292,6 +315,7 @@ pub struct LeavePeer(pub PeerId);
 impl Handler<LeavePeer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: LeavePeer, _: &mut Self::Context) -> Result<()> {
+        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.0).entered();
         if self
             .room
             .borrow_mut()
@@ -329,6 +353,7 @@ pub struct AttachMiddleware {
 impl Handler<AttachMiddleware> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: AttachMiddleware, _: &mut Self::Context) -> Result<()> {
+        let _span = self.span.clone().entered();
         let mut r = self.room.borrow_mut();
         if r.middleware.iter().any(|m| m.name == msg.name) {
             return Err(Error::new(
@@ -363,6 +388,7 @@ pub struct DetachMiddleware(pub String);
 impl Handler<DetachMiddleware> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: DetachMiddleware, _: &mut Self::Context) -> Result<()> {
+        let _span = self.span.clone().entered();
         let mut r = self.room.borrow_mut();
         let i = r
             .middleware
@@ -431,11 +457,15 @@ impl Handler<RouterStatsRequest> for RouterActor {
         Ok(json!({
             "type": "router",
             "id": r.id,
+            "worker": r.worker,
             "peers": r.peers.len(),
             "transports": r.transports.len(),
             "producers": r.forwarder.producer_count(),
             "consumers": r.forwarder.consumer_count(),
             "counters": r.forwarder.stats(),
+            // Everything the room counted, closed producers and consumers included: the
+            // numbers `/metrics` reports for this room.
+            "totals": r.totals(),
             "middleware": middleware,
         }))
     }

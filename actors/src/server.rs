@@ -284,6 +284,42 @@ async fn boot(shared: Arc<Shared>, workers: usize) -> Result<Addr<ServerActor>> 
     Ok(server)
 }
 
+/// The workers' arbiters, to run metrics collection on their threads.
+struct Arbiters;
+
+impl Message for Arbiters {
+    type Result = Vec<ArbiterHandle>;
+}
+
+impl Handler<Arbiters> for ServerActor {
+    type Result = actix::MessageResult<Arbiters>;
+    fn handle(&mut self, _: Arbiters, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.workers.iter().map(|w| w.arbiter.clone()).collect())
+    }
+}
+
+/// What every worker has counted, as [`ServerHandle::metrics`] gathers it.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    /// Each worker, by number.
+    pub workers: Vec<WorkerMetrics>,
+    /// Events the bus dropped because a subscriber fell behind.
+    pub events_dropped: u64,
+}
+
+/// One worker's counters.
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    /// Its load, read from shared counters without asking the worker: objects, packets and
+    /// bytes in and out, the placement score.
+    pub load: WorkerInfo,
+    /// Its thread's Linux thread id, once known.
+    pub thread_id: Option<u32>,
+    /// What the worker thread counted, or `None` when it did not answer in time (busy, or
+    /// stopped).
+    pub media: Option<crate::metrics::WorkerMedia>,
+}
+
 struct WorkerAddr(WorkerId);
 
 impl Message for WorkerAddr {
@@ -396,6 +432,48 @@ impl ServerHandle {
             .enumerate()
             .map(|(i, l)| l.info(WorkerId(i as u32)))
             .collect()
+    }
+
+    /// Gathers every worker's counters: the shared load counters at once, and the media
+    /// counters by asking each worker thread (once per worker, in parallel). A worker that
+    /// does not answer within `timeout` is reported without media counters rather than
+    /// holding up the others. With `per_room`, each open room's counters come too.
+    ///
+    /// Needs a Tokio runtime (for the timeout).
+    pub async fn metrics(&self, per_room: bool, timeout: std::time::Duration) -> ServerMetrics {
+        let arbiters = self.server.send(Arbiters).await.unwrap_or_default();
+        let pending: Vec<_> = arbiters
+            .iter()
+            .map(|arbiter| {
+                let (tx, rx) = oneshot::channel();
+                let spawned = arbiter.spawn_fn(move || {
+                    let _ = tx.send(crate::metrics::collect_here(per_room));
+                });
+                spawned.then_some(rx)
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut workers = Vec::with_capacity(self.shared.loads.len());
+        let mut pending = pending.into_iter();
+        for (i, load) in self.shared.loads.iter().enumerate() {
+            let media = match pending.next().flatten() {
+                Some(rx) => tokio::time::timeout_at(deadline, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+                None => None,
+            };
+            let tid = load.thread_id.load(Ordering::Relaxed);
+            workers.push(WorkerMetrics {
+                load: load.info(WorkerId(i as u32)),
+                thread_id: (tid != 0).then_some(tid),
+                media,
+            });
+        }
+        ServerMetrics {
+            workers,
+            events_dropped: self.shared.events.dropped(),
+        }
     }
 
     /// Live routers and their workers.

@@ -84,6 +84,7 @@ pub struct RestartIce {
 impl Handler<RestartIce> for RouterActor {
     type Result = Result<SubscribeResult>;
     fn handle(&mut self, msg: RestartIce, _: &mut Self::Context) -> Self::Result {
+        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let transport = receive_connection(&self.room, &msg.peer)?;
         let result = ops::transport_request(&self.room, transport, "restart_ice", &json!({}))?;
         self.room.borrow_mut().renegotiate.remove(&transport);
@@ -169,6 +170,7 @@ fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
 impl Handler<Publish> for RouterActor {
     type Result = Result<PublishResult>;
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let (transport, _) = ensure_connection(self, ctx, &msg.peer, true)?;
         let result =
             ops::transport_request(&self.room, transport, "offer", &json!({ "sdp": msg.sdp }))?;
@@ -204,6 +206,7 @@ impl Handler<Publish> for RouterActor {
 impl Handler<Subscribe> for RouterActor {
     type Result = Result<SubscribeResult>;
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let (transport, created) = ensure_connection(self, ctx, &msg.peer, false)?;
         if created && self.room.borrow().auto_subscribe {
             let producers = others_producers(&self.room, &msg.peer);
@@ -227,6 +230,7 @@ impl Handler<Subscribe> for RouterActor {
 impl Handler<Answer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
+        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let transport = {
             let r = self.room.borrow();
             let p = r

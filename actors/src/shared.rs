@@ -9,7 +9,7 @@ use actix::Addr;
 use dashmap::DashMap;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use switchboard_core::config::Config;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::transport::TransportRegistry;
@@ -42,6 +42,13 @@ pub struct WorkerLoad {
     pub packets_in: AtomicU64,
     /// RTP packets sent to consumers.
     pub packets_out: AtomicU64,
+    /// RTP payload bytes received.
+    pub bytes_in: AtomicU64,
+    /// RTP payload bytes sent to consumers.
+    pub bytes_out: AtomicU64,
+    /// The worker thread's Linux thread id (0 until it started), so its CPU time can be read
+    /// from `/proc` by another thread, even while the worker is too busy to answer.
+    pub thread_id: AtomicU32,
 }
 
 /// A snapshot of a worker's load.
@@ -61,6 +68,12 @@ pub struct WorkerInfo {
     pub packets_in: u64,
     /// RTP packets forwarded so far.
     pub packets_out: u64,
+    /// RTP payload bytes received so far.
+    pub bytes_in: u64,
+    /// RTP payload bytes forwarded so far.
+    pub bytes_out: u64,
+    /// The placement score: lower is less loaded.
+    pub score: usize,
 }
 
 impl WorkerLoad {
@@ -74,6 +87,9 @@ impl WorkerLoad {
             consumers: self.consumers.load(Ordering::Relaxed),
             packets_in: self.packets_in.load(Ordering::Relaxed),
             packets_out: self.packets_out.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            score: self.score(),
         }
     }
 

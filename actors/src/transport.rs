@@ -20,6 +20,9 @@ pub struct TransportActor {
     pub(crate) room: RoomRef,
     pub(crate) plugin: PluginRef,
     pub(crate) guard: CrashGuard,
+    /// The transport's span (a child of its room's, or its peer's), entered while handling
+    /// its messages.
+    pub(crate) span: tracing::Span,
 }
 
 impl TransportActor {
@@ -29,6 +32,7 @@ impl TransportActor {
         kind: String,
         room: RoomRef,
         plugin: PluginRef,
+        span: tracing::Span,
     ) -> Self {
         let weak = Rc::downgrade(&room);
         Self {
@@ -37,6 +41,7 @@ impl TransportActor {
             kind,
             room,
             plugin,
+            span,
             guard: CrashGuard::new(move |message| {
                 if let Some(room) = weak.upgrade()
                     && let Ok(mut r) = room.try_borrow_mut()
@@ -103,6 +108,7 @@ pub struct ConnectTransport(pub Value);
 impl Handler<ConnectTransport> for TransportActor {
     type Result = Result<Value>;
     fn handle(&mut self, msg: ConnectTransport, _: &mut Self::Context) -> Result<Value> {
+        let _span = self.span.clone().entered();
         self.with_plugin(|t| t.connect(&msg.0))?
     }
 }
@@ -115,6 +121,7 @@ pub struct CloseTransport;
 impl Handler<CloseTransport> for TransportActor {
     type Result = Result<()>;
     fn handle(&mut self, _: CloseTransport, _: &mut Self::Context) -> Result<()> {
+        let _span = self.span.clone().entered();
         self.room
             .borrow_mut()
             .close_transport(self.id, CloseReason::Requested);
@@ -131,7 +138,30 @@ impl Handler<TransportStatsRequest> for TransportActor {
     type Result = Result<Value>;
     fn handle(&mut self, _: TransportStatsRequest, _: &mut Self::Context) -> Result<Value> {
         let plugin = self.with_plugin(|t| t.stats())?;
-        Ok(json!({ "type": "transport", "id": self.id, "kind": self.kind, "plugin": plugin }))
+        let r = self.room.borrow();
+        let node = r.transports.get(&self.id);
+        let producers = r
+            .producers
+            .values()
+            .filter(|p| p.transport == self.id)
+            .count();
+        let consumers = r
+            .consumers
+            .values()
+            .filter(|c| c.transport == self.id)
+            .count();
+        Ok(json!({
+            "type": "transport",
+            "id": self.id,
+            "router": self.router,
+            "kind": self.kind,
+            "peer": node.and_then(|n| n.peer.clone()),
+            "state": node.map(|n| n.io.state.get()),
+            "producers": producers,
+            "consumers": consumers,
+            "reentrant_drops": node.map(|n| n.io.reentrant_drops.get()),
+            "plugin": plugin,
+        }))
     }
 }
 
@@ -176,6 +206,7 @@ pub struct Produce(pub ProduceOptions);
 impl Handler<Produce> for TransportActor {
     type Result = Result<ProducerInfo>;
     fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Result<ProducerInfo> {
+        let _span = self.span.clone().entered();
         let o = msg.0;
         ops::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)
     }
@@ -195,6 +226,7 @@ pub struct TransportRequest {
 impl Handler<TransportRequest> for TransportActor {
     type Result = Result<TransportRequestResult>;
     fn handle(&mut self, msg: TransportRequest, _: &mut Self::Context) -> Self::Result {
+        let _span = self.span.clone().entered();
         ops::transport_request(&self.room, self.id, &msg.method, &msg.params)
     }
 }
@@ -202,6 +234,7 @@ impl Handler<TransportRequest> for TransportActor {
 impl Handler<Consume> for TransportActor {
     type Result = Result<ConsumerInfo>;
     fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Result<ConsumerInfo> {
+        let _span = self.span.clone().entered();
         let o = msg.0;
         ops::create_consumer(
             &self.room,

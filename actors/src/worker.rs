@@ -31,11 +31,19 @@ pub struct WorkerActor {
     factories: Factories,
     init_error: Option<Error>,
     guard: CrashGuard,
+    /// Parent of the spans of this worker's rooms, so logs can be filtered by worker.
+    span: tracing::Span,
 }
 
 impl WorkerActor {
     /// Builds the worker on its own thread, starting each plugin there the first time.
     pub(crate) fn boot(id: WorkerId, shared: Arc<Shared>, server: Addr<ServerActor>) -> Self {
+        if let Some(tid) = crate::metrics::current_thread_id() {
+            shared
+                .load(id)
+                .thread_id
+                .store(tid, std::sync::atomic::Ordering::Relaxed);
+        }
         let (factories, init_error) = THREAD_FACTORIES.with(|slot| {
             let mut slot = slot.borrow_mut();
             slot.get_or_insert_with(|| start_plugins(id, &shared))
@@ -46,6 +54,7 @@ impl WorkerActor {
             shared,
             factories,
             init_error,
+            span: tracing::info_span!("worker", worker = id.0),
             guard: CrashGuard::new(move |message| {
                 server.do_send(WorkerCrashed {
                     worker: id,
@@ -136,6 +145,8 @@ pub(crate) struct SpawnRouter {
 impl Handler<SpawnRouter> for WorkerActor {
     type Result = Result<Addr<RouterActor>>;
     fn handle(&mut self, msg: SpawnRouter, _: &mut Self::Context) -> Self::Result {
+        // The router's span is created inside, and so becomes a child of this one.
+        let _span = self.span.enter();
         let addr = RouterActor::new(
             msg.id,
             self.id,

@@ -77,10 +77,32 @@ pub enum CtlCommand {
         /// The room (router id).
         room: RouterId,
     },
-    /// A room's forwarding counters, as JSON.
+    /// A room's counters: objects, forwarding, drops, feedback, receiver-reported quality.
     Stats {
         /// The room (router id).
         room: RouterId,
+    },
+    /// A transport's statistics (state, packets, the plugin's counters) or full state.
+    Transport {
+        /// `stats` or `dump`.
+        view: CtlView,
+        /// The transport id.
+        id: switchboard_core::TransportId,
+    },
+    /// A producer's statistics (packets, keyframes, requests) or full state (parameters).
+    Producer {
+        /// `stats` or `dump`.
+        view: CtlView,
+        /// The producer id.
+        id: switchboard_core::ProducerId,
+    },
+    /// A consumer's statistics (packets, NACKs, PLIs, what its receiver reports) or full
+    /// state (parameters).
+    Consumer {
+        /// `stats` or `dump`.
+        view: CtlView,
+        /// The consumer id.
+        id: switchboard_core::ConsumerId,
     },
     /// Close a room and everything in it.
     Close {
@@ -104,6 +126,15 @@ pub enum CtlCommand {
         #[arg(default_value = "{}")]
         params: String,
     },
+}
+
+/// What `ctl transport|producer|consumer` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CtlView {
+    /// Counters, as WebRTC's getStats would show them.
+    Stats,
+    /// The full state.
+    Dump,
 }
 
 /// Where the configuration comes from, and the flags that override it.

@@ -4,7 +4,7 @@
 //! errors go to standard error with their code, such as
 //! `switchboard ctl: not_found: router 6f1c… not found`.
 
-use crate::cli::{CtlArgs, CtlCommand};
+use crate::cli::{CtlArgs, CtlCommand, CtlView};
 use crate::client::{Client, ClientError, Notification};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -138,7 +138,28 @@ pub async fn run(args: &CtlArgs) -> Result<String, ClientError> {
             }
             Ok(render_dump(&dump))
         }
-        CtlCommand::Stats { room } => json(&client.router_stats(*room).await?),
+        CtlCommand::Stats { room } => readable(&client.router_stats(*room).await?, args.json),
+        CtlCommand::Transport { view, id } => readable(
+            &match view {
+                CtlView::Stats => client.transport_stats(*id).await?,
+                CtlView::Dump => client.dump_transport(*id).await?,
+            },
+            args.json,
+        ),
+        CtlCommand::Producer { view, id } => readable(
+            &match view {
+                CtlView::Stats => client.producer_stats(*id).await?,
+                CtlView::Dump => client.dump_producer(*id).await?,
+            },
+            args.json,
+        ),
+        CtlCommand::Consumer { view, id } => readable(
+            &match view {
+                CtlView::Stats => client.consumer_stats(*id).await?,
+                CtlView::Dump => client.dump_consumer(*id).await?,
+            },
+            args.json,
+        ),
         CtlCommand::Close { room } => {
             client.close_router(*room).await?;
             Ok(format!("closed room {room}\n"))
@@ -272,6 +293,93 @@ fn json(value: &impl serde::Serialize) -> Result<String, ClientError> {
             s
         })
         .map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// Statistics or a dump: JSON with `--json`, else [`render_value`].
+fn readable(value: &Value, as_json: bool) -> Result<String, ClientError> {
+    if as_json {
+        json(value)
+    } else {
+        Ok(render_value(value))
+    }
+}
+
+/// Any statistics or dump as indented `key  value` lines: nested objects under their key,
+/// lists of plain values on one line, histograms as their count and mean.
+pub fn render_value(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value, 0);
+    out
+}
+
+fn write_value(out: &mut String, value: &Value, depth: usize) {
+    let indent = "  ".repeat(depth);
+    match value {
+        Value::Object(map) => {
+            let width = map
+                .iter()
+                .filter(|(_, v)| inline(v).is_some())
+                .map(|(k, _)| k.len())
+                .max()
+                .unwrap_or(0);
+            for (key, v) in map {
+                match inline(v) {
+                    Some(text) => {
+                        let _ = writeln!(out, "{indent}{key:<width$}  {text}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "{indent}{key}:");
+                        write_value(out, v, depth + 1);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                match inline(v) {
+                    Some(text) => {
+                        let _ = writeln!(out, "{indent}- {text}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "{indent}- [{i}]");
+                        write_value(out, v, depth + 1);
+                    }
+                }
+            }
+        }
+        other => {
+            let _ = writeln!(out, "{indent}{}", inline(other).unwrap_or_default());
+        }
+    }
+}
+
+/// A value that fits on its key's line, or `None` when it needs lines of its own.
+fn inline(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => Some("-".to_owned()),
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(value.to_string()),
+        Value::Array(items) if items.is_empty() => Some("(none)".to_owned()),
+        Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => Some(
+            items
+                .iter()
+                .map(|v| inline(v).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        Value::Object(map) if map.is_empty() => Some("(none)".to_owned()),
+        // A histogram (`le`, `buckets`, `sum`, `count`): its count and mean say enough here.
+        Value::Object(map) if map.contains_key("le") && map.contains_key("buckets") => {
+            let count = map.get("count").and_then(Value::as_u64).unwrap_or(0);
+            let sum = map.get("sum").and_then(Value::as_f64).unwrap_or(0.0);
+            Some(if count == 0 {
+                "no observations".to_owned()
+            } else {
+                format!("{count} observations, mean {:.4}", sum / count as f64)
+            })
+        }
+        _ => None,
+    }
 }
 
 fn list(items: &[String]) -> String {
@@ -436,6 +544,35 @@ mod tests {
              \x20   producer p1 video\n\
              \x20 transport t2 direct\n\
              \x20   consumer c1 video <- producer p1 (paused)\n"
+        );
+    }
+
+    #[test]
+    fn stats_render_as_aligned_nested_lines() {
+        let stats = json!({
+            "type": "consumer",
+            "paused": false,
+            "counters": { "packets": 20, "nacks": 1, "rtt_ms": null },
+            "loss": { "le": [0.1], "buckets": [1, 2], "sum": 0.5, "count": 2 },
+            "empty": { "le": [0.1], "buckets": [0, 0], "sum": 0.0, "count": 0 },
+            "ssrcs": [1, 2],
+            "peers": [{ "id": "a" }],
+        });
+        // Keys come sorted; values line up within each level.
+        assert_eq!(
+            render_value(&stats),
+            "counters:\n\
+             \x20 nacks    1\n\
+             \x20 packets  20\n\
+             \x20 rtt_ms   -\n\
+             empty   no observations\n\
+             loss    2 observations, mean 0.2500\n\
+             paused  false\n\
+             peers:\n\
+             \x20 - [0]\n\
+             \x20   id  a\n\
+             ssrcs   1, 2\n\
+             type    consumer\n"
         );
     }
 

@@ -7,6 +7,7 @@
 //!   together, and shuts them down in order;
 //! - [`rpc`] is the MessagePack-RPC control socket (protocol reference: `docs/rpc.md`);
 //! - [`client`] is a typed async client for it, which `switchboard ctl` and the tests use;
+//! - [`ops`] serves Prometheus `/metrics`;
 //! - [`cli`], [`load`], [`logging`] and [`ctl`] are the command line, configuration
 //!   layering, log setup and operator commands of the binary.
 
@@ -17,6 +18,7 @@ pub mod client;
 pub mod ctl;
 pub mod load;
 pub mod logging;
+pub mod ops;
 pub mod rpc;
 pub mod run;
 

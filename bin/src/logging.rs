@@ -1,8 +1,14 @@
 //! Log output through `tracing`: a filter, a format, standard error.
+//!
+//! Actors log inside spans named `worker`, `room`, `peer` and `transport`, each carrying its
+//! id, so one room's story can be picked out: in the human format the spans prefix each
+//! line (`worker{worker=0}:room{room=…}:transport{transport=… peer=alice}: …`); in JSON they
+//! are in each line's `spans` list (`jq 'select(any(.spans[]?; .room == "…"))'`).
 
 use std::io::IsTerminal;
 use switchboard_core::config::LogFormat;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the global subscriber. `filter` has already been checked while loading the
 /// configuration, so a parse failure here would be a bug.
@@ -10,12 +16,28 @@ use tracing_subscriber::EnvFilter;
 /// Logs go to standard error so that standard output stays free for data such as
 /// `check-config`'s TOML.
 pub fn init(filter: &str, format: LogFormat) {
+    let ansi = std::io::stderr().is_terminal();
+    init_with_writer(filter, format, ansi, std::io::stderr);
+}
+
+/// Like [`init`], writing to `writer` (tests capture logs this way), with colours only when
+/// `ansi`.
+pub fn init_with_writer<W>(filter: &str, format: LogFormat, ansi: bool, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(filter).expect("log filter was validated while loading");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
-        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.with_ansi(ansi).init(),
+        // Span lists are on by default; said here because filtering by room relies on them.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }

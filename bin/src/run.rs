@@ -1,6 +1,7 @@
 //! Running the server: start it with its control socket, log its events, wait for a
 //! signal, shut down within the configured time.
 
+use crate::ops::MetricsServer;
 use crate::rpc::{ListenAddr, MethodTable, RpcServer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct App {
     pub transports: Builtin,
     /// The control socket.
     pub rpc: RpcServer,
+    /// The Prometheus endpoint, unless `metrics.listen` is empty.
+    pub metrics: Option<MetricsServer>,
 }
 
 impl App {
@@ -58,6 +61,8 @@ impl App {
             .map_err(|e| RunError::Start(format!("cannot register the transport plugins: {e}")))?;
         switchboard_transports::register_webrtc(&mut registry, &config.webrtc)
             .map_err(|e| RunError::Start(format!("cannot register the webrtc plugin: {e}")))?;
+        switchboard_transports::register_rtp(&mut registry, &config.rtp)
+            .map_err(|e| RunError::Start(format!("cannot register the rtp plugin: {e}")))?;
         let mut middleware = MiddlewareRegistry::default();
         switchboard_middleware::register_builtin(&mut middleware)
             .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
@@ -72,11 +77,30 @@ impl App {
                 return Err(RunError::Start(format!("control socket: {}", e.message)));
             }
         };
+        let metrics = if config.metrics.listen.is_empty() {
+            None
+        } else {
+            match MetricsServer::start(&config.metrics.listen, server.clone(), Some(&rpc)).await {
+                Ok(metrics) => Some(metrics),
+                Err(e) => {
+                    rpc.shutdown(RPC_CLOSE_GRACE).await;
+                    let _ = server.shutdown().await;
+                    return Err(RunError::Start(format!("metrics: {}", e.message)));
+                }
+            }
+        };
         Ok(Self {
             server,
             transports,
             rpc,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served (the port resolved when the configuration said 0), unless
+    /// disabled.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Where the control socket listens (ports resolved when the configuration said 0).
@@ -102,6 +126,9 @@ impl App {
             ))),
         };
         self.rpc.shutdown(RPC_CLOSE_GRACE).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.shutdown().await;
+        }
         outcome
     }
 }
@@ -140,7 +167,7 @@ impl std::fmt::Display for RunError {
 /// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
 ///
 /// The actor server runs on its own threads; this runtime waits for signals, logs events and
-/// carries the control socket (and later `/metrics`).
+/// carries the control socket and `/metrics`.
 pub fn run(config: Config) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -168,6 +195,9 @@ async fn serve(config: Arc<Config>) -> Result<(), RunError> {
         transports = ?server.transport_kinds(),
         middleware = ?server.middleware_names(),
         rpc = %describe_rpc(app.rpc_addrs()),
+        metrics = %app
+            .metrics_addr()
+            .map_or_else(|| "disabled".to_owned(), |a| format!("http://{a}/metrics")),
         "switchboard ready"
     );
 
@@ -181,6 +211,10 @@ async fn serve(config: Arc<Config>) -> Result<(), RunError> {
     app.rpc.stop_accepting();
     let outcome = shut_down(server, timeout, &mut signals).await;
     app.rpc.shutdown(RPC_CLOSE_GRACE).await;
+    // Scrapes may go on until the end, so the last state of a shutdown can be seen.
+    if let Some(metrics) = &app.metrics {
+        metrics.shutdown().await;
+    }
 
     // Shutdown has returned, so the closure events it caused are queued; log them all before
     // saying goodbye. A closed drain channel means the task already ended.

@@ -386,6 +386,36 @@ fn ctl_lists_dumps_and_closes_rooms_of_a_running_server() {
     let dump: serde_json::Value = serde_json::from_str(&stdout).expect("JSON dump");
     assert_eq!(dump["peers"][0]["id"], "alice");
 
+    // Statistics read as aligned lines, nested by section; every object kind has them.
+    let (code, stdout, stderr) = ctl(token, &["stats", &room]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = |out: &str, key: &str, value: &str| {
+        out.lines().any(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start() == value && rest.starts_with("  "))
+        })
+    };
+    assert!(line(&stdout, "type", "router"), "{stdout}");
+    assert!(stdout.contains("counters:\n"), "{stdout}");
+    let (code, stdout, stderr) = ctl(
+        token,
+        &[
+            "call",
+            "transport.create",
+            &format!(r#"{{"router": "{room}", "kind": "direct", "peer": "alice"}}"#),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let transport: serde_json::Value = serde_json::from_str(&stdout).expect("JSON result");
+    let transport = transport["id"].as_str().expect("transport id").to_owned();
+    let (code, stdout, stderr) = ctl(token, &["transport", "stats", &transport]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line(&stdout, "state", "connected"), "{stdout}");
+    let (code, stdout, stderr) = ctl(token, &["--json", "transport", "dump", &transport]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let dump: serde_json::Value = serde_json::from_str(&stdout).expect("JSON dump");
+    assert_eq!(dump["kind"], "direct");
+
     let (code, stdout, _) = ctl(token, &["close", &room]);
     assert_eq!((code, stdout), (Some(0), format!("closed room {room}\n")));
     let (code, _, stderr) = ctl(token, &["dump", &room]);

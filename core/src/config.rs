@@ -104,6 +104,8 @@ pub struct Config {
     pub rpc: RpcConfig,
     /// The WebRTC transport: where its worker sockets listen and what they announce.
     pub webrtc: WebRtcConfig,
+    /// The plain RTP transport: where its transports bind and what they announce.
+    pub rtp: RtpConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -134,6 +136,34 @@ impl Default for WebRtcConfig {
             announced_ip: String::new(),
             port_min: 40_000,
             port_max: 40_099,
+        }
+    }
+}
+
+/// The plain RTP transport's network settings: the defaults of every `rtp` transport, which
+/// its creator may override per transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpConfig {
+    /// IP address each transport's sockets bind to.
+    pub listen_ip: String,
+    /// IP address reported to the transport's creator when it differs from `listen_ip` (a 1:1
+    /// NAT or a wildcard bind). Empty means `listen_ip`.
+    pub announced_ip: String,
+    /// First UDP port of the range transports bind in. Each transport takes one port, two
+    /// when RTCP has a port of its own. 0 lets the OS choose.
+    pub port_min: u16,
+    /// Last UDP port of the range.
+    pub port_max: u16,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        Self {
+            listen_ip: "127.0.0.1".to_owned(),
+            announced_ip: String::new(),
+            port_min: 41_000,
+            port_max: 41_999,
         }
     }
 }
@@ -264,12 +294,16 @@ impl Default for RpcConfig {
 pub struct MetricsConfig {
     /// HTTP address serving `/metrics`; empty disables it.
     pub listen: String,
+    /// Also export media metrics per room (a `room` label). Off by default: every room adds
+    /// its own series, and a busy server's rooms come and go faster than Prometheus forgets.
+    pub per_room_labels: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9700".to_owned(),
+            per_room_labels: false,
         }
     }
 }
@@ -573,6 +607,8 @@ impl Config {
             }
         }
 
+        validate_rtp(&mut p, &self.rtp, webrtc);
+
         p.at_least("rpc.max_frame_bytes", rpc.max_frame_bytes as u64, 1);
         p.at_least("rpc.max_connections", rpc.max_connections as u64, 1);
         p.at_least("rpc.request_timeout_ms", rpc.request_timeout_ms, 1);
@@ -630,6 +666,58 @@ impl Config {
 /// Collects validation problems.
 #[derive(Default)]
 struct Problems(Vec<ConfigError>);
+
+/// The `[rtp]` rules: addresses like `[webrtc]`'s, a well-formed port range, and no overlap
+/// with the WebRTC range, whose workers must each find their port free.
+fn validate_rtp(p: &mut Problems, rtp: &RtpConfig, webrtc: &WebRtcConfig) {
+    let listen_ip = rtp.listen_ip.parse::<std::net::IpAddr>();
+    if listen_ip.is_err() {
+        p.push(
+            "rtp.listen_ip",
+            format!("{:?} is not an IP address", rtp.listen_ip),
+        );
+    }
+    match rtp.announced_ip.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => p.push(
+            "rtp.announced_ip",
+            "must be an address remote senders can reach, not a wildcard",
+        ),
+        Err(_) if !rtp.announced_ip.is_empty() => p.push(
+            "rtp.announced_ip",
+            format!("{:?} is not an IP address", rtp.announced_ip),
+        ),
+        _ => {}
+    }
+    if rtp.announced_ip.is_empty() && listen_ip.is_ok_and(|ip| ip.is_unspecified()) {
+        p.push(
+            "rtp.announced_ip",
+            "is required when rtp.listen_ip is a wildcard: creators need a real address to send to",
+        );
+    }
+    if rtp.port_min == 0 && rtp.port_max != 0 {
+        p.push("rtp.port_min", "must be set when rtp.port_max is");
+    } else if rtp.port_min > rtp.port_max {
+        p.push(
+            "rtp.port_max",
+            format!(
+                "must be at least rtp.port_min ({}), got {}",
+                rtp.port_min, rtp.port_max
+            ),
+        );
+    } else if rtp.port_min != 0
+        && webrtc.port_min != 0
+        && rtp.port_min <= webrtc.port_max
+        && webrtc.port_min <= rtp.port_max
+    {
+        p.push(
+            "rtp.port_min",
+            format!(
+                "the range {}-{} overlaps the webrtc range {}-{}",
+                rtp.port_min, rtp.port_max, webrtc.port_min, webrtc.port_max
+            ),
+        );
+    }
+}
 
 impl Problems {
     fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -915,6 +1003,44 @@ mod tests {
         assert!(config.validate().is_ok());
         config.webrtc.listen_ip = "localhost".into();
         assert_eq!(config.validate().unwrap_err()[0].field, "webrtc.listen_ip");
+    }
+
+    #[test]
+    fn rtp_addresses_and_port_range_are_checked() {
+        let mut config = Config::default();
+        config.rtp.listen_ip = "0.0.0.0".into();
+        config.rtp.port_min = 40_050;
+        config.rtp.port_max = 40_200;
+        let errors = config.validate().unwrap_err();
+        assert_eq!(fields(&errors), ["rtp.announced_ip", "rtp.port_min"]);
+        assert!(
+            errors[1]
+                .message
+                .contains("overlaps the webrtc range 40000-40099")
+        );
+        config.rtp.announced_ip = "203.0.113.7".into();
+        config.rtp.port_min = 40_100;
+        assert_eq!(config.validate(), Ok(()));
+        config.rtp.port_max = 40_000;
+        assert_eq!(fields(&config.validate().unwrap_err()), ["rtp.port_max"]);
+        config.rtp.port_min = 0;
+        assert_eq!(fields(&config.validate().unwrap_err()), ["rtp.port_min"]);
+        config.rtp.port_max = 0;
+        config.rtp.announced_ip = "::".into();
+        config.rtp.listen_ip = "nowhere".into();
+        assert_eq!(
+            fields(&config.validate().unwrap_err()),
+            ["rtp.listen_ip", "rtp.announced_ip"]
+        );
+        // OS-chosen ports never collide with a range.
+        config.rtp = RtpConfig {
+            port_min: 0,
+            port_max: 0,
+            ..RtpConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+        config.set("rtp.port_min", "41000").unwrap();
+        assert_eq!(config.rtp.port_min, 41_000);
     }
 
     #[test]

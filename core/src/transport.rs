@@ -42,7 +42,7 @@ impl<T: MediaSink + ?Sized> MediaSink for Rc<T> {
 }
 
 /// Connection state of a transport, as the backend sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportState {
     /// Created, not yet connected.
@@ -79,6 +79,11 @@ pub trait TransportIo {
     fn on_rtcp(&self, packet: Bytes);
     /// The connection state changed.
     fn on_state(&self, state: TransportState);
+    /// The connection is about to fail at `stage` (`"ice"`, `"dtls"`, ...). Call it right
+    /// before reporting [`TransportState::Failed`], so that metrics count failures by stage
+    /// and an operator can tell unreachable clients from broken handshakes. A failure
+    /// reported without it is counted as `"unknown"`.
+    fn on_failure(&self, _stage: &'static str) {}
 }
 
 /// What a new transport is told about its place in the server.

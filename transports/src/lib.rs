@@ -5,10 +5,12 @@
 //!
 //! - [`direct`]: in-process RTP/RTCP for Rust code and tests.
 //! - [`webrtc`]: ICE-lite, DTLS-SRTP and SDP offer/answer for browsers and native apps.
+//! - [`rtp`]: plain RTP/RTCP over UDP (optionally SRTP) for ffmpeg, GStreamer and gateways.
 
 #![warn(missing_docs)]
 
 pub mod direct;
+pub mod rtp;
 pub mod webrtc;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use switchboard_core::Result;
 use switchboard_core::transport::TransportRegistry;
 
 pub use direct::{DirectEndpoint, DirectPacket, DirectPlugin};
+pub use rtp::{RtpPlugin, RtpSettings};
 pub use webrtc::{WebRtcPlugin, WebRtcSettings};
 
 /// The built-in plugins, registered in order (`direct` first).
@@ -37,4 +40,12 @@ pub fn register_webrtc(
     config: &switchboard_core::config::WebRtcConfig,
 ) -> Result<()> {
     registry.register(WebRtcPlugin::new(WebRtcSettings::from_config(config)?))
+}
+
+/// Registers the `rtp` plugin with the configured network settings.
+pub fn register_rtp(
+    registry: &mut TransportRegistry,
+    config: &switchboard_core::config::RtpConfig,
+) -> Result<()> {
+    registry.register(RtpPlugin::new(RtpSettings::from_config(config)?))
 }

@@ -459,6 +459,7 @@ impl Session {
         let ctx = self.ctx.clone();
         let responses = self.responses.clone();
         rpc.tracker.clone().spawn(async move {
+            let started = std::time::Instant::now();
             let outcome = run(&ctx, &method, params).await;
             if let Err(e) = &outcome {
                 Counters::bump(&rpc.counters.request_errors);
@@ -466,6 +467,12 @@ impl Session {
                     Counters::bump(&rpc.counters.request_timeouts);
                 }
             }
+            let label = rpc.methods.canonical(&method).unwrap_or("unknown");
+            let result = match &outcome {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.code.to_string(),
+            };
+            rpc.metrics.record(label, &result, started.elapsed());
             let frame = match (msgid, &outcome) {
                 (Some(msgid), _) => Some(wire::encode_response(msgid, &outcome)),
                 (None, Ok(_)) => None,

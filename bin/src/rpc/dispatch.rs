@@ -110,6 +110,12 @@ impl MethodTable {
         self
     }
 
+    /// The table's own spelling of a method name, usable as a metric label; `None` for names
+    /// it does not know.
+    pub fn canonical(&self, name: &str) -> Option<&'static str> {
+        self.methods.get_key_value(name).map(|(k, _)| *k)
+    }
+
     /// Whether a method of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.methods.contains_key(name)

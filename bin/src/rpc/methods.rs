@@ -281,6 +281,16 @@ pub struct WorkerSummary {
     pub packets_in: u64,
     /// RTP packets forwarded so far.
     pub packets_out: u64,
+    /// RTP payload bytes received so far.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// RTP payload bytes forwarded so far.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// The placement score (rooms + transports + producers + consumers): new rooms go to the
+    /// worker with the lowest.
+    #[serde(default)]
+    pub load_score: usize,
 }
 
 /// `worker.list`'s result.
@@ -330,6 +340,9 @@ fn workers(ctx: &Ctx) -> Vec<WorkerSummary> {
             consumers: w.consumers,
             packets_in: w.packets_in,
             packets_out: w.packets_out,
+            bytes_in: w.bytes_in,
+            bytes_out: w.bytes_out,
+            load_score: w.score,
         })
         .collect()
 }

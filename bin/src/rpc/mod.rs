@@ -185,6 +185,8 @@ pub(crate) struct RpcShared {
     pub(crate) config: RpcConfig,
     pub(crate) methods: MethodTable,
     pub(crate) counters: Counters,
+    /// Requests by method and result, and their latency, for `/metrics`.
+    pub(crate) metrics: crate::ops::RpcMetrics,
     /// Connection slots; a connection holds one permit for its whole life.
     connections: Arc<Semaphore>,
     /// Stop accepting connections; open ones carry on (a child of `stop`).
@@ -208,6 +210,7 @@ impl RpcShared {
             config,
             methods,
             counters: Counters::default(),
+            metrics: crate::ops::RpcMetrics::new(),
             accept_stop: stop.child_token(),
             stop,
             abort: CancellationToken::new(),
@@ -319,6 +322,11 @@ impl RpcServer {
     /// The control socket's counters.
     pub fn stats(&self) -> RpcStats {
         self.shared.stats()
+    }
+
+    /// What the metrics listener reads: the counters and the per-method recorder.
+    pub(crate) fn shared(&self) -> Arc<RpcShared> {
+        self.shared.clone()
     }
 
     /// Stops accepting connections; open ones carry on, so backends still receive the

@@ -6,6 +6,7 @@
 //! a vector, with one reusable output buffer.
 
 use super::keyframe::{KeyframeCodec, KeyframeThrottle};
+use super::quality::QualityHistograms;
 use super::retransmission::RetransmissionBuffer;
 use super::rewriter::{IdMap, PacketWriter, Rewrite, SeqRewriter};
 use crate::error::{Error, ErrorCode, Result};
@@ -208,6 +209,8 @@ pub struct ForwarderStats {
     pub malformed_rtcp: u64,
     /// RTCP packets that concerned no known stream.
     pub unmatched_rtcp: u64,
+    /// What receivers reported about the streams sent to them.
+    pub quality: QualityHistograms,
 }
 
 /// What happened to one incoming RTP packet.
@@ -902,20 +905,35 @@ impl<S: MediaSink> Forwarder<S> {
         now: Instant,
     ) {
         for r in reports {
-            let Some((p, i)) = self.consumer_mut(transport, r.ssrc) else {
+            let Some((pid, i)) = self.consumer_index(transport, r.ssrc) else {
                 continue;
             };
+            let Some(p) = self.producers.get_mut(&pid) else {
+                continue;
+            };
+            let quality = &mut self.stats.quality;
+            let clock_rate = p.clock_rate;
             let c = &mut p.consumers[i];
             c.stats.fraction_lost = r.fraction_lost;
             c.stats.packets_lost = r.total_lost;
             c.stats.jitter = r.jitter;
+            quality
+                .loss_ratio
+                .observe(f64::from(r.fraction_lost) / 256.0);
+            if clock_rate > 0 {
+                quality
+                    .jitter_seconds
+                    .observe(f64::from(r.jitter) / f64::from(clock_rate));
+            }
             if let Some((lsr, sent_at)) = c.last_sr
                 && r.last_sender_report == lsr
                 && lsr != 0
             {
                 let since = now.saturating_duration_since(sent_at).as_secs_f64();
                 let delay = f64::from(r.delay) / 65536.0;
-                c.stats.rtt_ms = Some(((since - delay) * 1000.0).max(0.0));
+                let rtt = (since - delay).max(0.0);
+                c.stats.rtt_ms = Some(rtt * 1000.0);
+                quality.rtt_seconds.observe(rtt);
             }
         }
     }

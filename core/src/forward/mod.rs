@@ -5,9 +5,11 @@
 //!   rewriting into one reusable buffer.
 //! - [`retransmission`]: the per-producer buffer answering NACKs.
 //! - [`keyframe`]: keyframe detection per codec and keyframe-request throttling.
+//! - [`quality`]: receiver-reported RTT, loss and jitter as fixed-bucket histograms.
 
 pub mod forwarder;
 pub mod keyframe;
+pub mod quality;
 pub mod retransmission;
 pub mod rewriter;
 
@@ -16,6 +18,7 @@ pub use forwarder::{
     KeyframeRequestKind, MidMatch, ProducerCodec, ProducerSetup, ProducerStats, RtpOutcome,
 };
 pub use keyframe::{KeyframeCodec, KeyframeThrottle};
+pub use quality::{Histogram, QualityHistograms};
 pub use retransmission::RetransmissionBuffer;
 pub use rewriter::{IdMap, PacketWriter, Rewrite, SeqRewriter};
 

@@ -66,6 +66,8 @@ pub struct Connection {
     net: Weak<Net>,
     scheduled: Cell<Option<Instant>>,
     state: Cell<TransportState>,
+    /// Whether ICE itself reported failure, to tell ICE failures from DTLS ones.
+    ice_failed: Cell<bool>,
     /// Producers by the mid of the m-line they arrive on.
     pub(crate) producers_by_mid: RefCell<HashMap<String, ProducerId>>,
     consumers: RefCell<HashMap<ConsumerId, u32>>,
@@ -92,6 +94,7 @@ impl Connection {
             net: Rc::downgrade(net),
             scheduled: Cell::new(None),
             state: Cell::new(TransportState::New),
+            ice_failed: Cell::new(false),
             producers_by_mid: RefCell::default(),
             consumers: RefCell::default(),
             outgoing: RefCell::default(),
@@ -223,6 +226,10 @@ impl Connection {
     }
 
     fn on_event(&self, event: RTCPeerConnectionEvent) {
+        if let RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(s) = &event {
+            self.ice_failed
+                .set(*s == rtc::peer_connection::state::RTCIceConnectionState::Failed);
+        }
         if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = event {
             let state = match s {
                 RTCPeerConnectionState::New => TransportState::New,
@@ -234,6 +241,12 @@ impl Connection {
                 _ => return,
             };
             if self.state.replace(state) != state {
+                if state == TransportState::Failed {
+                    // The peer connection fails when either ICE or DTLS does; ICE reports its
+                    // own failure first, so anything else is the handshake or its keys.
+                    self.io
+                        .on_failure(if self.ice_failed.get() { "ice" } else { "dtls" });
+                }
                 self.io.on_state(state);
             }
         }

@@ -1,0 +1,326 @@
+//! What a worker has counted, gathered on request for `/metrics` and the RPC stats.
+//!
+//! Counters of the packet path live where the packets are handled: in each room's
+//! forwarder, per producer and consumer, on the worker thread, without locks. Reading them
+//! means asking the worker thread, which [`crate::ServerHandle::metrics`] does once per scrape
+//! for the whole worker (not once per object). Objects close between scrapes, and their
+//! counts must not vanish with them, or Prometheus would see counters go backwards: a closed
+//! producer's or consumer's counts move into its room's `closed` totals, and a closed room's
+//! into its worker's `retired` totals, both on the same thread and in the same step as the
+//! closure, so no scrape ever sees an object counted twice or not at all.
+
+use crate::room::Room;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Weak;
+use switchboard_core::RouterId;
+use switchboard_core::forward::{ConsumerStats, ForwarderStats, ProducerStats};
+use switchboard_core::transport::TransportState;
+
+/// Counters summed over producers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProducerTotals {
+    /// RTP packets received (media and repaired).
+    pub packets: u64,
+    /// RTP payload bytes received.
+    pub bytes: u64,
+    /// Packets recovered from RTX.
+    pub rtx_packets: u64,
+    /// RTX packets that repaired nothing.
+    pub duplicates: u64,
+    /// Packets dropped because their producer was paused.
+    pub dropped_paused: u64,
+    /// Packets with an undeclared payload type.
+    pub dropped_unknown_payload_type: u64,
+    /// Keyframe requests asked for (by consumers' PLI/FIR, joins, resumes, the backend).
+    pub keyframe_requests: u64,
+    /// Keyframe requests sent to senders after throttling.
+    pub keyframe_requests_sent: u64,
+    /// Keyframes received.
+    pub keyframes: u64,
+    /// Sender reports received.
+    pub sender_reports: u64,
+}
+
+impl ProducerTotals {
+    /// Adds one producer's counters.
+    pub fn add(&mut self, s: &ProducerStats) {
+        self.packets += s.packets;
+        self.bytes += s.bytes;
+        self.rtx_packets += s.rtx_packets;
+        self.duplicates += s.duplicates;
+        self.dropped_paused += s.dropped_paused;
+        self.dropped_unknown_payload_type += s.dropped_unknown_payload_type;
+        self.keyframe_requests += s.keyframe_requests;
+        self.keyframe_requests_sent += s.keyframe_requests_sent;
+        self.keyframes += s.keyframes;
+        self.sender_reports += s.sender_reports;
+    }
+
+    fn merge(&mut self, o: &ProducerTotals) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.rtx_packets += o.rtx_packets;
+        self.duplicates += o.duplicates;
+        self.dropped_paused += o.dropped_paused;
+        self.dropped_unknown_payload_type += o.dropped_unknown_payload_type;
+        self.keyframe_requests += o.keyframe_requests;
+        self.keyframe_requests_sent += o.keyframe_requests_sent;
+        self.keyframes += o.keyframes;
+        self.sender_reports += o.sender_reports;
+    }
+}
+
+/// Counters summed over consumers (the receiver-reported gauges are not summable and are
+/// left out; their distribution is in [`ForwarderStats::quality`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ConsumerTotals {
+    /// RTP packets sent, retransmissions not included.
+    pub packets: u64,
+    /// RTP payload bytes sent.
+    pub bytes: u64,
+    /// Packets retransmitted in answer to NACKs.
+    pub retransmitted: u64,
+    /// NACKed packets no longer held.
+    pub retransmission_misses: u64,
+    /// NACK messages received.
+    pub nacks: u64,
+    /// PLIs received.
+    pub plis: u64,
+    /// FIRs received.
+    pub firs: u64,
+    /// Packets skipped while waiting for a keyframe.
+    pub dropped_waiting_keyframe: u64,
+    /// Packets whose payload type the receiver did not negotiate.
+    pub dropped_unmapped: u64,
+    /// Sender reports sent.
+    pub sender_reports: u64,
+}
+
+impl ConsumerTotals {
+    /// Adds one consumer's counters.
+    pub fn add(&mut self, s: &ConsumerStats) {
+        self.packets += s.packets;
+        self.bytes += s.bytes;
+        self.retransmitted += s.retransmitted;
+        self.retransmission_misses += s.retransmission_misses;
+        self.nacks += s.nacks;
+        self.plis += s.plis;
+        self.firs += s.firs;
+        self.dropped_waiting_keyframe += s.dropped_waiting_keyframe;
+        self.dropped_unmapped += s.dropped_unmapped;
+        self.sender_reports += s.sender_reports;
+    }
+
+    fn merge(&mut self, o: &ConsumerTotals) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.retransmitted += o.retransmitted;
+        self.retransmission_misses += o.retransmission_misses;
+        self.nacks += o.nacks;
+        self.plis += o.plis;
+        self.firs += o.firs;
+        self.dropped_waiting_keyframe += o.dropped_waiting_keyframe;
+        self.dropped_unmapped += o.dropped_unmapped;
+        self.sender_reports += o.sender_reports;
+    }
+}
+
+/// Everything counted about media in one room, or summed over a worker's rooms.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MediaTotals {
+    /// Router-wide counters: packets in and out, drops, receiver-reported quality.
+    pub router: ForwarderStats,
+    /// Summed over producers, closed ones included.
+    pub producers: ProducerTotals,
+    /// Summed over consumers, closed ones included.
+    pub consumers: ConsumerTotals,
+    /// Packets a transport delivered while its room was busy sending (a plugin bug), dropped.
+    pub reentrant_drops: u64,
+}
+
+impl MediaTotals {
+    /// Adds another room's (or worker's) totals.
+    pub fn merge(&mut self, o: &MediaTotals) {
+        add_forwarder(&mut self.router, &o.router);
+        self.producers.merge(&o.producers);
+        self.consumers.merge(&o.consumers);
+        self.reentrant_drops += o.reentrant_drops;
+    }
+}
+
+fn add_forwarder(a: &mut ForwarderStats, b: &ForwarderStats) {
+    a.rtp_in += b.rtp_in;
+    a.rtp_out += b.rtp_out;
+    a.malformed_rtp += b.malformed_rtp;
+    a.unknown_ssrc += b.unknown_ssrc;
+    a.malformed_rtcp += b.malformed_rtcp;
+    a.unmatched_rtcp += b.unmatched_rtcp;
+    a.quality.merge(&b.quality);
+}
+
+/// One open room, for per-room metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoomMetrics {
+    /// The room.
+    pub id: RouterId,
+    /// Peers in it.
+    pub peers: usize,
+    /// Its transports.
+    pub transports: usize,
+    /// Its producers.
+    pub producers: usize,
+    /// Its consumers.
+    pub consumers: usize,
+    /// Its media counters since it opened.
+    pub media: MediaTotals,
+}
+
+/// What a worker thread reports when asked.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerMedia {
+    /// Media counters of every room the worker has run, closed ones included.
+    pub media: MediaTotals,
+    /// Open transports by plugin kind and state.
+    pub transport_states: BTreeMap<(String, TransportState), u64>,
+    /// Transport failures by plugin kind and stage (`ice`, `dtls`, `unknown`).
+    pub transport_failures: BTreeMap<(String, &'static str), u64>,
+    /// Attached middleware instances by name.
+    pub middleware_attached: BTreeMap<String, u64>,
+    /// Middleware detached because they panicked, by name.
+    pub middleware_failures: BTreeMap<String, u64>,
+    /// Open rooms, when asked for per-room detail.
+    pub rooms: Vec<RoomMetrics>,
+}
+
+/// The bookkeeping of one worker thread.
+#[derive(Default)]
+struct Book {
+    rooms: HashMap<RouterId, Weak<RefCell<Room>>>,
+    retired: MediaTotals,
+    transport_failures: BTreeMap<(String, &'static str), u64>,
+    middleware_failures: BTreeMap<String, u64>,
+}
+
+thread_local! {
+    /// Per thread, and each worker is one thread, so this is per worker; like the plugin
+    /// state it survives a restart of the Worker actor.
+    static BOOK: RefCell<Book> = RefCell::default();
+}
+
+/// A room opened on this thread.
+pub(crate) fn room_opened(id: RouterId, room: Weak<RefCell<Room>>) {
+    BOOK.with(|b| b.borrow_mut().rooms.insert(id, room));
+}
+
+/// A room closed on this thread, with everything it ever counted.
+pub(crate) fn room_closed(id: RouterId, totals: &MediaTotals) {
+    BOOK.with(|b| {
+        let mut b = b.borrow_mut();
+        b.rooms.remove(&id);
+        b.retired.merge(totals);
+    });
+}
+
+/// A transport of `kind` failed at `stage`.
+pub(crate) fn transport_failed(kind: &str, stage: &'static str) {
+    BOOK.with(|b| {
+        *b.borrow_mut()
+            .transport_failures
+            .entry((kind.to_owned(), stage))
+            .or_default() += 1;
+    });
+}
+
+/// A middleware panicked and was detached.
+pub(crate) fn middleware_failed(name: &str) {
+    BOOK.with(|b| {
+        *b.borrow_mut()
+            .middleware_failures
+            .entry(name.to_owned())
+            .or_default() += 1;
+    });
+}
+
+/// Gathers this worker thread's counters. Runs on the worker thread, between its other
+/// work, so every room is in a consistent state.
+pub(crate) fn collect_here(per_room: bool) -> WorkerMedia {
+    BOOK.with(|b| {
+        let b = b.borrow();
+        let mut out = WorkerMedia {
+            media: b.retired.clone(),
+            transport_failures: b.transport_failures.clone(),
+            middleware_failures: b.middleware_failures.clone(),
+            ..Default::default()
+        };
+        for room in b.rooms.values().filter_map(Weak::upgrade) {
+            // Never fails here: nothing else runs on this thread while this does.
+            let Ok(r) = room.try_borrow() else { continue };
+            let media = r.totals();
+            out.media.merge(&media);
+            for t in r.transports.values() {
+                *out.transport_states
+                    .entry((t.kind.clone(), t.io.state.get()))
+                    .or_default() += 1;
+            }
+            for m in &r.middleware {
+                *out.middleware_attached.entry(m.name.clone()).or_default() += 1;
+            }
+            if per_room {
+                out.rooms.push(RoomMetrics {
+                    id: r.id,
+                    peers: r.peers.len(),
+                    transports: r.transports.len(),
+                    producers: r.producers.len(),
+                    consumers: r.consumers.len(),
+                    media,
+                });
+            }
+        }
+        out.rooms.sort_by_key(|r| r.id);
+        out
+    })
+}
+
+/// The calling thread's Linux thread id, from `/proc/thread-self` (a link to
+/// `<pid>/task/<tid>`); `None` elsewhere.
+pub(crate) fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_id_is_one_of_this_process_tasks() {
+        let tid = current_thread_id().expect("Linux has /proc/thread-self");
+        assert!(std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
+        let other = std::thread::spawn(current_thread_id).join().unwrap();
+        assert_ne!(other, Some(tid));
+    }
+
+    #[test]
+    fn totals_add_up_field_by_field() {
+        let mut a = MediaTotals::default();
+        let mut b = MediaTotals::default();
+        b.router.rtp_in = 3;
+        b.router.quality.loss_ratio.observe(0.5);
+        b.consumers.add(&ConsumerStats {
+            nacks: 2,
+            ..Default::default()
+        });
+        b.producers.add(&ProducerStats {
+            keyframes: 1,
+            ..Default::default()
+        });
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(a.router.rtp_in, 6);
+        assert_eq!(a.router.quality.loss_ratio.count(), 2);
+        assert_eq!(a.consumers.nacks, 4);
+        assert_eq!(a.producers.keyframes, 2);
+    }
+}

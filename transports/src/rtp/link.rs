@@ -1,0 +1,547 @@
+//! One plain RTP transport's sockets, remote address, keys and counters: the part the receive
+//! tasks and the router's sends share.
+//!
+//! Everything here runs on the transport's worker thread, so plain `Cell`s and `RefCell`s
+//! suffice. A received datagram goes through, in order: the source check, the structural
+//! check, the SSRC check, SRTP, and only then to the router; each step that refuses it
+//! counts it under its own name, and nothing on this path can panic on what it is given.
+
+use super::packet::{self, Kind};
+use bytes::Bytes;
+use rtc_srtp::context::Context as SrtpContext;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use switchboard_core::ProducerId;
+use switchboard_core::rtp_parameters::RtpParameters;
+use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
+use tokio::net::UdpSocket;
+
+/// Largest datagram accepted. Far above any RTP packet a sane sender makes (they stay under
+/// the path MTU); a datagram that fills the buffer completely may have been cut off by the
+/// kernel, so it is counted as malformed rather than forwarded truncated.
+const RECEIVE_BUFFER: usize = 8192;
+
+/// Counters of one transport. Names match the JSON keys of its stats.
+#[derive(Default)]
+struct Counters {
+    datagrams_received: Cell<u64>,
+    bytes_received: Cell<u64>,
+    rtp_received: Cell<u64>,
+    rtcp_received: Cell<u64>,
+    rtp_sent: Cell<u64>,
+    rtcp_sent: Cell<u64>,
+    bytes_sent: Cell<u64>,
+    send_errors: Cell<u64>,
+    /// Packets the router sent before the remote address was known.
+    no_remote_drops: Cell<u64>,
+    /// Datagrams from an address other than the remote's.
+    unexpected_source: Cell<u64>,
+    /// Datagrams that are not RTP or RTCP, or RTP whose header does not fit.
+    malformed_rtp: Cell<u64>,
+    /// RTCP whose compound structure does not add up.
+    malformed_rtcp: Cell<u64>,
+    /// RTP whose SSRC belongs to none of the transport's producers.
+    unknown_ssrc: Cell<u64>,
+    /// SRTP/SRTCP that fails authentication or replay checks, or arrives before the remote
+    /// key does.
+    srtp_failures: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// Which SSRCs the transport's producers send, to refuse the rest at the edge.
+#[derive(Default)]
+struct Ssrcs {
+    by_producer: HashMap<ProducerId, Vec<u32>>,
+    known: HashSet<u32>,
+    /// Producers that declared no SSRC (matched by the router by `mid`): while there is one,
+    /// the transport cannot tell unknown SSRCs apart and leaves that to the router.
+    undeclared: usize,
+}
+
+/// The transport's network side.
+pub struct Link {
+    io: Rc<dyn TransportIo>,
+    rtp_socket: RefCell<Option<Rc<UdpSocket>>>,
+    /// The RTCP socket when RTCP has its own port; `None` with rtcp-mux.
+    rtcp_socket: RefCell<Option<Rc<UdpSocket>>>,
+    /// The local RTP and RTCP addresses (equal with rtcp-mux).
+    pub local_rtp: SocketAddr,
+    /// See [`Link::local_rtp`].
+    pub local_rtcp: SocketAddr,
+    comedia: bool,
+    remote_rtp: Cell<Option<SocketAddr>>,
+    remote_rtcp: Cell<Option<SocketAddr>>,
+    /// With SRTP: the context that decrypts what the remote sends (set by `connect`) and the
+    /// one that encrypts what the router sends (made with the transport).
+    srtp: bool,
+    srtp_in: RefCell<Option<SrtpContext>>,
+    srtp_out: RefCell<Option<SrtpContext>>,
+    ssrcs: RefCell<Ssrcs>,
+    state: Cell<TransportState>,
+    counters: Counters,
+}
+
+impl Link {
+    /// Wraps bound sockets; `rtcp_socket` is `None` with rtcp-mux. `srtp_out` is the sending
+    /// context when the transport encrypts.
+    pub fn new(
+        io: Rc<dyn TransportIo>,
+        rtp_socket: UdpSocket,
+        rtcp_socket: Option<UdpSocket>,
+        comedia: bool,
+        srtp_out: Option<SrtpContext>,
+    ) -> std::io::Result<Rc<Self>> {
+        let local_rtp = rtp_socket.local_addr()?;
+        let local_rtcp = match &rtcp_socket {
+            Some(s) => s.local_addr()?,
+            None => local_rtp,
+        };
+        Ok(Rc::new(Self {
+            io,
+            rtp_socket: RefCell::new(Some(Rc::new(rtp_socket))),
+            rtcp_socket: RefCell::new(rtcp_socket.map(Rc::new)),
+            local_rtp,
+            local_rtcp,
+            comedia,
+            remote_rtp: Cell::new(None),
+            remote_rtcp: Cell::new(None),
+            srtp: srtp_out.is_some(),
+            srtp_in: RefCell::new(None),
+            srtp_out: RefCell::new(srtp_out),
+            ssrcs: RefCell::default(),
+            state: Cell::new(TransportState::New),
+            counters: Counters::default(),
+        }))
+    }
+
+    /// Starts the receive tasks on the current `LocalSet`; abort them to stop receiving.
+    pub fn spawn_receivers(self: &Rc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(s) = self.rtp_socket.borrow().clone() {
+            tasks.push(tokio::task::spawn_local(receive(
+                Rc::downgrade(self),
+                s,
+                false,
+            )));
+        }
+        if let Some(s) = self.rtcp_socket.borrow().clone() {
+            tasks.push(tokio::task::spawn_local(receive(
+                Rc::downgrade(self),
+                s,
+                true,
+            )));
+        }
+        tasks
+    }
+
+    /// Releases the sockets. Sends after this are dropped silently: the router is removing
+    /// the transport.
+    pub fn close(&self) {
+        self.rtp_socket.borrow_mut().take();
+        self.rtcp_socket.borrow_mut().take();
+    }
+
+    /// Whether the remote side is fixed: by `connect`, or learned (comedia).
+    pub fn remote(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let rtp = self.remote_rtp.get()?;
+        Some((rtp, self.remote_rtcp.get().unwrap_or(rtp)))
+    }
+
+    /// Fixes the remote RTP and RTCP addresses (an explicit `connect`).
+    pub fn set_remote(&self, rtp: SocketAddr, rtcp: SocketAddr) {
+        self.remote_rtp.set(Some(rtp));
+        self.remote_rtcp.set(Some(rtcp));
+    }
+
+    /// Installs the context that decrypts what the remote side sends.
+    pub fn set_srtp_in(&self, ctx: SrtpContext) {
+        *self.srtp_in.borrow_mut() = Some(ctx);
+    }
+
+    /// Reports a state change to the router, once per change.
+    pub fn set_state(&self, state: TransportState) {
+        if self.state.replace(state) != state {
+            self.io.on_state(state);
+        }
+    }
+
+    /// Remembers the SSRCs (media and RTX) a new producer of this transport sends.
+    pub fn add_producer(&self, id: ProducerId, params: &RtpParameters) {
+        let ssrcs: Vec<u32> = params
+            .encodings
+            .iter()
+            .flat_map(|e| e.ssrc.into_iter().chain(e.rtx.as_ref().map(|r| r.ssrc)))
+            .collect();
+        let mut s = self.ssrcs.borrow_mut();
+        if ssrcs.is_empty() {
+            s.undeclared += 1;
+        }
+        s.known.extend(ssrcs.iter().copied());
+        s.by_producer.insert(id, ssrcs);
+    }
+
+    /// Forgets a closed producer's SSRCs.
+    pub fn remove_producer(&self, id: ProducerId) {
+        let mut s = self.ssrcs.borrow_mut();
+        let Some(ssrcs) = s.by_producer.remove(&id) else {
+            return;
+        };
+        if ssrcs.is_empty() {
+            s.undeclared = s.undeclared.saturating_sub(1);
+        }
+        for ssrc in ssrcs {
+            if !s.by_producer.values().any(|v| v.contains(&ssrc)) {
+                s.known.remove(&ssrc);
+            }
+        }
+    }
+
+    /// The producers' SSRCs, for dumps.
+    pub fn producer_ssrcs(&self) -> Value {
+        let s = self.ssrcs.borrow();
+        let mut known: Vec<u32> = s.known.iter().copied().collect();
+        known.sort_unstable();
+        json!(known)
+    }
+
+    fn ssrc_known(&self, ssrc: u32) -> bool {
+        let s = self.ssrcs.borrow();
+        s.undeclared > 0 || s.known.contains(&ssrc)
+    }
+
+    /// The counters and addresses as JSON.
+    pub fn stats(&self) -> Value {
+        let c = &self.counters;
+        json!({
+            "state": self.state.get(),
+            "local_rtp": self.local_rtp.to_string(),
+            "local_rtcp": self.local_rtcp.to_string(),
+            "remote_rtp": self.remote_rtp.get().map(|a| a.to_string()),
+            "remote_rtcp": self.remote_rtcp.get().map(|a| a.to_string()),
+            "datagrams_received": c.datagrams_received.get(),
+            "bytes_received": c.bytes_received.get(),
+            "rtp_received": c.rtp_received.get(),
+            "rtcp_received": c.rtcp_received.get(),
+            "rtp_sent": c.rtp_sent.get(),
+            "rtcp_sent": c.rtcp_sent.get(),
+            "bytes_sent": c.bytes_sent.get(),
+            "send_errors": c.send_errors.get(),
+            "no_remote_drops": c.no_remote_drops.get(),
+            "unexpected_source": c.unexpected_source.get(),
+            "malformed_rtp": c.malformed_rtp.get(),
+            "malformed_rtcp": c.malformed_rtcp.get(),
+            "unknown_ssrc": c.unknown_ssrc.get(),
+            "srtp_failures": c.srtp_failures.get(),
+        })
+    }
+
+    /// One datagram from `from`, on the RTCP socket when `rtcp_port`.
+    pub fn on_datagram(&self, data: &[u8], from: SocketAddr, rtcp_port: bool) {
+        let c = &self.counters;
+        bump(&c.datagrams_received);
+        c.bytes_received
+            .set(c.bytes_received.get() + data.len() as u64);
+        let kind = if data.len() >= RECEIVE_BUFFER {
+            None
+        } else {
+            packet::classify(data)
+        };
+        match (kind, rtcp_port) {
+            (Some(Kind::Rtcp), _) => self.on_rtcp(data, from),
+            (Some(Kind::Rtp), false) => self.on_rtp(data, from),
+            (_, true) => bump(&c.malformed_rtcp),
+            (None, false) => bump(&c.malformed_rtp),
+        }
+    }
+
+    /// Whether a packet from `from` may pass, given the address already fixed for its kind
+    /// (`expected`) and the one fixed for the other kind. Returns `Some(learn)`: `learn` is
+    /// true when comedia should adopt `from` once the packet proves valid.
+    fn admit(
+        &self,
+        from: SocketAddr,
+        expected: Option<SocketAddr>,
+        other: Option<SocketAddr>,
+    ) -> Option<bool> {
+        match expected {
+            Some(addr) if addr == from => Some(false),
+            Some(_) => None,
+            // The first packet of each kind teaches its port; once one kind is known, the
+            // other must come from the same host, so a stranger cannot claim the RTCP path
+            // of a stream it does not send.
+            None if self.comedia => match other {
+                Some(o) if o.ip() != from.ip() => None,
+                _ => Some(true),
+            },
+            None => None,
+        }
+    }
+
+    fn on_rtp(&self, data: &[u8], from: SocketAddr) {
+        let c = &self.counters;
+        let Some(learn) = self.admit(from, self.remote_rtp.get(), self.remote_rtcp.get()) else {
+            bump(&c.unexpected_source);
+            return;
+        };
+        let Some(header) = packet::rtp_header(data) else {
+            bump(&c.malformed_rtp);
+            return;
+        };
+        if !self.ssrc_known(header.ssrc) {
+            bump(&c.unknown_ssrc);
+            return;
+        }
+        let plain = if self.srtp {
+            let decrypted = match self.srtp_in.borrow_mut().as_mut() {
+                Some(ctx) => ctx.decrypt_rtp(data).ok(),
+                None => None,
+            };
+            match decrypted {
+                Some(p) => p.freeze(),
+                None => {
+                    bump(&c.srtp_failures);
+                    return;
+                }
+            }
+        } else {
+            Bytes::copy_from_slice(data)
+        };
+        if !packet::padding_fits(&plain, header.header_len) {
+            bump(&c.malformed_rtp);
+            return;
+        }
+        if learn {
+            self.remote_rtp.set(Some(from));
+            self.set_state(TransportState::Connected);
+        }
+        bump(&c.rtp_received);
+        self.io.on_rtp(plain);
+    }
+
+    fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
+        let c = &self.counters;
+        let rtcp = self.remote_rtcp.get();
+        let rtp = self.remote_rtp.get();
+        // A peer may send RTCP from its RTP port (symmetric RTP) as well as its RTCP port.
+        let learn = if rtp == Some(from) {
+            Some(false)
+        } else {
+            self.admit(from, rtcp, rtp)
+        };
+        let Some(learn) = learn else {
+            bump(&c.unexpected_source);
+            return;
+        };
+        let plain = if self.srtp {
+            let decrypted = match self.srtp_in.borrow_mut().as_mut() {
+                Some(ctx) => ctx.decrypt_rtcp(data).ok(),
+                None => None,
+            };
+            match decrypted {
+                Some(p) => p.freeze(),
+                None => {
+                    bump(&c.srtp_failures);
+                    return;
+                }
+            }
+        } else {
+            Bytes::copy_from_slice(data)
+        };
+        if !packet::rtcp_compound_fits(&plain) {
+            bump(&c.malformed_rtcp);
+            return;
+        }
+        if learn {
+            self.remote_rtcp.set(Some(from));
+        }
+        bump(&c.rtcp_received);
+        self.io.on_rtcp(plain);
+    }
+
+    fn send(&self, data: &[u8], rtcp: bool) {
+        let c = &self.counters;
+        let to = if rtcp {
+            // Until comedia has seen the remote's RTCP port, its RTP port is the best guess:
+            // with rtcp-mux it is the right one.
+            self.remote_rtcp.get().or(self.remote_rtp.get())
+        } else {
+            self.remote_rtp.get()
+        };
+        let Some(to) = to else {
+            bump(&c.no_remote_drops);
+            return;
+        };
+        let socket = if rtcp {
+            self.rtcp_socket
+                .borrow()
+                .clone()
+                .or_else(|| self.rtp_socket.borrow().clone())
+        } else {
+            self.rtp_socket.borrow().clone()
+        };
+        let Some(socket) = socket else {
+            return;
+        };
+        let encrypted;
+        let out = if self.srtp {
+            let result = match self.srtp_out.borrow_mut().as_mut() {
+                Some(ctx) if rtcp => ctx.encrypt_rtcp(data).ok(),
+                Some(ctx) => ctx.encrypt_rtp(data).ok(),
+                None => None,
+            };
+            match result {
+                Some(b) => {
+                    encrypted = b;
+                    &encrypted[..]
+                }
+                None => {
+                    bump(&c.send_errors);
+                    return;
+                }
+            }
+        } else {
+            data
+        };
+        // Never wait on one receiver: a full socket buffer drops the packet (counted).
+        match socket.try_send_to(out, to) {
+            Ok(n) => {
+                bump(if rtcp { &c.rtcp_sent } else { &c.rtp_sent });
+                c.bytes_sent.set(c.bytes_sent.get() + n as u64);
+            }
+            Err(_) => bump(&c.send_errors),
+        }
+    }
+}
+
+impl MediaSink for Link {
+    fn send_rtp(&self, packet: &[u8]) {
+        self.send(packet, false);
+    }
+
+    fn send_rtcp(&self, packet: &[u8]) {
+        self.send(packet, true);
+    }
+}
+
+/// Receives datagrams on one socket until the task is aborted or the link is gone.
+async fn receive(link: Weak<Link>, socket: Rc<UdpSocket>, rtcp_port: bool) {
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(e) => {
+                // ICMP port-unreachable for an earlier send surfaces here on Linux; it
+                // concerns that send only, so the socket keeps receiving.
+                tracing::debug!(error = %e, "rtp socket receive error");
+                continue;
+            }
+        };
+        let Some(link) = link.upgrade() else {
+            return;
+        };
+        link.on_datagram(&buf[..n], from, rtcp_port);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Io {
+        rtp: Cell<u64>,
+        rtcp: Cell<u64>,
+    }
+
+    impl TransportIo for Io {
+        fn on_rtp(&self, _packet: Bytes) {
+            self.rtp.set(self.rtp.get() + 1);
+        }
+        fn on_rtp_packet(&self, _packet: rtc_rtp::Packet) {
+            self.rtp.set(self.rtp.get() + 1);
+        }
+        fn on_rtcp(&self, _packet: Bytes) {
+            self.rtcp.set(self.rtcp.get() + 1);
+        }
+        fn on_state(&self, _state: TransportState) {}
+    }
+
+    /// xorshift64: reproducible noise without a dependency.
+    fn noise(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Random datagrams shaped to get as far as possible (version 2, RTP or RTCP types, a
+    /// known SSRC) are all refused, each counted once, and none panics.
+    #[tokio::test]
+    async fn noise_never_reaches_the_router() {
+        let suites = [
+            (false, None),
+            (true, None),
+            (true, Some("AES_CM_128_HMAC_SHA1_80")),
+            (false, Some("AEAD_AES_128_GCM")),
+        ];
+        for (comedia, suite) in suites {
+            let srtp = suite.is_some();
+            let io = Rc::new(Io::default());
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let srtp_out = suite.map(|suite| super::super::srtp::generate(suite).unwrap().1);
+            let link = Link::new(io.clone(), socket, None, comedia, srtp_out).unwrap();
+            let remote: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            if !comedia {
+                link.set_remote(remote, remote);
+            }
+            if let Some(suite) = suite {
+                let (key, _) = super::super::srtp::generate(suite).unwrap();
+                link.set_srtp_in(super::super::srtp::context(&key, true).unwrap());
+            }
+            let mut params = RtpParameters::default();
+            params.encodings.push(Default::default());
+            params.encodings[0].ssrc = Some(0x0102_0304);
+            link.add_producer(ProducerId::new(), &params);
+
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+            let rounds = 20_000;
+            for _ in 0..rounds {
+                let len = (noise(&mut seed) % 80) as usize;
+                let mut data: Vec<u8> = (0..len).map(|_| noise(&mut seed) as u8).collect();
+                if len >= 12 {
+                    data[0] = 0x80 | (data[0] & 0x3F);
+                    if noise(&mut seed) & 1 == 0 {
+                        data[1] = 192 + (data[1] % 32);
+                    } else {
+                        data[8..12].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+                    }
+                }
+                link.on_datagram(&data, remote, false);
+            }
+            let stats = link.stats();
+            let refused: u64 = [
+                "unexpected_source",
+                "malformed_rtp",
+                "malformed_rtcp",
+                "unknown_ssrc",
+                "srtp_failures",
+            ]
+            .iter()
+            .map(|k| stats[k].as_u64().unwrap())
+            .sum();
+            let passed = io.rtp.get() + io.rtcp.get();
+            assert_eq!(refused + passed, rounds, "{stats}");
+            // Plain noise can form a valid RTCP packet or an RTP packet of the known SSRC
+            // now and then; encrypted, nothing random authenticates.
+            if srtp {
+                assert_eq!(passed, 0, "{stats}");
+            }
+        }
+    }
+}
