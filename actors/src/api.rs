@@ -18,6 +18,11 @@ pub struct RouterOptions {
     /// Subscribe every peer's receiving connection to every other peer's tracks
     /// automatically (the default). Off, the backend creates consumers itself.
     pub auto_subscribe: bool,
+    /// Give each peer one connection for sending and receiving, instead of one for each
+    /// direction. The client then offers for what it sends and answers the server's offers for
+    /// what it receives on the same connection; it must answer a pending server offer before
+    /// it sends a new offer of its own (glare is refused, not resolved).
+    pub single_connection: bool,
 }
 
 impl Default for RouterOptions {
@@ -26,6 +31,7 @@ impl Default for RouterOptions {
             codecs: None,
             worker: None,
             auto_subscribe: true,
+            single_connection: false,
         }
     }
 }

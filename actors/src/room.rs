@@ -51,6 +51,26 @@ pub(crate) struct TransportNode {
     pub plugin: PluginRef,
 }
 
+/// Tells a transport's plugin that a producer or consumer of it closed: at once, so that
+/// whatever the room does next (a renegotiation offer) already reflects it; through the
+/// transport's mailbox only when the plugin is busy right now.
+fn tell_plugin(t: &TransportNode, child: crate::transport::ChildClosed) {
+    let Ok(mut plugin) = t.plugin.try_borrow_mut() else {
+        t.addr.do_send(child);
+        return;
+    };
+    let Some(p) = plugin.as_mut() else {
+        return;
+    };
+    let result = contain(|| match child {
+        crate::transport::ChildClosed::Producer(id) => p.producer_removed(id),
+        crate::transport::ChildClosed::Consumer(id) => p.consumer_removed(id),
+    });
+    if let Err(message) = result {
+        tracing::error!(%message, "transport plugin panicked while a child closed");
+    }
+}
+
 /// Closes a plugin transport once; later calls find it gone.
 pub(crate) fn close_plugin(id: TransportId, plugin: &PluginRef) {
     let taken = plugin.try_borrow_mut().ok().and_then(|mut p| p.take());
@@ -95,6 +115,9 @@ pub(crate) struct PeerState {
     pub send: Option<TransportId>,
     /// The connection carrying what the peer receives.
     pub recv: Option<TransportId>,
+    /// Whether the peer has subscribed (its receive connection takes new tracks).
+    #[serde(skip)]
+    pub subscribed: bool,
 }
 
 impl Room {
@@ -129,6 +152,8 @@ pub(crate) struct Room {
     pub renegotiate: std::collections::BTreeSet<TransportId>,
     /// Whether newcomers are subscribed to everything and everyone to newcomers.
     pub auto_subscribe: bool,
+    /// Whether a peer's sending and receiving share one connection.
+    pub single_connection: bool,
     pub middleware: Vec<AttachedMiddleware>,
     pub closed: bool,
     /// What closed producers, consumers and transports of this room counted, so the room's
@@ -221,7 +246,7 @@ impl Room {
             .consumers
             .fetch_sub(1, Ordering::Relaxed);
         if let Some(t) = self.transports.get(&node.transport) {
-            t.addr.do_send(crate::transport::ChildClosed::Consumer(id));
+            tell_plugin(t, crate::transport::ChildClosed::Consumer(id));
         }
         node.addr.do_send(Stop);
         self.emit(Event::ConsumerClosed {
@@ -258,7 +283,7 @@ impl Room {
             .producers
             .fetch_sub(1, Ordering::Relaxed);
         if let Some(t) = self.transports.get(&node.transport) {
-            t.addr.do_send(crate::transport::ChildClosed::Producer(id));
+            tell_plugin(t, crate::transport::ChildClosed::Producer(id));
         }
         node.addr.do_send(Stop);
         self.emit(Event::ProducerClosed {

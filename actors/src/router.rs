@@ -43,6 +43,7 @@ impl RouterActor {
         capabilities: RtpCapabilities,
         factories: Factories,
         auto_subscribe: bool,
+        single_connection: bool,
     ) -> Self {
         let forwarder = Forwarder::new(ForwarderConfig::from(&shared.config.media));
         let span = tracing::info_span!("room", room = %id);
@@ -58,6 +59,7 @@ impl RouterActor {
             peers: Vec::new(),
             renegotiate: Default::default(),
             auto_subscribe,
+            single_connection,
             middleware: Vec::new(),
             closed: false,
             closed_totals: Default::default(),
@@ -297,6 +299,7 @@ impl Handler<JoinPeer> for RouterActor {
             id: msg.0.clone(),
             send: None,
             recv: None,
+            subscribed: false,
         });
         let router = r.id;
         r.emit(Event::PeerJoined {

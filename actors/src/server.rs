@@ -90,6 +90,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
     fn handle(&mut self, msg: CreateRouterRequest, _: &mut Self::Context) -> Self::Result {
         let shared = self.shared.clone();
         let auto_subscribe = msg.0.auto_subscribe;
+        let single_connection = msg.0.single_connection;
         let prepared = (|| {
             let codecs = match msg.0.codecs {
                 Some(c) => c,
@@ -130,6 +131,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
                     id,
                     capabilities: capabilities.clone(),
                     auto_subscribe,
+                    single_connection,
                 })
                 .await
                 .map_err(mailbox("worker"))

@@ -114,10 +114,17 @@ fn ensure_connection(
     peer: &PeerId,
     send: bool,
 ) -> Result<(TransportId, bool)> {
-    let existing = {
+    let (existing, single) = {
         let r = router.room.borrow();
         let p = r.peer(peer).ok_or_else(|| Error::not_found("peer", peer))?;
-        if send { p.send } else { p.recv }
+        let existing = if r.single_connection {
+            p.send.or(p.recv)
+        } else if send {
+            p.send
+        } else {
+            p.recv
+        };
+        (existing, r.single_connection)
     };
     if let Some(t) = existing {
         return Ok((t, false));
@@ -132,9 +139,10 @@ fn ensure_connection(
     )?;
     let mut r = router.room.borrow_mut();
     if let Some(p) = r.peer_mut(peer) {
-        if send {
+        if send || single {
             p.send = Some(id);
-        } else {
+        }
+        if !send || single {
             p.recv = Some(id);
         }
     }
@@ -185,7 +193,7 @@ impl Handler<Publish> for RouterActor {
                 let r = self.room.borrow();
                 r.peers
                     .iter()
-                    .filter(|p| p.id != msg.peer)
+                    .filter(|p| p.id != msg.peer && p.subscribed)
                     .filter_map(|p| p.recv)
                     .collect()
             };
@@ -207,8 +215,18 @@ impl Handler<Subscribe> for RouterActor {
     type Result = Result<SubscribeResult>;
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
-        let (transport, created) = ensure_connection(self, ctx, &msg.peer, false)?;
-        if created && self.room.borrow().auto_subscribe {
+        let (transport, _) = ensure_connection(self, ctx, &msg.peer, false)?;
+        // The first subscribe takes everything already in the room; later ones (a client
+        // starting over) get a fresh offer of what the connection already carries.
+        let first = {
+            let mut r = self.room.borrow_mut();
+            let first = r.peer(&msg.peer).is_some_and(|p| !p.subscribed);
+            if let Some(p) = r.peer_mut(&msg.peer) {
+                p.subscribed = true;
+            }
+            first
+        };
+        if first && self.room.borrow().auto_subscribe {
             let producers = others_producers(&self.room, &msg.peer);
             subscribe_to(&self.room, transport, &producers);
         }

@@ -140,6 +140,7 @@ pub(crate) struct SpawnRouter {
     pub id: RouterId,
     pub capabilities: RtpCapabilities,
     pub auto_subscribe: bool,
+    pub single_connection: bool,
 }
 
 impl Handler<SpawnRouter> for WorkerActor {
@@ -154,6 +155,7 @@ impl Handler<SpawnRouter> for WorkerActor {
             msg.capabilities,
             self.factories.clone(),
             msg.auto_subscribe,
+            msg.single_connection,
         )
         .start();
         self.shared

@@ -33,7 +33,7 @@ fn m_lines(sdp: &str) -> Vec<String> {
 }
 
 struct Publisher {
-    /// Kept so the connection stays open.
+    /// The publishing connection (kept open; with one connection per peer it also receives).
     _client: Client,
     video: Arc<TrackLocalStaticRTP>,
     video_ssrc: u32,
@@ -530,5 +530,63 @@ async fn a_subscriber_of_an_empty_room_receives_whoever_publishes_later() {
     assert_eq!(s.mids.len(), 3, "the data channel and alice's two tracks");
     let (_track, ssrc) = first_video(&a, &mut s, b"late").await;
     assert_ne!(ssrc, a.video_ssrc);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_connection_per_peer_both_directions_share_it() {
+    let t = start_webrtc(1);
+    let room = t
+        .server
+        .create_router(RouterOptions {
+            single_connection: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    // Alice and Bob each publish on their one connection...
+    let alice = PeerId::parse("alice").unwrap();
+    let mut a = publish(&t, room, &alice, 0x0A40_0000).await;
+    let bob = PeerId::parse("bob").unwrap();
+    let b = publish(&t, room, &bob, 0x0B40_0000).await;
+    // ...then receive on it too: the server's offer goes to the same client connection.
+    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
+    let mut bob_client = b._client;
+    let answer = bob_client.answer(&offer.sdp).await;
+    t.server.answer(room, bob.clone(), answer).await.unwrap();
+    let mut bob_view = Subscriber {
+        peer: bob.clone(),
+        client: bob_client,
+        mids: m_lines(&offer.sdp),
+        tracks: HashMap::new(),
+    };
+    let (_track, ssrc) = first_video(&a, &mut bob_view, b"to-bob").await;
+    assert_ne!(ssrc, a.video_ssrc);
+
+    // A second offer from the client while the server's is unanswered is refused: no glare.
+    let _pending = t.server.subscribe_peer(room, alice.clone()).await.unwrap();
+    let own_offer = a._client.offer().await;
+    let err = t
+        .server
+        .publish(room, alice.clone(), own_offer)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code,
+        switchboard_core::ErrorCode::InvalidParams,
+        "{err}"
+    );
+    let _ = offer;
+
+    let dump = t.server.dump_router(room).await.unwrap();
+    assert_eq!(
+        dump["transports"].as_array().unwrap().len(),
+        2,
+        "one connection per peer"
+    );
+    for p in dump["peers"].as_array().unwrap() {
+        assert_eq!(p["send"], p["recv"], "{p}");
+    }
     t.server.shutdown().await.unwrap();
 }

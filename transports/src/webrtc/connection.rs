@@ -38,6 +38,11 @@ struct Outgoing {
     mid_router_id: Option<u8>,
     /// This track's mid on this connection, once negotiated.
     mid: Option<Bytes>,
+    /// The consumer's codecs (router payload types) by MIME type and clock rate.
+    router_codecs: Vec<(u8, String, u32)>,
+    /// Router payload type to the one negotiated on this leg (0: same). A reused m-line, or
+    /// one the client offered (one connection per peer), may carry the client's numbering.
+    pt_map: [u8; 128],
 }
 
 /// Counters of one connection.
@@ -281,6 +286,13 @@ impl Connection {
 
     /// Applies a remote offer and returns the local answer's SDP.
     pub fn apply_offer(self: &Rc<Self>, sdp: &str) -> Result<String> {
+        if self.awaiting_answer.get() {
+            // Both sides offering at once (one connection per peer): the client must answer
+            // the server's pending offer first.
+            return Err(Error::invalid(
+                "an offer from the server is waiting for its answer on this connection: answer it, then offer again",
+            ));
+        }
         let answer = {
             let mut pc = self.pc.borrow_mut();
             let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(invalid_sdp)?;
@@ -435,6 +447,30 @@ impl Connection {
                         out.ext_map[usize::from(*router_id)] = *id;
                     }
                 }
+                let codecs: Vec<(u8, String, u32)> = sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.payload_type,
+                            c.rtp_codec.mime_type.clone(),
+                            c.rtp_codec.clock_rate,
+                        )
+                    })
+                    .collect();
+                out.pt_map = [0; 128];
+                for (router_pt, mime, clock) in &out.router_codecs {
+                    let leg = codecs
+                        .iter()
+                        .find(|(_, m, c)| m.eq_ignore_ascii_case(mime) && c == clock);
+                    if let Some((pt, _, _)) = leg
+                        && usize::from(*router_pt) < 128
+                    {
+                        out.pt_map[usize::from(*router_pt)] = *pt;
+                    }
+                }
             }
             let transceivers: Vec<_> = pc.get_transceivers().collect();
             let mut mids = Vec::new();
@@ -507,6 +543,12 @@ impl Connection {
                 mid_router_id: params
                     .extension_id(switchboard_core::rtp_parameters::extension_uri::MID),
                 mid: None,
+                router_codecs: params
+                    .codecs
+                    .iter()
+                    .map(|c| (c.payload_type, c.mime_type.clone(), c.clock_rate))
+                    .collect(),
+                pt_map: [0; 128],
             },
         );
         Ok(())
@@ -548,6 +590,11 @@ impl Connection {
                 id != 0
             });
             packet.header.extension = !packet.header.extensions.is_empty();
+            if let Some(&pt) = out.pt_map.get(usize::from(packet.header.payload_type))
+                && pt != 0
+            {
+                packet.header.payload_type = pt;
+            }
             out.sender
         };
         let written = match self.pc.try_borrow_mut() {

@@ -1,6 +1,7 @@
 //! Building a peer connection's codec table, interceptor chain and ICE/DTLS settings from a
 //! router's capabilities.
 
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{
     Attribute, Interceptor, NackGeneratorBuilder, Packet, ReceiverReportBuilder, Registry, Slot,
     StreamInfo, TaggedPacket, TwccReceiverBuilder,
@@ -105,10 +106,19 @@ pub fn interceptors() -> Registry {
 /// ICE-lite, and always the DTLS server role: an answering server that is the DTLS client
 /// would wait a timer tick (about 200 ms) before its ClientHello. ICE credentials are left to
 /// the stack so that every ICE restart gets fresh ones.
+///
+/// AEAD AES-GCM SRTP profiles come first: they cost a fraction of AES-CM with HMAC-SHA1 per
+/// packet (`../shared/DESIGN.md`), and the forwarding path pays that cost once per consumer.
 pub fn settings() -> SettingEngineBuilder {
     SettingEngineBuilder::new()
         .with_lite(true)
         .with_answering_dtls_role(RTCDtlsRole::Server)
+        .with_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
+        ])
 }
 
 /// Marks inbound RTCP for the application, so NACK/PLI/FIR and sender reports reach the router.
