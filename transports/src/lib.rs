@@ -11,6 +11,7 @@
 
 pub mod direct;
 pub mod rtp;
+pub mod settings;
 pub mod webrtc;
 
 use std::sync::Arc;
@@ -39,7 +40,13 @@ pub fn register_webrtc(
     registry: &mut TransportRegistry,
     config: &switchboard_core::config::WebRtcConfig,
 ) -> Result<()> {
-    registry.register(WebRtcPlugin::new(WebRtcSettings::from_config(config)?))
+    registry.register(WebRtcPlugin::new(WebRtcSettings::from_config(
+        "webrtc",
+        &config.listen_ip,
+        &config.announced_ip,
+        config.port_min,
+        config.port_max,
+    )?))
 }
 
 /// Registers the `rtp` plugin with the configured network settings.
@@ -47,5 +54,11 @@ pub fn register_rtp(
     registry: &mut TransportRegistry,
     config: &switchboard_core::config::RtpConfig,
 ) -> Result<()> {
-    registry.register(RtpPlugin::new(RtpSettings::from_config(config)?))
+    registry.register(RtpPlugin::new(RtpSettings::from_config(
+        "rtp",
+        &config.listen_ip,
+        &config.announced_ip,
+        config.port_min,
+        config.port_max,
+    )?))
 }

@@ -31,7 +31,7 @@ use link::Link;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use srtp::SrtpParameters;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
@@ -44,55 +44,9 @@ use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result, WorkerI
 /// The plugin kind.
 pub const KIND: &str = "rtp";
 
-/// Server-wide defaults of the plugin: where transports bind unless their options say
+/// Server-wide defaults of the `rtp` plugin: where transports bind unless their options say
 /// otherwise, and what they announce.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RtpSettings {
-    /// IP address transports bind to.
-    pub listen_ip: IpAddr,
-    /// IP address reported to the creator (NAT 1:1); `None` reports `listen_ip`.
-    pub announced_ip: Option<IpAddr>,
-    /// First port of the range transports bind in. 0 lets the OS pick each port.
-    pub port_min: u16,
-    /// Last port of the range.
-    pub port_max: u16,
-}
-
-impl Default for RtpSettings {
-    fn default() -> Self {
-        Self {
-            listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            announced_ip: None,
-            port_min: 0,
-            port_max: 0,
-        }
-    }
-}
-
-impl RtpSettings {
-    /// Settings from the server configuration (which has been validated).
-    pub fn from_config(c: &switchboard_core::config::RtpConfig) -> Result<Self> {
-        let ip = |field: &str, v: &str| {
-            v.parse::<IpAddr>().map_err(|_| {
-                Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!("{field}: {v:?} is not an IP address"),
-                )
-            })
-        };
-        Ok(Self {
-            listen_ip: ip("rtp.listen_ip", &c.listen_ip)?,
-            announced_ip: if c.announced_ip.is_empty() {
-                None
-            } else {
-                Some(ip("rtp.announced_ip", &c.announced_ip)?)
-            },
-            port_min: c.port_min,
-            port_max: c.port_max,
-        })
-    }
-}
+pub type RtpSettings = crate::settings::ListenSettings;
 
 /// The `rtp` plugin.
 pub struct RtpPlugin {
@@ -626,7 +580,7 @@ mod tests {
     #[test]
     fn the_range_is_used_port_by_port_and_then_exhausted() {
         let base = free_range(4);
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let mut f = factory(base, base + 3);
         let muxed = options(json!({}));
         let held: Vec<_> = (0..4).map(|_| f.bind(ip, &muxed).unwrap()).collect();
@@ -646,7 +600,7 @@ mod tests {
     #[test]
     fn separate_rtcp_takes_even_and_odd_ports_of_the_range() {
         let base = free_range(4);
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let mut f = factory(base, base + 3);
         let separate = options(json!({ "rtcp_mux": false }));
         let mut pairs = Vec::new();

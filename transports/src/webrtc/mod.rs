@@ -25,7 +25,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
@@ -38,54 +38,8 @@ use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result, WorkerI
 /// The plugin kind.
 pub const KIND: &str = "webrtc";
 
-/// Where the plugin listens and what it announces.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebRtcSettings {
-    /// IP address the worker sockets bind to.
-    pub listen_ip: IpAddr,
-    /// IP address written into candidates (NAT 1:1); `None` announces `listen_ip`.
-    pub announced_ip: Option<IpAddr>,
-    /// First port of the range worker sockets bind in (one port per worker). 0 lets the OS pick.
-    pub port_min: u16,
-    /// Last port of the range.
-    pub port_max: u16,
-}
-
-impl Default for WebRtcSettings {
-    fn default() -> Self {
-        Self {
-            listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            announced_ip: None,
-            port_min: 0,
-            port_max: 0,
-        }
-    }
-}
-
-impl WebRtcSettings {
-    /// Settings from the server configuration (which has been validated).
-    pub fn from_config(c: &switchboard_core::config::WebRtcConfig) -> Result<Self> {
-        let ip = |field: &str, v: &str| {
-            v.parse::<IpAddr>().map_err(|_| {
-                Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!("{field}: {v:?} is not an IP address"),
-                )
-            })
-        };
-        Ok(Self {
-            listen_ip: ip("webrtc.listen_ip", &c.listen_ip)?,
-            announced_ip: if c.announced_ip.is_empty() {
-                None
-            } else {
-                Some(ip("webrtc.announced_ip", &c.announced_ip)?)
-            },
-            port_min: c.port_min,
-            port_max: c.port_max,
-        })
-    }
-}
+/// Where the `webrtc` plugin's worker sockets listen (one port of the range per worker).
+pub type WebRtcSettings = crate::settings::ListenSettings;
 
 /// The `webrtc` plugin.
 pub struct WebRtcPlugin {
