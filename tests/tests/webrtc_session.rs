@@ -590,3 +590,67 @@ async fn with_one_connection_per_peer_both_directions_share_it() {
     }
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_automatic_subscription_the_backend_chooses_the_tracks() {
+    let t = start_webrtc(1);
+    let room = t
+        .server
+        .create_router(RouterOptions {
+            auto_subscribe: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let mut events = t.server.subscribe_room(room);
+    let alice = PeerId::parse("alice").unwrap();
+    let a = publish(&t, room, &alice, 0x0A50_0000).await;
+    let mut s = subscribe(&t, room, "picky").await;
+    assert_eq!(
+        s.mids.len(),
+        1,
+        "nothing but the data channel until the backend asks"
+    );
+
+    // The backend subscribes the viewer to alice's video only, with the connection's own
+    // receive capabilities (empty capabilities: the transport decides).
+    let dump = t.server.dump_router(room).await.unwrap();
+    let video = dump["producers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "video")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let recv: switchboard_core::TransportId = dump["transports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tr| tr["peer"] == "picky")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    t.server
+        .consume(
+            recv,
+            switchboard_actors::ConsumeOptions {
+                producer: video,
+                rtp_capabilities: Default::default(),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    let offers = offers_for(&mut events, std::slice::from_ref(&s.peer)).await;
+    s.renegotiate(&t, room, &offers[&s.peer]).await;
+    assert_eq!(s.mids.len(), 2, "the data channel and the chosen video");
+    let (_track, ssrc) = first_video(&a, &mut s, b"chosen").await;
+    assert_ne!(ssrc, a.video_ssrc);
+    t.server.shutdown().await.unwrap();
+}
