@@ -1,10 +1,9 @@
 //! The Consumer actor: one outgoing track fed by one producer.
 
-use crate::room::{RoomRef, Stop};
+use crate::room::{RoomRef, Stop, crash_guard};
 use crate::supervision::CrashGuard;
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use serde_json::{Value, json};
-use std::rc::Rc;
 use std::time::Instant;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::{ConsumerId, Error, Result};
@@ -18,17 +17,12 @@ pub struct ConsumerActor {
 
 impl ConsumerActor {
     pub(crate) fn new(id: ConsumerId, room: RoomRef) -> Self {
-        let weak = Rc::downgrade(&room);
         Self {
             id,
-            room,
-            guard: CrashGuard::new(move |message| {
-                if let Some(room) = weak.upgrade()
-                    && let Ok(mut r) = room.try_borrow_mut()
-                {
-                    r.close_consumer(id, CloseReason::Crashed { message });
-                }
+            guard: crash_guard(&room, move |r, reason| {
+                r.close_consumer(id, reason);
             }),
+            room,
         }
     }
 }

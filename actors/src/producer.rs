@@ -1,10 +1,9 @@
 //! The Producer actor: one incoming track.
 
-use crate::room::{RoomRef, Stop};
+use crate::room::{RoomRef, Stop, crash_guard};
 use crate::supervision::CrashGuard;
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use serde_json::{Value, json};
-use std::rc::Rc;
 use std::time::Instant;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::{Error, ProducerId, Result};
@@ -19,17 +18,12 @@ pub struct ProducerActor {
 
 impl ProducerActor {
     pub(crate) fn new(id: ProducerId, room: RoomRef) -> Self {
-        let weak = Rc::downgrade(&room);
         Self {
             id,
-            room,
-            guard: CrashGuard::new(move |message| {
-                if let Some(room) = weak.upgrade()
-                    && let Ok(mut r) = room.try_borrow_mut()
-                {
-                    r.close_producer(id, CloseReason::Crashed { message });
-                }
+            guard: crash_guard(&room, move |r, reason| {
+                r.close_producer(id, reason);
             }),
+            room,
         }
     }
 }

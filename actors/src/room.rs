@@ -33,6 +33,23 @@ use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, Wo
 /// Shared handle to a room.
 pub(crate) type RoomRef = Rc<RefCell<Room>>;
 
+/// The crash guard of an actor whose object lives in `room`: if the actor dies uncleanly,
+/// `close` closes the object there with reason `crashed`, through the same room functions as
+/// any other closure (so parents and the backend hear of it exactly once).
+pub(crate) fn crash_guard(
+    room: &RoomRef,
+    close: impl FnOnce(&mut Room, CloseReason) + 'static,
+) -> crate::supervision::CrashGuard {
+    let weak = Rc::downgrade(room);
+    crate::supervision::CrashGuard::new(move |message| {
+        if let Some(room) = weak.upgrade()
+            && let Ok(mut r) = room.try_borrow_mut()
+        {
+            close(&mut r, CloseReason::Crashed { message });
+        }
+    })
+}
+
 /// Stops an actor without it emitting anything: the room already did.
 #[derive(actix::Message)]
 #[rtype(result = "()")]

@@ -1,7 +1,7 @@
 //! The Router actor: one room on one worker.
 
 use crate::api::TransportInfo;
-use crate::room::{Room, RoomIo, RoomRef};
+use crate::room::{Room, RoomIo, RoomRef, crash_guard};
 use crate::shared::Shared;
 use crate::supervision::{CrashGuard, contain};
 use crate::transport::TransportActor;
@@ -65,19 +65,14 @@ impl RouterActor {
             closed_totals: Default::default(),
         }));
         crate::metrics::room_opened(id, Rc::downgrade(&room));
-        let weak = Rc::downgrade(&room);
         Self {
             id,
+            guard: crash_guard(&room, |r, reason| {
+                r.close(reason);
+            }),
             room,
             span,
             factories,
-            guard: CrashGuard::new(move |message| {
-                if let Some(room) = weak.upgrade()
-                    && let Ok(mut r) = room.try_borrow_mut()
-                {
-                    r.close(CloseReason::Crashed { message });
-                }
-            }),
         }
     }
 

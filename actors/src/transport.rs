@@ -4,11 +4,10 @@ use crate::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
 };
 use crate::ops;
-use crate::room::{PluginRef, RoomRef, Stop, close_plugin};
+use crate::room::{PluginRef, RoomRef, Stop, close_plugin, crash_guard};
 use crate::supervision::CrashGuard;
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use serde_json::{Value, json};
-use std::rc::Rc;
 use switchboard_core::event::CloseReason;
 use switchboard_core::{ConsumerId, ProducerId, Result, RouterId, TransportId};
 
@@ -34,21 +33,16 @@ impl TransportActor {
         plugin: PluginRef,
         span: tracing::Span,
     ) -> Self {
-        let weak = Rc::downgrade(&room);
         Self {
             id,
             router,
             kind,
+            guard: crash_guard(&room, move |r, reason| {
+                r.close_transport(id, reason);
+            }),
             room,
             plugin,
             span,
-            guard: CrashGuard::new(move |message| {
-                if let Some(room) = weak.upgrade()
-                    && let Ok(mut r) = room.try_borrow_mut()
-                {
-                    r.close_transport(id, CloseReason::Crashed { message });
-                }
-            }),
         }
     }
 
