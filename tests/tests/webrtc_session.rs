@@ -19,6 +19,31 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+/// The first entry of a router dump's `list` (`transports`, `producers`, `consumers`) that
+/// matches.
+fn dump_entry<'a>(
+    dump: &'a serde_json::Value,
+    list: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> &'a serde_json::Value {
+    dump[list]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| matches(e)))
+        .unwrap_or_else(|| panic!("no matching entry in {list}: {dump}"))
+}
+
+/// A dump entry's id, parsed.
+fn entry_id<T: std::str::FromStr>(entry: &serde_json::Value) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    entry["id"]
+        .as_str()
+        .expect("an id")
+        .parse()
+        .expect("a valid id")
+}
+
 fn m_lines(sdp: &str) -> Vec<String> {
     let mut mids = Vec::new();
     let mut in_media = false;
@@ -278,35 +303,15 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
 
     // Dave's video producer, and s1's consumer of it.
     let dump = t.server.dump_router(room).await.unwrap();
-    let transport_of = |peer: &str| {
-        dump["transports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|tr| tr["peer"] == peer)
-            .unwrap()["id"]
-            .clone()
-    };
-    let (dave_send, s1_recv) = (transport_of("dave"), transport_of("s1"));
-    let dave_producer_value = dump["producers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["transport"] == dave_send && p["kind"] == "video")
-        .unwrap()["id"]
-        .clone();
-    let dave_producer: switchboard_core::ProducerId =
-        dave_producer_value.as_str().unwrap().parse().unwrap();
-    let s1_consumer: switchboard_core::ConsumerId = dump["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["transport"] == s1_recv && c["producer"] == dave_producer_value)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let dave_send = dump_entry(&dump, "transports", |tr| tr["peer"] == "dave")["id"].clone();
+    let s1_recv = dump_entry(&dump, "transports", |tr| tr["peer"] == "s1")["id"].clone();
+    let dave_video = dump_entry(&dump, "producers", |p| {
+        p["transport"] == dave_send && p["kind"] == "video"
+    });
+    let dave_producer: switchboard_core::ProducerId = entry_id(dave_video);
+    let s1_consumer: switchboard_core::ConsumerId = entry_id(dump_entry(&dump, "consumers", |c| {
+        c["transport"] == s1_recv && c["producer"] == dave_video["id"]
+    }));
 
     // A NACK from a subscriber is answered from the router's buffer on its connection. (The
     // receiving stack drops a second copy of a sequence number it already holds, so the answer
@@ -492,16 +497,8 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
     assert_eq!(got, expected);
     assert_eq!(relay.dropped(), 1, "the relay lost exactly one packet");
     let dump = t.server.dump_router(room).await.unwrap();
-    let consumer: switchboard_core::ConsumerId = dump["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["kind"] == "video")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let consumer: switchboard_core::ConsumerId =
+        entry_id(dump_entry(&dump, "consumers", |c| c["kind"] == "video"));
     let stats = t.server.consumer_stats(consumer).await.unwrap();
     assert!(
         stats["counters"]["retransmitted"].as_u64().unwrap() >= 1,
@@ -616,26 +613,9 @@ async fn without_automatic_subscription_the_backend_chooses_the_tracks() {
     // The backend subscribes the viewer to alice's video only, with the connection's own
     // receive capabilities (empty capabilities: the transport decides).
     let dump = t.server.dump_router(room).await.unwrap();
-    let video = dump["producers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["kind"] == "video")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let recv: switchboard_core::TransportId = dump["transports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|tr| tr["peer"] == "picky")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let video = entry_id(dump_entry(&dump, "producers", |p| p["kind"] == "video"));
+    let recv: switchboard_core::TransportId =
+        entry_id(dump_entry(&dump, "transports", |tr| tr["peer"] == "picky"));
     t.server
         .consume(
             recv,
