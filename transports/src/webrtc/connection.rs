@@ -52,6 +52,8 @@ pub struct ConnCounters {
     rtcp_in: Cell<u64>,
     rtp_out: Cell<u64>,
     rtp_out_rejected: Cell<u64>,
+    /// Packets for a connection whose ICE and DTLS are not up yet.
+    rtp_out_not_connected: Cell<u64>,
     rtcp_out: Cell<u64>,
     busy_drops: Cell<u64>,
     /// Datagrams the connection's stack refused (bad STUN integrity, stray DTLS, SRTP that
@@ -567,6 +569,17 @@ impl Connection {
     }
 
     fn send_rtp(&self, data: &[u8]) {
+        if matches!(
+            self.state.get(),
+            TransportState::New | TransportState::Connecting
+        ) {
+            // No SRTP keys yet: the packet could not be protected, and handing it to the
+            // peer connection would only log a warning per packet on the forwarding path.
+            self.counters
+                .rtp_out_not_connected
+                .set(self.counters.rtp_out_not_connected.get() + 1);
+            return;
+        }
         let Ok(mut packet) = rtc_rtp::Packet::unmarshal(&mut Bytes::copy_from_slice(data)) else {
             return;
         };
@@ -665,6 +678,7 @@ impl Connection {
             "rtcp_packets_received": c.rtcp_in.get(),
             "rtp_packets_sent": c.rtp_out.get(),
             "rtp_packets_rejected": c.rtp_out_rejected.get(),
+            "rtp_packets_not_connected": c.rtp_out_not_connected.get(),
             "rtcp_packets_sent": c.rtcp_out.get(),
             "busy_drops": c.busy_drops.get(),
             "datagrams_rejected": c.rejected.get(),
