@@ -181,7 +181,7 @@ pub trait RoomAccess: Send + Sync {
     fn request_keyframe(&self, producer: ProducerId);
     /// Publishes a track of the middleware's own as a producer of the room. Subscribers get it
     /// like any other producer (automatic subscription included, limited to
-    /// [`PublishOptions::audience`] when set).
+    /// [`PublishOptions::audience`]).
     fn publish(&self, options: PublishOptions) -> Result<Box<dyn PublishedTrack>>;
     /// Sends the backend a `middleware` event for this room: `name` says what happened
     /// (`recording_finished`, `recording_failed`, ...), `data` carries the details.
@@ -196,11 +196,23 @@ pub struct PublishOptions {
     /// What the packets will carry: one media codec with its payload type, an SSRC in the
     /// single encoding.
     pub rtp_parameters: RtpParameters,
-    /// When set, only this peer is subscribed automatically (a mix-minus for that peer);
-    /// otherwise everyone is. The backend can consume it explicitly either way.
-    pub audience: Option<PeerId>,
+    /// Who is subscribed to it automatically (in rooms with automatic subscription). The
+    /// backend can consume it explicitly either way.
+    pub audience: Audience,
     /// A label shown in dumps and events, e.g. `mix` or `mix-minus alice`.
     pub label: String,
+}
+
+/// Who receives a middleware's published track automatically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// Every peer, like a peer's own track.
+    Everyone,
+    /// Only this peer (a mix-minus made for that peer).
+    Peer(PeerId),
+    /// Nobody: the backend consumes it where it wants it (a mix for a SIP gateway).
+    Nobody,
 }
 
 /// The middleware's handle on a track it published. Dropping it closes the producer.

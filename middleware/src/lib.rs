@@ -3,16 +3,18 @@
 //! Built-in middleware for Switchboard rooms. Each implements
 //! [`switchboard_core::middleware::MiddlewareFactory`] and is registered at start-up.
 //!
-//! The built-ins (logging, recorder, mixer) arrive with their own issue; until then this
-//! crate provides the registration seam the server binary calls.
+//! - [`mixer`]: decodes a room's Opus speakers, mixes them (optionally a mix-minus per
+//!   participant), and publishes the mix back into the room.
 
 #![warn(missing_docs)]
+
+pub mod mixer;
 
 use switchboard_core::Result;
 use switchboard_core::middleware::MiddlewareRegistry;
 
-/// Registers every built-in middleware (none yet).
+/// Registers every built-in middleware.
 pub fn register_builtin(registry: &mut MiddlewareRegistry) -> Result<()> {
-    let _ = registry;
+    registry.register(mixer::factory())?;
     Ok(())
 }
