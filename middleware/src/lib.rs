@@ -11,8 +11,10 @@
 use switchboard_core::Result;
 use switchboard_core::middleware::MiddlewareRegistry;
 
+pub mod recorder;
+
 /// Registers every built-in middleware (none yet).
 pub fn register_builtin(registry: &mut MiddlewareRegistry) -> Result<()> {
-    let _ = registry;
+    registry.register(std::sync::Arc::new(recorder::RecorderFactory))?;
     Ok(())
 }
