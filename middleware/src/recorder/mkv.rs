@@ -165,6 +165,9 @@ pub fn opus_head(channels: u8) -> Vec<u8> {
     v
 }
 
+/// Where a video track's PixelWidth and PixelHeight values sit, and the size to patch in.
+type PictureAt = Option<(u64, u64, Option<(u16, u16)>)>;
+
 struct Cue {
     time_ms: u64,
     track: u64,
@@ -181,7 +184,7 @@ pub struct MkvWriter<W: Write + Seek> {
     duration_pos: u64,
     tracks_pos: u64,
     /// Offsets of each video track's PixelWidth/PixelHeight payloads, and the size to patch.
-    picture: Vec<Option<(u64, u64, Option<(u16, u16)>)>>,
+    picture: Vec<PictureAt>,
     video_track: Option<u64>,
     cluster: Vec<u8>,
     cluster_time_ms: u64,
