@@ -106,11 +106,6 @@ impl PayloadReader {
         }
     }
 
-    /// For VP9, whether the payload just read is inter-predicted (not a keyframe).
-    fn vp9_inter(&self) -> bool {
-        matches!(self, Self::Vp9(d) if d.p)
-    }
-
     /// For VP9, the picture size the payload's scalability structure announced.
     fn vp9_size(&self) -> Option<(u16, u16)> {
         match self {
@@ -171,7 +166,6 @@ pub struct FrameAssembler {
     parts: BytesMut,
     current: Option<(u32, u32, i64)>,
     broken: bool,
-    vp9_keyframe: bool,
     vp9_size: Option<(u16, u16)>,
     /// Payloads the depacketizer rejected.
     pub malformed: u64,
@@ -186,7 +180,6 @@ impl FrameAssembler {
             parts: BytesMut::new(),
             current: None,
             broken: false,
-            vp9_keyframe: false,
             vp9_size: None,
             malformed: 0,
         }
@@ -216,7 +209,8 @@ impl FrameAssembler {
         let keyframe = match self.codec {
             Codec::Opus => true,
             Codec::Vp8 => data.first().is_some_and(|b| b & 1 == 0),
-            Codec::Vp9 => self.vp9_keyframe,
+            // The bitstream decides: not every sender sets the payload descriptor's P bit.
+            Codec::Vp9 => vp9_size(&data).is_some(),
             Codec::H264 => avc_units(&data).any(|n| n.first().is_some_and(|h| h & 0x1F == 5)),
         };
         Some(Frame {
@@ -256,17 +250,11 @@ impl FrameAssembler {
             }
             self.broken = false;
             self.current = Some((ts, ssrc, arrival_ns));
-            self.vp9_keyframe = false;
         }
         match self.reader.read(payload) {
             Ok(data) => {
-                if self.codec == Codec::Vp9 {
-                    if self.parts.is_empty() {
-                        self.vp9_keyframe = !self.reader.vp9_inter();
-                    }
-                    if let Some(size) = self.reader.vp9_size() {
-                        self.vp9_size = Some(size);
-                    }
+                if let Some(size) = self.reader.vp9_size() {
+                    self.vp9_size = Some(size);
                 }
                 self.parts.extend_from_slice(&data);
             }
@@ -351,7 +339,7 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// The picture size in a VP9 keyframe's uncompressed header.
+/// The picture size in a VP9 keyframe's uncompressed header; `None` for other frames.
 pub fn vp9_size(frame: &[u8]) -> Option<(u16, u16)> {
     let mut r = Bits::new(frame);
     if r.bits(2)? != 2 {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use rtc_rtp::codec::h264::H264Payloader;
 use rtc_rtp::codec::opus::OpusPayloader;
 use rtc_rtp::codec::vp8::Vp8Payloader;
+use rtc_rtp::codec::vp9::Vp9Payloader;
 use rtc_rtp::packetizer::Payloader;
 use std::io::Read;
 use std::path::Path;
@@ -78,13 +79,18 @@ fn ffmpeg(args: &[&str]) -> Vec<u8> {
 /// `secs` seconds of VP8 (320x240, 30 fps, a keyframe every `gop` frames) from ffmpeg's
 /// test source, as (frame, keyframe).
 pub(super) fn vp8_frames(secs: u32, gop: u32) -> Vec<(Bytes, bool)> {
+    vpx_frames("libvpx", secs, gop)
+}
+
+/// Like [`vp8_frames`], with another libvpx encoder (`libvpx-vp9`); keyframe flags are VP8's.
+fn vpx_frames(encoder: &str, secs: u32, gop: u32) -> Vec<(Bytes, bool)> {
     let ivf = ffmpeg(&[
         "-f",
         "lavfi",
         "-i",
         &format!("testsrc=size=320x240:rate=30:duration={secs}"),
         "-c:v",
-        "libvpx",
+        encoder,
         "-g",
         &gop.to_string(),
         "-deadline",
@@ -528,6 +534,34 @@ fn a_lone_opus_track_goes_to_ogg_with_time_kept_across_an_ssrc_change_and_a_paus
         .unwrap();
     let last_page = bytes.windows(4).rposition(|w| w == b"OggS").unwrap();
     assert_eq!(bytes[last_page + 5] & 0x04, 0x04, "end-of-stream flag");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn vp9_is_recorded_to_webm() {
+    let dir = temp_dir("vp9");
+    let room = Arc::new(FakeRoom::default());
+    let t0 = Instant::now();
+    let mut rec = Recorder::new(RouterId::new(), room.clone(), options(&dir), t0);
+    let video = info(MediaKind::Video, "video/VP9", 98, 90_000, None, "vic");
+    rec.add_producer(&video, t0);
+    let mut vs = Stream::new(Box::new(Vp9Payloader::default()), 98, 9, 0, 0);
+    let mut events = Vec::new();
+    let frames = vpx_frames("libvpx-vp9", 2, 30);
+    for (i, (frame, _)) in frames.iter().enumerate() {
+        for p in vs.frame(frame, 3000) {
+            events.push((i as u64 * 1000 / 30, video.id, p));
+        }
+    }
+    run(&mut rec, t0, events);
+    rec.stop(t0 + ms(2100));
+    let (path, done) = finished(&room);
+    assert_eq!(path.extension().unwrap(), "webm");
+    assert_eq!(done["frames"].as_u64().unwrap(), frames.len() as u64);
+    let probe = ffprobe(&path);
+    assert_eq!(probe.streams, vec!["vp9"]);
+    assert!(within(probe.duration, 2.0, 0.05), "{}", probe.duration);
+    assert_eq!(decode_errors(&path), "");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
