@@ -91,8 +91,14 @@ fn per_frame(speakers: usize, mix_minus: bool, frames: usize) -> Duration {
 
 fn main() {
     // `cargo test --benches` runs this with `--bench`-less arguments; keep that quick.
-    let frames = if std::env::args().any(|a| a == "--bench") { 1000 } else { 20 };
-    println!("| speakers | full mix: ms per 20 ms frame | with mix-minus: ms per frame | mix-minus: share of one core |");
+    let frames = if std::env::args().any(|a| a == "--bench") {
+        1000
+    } else {
+        20
+    };
+    println!(
+        "| speakers | full mix: ms per 20 ms frame | with mix-minus: ms per frame | mix-minus: share of one core |"
+    );
     println!("|---:|---:|---:|---:|");
     for n in [1, 2, 5, 10, 20, 50] {
         let full = per_frame(n, false, frames);

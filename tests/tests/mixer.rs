@@ -235,9 +235,10 @@ async fn mix_minus_leaves_out_the_listener() {
         .leave_peer(room.id, PeerId::parse("bob").unwrap())
         .await
         .unwrap();
-    wait_event(&mut events, |e| {
-        matches!(e, Event::ProducerClosed { producer, .. } if *producer == for_bob)
-    })
+    wait_event(
+        &mut events,
+        |e| matches!(e, Event::ProducerClosed { producer, .. } if *producer == for_bob),
+    )
     .await;
     room.stop.send(true).unwrap();
     room.server.shutdown().await.unwrap();

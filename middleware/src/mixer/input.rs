@@ -336,7 +336,10 @@ mod tests {
         let t0 = Instant::now();
         let mut out = vec![0i16; FRAME];
         input.push(0, packets[0].clone(), t0);
-        assert!(!input.pull(&mut out, t0), "one packet is below the 40 ms target");
+        assert!(
+            !input.pull(&mut out, t0),
+            "one packet is below the 40 ms target"
+        );
         input.push(1, packets[1].clone(), t0);
         let mut played = 0;
         for (i, p) in packets.iter().enumerate().skip(2) {
@@ -349,7 +352,10 @@ mod tests {
         assert_eq!(played, 98);
         let c = input.counters();
         assert_eq!((c.lost, c.late, c.underruns, c.drift_cuts), (0, 0, 0, 0));
-        assert!(out.iter().any(|&s| s.unsigned_abs() > 1000), "decoded audio");
+        assert!(
+            out.iter().any(|&s| s.unsigned_abs() > 1000),
+            "decoded audio"
+        );
     }
 
     #[test]
@@ -414,7 +420,10 @@ mod tests {
                 contributing += 1;
             }
         }
-        assert!(contributing <= 12, "kept concealing for {contributing} frames");
+        assert!(
+            contributing <= 12,
+            "kept concealing for {contributing} frames"
+        );
         assert!(!input.pull(&mut out, t0 + MS20 * 70));
         // Talk spurt after the pause, with a jump in sequence numbers: no loss counted.
         let before = input.counters().lost;

@@ -90,9 +90,8 @@ impl Options {
         let o: Options = if options.is_null() {
             Options::default()
         } else {
-            serde_json::from_value(options.clone()).map_err(|e| {
-                Error::new(ErrorCode::InvalidParams, format!("mixer options: {e}"))
-            })?
+            serde_json::from_value(options.clone())
+                .map_err(|e| Error::new(ErrorCode::InvalidParams, format!("mixer options: {e}")))?
         };
         if !(6_000..=510_000).contains(&o.bitrate) {
             return Err(Error::new(
@@ -368,8 +367,8 @@ impl Middleware for Mixer {
             }
         }
         let (start, emitted) = *self.clock.get_or_insert((now, 0));
-        let due = (now.saturating_duration_since(start).as_micros()
-            / FRAME_DURATION.as_micros()) as u64
+        let due = (now.saturating_duration_since(start).as_micros() / FRAME_DURATION.as_micros())
+            as u64
             + 1;
         let mut pending = due.saturating_sub(emitted);
         if pending > MAX_CATCH_UP {
@@ -443,10 +442,26 @@ impl Middleware for Mixer {
                 labels: Vec::new(),
                 value: self.busy.as_secs_f64(),
             },
-            counter("packets_lost_total", "Speaker packets concealed as lost.", t.lost),
-            counter("packets_late_total", "Speaker packets that came too late or twice.", t.late),
-            counter("underruns_total", "Frames concealed because a speaker's buffer ran dry.", t.underruns),
-            counter("drift_cuts_total", "10 ms cuts against a speaker's fast clock.", t.drift_cuts),
+            counter(
+                "packets_lost_total",
+                "Speaker packets concealed as lost.",
+                t.lost,
+            ),
+            counter(
+                "packets_late_total",
+                "Speaker packets that came too late or twice.",
+                t.late,
+            ),
+            counter(
+                "underruns_total",
+                "Frames concealed because a speaker's buffer ran dry.",
+                t.underruns,
+            ),
+            counter(
+                "drift_cuts_total",
+                "10 ms cuts against a speaker's fast clock.",
+                t.drift_cuts,
+            ),
         ]
     }
 

@@ -55,7 +55,11 @@ pub struct Output {
 
 impl Output {
     /// An output sending on `track` with `ssrc`, encoding at `bitrate` bits/s.
-    pub fn new(track: Box<dyn PublishedTrack>, ssrc: u32, bitrate: i32) -> Result<Self, opus::Error> {
+    pub fn new(
+        track: Box<dyn PublishedTrack>,
+        ssrc: u32,
+        bitrate: i32,
+    ) -> Result<Self, opus::Error> {
         let mut encoder =
             opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Audio)?;
         encoder.set_bitrate(opus::Bitrate::Bits(bitrate))?;
@@ -81,7 +85,9 @@ impl Output {
     /// Encodes one frame (`FRAME` samples) and sends it.
     pub fn send(&mut self, pcm: &[i16]) {
         debug_assert_eq!(pcm.len(), FRAME);
-        let sent = self.encode_packet(pcm).and_then(|p| self.track.send_rtp(p).ok());
+        let sent = self
+            .encode_packet(pcm)
+            .and_then(|p| self.track.send_rtp(p).ok());
         if sent.is_some() {
             self.frames += 1;
         } else {

@@ -11,6 +11,14 @@
 /// How far RTP-derived time may drift from arrival time before the track is re-anchored.
 pub const RESYNC_THRESHOLD_NS: i64 = 2_000_000_000;
 
+/// Re-anchoring on a sender report moves the timeline by at most this much at once; a
+/// smaller correction is spread over the following frames instead (see [`SLEW_DIVISOR`]).
+pub const MAX_SLEW_NS: i64 = 1_000_000_000;
+/// A correction being spread changes frame spacing by at most 1/this (10 %): a backward
+/// correction never squeezes frames together, which players would see as a timestamp
+/// going backwards, and a forward one never leaves a gap.
+pub const SLEW_DIVISOR: i64 = 10;
+
 /// Converts a sender report's 64-bit NTP time to nanoseconds.
 pub fn ntp_to_ns(ntp: u64) -> i64 {
     let secs = (ntp >> 32) as i64;
@@ -39,6 +47,11 @@ pub struct Timeline {
     from_report: bool,
     /// Last time handed out, to keep the track strictly increasing.
     last_out: Option<i64>,
+    /// Correction (ns) still added to mapped times after a re-anchoring on a sender report;
+    /// shrinks towards zero frame by frame.
+    slew: i64,
+    /// Extended timestamp of the last mapped frame, to know how much media time passed.
+    last_mapped_ext: Option<i64>,
     /// How often the mapping was re-anchored on arrival (SSRC change, clock jump).
     pub resyncs: u64,
 }
@@ -54,6 +67,8 @@ impl Timeline {
             anchor: None,
             from_report: false,
             last_out: None,
+            slew: 0,
+            last_mapped_ext: None,
             resyncs: 0,
         }
     }
@@ -82,6 +97,8 @@ impl Timeline {
             self.last_ts = ts;
             self.last_ext = 0;
             self.anchor = Some((0, arrival_ns));
+            self.slew = 0;
+            self.last_mapped_ext = None;
             self.from_report = false;
             if self.last_out.is_some() {
                 self.resyncs += 1;
@@ -94,8 +111,18 @@ impl Timeline {
             self.anchor = Some((ext, arrival_ns));
             self.from_report = false;
             self.resyncs += 1;
+            self.slew = 0;
             t = arrival_ns;
         }
+        if self.slew != 0 {
+            let elapsed = self
+                .last_mapped_ext
+                .map_or(0, |last| self.ticks_to_ns(ext - last).max(0));
+            let step = (elapsed / SLEW_DIVISOR).min(self.slew.abs());
+            self.slew -= step * self.slew.signum();
+        }
+        self.last_mapped_ext = Some(ext);
+        let t = t + self.slew;
         let t = match self.last_out {
             Some(last) => t.max(last + min_step_ns),
             None => t.max(0),
@@ -120,9 +147,32 @@ impl Timeline {
             return;
         }
         let ntp_ns = ntp_to_ns(ntp);
-        let offset = *clock.ntp_offset.get_or_insert(ntp_ns - arrival_ns);
+        let mut offset = *clock.ntp_offset.get_or_insert(ntp_ns - arrival_ns);
         let ext = self.last_ext + i64::from(rtp_ts.wrapping_sub(self.last_ts) as i32);
-        self.anchor = Some((ext, ntp_ns - offset));
+        let mut new_anchor = (ext, ntp_ns - offset);
+        if let Some((old_ext, old_ns)) = self.anchor {
+            // Where the current frame lands under each anchor.
+            let now_ext = self.last_ext;
+            let before = old_ns + self.ticks_to_ns(now_ext - old_ext) + self.slew;
+            let after = new_anchor.1 + self.ticks_to_ns(now_ext - new_anchor.0);
+            let mut correction = after - before;
+            if (-MAX_SLEW_NS..0).contains(&correction) {
+                // Moving this track earlier would squeeze its frames together (players see
+                // two frames in one frame interval as time going backwards): move the file's
+                // clock, and with it the other tracks, later instead. They take the
+                // correction at their next report, spread as a forward slew.
+                offset += correction;
+                clock.ntp_offset = Some(offset);
+                new_anchor = (ext, ntp_ns - offset);
+                correction = 0;
+            }
+            self.slew = if correction.abs() <= MAX_SLEW_NS {
+                -correction
+            } else {
+                0
+            };
+        }
+        self.anchor = Some(new_anchor);
         self.from_report = true;
     }
 
@@ -202,6 +252,77 @@ mod tests {
         let a = audio.map(10, 48_000, 2000 * MS, 0); // 1 s after capture start
         let v = video.map(20, 90_000, 2080 * MS, 0);
         assert_eq!(a, v, "same capture instant, same recording time");
+    }
+
+    #[test]
+    fn a_correction_only_ever_spreads_frames_apart_and_ends_in_sync() {
+        let mut clock = SharedClock::default();
+        let mut audio = Timeline::new(48_000);
+        let mut video = Timeline::new(90_000);
+        // Both captured from NTP second 50 at RTP 0; video's first packet came 66 ms later
+        // than its capture relative to audio, so arrival anchoring puts video 66 ms late.
+        let ntp = |secs_ns: i64| (50u64 << 32) + ((secs_ns as u64) << 32) / 1_000_000_000;
+        let mut a_times = vec![audio.map(10, 0, 1000 * MS, MS)];
+        let mut v_times = vec![video.map(20, 0, 1066 * MS, MS)];
+        let (mut a_ts, mut v_ts) = (0u32, 0u32);
+        let mut step = |n: usize, a_times: &mut Vec<i64>, v_times: &mut Vec<i64>| {
+            for _ in 0..n {
+                a_ts += 960;
+                let t = *a_times.last().unwrap();
+                a_times.push(audio.map(10, a_ts, t + 20 * MS, MS));
+                if a_ts % 1920 == 0 {
+                    // Roughly 30 fps of video against 50 fps of audio is enough here.
+                    v_ts += 3600;
+                    let t = *v_times.last().unwrap();
+                    v_times.push(video.map(20, v_ts, t + 40 * MS, MS));
+                }
+            }
+            (a_ts, v_ts)
+        };
+        let (a, v) = step(50, &mut a_times, &mut v_times);
+        // Audio's report sets the clock; video's says it belongs 66 ms earlier.
+        audio.on_sender_report(
+            10,
+            ntp(i64::from(a) * 1_000_000 / 48),
+            a,
+            2000 * MS,
+            &mut clock,
+        );
+        video.on_sender_report(
+            20,
+            ntp(i64::from(v) * 100_000 / 9),
+            v,
+            2066 * MS,
+            &mut clock,
+        );
+        let (a, _) = step(50, &mut a_times, &mut v_times);
+        // Audio's next report carries the correction to audio, as a forward slew.
+        audio.on_sender_report(
+            10,
+            ntp(i64::from(a) * 1_000_000 / 48),
+            a,
+            3000 * MS,
+            &mut clock,
+        );
+        step(200, &mut a_times, &mut v_times);
+        for (times, nominal) in [(&a_times, 20 * MS), (&v_times, 40 * MS)] {
+            for w in times.windows(2) {
+                let d = w[1] - w[0];
+                assert!(
+                    d >= nominal - MS / 100 && d <= nominal + nominal / 10 + MS,
+                    "{d}"
+                );
+            }
+        }
+        // In sync at the end: the same capture instant maps to the same recording time.
+        let a_end = audio.map(10, a_ts + 48_000, a_times.last().unwrap() + 1000 * MS, MS);
+        let v_end = video.map(20, v_ts + 90_000, v_times.last().unwrap() + 1000 * MS, MS);
+        let capture_gap =
+            (i64::from(a_ts + 48_000) * 1_000_000 / 48) - (i64::from(v_ts + 90_000) * 100_000 / 9);
+        assert!(
+            (a_end - v_end - capture_gap).abs() < 2 * MS,
+            "{a_end} {v_end} {capture_gap}"
+        );
     }
 
     #[test]
