@@ -1040,6 +1040,65 @@ mod tests {
     use super::*;
     use crate::rtp_parameters::MediaKind;
 
+    #[test]
+    fn middleware_settings_come_from_toml_and_env_and_are_checked() {
+        let mut config = Config::from_toml_str(
+            "[middleware]\nqueue_capacity = 16\nattach = [\"logging\"]\n\
+             [middleware.options.logging]\ninterval_ms = 500\nmedia = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.middleware.queue_capacity, 16);
+        assert_eq!(config.middleware.attach, ["logging"]);
+        config
+            .apply_env(env(&[
+                (
+                    "SWITCHBOARD_MIDDLEWARE__OPTIONS__LOGGING__INTERVAL_MS",
+                    "2000",
+                ),
+                (
+                    "SWITCHBOARD_MIDDLEWARE__OPTIONS__RECORDER__DIRECTORY",
+                    "/var/rec",
+                ),
+                (
+                    "SWITCHBOARD_MIDDLEWARE__ATTACH",
+                    "[\"logging\", \"recorder\"]",
+                ),
+                ("SWITCHBOARD_MIDDLEWARE__CLOSE_TIMEOUT_MS", "1500"),
+            ]))
+            .unwrap();
+        assert_eq!(config.middleware.close_timeout_ms, 1500);
+        assert_eq!(config.middleware.attach, ["logging", "recorder"]);
+        let logging = config
+            .middleware
+            .options_for("logging", &serde_json::json!({ "media": false }));
+        assert_eq!(
+            logging,
+            serde_json::json!({ "interval_ms": 2000, "media": false }),
+            "attach options overlay the configured ones"
+        );
+        assert_eq!(
+            config
+                .middleware
+                .options_for("recorder", &serde_json::Value::Null),
+            serde_json::json!({ "directory": "/var/rec" })
+        );
+        config.validate().unwrap();
+
+        config.middleware.queue_capacity = 0;
+        config.middleware.close_timeout_ms = 0;
+        config.middleware.attach = vec!["logging".into(), "".into(), "logging".into()];
+        let errors = config.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "middleware.queue_capacity",
+                "middleware.close_timeout_ms",
+                "middleware.attach[1]",
+                "middleware.attach[2]"
+            ]
+        );
+    }
+
     fn fields(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
     }

@@ -24,6 +24,17 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The crates that appear in this API's signatures (packets, payloads, options), re-exported so
+/// that a middleware crate can depend on `switchboard-core` alone, at the versions the server
+/// was built with.
+pub mod deps {
+    pub use bytes;
+    pub use rtc_rtp;
+    /// `rtc_shared::marshal::{Marshal, Unmarshal}` turn packets into bytes and back.
+    pub use rtc_shared;
+    pub use serde_json;
+}
+
 /// What a middleware instance is told about the room it joins.
 #[derive(Clone)]
 pub struct MiddlewareContext {
