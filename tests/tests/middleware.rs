@@ -12,8 +12,8 @@ use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions, Server, 
 use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{
-    Metric, MetricKind, Middleware, MiddlewareContext, MiddlewareFactory, MiddlewareRegistry,
-    ProducerInfo, PublishOptions, PublishedTrack, RoomAccess,
+    Audience, Metric, MetricKind, Middleware, MiddlewareContext, MiddlewareFactory,
+    MiddlewareRegistry, ProducerInfo, PublishOptions, PublishedTrack, RoomAccess,
 };
 use switchboard_core::rtp_parameters::MediaKind;
 use switchboard_core::transport::{TransportPlugin, TransportRegistry};
@@ -114,9 +114,11 @@ impl Middleware for Instance {
         };
         match &self.track {
             None => {
-                let audience = self.options["audience"]
-                    .as_str()
-                    .map(|p| PeerId(p.to_owned()));
+                let audience = match self.options["audience"].as_str() {
+                    None => Audience::Everyone,
+                    Some("nobody") => Audience::Nobody,
+                    Some(p) => Audience::Peer(PeerId(p.to_owned())),
+                };
                 let track = self
                     .room
                     .publish(PublishOptions {
@@ -175,7 +177,7 @@ struct Setup {
 fn setup(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> Setup {
     let journal = Arc::new(Journal::default());
     let mut middleware = MiddlewareRegistry::new();
-    for name in ["probe", "probe2"] {
+    for name in ["probe", "probe2", "probe3"] {
         middleware
             .register(Arc::new(Scripted {
                 name,
@@ -486,7 +488,7 @@ async fn automatic_subscription_honours_the_audience_of_a_published_track() {
             .unwrap();
         recv.insert(sub.transport, peer);
     }
-    // One track for alice only, one for everyone.
+    // One track for alice only, one for everyone, one for nobody.
     server
         .attach_middleware(
             room.id,
@@ -499,7 +501,15 @@ async fn automatic_subscription_honours_the_audience_of_a_published_track() {
         .attach_middleware(room.id, "probe2", json!({ "publish": 2 }))
         .await
         .unwrap();
-    eventually(|| async { s.journal.count("published:") == 2 }).await;
+    server
+        .attach_middleware(
+            room.id,
+            "probe3",
+            json!({ "publish": 3, "audience": "nobody" }),
+        )
+        .await
+        .unwrap();
+    eventually(|| async { s.journal.count("published:") == 3 }).await;
     server
         .join_peer(room.id, PeerId("carol".to_owned()))
         .await
@@ -539,10 +549,11 @@ async fn automatic_subscription_honours_the_audience_of_a_published_track() {
         audiences.push((id, peers));
     }
     audiences.sort_by_key(|(_, peers)| peers.len());
-    assert_eq!(audiences.len(), 2, "{dump}");
-    assert_eq!(audiences[0].1, ["alice"], "the restricted track: {dump}");
+    assert_eq!(audiences.len(), 3, "{dump}");
+    assert!(audiences[0].1.is_empty(), "the track for nobody: {dump}");
+    assert_eq!(audiences[1].1, ["alice"], "the restricted track: {dump}");
     assert_eq!(
-        audiences[1].1,
+        audiences[2].1,
         ["alice", "bob", "carol"],
         "the open one: {dump}"
     );
