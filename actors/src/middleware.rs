@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::middleware::{
     Audience, Metric, Middleware, MiddlewareContext, ProducerInfo, PublishOptions, PublishedTrack,
-    RoomAccess, Selection,
+    RoomAccess, Selection, StreamFeedback,
 };
 use switchboard_core::rtp_parameters::MediaKind;
 use switchboard_core::transport::{MediaSink, Transport, TransportState};
@@ -628,6 +628,10 @@ pub(crate) enum MiddlewareRequest {
         instance: u64,
         producer: ProducerId,
     },
+    Feedback {
+        producer: ProducerId,
+        reply: std::sync::mpsc::SyncSender<Option<StreamFeedback>>,
+    },
 }
 
 impl Handler<MiddlewareRequest> for RouterActor {
@@ -649,6 +653,14 @@ impl Handler<MiddlewareRequest> for RouterActor {
             } => {
                 let result = publish(&self.room, ctx.address(), instance, options);
                 let _ = reply.send(result);
+            }
+            MiddlewareRequest::Feedback { producer, reply } => {
+                let feedback = self
+                    .room
+                    .try_borrow()
+                    .ok()
+                    .and_then(|r| stream_feedback(&r, producer));
+                let _ = reply.send(feedback);
             }
             MiddlewareRequest::Unpublish { instance, producer } => {
                 let Ok(mut r) = self.room.try_borrow_mut() else {
@@ -902,6 +914,14 @@ impl RoomAccess for Access {
         }))
     }
 
+    fn feedback(&self, producer: ProducerId) -> Option<StreamFeedback> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.addr
+            .try_send(MiddlewareRequest::Feedback { producer, reply })
+            .ok()?;
+        answer.recv_timeout(self.timeout).ok().flatten()
+    }
+
     fn notify(&self, name: &str, data: Value) {
         // Straight onto the event bus: the notification must get out even while the room is
         // closing (a recorder reports its finished files from `close`).
@@ -912,6 +932,29 @@ impl RoomAccess for Access {
             data,
         });
     }
+}
+
+/// Feedback about a producer's stream: its consumers' counters summed, and its own count of
+/// keyframe requests passed upstream.
+fn stream_feedback(room: &Room, producer: ProducerId) -> Option<StreamFeedback> {
+    let p = room.forwarder.producer_stats(producer)?;
+    let mut f = StreamFeedback {
+        keyframe_requests_sent: p.keyframe_requests_sent,
+        ..StreamFeedback::default()
+    };
+    for (id, _) in room
+        .consumers
+        .iter()
+        .filter(|(_, c)| c.producer == producer)
+    {
+        if let Some(c) = room.forwarder.consumer_stats(*id) {
+            f.nacks += c.nacks;
+            f.retransmitted += c.retransmitted;
+            f.plis += c.plis;
+            f.firs += c.firs;
+        }
+    }
+    Some(f)
 }
 
 /// A published track's handle.

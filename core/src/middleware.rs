@@ -197,6 +197,29 @@ pub trait RoomAccess: Send + Sync {
     /// Sends the backend a `middleware` event for this room: `name` says what happened
     /// (`recording_finished`, `recording_failed`, ...), `data` carries the details.
     fn notify(&self, name: &str, data: Value);
+    /// What the room's subscribers asked of one producer's stream so far (NACKs, PLIs, FIRs,
+    /// retransmissions, keyframe requests passed on to its sender), summed over its consumers
+    /// open now. The forwarder answers that feedback itself, so a middleware never sees it as
+    /// packets. `None` when the producer is gone or the room did not answer in time. Blocks
+    /// like [`RoomAccess::publish`].
+    fn feedback(&self, _producer: ProducerId) -> Option<StreamFeedback> {
+        None
+    }
+}
+
+/// Subscriber feedback about one producer's stream, as counted by the forwarder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StreamFeedback {
+    /// NACK messages its subscribers sent.
+    pub nacks: u64,
+    /// Packets retransmitted in answer.
+    pub retransmitted: u64,
+    /// PLIs its subscribers sent.
+    pub plis: u64,
+    /// FIRs its subscribers sent.
+    pub firs: u64,
+    /// Keyframe requests sent on to the producer's sender (after throttling).
+    pub keyframe_requests_sent: u64,
 }
 
 /// A track a middleware publishes into its room.

@@ -12,8 +12,10 @@
 //! sequence-number gaps, jitter per RFC 3550 from RTP timestamps against arrival at the
 //! middleware (which includes queueing delay when the middleware falls behind), late packets
 //! (below the highest sequence number seen: reordered, or repaired by a retransmission the
-//! room asked for). It cannot see the NACKs and PLIs that subscribers send: the forwarder
-//! answers those itself; `router.stats` and `/metrics` count them.
+//! room asked for). The NACKs, PLIs and FIRs that subscribers send never reach middleware as
+//! packets (the forwarder answers them itself); each summary asks the room for its counts
+//! ([`RoomAccess::feedback`](switchboard_core::middleware::RoomAccess::feedback)) and reports
+//! what changed over the interval.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{
     Metric, MetricKind, Middleware, MiddlewareContext, MiddlewareFactory, ProducerInfo,
+    StreamFeedback,
 };
 use switchboard_core::rtp_parameters::MediaKind;
 use switchboard_core::{Error, ProducerId, Result, RouterId};
@@ -62,6 +65,7 @@ impl MiddlewareFactory for Logging {
     }
 
     fn create(&self, ctx: MiddlewareContext, options: &Value) -> Result<Box<dyn Middleware>> {
+        let room = ctx.room.clone();
         let options: LoggingOptions = if options.is_null() {
             LoggingOptions::default()
         } else {
@@ -72,6 +76,7 @@ impl MiddlewareFactory for Logging {
             ctx.selection.select_all(None);
         }
         Ok(Box::new(Logger {
+            room,
             router: ctx.router,
             interval: (options.interval_ms > 0 && options.media)
                 .then(|| Duration::from_millis(options.interval_ms)),
@@ -85,6 +90,7 @@ impl MiddlewareFactory for Logging {
 
 /// One room's logger.
 struct Logger {
+    room: std::sync::Arc<dyn switchboard_core::middleware::RoomAccess>,
     router: RouterId,
     interval: Option<Duration>,
     streams: HashMap<ProducerId, StreamState>,
@@ -109,6 +115,8 @@ struct StreamState {
     first: Option<u64>,
     /// RFC 3550 interarrival jitter, in RTP timestamp units.
     jitter: f64,
+    /// Subscriber feedback as of the last summary.
+    feedback: StreamFeedback,
     origin: Instant,
     last_transit: Option<f64>,
 }
@@ -139,6 +147,7 @@ impl StreamState {
             jitter: 0.0,
             origin: now,
             last_transit: None,
+            feedback: StreamFeedback::default(),
         }
     }
 
@@ -230,6 +239,7 @@ impl StreamState {
             "late": self.total.late,
             "jitter_ms": self.jitter / f64::from(self.clock_rate) * 1000.0,
             "sender_reports": self.total.sender_reports,
+            "feedback": self.feedback,
         })
     }
 
@@ -319,7 +329,27 @@ impl Middleware for Logger {
                 continue;
             };
             if s.window.packets > 0 || s.window.sender_reports > 0 {
-                let summary = s.summary(now);
+                // Counts of consumers that closed leave the sum, so a delta can be negative:
+                // report zero then.
+                let feedback = self.room.feedback(id).unwrap_or(s.feedback);
+                let delta = StreamFeedback {
+                    nacks: feedback.nacks.saturating_sub(s.feedback.nacks),
+                    retransmitted: feedback
+                        .retransmitted
+                        .saturating_sub(s.feedback.retransmitted),
+                    plis: feedback.plis.saturating_sub(s.feedback.plis),
+                    firs: feedback.firs.saturating_sub(s.feedback.firs),
+                    keyframe_requests_sent: feedback
+                        .keyframe_requests_sent
+                        .saturating_sub(s.feedback.keyframe_requests_sent),
+                };
+                s.feedback = feedback;
+                let mut summary = s.summary(now);
+                summary["nacks"] = json!(delta.nacks);
+                summary["retransmitted"] = json!(delta.retransmitted);
+                summary["plis"] = json!(delta.plis);
+                summary["firs"] = json!(delta.firs);
+                summary["keyframe_requests_sent"] = json!(delta.keyframe_requests_sent);
                 self.summaries += 1;
                 tracing::info!(
                     target: TARGET,
@@ -332,6 +362,11 @@ impl Middleware for Logger {
                     jitter_ms = summary["jitter_ms"].as_f64(),
                     late = summary["late"].as_u64(),
                     sender_reports = summary["sender_reports"].as_u64(),
+                    nacks = delta.nacks,
+                    retransmitted = delta.retransmitted,
+                    plis = delta.plis,
+                    firs = delta.firs,
+                    keyframe_requests_sent = delta.keyframe_requests_sent,
                     "stream summary"
                 );
             }

@@ -663,12 +663,30 @@ async fn configured_logging_records_the_room_and_summarises_streams() {
     );
     let s = setup(config, vec![]);
     let room = room_with_publisher(&s).await;
+    let mut consumer_ssrc = 0;
     for seq in (0..30u16).filter(|s| *s != 10) {
         room.publisher
             .send_rtp(opus_packet(77, seq, u32::from(seq) * 960, b"audio"))
             .unwrap();
-        next_rtp(&room.subscriber).await;
+        consumer_ssrc = next_rtp(&room.subscriber).await.header.ssrc;
     }
+    // Feedback the forwarder answers itself still reaches the summaries.
+    let pli = rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+        sender_ssrc: 1,
+        media_ssrc: consumer_ssrc,
+    };
+    room.subscriber
+        .send_rtcp(
+            rtc_shared::marshal::Marshal::marshal(&pli)
+                .unwrap()
+                .freeze(),
+        )
+        .unwrap();
+    // A packet after it, so the next window has something to summarise.
+    room.publisher
+        .send_rtp(opus_packet(77, 30, 30 * 960, b"audio"))
+        .unwrap();
+    next_rtp(&room.subscriber).await;
     let id = room.producer.to_string();
     eventually(|| async {
         let stats = middleware_stats(&s.server, room.id).await;
@@ -677,7 +695,8 @@ async fn configured_logging_records_the_room_and_summarises_streams() {
             && l["events"]["producer_created"] == 1
             && l["events"]["consumer_created"] == 1
             && l["events"]["transport_created"] == 2
-            && l["streams"][&id]["packets"] == 29
+            && l["streams"][&id]["packets"] == 30
+            && l["streams"][&id]["feedback"]["plis"] == 1
             && l["summaries"].as_u64() >= Some(1)
     })
     .await;

@@ -66,7 +66,6 @@ struct Ingest {
     audio: ProducerId,
     video_port: u16,
     audio_port: u16,
-    video_t: TransportId,
 }
 
 /// One peer with two plain-RTP transports (ffmpeg sends each stream to its own port), a VP8
@@ -96,7 +95,7 @@ async fn ingest(t: &TestServer) -> Ingest {
         ports.push(tr.local["port"].as_u64().unwrap() as u16);
         transports.push(tr.id);
     }
-    let mut produce = async |transport, kind, p| {
+    let produce = async |transport, kind, p| {
         t.server
             .produce(
                 transport,
@@ -128,7 +127,6 @@ async fn ingest(t: &TestServer) -> Ingest {
         audio,
         video_port: ports[0],
         audio_port: ports[1],
-        video_t: transports[0],
     }
 }
 

@@ -413,7 +413,7 @@ impl Middleware for Mixer {
             "speakers": speakers,
             "clock_resets": self.clock_resets,
             "publish_failures": self.publish_failures,
-            "busy_us_per_frame": if self.frames == 0 { 0 } else { self.busy.as_micros() as u64 / self.frames },
+            "busy_us_per_frame": (self.busy.as_micros() as u64).checked_div(self.frames).unwrap_or(0),
         })
     }
 

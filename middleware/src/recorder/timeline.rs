@@ -248,64 +248,94 @@ mod tests {
         let ntp = 50u64 << 32;
         audio.on_sender_report(10, ntp, 0, 1000 * MS, &mut clock);
         video.on_sender_report(20, ntp, 0, 1080 * MS, &mut clock);
+        // Video belongs 80 ms earlier than arrival put it: the clock moved instead, and audio
+        // follows at its next report.
+        audio.on_sender_report(10, ntp, 0, 1000 * MS, &mut clock);
         assert!(audio.synced_by_reports() && video.synced_by_reports());
         let a = audio.map(10, 48_000, 2000 * MS, 0); // 1 s after capture start
         let v = video.map(20, 90_000, 2080 * MS, 0);
         assert_eq!(a, v, "same capture instant, same recording time");
     }
 
+    /// One peer's audio (20 ms frames) and video (every other audio frame) on one clock.
+    struct Peer {
+        clock: SharedClock,
+        audio: Timeline,
+        video: Timeline,
+        a_ts: u32,
+        v_ts: u32,
+        a_times: Vec<i64>,
+        v_times: Vec<i64>,
+    }
+
+    impl Peer {
+        fn step(&mut self, frames: usize) {
+            for _ in 0..frames {
+                self.a_ts += 960;
+                let t = *self.a_times.last().unwrap();
+                let a = self.audio.map(10, self.a_ts, t + 20 * MS, MS);
+                self.a_times.push(a);
+                if self.a_ts % 1920 == 0 {
+                    self.v_ts += 3600;
+                    let t = *self.v_times.last().unwrap();
+                    let v = self.video.map(20, self.v_ts, t + 40 * MS, MS);
+                    self.v_times.push(v);
+                }
+            }
+        }
+    }
+
+    /// NTP time `ns` after NTP second 50.
+    fn ntp(ns: i64) -> u64 {
+        (50u64 << 32) + ((ns as u64) << 32) / 1_000_000_000
+    }
+
     #[test]
     fn a_correction_only_ever_spreads_frames_apart_and_ends_in_sync() {
-        let mut clock = SharedClock::default();
         let mut audio = Timeline::new(48_000);
         let mut video = Timeline::new(90_000);
         // Both captured from NTP second 50 at RTP 0; video's first packet came 66 ms later
-        // than its capture relative to audio, so arrival anchoring puts video 66 ms late.
-        let ntp = |secs_ns: i64| (50u64 << 32) + ((secs_ns as u64) << 32) / 1_000_000_000;
-        let mut a_times = vec![audio.map(10, 0, 1000 * MS, MS)];
-        let mut v_times = vec![video.map(20, 0, 1066 * MS, MS)];
-        let (mut a_ts, mut v_ts) = (0u32, 0u32);
-        let mut step = |n: usize, a_times: &mut Vec<i64>, v_times: &mut Vec<i64>| {
-            for _ in 0..n {
-                a_ts += 960;
-                let t = *a_times.last().unwrap();
-                a_times.push(audio.map(10, a_ts, t + 20 * MS, MS));
-                if a_ts % 1920 == 0 {
-                    // Roughly 30 fps of video against 50 fps of audio is enough here.
-                    v_ts += 3600;
-                    let t = *v_times.last().unwrap();
-                    v_times.push(video.map(20, v_ts, t + 40 * MS, MS));
-                }
-            }
-            (a_ts, v_ts)
+        // than audio's, so arrival anchoring puts video 66 ms late.
+        let a0 = audio.map(10, 0, 1000 * MS, MS);
+        let v0 = video.map(20, 0, 1066 * MS, MS);
+        let mut p = Peer {
+            clock: SharedClock::default(),
+            audio,
+            video,
+            a_ts: 0,
+            v_ts: 0,
+            a_times: vec![a0],
+            v_times: vec![v0],
         };
-        let (a, v) = step(50, &mut a_times, &mut v_times);
+        p.step(50);
         // Audio's report sets the clock; video's says it belongs 66 ms earlier.
-        audio.on_sender_report(
+        let (a, v) = (p.a_ts, p.v_ts);
+        p.audio.on_sender_report(
             10,
             ntp(i64::from(a) * 1_000_000 / 48),
             a,
             2000 * MS,
-            &mut clock,
+            &mut p.clock,
         );
-        video.on_sender_report(
+        p.video.on_sender_report(
             20,
             ntp(i64::from(v) * 100_000 / 9),
             v,
             2066 * MS,
-            &mut clock,
+            &mut p.clock,
         );
-        let (a, _) = step(50, &mut a_times, &mut v_times);
+        p.step(50);
         // Audio's next report carries the correction to audio, as a forward slew.
-        audio.on_sender_report(
+        let a = p.a_ts;
+        p.audio.on_sender_report(
             10,
             ntp(i64::from(a) * 1_000_000 / 48),
             a,
             3000 * MS,
-            &mut clock,
+            &mut p.clock,
         );
-        step(200, &mut a_times, &mut v_times);
-        for (times, nominal) in [(&a_times, 20 * MS), (&v_times, 40 * MS)] {
+        p.step(200);
+        for (times, nominal) in [(&p.a_times, 20 * MS), (&p.v_times, 40 * MS)] {
             for w in times.windows(2) {
                 let d = w[1] - w[0];
                 assert!(
@@ -314,14 +344,15 @@ mod tests {
                 );
             }
         }
-        // In sync at the end: the same capture instant maps to the same recording time.
-        let a_end = audio.map(10, a_ts + 48_000, a_times.last().unwrap() + 1000 * MS, MS);
-        let v_end = video.map(20, v_ts + 90_000, v_times.last().unwrap() + 1000 * MS, MS);
-        let capture_gap =
-            (i64::from(a_ts + 48_000) * 1_000_000 / 48) - (i64::from(v_ts + 90_000) * 100_000 / 9);
+        // In sync at the end: frames captured at the same instant get the same time.
+        let a_end = p.a_times.last().unwrap() + 1000 * MS;
+        let v_end = p.v_times.last().unwrap() + 1000 * MS;
+        let a = p.audio.map(10, p.a_ts + 48_000, a_end, MS);
+        let v = p.video.map(20, p.v_ts + 90_000, v_end, MS);
+        let capture_gap = (i64::from(p.a_ts) * 1_000_000 / 48) - (i64::from(p.v_ts) * 100_000 / 9);
         assert!(
-            (a_end - v_end - capture_gap).abs() < 2 * MS,
-            "{a_end} {v_end} {capture_gap}"
+            (a - v - capture_gap).abs() < 2 * MS,
+            "{a} {v} {capture_gap}"
         );
     }
 
