@@ -14,7 +14,7 @@ use switchboard_core::rtp_parameters::{
     MediaKind, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
 };
 use switchboard_core::transport::{TransportPlugin, TransportRegistry};
-use switchboard_core::{PeerId, ProducerId, RouterId, TransportId};
+use switchboard_core::{PeerId, ProducerId, RouterId};
 use switchboard_tests::ffmpeg::{self, Scratch};
 use switchboard_tests::*;
 use switchboard_transports::{DirectPlugin, RtpPlugin, RtpSettings};

@@ -69,7 +69,8 @@ mod tests {
             assert!(y >= last && y - last <= 1, "jump at {x}: {last} -> {y}");
             last = y;
         }
-        assert!(soft_knee(i32::MAX) <= i16::MAX);
-        assert!(soft_knee(i32::MIN) >= -i16::MAX);
+        // The extremes approach full scale without wrapping around.
+        assert!(soft_knee(i32::MAX) > i16::MAX - 10);
+        assert!(soft_knee(i32::MIN) < -i16::MAX + 10);
     }
 }

@@ -275,7 +275,7 @@ mod tests {
                 let t = *self.a_times.last().unwrap();
                 let a = self.audio.map(10, self.a_ts, t + 20 * MS, MS);
                 self.a_times.push(a);
-                if self.a_ts % 1920 == 0 {
+                if self.a_ts.is_multiple_of(1920) {
                     self.v_ts += 3600;
                     let t = *self.v_times.last().unwrap();
                     let v = self.video.map(20, self.v_ts, t + 40 * MS, MS);
