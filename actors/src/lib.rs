@@ -22,6 +22,7 @@ pub mod api;
 pub mod consumer;
 pub mod events;
 pub mod metrics;
+pub mod middleware;
 mod ops;
 pub mod producer;
 mod room;

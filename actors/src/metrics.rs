@@ -14,8 +14,10 @@ use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Weak;
+use std::sync::atomic::Ordering;
 use switchboard_core::RouterId;
 use switchboard_core::forward::{ConsumerStats, ForwarderStats, ProducerStats};
+use switchboard_core::middleware::{Metric, MetricKind};
 use switchboard_core::transport::TransportState;
 
 /// Counters summed over producers.
@@ -190,9 +192,40 @@ pub struct WorkerMedia {
     pub middleware_attached: BTreeMap<String, u64>,
     /// Middleware detached because they panicked, by name.
     pub middleware_failures: BTreeMap<String, u64>,
+    /// Packets queued for, delivered to and dropped for middleware, by name, detached
+    /// instances included.
+    pub middleware_packets: BTreeMap<String, MiddlewarePackets>,
+    /// The attached instances' own metrics ([`switchboard_core::middleware::Middleware::metrics`]),
+    /// each with its middleware's name and room.
+    pub middleware_metrics: Vec<(String, RouterId, Metric)>,
+    /// The counters among the own metrics of instances detached since the server started,
+    /// summed by middleware name, metric and labels, so sums per name never go backwards.
+    pub middleware_retired_metrics: Vec<(String, Metric)>,
     /// Open rooms, when asked for per-room detail.
     pub rooms: Vec<RoomMetrics>,
 }
+
+/// What middleware instances of one name did with packets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MiddlewarePackets {
+    /// Put into an instance's media queue.
+    pub queued: u64,
+    /// Handed to the instance.
+    pub delivered: u64,
+    /// Dropped because the instance's queue was full.
+    pub dropped: u64,
+}
+
+impl MiddlewarePackets {
+    fn add(&mut self, c: &crate::middleware::Counters) {
+        self.queued += c.queued.load(Ordering::Relaxed);
+        self.delivered += c.delivered.load(Ordering::Relaxed);
+        self.dropped += c.dropped.load(Ordering::Relaxed);
+    }
+}
+
+/// Retired counters among middleware's own metrics, keyed by middleware, name and labels.
+type RetiredMetrics = BTreeMap<(String, &'static str, Vec<(&'static str, String)>), Metric>;
 
 /// The bookkeeping of one worker thread.
 #[derive(Default)]
@@ -201,6 +234,8 @@ struct Book {
     retired: MediaTotals,
     transport_failures: BTreeMap<(String, &'static str), u64>,
     middleware_failures: BTreeMap<String, u64>,
+    middleware_packets: BTreeMap<String, MiddlewarePackets>,
+    middleware_metrics: RetiredMetrics,
 }
 
 thread_local! {
@@ -243,6 +278,28 @@ pub(crate) fn middleware_failed(name: &str) {
     });
 }
 
+/// A middleware instance left its room: keep what it counted.
+pub(crate) fn middleware_retired(name: &str, counters: &crate::middleware::Counters) {
+    let snapshot = counters.snapshot();
+    BOOK.with(|b| {
+        let mut b = b.borrow_mut();
+        b.middleware_packets
+            .entry(name.to_owned())
+            .or_default()
+            .add(counters);
+        for m in snapshot.metrics {
+            if m.kind != MetricKind::Counter {
+                continue;
+            }
+            let key = (name.to_owned(), m.name, m.labels.clone());
+            b.middleware_metrics
+                .entry(key)
+                .and_modify(|r| r.value += m.value)
+                .or_insert(m);
+        }
+    });
+}
+
 /// Gathers this worker thread's counters. Runs on the worker thread, between its other
 /// work, so every room is in a consistent state.
 pub(crate) fn collect_here(per_room: bool) -> WorkerMedia {
@@ -252,6 +309,12 @@ pub(crate) fn collect_here(per_room: bool) -> WorkerMedia {
             media: b.retired.clone(),
             transport_failures: b.transport_failures.clone(),
             middleware_failures: b.middleware_failures.clone(),
+            middleware_packets: b.middleware_packets.clone(),
+            middleware_retired_metrics: b
+                .middleware_metrics
+                .iter()
+                .map(|((name, _, _), m)| (name.clone(), m.clone()))
+                .collect(),
             ..Default::default()
         };
         for room in b.rooms.values().filter_map(Weak::upgrade) {
@@ -266,6 +329,13 @@ pub(crate) fn collect_here(per_room: bool) -> WorkerMedia {
             }
             for m in &r.middleware {
                 *out.middleware_attached.entry(m.name.clone()).or_default() += 1;
+                out.middleware_packets
+                    .entry(m.name.clone())
+                    .or_default()
+                    .add(&m.counters);
+                for metric in m.counters.snapshot().metrics {
+                    out.middleware_metrics.push((m.name.clone(), r.id, metric));
+                }
             }
             if per_room {
                 out.rooms.push(RoomMetrics {

@@ -24,7 +24,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::forward::{Forwarder, RtpOutcome};
-use switchboard_core::middleware::Middleware;
 use switchboard_core::negotiation::RtpMapping;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{MediaSink, Transport, TransportIo, TransportState};
@@ -149,11 +148,6 @@ impl Room {
     }
 }
 
-pub(crate) struct AttachedMiddleware {
-    pub name: String,
-    pub instance: Box<dyn Middleware>,
-}
-
 pub(crate) struct Room {
     pub id: RouterId,
     pub worker: WorkerId,
@@ -171,7 +165,10 @@ pub(crate) struct Room {
     pub auto_subscribe: bool,
     /// Whether a peer's sending and receiving share one connection.
     pub single_connection: bool,
-    pub middleware: Vec<AttachedMiddleware>,
+    /// Attached middleware instances, in attach order.
+    pub middleware: Vec<crate::middleware::Attached>,
+    /// Tracks middleware published for one peer only (automatic subscription honours it).
+    pub middleware_audience: HashMap<ProducerId, switchboard_core::middleware::Audience>,
     pub closed: bool,
     /// What closed producers, consumers and transports of this room counted, so the room's
     /// totals never go backwards.
@@ -184,23 +181,8 @@ impl Room {
         // In the span of whatever caused it (room, peer, transport), so a room's story can be
         // followed in the logs at debug level.
         tracing::debug!(?event, "room event");
-        let mut failed = Vec::new();
-        for (i, m) in self.middleware.iter_mut().enumerate() {
-            if let Err(message) = contain(|| m.instance.on_event(&event)) {
-                failed.push((i, message));
-            }
-        }
-        self.detach_failed(failed);
+        self.offer_event(&event);
         self.shared.events.emit(event);
-    }
-
-    fn detach_failed(&mut self, mut failed: Vec<(usize, String)>) {
-        failed.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-        for (i, message) in failed {
-            let m = self.middleware.remove(i);
-            crate::metrics::middleware_failed(&m.name);
-            tracing::error!(router = %self.id, middleware = %m.name, %message, "middleware panicked; detached");
-        }
     }
 
     /// Forwards one incoming RTP packet, showing it to middleware first.
@@ -224,18 +206,22 @@ impl Room {
         let Room {
             forwarder,
             middleware,
+            producers,
             ..
         } = self;
-        let mut failed = Vec::new();
         let payload = packet.payload.len() as u64;
+        // Middleware get a copy in their own queue; the forwarding loop does not wait for them.
         let outcome = forwarder.on_packet_with(transport, packet, Instant::now(), |pid, pkt| {
-            for (i, m) in middleware.iter_mut().enumerate() {
-                if let Err(message) = contain(|| m.instance.on_rtp(pid, pkt)) {
-                    failed.push((i, message));
-                }
+            if middleware.is_empty() {
+                return;
+            }
+            let Some(kind) = producers.get(&pid).map(|p| p.kind) else {
+                return;
+            };
+            for m in middleware.iter_mut() {
+                m.offer_rtp(pid, kind, pkt);
             }
         });
-        self.detach_failed(failed);
         let load = self.shared.load(self.worker);
         load.packets_in.fetch_add(1, Ordering::Relaxed);
         load.bytes_in.fetch_add(payload, Ordering::Relaxed);
@@ -404,10 +390,10 @@ impl Room {
         for t in transports {
             self.close_transport(t, child_reason.clone());
         }
-        for mut m in std::mem::take(&mut self.middleware) {
-            if let Err(message) = contain(|| m.instance.close()) {
-                tracing::error!(router = %self.id, middleware = %m.name, %message, "middleware panicked while closing");
-            }
+        // Their threads deliver what is queued and close on their own; shutdown waits for them.
+        while !self.middleware.is_empty() {
+            let last = self.middleware.len() - 1;
+            let _ = self.take_middleware(last, cascade(&reason));
         }
         self.shared.index.routers.remove(&self.id);
         self.shared
@@ -523,7 +509,10 @@ impl TransportIo for RoomIo {
 
     fn on_rtcp(&self, packet: Bytes) {
         let transport = self.transport;
-        self.with_room(|r| r.forwarder.on_rtcp(transport, packet, Instant::now()));
+        self.with_room(|r| {
+            r.offer_rtcp(transport, &packet);
+            r.forwarder.on_rtcp(transport, packet, Instant::now());
+        });
     }
 
     fn on_state(&self, state: TransportState) {

@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::forward::{Forwarder, ForwarderConfig};
-use switchboard_core::middleware::MiddlewareContext;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportContext;
 use switchboard_core::{Error, ErrorCode, PeerId, Result, RouterId, TransportId, WorkerId};
@@ -61,6 +60,7 @@ impl RouterActor {
             auto_subscribe,
             single_connection,
             middleware: Vec::new(),
+            middleware_audience: Default::default(),
             closed: false,
             closed_totals: Default::default(),
         }));
@@ -90,6 +90,15 @@ impl Actor for RouterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The middleware the configuration gives every room.
+        let names = self.room.borrow().shared.config.middleware.attach.clone();
+        for name in names {
+            let _span = self.span.clone().entered();
+            let mut r = self.room.borrow_mut();
+            if let Err(e) = crate::middleware::attach(&mut r, ctx.address(), &name, &Value::Null) {
+                tracing::error!(router = %self.id, middleware = %name, error = %e, "configured middleware could not be attached");
+            }
+        }
         ctx.run_interval(TICK, |act, ctx| {
             let room = act.room.clone();
             let result = contain(|| {
@@ -350,53 +359,47 @@ pub struct AttachMiddleware {
 
 impl Handler<AttachMiddleware> for RouterActor {
     type Result = Result<()>;
-    fn handle(&mut self, msg: AttachMiddleware, _: &mut Self::Context) -> Result<()> {
+    fn handle(&mut self, msg: AttachMiddleware, ctx: &mut Self::Context) -> Result<()> {
         let _span = self.span.clone().entered();
         let mut r = self.room.borrow_mut();
-        if r.middleware.iter().any(|m| m.name == msg.name) {
-            return Err(Error::new(
-                ErrorCode::AlreadyExists,
-                format!("middleware {:?} is already attached", msg.name),
-            ));
-        }
-        let factory = r.shared.middleware.require(&msg.name)?.clone();
-        let ctx = MiddlewareContext {
-            router: r.id,
-            worker: r.worker,
-        };
-        let instance = contain(|| factory.create(ctx, &msg.options)).map_err(|m| {
-            Error::new(
-                ErrorCode::MiddlewareFailed,
-                format!("middleware panicked: {m}"),
-            )
-        })??;
-        r.middleware.push(crate::room::AttachedMiddleware {
-            name: msg.name,
-            instance,
-        });
-        Ok(())
+        crate::middleware::attach(&mut r, ctx.address(), &msg.name, &msg.options)
     }
 }
 
-/// Detaches a middleware from this room.
+/// Detaches a middleware from this room. Answers once the instance has been given
+/// everything queued for it and its `close` has returned (or `middleware.close_timeout_ms`
+/// passed).
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
 pub struct DetachMiddleware(pub String);
 
 impl Handler<DetachMiddleware> for RouterActor {
-    type Result = Result<()>;
-    fn handle(&mut self, msg: DetachMiddleware, _: &mut Self::Context) -> Result<()> {
+    type Result = actix::ResponseFuture<Result<()>>;
+    fn handle(&mut self, msg: DetachMiddleware, _: &mut Self::Context) -> Self::Result {
         let _span = self.span.clone().entered();
         let mut r = self.room.borrow_mut();
-        let i = r
-            .middleware
-            .iter()
-            .position(|m| m.name == msg.0)
-            .ok_or_else(|| Error::not_found("attached middleware", &msg.0))?;
-        let mut m = r.middleware.remove(i);
+        let Some(i) = r.middleware.iter().position(|m| m.name == msg.0) else {
+            let e = Error::not_found("attached middleware", &msg.0);
+            return Box::pin(async move { Err(e) });
+        };
+        let timeout = Duration::from_millis(r.shared.config.middleware.close_timeout_ms);
+        let done = r.take_middleware(i, CloseReason::Requested);
         drop(r);
-        contain(|| m.instance.close()).map_err(|e| Error::new(ErrorCode::MiddlewareFailed, e))?;
-        Ok(())
+        crate::session::flush_renegotiations(&self.room);
+        let name = msg.0;
+        Box::pin(async move {
+            if crate::middleware::wait_closed(done, timeout).await {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "middleware {name:?} did not close within middleware.close_timeout_ms ({} ms); it was detached and finishes in the background",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        })
     }
 }
 
@@ -450,7 +453,17 @@ impl Handler<RouterStatsRequest> for RouterActor {
         let middleware: Vec<Value> = r
             .middleware
             .iter()
-            .map(|m| json!({ "name": m.name, "stats": contain(|| m.instance.stats()).unwrap_or(Value::Null) }))
+            .map(|m| {
+                let c = &m.counters;
+                json!({
+                    "name": m.name,
+                    "queued": c.queued.load(Ordering::Relaxed),
+                    "delivered": c.delivered.load(Ordering::Relaxed),
+                    "dropped": c.dropped.load(Ordering::Relaxed),
+                    // As the instance's thread last took it (after ticks, at least every second).
+                    "stats": c.snapshot().stats,
+                })
+            })
             .collect();
         Ok(json!({
             "type": "router",

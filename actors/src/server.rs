@@ -182,10 +182,16 @@ impl Handler<Shutdown> for ServerActor {
             .map(|e| e.value().1.clone())
             .collect();
         let arbiters: Vec<ArbiterHandle> = self.workers.iter().map(|w| w.arbiter.clone()).collect();
+        let shared = self.shared.clone();
         Box::pin(async move {
             for router in routers {
                 let _ = router.send(CloseRouter(CloseReason::Shutdown)).await;
             }
+            // Every middleware gets what was queued for it and finishes its `close` (files
+            // finalized) before the workers stop.
+            let timeout =
+                std::time::Duration::from_millis(shared.config.middleware.close_timeout_ms);
+            shared.middleware_threads.join_all(timeout).await;
             for a in arbiters {
                 a.stop();
             }
@@ -214,6 +220,20 @@ impl Server {
         middleware: MiddlewareRegistry,
     ) -> Result<ServerHandle> {
         install_panic_hook();
+        if let Some(name) = config
+            .middleware
+            .attach
+            .iter()
+            .find(|n| middleware.get(n).is_none())
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "middleware.attach names {name:?}, which is not registered; registered: {}",
+                    middleware.names().join(", ")
+                ),
+            ));
+        }
         let workers = config.server.worker_count();
         let shared = Shared::new(config, transports, middleware, workers);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Addr<ServerActor>>>();

@@ -151,7 +151,7 @@ fn ensure_connection(
 
 /// Consumers on `transport` for `producers`; a producer the receiver cannot take is skipped
 /// (and logged), not fatal.
-fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]) {
+pub(crate) fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]) {
     for p in producers {
         if let Err(e) =
             ops::create_consumer(room, transport, *p, &RtpCapabilities::default(), false)
@@ -161,11 +161,13 @@ fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]
     }
 }
 
-/// Producers in the room that do not belong to `peer`.
+/// Producers in the room that do not belong to `peer` (nor were published by a middleware
+/// for someone else).
 fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
     let r = room.borrow();
     r.producers
         .iter()
+        .filter(|(id, _)| crate::middleware::audience_allows(&r, **id, peer))
         .filter(|(_, p)| {
             r.transports
                 .get(&p.transport)

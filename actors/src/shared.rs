@@ -117,6 +117,8 @@ pub struct Shared {
     pub events: EventBus,
     /// Per-worker load, indexed by worker number.
     pub loads: Vec<WorkerLoad>,
+    /// Running middleware threads, joined on shutdown.
+    pub middleware_threads: crate::middleware::Threads,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ impl Shared {
             },
             events: EventBus::default(),
             loads: (0..workers).map(|_| WorkerLoad::default()).collect(),
+            middleware_threads: Default::default(),
         })
     }
 

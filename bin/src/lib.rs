@@ -9,13 +9,15 @@
 //! - [`client`] is a typed async client for it, which `switchboard ctl` and the tests use;
 //! - [`ops`] serves Prometheus `/metrics`;
 //! - [`cli`], [`load`], [`logging`] and [`ctl`] are the command line, configuration
-//!   layering, log setup and operator commands of the binary.
+//!   layering, log setup and operator commands of the binary;
+//! - [`entry`] is the binary's `main`, callable by custom binaries that add middleware.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod client;
 pub mod ctl;
+pub mod entry;
 pub mod load;
 pub mod logging;
 pub mod ops;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_actors::{Server, ServerHandle};
 use switchboard_core::config::Config;
 use switchboard_core::event::Event;
-use switchboard_core::middleware::MiddlewareRegistry;
+use switchboard_core::middleware::{MiddlewareFactory, MiddlewareRegistry};
 use switchboard_core::transport::TransportRegistry;
 use switchboard_transports::Builtin;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -49,6 +49,16 @@ impl App {
     /// Like [`App::start`], with the control socket answering the methods of `methods`
     /// (usually [`MethodTable::builtin`] with the embedder's own added).
     pub async fn start_with(config: Arc<Config>, methods: MethodTable) -> Result<Self, RunError> {
+        Self::start_with_middleware(config, methods, Vec::new()).await
+    }
+
+    /// Like [`App::start_with`], with the embedder's own middleware registered after the
+    /// built-ins (names must differ from theirs), attachable by name like them.
+    pub async fn start_with_middleware(
+        config: Arc<Config>,
+        methods: MethodTable,
+        extra_middleware: Vec<Arc<dyn MiddlewareFactory>>,
+    ) -> Result<Self, RunError> {
         if let Err(problems) = config.validate() {
             let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(RunError::Start(format!(
@@ -66,6 +76,11 @@ impl App {
         let mut middleware = MiddlewareRegistry::default();
         switchboard_middleware::register_builtin(&mut middleware)
             .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
+        for factory in extra_middleware {
+            middleware
+                .register(factory)
+                .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
+        }
 
         let server = Server::start(Arc::clone(&config), registry, middleware)
             .map_err(|e| RunError::Start(e.to_string()))?;
@@ -169,22 +184,34 @@ impl std::fmt::Display for RunError {
 /// The actor server runs on its own threads; this runtime waits for signals, logs events and
 /// carries the control socket and `/metrics`.
 pub fn run(config: Config) -> Result<(), RunError> {
+    run_with(config, Vec::new())
+}
+
+/// Like [`run`], with the embedder's own middleware registered next to the built-ins.
+pub fn run_with(
+    config: Config,
+    middleware: Vec<Arc<dyn MiddlewareFactory>>,
+) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("switchboard-main")
         .build()
         .map_err(|e| RunError::Start(format!("cannot build the tokio runtime: {e}")))?;
-    let result = runtime.block_on(serve(Arc::new(config)));
+    let result = runtime.block_on(serve(Arc::new(config), middleware));
     runtime.shutdown_timeout(RUNTIME_DROP_GRACE);
     result
 }
 
-async fn serve(config: Arc<Config>) -> Result<(), RunError> {
+async fn serve(
+    config: Arc<Config>,
+    middleware: Vec<Arc<dyn MiddlewareFactory>>,
+) -> Result<(), RunError> {
     // Installed before the server starts: until then the default action of both signals is
     // to kill the process, which would skip the graceful shutdown.
     let mut signals = Signals::new()?;
 
-    let app = App::start(Arc::clone(&config)).await?;
+    let app =
+        App::start_with_middleware(Arc::clone(&config), MethodTable::builtin(), middleware).await?;
     let server = &app.server;
     let (drain_tx, drain_rx) = oneshot::channel();
     let events = tokio::spawn(drain_events(server.subscribe(), drain_rx, log_event));

@@ -445,3 +445,33 @@ fn ctl_without_a_server_fails_with_a_message() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn sigterm_closes_configured_middleware_before_the_process_exits() {
+    let mut server = Running::start(&[
+        "run",
+        "--workers",
+        "1",
+        "--rpc-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--set",
+        "middleware.attach=[\"logging\"]",
+        "--set",
+        SHUTDOWN_TIMEOUT_MS,
+    ]);
+    server.wait_for("switchboard ready", STARTUP_TIMEOUT);
+    let addr = rpc_address(&server);
+    let output = run_to_end(switchboard().args(["ctl", "--rpc", &addr, "call", "router.create"]));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    server.wait_for("middleware attached", STARTUP_TIMEOUT);
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(EXIT_TIMEOUT);
+    let log = server.seen.join("\n");
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    // The logger's close() logs this; shutdown waits for it, so it comes before the end.
+    let closed = log.find("logging detached").expect("close() ran");
+    let complete = log.find("shutdown complete").expect("clean exit");
+    assert!(closed < complete, "log:\n{log}");
+}

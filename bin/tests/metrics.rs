@@ -803,3 +803,137 @@ async fn transport_failures_are_counted_by_kind_and_stage() {
     metrics.shutdown().await;
     server.shutdown().await.expect("stops");
 }
+
+/// A middleware that cannot keep up (50 ms per packet), counts what it sees as its own
+/// metric, and tells the backend when it sees a producer.
+struct Slowpoke;
+
+struct SlowpokeInstance {
+    room: std::sync::Arc<dyn switchboard_core::middleware::RoomAccess>,
+    seen: u64,
+}
+
+impl switchboard_core::middleware::MiddlewareFactory for Slowpoke {
+    fn name(&self) -> &'static str {
+        "slowpoke"
+    }
+    fn create(
+        &self,
+        ctx: switchboard_core::middleware::MiddlewareContext,
+        _options: &Value,
+    ) -> switchboard_core::Result<Box<dyn switchboard_core::middleware::Middleware>> {
+        ctx.selection.select_all(None);
+        Ok(Box::new(SlowpokeInstance {
+            room: ctx.room,
+            seen: 0,
+        }))
+    }
+}
+
+impl switchboard_core::middleware::Middleware for SlowpokeInstance {
+    fn on_producer(&mut self, producer: &switchboard_core::middleware::ProducerInfo) {
+        self.room
+            .notify("saw_producer", json!({ "producer": producer.id }));
+    }
+    fn on_rtp(&mut self, _: switchboard_core::ProducerId, _: &Packet) {
+        std::thread::sleep(Duration::from_millis(50));
+        self.seen += 1;
+    }
+    fn metrics(&self) -> Vec<switchboard_core::middleware::Metric> {
+        vec![switchboard_core::middleware::Metric {
+            name: "rtp_seen_total",
+            help: "Packets the slow test middleware got through.",
+            kind: switchboard_core::middleware::MetricKind::Counter,
+            labels: vec![],
+            value: self.seen as f64,
+        }]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn middleware_drops_and_own_metrics_are_exported_and_notify_reaches_the_backend() {
+    for per_room in [false, true] {
+        let mut config = Config::default();
+        config.server.workers = 2;
+        config.rpc.listen = "127.0.0.1:0".to_owned();
+        config.rpc.token = TOKEN.to_owned();
+        config.metrics.listen = "127.0.0.1:0".to_owned();
+        config.metrics.per_room_labels = per_room;
+        config.webrtc.port_min = 0;
+        config.webrtc.port_max = 0;
+        config.middleware.queue_capacity = 4;
+        config.middleware.attach = vec!["slowpoke".to_owned()];
+        let app = App::start_with_middleware(
+            Arc::new(config),
+            switchboard::rpc::MethodTable::builtin(),
+            vec![Arc::new(Slowpoke)],
+        )
+        .await
+        .expect("server starts");
+        let client = client(&app).await;
+        let mut notifications = client.notifications().expect("notifications");
+        client.subscribe(None).await.expect("subscribed");
+        let session = Session::run(&app, &client).await;
+
+        // The notification arrives over RPC as a `middleware` event.
+        let data = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match notifications.recv().await.expect("connection open") {
+                    switchboard::client::Notification::Event(
+                        switchboard_core::event::Event::Middleware {
+                            router,
+                            middleware,
+                            name,
+                            data,
+                        },
+                    ) if name == "saw_producer" => {
+                        assert_eq!((router, middleware.as_str()), (session.router, "slowpoke"));
+                        break data;
+                    }
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("a middleware event in time");
+        assert_eq!(data["producer"], session.producer.as_str());
+
+        let name = [("name", "slowpoke")];
+        let router = session.router.to_string();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let m = loop {
+            let m = Metrics::scrape(&app).await;
+            let queued = m.sum("switchboard_middleware_queued_packets_total", &name);
+            let delivered = m.sum("switchboard_middleware_delivered_packets_total", &name);
+            let own = if per_room {
+                m.get(
+                    "switchboard_middleware_slowpoke_rtp_seen_total",
+                    &[("router", &router)],
+                )
+            } else {
+                m.get("switchboard_middleware_slowpoke_rtp_seen_total", &[])
+            };
+            if queued > 0.0 && delivered == queued && own == Some(delivered) {
+                break m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "middleware counters did not settle:\n{}",
+                m.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        promtool_check(&m.text);
+        let queued = m.sum("switchboard_middleware_queued_packets_total", &name);
+        let dropped = m.sum("switchboard_middleware_dropped_packets_total", &name);
+        assert_eq!(queued + dropped, f64::from(PACKETS), "{}", m.text);
+        assert!(dropped > 0.0, "{}", m.text);
+        // The RPC stats show the same numbers.
+        let stats = client
+            .call_value("router.stats", json!({ "router": session.router }))
+            .await
+            .expect("stats");
+        assert_eq!(stats["middleware"][0]["dropped"].as_f64(), Some(dropped));
+        app.shutdown(DEADLINE).await.expect("shuts down");
+    }
+}

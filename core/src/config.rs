@@ -110,6 +110,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Middleware: queues, close timeout, what every room gets, default options.
+    pub middleware: MiddlewareConfig,
 }
 
 /// The WebRTC transport's network settings.
@@ -305,6 +307,59 @@ impl Default for MetricsConfig {
             listen: "127.0.0.1:9700".to_owned(),
             per_room_labels: false,
         }
+    }
+}
+
+/// Upper bound for `middleware.queue_capacity`: a queue this long already holds minutes of a
+/// video stream; beyond it a slow middleware would only hoard memory.
+pub const MAX_MIDDLEWARE_QUEUE_CAPACITY: usize = 1 << 20;
+
+/// Middleware: how instances are fed and closed, which are attached to every new room, and
+/// the options each gets by default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiddlewareConfig {
+    /// Packets (RTP and RTCP) queued for one instance before further ones are dropped and
+    /// counted. Events and producer announcements are never dropped.
+    pub queue_capacity: usize,
+    /// How long closing one instance (detach, room close, shutdown) may take, delivering what
+    /// was queued and running its `close`, in milliseconds. Shutdown waits for all instances
+    /// together, within `server.shutdown_timeout_ms`.
+    pub close_timeout_ms: u64,
+    /// Middleware attached to every new room, by registered name, in order.
+    pub attach: Vec<String>,
+    /// Default options per middleware name (`[middleware.options.recorder]`), overlaid key by
+    /// key with the options of an attach request.
+    pub options: std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Default for MiddlewareConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            close_timeout_ms: 3_000,
+            attach: Vec::new(),
+            options: Default::default(),
+        }
+    }
+}
+
+impl MiddlewareConfig {
+    /// The options an instance of `name` gets: the configured defaults overlaid, top-level key
+    /// by key, with `requested` (an object, or null for none).
+    pub fn options_for(&self, name: &str, requested: &serde_json::Value) -> serde_json::Value {
+        let mut merged = self.options.get(name).cloned().unwrap_or_default();
+        match requested {
+            serde_json::Value::Object(extra) => {
+                for (k, v) in extra {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            serde_json::Value::Null => {}
+            // Not an object: the factory sees it as it is, and refuses it with its own error.
+            other => return other.clone(),
+        }
+        serde_json::Value::Object(merged)
     }
 }
 
@@ -622,6 +677,37 @@ impl Config {
                 "metrics.listen",
                 format!("{metrics} uses the same port as rpc.listen ({rpc})"),
             );
+        }
+
+        let middleware = &self.middleware;
+        p.at_least(
+            "middleware.queue_capacity",
+            middleware.queue_capacity as u64,
+            1,
+        );
+        if middleware.queue_capacity > MAX_MIDDLEWARE_QUEUE_CAPACITY {
+            p.push(
+                "middleware.queue_capacity",
+                format!(
+                    "must be at most {MAX_MIDDLEWARE_QUEUE_CAPACITY}, got {}",
+                    middleware.queue_capacity
+                ),
+            );
+        }
+        p.at_least(
+            "middleware.close_timeout_ms",
+            middleware.close_timeout_ms,
+            1,
+        );
+        for (i, name) in middleware.attach.iter().enumerate() {
+            if name.trim().is_empty() {
+                p.push(format!("middleware.attach[{i}]"), "must not be empty");
+            } else if middleware.attach[..i].contains(name) {
+                p.push(
+                    format!("middleware.attach[{i}]"),
+                    format!("{name:?} is listed twice; a room has each middleware once"),
+                );
+            }
         }
 
         if self.log.level.trim().is_empty() {
@@ -953,6 +1039,65 @@ fn describe_type(value: &toml::Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::rtp_parameters::MediaKind;
+
+    #[test]
+    fn middleware_settings_come_from_toml_and_env_and_are_checked() {
+        let mut config = Config::from_toml_str(
+            "[middleware]\nqueue_capacity = 16\nattach = [\"logging\"]\n\
+             [middleware.options.logging]\ninterval_ms = 500\nmedia = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.middleware.queue_capacity, 16);
+        assert_eq!(config.middleware.attach, ["logging"]);
+        config
+            .apply_env(env(&[
+                (
+                    "SWITCHBOARD_MIDDLEWARE__OPTIONS__LOGGING__INTERVAL_MS",
+                    "2000",
+                ),
+                (
+                    "SWITCHBOARD_MIDDLEWARE__OPTIONS__RECORDER__DIRECTORY",
+                    "/var/rec",
+                ),
+                (
+                    "SWITCHBOARD_MIDDLEWARE__ATTACH",
+                    "[\"logging\", \"recorder\"]",
+                ),
+                ("SWITCHBOARD_MIDDLEWARE__CLOSE_TIMEOUT_MS", "1500"),
+            ]))
+            .unwrap();
+        assert_eq!(config.middleware.close_timeout_ms, 1500);
+        assert_eq!(config.middleware.attach, ["logging", "recorder"]);
+        let logging = config
+            .middleware
+            .options_for("logging", &serde_json::json!({ "media": false }));
+        assert_eq!(
+            logging,
+            serde_json::json!({ "interval_ms": 2000, "media": false }),
+            "attach options overlay the configured ones"
+        );
+        assert_eq!(
+            config
+                .middleware
+                .options_for("recorder", &serde_json::Value::Null),
+            serde_json::json!({ "directory": "/var/rec" })
+        );
+        config.validate().unwrap();
+
+        config.middleware.queue_capacity = 0;
+        config.middleware.close_timeout_ms = 0;
+        config.middleware.attach = vec!["logging".into(), "".into(), "logging".into()];
+        let errors = config.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "middleware.queue_capacity",
+                "middleware.close_timeout_ms",
+                "middleware.attach[1]",
+                "middleware.attach[2]"
+            ]
+        );
+    }
 
     fn fields(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()

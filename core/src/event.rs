@@ -193,6 +193,19 @@ pub enum Event {
         #[serde(flatten)]
         reason: CloseReason,
     },
+    /// A middleware attached to a room reports something (a recording finished, a disk is
+    /// full). The `name` and `data` are the middleware's own; docs/middleware.md lists the
+    /// built-ins'.
+    Middleware {
+        /// The room.
+        router: RouterId,
+        /// The middleware's registered name, e.g. `recorder`.
+        middleware: String,
+        /// What happened, e.g. `recording_finished`.
+        name: String,
+        /// The details.
+        data: serde_json::Value,
+    },
 }
 
 impl Event {
@@ -215,7 +228,8 @@ impl Event {
             | Event::ProducerClosed { router, .. }
             | Event::ConsumerCreated { router, .. }
             | Event::ConsumerPaused { router, .. }
-            | Event::ConsumerClosed { router, .. } => Some(*router),
+            | Event::ConsumerClosed { router, .. }
+            | Event::Middleware { router, .. } => Some(*router),
         }
     }
 
@@ -239,6 +253,7 @@ impl Event {
             Event::ConsumerCreated { .. } => "consumer_created",
             Event::ConsumerPaused { .. } => "consumer_paused",
             Event::ConsumerClosed { .. } => "consumer_closed",
+            Event::Middleware { .. } => "middleware",
         }
     }
 }

@@ -22,7 +22,22 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder
 use std::time::Duration;
 use switchboard_actors::metrics::{MediaTotals, WorkerMedia};
 use switchboard_actors::{ServerHandle, ServerMetrics};
+use switchboard_core::middleware::{Metric, MetricKind};
 use switchboard_core::transport::TransportState;
+
+/// A middleware or metric name as part of a Prometheus name: anything but ASCII letters,
+/// digits and `_` becomes `_`.
+fn metric_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
 
 /// How long a scrape waits for a worker thread to report its counters. A worker that takes
 /// longer is shown as not responsive, and the others are reported without it.
@@ -169,6 +184,7 @@ impl Snapshot {
         self.render_workers(&mut e);
         self.render_transports(&mut e);
         self.render_media(&mut e);
+        self.render_middleware(&mut e);
         if self.per_room {
             self.render_rooms(&mut e);
         }
@@ -493,6 +509,95 @@ impl Snapshot {
                 }
             },
         );
+    }
+
+    fn render_middleware(&self, e: &mut Exposition) {
+        let answered = self.answered();
+        type PacketField = (
+            &'static str,
+            &'static str,
+            fn(&switchboard_actors::metrics::MiddlewarePackets) -> u64,
+        );
+        let packets: [PacketField; 3] = [
+            (
+                "switchboard_middleware_queued_packets_total",
+                "Packets (RTP and producer RTCP) put into middleware instances' queues, by middleware name.",
+                |p| p.queued,
+            ),
+            (
+                "switchboard_middleware_delivered_packets_total",
+                "Packets handed to middleware instances, by middleware name.",
+                |p| p.delivered,
+            ),
+            (
+                "switchboard_middleware_dropped_packets_total",
+                "Packets dropped because a middleware instance's queue (middleware.queue_capacity) was full, by middleware name.",
+                |p| p.dropped,
+            ),
+        ];
+        for (name, help, value) in packets {
+            e.family(name, Kind::Counter, help, |f| {
+                for (id, m) in &answered {
+                    for (mw, p) in &m.middleware_packets {
+                        f.sample(&[("worker", id), ("name", mw)], value(p) as f64);
+                    }
+                }
+            });
+        }
+        // The instances' own metrics: one family per middleware and metric name, a series per
+        // room with per-room labels, else one per label set summed over rooms (counters of
+        // detached instances included, so the sums never go backwards).
+        type Series = Vec<(Vec<(String, String)>, f64)>;
+        let mut families: std::collections::BTreeMap<String, (Kind, &str, Series)> =
+            Default::default();
+        let mut add = |mw: &str, router: Option<String>, metric: &Metric| {
+            let name = format!(
+                "switchboard_middleware_{}_{}",
+                metric_name_part(mw),
+                metric_name_part(metric.name)
+            );
+            let kind = match metric.kind {
+                MetricKind::Counter => Kind::Counter,
+                MetricKind::Gauge => Kind::Gauge,
+            };
+            let mut labels: Vec<(String, String)> = router
+                .map(|r| vec![("router".to_owned(), r)])
+                .unwrap_or_default();
+            labels.extend(
+                metric
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (metric_name_part(k), v.clone())),
+            );
+            let entry = families
+                .entry(name)
+                .or_insert_with(|| (kind, metric.help, Vec::new()));
+            match entry.2.iter_mut().find(|(l, _)| *l == labels) {
+                Some((_, v)) => *v += metric.value,
+                None => entry.2.push((labels, metric.value)),
+            }
+        };
+        for (_, m) in &answered {
+            for (mw, router, metric) in &m.middleware_metrics {
+                add(mw, self.per_room.then(|| router.to_string()), metric);
+            }
+            if !self.per_room {
+                for (mw, metric) in &m.middleware_retired_metrics {
+                    add(mw, None, metric);
+                }
+            }
+        }
+        for (name, (kind, help, series)) in &families {
+            e.family(name, *kind, help, |f| {
+                for (labels, value) in series {
+                    let labels: Vec<(&str, &str)> = labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    f.sample(&labels, *value);
+                }
+            });
+        }
     }
 
     fn render_rooms(&self, e: &mut Exposition) {

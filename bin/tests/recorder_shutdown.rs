@@ -1,0 +1,385 @@
+//! The recorder finalizes its file when the server binary gets SIGTERM mid-recording.
+//!
+//! The `switchboard` binary runs as a child process; ffmpeg publishes VP8 and Opus to it over
+//! plain RTP; the recorder is attached over RPC; SIGTERM arrives while ffmpeg still sends.
+//! The file must then be complete: a known Segment size (finalized, not cut off), both streams,
+//! and every frame decodes.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use switchboard::client::{Client, Notification};
+use switchboard_actors::{ProduceOptions, RouterOptions};
+use switchboard_core::event::Event;
+use switchboard_core::rtp_parameters::{
+    MediaKind, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
+};
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const VIDEO_SSRC: u32 = 0x1111_0001;
+const AUDIO_SSRC: u32 = 0x2222_0002;
+
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start() -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("SWITCHBOARD_") || name == "RUST_LOG" {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let mut child = command
+            .args([
+                "run",
+                "--workers",
+                "1",
+                "--rpc-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "",
+                "--set",
+                "server.shutdown_timeout_ms=10000",
+                "--set",
+                "rtp.port_min=0",
+                "--set",
+                "rtp.port_max=0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchboard binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.seen.iter().any(|line| line.contains(needle)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line containing {needle:?}:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn rpc_address(&self) -> String {
+        let line = self
+            .seen
+            .iter()
+            .find(|line| line.contains("switchboard ready"))
+            .expect("ready line");
+        let start = line.find("rpc=").expect("rpc address") + "rpc=".len();
+        line[start..].split_whitespace().next().unwrap().to_owned()
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("standard error still open"),
+            }
+        }
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ffmpeg, killed when dropped.
+struct Sender(Child);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn plain(mime: &str, pt: u8, clock: u32, channels: Option<u8>, ssrc: u32) -> RtpParameters {
+    RtpParameters {
+        codecs: vec![RtpCodecParameters {
+            mime_type: mime.into(),
+            payload_type: pt,
+            clock_rate: clock,
+            channels,
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        }],
+        encodings: vec![RtpEncodingParameters {
+            ssrc: Some(ssrc),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_in(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigterm_mid_recording_leaves_a_finalized_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-recorder-sigterm-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut server = Server::start();
+    server.wait_for("switchboard ready", STARTUP_TIMEOUT);
+    let addr = server.rpc_address();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _sender = runtime.block_on(async {
+        let client = Client::connect(&addr, None).await.unwrap();
+        let mut notifications = client.notifications().unwrap();
+        let room = client
+            .create_router(RouterOptions::default())
+            .await
+            .unwrap()
+            .id;
+        client.subscribe(Some(room)).await.unwrap();
+        client.join_peer(room, "ingest").await.unwrap();
+        let mut ports = Vec::new();
+        let mut transports = Vec::new();
+        for _ in 0..2 {
+            let t = client
+                .create_transport(
+                    room,
+                    "rtp",
+                    Some("ingest"),
+                    json!({ "comedia": true, "rtcp_mux": false }),
+                )
+                .await
+                .unwrap();
+            ports.push(t.local["port"].as_u64().unwrap());
+            transports.push(t.id);
+        }
+        for (transport, kind, params) in [
+            (
+                transports[0],
+                MediaKind::Video,
+                plain("video/VP8", 96, 90_000, None, VIDEO_SSRC),
+            ),
+            (
+                transports[1],
+                MediaKind::Audio,
+                plain("audio/opus", 111, 48_000, Some(2), AUDIO_SSRC),
+            ),
+        ] {
+            client
+                .produce(
+                    transport,
+                    ProduceOptions {
+                        kind,
+                        rtp_parameters: params,
+                        paused: false,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        client
+            .attach_middleware(room, "recorder", json!({ "directory": dir }))
+            .await
+            .unwrap();
+        // 30 s of media: far longer than the test lets it run.
+        let sender = Sender(
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin", "-v", "error", "-re", "-t", "30", "-f", "lavfi", "-i",
+                ])
+                .arg("testsrc=size=320x240:rate=30")
+                .args([
+                    "-re",
+                    "-t",
+                    "30",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=48000",
+                ])
+                .args([
+                    "-map",
+                    "0:v",
+                    "-c:v",
+                    "libvpx",
+                    "-deadline",
+                    "realtime",
+                    "-g",
+                    "30",
+                    "-b:v",
+                    "400k",
+                ])
+                .args([
+                    "-f",
+                    "rtp",
+                    "-ssrc",
+                    &VIDEO_SSRC.to_string(),
+                    "-payload_type",
+                    "96",
+                ])
+                .arg(format!("rtp://127.0.0.1:{}?pkt_size=1200", ports[0]))
+                .args(["-map", "1:a", "-c:a", "libopus", "-ac", "2"])
+                .args([
+                    "-f",
+                    "rtp",
+                    "-ssrc",
+                    &AUDIO_SSRC.to_string(),
+                    "-payload_type",
+                    "111",
+                ])
+                .arg(format!("rtp://127.0.0.1:{}?pkt_size=1200", ports[1]))
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("ffmpeg runs"),
+        );
+        // The file exists once both tracks started; then let about 3 s of media in.
+        let wait = async {
+            loop {
+                match notifications.recv().await {
+                    Some(Notification::Event(Event::Middleware { name, .. }))
+                        if name == "recording_started" =>
+                    {
+                        return;
+                    }
+                    Some(_) => {}
+                    None => panic!("connection closed"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait)
+            .await
+            .expect("recording_started");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stats: Value = client.router_stats(room).await.unwrap();
+            let text = stats.to_string();
+            let written = text
+                .split("\"frames_written\":")
+                .nth(1)
+                .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            if written >= 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recorder wrote {written} frames: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sender
+    });
+
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = server.wait_exit(Duration::from_secs(20));
+    let log = server.seen.join("\n");
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    assert!(log.contains("recording_finished"), "log:\n{log}");
+
+    let files = files_in(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert_eq!(file.extension().unwrap(), "webm");
+    let bytes = std::fs::read(file).unwrap();
+    // Finalized: the Segment's size is known (not the "unknown" all-ones value) and covers
+    // the whole file.
+    let seg = bytes
+        .windows(4)
+        .position(|w| w == [0x18, 0x53, 0x80, 0x67])
+        .unwrap();
+    let size = u64::from_be_bytes(bytes[seg + 4..seg + 12].try_into().unwrap()) & ((1 << 56) - 1);
+    assert_ne!(size, (1 << 56) - 1, "segment size still unknown");
+    assert_eq!(seg as u64 + 12 + size, bytes.len() as u64);
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let probe: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codecs: Vec<&str> = probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        codecs.contains(&"vp8") && codecs.contains(&"opus"),
+        "{probe}"
+    );
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(duration >= 2.0, "{duration} s: {probe}");
+    let decode = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(decode.status.success());
+    assert_eq!(String::from_utf8_lossy(&decode.stderr), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
