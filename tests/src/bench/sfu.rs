@@ -176,8 +176,20 @@ pub struct Janus {
     agent: ureq::Agent,
     waiting: Arc<std::sync::Mutex<std::collections::HashMap<u64, std::sync::mpsc::Sender<Value>>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    /// The room every client joins (VideoRoom room 1234 of the shared configuration).
+    /// The room the first scenario room maps to (VideoRoom room 1234 of the shared
+    /// configuration).
     room: u64,
+    rooms_made: std::sync::atomic::AtomicU64,
+}
+
+/// `general.admin_key` of the shared VideoRoom configuration (`../shared/peers/janus`),
+/// needed to create rooms.
+const JANUS_ADMIN_KEY: &str = "supersecret";
+
+fn room_number(room: &Room) -> Result<u64, String> {
+    room.0
+        .parse()
+        .map_err(|_| format!("not a Janus room: {}", room.0))
 }
 
 impl Janus {
@@ -196,6 +208,7 @@ impl Janus {
             waiting: Arc::default(),
             stop: Arc::default(),
             room,
+            rooms_made: Default::default(),
         };
         janus.start_poller();
         Ok(janus)
@@ -326,16 +339,40 @@ impl Sfu for Janus {
         "janus"
     }
 
+    /// Room 1234 of the shared configuration first; then new rooms with its settings (VP8
+    /// and Opus, 2 Mbit/s, a keyframe request every 10 s), created with the configured
+    /// `admin_key`.
     fn create_room(&self) -> Result<Room, String> {
-        Ok(Room(self.room.to_string()))
+        let n = self
+            .rooms_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n == 0 {
+            return Ok(Room(self.room.to_string()));
+        }
+        let (handle, _events) = self.attach()?;
+        let room = self.room + 1000 + n;
+        let r = post(
+            &self.agent,
+            &format!("{}/{}/{}", self.base, self.session, handle),
+            json!({"janus": "message", "body": {
+                "request": "create", "room": room, "admin_key": JANUS_ADMIN_KEY,
+                "publishers": 32, "bitrate": 2_000_000, "fir_freq": 10,
+                "videocodec": "vp8", "audiocodec": "opus"}}),
+        )?;
+        let data = &r["plugindata"]["data"];
+        if data["videoroom"] != "created" {
+            return Err(format!("videoroom create: {r}"));
+        }
+        Ok(Room(room.to_string()))
     }
 
-    fn publish(&self, _room: &Room, peer: &str, offer: &str) -> Result<Published, String> {
+    fn publish(&self, room: &Room, peer: &str, offer: &str) -> Result<Published, String> {
+        let room = room_number(room)?;
         let (handle, events) = self.attach()?;
         let e = self.message(
             handle,
             &events,
-            json!({"request": "joinandconfigure", "room": self.room, "ptype": "publisher",
+            json!({"request": "joinandconfigure", "room": room, "ptype": "publisher",
                    "display": peer, "audio": true, "video": true}),
             Some(json!({"type": "offer", "sdp": offer, "trickle": false})),
         )?;
@@ -354,10 +391,11 @@ impl Sfu for Janus {
 
     fn subscribe(
         &self,
-        _room: &Room,
+        room: &Room,
         _peer: &str,
         feeds: &[String],
     ) -> Result<Subscription, String> {
+        let room = room_number(room)?;
         let (handle, events) = self.attach()?;
         let streams: Vec<Value> = feeds
             .iter()
@@ -367,7 +405,7 @@ impl Sfu for Janus {
         let e = self.message(
             handle,
             &events,
-            json!({"request": "join", "room": self.room, "ptype": "subscriber", "streams": streams}),
+            json!({"request": "join", "room": room, "ptype": "subscriber", "streams": streams}),
             None,
         )?;
         let offer = e["jsep"]["sdp"]
