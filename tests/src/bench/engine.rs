@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -66,14 +67,24 @@ pub struct Engine {
 pub type ClientId = usize;
 
 impl Engine {
-    /// Starts the loop on its own thread.
+    /// Starts the loop on its own thread; clients offer the stack's default SRTP profiles.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts the loop with clients that offer only `srtp` profiles (all the stack's when
+    /// empty), in that order of preference.
+    pub fn start_with(srtp: Vec<SrtpProtectionProfile>) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (jobs, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("bench-engine".into())
-            .spawn(move || State::new(poll).run(rx))?;
+            .spawn(move || {
+                let mut state = State::new(poll);
+                state.srtp_profiles = srtp;
+                state.run(rx)
+            })?;
         Ok(Self {
             jobs,
             waker,
@@ -180,6 +191,7 @@ pub struct State {
     stop: bool,
     buf: Vec<u8>,
     inbox: Vec<(ClientId, SocketAddr, Instant, BytesMut)>,
+    srtp_profiles: Vec<SrtpProtectionProfile>,
 }
 
 fn media_engine() -> MediaEngine {
@@ -267,6 +279,7 @@ impl State {
             stop: false,
             buf: vec![0u8; 2048],
             inbox: Vec::new(),
+            srtp_profiles: Vec::new(),
         }
     }
 
@@ -285,7 +298,11 @@ impl State {
             .registry()
             .register(&mut socket, Token(id), Interest::READABLE)
             .map_err(err)?;
-        let settings = SettingEngineBuilder::new()
+        let mut settings = SettingEngineBuilder::new();
+        if !self.srtp_profiles.is_empty() {
+            settings = settings.with_srtp_protection_profiles(self.srtp_profiles.clone());
+        }
+        let settings = settings
             // As the answerer of a server's offer, be the DTLS client: its hello goes out at
             // once instead of on the next timer tick.
             .with_answering_dtls_role(RTCDtlsRole::Client)

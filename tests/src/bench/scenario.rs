@@ -115,6 +115,9 @@ pub struct RunResult {
     pub paused: Option<Paused>,
     /// Server PSS before any subscriber, KiB.
     pub base_pss_kib: u64,
+    /// `/proc/loadavg` when the run started: the machine is shared, so say how busy it was.
+    #[serde(default)]
+    pub loadavg: String,
 }
 
 fn percentile(values: &mut [f64], q: f64) -> f64 {
@@ -249,6 +252,9 @@ impl Bench {
             scenario: scenario.to_owned(),
             srtp: self.srtp_profiles(),
             generator_cpus: procfs::allowed_cpus(),
+            loadavg: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
             ..Default::default()
         }
     }

@@ -14,6 +14,7 @@
 //! `scripts/bench` runs the whole interleaved comparison; docs/benchmarks.md explains it.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -42,6 +43,17 @@ enum Scenario {
     S2,
     S3,
     S4,
+}
+
+/// SRTP profiles the clients offer.
+#[derive(Clone, Copy, ValueEnum)]
+enum Srtp {
+    /// The stack's defaults, in its order (AES-GCM first); the server picks.
+    Any,
+    /// AEAD_AES_128_GCM only.
+    Gcm,
+    /// AES_CM_128_HMAC_SHA1_80 only (what Chromium negotiated with Switchboard here).
+    Cm,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +95,9 @@ enum Command {
         /// S4: subscribers (two consumers each).
         #[arg(long, default_value_t = 250)]
         subscribers: usize,
+        /// SRTP profiles the clients offer.
+        #[arg(long, value_enum, default_value = "any")]
+        srtp: Srtp,
         /// Seconds per measurement window.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
@@ -121,6 +136,7 @@ fn main() {
             peers,
             joins,
             subscribers,
+            srtp,
             seconds,
             out,
         } => {
@@ -145,7 +161,12 @@ fn main() {
                     Err(e) => fail(&format!("cannot reach janus at {janus}: {e}")),
                 },
             };
-            let engine = match Engine::start() {
+            let profiles = match srtp {
+                Srtp::Any => vec![],
+                Srtp::Gcm => vec![SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm],
+                Srtp::Cm => vec![SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80],
+            };
+            let engine = match Engine::start_with(profiles) {
                 Ok(e) => Arc::new(e),
                 Err(e) => fail(&format!("cannot start the client loop: {e}")),
             };
