@@ -7,6 +7,11 @@ const TICKS: f64 = 100.0;
 
 /// User plus system CPU seconds of process `pid` (all its threads), `None` if it is gone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_split(pid).map(|(u, s)| u + s)
+}
+
+/// User and system (kernel: the socket calls, mostly) CPU seconds of process `pid`.
+pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: fields count from after it.
     let rest = stat.rsplit(')').next()?;
@@ -14,7 +19,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     // After the name: state is field 3 of the man page, utime 14 and stime 15.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS)
+    Some((utime / TICKS, stime / TICKS))
 }
 
 /// Proportional set size of process `pid` in KiB, from `smaps_rollup`.
@@ -41,16 +46,24 @@ pub fn allowed_cpus() -> String {
 #[derive(Clone, Copy, Debug)]
 pub struct CpuMark {
     cpu: f64,
+    sys: f64,
     at: Instant,
 }
 
 impl CpuMark {
     /// Reads process `pid` now.
     pub fn now(pid: u32) -> Self {
+        let (user, sys) = cpu_split(pid).unwrap_or((0.0, 0.0));
         Self {
-            cpu: cpu_seconds(pid).unwrap_or(0.0),
+            cpu: user + sys,
+            sys,
             at: Instant::now(),
         }
+    }
+
+    /// System (kernel) CPU seconds used since this mark.
+    pub fn sys_since(&self, pid: u32) -> f64 {
+        (Self::now(pid).sys - self.sys).max(0.0)
     }
 
     /// CPU seconds used since this mark, and the wall seconds that passed.

@@ -57,6 +57,8 @@ pub struct Curve {
     pub p999: Vec<f64>,
     /// Median server µs per received packet.
     pub us: Vec<f64>,
+    /// Median share of the server's CPU spent in the kernel.
+    pub sys_share: Vec<f64>,
     /// Median generator CPU share.
     pub gen_cpu: Vec<f64>,
     /// Runs in which this step was valid / measured.
@@ -81,6 +83,8 @@ pub fn curve(runs: &[&RunResult]) -> Curve {
         c.p99.push(m(&|s| s.p99_ms));
         c.p999.push(m(&|s| s.p999_ms));
         c.us.push(m(&|s| s.server_us_per_packet));
+        c.sys_share
+            .push(m(&|s| s.server_sys_cpu / s.server_cpu.max(1e-9)));
         c.gen_cpu.push(m(&|s| s.generator_cpu));
         c.valid
             .push((ss.iter().filter(|s| s.valid).count(), ss.len()));
@@ -125,7 +129,7 @@ pub fn markdown(runs: &[RunResult]) -> String {
             let _ = writeln!(out, "**{server}** ({} runs; SRTP {})\n", rs.len(), srtp(rs));
             let _ = writeln!(
                 out,
-                "| N | loss | p50 ms | p99 ms | p99.9 ms | server CPU | µs/pkt | pkt/s per core | generator CPU | valid runs |"
+                "| N | loss | p50 ms | p99 ms | p99.9 ms | server CPU | of it kernel | µs/pkt | pkt/s per core | generator CPU | valid runs |"
             );
             let _ = writeln!(
                 out,
@@ -239,9 +243,8 @@ pub fn markdown(runs: &[RunResult]) -> String {
         );
         for (server, rs) in &s3 {
             let js: Vec<_> = rs.iter().filter_map(|r| r.join.clone()).collect();
-            let m = |f: &dyn Fn(&super::scenario::JoinBurst) -> f64| {
-                median(js.iter().map(|j| f(j)).collect())
-            };
+            let m =
+                |f: &dyn Fn(&super::scenario::JoinBurst) -> f64| median(js.iter().map(f).collect());
             let _ = writeln!(
                 out,
                 "| {server} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
@@ -269,9 +272,8 @@ pub fn markdown(runs: &[RunResult]) -> String {
         );
         for (server, rs) in &s4 {
             let ps: Vec<_> = rs.iter().filter_map(|r| r.paused.clone()).collect();
-            let m = |f: &dyn Fn(&super::scenario::Paused) -> f64| {
-                median(ps.iter().map(|p| f(p)).collect())
-            };
+            let m =
+                |f: &dyn Fn(&super::scenario::Paused) -> f64| median(ps.iter().map(f).collect());
             let _ = writeln!(
                 out,
                 "| {server} | {} | {:.0} | {:.0} | {:.1}% | {:.1}% | {:.0} | {:.1} KiB |",
@@ -317,7 +319,8 @@ pub fn chart(
         RGBColor(0xd6, 0x27, 0x28),
         RGBColor(0x2c, 0xa0, 0x2c),
     ];
-    let specs: [(&str, &str, fn(&Curve, usize) -> f64); 2] = [
+    type Value = fn(&Curve, usize) -> f64;
+    let specs: [(&str, &str, Value); 2] = [
         ("Server CPU (% of one core)", "server CPU %", |c, i| {
             c.cpu[i] * 100.0
         }),

@@ -50,6 +50,9 @@ pub struct Sample {
     pub p999_ms: f64,
     /// Server CPU, share of one core.
     pub server_cpu: f64,
+    /// The part of `server_cpu` spent in the kernel (socket calls, mostly).
+    #[serde(default)]
+    pub server_sys_cpu: f64,
     /// Server CPU microseconds per packet received by subscribers.
     pub server_us_per_packet: f64,
     /// Generator CPU, share of one core.
@@ -186,6 +189,7 @@ impl Bench {
         self.engine.call(|s| s.start_window());
         std::thread::sleep(Duration::from_secs_f64(self.seconds));
         self.engine.call(|s| s.end_window());
+        let server_sys = server.sys_since(self.server_pid);
         let (server_cpu, wall) = server.since(self.server_pid);
         let (gen_cpu, gen_wall) = generator.since(me);
         // Let the window's last packets arrive.
@@ -202,6 +206,7 @@ impl Bench {
             load,
             seconds: wall,
             server_cpu: server_cpu / wall,
+            server_sys_cpu: server_sys / wall,
             generator_cpu: gen_cpu / gen_wall,
             server_pss_kib: procfs::pss_kib(self.server_pid).unwrap_or(0),
             failed_clients: failed,
