@@ -63,6 +63,9 @@ pub struct Sample {
     pub server_pss_kib: u64,
     /// Clients whose connection failed or never connected.
     pub failed_clients: usize,
+    /// Datagrams the server's socket failed to send during the window (Switchboard only).
+    #[serde(default)]
+    pub server_send_errors: Option<u64>,
 }
 
 /// Result of the join burst.
@@ -185,6 +188,7 @@ impl Bench {
     pub fn measure(&self, load: usize, receivers: u64) -> Sample {
         let me = std::process::id();
         let server = CpuMark::now(self.server_pid);
+        let send_errors = self.sfu.send_errors();
         let generator = CpuMark::now(me);
         self.engine.call(|s| s.start_window());
         std::thread::sleep(Duration::from_secs_f64(self.seconds));
@@ -210,6 +214,11 @@ impl Bench {
             generator_cpu: gen_cpu / gen_wall,
             server_pss_kib: procfs::pss_kib(self.server_pid).unwrap_or(0),
             failed_clients: failed,
+            server_send_errors: self
+                .sfu
+                .send_errors()
+                .zip(send_errors)
+                .map(|(b, a)| b.saturating_sub(a)),
             ..Default::default()
         };
         if let Some(w) = window {
@@ -285,9 +294,11 @@ impl Bench {
             std::thread::sleep(Duration::from_secs(1));
             let sample = self.measure(n, n as u64);
             eprintln!(
-                "{} s1 n={n}: loss {:.3}% p99 {:.2} ms server cpu {:.1}% ({:.2} µs/pkt) generator cpu {:.1}%{}",
+                "{} s1 n={n}: loss {:.3}% (server send errors {:?}) p50 {:.2} ms p99 {:.2} ms server cpu {:.1}% ({:.2} µs/pkt) generator cpu {:.1}%{}",
                 self.sfu.name(),
                 sample.loss * 100.0,
+                sample.server_send_errors,
+                sample.p50_ms,
                 sample.p99_ms,
                 sample.server_cpu * 100.0,
                 sample.server_us_per_packet,

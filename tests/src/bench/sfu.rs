@@ -44,12 +44,19 @@ pub trait Sfu: Send + Sync {
     fn answer(&self, room: &Room, peer: &str, sub: &Subscription, sdp: &str) -> Result<(), String>;
     /// Pauses every consumer in the room; returns how many.
     fn pause_all(&self, room: &Room) -> Result<usize, String>;
+    /// Datagrams the server failed to send so far (its socket's send errors), where it
+    /// reports them.
+    fn send_errors(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Switchboard through its control socket.
 pub struct Switchboard {
     rt: tokio::runtime::Runtime,
     client: Arc<Client>,
+    /// A transport whose stats carry the worker socket's counters.
+    some_transport: std::sync::Mutex<Option<String>>,
 }
 
 impl Switchboard {
@@ -67,6 +74,7 @@ impl Switchboard {
         Ok(Self {
             rt,
             client: Arc::new(client),
+            some_transport: Default::default(),
         })
     }
 
@@ -130,6 +138,12 @@ impl Sfu for Switchboard {
     ) -> Result<Subscription, String> {
         self.join(room, peer)?;
         let r = self.call("webrtc.subscribe", json!({"router": room.0, "peer": peer}))?;
+        if let Ok(t) = text(&r, "transport") {
+            self.some_transport
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(t);
+        }
         Ok(Subscription {
             offer: text(&r, "sdp")?,
             handle: text(&r, "transport")?,
@@ -165,6 +179,17 @@ impl Sfu for Switchboard {
             self.call("consumer.pause", json!({"consumer": id}))?;
         }
         Ok(ids.len())
+    }
+
+    /// The worker socket's `send_errors` (one worker: every transport shares it).
+    fn send_errors(&self) -> Option<u64> {
+        let t = self
+            .some_transport
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let stats = self.call("transport.stats", json!({"transport": t})).ok()?;
+        stats["plugin"]["socket"]["send_errors"].as_u64()
     }
 }
 
