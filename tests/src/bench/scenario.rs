@@ -33,6 +33,7 @@ pub struct Sample {
     /// Subscribers (S1), peers (S2) or consumers (S4) at this point.
     pub load: usize,
     /// Wall seconds measured.
+    #[serde(deserialize_with = "nullable")]
     pub seconds: f64,
     /// Packets the publishers sent in the window.
     pub sent: u64,
@@ -41,21 +42,29 @@ pub struct Sample {
     /// Packets that did, inside the window.
     pub received: u64,
     /// 1 − received / expected.
+    #[serde(deserialize_with = "nullable")]
     pub loss: f64,
     /// Forwarding latency percentiles, milliseconds (send → receive, same clock).
+    #[serde(deserialize_with = "nullable")]
     pub p50_ms: f64,
     /// 99th percentile.
+    #[serde(deserialize_with = "nullable")]
     pub p99_ms: f64,
     /// 99.9th percentile.
+    #[serde(deserialize_with = "nullable")]
     pub p999_ms: f64,
     /// Server CPU, share of one core.
+    #[serde(deserialize_with = "nullable")]
     pub server_cpu: f64,
     /// The part of `server_cpu` spent in the kernel (socket calls, mostly).
     #[serde(default)]
+    #[serde(deserialize_with = "nullable")]
     pub server_sys_cpu: f64,
     /// Server CPU microseconds per packet received by subscribers.
+    #[serde(deserialize_with = "nullable")]
     pub server_us_per_packet: f64,
     /// Generator CPU, share of one core.
+    #[serde(deserialize_with = "nullable")]
     pub generator_cpu: f64,
     /// Whether the generator stayed under [`GENERATOR_LIMIT`] and every client connected.
     pub valid: bool,
@@ -76,12 +85,16 @@ pub struct JoinBurst {
     /// Joins that got media.
     pub completed: usize,
     /// RPC call → first media packet at the client, milliseconds.
+    #[serde(deserialize_with = "nullable")]
     pub p50_ms: f64,
     /// 95th percentile.
+    #[serde(deserialize_with = "nullable")]
     pub p95_ms: f64,
     /// Slowest.
+    #[serde(deserialize_with = "nullable")]
     pub max_ms: f64,
     /// RPC call → connection `connected`, median milliseconds.
+    #[serde(deserialize_with = "nullable")]
     pub connected_p50_ms: f64,
 }
 
@@ -93,12 +106,15 @@ pub struct Paused {
     /// Subscribing connections.
     pub subscribers: usize,
     /// Server CPU before pausing (share of one core) with media flowing.
+    #[serde(deserialize_with = "nullable")]
     pub active_cpu: f64,
     /// Server CPU with every consumer paused.
+    #[serde(deserialize_with = "nullable")]
     pub paused_cpu: f64,
     /// Packets received by subscribers while paused (should be none).
     pub received_while_paused: u64,
     /// Server PSS growth per consumer (its subscriber connection's share included), KiB.
+    #[serde(deserialize_with = "nullable")]
     pub pss_per_consumer_kib: f64,
 }
 
@@ -124,6 +140,12 @@ pub struct RunResult {
     /// `/proc/loadavg` when the run started: the machine is shared, so say how busy it was.
     #[serde(default)]
     pub loadavg: String,
+}
+
+/// Reads a number that may have been written as `null` (JSON has no NaN: serde_json writes
+/// NaN, "no value", as `null`).
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 fn percentile(values: &mut [f64], q: f64) -> f64 {
