@@ -63,14 +63,20 @@ pub struct Curve {
     pub gen_cpu: Vec<f64>,
     /// Runs in which this step was valid / measured.
     pub valid: Vec<(usize, usize)>,
+    /// Median server PSS growth since before the first subscriber, per subscriber (KiB).
+    pub pss_per_sub: Vec<f64>,
 }
 
 /// The median curve over `runs` (all S1 of one server).
 pub fn curve(runs: &[&RunResult]) -> Curve {
     let mut by: BTreeMap<usize, Vec<&Sample>> = BTreeMap::new();
+    let mut pss: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for r in runs {
         for s in &r.samples {
             by.entry(s.load).or_default().push(s);
+            pss.entry(s.load).or_default().push(
+                s.server_pss_kib.saturating_sub(r.base_pss_kib) as f64 / s.load.max(1) as f64,
+            );
         }
     }
     let mut c = Curve::default();
@@ -88,6 +94,8 @@ pub fn curve(runs: &[&RunResult]) -> Curve {
         c.gen_cpu.push(m(&|s| s.generator_cpu));
         c.valid
             .push((ss.iter().filter(|s| s.valid).count(), ss.len()));
+        c.pss_per_sub
+            .push(median(pss.get(&load).cloned().unwrap_or_default()));
     }
     c
 }
@@ -129,16 +137,16 @@ pub fn markdown(runs: &[RunResult]) -> String {
             let _ = writeln!(out, "**{server}** ({} runs; SRTP {})\n", rs.len(), srtp(rs));
             let _ = writeln!(
                 out,
-                "| N | loss | p50 ms | p99 ms | p99.9 ms | server CPU | of it kernel | µs/pkt | pkt/s per core | generator CPU | valid runs |"
+                "| N | loss | p50 ms | p99 ms | p99.9 ms | server CPU | of it kernel | µs/pkt | pkt/s per core | PSS per subscriber | generator CPU | valid runs |"
             );
             let _ = writeln!(
                 out,
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
             for i in 0..c.load.len() {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.2}% | {:.2} | {:.2} | {:.2} | {:.1}% | {:.0}% | {:.2} | {:.0} | {:.0}% | {}/{} |",
+                    "| {} | {:.2}% | {:.2} | {:.2} | {:.2} | {:.1}% | {:.0}% | {:.2} | {:.0} | {:.0} KiB | {:.0}% | {}/{} |",
                     c.load[i],
                     c.loss[i] * 100.0,
                     c.p50[i],
@@ -148,6 +156,7 @@ pub fn markdown(runs: &[RunResult]) -> String {
                     c.sys_share[i] * 100.0,
                     c.us[i],
                     1e6 / c.us[i],
+                    c.pss_per_sub[i],
                     c.gen_cpu[i] * 100.0,
                     c.valid[i].0,
                     c.valid[i].1

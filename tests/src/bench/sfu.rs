@@ -205,6 +205,8 @@ pub struct Janus {
     /// configuration).
     room: u64,
     rooms_made: std::sync::atomic::AtomicU64,
+    /// Subscriber handles by room, and how many streams each receives.
+    subscribers: std::sync::Mutex<std::collections::HashMap<u64, Vec<(u64, usize)>>>,
 }
 
 /// `general.admin_key` of the shared VideoRoom configuration (`../shared/peers/janus`),
@@ -234,6 +236,7 @@ impl Janus {
             stop: Arc::default(),
             room,
             rooms_made: Default::default(),
+            subscribers: Default::default(),
         };
         janus.start_poller();
         Ok(janus)
@@ -437,9 +440,18 @@ impl Sfu for Janus {
             .as_str()
             .ok_or(format!("no offer in {e}"))?
             .to_owned();
-        // The handle's events stay routed to a channel nobody reads once we return; keep the
-        // receiver alive by parking it in the map's place (a closed channel is harmless too).
+        // Later events of this handle go to a closed channel until the next request waits on
+        // it with a fresh one.
         drop(events);
+        let streams = e["plugindata"]["data"]["streams"]
+            .as_array()
+            .map_or(0, Vec::len);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(room)
+            .or_default()
+            .push((handle, streams));
         Ok(Subscription {
             offer,
             handle: handle.to_string(),
@@ -468,7 +480,27 @@ impl Sfu for Janus {
         .map(|_| ())
     }
 
-    fn pause_all(&self, _room: &Room) -> Result<usize, String> {
-        Err("pausing subscribers is not implemented for Janus".into())
+    /// VideoRoom's `pause` on every subscriber handle of the room: Janus stops relaying to it
+    /// (the counterpart of pausing its consumers). Returns the streams paused.
+    fn pause_all(&self, room: &Room) -> Result<usize, String> {
+        let room = room_number(room)?;
+        let handles = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&room)
+            .cloned()
+            .unwrap_or_default();
+        let mut streams = 0;
+        for (handle, n) in handles {
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(handle, tx);
+            self.message(handle, &rx, json!({"request": "pause"}), None)?;
+            streams += n;
+        }
+        Ok(streams)
     }
 }
