@@ -271,6 +271,7 @@ pub async fn wait_event(
         }
     }
 }
+pub mod bench;
 pub mod ffmpeg;
 pub mod relay;
 pub mod webrtc_client;
