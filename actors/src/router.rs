@@ -63,6 +63,7 @@ impl RouterActor {
             middleware: Vec::new(),
             closed: false,
             closed_totals: Default::default(),
+            span: Default::default(),
         }));
         crate::metrics::room_opened(id, Rc::downgrade(&room));
         Self {
@@ -166,6 +167,17 @@ impl RouterActor {
         msg: CreateTransport,
         ctx: &mut Context<Self>,
     ) -> Result<TransportInfo> {
+        self.create_transport_as(msg, ctx, false)
+    }
+
+    /// Creates a transport; an `internal` one (a pipe between this room's routers) is never
+    /// announced to the backend.
+    pub(crate) fn create_transport_as(
+        &mut self,
+        msg: CreateTransport,
+        ctx: &mut Context<Self>,
+        internal: bool,
+    ) -> Result<TransportInfo> {
         let (shared, worker, capabilities) = {
             let r = self.room.borrow();
             r.shared.transports.require(&msg.kind)?;
@@ -252,6 +264,9 @@ impl RouterActor {
             .load(worker)
             .transports
             .fetch_add(1, Ordering::Relaxed);
+        if internal {
+            r.span.internal.insert(id);
+        }
         r.emit(Event::TransportCreated {
             router: self.id,
             transport: id,
@@ -259,7 +274,9 @@ impl RouterActor {
             peer: msg.peer.clone(),
         });
         drop(r);
-        announce.announce();
+        if !internal {
+            announce.announce();
+        }
         Ok(TransportInfo {
             id,
             router: self.id,

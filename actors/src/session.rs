@@ -151,7 +151,7 @@ fn ensure_connection(
 
 /// Consumers on `transport` for `producers`; a producer the receiver cannot take is skipped
 /// (and logged), not fatal.
-fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]) {
+pub(crate) fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]) {
     for p in producers {
         if let Err(e) =
             ops::create_consumer(room, transport, *p, &RtpCapabilities::default(), false)
@@ -161,15 +161,22 @@ fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]
     }
 }
 
-/// Producers in the room that do not belong to `peer`.
+/// Producers in the room that do not belong to `peer` (here, or, for piped copies, on the
+/// router where they were published).
 fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
     let r = room.borrow();
     r.producers
         .iter()
-        .filter(|(_, p)| {
-            r.transports
-                .get(&p.transport)
-                .is_none_or(|t| t.peer.as_ref() != Some(peer))
+        .filter(|(id, p)| {
+            let own_copy = r
+                .span
+                .copies
+                .get(id)
+                .is_some_and(|origin| origin.as_ref() == Some(peer));
+            !own_copy
+                && r.transports
+                    .get(&p.transport)
+                    .is_none_or(|t| t.peer.as_ref() != Some(peer))
         })
         .map(|(id, _)| *id)
         .collect()
