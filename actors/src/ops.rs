@@ -79,7 +79,7 @@ pub(crate) fn create_producer_with(
     paused: bool,
     copy_of: Option<ProducerId>,
 ) -> Result<ProducerInfo> {
-    let id = copy_of.unwrap_or_else(ProducerId::new);
+    let id = copy_of.unwrap_or_default();
     let info = {
         let mut r = room.borrow_mut();
         let max = r.shared.config.limits.max_producers_per_transport;

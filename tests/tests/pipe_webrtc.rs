@@ -64,18 +64,17 @@ async fn receive_video(
         *seq += 1;
         if let Ok(track) =
             tokio::time::timeout(Duration::from_millis(100), client.next_track()).await
+            && track.kind().await == RtpCodecKind::Video
         {
-            if track.kind().await == RtpCodecKind::Video {
-                loop {
-                    match tokio::time::timeout(DEADLINE, track.poll()).await {
-                        Ok(Some(TrackRemoteEvent::OnRtpPacket(p)))
-                            if p.payload.get(2..).is_some_and(|b| b.starts_with(tag)) =>
-                        {
-                            return track;
-                        }
-                        Ok(Some(_)) => {}
-                        other => panic!("no tagged video: {other:?}"),
+            loop {
+                match tokio::time::timeout(DEADLINE, track.poll()).await {
+                    Ok(Some(TrackRemoteEvent::OnRtpPacket(p)))
+                        if p.payload.get(2..).is_some_and(|b| b.starts_with(tag)) =>
+                    {
+                        return track;
                     }
+                    Ok(Some(_)) => {}
+                    other => panic!("no tagged video: {other:?}"),
                 }
             }
         }
