@@ -19,7 +19,7 @@ use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, Subs
 use crate::shared::{Shared, WorkerInfo};
 use crate::span::{
     ClosePiped, CloseSecondary, DescribeRouter, DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped,
-    PeerConnection, RoomGroup,
+    PeerConnection, PeerProducers, RoomGroup, TransportProducers,
 };
 use crate::supervision::install_panic_hook;
 use crate::transport::{
@@ -805,7 +805,20 @@ impl ServerHandle {
     pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
         let home = self.router(router)?;
         if let Ok(group) = self.group(router) {
-            for (_, addr) in group.secondaries() {
+            let secondaries = group.secondaries();
+            if !secondaries.is_empty() {
+                // Copies of the peer's producers (and their consumers) close first.
+                let producers = home
+                    .send(PeerProducers(peer.clone()))
+                    .await
+                    .unwrap_or_default();
+                for (_, addr) in &secondaries {
+                    for p in &producers {
+                        let _ = addr.send(ClosePiped(*p)).await;
+                    }
+                }
+            }
+            for (_, addr) in secondaries {
                 let _ = addr.send(DropMirrorPeer(peer.clone())).await;
             }
             group.state().recv_on.remove(&peer);
@@ -833,9 +846,17 @@ impl ServerHandle {
         Self::ask(self.transport(id)?, ConnectTransport(params), "transport").await
     }
 
-    /// Closes a transport with its producers and consumers.
+    /// Closes a transport with its producers and consumers (their copies on the other
+    /// workers of a spanning room first).
     pub async fn close_transport(&self, id: TransportId) -> Result<()> {
-        Self::ask(self.transport(id)?, CloseTransport, "transport").await
+        let transport = self.transport(id)?;
+        let producers = transport.send(TransportProducers).await.unwrap_or_default();
+        for p in producers {
+            for addr in self.producer_routers(p) {
+                let _ = addr.send(ClosePiped(p)).await;
+            }
+        }
+        Self::ask(transport, CloseTransport, "transport").await
     }
 
     /// A transport's full state.

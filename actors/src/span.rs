@@ -245,7 +245,15 @@ pub(crate) fn close_secondary(room: &mut Room, reason: CloseReason) -> bool {
     for t in order {
         room.close_transport(t, child.clone());
     }
-    room.span.links.clear();
+    // The room's other routers drop their pipes to this one (and the copies they fed).
+    for link in std::mem::take(&mut room.span.links).into_values() {
+        link.remote.do_send(DetachLink(room.worker));
+    }
+    if let Some(group) = room.shared.rooms.get(&room.id) {
+        let mut st = group.state();
+        st.secondaries.remove(&room.worker);
+        st.recv_on.retain(|_, w| *w != room.worker);
+    }
     crate::metrics::room_closed(room.id, &room.totals());
     true
 }
@@ -415,6 +423,96 @@ impl Handler<AttachLink> for RouterActor {
         for id in originals {
             pipe_producer(&self.room, msg.transport, &msg.remote, id);
         }
+    }
+}
+
+/// Handled in order with the router's other messages: once it is answered, every producer
+/// piped to this router before it was sent has its copy here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Barrier;
+
+impl Handler<Barrier> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
+}
+
+/// The router actor of `room`'s router (on its own worker), when the room is open.
+pub(crate) fn router_addr(room: &Room) -> Option<Addr<RouterActor>> {
+    room.shared.rooms.get(&room.id)?.router_on(room.worker)
+}
+
+/// Whether `producer` belongs to this room on another router, so its copy may still be on
+/// its way here.
+pub(crate) fn piped_in_flight(room: &Room, producer: ProducerId) -> bool {
+    !room.producers.contains_key(&producer)
+        && room
+            .shared
+            .index
+            .producers
+            .get(&producer)
+            .is_some_and(|e| e.value().0 == room.id)
+}
+
+/// The room's router on this worker closed: close the pipe to it, and the copies it fed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DetachLink(pub WorkerId);
+
+impl Handler<DetachLink> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: DetachLink, _: &mut Context<Self>) {
+        let Ok(mut r) = self.room.try_borrow_mut() else {
+            return;
+        };
+        if r.closed {
+            return;
+        }
+        if let Some(link) = r.span.links.remove(&msg.0) {
+            r.close_transport(link.transport, CloseReason::ParentClosed);
+        }
+    }
+}
+
+/// The producers of a peer's transports on this router.
+#[derive(Message)]
+#[rtype(result = "Vec<ProducerId>")]
+pub(crate) struct PeerProducers(pub PeerId);
+
+impl Handler<PeerProducers> for RouterActor {
+    type Result = actix::MessageResult<PeerProducers>;
+    fn handle(&mut self, msg: PeerProducers, _: &mut Context<Self>) -> Self::Result {
+        let r = self.room.borrow();
+        actix::MessageResult(
+            r.producers
+                .iter()
+                .filter(|(_, p)| {
+                    r.transports
+                        .get(&p.transport)
+                        .is_some_and(|t| t.peer.as_ref() == Some(&msg.0))
+                })
+                .map(|(id, _)| *id)
+                .collect(),
+        )
+    }
+}
+
+/// The producers of this transport.
+#[derive(Message)]
+#[rtype(result = "Vec<ProducerId>")]
+pub(crate) struct TransportProducers;
+
+impl Handler<TransportProducers> for crate::transport::TransportActor {
+    type Result = actix::MessageResult<TransportProducers>;
+    fn handle(&mut self, _: TransportProducers, _: &mut Context<Self>) -> Self::Result {
+        let r = self.room.borrow();
+        actix::MessageResult(
+            r.producers
+                .iter()
+                .filter(|(_, p)| p.transport == self.id)
+                .map(|(id, _)| *id)
+                .collect(),
+        )
     }
 }
 

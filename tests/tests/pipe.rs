@@ -453,3 +453,92 @@ async fn a_room_of_forty_subscribers_spans_both_workers_and_everyone_receives_ev
     }
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_placed_on_the_other_worker_is_piped_back_to_the_room_s_worker() {
+    let t = start_spanning();
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let mut events = t.server.subscribe_room(room.id);
+    // A subscriber at home, then a publisher whose traffic loads the room's worker.
+    let (home_sub_t, home_sub_ep) = direct_transport(&t, &room).await;
+    let (loader_t, loader_ep) = direct_transport(&t, &room).await;
+    t.server
+        .produce(
+            loader_t,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    load_worker(&t, room.worker, &loader_ep, &AtomicU16::new(1)).await;
+
+    // The next publisher lands on the other worker; its producer is consumed at home.
+    let (far_pub_t, far_pub_ep) = direct_transport(&t, &room).await;
+    assert!(
+        transport_workers(&t, &room)
+            .await
+            .contains(&(far_pub_t, 1 - room.worker.0))
+    );
+    const FAR: u32 = 0x0FA2_0001;
+    let far_producer = t
+        .server
+        .produce(
+            far_pub_t,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters: vp8_producer(FAR, FAR + 1),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    let consumer = t
+        .server
+        .consume(
+            home_sub_t,
+            ConsumeOptions {
+                producer: far_producer.id,
+                rtp_capabilities: subscriber_caps(111, 6, false),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    for k in 0..20u16 {
+        far_pub_ep
+            .send_rtp(vp8_packet(FAR, 300 + k, u32::from(k) * 3000, k == 0))
+            .unwrap();
+    }
+    assert_eq!(
+        expect_run(&home_sub_ep, 300, 20).await,
+        consumer.rtp_parameters.encodings[0].ssrc.unwrap()
+    );
+
+    // Closing the far transport closes the home consumer first, then the producer, then the
+    // transport.
+    let (_, _) = wait_event(
+        &mut events,
+        |e| matches!(e, Event::ConsumerCreated { consumer: c, .. } if *c == consumer.id),
+    )
+    .await;
+    t.server.close_transport(far_pub_t).await.unwrap();
+    let (_, before) = wait_event(
+        &mut events,
+        |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == far_pub_t),
+    )
+    .await;
+    let names: Vec<&str> = before.iter().map(|e| e.name()).collect();
+    assert_eq!(names, ["consumer_closed", "producer_closed"]);
+    assert!(matches!(
+        &before[0],
+        Event::ConsumerClosed { consumer: c, reason: CloseReason::ProducerClosed, .. } if *c == consumer.id
+    ));
+    t.server.shutdown().await.unwrap();
+}
