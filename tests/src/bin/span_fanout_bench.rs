@@ -82,6 +82,8 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
     config.placement.span_rooms = span;
     config.placement.max_worker_packets_per_second = 1;
     config.placement.sample_interval_ms = 100;
+    config.limits.max_peers_per_room = 5_000;
+    config.limits.max_transports_per_room = 5_000;
     let t = start_with(
         config,
         vec![

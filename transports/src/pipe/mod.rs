@@ -315,3 +315,117 @@ impl Drop for PipeTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::RouterId;
+    use switchboard_core::rtp_parameters::RtpCapabilities;
+
+    #[derive(Default)]
+    struct Recorder {
+        rtp: RefCell<Vec<Bytes>>,
+        rtcp: RefCell<Vec<Bytes>>,
+        states: RefCell<Vec<TransportState>>,
+    }
+
+    impl TransportIo for Recorder {
+        fn on_rtp(&self, packet: Bytes) {
+            self.rtp.borrow_mut().push(packet);
+        }
+        fn on_rtp_packet(&self, _packet: rtc_rtp::Packet) {}
+        fn on_rtcp(&self, packet: Bytes) {
+            self.rtcp.borrow_mut().push(packet);
+        }
+        fn on_state(&self, state: TransportState) {
+            self.states.borrow_mut().push(state);
+        }
+    }
+
+    fn create(
+        factory: &mut dyn TransportFactory,
+        worker: u32,
+    ) -> (Box<dyn Transport>, Rc<Recorder>) {
+        let io = Rc::new(Recorder::default());
+        let ctx = TransportContext {
+            id: TransportId::new(),
+            router: RouterId::new(),
+            worker: WorkerId(worker),
+            capabilities: RtpCapabilities::default(),
+            io: io.clone(),
+        };
+        (factory.create(ctx, &Value::Null).unwrap(), io)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[test]
+    fn two_ends_carry_rtp_and_rtcp_both_ways_and_say_bye() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let plugin = PipePlugin::new();
+            let mut fa = plugin.start_worker(WorkerId(0)).unwrap();
+            let mut fb = plugin.start_worker(WorkerId(1)).unwrap();
+            let (mut a, a_io) = create(fa.as_mut(), 0);
+            let (mut b, b_io) = create(fb.as_mut(), 1);
+            // Nothing crosses before connect; it is counted.
+            a.sink().send_rtp(&[0x80, 96, 0, 1]);
+            assert_eq!(a.stats()["frames_dropped_unconnected"], 1);
+            let err = a
+                .connect(&json!({ "address": "channel:nowhere" }))
+                .unwrap_err();
+            assert_eq!(err.code, switchboard_core::ErrorCode::NotFound);
+            a.connect(&json!({ "address": b.local_parameters()["address"] }))
+                .unwrap();
+            b.connect(&json!({ "address": a.local_parameters()["address"] }))
+                .unwrap();
+            assert!(
+                a.connect(&json!({ "address": "x" })).is_err(),
+                "connects once"
+            );
+            let rtp = [0x80u8, 96, 0, 2, 0, 0, 0, 1, 0, 0, 0, 7, 0xAB];
+            a.sink().send_rtp(&rtp);
+            let pli = [0x81u8, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 7];
+            b.sink().send_rtcp(&pli);
+            settle().await;
+            assert_eq!(
+                b_io.rtp.borrow().as_slice(),
+                &[Bytes::copy_from_slice(&rtp)]
+            );
+            assert_eq!(
+                a_io.rtcp.borrow().as_slice(),
+                &[Bytes::copy_from_slice(&pli)]
+            );
+            assert_eq!(a.stats()["rtp_sent"], 1);
+            assert_eq!(b.stats()["rtp_received"], 1);
+            assert_eq!(
+                b_io.states.borrow().as_slice(),
+                &[TransportState::Connected]
+            );
+            // A stray datagram in the queue is counted, not delivered.
+            plugin
+                .hub
+                .get(b.local_parameters()["address"].as_str().unwrap())
+                .unwrap()
+                .try_send(Bytes::from_static(&[0x7f, 1]))
+                .unwrap();
+            settle().await;
+            assert_eq!(b.stats()["frames_malformed"], 1);
+            a.close();
+            settle().await;
+            assert_eq!(
+                b_io.states.borrow().last(),
+                Some(&TransportState::Disconnected)
+            );
+            b.sink().send_rtp(&rtp);
+            assert_eq!(b.stats()["frames_dropped_unconnected"], 1);
+        });
+    }
+}
