@@ -719,17 +719,24 @@ impl Handler<DescribeRouter> for RouterActor {
             .links
             .iter()
             .map(|(w, l)| {
-                let piped_out = r
+                let feeding: Vec<_> = r
                     .consumers
-                    .values()
-                    .filter(|c| c.transport == l.transport)
-                    .count();
+                    .iter()
+                    .filter(|(_, c)| c.transport == l.transport)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let piped_out = feeding.len();
+                let packets_out: u64 = feeding
+                    .iter()
+                    .filter_map(|id| r.forwarder.consumer_stats(*id))
+                    .map(|s| s.packets)
+                    .sum();
                 let piped_in = r
                     .producers
                     .values()
                     .filter(|p| p.transport == l.transport)
                     .count();
-                json!({ "transport": l.transport, "remote_worker": w, "producers_out": piped_out, "producers_in": piped_in })
+                json!({ "transport": l.transport, "remote_worker": w, "producers_out": piped_out, "producers_in": piped_in, "packets_out": packets_out })
             })
             .collect();
         actix::MessageResult(json!({

@@ -59,6 +59,18 @@ fn cpu_seconds(needle: &str) -> (f64, f64) {
     (matched, rest)
 }
 
+/// CPU seconds of one thread of this process.
+fn thread_seconds(tid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    let Some(after) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (utime + stime) / 100.0
+}
+
 fn packet(ssrc: u32, pt: u8, seq: u16, ts: u32, payload: Bytes) -> rtc::rtp::Packet {
     rtc::rtp::Packet {
         header: rtc::rtp::header::Header {
@@ -166,10 +178,13 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
     };
 
     let received = Arc::new(AtomicU64::new(0));
+    let per_sub: Arc<Vec<AtomicU64>> =
+        Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
     let joined = Arc::new(tokio::sync::Semaphore::new(8));
     let mut joins = Vec::new();
     for i in 0..subscribers {
         let (server, received, joined) = (t.server.clone(), received.clone(), joined.clone());
+        let per_sub = per_sub.clone();
         joins.push(tokio::spawn(async move {
             let _permit = joined.acquire().await.expect("semaphore");
             let peer = PeerId::parse(&format!("sub{i}")).expect("peer id");
@@ -186,10 +201,12 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
             for _ in 0..2 {
                 let track = client.next_track().await;
                 let received = received.clone();
+                let per_sub = per_sub.clone();
                 tokio::spawn(async move {
                     while let Some(e) = track.poll().await {
                         if matches!(e, TrackRemoteEvent::OnRtpPacket(_)) {
                             received.fetch_add(1, Ordering::Relaxed);
+                            per_sub[i].fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 });
@@ -197,25 +214,99 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
             client
         }));
     }
+    // A subscriber that fails to connect (the client helper panics after its deadline) is
+    // counted, and everything it should have received counts as lost.
     let mut clients = Vec::new();
+    let mut failed = 0;
     for j in joins {
-        clients.push(j.await.expect("subscriber"));
+        match j.await {
+            Ok(c) => clients.push(c),
+            Err(_) => failed += 1,
+        }
     }
 
     tokio::time::sleep(Duration::from_secs(2)).await; // warm-up: keyframes, tracks open
+    let forwarded = |v: serde_json::Value| -> u64 {
+        v["routers"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| {
+                        // What went into pipes is not delivered to a subscriber.
+                        let piped: u64 = r["pipes"].as_array().map_or(0, |p| {
+                            p.iter()
+                                .map(|p| p["packets_out"].as_u64().unwrap_or(0))
+                                .sum()
+                        });
+                        r["counters"]["rtp_out"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .saturating_sub(piped)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let out0 = forwarded(t.server.router_stats(room).await.expect("stats"));
     let rx0 = received.load(Ordering::Relaxed);
+    let sub0: Vec<u64> = per_sub.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let tx0 = sent.load(Ordering::Relaxed);
+    let tids: Vec<u32> = t
+        .server
+        .metrics(false, Duration::from_secs(1))
+        .await
+        .workers
+        .iter()
+        .filter_map(|w| w.thread_id)
+        .collect();
+    let per_worker0: Vec<f64> = tids.iter().map(|t| thread_seconds(*t)).collect();
     let (w0, o0) = cpu_seconds("actix-rt");
     let wall0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let wall = wall0.elapsed().as_secs_f64();
     let (w1, o1) = cpu_seconds("actix-rt");
+    let per_worker: Vec<String> = tids
+        .iter()
+        .zip(&per_worker0)
+        .map(|(t, c0)| format!("{:.0}%", (thread_seconds(*t) - c0) / wall * 100.0))
+        .collect();
     let rx = received.load(Ordering::Relaxed) - rx0;
+    let sub1: Vec<u64> = per_sub.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let tx = sent.load(Ordering::Relaxed) - tx0;
+    let out = forwarded(t.server.router_stats(room).await.expect("stats")) - out0;
     sending.store(false, Ordering::Relaxed);
     let _ = sender.await;
 
     let stats = t.server.router_stats(room).await.expect("stats");
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        let dump = t.server.dump_router(room).await.expect("dump");
+        let mut by_worker: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+        for e in dump["transports"].as_array().into_iter().flatten() {
+            let Some(i) = e["peer"]
+                .as_str()
+                .and_then(|p| p.strip_prefix("sub"))
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let got = sub1[i] - sub0[i];
+            let w = by_worker.entry(e["worker"].to_string()).or_default();
+            w.0 += 1;
+            w.1 += got;
+            if got * 100 < (tx * 99) {
+                w.2 += 1;
+            }
+        }
+        eprintln!("per worker (subs, received, subs with loss): {by_worker:?}");
+        for r in stats["routers"].as_array().into_iter().flatten() {
+            eprintln!(
+                "{} {} {}",
+                r["worker"], r["counters"]["rtp_in"], r["counters"]["rtp_out"]
+            );
+            eprintln!("{}", r["pipes"]);
+        }
+        eprintln!("{}", stats["totals"]);
+    }
     let split: Vec<String> = stats["routers"]
         .as_array()
         .map(|rs| {
@@ -237,11 +328,13 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
         f64::NAN
     };
     println!(
-        "| {} | {subscribers} | {:.0} | {:.0} | {loss:.2}% | {} | {:.0}% | {:.0}% |",
+        "| {} | {subscribers} | {failed} | {:.0} | {:.0} | {:.0} | {loss:.2}% | {} | {} | {:.0}% | {:.0}% |",
         if span { "span" } else { "pinned" },
         tx as f64 / wall,
+        out as f64 / wall,
         rx as f64 / wall,
         split.join(" "),
+        per_worker.join(" / "),
         (w1 - w0) / wall * 100.0,
         (o1 - o0) / wall * 100.0,
     );
@@ -270,9 +363,9 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "| room | subscribers | sent pkt/s | received pkt/s | loss | subscribers per worker | worker threads CPU | other threads CPU |"
+        "| room | subscribers | failed to connect | sent pkt/s | server sent pkt/s | received pkt/s | loss | subscribers per worker | CPU per worker (0 / 1) | worker threads CPU | other threads CPU |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |");
     for n in counts {
         runtime.block_on(run(span, n, seconds));
     }
