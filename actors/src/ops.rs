@@ -54,7 +54,8 @@ pub(crate) fn with_plugin<T>(
     })
 }
 
-/// Creates a producer on `transport`: forwarder, index, event, then the plugin is told.
+/// Creates a producer on `transport`: forwarder, index, event, then the plugin is told; then
+/// it is piped to the room's other routers, if it has any.
 pub(crate) fn create_producer(
     room: &RoomRef,
     transport: TransportId,
@@ -62,17 +63,40 @@ pub(crate) fn create_producer(
     rtp_parameters: &RtpParameters,
     paused: bool,
 ) -> Result<ProducerInfo> {
-    let id = ProducerId::new();
+    let info = create_producer_with(room, transport, kind, rtp_parameters, paused, None)?;
+    crate::span::producer_created(room, info.id);
+    Ok(info)
+}
+
+/// Creates a producer, or with `copy_of` the piped copy of another router's producer: same
+/// id, not indexed (the original is), not limited by the per-transport limit (a pipe carries
+/// a whole room).
+pub(crate) fn create_producer_with(
+    room: &RoomRef,
+    transport: TransportId,
+    kind: MediaKind,
+    rtp_parameters: &RtpParameters,
+    paused: bool,
+    copy_of: Option<ProducerId>,
+) -> Result<ProducerInfo> {
+    let id = copy_of.unwrap_or_default();
     let info = {
         let mut r = room.borrow_mut();
         let max = r.shared.config.limits.max_producers_per_transport;
-        if r.producers
-            .values()
-            .filter(|p| p.transport == transport)
-            .count()
-            >= max
+        if copy_of.is_none()
+            && r.producers
+                .values()
+                .filter(|p| p.transport == transport)
+                .count()
+                >= max
         {
             return Err(Error::limit("producers per transport", max));
+        }
+        if r.producers.contains_key(&id) {
+            return Err(Error::new(
+                switchboard_core::ErrorCode::AlreadyExists,
+                format!("producer {id} exists"),
+            ));
         }
         let mapping = negotiation::producer_mapping(&r.capabilities, rtp_parameters)?;
         let consumable =
@@ -85,7 +109,9 @@ pub(crate) fn create_producer(
             .ok_or_else(|| Error::closed(format!("transport {transport}")))?;
         r.forwarder.add_producer(setup, sink)?;
         let addr = ProducerActor::new(id, room.clone()).start();
-        r.shared.index.producers.insert(id, (r.id, addr.clone()));
+        if copy_of.is_none() {
+            r.shared.index.producers.insert(id, (r.id, addr.clone()));
+        }
         r.shared
             .load(r.worker)
             .producers
@@ -129,6 +155,20 @@ pub(crate) fn create_consumer(
     capabilities: &RtpCapabilities,
     paused: bool,
 ) -> Result<ConsumerInfo> {
+    create_consumer_with(room, transport, producer, capabilities, paused, false)
+}
+
+/// Creates a consumer; a `pipe` consumer (feeding another router of the room) keeps the
+/// router's payload types, extension ids and SSRC, so the far side's copy of the producer
+/// takes them as they are.
+pub(crate) fn create_consumer_with(
+    room: &RoomRef,
+    transport: TransportId,
+    producer: ProducerId,
+    capabilities: &RtpCapabilities,
+    paused: bool,
+    pipe: bool,
+) -> Result<ConsumerInfo> {
     let id = ConsumerId::new();
     // Without stated capabilities, the transport knows what its kind of receiver takes.
     let capabilities = if capabilities.codecs.is_empty() {
@@ -141,11 +181,12 @@ pub(crate) fn create_consumer(
     let (kind, params) = {
         let mut r = room.borrow_mut();
         let max = r.shared.config.limits.max_consumers_per_transport;
-        if r.consumers
-            .values()
-            .filter(|c| c.transport == transport)
-            .count()
-            >= max
+        if !pipe
+            && r.consumers
+                .values()
+                .filter(|c| c.transport == transport)
+                .count()
+                >= max
         {
             return Err(Error::limit("consumers per transport", max));
         }
@@ -154,7 +195,7 @@ pub(crate) fn create_consumer(
             .get(&producer)
             .ok_or_else(|| Error::not_found("producer", producer))?
             .clone();
-        let params = negotiation::consumer_parameters(&p.consumable, capabilities, false)?;
+        let params = negotiation::consumer_parameters(&p.consumable, capabilities, pipe)?;
         let setup = consumer_setup(id, transport, producer, &p, &params, paused)?;
         let sink = r
             .transports
@@ -179,7 +220,9 @@ pub(crate) fn create_consumer(
                 addr,
             },
         );
-        r.renegotiate.insert(transport);
+        if !pipe {
+            r.renegotiate.insert(transport);
+        }
         let router = r.id;
         r.emit(Event::ConsumerCreated {
             router,

@@ -173,11 +173,16 @@ pub(crate) struct Room {
     /// What closed producers, consumers and transports of this room counted, so the room's
     /// totals never go backwards.
     pub closed_totals: MediaTotals,
+    /// This router's part in a room that spans workers: its pipes and piped producers.
+    pub span: crate::span::RoomSpan,
 }
 
 impl Room {
     /// Emits an event to middleware and subscribers.
     pub fn emit(&mut self, event: Event) {
+        if crate::span::hidden(self, &event) {
+            return;
+        }
         // In the span of whatever caused it (room, peer, transport), so a room's story can be
         // followed in the logs at debug level.
         tracing::debug!(?event, "room event");
@@ -280,7 +285,12 @@ impl Room {
             self.closed_totals.producers.add(stats);
         }
         self.forwarder.remove_producer(id);
-        self.shared.index.producers.remove(&id);
+        // A piped copy shares its original's id; only the original is indexed.
+        self.shared
+            .index
+            .producers
+            .remove_if(&id, |_, (_, addr)| *addr == node.addr);
+        crate::span::producer_closed(self, id);
         self.shared
             .load(self.worker)
             .producers
@@ -378,10 +388,14 @@ impl Room {
 
     /// Closes everything in the room, then the room itself. Idempotent.
     pub fn close(&mut self, reason: CloseReason) -> bool {
+        if self.span.secondary {
+            return crate::span::close_secondary(self, reason);
+        }
         if self.closed {
             return false;
         }
         self.closed = true;
+        crate::span::home_closing(self, &reason);
         let child_reason = cascade(&reason);
         for peer in self.peers.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
             self.close_peer(&peer, child_reason.clone());

@@ -63,6 +63,7 @@ impl RouterActor {
             middleware_audience: Default::default(),
             closed: false,
             closed_totals: Default::default(),
+            span: Default::default(),
         }));
         crate::metrics::room_opened(id, Rc::downgrade(&room));
         Self {
@@ -175,6 +176,17 @@ impl RouterActor {
         msg: CreateTransport,
         ctx: &mut Context<Self>,
     ) -> Result<TransportInfo> {
+        self.create_transport_as(msg, ctx, false)
+    }
+
+    /// Creates a transport; an `internal` one (a pipe between this room's routers) is never
+    /// announced to the backend.
+    pub(crate) fn create_transport_as(
+        &mut self,
+        msg: CreateTransport,
+        ctx: &mut Context<Self>,
+        internal: bool,
+    ) -> Result<TransportInfo> {
         let (shared, worker, capabilities) = {
             let r = self.room.borrow();
             r.shared.transports.require(&msg.kind)?;
@@ -261,6 +273,9 @@ impl RouterActor {
             .load(worker)
             .transports
             .fetch_add(1, Ordering::Relaxed);
+        if internal {
+            r.span.internal.insert(id);
+        }
         r.emit(Event::TransportCreated {
             router: self.id,
             transport: id,
@@ -268,7 +283,9 @@ impl RouterActor {
             peer: msg.peer.clone(),
         });
         drop(r);
-        announce.announce();
+        if !internal {
+            announce.announce();
+        }
         Ok(TransportInfo {
             id,
             router: self.id,

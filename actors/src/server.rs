@@ -14,8 +14,13 @@ use crate::router::{
     AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
     JoinPeer, LeavePeer, RouterStatsRequest,
 };
+use crate::session::SESSION_KIND;
 use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, SubscribeResult};
 use crate::shared::{Shared, WorkerInfo};
+use crate::span::{
+    ClosePiped, CloseSecondary, DescribeRouter, DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped,
+    PeerConnection, PeerProducers, RoomGroup, TransportProducers,
+};
 use crate::supervision::install_panic_hook;
 use crate::transport::{
     CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportRequest,
@@ -49,10 +54,17 @@ struct WorkerSlot {
 pub struct ServerActor {
     shared: Arc<Shared>,
     workers: Vec<WorkerSlot>,
+    sampler: crate::placement::Sampler,
 }
 
 impl Actor for ServerActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every =
+            std::time::Duration::from_millis(self.shared.config.placement.sample_interval_ms);
+        actix::AsyncContext::run_interval(ctx, every, |act, _| act.sampler.sample(&act.shared));
+    }
 }
 
 impl Handler<WorkerCrashed> for ServerActor {
@@ -112,7 +124,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
             let worker = match msg.0.worker {
                 Some(w) if (w.0 as usize) < self.workers.len() => w,
                 Some(w) => return Err(Error::not_found("worker", w)),
-                None => least_loaded(&shared),
+                None => crate::placement::room_worker(&shared),
             };
             // Reserve the slot now so concurrent creations see it before the worker replies.
             shared.load(worker).routers.fetch_add(1, Ordering::Relaxed);
@@ -132,19 +144,31 @@ impl Handler<CreateRouterRequest> for ServerActor {
                     capabilities: capabilities.clone(),
                     auto_subscribe,
                     single_connection,
+                    secondary: false,
                 })
                 .await
                 .map_err(mailbox("worker"))
                 .and_then(|r| r);
             match result {
-                Ok(router) => Ok((
-                    RouterInfo {
+                Ok(router) => {
+                    let group = crate::span::RoomGroup::new(
                         id,
                         worker,
-                        rtp_capabilities: capabilities,
-                    },
-                    router,
-                )),
+                        router.clone(),
+                        capabilities.clone(),
+                        auto_subscribe,
+                        single_connection,
+                    );
+                    shared.rooms.insert(id, Arc::new(group));
+                    Ok((
+                        RouterInfo {
+                            id,
+                            worker,
+                            rtp_capabilities: capabilities,
+                        },
+                        router,
+                    ))
+                }
                 Err(e) => {
                     shared.load(worker).routers.fetch_sub(1, Ordering::Relaxed);
                     Err(e)
@@ -152,17 +176,6 @@ impl Handler<CreateRouterRequest> for ServerActor {
             }
         })
     }
-}
-
-fn least_loaded(shared: &Shared) -> WorkerId {
-    let best = shared
-        .loads
-        .iter()
-        .enumerate()
-        .min_by_key(|(i, l)| (l.score(), *i))
-        .map(|(i, _)| i)
-        .unwrap_or(0);
-    WorkerId(best as u32)
 }
 
 struct Shutdown;
@@ -183,7 +196,19 @@ impl Handler<Shutdown> for ServerActor {
             .collect();
         let arbiters: Vec<ArbiterHandle> = self.workers.iter().map(|w| w.arbiter.clone()).collect();
         let shared = self.shared.clone();
+        let secondaries: Vec<_> = self
+            .shared
+            .rooms
+            .iter()
+            .flat_map(|g| g.value().secondaries())
+            .collect();
         Box::pin(async move {
+            // A room's secondary routers first, so their events come before the room's.
+            for (_, router) in secondaries {
+                let _ = router
+                    .send(crate::span::CloseSecondary(CloseReason::Shutdown))
+                    .await;
+            }
             for router in routers {
                 let _ = router.send(CloseRouter(CloseReason::Shutdown)).await;
             }
@@ -281,6 +306,7 @@ async fn boot(shared: Arc<Shared>, workers: usize) -> Result<Addr<ServerActor>> 
         ServerActor {
             shared: shared.clone(),
             workers: slots,
+            sampler: crate::placement::Sampler::new(workers),
         }
     });
     let mut addrs = Vec::with_capacity(workers);
@@ -342,7 +368,7 @@ pub struct WorkerMetrics {
     pub media: Option<crate::metrics::WorkerMedia>,
 }
 
-struct WorkerAddr(WorkerId);
+pub(crate) struct WorkerAddr(pub WorkerId);
 
 impl Message for WorkerAddr {
     type Result = Result<Addr<WorkerActor>>;
@@ -387,6 +413,39 @@ impl ServerHandle {
             .get(&id)
             .map(|e| e.value().1.clone())
             .ok_or_else(|| Error::not_found("router", id))
+    }
+
+    fn group(&self, id: RouterId) -> Result<Arc<RoomGroup>> {
+        self.shared
+            .rooms
+            .get(&id)
+            .map(|e| e.value().clone())
+            .ok_or_else(|| Error::not_found("router", id))
+    }
+
+    /// Whether a new transport of `kind` in this room may go to another worker.
+    fn may_span(&self, group: &RoomGroup, kind: &str) -> bool {
+        self.shared.config.placement.span_rooms
+            && self.shared.loads.len() > 1
+            && !group.single_connection
+            && kind != PIPE_KIND
+            && self.shared.transports.get(PIPE_KIND).is_some()
+    }
+
+    /// The router of the room a new transport goes to: the home router while its worker has
+    /// headroom, else (if the room may span) a router of the room on the worker placement
+    /// picks, created and piped on first use.
+    async fn place_transport(
+        &self,
+        group: &Arc<RoomGroup>,
+        kind: &str,
+    ) -> Result<(WorkerId, Addr<crate::router::RouterActor>)> {
+        if !self.may_span(group, kind) {
+            return Ok((group.home, group.home_addr.clone()));
+        }
+        let worker = crate::placement::transport_worker(&self.shared, group.home);
+        let addr = crate::span::ensure_router(&self.shared, &self.server, group, worker).await?;
+        Ok((worker, addr))
     }
 
     fn transport(&self, id: TransportId) -> Result<Addr<crate::transport::TransportActor>> {
@@ -452,8 +511,14 @@ impl ServerHandle {
             .loads
             .iter()
             .enumerate()
-            .map(|(i, l)| l.info(WorkerId(i as u32)))
+            .map(|(i, l)| self.worker_info(WorkerId(i as u32), l))
             .collect()
+    }
+
+    fn worker_info(&self, id: WorkerId, l: &crate::shared::WorkerLoad) -> WorkerInfo {
+        let mut info = l.info(id);
+        info.load_percent = crate::placement::load_percent(&self.shared, id);
+        info
     }
 
     /// Gathers every worker's counters: the shared load counters at once, and the media
@@ -487,7 +552,7 @@ impl ServerHandle {
             };
             let tid = load.thread_id.load(Ordering::Relaxed);
             workers.push(WorkerMetrics {
-                load: load.info(WorkerId(i as u32)),
+                load: self.worker_info(WorkerId(i as u32), load),
                 thread_id: (tid != 0).then_some(tid),
                 media,
             });
@@ -518,10 +583,15 @@ impl ServerHandle {
         Ok(info)
     }
 
-    /// Closes a router and everything in it.
+    /// Closes a router and everything in it (on every worker the room spans).
     pub async fn close_router(&self, id: RouterId) -> Result<()> {
-        self.router(id)?
-            .send(CloseRouter(CloseReason::Requested))
+        let home = self.router(id)?;
+        if let Ok(group) = self.group(id) {
+            for (_, addr) in group.secondaries() {
+                let _ = addr.send(CloseSecondary(CloseReason::Requested)).await;
+            }
+        }
+        home.send(CloseRouter(CloseReason::Requested))
             .await
             .map_err(mailbox("router"))
     }
@@ -534,14 +604,71 @@ impl ServerHandle {
             .map_err(mailbox("router"))
     }
 
-    /// A router's tree of transports, producers and consumers.
-    pub async fn dump_router(&self, id: RouterId) -> Result<Value> {
-        Self::ask(self.router(id)?, DumpRouter, "router").await
+    /// Each router of a room, as [`DescribeRouter`] reports it, home first.
+    async fn describe_routers(&self, id: RouterId) -> Vec<Value> {
+        let mut parts = Vec::new();
+        if let Ok(group) = self.group(id) {
+            for (_, addr) in group.routers() {
+                if let Ok(v) = addr.send(DescribeRouter).await {
+                    parts.push(v);
+                }
+            }
+        }
+        parts
     }
 
-    /// A router's forwarding counters.
+    /// A router's tree of transports, producers and consumers. For a room that spans
+    /// workers, the lists hold the objects of all its routers (each with its `worker`), and
+    /// `routers` lists the routers with their pipes.
+    pub async fn dump_router(&self, id: RouterId) -> Result<Value> {
+        let mut dump = Self::ask(self.router(id)?, DumpRouter, "router").await?;
+        let mut parts = self.describe_routers(id).await;
+        if !parts.is_empty() {
+            for list in ["transports", "producers", "consumers"] {
+                let merged: Vec<Value> = parts
+                    .iter_mut()
+                    .flat_map(|p| match p[list].take() {
+                        Value::Array(items) => items,
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                dump[list] = Value::Array(merged);
+            }
+            for p in &mut parts {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("counters");
+                }
+            }
+            dump["routers"] = Value::Array(parts);
+        }
+        Ok(dump)
+    }
+
+    /// A router's forwarding counters. `routers` holds each router of the room (one per
+    /// worker it spans) with its own counts and counters.
     pub async fn router_stats(&self, id: RouterId) -> Result<Value> {
-        Self::ask(self.router(id)?, RouterStatsRequest, "router").await
+        let mut stats = Self::ask(self.router(id)?, RouterStatsRequest, "router").await?;
+        let parts: Vec<Value> = self
+            .describe_routers(id)
+            .await
+            .into_iter()
+            .map(|p| {
+                let count = |k: &str| p[k].as_array().map_or(0, Vec::len);
+                serde_json::json!({
+                    "worker": p["worker"],
+                    "role": p["role"],
+                    "transports": count("transports"),
+                    "producers": count("producers"),
+                    "consumers": count("consumers"),
+                    "pipes": p["pipes"],
+                    "counters": p["counters"],
+                })
+            })
+            .collect();
+        if !parts.is_empty() {
+            stats["routers"] = Value::Array(parts);
+        }
+        Ok(stats)
     }
 
     /// Attaches a registered middleware to a room.
@@ -580,6 +707,10 @@ impl ServerHandle {
     }
 
     /// Creates a transport belonging to a peer (closed when the peer leaves).
+    ///
+    /// When the room's worker is over its load threshold, the transport goes to a router of
+    /// the same room on another worker (see `[placement]`); nothing else changes for the
+    /// caller.
     pub async fn create_peer_transport(
         &self,
         router: RouterId,
@@ -587,12 +718,31 @@ impl ServerHandle {
         kind: &str,
         options: Value,
     ) -> Result<TransportInfo> {
+        let home = self.router(router)?;
         let msg = CreateTransport {
             kind: kind.to_owned(),
-            peer,
+            peer: peer.clone(),
             options,
         };
-        Self::ask(self.router(router)?, msg, "router").await
+        let Ok(group) = self.group(router) else {
+            return Self::ask(home, msg, "router").await;
+        };
+        if !self.may_span(&group, kind) {
+            return Self::ask(home, msg, "router").await;
+        }
+        if let Some(peer) = &peer {
+            // Is the peer in the room at all? Asked before anything is created elsewhere.
+            Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
+        }
+        let (worker, addr) = self.place_transport(&group, kind).await?;
+        if worker != group.home
+            && let Some(peer) = &peer
+        {
+            addr.send(MirrorPeer(peer.clone()))
+                .await
+                .map_err(mailbox("router"))?;
+        }
+        Self::ask(addr, msg, "router").await
     }
 
     /// Applies a peer's SDP offer on its send connection (created on first use): each sending
@@ -609,18 +759,61 @@ impl ServerHandle {
 
     /// The server's SDP offer for a peer's receive connection (created on first use, with
     /// consumers for everything already in the room when subscription is automatic).
+    ///
+    /// The receive connection is created where [`ServerHandle::create_peer_transport`] would
+    /// put a transport: on another worker's router of the room when the room's worker is
+    /// loaded.
     pub async fn subscribe_peer(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
-        Self::ask(self.router(router)?, Subscribe { peer }, "router").await
+        let home = self.router(router)?;
+        let Ok(group) = self.group(router) else {
+            return Self::ask(home, Subscribe { peer }, "router").await;
+        };
+        let placed = group.state().recv_on.get(&peer).copied();
+        let addr = match placed.and_then(|w| group.router_on(w)) {
+            Some(addr) => addr,
+            None => {
+                let existing =
+                    Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
+                if existing.is_some() || !self.may_span(&group, SESSION_KIND) {
+                    home
+                } else {
+                    let (worker, addr) = self.place_transport(&group, SESSION_KIND).await?;
+                    if worker != group.home {
+                        addr.send(MirrorPeer(peer.clone()))
+                            .await
+                            .map_err(mailbox("router"))?;
+                        group.state().recv_on.insert(peer.clone(), worker);
+                    }
+                    addr
+                }
+            }
+        };
+        Self::ask(addr, Subscribe { peer }, "router").await
+    }
+
+    /// The router of a room that holds a peer's receive connection.
+    fn receiving_router(
+        &self,
+        router: RouterId,
+        peer: &PeerId,
+    ) -> Result<Addr<crate::router::RouterActor>> {
+        let home = self.router(router)?;
+        Ok(self
+            .group(router)
+            .map(|g| g.receiving_router(peer))
+            .unwrap_or(home))
     }
 
     /// Applies a peer's SDP answer on its receive connection.
     pub async fn answer(&self, router: RouterId, peer: PeerId, sdp: String) -> Result<()> {
-        Self::ask(self.router(router)?, Answer { peer, sdp }, "router").await
+        let addr = self.receiving_router(router, &peer)?;
+        Self::ask(addr, Answer { peer, sdp }, "router").await
     }
 
     /// Restarts ICE on a peer's receive connection; returns the new offer.
     pub async fn restart_ice(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
-        Self::ask(self.router(router)?, RestartIce { peer }, "router").await
+        let addr = self.receiving_router(router, &peer)?;
+        Self::ask(addr, RestartIce { peer }, "router").await
     }
 
     /// Adds a peer to a room.
@@ -628,9 +821,29 @@ impl ServerHandle {
         Self::ask(self.router(router)?, JoinPeer(peer), "router").await
     }
 
-    /// Removes a peer from a room, closing its transports.
+    /// Removes a peer from a room, closing its transports (on every worker the room spans).
     pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
-        Self::ask(self.router(router)?, LeavePeer(peer), "router").await
+        let home = self.router(router)?;
+        if let Ok(group) = self.group(router) {
+            let secondaries = group.secondaries();
+            if !secondaries.is_empty() {
+                // Copies of the peer's producers (and their consumers) close first.
+                let producers = home
+                    .send(PeerProducers(peer.clone()))
+                    .await
+                    .unwrap_or_default();
+                for (_, addr) in &secondaries {
+                    for p in &producers {
+                        let _ = addr.send(ClosePiped(*p)).await;
+                    }
+                }
+            }
+            for (_, addr) in secondaries {
+                let _ = addr.send(DropMirrorPeer(peer.clone())).await;
+            }
+            group.state().recv_on.remove(&peer);
+        }
+        Self::ask(home, LeavePeer(peer), "router").await
     }
 
     /// A plugin-specific transport operation, such as applying a WebRTC offer. Producers the
@@ -653,9 +866,17 @@ impl ServerHandle {
         Self::ask(self.transport(id)?, ConnectTransport(params), "transport").await
     }
 
-    /// Closes a transport with its producers and consumers.
+    /// Closes a transport with its producers and consumers (their copies on the other
+    /// workers of a spanning room first).
     pub async fn close_transport(&self, id: TransportId) -> Result<()> {
-        Self::ask(self.transport(id)?, CloseTransport, "transport").await
+        let transport = self.transport(id)?;
+        let producers = transport.send(TransportProducers).await.unwrap_or_default();
+        for p in producers {
+            for addr in self.producer_routers(p) {
+                let _ = addr.send(ClosePiped(p)).await;
+            }
+        }
+        Self::ask(transport, CloseTransport, "transport").await
     }
 
     /// A transport's full state.
@@ -686,14 +907,31 @@ impl ServerHandle {
         Self::ask(self.transport(transport)?, Consume(options), "transport").await
     }
 
-    /// Pauses or resumes a producer.
-    pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<()> {
-        Self::ask(self.producer(id)?, SetProducerPaused(paused), "producer").await
+    /// The routers of the room a producer belongs to.
+    fn producer_routers(&self, id: ProducerId) -> Vec<Addr<crate::router::RouterActor>> {
+        let room = self.shared.index.producers.get(&id).map(|e| e.value().0);
+        room.and_then(|r| self.group(r).ok())
+            .map(|g| g.routers().into_iter().map(|(_, a)| a).collect())
+            .unwrap_or_default()
     }
 
-    /// Closes a producer and its consumers.
+    /// Pauses or resumes a producer (and its copies on the other workers of its room).
+    pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<()> {
+        Self::ask(self.producer(id)?, SetProducerPaused(paused), "producer").await?;
+        for addr in self.producer_routers(id) {
+            addr.do_send(PausePiped(id, paused));
+        }
+        Ok(())
+    }
+
+    /// Closes a producer and its consumers: first its copies on the other workers of its
+    /// room, with their consumers, then the producer itself.
     pub async fn close_producer(&self, id: ProducerId) -> Result<()> {
-        Self::ask(self.producer(id)?, CloseProducer, "producer").await
+        let producer = self.producer(id)?;
+        for addr in self.producer_routers(id) {
+            let _ = addr.send(ClosePiped(id)).await;
+        }
+        Self::ask(producer, CloseProducer, "producer").await
     }
 
     /// Asks a producer's sender for a keyframe.

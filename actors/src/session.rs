@@ -161,17 +161,23 @@ pub(crate) fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[
     }
 }
 
-/// Producers in the room that do not belong to `peer` (nor were published by a middleware
-/// for someone else).
+/// Producers in the room that do not belong to `peer` (here, or, for piped copies, on the
+/// router where they were published), nor were published by a middleware for someone else.
 fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
     let r = room.borrow();
     r.producers
         .iter()
         .filter(|(id, _)| crate::middleware::audience_allows(&r, **id, peer))
-        .filter(|(_, p)| {
-            r.transports
-                .get(&p.transport)
-                .is_none_or(|t| t.peer.as_ref() != Some(peer))
+        .filter(|(id, p)| {
+            let own_copy = r
+                .span
+                .copies
+                .get(id)
+                .is_some_and(|origin| origin.as_ref() == Some(peer));
+            !own_copy
+                && r.transports
+                    .get(&p.transport)
+                    .is_none_or(|t| t.peer.as_ref() != Some(peer))
         })
         .map(|(id, _)| *id)
         .collect()

@@ -49,6 +49,12 @@ pub struct WorkerLoad {
     /// The worker thread's Linux thread id (0 until it started), so its CPU time can be read
     /// from `/proc` by another thread, even while the worker is too busy to answer.
     pub thread_id: AtomicU32,
+    /// Measured load, updated by the placement sampler: RTP packets handled per second
+    /// (received plus forwarded) over the last sample.
+    pub packets_per_second: AtomicU64,
+    /// Measured load: CPU time of the worker thread over the last sample, in thousandths of
+    /// one core.
+    pub cpu_permille: AtomicU64,
 }
 
 /// A snapshot of a worker's load.
@@ -74,6 +80,13 @@ pub struct WorkerInfo {
     pub bytes_out: u64,
     /// The placement score: lower is less loaded.
     pub score: usize,
+    /// RTP packets handled per second (received plus forwarded), as last sampled.
+    pub packets_per_second: u64,
+    /// CPU time of the worker thread as last sampled, in percent of one core.
+    pub cpu_percent: u64,
+    /// The worker's load relative to the configured thresholds (`[placement]`), in percent;
+    /// 100 or more means loaded.
+    pub load_percent: u64,
 }
 
 impl WorkerLoad {
@@ -90,6 +103,9 @@ impl WorkerLoad {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             score: self.score(),
+            packets_per_second: self.packets_per_second.load(Ordering::Relaxed),
+            cpu_percent: self.cpu_permille.load(Ordering::Relaxed) / 10,
+            load_percent: 0,
         }
     }
 
@@ -119,6 +135,8 @@ pub struct Shared {
     pub loads: Vec<WorkerLoad>,
     /// Running middleware threads, joined on shutdown.
     pub middleware_threads: crate::middleware::Threads,
+    /// Every open room and the routers it has on the workers.
+    pub(crate) rooms: DashMap<RouterId, Arc<crate::span::RoomGroup>>,
 }
 
 impl Shared {
@@ -141,6 +159,7 @@ impl Shared {
             events: EventBus::default(),
             loads: (0..workers).map(|_| WorkerLoad::default()).collect(),
             middleware_threads: Default::default(),
+            rooms: DashMap::new(),
         })
     }
 

@@ -6,7 +6,7 @@ use crate::api::{
 use crate::ops;
 use crate::room::{PluginRef, RoomRef, Stop, close_plugin, crash_guard};
 use crate::supervision::CrashGuard;
-use actix::{Actor, ActorContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, ActorFutureExt, Context, Handler, Message, WrapFuture};
 use serde_json::{Value, json};
 use switchboard_core::event::CloseReason;
 use switchboard_core::{ConsumerId, ProducerId, Result, RouterId, TransportId};
@@ -226,16 +226,38 @@ impl Handler<TransportRequest> for TransportActor {
 }
 
 impl Handler<Consume> for TransportActor {
-    type Result = Result<ConsumerInfo>;
-    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Result<ConsumerInfo> {
+    type Result = actix::ResponseActFuture<Self, Result<ConsumerInfo>>;
+    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
         let _span = self.span.clone().entered();
         let o = msg.0;
-        ops::create_consumer(
-            &self.room,
-            self.id,
-            o.producer,
-            &o.rtp_capabilities,
-            o.paused,
+        // A producer created on another router of a spanning room an instant ago may still
+        // have its copy on the way here: wait until this router has handled what was sent
+        // to it before this request, then try again.
+        let barrier = {
+            let r = self.room.borrow();
+            crate::span::piped_in_flight(&r, o.producer)
+                .then(|| crate::span::router_addr(&r))
+                .flatten()
+        };
+        let Some(router) = barrier else {
+            let result = ops::create_consumer(
+                &self.room,
+                self.id,
+                o.producer,
+                &o.rtp_capabilities,
+                o.paused,
+            );
+            return Box::pin(actix::fut::ready(result));
+        };
+        Box::pin(
+            async move {
+                let _ = router.send(crate::span::Barrier).await;
+            }
+            .into_actor(self)
+            .map(move |_, act, _| {
+                let _span = act.span.clone().entered();
+                ops::create_consumer(&act.room, act.id, o.producer, &o.rtp_capabilities, o.paused)
+            }),
         )
     }
 }

@@ -141,6 +141,9 @@ pub(crate) struct SpawnRouter {
     pub capabilities: RtpCapabilities,
     pub auto_subscribe: bool,
     pub single_connection: bool,
+    /// A secondary router of a room whose home is on another worker: not indexed, not
+    /// counted as a room, not announced.
+    pub secondary: bool,
 }
 
 impl Handler<SpawnRouter> for WorkerActor {
@@ -148,7 +151,7 @@ impl Handler<SpawnRouter> for WorkerActor {
     fn handle(&mut self, msg: SpawnRouter, _: &mut Self::Context) -> Self::Result {
         // The router's span is created inside, and so becomes a child of this one.
         let _span = self.span.enter();
-        let addr = RouterActor::new(
+        let actor = RouterActor::new(
             msg.id,
             self.id,
             self.shared.clone(),
@@ -156,8 +159,12 @@ impl Handler<SpawnRouter> for WorkerActor {
             self.factories.clone(),
             msg.auto_subscribe,
             msg.single_connection,
-        )
-        .start();
+        );
+        if msg.secondary {
+            actor.room.borrow_mut().span.secondary = true;
+            return Ok(actor.start());
+        }
+        let addr = actor.start();
         self.shared
             .index
             .routers

@@ -112,6 +112,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Middleware: queues, close timeout, what every room gets, default options.
     pub middleware: MiddlewareConfig,
+    /// Where rooms and their transports go, and when a room spans workers.
+    pub placement: PlacementConfig,
 }
 
 /// The WebRTC transport's network settings.
@@ -340,6 +342,52 @@ impl Default for MiddlewareConfig {
             close_timeout_ms: 3_000,
             attach: Vec::new(),
             options: Default::default(),
+        }
+    }
+}
+
+/// How placement picks a worker among those with headroom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementPolicy {
+    /// The least-loaded worker first: spreads load evenly.
+    #[default]
+    Spread,
+    /// The busiest worker that still has headroom: keeps a room's transports together and
+    /// leaves idle workers idle.
+    Pack,
+}
+
+/// Placement of rooms on workers, and of a busy room's new transports on other workers.
+///
+/// A worker's load is measured from what its thread does: RTP packets it handled per second
+/// (received plus forwarded) and the CPU time its thread used, sampled every
+/// `sample_interval_ms`. A worker is over its threshold when either figure reaches its limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementConfig {
+    /// Which worker gets a new room, and a spanning room's new transport.
+    pub policy: PlacementPolicy,
+    /// Let a room span workers: when its worker is over the threshold, a new transport goes to
+    /// a router of the same room on another worker, fed through `pipe` transports.
+    pub span_rooms: bool,
+    /// CPU time of a worker thread, as a fraction of one core (0 < x ≤ 1), at which the
+    /// worker counts as loaded.
+    pub max_worker_cpu: f64,
+    /// RTP packets per second (received plus forwarded) at which a worker counts as loaded.
+    pub max_worker_packets_per_second: u64,
+    /// How often worker load is sampled, in milliseconds.
+    pub sample_interval_ms: u64,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        Self {
+            policy: PlacementPolicy::Spread,
+            span_rooms: true,
+            max_worker_cpu: 0.8,
+            max_worker_packets_per_second: 200_000,
+            sample_interval_ms: 1_000,
         }
     }
 }
@@ -708,6 +756,36 @@ impl Config {
                     format!("{name:?} is listed twice; a room has each middleware once"),
                 );
             }
+        }
+
+        let placement = &self.placement;
+        if !(placement.max_worker_cpu > 0.0 && placement.max_worker_cpu <= 1.0) {
+            p.push(
+                "placement.max_worker_cpu",
+                format!(
+                    "must be a fraction of one core above 0 and at most 1, got {}",
+                    placement.max_worker_cpu
+                ),
+            );
+        }
+        p.at_least(
+            "placement.max_worker_packets_per_second",
+            placement.max_worker_packets_per_second,
+            1,
+        );
+        p.at_least(
+            "placement.sample_interval_ms",
+            placement.sample_interval_ms,
+            10,
+        );
+        if placement.sample_interval_ms > 60_000 {
+            p.push(
+                "placement.sample_interval_ms",
+                format!(
+                    "must be at most 60000 (a minute), got {}",
+                    placement.sample_interval_ms
+                ),
+            );
         }
 
         if self.log.level.trim().is_empty() {
@@ -1101,6 +1179,38 @@ mod tests {
 
     fn fields(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn placement_parses_and_rejects_out_of_range_thresholds() {
+        let c = Config::from_toml_str(
+            "[placement]\npolicy = \"pack\"\nmax_worker_cpu = 0.5\nmax_worker_packets_per_second = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.placement.policy, PlacementPolicy::Pack);
+        assert_eq!(c.placement.max_worker_packets_per_second, 10);
+        c.validate().unwrap();
+        let mut bad = Config::default();
+        bad.placement.max_worker_cpu = 1.5;
+        bad.placement.max_worker_packets_per_second = 0;
+        bad.placement.sample_interval_ms = 5;
+        let errors = bad.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            vec![
+                "placement.max_worker_cpu",
+                "placement.max_worker_packets_per_second",
+                "placement.sample_interval_ms"
+            ]
+        );
+        let mut env = Config::default();
+        env.apply_env([(
+            "SWITCHBOARD_PLACEMENT__MAX_WORKER_CPU".to_owned(),
+            "1".to_owned(),
+        )])
+        .unwrap();
+        assert_eq!(env.placement.max_worker_cpu, 1.0);
+        assert!(Config::from_toml_str("[placement]\npolicy = \"random\"\n").is_err());
     }
 
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -6,10 +6,12 @@
 //! - [`direct`]: in-process RTP/RTCP for Rust code and tests.
 //! - [`webrtc`]: ICE-lite, DTLS-SRTP and SDP offer/answer for browsers and native apps.
 //! - [`rtp`]: plain RTP/RTCP over UDP (optionally SRTP) for ffmpeg, GStreamer and gateways.
+//! - [`pipe`]: router to router, so one room can span workers.
 
 #![warn(missing_docs)]
 
 pub mod direct;
+pub mod pipe;
 pub mod rtp;
 pub mod settings;
 pub mod webrtc;
@@ -19,6 +21,7 @@ use switchboard_core::Result;
 use switchboard_core::transport::TransportRegistry;
 
 pub use direct::{DirectEndpoint, DirectPacket, DirectPlugin};
+pub use pipe::PipePlugin;
 pub use rtp::{RtpPlugin, RtpSettings};
 pub use webrtc::{WebRtcPlugin, WebRtcSettings};
 
@@ -28,10 +31,12 @@ pub struct Builtin {
     pub direct: Arc<DirectPlugin>,
 }
 
-/// Registers the built-in plugins that need no settings (`direct`).
+/// Registers the built-in plugins that need no settings (`direct`, then `pipe`, which rooms
+/// spanning workers need).
 pub fn register_builtin(registry: &mut TransportRegistry) -> Result<Builtin> {
     let direct = DirectPlugin::new();
     registry.register(direct.clone())?;
+    registry.register(PipePlugin::new())?;
     Ok(Builtin { direct })
 }
 

@@ -1,0 +1,752 @@
+//! Rooms that span workers.
+//!
+//! A room is a logical object: one *home* router on the worker placement chose for it, and,
+//! once that worker is loaded, *secondary* routers of the same room on other workers. Every
+//! router of a room carries the room's id, so whatever it emits is about the room, and the
+//! backend cannot tell which worker did it.
+//!
+//! The routers of a room are linked pairwise by `pipe` transports. Every producer is piped
+//! from the router where it was created (its *origin*) to each other router of the room, once:
+//! a consumer on the origin's pipe transport feeds a copy of the producer on the far pipe
+//! transport, with the same producer id, so `consume` works with the id the backend knows on
+//! whichever router the consuming transport is. Fan-out then continues on each worker.
+//!
+//! What the backend never sees: pipe transports, the consumers feeding them and the copies
+//! are *internal*; their events are not emitted. A secondary router emits no `router_*` or
+//! `peer_*` events: a peer whose transports live there is mirrored into it silently.
+//!
+//! Ordering: when the backend closes a producer, a peer or the room, the copies and secondary
+//! routers close first (awaited), then the origin or home, so children's events come before
+//! their parents'. Closures that start inside a router (a transport closing its producers, a
+//! crash) reach the other routers by message, just after.
+
+use crate::api::TransportInfo;
+use crate::ops;
+use crate::room::{PeerState, Room, RoomRef};
+use crate::router::{CreateTransport, RouterActor};
+use crate::server::{ServerActor, WorkerAddr};
+use crate::shared::Shared;
+use crate::worker::SpawnRouter;
+use actix::{ActorContext, Addr, Context, Handler, MailboxError, Message};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
+use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId};
+
+/// The transport kind that links a room's routers.
+pub const PIPE_KIND: &str = "pipe";
+
+/// One room across the workers, shared by all threads.
+pub(crate) struct RoomGroup {
+    pub id: RouterId,
+    pub home: WorkerId,
+    pub home_addr: Addr<RouterActor>,
+    pub capabilities: RtpCapabilities,
+    pub auto_subscribe: bool,
+    pub single_connection: bool,
+    /// Serialises adding routers to the room.
+    pub setup: tokio::sync::Mutex<()>,
+    pub state: Mutex<GroupState>,
+}
+
+#[derive(Default)]
+pub(crate) struct GroupState {
+    /// Secondary routers by worker.
+    pub secondaries: BTreeMap<WorkerId, Addr<RouterActor>>,
+    /// Peers whose receive connection is on a secondary router.
+    pub recv_on: HashMap<PeerId, WorkerId>,
+    pub closed: bool,
+}
+
+impl RoomGroup {
+    pub fn new(
+        id: RouterId,
+        home: WorkerId,
+        home_addr: Addr<RouterActor>,
+        capabilities: RtpCapabilities,
+        auto_subscribe: bool,
+        single_connection: bool,
+    ) -> Self {
+        Self {
+            id,
+            home,
+            home_addr,
+            capabilities,
+            auto_subscribe,
+            single_connection,
+            setup: tokio::sync::Mutex::new(()),
+            state: Mutex::new(GroupState::default()),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The secondary routers.
+    pub fn secondaries(&self) -> Vec<(WorkerId, Addr<RouterActor>)> {
+        self.state()
+            .secondaries
+            .iter()
+            .map(|(w, a)| (*w, a.clone()))
+            .collect()
+    }
+
+    /// Every router of the room, home first.
+    pub fn routers(&self) -> Vec<(WorkerId, Addr<RouterActor>)> {
+        let mut all = vec![(self.home, self.home_addr.clone())];
+        all.extend(self.secondaries());
+        all
+    }
+
+    /// The router on `worker`, if the room has one there.
+    pub fn router_on(&self, worker: WorkerId) -> Option<Addr<RouterActor>> {
+        if worker == self.home {
+            return Some(self.home_addr.clone());
+        }
+        self.state().secondaries.get(&worker).cloned()
+    }
+
+    /// The router holding a peer's receive connection (home unless it was placed elsewhere).
+    pub fn receiving_router(&self, peer: &PeerId) -> Addr<RouterActor> {
+        let w = self.state().recv_on.get(peer).copied();
+        w.and_then(|w| self.router_on(w))
+            .unwrap_or_else(|| self.home_addr.clone())
+    }
+}
+
+/// One router's part in its room's span, on its worker thread.
+#[derive(Default)]
+pub(crate) struct RoomSpan {
+    /// Whether this is a secondary router.
+    pub secondary: bool,
+    /// Pipe transports to the room's other routers, by their worker.
+    pub links: BTreeMap<WorkerId, Link>,
+    /// Transports the backend does not see (the pipes).
+    pub internal: HashSet<TransportId>,
+    /// Producers piped here from another router, with the peer that publishes them there.
+    pub copies: HashMap<ProducerId, Option<PeerId>>,
+}
+
+pub(crate) struct Link {
+    pub transport: TransportId,
+    pub remote: Addr<RouterActor>,
+}
+
+/// Whether an event concerns an internal object (or is a room-level event of a secondary
+/// router), and so is not emitted.
+pub(crate) fn hidden(room: &Room, event: &Event) -> bool {
+    let span = &room.span;
+    match event {
+        Event::TransportCreated { transport, .. }
+        | Event::TransportStateChanged { transport, .. }
+        | Event::TransportClosed { transport, .. }
+        | Event::ProducerCreated { transport, .. }
+        | Event::ProducerClosed { transport, .. }
+        | Event::ConsumerCreated { transport, .. }
+        | Event::ConsumerClosed { transport, .. }
+        | Event::RenegotiationNeeded { transport, .. } => span.internal.contains(transport),
+        Event::ProducerPaused { producer, .. } => span.copies.contains_key(producer),
+        Event::ConsumerPaused { consumer, .. } => room
+            .consumers
+            .get(consumer)
+            .is_some_and(|c| span.internal.contains(&c.transport)),
+        Event::RouterCreated { .. }
+        | Event::RouterClosed { .. }
+        | Event::PeerJoined { .. }
+        | Event::PeerLeft { .. } => span.secondary,
+        _ => false,
+    }
+}
+
+/// A producer closed in `room`: a copy is forgotten; an original's copies elsewhere close.
+pub(crate) fn producer_closed(room: &mut Room, id: ProducerId) {
+    if room.span.copies.remove(&id).is_some() {
+        return;
+    }
+    for link in room.span.links.values() {
+        link.remote.do_send(ClosePiped(id));
+    }
+}
+
+/// A producer was created in `room` (not a copy): pipe it to every other router of the room.
+pub(crate) fn producer_created(room: &RoomRef, id: ProducerId) {
+    let links: Vec<(TransportId, Addr<RouterActor>)> = room
+        .borrow()
+        .span
+        .links
+        .values()
+        .map(|l| (l.transport, l.remote.clone()))
+        .collect();
+    for (transport, remote) in links {
+        pipe_producer(room, transport, &remote, id);
+    }
+}
+
+/// Feeds a producer of this router into a link: a pipe consumer here, a copy there.
+fn pipe_producer(room: &RoomRef, link: TransportId, remote: &Addr<RouterActor>, id: ProducerId) {
+    let (capabilities, worker, origin_peer, paused) = {
+        let r = room.borrow();
+        let Some(p) = r.producers.get(&id) else {
+            return;
+        };
+        let peer = r.transports.get(&p.transport).and_then(|t| t.peer.clone());
+        (r.capabilities.clone(), r.worker, peer, p.paused)
+    };
+    match ops::create_consumer_with(room, link, id, &capabilities, false, true) {
+        Ok(c) => remote.do_send(PipedProducer {
+            from: worker,
+            id,
+            kind: c.kind,
+            rtp_parameters: c.rtp_parameters,
+            paused,
+            origin_peer,
+        }),
+        Err(e) => tracing::warn!(producer = %id, error = %e, "cannot pipe producer"),
+    }
+}
+
+fn cascade(reason: &CloseReason) -> CloseReason {
+    match reason {
+        CloseReason::Shutdown => CloseReason::Shutdown,
+        _ => CloseReason::ParentClosed,
+    }
+}
+
+/// Closes a secondary router: its peers' transports, then the others, then its pipes; no
+/// room-level events (the home router emits those).
+pub(crate) fn close_secondary(room: &mut Room, reason: CloseReason) -> bool {
+    if room.closed {
+        return false;
+    }
+    room.closed = true;
+    let child = cascade(&reason);
+    let peers: Vec<PeerId> = room.peers.drain(..).map(|p| p.id).collect();
+    let mut order: Vec<TransportId> = Vec::new();
+    for peer in &peers {
+        order.extend(
+            room.transports
+                .iter()
+                .filter(|(_, t)| t.peer.as_ref() == Some(peer))
+                .map(|(id, _)| *id),
+        );
+    }
+    let rest: Vec<TransportId> = room
+        .transports
+        .keys()
+        .filter(|id| !room.span.internal.contains(id) && !order.contains(id))
+        .copied()
+        .collect();
+    order.extend(rest);
+    order.extend(room.span.internal.iter().copied());
+    for t in order {
+        room.close_transport(t, child.clone());
+    }
+    // The room's other routers drop their pipes to this one (and the copies they fed).
+    for link in std::mem::take(&mut room.span.links).into_values() {
+        link.remote.do_send(DetachLink(room.worker));
+    }
+    if let Some(group) = room.shared.rooms.get(&room.id) {
+        let mut st = group.state();
+        st.secondaries.remove(&room.worker);
+        st.recv_on.retain(|_, w| *w != room.worker);
+    }
+    crate::metrics::room_closed(room.id, &room.totals());
+    true
+}
+
+/// The home router is closing: the room is gone, and its secondary routers close too (at
+/// once if the backend closed the room, since it closed them first).
+pub(crate) fn home_closing(room: &Room, reason: &CloseReason) {
+    let Some((_, group)) = room.shared.rooms.remove(&room.id) else {
+        return;
+    };
+    let secondaries = {
+        let mut st = group.state();
+        st.closed = true;
+        std::mem::take(&mut st.secondaries)
+    };
+    for addr in secondaries.into_values() {
+        addr.do_send(CloseSecondary(reason.clone()));
+    }
+}
+
+fn mailbox(e: MailboxError) -> Error {
+    match e {
+        MailboxError::Closed => Error::closed("router"),
+        MailboxError::Timeout => Error::internal("router did not answer"),
+    }
+}
+
+/// The room's router on `worker`, created (and linked to every other router of the room,
+/// with every producer piped) if the room has none there yet.
+pub(crate) async fn ensure_router(
+    shared: &Shared,
+    server: &Addr<ServerActor>,
+    group: &Arc<RoomGroup>,
+    worker: WorkerId,
+) -> Result<Addr<RouterActor>> {
+    if let Some(addr) = group.router_on(worker) {
+        return Ok(addr);
+    }
+    let _setup = group.setup.lock().await;
+    {
+        let st = group.state();
+        if st.closed {
+            return Err(Error::closed(format!("router {}", group.id)));
+        }
+        if let Some(addr) = st.secondaries.get(&worker) {
+            return Ok(addr.clone());
+        }
+    }
+    let worker_addr = server.send(WorkerAddr(worker)).await.map_err(mailbox)??;
+    let addr = worker_addr
+        .send(SpawnRouter {
+            id: group.id,
+            capabilities: group.capabilities.clone(),
+            auto_subscribe: group.auto_subscribe,
+            single_connection: group.single_connection,
+            secondary: true,
+        })
+        .await
+        .map_err(mailbox)??;
+    for (w, other) in group.routers() {
+        if let Err(e) = link(shared, (w, &other), (worker, &addr)).await {
+            addr.do_send(CloseSecondary(CloseReason::Crashed {
+                message: e.message.clone(),
+            }));
+            return Err(e);
+        }
+    }
+    let closed = {
+        let mut st = group.state();
+        st.secondaries.insert(worker, addr.clone());
+        st.closed
+    };
+    if closed {
+        addr.do_send(CloseSecondary(CloseReason::Requested));
+        return Err(Error::closed(format!("router {}", group.id)));
+    }
+    tracing::info!(room = %group.id, %worker, "room spans another worker");
+    Ok(addr)
+}
+
+/// Links two routers of a room with a pair of pipe transports, then lets each pipe its
+/// producers to the other.
+async fn link(
+    shared: &Shared,
+    (a_worker, a): (WorkerId, &Addr<RouterActor>),
+    (b_worker, b): (WorkerId, &Addr<RouterActor>),
+) -> Result<()> {
+    let ta = a.send(CreateLink).await.map_err(mailbox)??;
+    let tb = b.send(CreateLink).await.map_err(mailbox)??;
+    connect(shared, ta.id, &tb.local).await?;
+    connect(shared, tb.id, &ta.local).await?;
+    b.send(AttachLink {
+        worker: a_worker,
+        remote: a.clone(),
+        transport: tb.id,
+    })
+    .await
+    .map_err(mailbox)?;
+    a.send(AttachLink {
+        worker: b_worker,
+        remote: b.clone(),
+        transport: ta.id,
+    })
+    .await
+    .map_err(mailbox)?;
+    Ok(())
+}
+
+async fn connect(shared: &Shared, transport: TransportId, remote: &Value) -> Result<()> {
+    let addr = shared
+        .index
+        .transports
+        .get(&transport)
+        .map(|e| e.value().1.clone())
+        .ok_or_else(|| Error::not_found("transport", transport))?;
+    let params = json!({ "address": remote["address"] });
+    addr.send(crate::transport::ConnectTransport(params))
+        .await
+        .map_err(mailbox)??;
+    Ok(())
+}
+
+/// Creates an internal pipe transport in this router.
+#[derive(Message)]
+#[rtype(result = "Result<TransportInfo>")]
+pub(crate) struct CreateLink;
+
+impl Handler<CreateLink> for RouterActor {
+    type Result = Result<TransportInfo>;
+    fn handle(&mut self, _: CreateLink, ctx: &mut Context<Self>) -> Self::Result {
+        let msg = CreateTransport {
+            kind: PIPE_KIND.to_owned(),
+            peer: None,
+            options: Value::Null,
+        };
+        self.create_transport_as(msg, ctx, true)
+    }
+}
+
+/// A connected pipe to another router of the room: pipe this router's producers into it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachLink {
+    pub worker: WorkerId,
+    pub remote: Addr<RouterActor>,
+    pub transport: TransportId,
+}
+
+impl Handler<AttachLink> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: AttachLink, _: &mut Context<Self>) {
+        let originals: Vec<ProducerId> = {
+            let mut r = self.room.borrow_mut();
+            r.span.links.insert(
+                msg.worker,
+                Link {
+                    transport: msg.transport,
+                    remote: msg.remote.clone(),
+                },
+            );
+            r.producers
+                .keys()
+                .filter(|id| !r.span.copies.contains_key(id))
+                .copied()
+                .collect()
+        };
+        for id in originals {
+            pipe_producer(&self.room, msg.transport, &msg.remote, id);
+        }
+    }
+}
+
+/// Handled in order with the router's other messages: once it is answered, every producer
+/// piped to this router before it was sent has its copy here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Barrier;
+
+impl Handler<Barrier> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
+}
+
+/// The router actor of `room`'s router (on its own worker), when the room is open.
+pub(crate) fn router_addr(room: &Room) -> Option<Addr<RouterActor>> {
+    room.shared.rooms.get(&room.id)?.router_on(room.worker)
+}
+
+/// Whether `producer` belongs to this room on another router, so its copy may still be on
+/// its way here.
+pub(crate) fn piped_in_flight(room: &Room, producer: ProducerId) -> bool {
+    !room.producers.contains_key(&producer)
+        && room
+            .shared
+            .index
+            .producers
+            .get(&producer)
+            .is_some_and(|e| e.value().0 == room.id)
+}
+
+/// The room's router on this worker closed: close the pipe to it, and the copies it fed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DetachLink(pub WorkerId);
+
+impl Handler<DetachLink> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: DetachLink, _: &mut Context<Self>) {
+        let Ok(mut r) = self.room.try_borrow_mut() else {
+            return;
+        };
+        if r.closed {
+            return;
+        }
+        if let Some(link) = r.span.links.remove(&msg.0) {
+            r.close_transport(link.transport, CloseReason::ParentClosed);
+        }
+    }
+}
+
+/// The producers of a peer's transports on this router.
+#[derive(Message)]
+#[rtype(result = "Vec<ProducerId>")]
+pub(crate) struct PeerProducers(pub PeerId);
+
+impl Handler<PeerProducers> for RouterActor {
+    type Result = actix::MessageResult<PeerProducers>;
+    fn handle(&mut self, msg: PeerProducers, _: &mut Context<Self>) -> Self::Result {
+        let r = self.room.borrow();
+        actix::MessageResult(
+            r.producers
+                .iter()
+                .filter(|(_, p)| {
+                    r.transports
+                        .get(&p.transport)
+                        .is_some_and(|t| t.peer.as_ref() == Some(&msg.0))
+                })
+                .map(|(id, _)| *id)
+                .collect(),
+        )
+    }
+}
+
+/// The producers of this transport.
+#[derive(Message)]
+#[rtype(result = "Vec<ProducerId>")]
+pub(crate) struct TransportProducers;
+
+impl Handler<TransportProducers> for crate::transport::TransportActor {
+    type Result = actix::MessageResult<TransportProducers>;
+    fn handle(&mut self, _: TransportProducers, _: &mut Context<Self>) -> Self::Result {
+        let r = self.room.borrow();
+        actix::MessageResult(
+            r.producers
+                .iter()
+                .filter(|(_, p)| p.transport == self.id)
+                .map(|(id, _)| *id)
+                .collect(),
+        )
+    }
+}
+
+/// A producer of another router of the room, arriving through the pipe from `from`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PipedProducer {
+    pub from: WorkerId,
+    pub id: ProducerId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    pub paused: bool,
+    pub origin_peer: Option<PeerId>,
+}
+
+impl Handler<PipedProducer> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: PipedProducer, _: &mut Context<Self>) {
+        let Some(link) = self
+            .room
+            .borrow()
+            .span
+            .links
+            .get(&msg.from)
+            .map(|l| l.transport)
+        else {
+            tracing::warn!(producer = %msg.id, from = %msg.from, "piped producer without a link");
+            return;
+        };
+        if let Err(e) = ops::create_producer_with(
+            &self.room,
+            link,
+            msg.kind,
+            &msg.rtp_parameters,
+            msg.paused,
+            Some(msg.id),
+        ) {
+            tracing::warn!(producer = %msg.id, error = %e, "cannot create piped producer");
+            return;
+        }
+        let receivers: Vec<TransportId> = {
+            let mut r = self.room.borrow_mut();
+            r.span.copies.insert(msg.id, msg.origin_peer.clone());
+            if !r.auto_subscribe {
+                return;
+            }
+            r.peers
+                .iter()
+                .filter(|p| p.subscribed && Some(&p.id) != msg.origin_peer.as_ref())
+                .filter_map(|p| p.recv)
+                .collect()
+        };
+        for t in receivers {
+            crate::session::subscribe_to(&self.room, t, &[msg.id]);
+        }
+        crate::session::flush_renegotiations(&self.room);
+    }
+}
+
+/// Closes the copy of a producer whose original closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ClosePiped(pub ProducerId);
+
+impl Handler<ClosePiped> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: ClosePiped, _: &mut Context<Self>) {
+        let mut r = self.room.borrow_mut();
+        if r.span.copies.contains_key(&msg.0) {
+            r.close_producer(msg.0, CloseReason::Requested);
+        }
+    }
+}
+
+/// Pauses or resumes the copy of a producer with its original.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PausePiped(pub ProducerId, pub bool);
+
+impl Handler<PausePiped> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: PausePiped, _: &mut Context<Self>) {
+        let mut r = self.room.borrow_mut();
+        if !r.span.copies.contains_key(&msg.0) {
+            return;
+        }
+        if r.forwarder
+            .set_producer_paused(msg.0, msg.1, Instant::now())
+            .is_ok()
+            && let Some(p) = r.producers.get_mut(&msg.0)
+        {
+            p.paused = msg.1;
+        }
+    }
+}
+
+/// Makes a peer of the room known to this secondary router, silently.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct MirrorPeer(pub PeerId);
+
+impl Handler<MirrorPeer> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: MirrorPeer, _: &mut Context<Self>) {
+        let mut r = self.room.borrow_mut();
+        if r.peer(&msg.0).is_none() {
+            r.peers.push(PeerState {
+                id: msg.0,
+                send: None,
+                recv: None,
+                subscribed: false,
+            });
+        }
+    }
+}
+
+/// A peer left the room: close its transports on this secondary router and forget it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DropMirrorPeer(pub PeerId);
+
+impl Handler<DropMirrorPeer> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: DropMirrorPeer, _: &mut Context<Self>) {
+        let mut r = self.room.borrow_mut();
+        if !r.span.secondary {
+            return;
+        }
+        r.peers.retain(|p| p.id != msg.0);
+        let transports: Vec<TransportId> = r
+            .transports
+            .iter()
+            .filter(|(_, t)| t.peer.as_ref() == Some(&msg.0))
+            .map(|(id, _)| *id)
+            .collect();
+        for t in transports {
+            r.close_transport(t, CloseReason::ParentClosed);
+        }
+    }
+}
+
+/// Whether a peer is in the room (asked of the home router), and its receive connection.
+#[derive(Message)]
+#[rtype(result = "Result<Option<TransportId>>")]
+pub(crate) struct PeerConnection(pub PeerId);
+
+impl Handler<PeerConnection> for RouterActor {
+    type Result = Result<Option<TransportId>>;
+    fn handle(&mut self, msg: PeerConnection, _: &mut Context<Self>) -> Self::Result {
+        let r = self.room.borrow();
+        let p = r
+            .peer(&msg.0)
+            .ok_or_else(|| Error::not_found("peer", &msg.0))?;
+        Ok(p.recv)
+    }
+}
+
+/// Closes a secondary router and stops it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CloseSecondary(pub CloseReason);
+
+impl Handler<CloseSecondary> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSecondary, ctx: &mut Context<Self>) {
+        if let Ok(mut r) = self.room.try_borrow_mut() {
+            close_secondary(&mut r, msg.0);
+        }
+        ctx.stop();
+    }
+}
+
+/// This router's part of the room, as the backend may see it: its worker, its visible
+/// transports, producers and consumers, its pipes, and its forwarding counters.
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub(crate) struct DescribeRouter;
+
+impl Handler<DescribeRouter> for RouterActor {
+    type Result = actix::MessageResult<DescribeRouter>;
+    fn handle(&mut self, _: DescribeRouter, _: &mut Context<Self>) -> Self::Result {
+        let r = self.room.borrow();
+        let internal = &r.span.internal;
+        let transports: Vec<Value> = r
+            .transports
+            .iter()
+            .filter(|(id, _)| !internal.contains(id))
+            .map(|(id, t)| json!({ "id": id, "kind": t.kind, "peer": t.peer, "worker": r.worker }))
+            .collect();
+        let producers: Vec<Value> = r
+            .producers
+            .iter()
+            .filter(|(_, p)| !internal.contains(&p.transport))
+            .map(|(id, p)| json!({ "id": id, "transport": p.transport, "kind": p.kind, "paused": p.paused, "worker": r.worker }))
+            .collect();
+        let consumers: Vec<Value> = r
+            .consumers
+            .iter()
+            .filter(|(_, c)| !internal.contains(&c.transport))
+            .map(|(id, c)| json!({ "id": id, "transport": c.transport, "producer": c.producer, "kind": c.kind, "paused": c.paused, "worker": r.worker }))
+            .collect();
+        let pipes: Vec<Value> = r
+            .span
+            .links
+            .iter()
+            .map(|(w, l)| {
+                let feeding: Vec<_> = r
+                    .consumers
+                    .iter()
+                    .filter(|(_, c)| c.transport == l.transport)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let piped_out = feeding.len();
+                let packets_out: u64 = feeding
+                    .iter()
+                    .filter_map(|id| r.forwarder.consumer_stats(*id))
+                    .map(|s| s.packets)
+                    .sum();
+                let piped_in = r
+                    .producers
+                    .values()
+                    .filter(|p| p.transport == l.transport)
+                    .count();
+                json!({ "transport": l.transport, "remote_worker": w, "producers_out": piped_out, "producers_in": piped_in, "packets_out": packets_out })
+            })
+            .collect();
+        actix::MessageResult(json!({
+            "worker": r.worker,
+            "role": if r.span.secondary { "secondary" } else { "home" },
+            "transports": transports,
+            "producers": producers,
+            "consumers": consumers,
+            "pipes": pipes,
+            "counters": r.forwarder.stats(),
+        }))
+    }
+}
