@@ -13,9 +13,9 @@ use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::rtp_parameters::MediaKind;
 use switchboard_core::transport::TransportRegistry;
-use switchboard_core::{PeerId, ProducerId, RouterId};
+use switchboard_core::{PeerId, ProducerId, RouterId, TransportId};
 use switchboard_tests::*;
-use switchboard_transports::{DirectEndpoint, DirectPlugin};
+use switchboard_transports::{DirectEndpoint, DirectPlugin, PipePlugin};
 use tokio::sync::{mpsc, watch};
 
 const RATE: u32 = 48_000;
@@ -35,13 +35,18 @@ struct Room {
 /// A one-worker server with the built-in middleware, a room with the mixer attached, and
 /// Alice and Bob each sending a tone from their own transport at the real-time pace.
 async fn room_with_tones(options: Value) -> Room {
+    let mut config = Config::default();
+    config.server.workers = 1;
+    room_with_tones_on(config, options).await
+}
+
+async fn room_with_tones_on(config: Config, options: Value) -> Room {
     let mut middleware = MiddlewareRegistry::new();
     switchboard_middleware::register_builtin(&mut middleware).unwrap();
     let mut transports = TransportRegistry::new();
     let direct = DirectPlugin::new();
     transports.register(direct.clone()).unwrap();
-    let mut config = Config::default();
-    config.server.workers = 1;
+    transports.register(PipePlugin::new()).unwrap();
     let server = Server::start(Arc::new(config), transports, middleware).unwrap();
     let room = server
         .create_router(RouterOptions::default())
@@ -137,10 +142,14 @@ async fn decode_track(room: &Room, producer: ProducerId, seconds: f32) -> Vec<f3
         .create_transport(room.id, "direct", json!({}))
         .await
         .unwrap();
-    let ep = room.direct.endpoint(t.id).unwrap();
+    decode_on(room, t.id, producer, seconds).await
+}
+
+async fn decode_on(room: &Room, t: TransportId, producer: ProducerId, seconds: f32) -> Vec<f32> {
+    let ep = room.direct.endpoint(t).unwrap();
     room.server
         .consume(
-            t.id,
+            t,
             ConsumeOptions {
                 producer,
                 rtp_capabilities: subscriber_caps(96, 1, false),
@@ -240,6 +249,47 @@ async fn mix_minus_leaves_out_the_listener() {
         |e| matches!(e, Event::ProducerClosed { producer, .. } if *producer == for_bob),
     )
     .await;
+    room.stop.send(true).unwrap();
+    room.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_reaches_a_subscriber_on_the_room_s_other_worker() {
+    // Two workers and a load threshold any traffic exceeds: once the tones load the room's
+    // worker, a new transport goes to the other one, and the mix is piped there.
+    let mut config = Config::default();
+    config.server.workers = 2;
+    config.placement.max_worker_packets_per_second = 1;
+    config.placement.sample_interval_ms = 20;
+    let mut room = room_with_tones_on(config, json!({})).await;
+    let mix = mix_producer(&mut room.events, None).await;
+    let home = room.server.routers()[0].1;
+    eventually(|| {
+        let loaded = room.server.workers()[home.0 as usize].load_percent >= 100;
+        async move { loaded }
+    })
+    .await;
+    let t = room
+        .server
+        .create_transport(room.id, "direct", json!({}))
+        .await
+        .unwrap();
+    let dump = room.server.dump_router(room.id).await.unwrap();
+    let worker = dump["transports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == t.id.to_string())
+        .and_then(|e| e["worker"].as_u64())
+        .unwrap();
+    assert_ne!(
+        worker,
+        u64::from(home.0),
+        "placed on the other worker: {dump}"
+    );
+    let pcm = decode_on(&room, t.id, mix, 1.0).await;
+    assert!(relative_level(&pcm, ALICE) > 0.5, "Alice's tone");
+    assert!(relative_level(&pcm, BOB) > 0.5, "Bob's tone");
     room.stop.send(true).unwrap();
     room.server.shutdown().await.unwrap();
 }

@@ -287,10 +287,19 @@ pub struct WorkerSummary {
     /// RTP payload bytes forwarded so far.
     #[serde(default)]
     pub bytes_out: u64,
-    /// The placement score (rooms + transports + producers + consumers): new rooms go to the
-    /// worker with the lowest.
+    /// Rooms + transports + producers + consumers: breaks ties between equally loaded
+    /// workers in placement.
     #[serde(default)]
     pub load_score: usize,
+    /// RTP packets handled per second (received plus forwarded), as last sampled.
+    #[serde(default)]
+    pub packets_per_second: u64,
+    /// CPU time of the worker's thread as last sampled, in percent of one core.
+    #[serde(default)]
+    pub cpu_percent: u64,
+    /// Load relative to the `[placement]` thresholds, in percent; 100 or more is loaded.
+    #[serde(default)]
+    pub load_percent: u64,
 }
 
 /// `worker.list`'s result.
@@ -343,6 +352,9 @@ fn workers(ctx: &Ctx) -> Vec<WorkerSummary> {
             bytes_in: w.bytes_in,
             bytes_out: w.bytes_out,
             load_score: w.score,
+            packets_per_second: w.packets_per_second,
+            cpu_percent: w.cpu_percent,
+            load_percent: w.load_percent,
         })
         .collect()
 }
