@@ -5,14 +5,14 @@
 //! The file must then be complete: a known Segment size (finalized, not cut off), both streams,
 //! and every frame decodes.
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Running, rpc_address};
 use switchboard::client::{Client, Notification};
 use switchboard_actors::{ProduceOptions, RouterOptions};
 use switchboard_core::event::Event;
@@ -24,105 +24,24 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const VIDEO_SSRC: u32 = 0x1111_0001;
 const AUDIO_SSRC: u32 = 0x2222_0002;
 
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start() -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("SWITCHBOARD_") || name == "RUST_LOG" {
-                command.env_remove(name.as_ref());
-            }
-        }
-        let mut child = command
-            .args([
-                "run",
-                "--workers",
-                "1",
-                "--rpc-listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "",
-                "--set",
-                "server.shutdown_timeout_ms=10000",
-                "--set",
-                "rtp.port_min=0",
-                "--set",
-                "rtp.port_max=0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the switchboard binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.seen.iter().any(|line| line.contains(needle)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no line containing {needle:?}:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn rpc_address(&self) -> String {
-        let line = self
-            .seen
-            .iter()
-            .find(|line| line.contains("switchboard ready"))
-            .expect("ready line");
-        let start = line.find("rpc=").expect("rpc address") + "rpc=".len();
-        line[start..].split_whitespace().next().unwrap().to_owned()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("standard error still open"),
-            }
-        }
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "process still running");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary with plain RTP on OS-chosen ports and a shutdown timeout long enough for the
+/// recorder to finish.
+fn start_server() -> Running {
+    Running::start(&[
+        "run",
+        "--workers",
+        "1",
+        "--rpc-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--set",
+        "server.shutdown_timeout_ms=10000",
+        "--set",
+        "rtp.port_min=0",
+        "--set",
+        "rtp.port_max=0",
+    ])
 }
 
 /// ffmpeg, killed when dropped.
@@ -173,9 +92,9 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut server = Server::start();
+    let mut server = start_server();
     server.wait_for("switchboard ready", STARTUP_TIMEOUT);
-    let addr = server.rpc_address();
+    let addr = rpc_address(&server);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -324,7 +243,7 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
         sender
     });
 
-    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    server.signal(Signal::SIGTERM);
     let status = server.wait_exit(Duration::from_secs(20));
     let log = server.seen.join("\n");
     assert!(status.success(), "exit {status}; log:\n{log}");
