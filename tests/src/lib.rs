@@ -7,7 +7,7 @@ use rtc_rtp::header::Header;
 use rtc_shared::marshal::{Marshal, Unmarshal};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_actors::{Server, ServerHandle};
+use switchboard_actors::{ConsumeOptions, ProduceOptions, Server, ServerHandle};
 use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
@@ -253,6 +253,68 @@ pub async fn next_rtcp(ep: &DirectEndpoint) -> Vec<Box<dyn rtc_rtcp::packet::Pac
             Ok(None) => panic!("endpoint closed while waiting for RTCP"),
             Err(_) => panic!("no RTCP within {DEADLINE:?}"),
         }
+    }
+}
+
+/// An Opus publisher on a direct transport and a direct subscriber consuming it, in one room.
+pub struct OpusPair {
+    /// The publisher's transport.
+    pub publisher_transport: switchboard_core::TransportId,
+    /// Where the publisher's packets go in.
+    pub publisher: DirectEndpoint,
+    /// The producer.
+    pub producer: switchboard_core::ProducerId,
+    /// The subscriber's transport.
+    pub subscriber_transport: switchboard_core::TransportId,
+    /// Where the subscriber's packets come out (Opus on payload type 100).
+    pub subscriber: DirectEndpoint,
+}
+
+/// Creates an [`OpusPair`] in `room`: a producer with SSRC `ssrc` (PT 111) and a consumer of
+/// it with [`subscriber_caps`].
+pub async fn opus_pair(
+    server: &ServerHandle,
+    direct: &DirectPlugin,
+    room: switchboard_core::RouterId,
+    ssrc: u32,
+) -> OpusPair {
+    let pt = server
+        .create_transport(room, "direct", serde_json::json!({}))
+        .await
+        .expect("publisher transport");
+    let st = server
+        .create_transport(room, "direct", serde_json::json!({}))
+        .await
+        .expect("subscriber transport");
+    let producer = server
+        .produce(
+            pt.id,
+            ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: opus_producer(ssrc),
+                paused: false,
+            },
+        )
+        .await
+        .expect("produce")
+        .id;
+    server
+        .consume(
+            st.id,
+            ConsumeOptions {
+                producer,
+                rtp_capabilities: subscriber_caps(96, 1, false),
+                paused: false,
+            },
+        )
+        .await
+        .expect("consume");
+    OpusPair {
+        publisher_transport: pt.id,
+        publisher: direct.endpoint(pt.id).expect("publisher endpoint"),
+        producer,
+        subscriber_transport: st.id,
+        subscriber: direct.endpoint(st.id).expect("subscriber endpoint"),
     }
 }
 

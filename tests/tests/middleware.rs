@@ -222,33 +222,14 @@ async fn room_with_publisher(s: &Setup) -> Room {
         .create_router(RouterOptions::default())
         .await
         .unwrap();
-    let pt = server
-        .create_transport(room.id, "direct", json!({}))
-        .await
-        .unwrap();
-    let st = server
-        .create_transport(room.id, "direct", json!({}))
-        .await
-        .unwrap();
-    let producer = produce(server, pt.id, 77).await;
-    server
-        .consume(
-            st.id,
-            ConsumeOptions {
-                producer,
-                rtp_capabilities: subscriber_caps(96, 1, false),
-                paused: false,
-            },
-        )
-        .await
-        .unwrap();
+    let pair = opus_pair(server, &s.direct, room.id, 77).await;
     Room {
         id: room.id,
-        publisher: s.direct.endpoint(pt.id).unwrap(),
-        publisher_transport: pt.id,
-        subscriber: s.direct.endpoint(st.id).unwrap(),
-        subscriber_transport: st.id,
-        producer,
+        publisher: pair.publisher,
+        publisher_transport: pair.publisher_transport,
+        subscriber: pair.subscriber,
+        subscriber_transport: pair.subscriber_transport,
+        producer: pair.producer,
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions, Server};
+use switchboard_actors::{ProduceOptions, RouterOptions, Server};
 use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
@@ -266,41 +266,8 @@ async fn an_unwritable_directory_is_reported_and_forwarding_continues() {
         .await
         .unwrap()
         .id;
-    let pt = t
-        .server
-        .create_transport(room, "direct", json!({}))
-        .await
-        .unwrap();
-    let st = t
-        .server
-        .create_transport(room, "direct", json!({}))
-        .await
-        .unwrap();
-    let publisher = t.direct.endpoint(pt.id).unwrap();
-    let subscriber = t.direct.endpoint(st.id).unwrap();
-    let p = t
-        .server
-        .produce(
-            pt.id,
-            ProduceOptions {
-                kind: MediaKind::Audio,
-                rtp_parameters: opus_producer(77),
-                paused: false,
-            },
-        )
-        .await
-        .unwrap();
-    t.server
-        .consume(
-            st.id,
-            ConsumeOptions {
-                producer: p.id,
-                rtp_capabilities: subscriber_caps(96, 1, false),
-                paused: false,
-            },
-        )
-        .await
-        .unwrap();
+    let pair = opus_pair(&t.server, &t.direct, room, 77).await;
+    let (publisher, subscriber) = (pair.publisher, pair.subscriber);
     let mut events = t.server.subscribe_room(room);
     t.server
         .attach_middleware(
