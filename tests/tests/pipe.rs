@@ -40,6 +40,31 @@ async fn direct_transport(t: &TestServer, room: &RouterInfo) -> (TransportId, Di
     (tr.id, t.direct.endpoint(tr.id).unwrap())
 }
 
+/// A VP8 publisher (SSRC [`SSRC`], RTX on the next) on a direct transport of the room.
+async fn vp8_publisher(
+    t: &TestServer,
+    room: &RouterInfo,
+) -> (
+    TransportId,
+    DirectEndpoint,
+    switchboard_actors::ProducerInfo,
+) {
+    let (transport, ep) = direct_transport(t, room).await;
+    let producer = t
+        .server
+        .produce(
+            transport,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    (transport, ep, producer)
+}
+
 /// Sends packets from the publisher until the room's worker reports itself loaded.
 async fn load_worker(
     t: &TestServer,
@@ -131,19 +156,7 @@ async fn a_producer_on_one_worker_is_consumed_on_the_other_through_a_pipe() {
         .create_router(RouterOptions::default())
         .await
         .unwrap();
-    let (pub_t, pub_ep) = direct_transport(&t, &room).await;
-    let producer = t
-        .server
-        .produce(
-            pub_t,
-            ProduceOptions {
-                kind: MediaKind::Video,
-                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
-                paused: false,
-            },
-        )
-        .await
-        .unwrap();
+    let (pub_t, pub_ep, producer) = vp8_publisher(&t, &room).await;
     let seq = AtomicU16::new(1);
     load_worker(&t, room.worker, &pub_ep, &seq).await;
 
@@ -247,19 +260,7 @@ async fn closing_the_producer_closes_its_piped_copies_and_their_consumers() {
         .await
         .unwrap();
     let mut events = t.server.subscribe_room(room.id);
-    let (pub_t, pub_ep) = direct_transport(&t, &room).await;
-    let producer = t
-        .server
-        .produce(
-            pub_t,
-            ProduceOptions {
-                kind: MediaKind::Video,
-                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
-                paused: false,
-            },
-        )
-        .await
-        .unwrap();
+    let (pub_t, pub_ep, producer) = vp8_publisher(&t, &room).await;
     // One subscriber at home, before the worker is loaded, and two on the other worker.
     let (near_t, _near_ep) = direct_transport(&t, &room).await;
     let seq = AtomicU16::new(1);
@@ -367,19 +368,7 @@ async fn a_room_of_forty_subscribers_spans_both_workers_and_everyone_receives_ev
         .create_router(RouterOptions::default())
         .await
         .unwrap();
-    let (pub_t, pub_ep) = direct_transport(&t, &room).await;
-    let producer = t
-        .server
-        .produce(
-            pub_t,
-            ProduceOptions {
-                kind: MediaKind::Video,
-                rtp_parameters: vp8_producer(SSRC, SSRC + 1),
-                paused: false,
-            },
-        )
-        .await
-        .unwrap();
+    let (_, pub_ep, producer) = vp8_publisher(&t, &room).await;
     // The publisher sends all along (a keyframe now and then, so the far side starts
     // forwarding too), and load is measured while subscribers arrive.
     let sending = Arc::new(AtomicBool::new(true));
