@@ -283,3 +283,103 @@ impl Interceptor for ReceiveSide {
         self.inner.unbind_remote_stream(info);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rtc::shared::TransportContext;
+    use rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    use rtc_rtcp::receiver_report::ReceiverReport;
+    use std::time::Duration;
+
+    fn tagged(now: Instant, packet: Packet) -> TaggedPacket {
+        TaggedPacket {
+            now,
+            transport: TransportContext::default(),
+            message: packet.into(),
+        }
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> Packet {
+        Packet::Rtp(rtc_rtp::Packet {
+            header: rtc_rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::from(vec![seq as u8; 100]),
+        })
+    }
+
+    #[test]
+    fn outgoing_rtp_passes_unchanged_and_receive_side_reports_still_go_out() {
+        let mut chain = interceptors().build();
+        let t0 = Instant::now();
+        chain.bind_remote_stream(&StreamInfo {
+            ssrc: 0x1111,
+            payload_type: 96,
+            clock_rate: 90_000,
+            ..Default::default()
+        });
+        chain.handle_read(tagged(t0, rtp(0x1111, 7))).unwrap();
+        assert!(matches!(
+            chain.poll_read().map(|p| p.message.packet),
+            Some(Packet::Rtp(p)) if p.header.sequence_number == 7
+        ));
+
+        for seq in 0..3 {
+            chain.handle_write(tagged(t0, rtp(0x2222, seq))).unwrap();
+        }
+        for seq in 0..3 {
+            let Some(Packet::Rtp(p)) = chain.poll_write().map(|p| p.message.packet) else {
+                panic!("outgoing RTP {seq} missing");
+            };
+            assert_eq!((p.header.ssrc, p.header.sequence_number), (0x2222, seq));
+            assert_eq!(p.payload, Bytes::from(vec![seq as u8; 100]));
+        }
+        assert!(chain.poll_write().is_none());
+
+        // The receiver report the wrapped interceptor generates on its timer is still written.
+        let due = chain.poll_timeout().expect("the report timer is armed");
+        assert!(due <= t0 + Duration::from_secs(1));
+        chain.handle_timeout(t0 + Duration::from_secs(2)).unwrap();
+        let mut reported = false;
+        while let Some(p) = chain.poll_write() {
+            if let Packet::Rtcp(packets) = p.message.packet {
+                reported |= packets.iter().any(|p| {
+                    p.as_any()
+                        .downcast_ref::<ReceiverReport>()
+                        .is_some_and(|rr| rr.reports.iter().any(|r| r.ssrc == 0x1111))
+                });
+            }
+        }
+        assert!(reported, "no receiver report for the received stream");
+    }
+
+    #[test]
+    fn inbound_feedback_is_delivered_to_the_application() {
+        let mut chain = interceptors().build();
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: 0x2222,
+        };
+        chain
+            .handle_read(tagged(Instant::now(), Packet::Rtcp(vec![Box::new(pli)])))
+            .unwrap();
+        let read = chain.poll_read().expect("the PLI reaches the application");
+        assert!(read.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = read.message.packet else {
+            panic!("not RTCP");
+        };
+        assert!(
+            packets[0]
+                .as_any()
+                .downcast_ref::<PictureLossIndication>()
+                .is_some_and(|p| p.media_ssrc == 0x2222)
+        );
+    }
+}
