@@ -610,11 +610,23 @@ impl Connection {
             }
             out.sender
         };
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
         let written = match self.pc.try_borrow_mut() {
-            Ok(mut pc) => match pc.rtp_sender(sender) {
-                Some(mut s) => s.write_rtp(Instant::now(), packet).is_ok(),
-                None => false,
-            },
+            Ok(mut pc) => {
+                let written = match pc.rtp_sender(sender) {
+                    Some(mut s) => s.write_rtp(Instant::now(), packet).is_ok(),
+                    None => false,
+                };
+                // Only the datagrams, not a full `drain`: writing RTP raises no event, queues
+                // nothing to read and moves no timer, and each extra sweep of the stack's
+                // handlers (events, timeouts) cost more than the router's whole forwarding.
+                while let Some(w) = pc.poll_write() {
+                    net.send(&w.message, w.transport.peer_addr);
+                }
+                written
+            }
             Err(_) => {
                 self.counters
                     .busy_drops
@@ -629,7 +641,6 @@ impl Connection {
                 .rtp_out_rejected
                 .set(self.counters.rtp_out_rejected.get() + 1);
         }
-        self.drain(false);
     }
 
     fn send_rtcp(&self, data: &[u8]) {
