@@ -222,6 +222,22 @@ pub struct StreamFeedback {
     pub keyframe_requests_sent: u64,
 }
 
+impl StreamFeedback {
+    /// What was counted since `earlier`. A consumer that closed takes its counts out of the
+    /// sum, so a count may have gone down: that reads as zero.
+    pub fn since(&self, earlier: &StreamFeedback) -> StreamFeedback {
+        StreamFeedback {
+            nacks: self.nacks.saturating_sub(earlier.nacks),
+            retransmitted: self.retransmitted.saturating_sub(earlier.retransmitted),
+            plis: self.plis.saturating_sub(earlier.plis),
+            firs: self.firs.saturating_sub(earlier.firs),
+            keyframe_requests_sent: self
+                .keyframe_requests_sent
+                .saturating_sub(earlier.keyframe_requests_sent),
+        }
+    }
+}
+
 /// A track a middleware publishes into its room.
 #[derive(Clone, Debug)]
 pub struct PublishOptions {
@@ -256,6 +272,19 @@ pub trait PublishedTrack: Send {
     /// Sends one RTP packet, as if the producer's transport had received it. Never blocks: a
     /// full queue drops the packet and says so.
     fn send_rtp(&self, packet: Bytes) -> Result<()>;
+}
+
+/// Reads a middleware's options: `null` gives `T`'s defaults; anything else must deserialize
+/// into `T`, or the attach fails with an `invalid_params` error naming the middleware.
+pub fn parse_options<T: serde::de::DeserializeOwned + Default>(
+    middleware: &str,
+    options: &Value,
+) -> Result<T> {
+    if options.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(options.clone())
+        .map_err(|e| Error::invalid(format!("{middleware} options: {e}")))
 }
 
 /// Creates middleware instances; registered once per server.

@@ -509,7 +509,7 @@ pub struct RtpMapping {
 }
 
 /// A random SSRC not in `taken`. Zero is avoided because some stacks treat it as "unset".
-fn fresh_ssrc(taken: &[u32]) -> u32 {
+pub fn fresh_ssrc(taken: &[u32]) -> u32 {
     loop {
         let b = uuid::Uuid::new_v4().into_bytes();
         // Bytes 12..16 of a v4 UUID are fully random (the version and variant bits live

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{
     Metric, MetricKind, Middleware, MiddlewareContext, MiddlewareFactory, ProducerInfo,
-    StreamFeedback,
+    StreamFeedback, parse_options,
 };
 use switchboard_core::rtp_parameters::MediaKind;
-use switchboard_core::{Error, ProducerId, Result, RouterId};
+use switchboard_core::{ProducerId, Result, RouterId};
 
 /// The registered name.
 pub const NAME: &str = "logging";
@@ -66,12 +66,7 @@ impl MiddlewareFactory for Logging {
 
     fn create(&self, ctx: MiddlewareContext, options: &Value) -> Result<Box<dyn Middleware>> {
         let room = ctx.room.clone();
-        let options: LoggingOptions = if options.is_null() {
-            LoggingOptions::default()
-        } else {
-            serde_json::from_value(options.clone())
-                .map_err(|e| Error::invalid(format!("logging options: {e}")))?
-        };
+        let options: LoggingOptions = parse_options(NAME, options)?;
         if options.media {
             ctx.selection.select_all(None);
         }
@@ -329,20 +324,8 @@ impl Middleware for Logger {
                 continue;
             };
             if s.window.packets > 0 || s.window.sender_reports > 0 {
-                // Counts of consumers that closed leave the sum, so a delta can be negative:
-                // report zero then.
                 let feedback = self.room.feedback(id).unwrap_or(s.feedback);
-                let delta = StreamFeedback {
-                    nacks: feedback.nacks.saturating_sub(s.feedback.nacks),
-                    retransmitted: feedback
-                        .retransmitted
-                        .saturating_sub(s.feedback.retransmitted),
-                    plis: feedback.plis.saturating_sub(s.feedback.plis),
-                    firs: feedback.firs.saturating_sub(s.feedback.firs),
-                    keyframe_requests_sent: feedback
-                        .keyframe_requests_sent
-                        .saturating_sub(s.feedback.keyframe_requests_sent),
-                };
+                let delta = feedback.since(&s.feedback);
                 s.feedback = feedback;
                 let mut summary = s.summary(now);
                 summary["nacks"] = json!(delta.nacks);

@@ -18,13 +18,12 @@ use output::Output;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{
     Audience, Metric, MetricKind, Middleware, MiddlewareContext, MiddlewareFactory, ProducerInfo,
-    PublishOptions,
+    PublishOptions, parse_options,
 };
 use switchboard_core::rtp_parameters::{MediaKind, mime};
 use switchboard_core::{Error, ErrorCode, PeerId, ProducerId, Result};
@@ -87,12 +86,7 @@ impl Default for Options {
 
 impl Options {
     fn parse(options: &Value) -> Result<Self> {
-        let o: Options = if options.is_null() {
-            Options::default()
-        } else {
-            serde_json::from_value(options.clone())
-                .map_err(|e| Error::new(ErrorCode::InvalidParams, format!("mixer options: {e}")))?
-        };
+        let o: Options = parse_options(NAME, options)?;
         if !(6_000..=510_000).contains(&o.bitrate) {
             return Err(Error::new(
                 ErrorCode::InvalidParams,
@@ -184,7 +178,7 @@ impl Mixer {
     }
 
     fn publish(&mut self, audience: Audience, label: String) -> Option<Output> {
-        let ssrc = random_ssrc();
+        let ssrc = switchboard_core::negotiation::fresh_ssrc(&[]);
         let published = self.ctx.room.publish(PublishOptions {
             kind: MediaKind::Audio,
             rtp_parameters: output::parameters(ssrc),
@@ -480,18 +474,6 @@ fn add_counters(total: &mut InputCounters, c: InputCounters) {
     total.underruns += c.underruns;
     total.drift_cuts += c.drift_cuts;
     total.decode_errors += c.decode_errors;
-}
-
-/// A random SSRC. The standard library's hasher keys are random per process and per call.
-fn random_ssrc() -> u32 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    );
-    (h.finish() as u32).max(1)
 }
 
 /// The factory, for registration.

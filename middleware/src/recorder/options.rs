@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
+use switchboard_core::middleware::parse_options;
 use switchboard_core::{Error, ErrorCode, ProducerId, Result};
 
 /// How producers are grouped into files.
@@ -79,13 +80,7 @@ impl Default for RecorderOptions {
 impl RecorderOptions {
     /// Parses and checks options; `null` gives the defaults.
     pub fn from_value(value: &Value) -> Result<Self> {
-        let options: Self = if value.is_null() {
-            Self::default()
-        } else {
-            serde_json::from_value(value.clone()).map_err(|e| {
-                Error::new(ErrorCode::InvalidParams, format!("recorder options: {e}"))
-            })?
-        };
+        let options: Self = parse_options("recorder", value)?;
         if options.directory.as_os_str().is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidParams,
