@@ -230,3 +230,39 @@ impl Client {
             .expect("track stream open")
     }
 }
+
+/// A peer `publisher` joined to `room`, publishing VP8 (SSRC 0x1000) and Opus (SSRC 0x2000)
+/// through `webrtc.publish`, connected: the sending side of the fan-out benchmarks.
+pub struct Publisher {
+    /// The connected client, kept alive while it sends.
+    pub client: Client,
+    /// Its VP8 track.
+    pub video: Arc<TrackLocalStaticRTP>,
+    /// Its Opus track.
+    pub audio: Arc<TrackLocalStaticRTP>,
+}
+
+/// Joins a peer named `publisher` to `room` and publishes a VP8 and an Opus track.
+pub async fn publish_vp8_and_opus(
+    server: &switchboard_actors::ServerHandle,
+    room: switchboard_core::RouterId,
+) -> Publisher {
+    let peer = switchboard_core::PeerId::parse("publisher").expect("peer id");
+    server.join_peer(room, peer.clone()).await.expect("join");
+    let mut client = Client::new(96, 111).await;
+    let video = client
+        .add_track(RtpCodecKind::Video, vp8(), 0x1000, "publisher")
+        .await;
+    let audio = client
+        .add_track(RtpCodecKind::Audio, opus(), 0x2000, "publisher")
+        .await;
+    let offer = client.offer().await;
+    let published = server.publish(room, peer, offer).await.expect("publish");
+    client.accept_answer(&published.sdp).await;
+    client.connected().await;
+    Publisher {
+        client,
+        video,
+        audio,
+    }
+}

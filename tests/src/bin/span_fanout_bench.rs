@@ -17,7 +17,6 @@
 //! of everything else (the clients run in this process, on the same two cores).
 
 use bytes::Bytes;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use switchboard_core::config::Config;
 use switchboard_core::transport::TransportPlugin;
 use switchboard_core::{PeerId, WorkerId};
 use switchboard_tests::start_with;
-use switchboard_tests::webrtc_client::{Client, opus, vp8};
+use switchboard_tests::webrtc_client::{Client, Publisher, publish_vp8_and_opus};
 use switchboard_transports::{PipePlugin, WebRtcPlugin, WebRtcSettings};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
@@ -112,26 +111,11 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
         .await
         .expect("room")
         .id;
-    let publisher = PeerId::parse("publisher").expect("peer id");
-    t.server
-        .join_peer(room, publisher.clone())
-        .await
-        .expect("join");
-    let mut pub_client = Client::new(96, 111).await;
-    let video = pub_client
-        .add_track(RtpCodecKind::Video, vp8(), 0x1000, "publisher")
-        .await;
-    let audio = pub_client
-        .add_track(RtpCodecKind::Audio, opus(), 0x2000, "publisher")
-        .await;
-    let offer = pub_client.offer().await;
-    let published = t
-        .server
-        .publish(room, publisher, offer)
-        .await
-        .expect("publish");
-    pub_client.accept_answer(&published.sdp).await;
-    pub_client.connected().await;
+    let Publisher {
+        client: _pub_client,
+        video,
+        audio,
+    } = publish_vp8_and_opus(&t.server, room).await;
 
     // Send from the start: VP8 1200-byte packets every 10 ms (~1 Mbit/s), a keyframe every
     // second, Opus 100 bytes every 20 ms.

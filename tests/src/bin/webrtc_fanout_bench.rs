@@ -10,14 +10,13 @@
 //! with the worker, so the per-packet cost is the number to compare.
 
 use bytes::Bytes;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use switchboard_actors::RouterOptions;
 use switchboard_core::PeerId;
 use switchboard_tests::start_webrtc;
-use switchboard_tests::webrtc_client::{Client, opus, vp8};
+use switchboard_tests::webrtc_client::{Client, Publisher, publish_vp8_and_opus};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
@@ -70,26 +69,11 @@ async fn run(subscribers: usize, seconds: u64) {
         .await
         .expect("room")
         .id;
-    let publisher = PeerId::parse("publisher").expect("peer id");
-    t.server
-        .join_peer(room, publisher.clone())
-        .await
-        .expect("join");
-    let mut pub_client = Client::new(96, 111).await;
-    let video = pub_client
-        .add_track(RtpCodecKind::Video, vp8(), 0x1000, "publisher")
-        .await;
-    let audio = pub_client
-        .add_track(RtpCodecKind::Audio, opus(), 0x2000, "publisher")
-        .await;
-    let offer = pub_client.offer().await;
-    let published = t
-        .server
-        .publish(room, publisher, offer)
-        .await
-        .expect("publish");
-    pub_client.accept_answer(&published.sdp).await;
-    pub_client.connected().await;
+    let Publisher {
+        client: _pub_client,
+        video,
+        audio,
+    } = publish_vp8_and_opus(&t.server, room).await;
 
     let received = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
