@@ -603,6 +603,12 @@ impl Connection {
                 id != 0
             });
             packet.header.extension = !packet.header.extensions.is_empty();
+            // The padding the parser recorded belongs to the publisher's extension block;
+            // kept, it makes the stack size the packet for extensions that are gone, and it
+            // refuses every packet whose size then disagrees (one leg negotiating fewer
+            // extensions than the publisher sends).
+            packet.header.extensions_padding = 0;
+            packet.header.extension_profile = extension_profile(&packet.header.extensions);
             if let Some(&pt) = out.pt_map.get(usize::from(packet.header.payload_type))
                 && pt != 0
             {
@@ -708,6 +714,19 @@ impl Connection {
         if let Some(net) = self.net.upgrade() {
             net.unregister(self.key(), &self.ufrag.borrow());
         }
+    }
+}
+
+/// The RFC 8285 form these extensions need: one-byte ids where every id and length fits,
+/// two-byte otherwise.
+fn extension_profile(extensions: &[rtc_rtp::header::Extension]) -> u16 {
+    let one_byte = extensions
+        .iter()
+        .all(|e| (1..=14).contains(&e.id) && (1..=16).contains(&e.payload.len()));
+    if one_byte {
+        rtc_rtp::header::EXTENSION_PROFILE_ONE_BYTE
+    } else {
+        rtc_rtp::header::EXTENSION_PROFILE_TWO_BYTE
     }
 }
 
