@@ -315,6 +315,54 @@ pub fn media_sections(sdp: &Sdp) -> Vec<MediaSection> {
         .collect()
 }
 
+/// Checks what a WebRTC offer needs before a stack applies it, so that a broken offer is
+/// refused with the line at fault and never half-applied: every m-line has a mid, every
+/// payload type on an RTP m-line is described (`a=rtpmap`), and every m-line that is not
+/// rejected or bundle-only has ICE credentials and a DTLS fingerprint (at media or session
+/// level). A re-offer is held to the same rules as a first offer (RFC 8842, RFC 8839).
+///
+/// # Errors
+///
+/// [`ErrorCode::InvalidSdp`] naming the m-line and what it lacks.
+pub fn check_webrtc_offer(sdp: &Sdp) -> Result<()> {
+    let sections = media_sections(sdp);
+    for (m, media) in sections.iter().zip(&sdp.description.media_descriptions) {
+        let at = |what: String| {
+            Err(Error::new(
+                ErrorCode::InvalidSdp,
+                format!("line {}: {}: {what}", m.line, m.label()),
+            ))
+        };
+        if m.mid.as_deref().is_none_or(str::is_empty) {
+            return at("no a=mid (every m-line of a WebRTC offer needs one)".into());
+        }
+        if m.kind.is_some() {
+            let described = media.codecs();
+            for format in &media.media_name.formats {
+                match format.parse::<u8>() {
+                    Ok(0) => {}
+                    Ok(pt) if described.contains_key(&pt) => {}
+                    Ok(pt) => return at(format!("payload type {pt} has no a=rtpmap")),
+                    Err(_) => return at(format!("{format:?} is not a payload type")),
+                }
+            }
+        }
+        if m.rejected || m.bundle_only {
+            continue;
+        }
+        if m.ice_ufrag.as_deref().is_none_or(str::is_empty) {
+            return at("no a=ice-ufrag".into());
+        }
+        if m.ice_pwd.as_deref().is_none_or(str::is_empty) {
+            return at("no a=ice-pwd".into());
+        }
+        if m.fingerprints.is_empty() {
+            return at("no a=fingerprint (DTLS-SRTP needs one, at session or media level)".into());
+        }
+    }
+    Ok(())
+}
+
 /// For each m-line of a subscriber's answer that has a mid: the mid, and whether the
 /// subscriber accepted it (it is not rejected; a bundle-only port 0 counts as accepted).
 ///
@@ -2453,6 +2501,46 @@ mod tests {
     }
 
     /// Makes a plausible mistake in `text`.
+    #[test]
+    fn real_stacks_offers_pass_the_webrtc_offer_check() {
+        for (stack, offer) in [
+            ("chromium", CHROMIUM_OFFER),
+            ("chromium simulcast", CHROMIUM_SIMULCAST_OFFER),
+            ("firefox", FIREFOX_OFFER),
+            ("webrtcbin", WEBRTCBIN_OFFER),
+            ("aiortc", AIORTC_OFFER),
+        ] {
+            let sdp = parse(offer).unwrap();
+            assert!(
+                check_webrtc_offer(&sdp).is_ok(),
+                "{stack}: {:?}",
+                check_webrtc_offer(&sdp)
+            );
+        }
+    }
+
+    #[test]
+    fn broken_offers_are_refused_naming_the_m_line() {
+        let without = |prefix: &str| -> String {
+            CHROMIUM_OFFER
+                .split_inclusive('\n')
+                .filter(|l| !l.starts_with(prefix))
+                .collect()
+        };
+        for (broken, expected) in [
+            (without("a=rtpmap:"), "has no a=rtpmap"),
+            (without("a=ice-ufrag:"), "no a=ice-ufrag"),
+            (without("a=ice-pwd:"), "no a=ice-pwd"),
+            (without("a=fingerprint:"), "no a=fingerprint"),
+            (without("a=mid:"), "no a=mid"),
+        ] {
+            let err = check_webrtc_offer(&parse(&broken).unwrap()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidSdp);
+            assert!(err.message.contains(expected), "{err}");
+            assert!(err.message.starts_with("line "), "{err}");
+        }
+    }
+
     fn mutate(rng: &mut Rng, text: &[u8]) -> Vec<u8> {
         const BYTES: &[u8] = b"0123456789 :=/-*;{}\r\n\t\0\xffam";
         let mut out = text.to_vec();

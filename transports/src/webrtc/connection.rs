@@ -286,8 +286,16 @@ impl Connection {
         self.state.get()
     }
 
-    /// Applies a remote offer and returns the local answer's SDP.
-    pub fn apply_offer(self: &Rc<Self>, sdp: &str) -> Result<String> {
+    /// Applies a remote offer and returns the local answer's SDP with what `check` made of it.
+    ///
+    /// `check` sees the answer before it is applied. If the stack refuses the offer, cannot
+    /// answer it, or `check` fails, the offer is rolled back (RFC 9429, section 5.7): the
+    /// connection is left exactly as it was, so the client can correct itself and offer again.
+    pub fn apply_offer<T>(
+        self: &Rc<Self>,
+        sdp: &str,
+        check: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<(String, T)> {
         if self.awaiting_answer.get() {
             // Both sides offering at once (one connection per peer): the client must answer
             // the server's pending offer first.
@@ -295,21 +303,58 @@ impl Connection {
                 "an offer from the server is waiting for its answer on this connection: answer it, then offer again",
             ));
         }
-        let answer = {
+        let (answer, checked) = {
             let mut pc = self.pc.borrow_mut();
-            let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(invalid_sdp)?;
-            pc.set_remote_description(Instant::now(), offer)
-                .map_err(invalid_sdp)?;
-            let answer = pc.create_answer(None).map_err(failed)?;
-            pc.set_local_description(Instant::now(), answer)
-                .map_err(failed)?;
-            pc.local_description()
-                .map(|d| d.sdp.clone())
-                .ok_or_else(|| Error::internal("no local description after answering"))?
+            let result = self.answer_offer(&mut pc, sdp, check);
+            if result.is_err() && pc.pending_remote_description().is_some() {
+                let rolled_back = RTCSessionDescription::rollback(None)
+                    .and_then(|rollback| pc.set_remote_description(Instant::now(), rollback));
+                if let Err(e) = rolled_back {
+                    tracing::warn!(error = %e, "a rejected offer could not be rolled back");
+                }
+            }
+            result?
         };
         self.sync_credentials(&answer);
         self.after_negotiation();
-        Ok(answer)
+        Ok((answer, checked))
+    }
+
+    fn answer_offer<T>(
+        &self,
+        pc: &mut RTCPeerConnection,
+        sdp: &str,
+        check: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<(String, T)> {
+        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(invalid_sdp)?;
+        pc.set_remote_description(Instant::now(), offer)
+            .map_err(invalid_sdp)?;
+        self.no_trackless_senders(pc);
+        let answer = pc.create_answer(None).map_err(invalid_sdp)?;
+        let checked = check(&answer.sdp)?;
+        pc.set_local_description(Instant::now(), answer)
+            .map_err(failed)?;
+        let answer = pc
+            .local_description()
+            .map(|d| d.sdp.clone())
+            .ok_or_else(|| Error::internal("no local description after answering"))?;
+        Ok((answer, checked))
+    }
+
+    /// A receive-only m-line that the client offers on a connection where the server has no
+    /// track for it gets `inactive` in the answer, not a `sendonly` that promises media
+    /// which never comes.
+    fn no_trackless_senders(&self, pc: &mut RTCPeerConnection) {
+        use rtc::rtp_transceiver::RTCRtpTransceiverDirection as Dir;
+        let ours: Vec<RTCRtpSenderId> = self.outgoing.borrow().values().map(|o| o.sender).collect();
+        for t in pc.get_transceivers().collect::<Vec<_>>() {
+            if let Some(mut tr) = pc.rtp_transceiver(t)
+                && tr.direction() == Dir::Sendonly
+                && tr.sender().is_none_or(|s| !ours.contains(&s))
+            {
+                tr.set_direction(Dir::Inactive);
+            }
+        }
     }
 
     /// Creates a local offer describing the current senders.

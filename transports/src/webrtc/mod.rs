@@ -207,10 +207,12 @@ impl Transport for WebRtcTransport {
                 // Parse first so malformed SDP is reported with its line, before the
                 // connection's state is touched.
                 let offer = switchboard_core::sdp::parse(&sdp)?;
-                let answer_sdp = self.conn.apply_offer(&sdp)?;
-                let answer = switchboard_core::sdp::parse(&answer_sdp)?;
-                let (new_producers, closed_producers) =
-                    publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
+                switchboard_core::sdp::check_webrtc_offer(&offer)?;
+                let (answer_sdp, (new_producers, closed_producers)) =
+                    self.conn.apply_offer(&sdp, |answer| {
+                        let answer = switchboard_core::sdp::parse(answer)?;
+                        publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())
+                    })?;
                 self.offer = Some(sdp);
                 Ok(RequestOutcome {
                     response: json!({ "type": "answer", "sdp": answer_sdp }),
