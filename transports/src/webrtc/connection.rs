@@ -336,7 +336,7 @@ impl Connection {
             .map_err(failed)?;
         let answer = pc
             .local_description()
-            .map(|d| d.sdp.clone())
+            .map(|d| without_rtcp_candidates(&d.sdp))
             .ok_or_else(|| Error::internal("no local description after answering"))?;
         Ok((answer, checked))
     }
@@ -382,7 +382,7 @@ impl Connection {
             .map_err(failed)?;
         let sdp = pc
             .local_description()
-            .map(|d| d.sdp.clone())
+            .map(|d| without_rtcp_candidates(&d.sdp))
             .ok_or_else(|| Error::internal("no local description after offering"))?;
         drop(pc);
         self.sync_credentials(&sdp);
@@ -760,6 +760,20 @@ impl Connection {
             net.unregister(self.key(), &self.ufrag.borrow());
         }
     }
+}
+
+/// The description without component-2 (RTCP) candidates, which the stack copies from the
+/// host candidate: every m-line is `rtcp-mux`, so they only invite checks for a component
+/// that does not exist. Candidates are not part of what the stack compares when the
+/// description is applied, so the text may differ there.
+fn without_rtcp_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            !(fields.next().is_some_and(|f| f.starts_with("a=candidate:"))
+                && fields.next() == Some("2"))
+        })
+        .collect()
 }
 
 /// The RFC 8285 form these extensions need: one-byte ids where every id and length fits,
