@@ -10,6 +10,12 @@ use switchboard_core::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Dependency log targets that report a peer's ordinary behaviour as a fault, silenced unless
+/// the configured filter names them. The SCTP association carries only the receive
+/// connection's placeholder data channel, and browsers end it with an ABORT chunk on every
+/// close, which `rtc-sctp` logs at ERROR; Switchboard counts closes itself.
+const QUIETED: &[(&str, &str)] = &[("rtc_sctp", "rtc_sctp=off")];
+
 /// Installs the global subscriber. `filter` has already been checked while loading the
 /// configuration, so a parse failure here would be a bug.
 ///
@@ -26,7 +32,14 @@ pub fn init_with_writer<W>(filter: &str, format: LogFormat, ansi: bool, writer: 
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter).expect("log filter was validated while loading");
+    let mut directives =
+        EnvFilter::try_new(filter).expect("log filter was validated while loading");
+    for (target, directive) in QUIETED {
+        if !filter.contains(target) {
+            directives = directives.add_directive(directive.parse().expect("a valid directive"));
+        }
+    }
+    let filter = directives;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -56,6 +56,11 @@ pub struct ConnCounters {
     rtp_out_not_connected: Cell<u64>,
     rtcp_out: Cell<u64>,
     busy_drops: Cell<u64>,
+    /// Connectivity checks that arrived before the remote description (dropped; the client
+    /// repeats them).
+    early_checks: Cell<u64>,
+    /// RTCP for a connection whose ICE and DTLS are not up yet (no SRTCP keys).
+    rtcp_out_not_connected: Cell<u64>,
     /// Datagrams the connection's stack refused (bad STUN integrity, stray DTLS, SRTP that
     /// fails authentication).
     rejected: Cell<u64>,
@@ -126,6 +131,17 @@ impl Connection {
             return;
         };
         let result = match self.pc.try_borrow_mut() {
+            Ok(pc) if data.first().is_some_and(|b| *b < 4) && pc.remote_description().is_none() => {
+                // A connectivity check that overtook the backend's `webrtc.answer`: the client
+                // answered our offer and started checking before its answer reached us. The
+                // stack cannot verify it without the remote credentials; the client repeats
+                // the check, so drop and count it rather than have the stack log an error.
+                drop(pc);
+                self.counters
+                    .early_checks
+                    .set(self.counters.early_checks.get() + 1);
+                return;
+            }
             Ok(mut pc) => pc.handle_read(TaggedBytesMut {
                 now,
                 transport: NetContext {
@@ -695,6 +711,17 @@ impl Connection {
     }
 
     fn send_rtcp(&self, data: &[u8]) {
+        if matches!(
+            self.state.get(),
+            TransportState::New | TransportState::Connecting
+        ) {
+            // Sender reports and feedback for a leg that has no keys yet: the stack could
+            // only refuse them, with a warning each.
+            self.counters
+                .rtcp_out_not_connected
+                .set(self.counters.rtcp_out_not_connected.get() + 1);
+            return;
+        }
         let Ok(packets) = rtc_rtcp::packet::unmarshal(&mut Bytes::copy_from_slice(data)) else {
             return;
         };
@@ -742,6 +769,8 @@ impl Connection {
             "rtp_packets_rejected": c.rtp_out_rejected.get(),
             "rtp_packets_not_connected": c.rtp_out_not_connected.get(),
             "rtcp_packets_sent": c.rtcp_out.get(),
+            "rtcp_packets_not_connected": c.rtcp_out_not_connected.get(),
+            "early_connectivity_checks": c.early_checks.get(),
             "busy_drops": c.busy_drops.get(),
             "datagrams_rejected": c.rejected.get(),
             "socket": self.net.upgrade().map(|n| n.stats()),
