@@ -258,14 +258,24 @@ pub(crate) fn transport_request(
     }
     let mut producers = Vec::with_capacity(outcome.new_producers.len());
     for request in outcome.new_producers {
-        let info = create_producer(
+        match create_producer(
             room,
             transport,
             request.kind,
             &request.rtp_parameters,
             false,
-        )?;
-        producers.push((info, request.app_data));
+        ) {
+            Ok(info) => producers.push((info, request.app_data)),
+            Err(e) => {
+                // All of a request's producers or none: the caller gets an error, not the
+                // answer, so producers it never heard of must not stay behind.
+                let mut r = room.borrow_mut();
+                for (info, _) in &producers {
+                    r.close_producer(info.id, CloseReason::Requested);
+                }
+                return Err(e);
+            }
+        }
     }
     Ok(TransportRequestResult {
         response: outcome.response,

@@ -188,8 +188,25 @@ impl Handler<Publish> for RouterActor {
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let (transport, _) = ensure_connection(self, ctx, &msg.peer, true)?;
-        let result =
-            ops::transport_request(&self.room, transport, "offer", &json!({ "sdp": msg.sdp }))?;
+        let producer_slots = {
+            let r = self.room.borrow();
+            let own = r
+                .producers
+                .values()
+                .filter(|p| p.transport == transport)
+                .count();
+            r.shared
+                .config
+                .limits
+                .max_producers_per_transport
+                .saturating_sub(own)
+        };
+        let result = ops::transport_request(
+            &self.room,
+            transport,
+            "offer",
+            &json!({ "sdp": msg.sdp, "producer_slots": producer_slots }),
+        )?;
         let sdp = result.response["sdp"]
             .as_str()
             .unwrap_or_default()

@@ -188,3 +188,56 @@ async fn a_rejected_offer_is_rolled_back_and_the_peer_can_offer_again() {
 async fn a_rejected_offer_is_rolled_back_with_one_connection_per_peer() {
     rejected_offers_then_a_good_one(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_over_the_producer_limit_creates_nothing_and_is_rolled_back() {
+    let mut config = switchboard_core::config::Config::default();
+    config.server.workers = 1;
+    config.limits.max_producers_per_transport = 1;
+    let t = start_with(
+        config,
+        vec![switchboard_transports::WebRtcPlugin::new(
+            switchboard_transports::WebRtcSettings::default(),
+        )
+            as std::sync::Arc<
+                dyn switchboard_core::transport::TransportPlugin,
+            >],
+    );
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let alice = PeerId::parse("alice").unwrap();
+    t.server.join_peer(room, alice.clone()).await.unwrap();
+    let (mut both, _) = client_with_tracks(0x0E00_0000, "alice").await;
+    let err = t
+        .server
+        .publish(room, alice.clone(), both.offer().await)
+        .await
+        .expect_err("two tracks on a transport limited to one producer");
+    assert_eq!(err.code, ErrorCode::LimitExceeded, "{err}");
+    let dump = t.server.dump_router(room).await.unwrap();
+    assert_eq!(
+        dump["producers"].as_array().unwrap().len(),
+        0,
+        "no producer is left from the refused offer: {dump}"
+    );
+
+    // The connection was left as it was: an offer within the limit goes through.
+    let mut one = Client::new(100, 109).await;
+    let video = one
+        .add_track(RtpCodecKind::Video, vp8(), 0x0E00_0010, "alice")
+        .await;
+    let published = t
+        .server
+        .publish(room, alice.clone(), one.offer().await)
+        .await
+        .expect("an offer within the limit after a refused one");
+    assert_eq!(published.producers.len(), 1);
+    one.accept_answer(&published.sdp).await;
+    one.connected().await;
+    media_arrives(&t, &video, 0x0E00_0010, published.producers[0].0.id).await;
+    t.server.shutdown().await.unwrap();
+}

@@ -74,6 +74,9 @@ pub struct Connection {
     pub(crate) ufrag: RefCell<String>,
     pub(crate) pwd: RefCell<String>,
     pc: RefCell<RTCPeerConnection>,
+    /// Builds a fresh peer connection, with the worker's host candidate, for a connection
+    /// whose first offer failed midway.
+    rebuild: Box<dyn Fn() -> Result<RTCPeerConnection>>,
     io: Rc<dyn TransportIo>,
     net: Weak<Net>,
     scheduled: Cell<Option<Instant>>,
@@ -96,12 +99,18 @@ fn failed(e: impl std::fmt::Display) -> Error {
 }
 
 impl Connection {
-    pub(crate) fn new(pc: RTCPeerConnection, io: Rc<dyn TransportIo>, net: &Rc<Net>) -> Rc<Self> {
+    pub(crate) fn new(
+        pc: RTCPeerConnection,
+        rebuild: Box<dyn Fn() -> Result<RTCPeerConnection>>,
+        io: Rc<dyn TransportIo>,
+        net: &Rc<Net>,
+    ) -> Rc<Self> {
         let conn = Rc::new(Self {
             key: Cell::new(0),
             ufrag: RefCell::default(),
             pwd: RefCell::default(),
             pc: RefCell::new(pc),
+            rebuild,
             io,
             net: Rc::downgrade(net),
             scheduled: Cell::new(None),
@@ -321,12 +330,30 @@ impl Connection {
         }
         let (answer, checked) = {
             let mut pc = self.pc.borrow_mut();
+            // Nothing negotiated yet and nothing of ours on it: a failed offer is undone by
+            // starting over, since the stack starts its transports while applying a first
+            // offer and a rollback does not stop them.
+            let pristine = !self.offered.get()
+                && pc.current_remote_description().is_none()
+                && self.outgoing.borrow().is_empty();
             let result = self.answer_offer(&mut pc, sdp, check);
-            if result.is_err() && pc.pending_remote_description().is_some() {
-                let rolled_back = RTCSessionDescription::rollback(None)
-                    .and_then(|rollback| pc.set_remote_description(Instant::now(), rollback));
-                if let Err(e) = rolled_back {
-                    tracing::warn!(error = %e, "a rejected offer could not be rolled back");
+            if result.is_err() {
+                if pristine {
+                    match (self.rebuild)() {
+                        Ok(fresh) => {
+                            let _ = pc.close();
+                            *pc = fresh;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot start over after a rejected offer");
+                        }
+                    }
+                } else if pc.pending_remote_description().is_some() {
+                    let rolled_back = RTCSessionDescription::rollback(None)
+                        .and_then(|rollback| pc.set_remote_description(Instant::now(), rollback));
+                    if let Err(e) = rolled_back {
+                        tracing::warn!(error = %e, "a rejected offer could not be rolled back");
+                    }
                 }
             }
             result?

@@ -19,9 +19,9 @@ pub mod net;
 
 use connection::{Connection, ConnectionSink};
 use net::Net;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -120,15 +120,6 @@ impl TransportFactory for Factory {
                 "webrtc transport options: none are accepted yet",
             ));
         }
-        let media_engine = engine::media_engine(&ctx.capabilities)?;
-        let pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(engine::settings().build())
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(engine::interceptors())
-            .build(Instant::now())
-            .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
-        let conn = Connection::new(pc, ctx.io.clone(), &self.net);
         let announced = self.net.announced;
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
@@ -144,7 +135,24 @@ impl TransportFactory for Factory {
         .and_then(|c| RTCIceCandidate::from(&c).to_json())
         .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
         let candidate_text = candidate.candidate.clone();
-        conn.add_local_candidate(candidate)?;
+        let capabilities = ctx.capabilities.clone();
+        // Kept by the connection: a first offer that fails after the stack started its ICE
+        // and DTLS transports cannot be rolled back inside the stack, so the connection
+        // starts over with a fresh peer connection instead.
+        let build = move || -> Result<RTCPeerConnection> {
+            let mut pc = RTCPeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_setting_engine(engine::settings().build())
+                .with_media_engine(engine::media_engine(&capabilities)?)
+                .with_interceptor_registry(engine::interceptors())
+                .build(Instant::now())
+                .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+            pc.add_local_candidate(candidate.clone())
+                .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+            Ok(pc)
+        };
+        let pc = build()?;
+        let conn = Connection::new(pc, Box::new(build), ctx.io.clone(), &self.net);
         Ok(Box::new(WebRtcTransport {
             conn,
             candidate: candidate_text,
@@ -164,6 +172,17 @@ struct WebRtcTransport {
 #[serde(deny_unknown_fields)]
 struct SdpParams {
     sdp: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientOfferParams {
+    sdp: String,
+    /// How many producers this transport may still gain (the room's per-transport limit less
+    /// those it has): an offer that would add more is refused before it is applied, rather
+    /// than half turned into producers.
+    #[serde(default)]
+    producer_slots: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -203,7 +222,10 @@ impl Transport for WebRtcTransport {
     fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
         match method {
             "offer" => {
-                let SdpParams { sdp } = params(method, p)?;
+                let ClientOfferParams {
+                    sdp,
+                    producer_slots,
+                } = params(method, p)?;
                 // Parse first so malformed SDP is reported with its line, before the
                 // connection's state is touched.
                 let offer = switchboard_core::sdp::parse(&sdp)?;
@@ -211,7 +233,21 @@ impl Transport for WebRtcTransport {
                 let (answer_sdp, (new_producers, closed_producers)) =
                     self.conn.apply_offer(&sdp, |answer| {
                         let answer = switchboard_core::sdp::parse(answer)?;
-                        publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())
+                        let diff =
+                            publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
+                        let slots = producer_slots.map(|s| s + diff.1.len());
+                        if let Some(slots) = slots
+                            && diff.0.len() > slots
+                        {
+                            return Err(Error::new(
+                                ErrorCode::LimitExceeded,
+                                format!(
+                                    "producers per transport: the offer adds {} sending m-lines, room for {slots}",
+                                    diff.0.len()
+                                ),
+                            ));
+                        }
+                        Ok(diff)
                     })?;
                 self.offer = Some(sdp);
                 Ok(RequestOutcome {
