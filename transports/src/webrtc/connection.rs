@@ -61,6 +61,9 @@ pub struct ConnCounters {
     early_checks: Cell<u64>,
     /// RTCP for a connection whose ICE and DTLS are not up yet (no SRTCP keys).
     rtcp_out_not_connected: Cell<u64>,
+    /// SRTP and SRTCP dropped because they came from a new SSRC when the connection already
+    /// had [`MAX_REMOTE_SSRCS`].
+    ssrc_limit_drops: Cell<u64>,
     /// Datagrams the connection's stack refused (bad STUN integrity, stray DTLS, SRTP that
     /// fails authentication).
     rejected: Cell<u64>,
@@ -87,6 +90,10 @@ pub struct Connection {
     pub(crate) producers_by_mid: RefCell<HashMap<String, ProducerId>>,
     consumers: RefCell<HashMap<ConsumerId, u32>>,
     outgoing: RefCell<HashMap<u32, Outgoing>>,
+    /// SSRCs the remote side has sent SRTP or SRTCP from.
+    remote_ssrcs: RefCell<SsrcBudget>,
+    /// The remote addresses the worker socket routes here, oldest first.
+    addresses: RefCell<std::collections::VecDeque<SocketAddr>>,
     /// Offer/answer bookkeeping of server-made offers: one offer in flight at a time.
     offered: Cell<bool>,
     awaiting_answer: Cell<bool>,
@@ -119,6 +126,8 @@ impl Connection {
             producers_by_mid: RefCell::default(),
             consumers: RefCell::default(),
             outgoing: RefCell::default(),
+            remote_ssrcs: RefCell::default(),
+            addresses: RefCell::default(),
             offered: Cell::new(false),
             awaiting_answer: Cell::new(false),
             offer_pending: Cell::new(false),
@@ -149,6 +158,12 @@ impl Connection {
                 self.counters
                     .early_checks
                     .set(self.counters.early_checks.get() + 1);
+                return;
+            }
+            Ok(_) if srtp_ssrc(&data).is_some_and(|ssrc| !self.admit_ssrc(ssrc)) => {
+                self.counters
+                    .ssrc_limit_drops
+                    .set(self.counters.ssrc_limit_drops.get() + 1);
                 return;
             }
             Ok(mut pc) => pc.handle_read(TaggedBytesMut {
@@ -304,6 +319,32 @@ impl Connection {
         }
         *self.ufrag.borrow_mut() = ufrag;
         *self.pwd.borrow_mut() = pwd;
+    }
+
+    /// Whether SRTP or SRTCP from `ssrc` may reach the stack (see [`SsrcBudget`]).
+    fn admit_ssrc(&self, ssrc: u32) -> bool {
+        self.remote_ssrcs.borrow_mut().admit(ssrc)
+    }
+
+    /// Records a remote address the socket now routes here; returns the oldest one to forget
+    /// when there are more than `max`.
+    pub(crate) fn learn_address(&self, from: SocketAddr, max: usize) -> Option<SocketAddr> {
+        let mut addresses = self.addresses.borrow_mut();
+        if !addresses.contains(&from) {
+            addresses.push_back(from);
+        }
+        (addresses.len() > max)
+            .then(|| addresses.pop_front())
+            .flatten()
+    }
+
+    /// Marks the connection failed after a panic inside it: the backend sees it fail, and
+    /// closes it or restarts the peer.
+    pub(crate) fn crashed(&self) {
+        if self.state.replace(TransportState::Failed) != TransportState::Failed {
+            self.io.on_failure("crashed");
+            self.io.on_state(TransportState::Failed);
+        }
     }
 
     /// Current connection state.
@@ -798,6 +839,7 @@ impl Connection {
             "rtcp_packets_sent": c.rtcp_out.get(),
             "rtcp_packets_not_connected": c.rtcp_out_not_connected.get(),
             "early_connectivity_checks": c.early_checks.get(),
+            "ssrc_limit_drops": c.ssrc_limit_drops.get(),
             "busy_drops": c.busy_drops.get(),
             "datagrams_rejected": c.rejected.get(),
             "socket": self.net.upgrade().map(|n| n.stats()),
@@ -816,6 +858,47 @@ impl Connection {
             net.unregister(self.key(), &self.ufrag.borrow());
         }
     }
+}
+
+/// SSRCs one connection's remote side may send from: every track's media, RTX and FEC
+/// streams, simulcast layers and the receivers' own RTCP SSRCs, with room to spare.
+pub const MAX_REMOTE_SSRCS: usize = 64;
+
+/// The SSRCs a connection's remote side has sent SRTP or SRTCP from, up to
+/// [`MAX_REMOTE_SSRCS`]. The SRTP layer allocates per-SSRC state (a replay window) before it
+/// authenticates a packet and never frees it, so a remote that rotates SSRCs would otherwise
+/// grow the connection without bound; packets from SSRCs beyond the budget never reach it.
+#[derive(Default)]
+struct SsrcBudget(Vec<u32>);
+
+impl SsrcBudget {
+    /// Whether packets from `ssrc` may pass: a known SSRC, or a new one while there is room.
+    fn admit(&mut self, ssrc: u32) -> bool {
+        if self.0.contains(&ssrc) {
+            return true;
+        }
+        if self.0.len() >= MAX_REMOTE_SSRCS {
+            return false;
+        }
+        self.0.push(ssrc);
+        true
+    }
+}
+
+/// The SSRC of an SRTP packet (bytes 8..12) or the sender SSRC of an SRTCP one (4..8), read
+/// from the unencrypted header; `None` for anything else (STUN, DTLS).
+fn srtp_ssrc(data: &[u8]) -> Option<u32> {
+    // RFC 7983: 128..=191 is RTP or RTCP; RFC 5761: RTCP packet types 192..=223.
+    if !(128..=191).contains(data.first()?) {
+        return None;
+    }
+    let at = if (192..=223).contains(data.get(1)?) {
+        4
+    } else {
+        8
+    };
+    let b = data.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The description without component-2 (RTCP) candidates, which the stack copies from the
@@ -876,5 +959,37 @@ impl Connection {
             .borrow_mut()
             .add_local_candidate(candidate)
             .map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srtp_ssrcs_are_read_from_the_clear_header() {
+        let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 9, 0xAA, 0xBB, 0xCC, 0xDD, 1, 2];
+        assert_eq!(srtp_ssrc(&rtp), Some(0xAABB_CCDD));
+        rtp[1] = 0x80 | 96; // marker set: still RTP
+        assert_eq!(srtp_ssrc(&rtp), Some(0xAABB_CCDD));
+        let rtcp = [0x80, 200, 0, 6, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0];
+        assert_eq!(srtp_ssrc(&rtcp), Some(0x1122_3344));
+        assert_eq!(srtp_ssrc(&[0x00, 0x01, 0, 0]), None, "STUN");
+        assert_eq!(srtp_ssrc(&[0x16, 0xFE, 0xFD]), None, "DTLS");
+        assert_eq!(srtp_ssrc(&[0x80, 96, 0]), None, "truncated");
+    }
+
+    #[test]
+    fn random_ssrc_srtp_does_not_grow_state_past_the_budget() {
+        let mut budget = SsrcBudget::default();
+        let mut admitted = 0;
+        for ssrc in 0..10_000u32 {
+            if budget.admit(ssrc.wrapping_mul(2_654_435_761)) {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, MAX_REMOTE_SSRCS);
+        assert_eq!(budget.0.len(), MAX_REMOTE_SSRCS);
+        assert!(budget.admit(0), "a known SSRC keeps passing");
     }
 }

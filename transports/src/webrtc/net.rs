@@ -33,7 +33,19 @@ pub struct NetCounters {
     /// STUN requests for a known connection whose MESSAGE-INTEGRITY does not verify with its
     /// password (a wrong password or a forgery).
     pub stun_auth_failures: Cell<u64>,
+    /// Remote addresses forgotten because their connection had learned
+    /// [`MAX_ADDRESSES_PER_CONNECTION`] newer ones.
+    pub addresses_evicted: Cell<u64>,
+    /// Panics inside a connection's handling of a datagram or timer (each fails that
+    /// connection; the socket and the worker's other connections carry on).
+    pub panics: Cell<u64>,
 }
+
+/// Remote addresses one connection may be reached from at a time. A client checks from each
+/// of its interfaces (Chromium: loopback, LAN, IPv6) and moves on NAT rebinding or ICE
+/// restart; a participant who knows the ICE password could otherwise grow the table with
+/// checks from every port it has.
+pub const MAX_ADDRESSES_PER_CONNECTION: usize = 16;
 
 /// The worker's socket and its routing tables.
 pub struct Net {
@@ -78,7 +90,10 @@ impl Net {
             "unmatched_datagrams": c.unmatched.get(),
             "unknown_ufrag": c.unknown_ufrag.get(),
             "stun_auth_failures": c.stun_auth_failures.get(),
+            "addresses_evicted": c.addresses_evicted.get(),
+            "panics": c.panics.get(),
             "connections": self.connections.borrow().len(),
+            "addresses": self.by_addr.borrow().len(),
         })
     }
 
@@ -181,11 +196,44 @@ impl Net {
                         .set(self.counters.stun_auth_failures.get() + 1);
                     return;
                 }
-                self.by_addr.borrow_mut().insert(from, Rc::downgrade(&c));
+                self.learn(&c, from);
                 c
             }
         };
-        conn.on_datagram(BytesMut::from(data), from, Instant::now());
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.on_datagram(BytesMut::from(data), from, Instant::now());
+        }));
+        if let Err(panic) = handled {
+            self.crashed(&conn, panic);
+        }
+    }
+
+    /// Routes datagrams from `from` to `conn`, forgetting the connection's oldest address
+    /// when it has too many.
+    fn learn(&self, conn: &Rc<Connection>, from: SocketAddr) {
+        let mut by_addr = self.by_addr.borrow_mut();
+        by_addr.insert(from, Rc::downgrade(conn));
+        if let Some(old) = conn.learn_address(from, MAX_ADDRESSES_PER_CONNECTION) {
+            by_addr.remove(&old);
+            self.counters
+                .addresses_evicted
+                .set(self.counters.addresses_evicted.get() + 1);
+        }
+    }
+
+    /// A connection panicked while handling a datagram or a timer: its state is unknown, so
+    /// it stops receiving and is reported failed. The socket's tasks, and so the worker's
+    /// other connections, are not affected.
+    fn crashed(&self, conn: &Rc<Connection>, panic: Box<dyn std::any::Any + Send>) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".to_owned());
+        self.counters.panics.set(self.counters.panics.get() + 1);
+        tracing::error!(ufrag = %conn.ufrag.borrow(), %message, "a webrtc connection panicked; it is failed and no longer receives");
+        self.unregister(conn.key(), &conn.ufrag.borrow());
+        conn.crashed();
     }
 
     /// Runs due timers until the worker stops.
@@ -210,7 +258,13 @@ impl Net {
                     for id in due {
                         let conn = self.connections.borrow().get(&id).and_then(Weak::upgrade);
                         if let Some(c) = conn {
-                            c.on_timer(Instant::now());
+                            let handled =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    c.on_timer(Instant::now());
+                                }));
+                            if let Err(panic) = handled {
+                                self.crashed(&c, panic);
+                            }
                         }
                     }
                 }
