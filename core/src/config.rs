@@ -247,6 +247,14 @@ pub struct MediaConfig {
     pub keyframe_request_interval_ms: u64,
     /// Interval between RTCP sender reports sent to consumers, in milliseconds.
     pub sender_report_interval_ms: u64,
+    /// Most packets resent in answer to one NACK message.
+    pub nack_max_resends_per_nack: usize,
+    /// Most packets resent to one consumer per second (a token bucket holding one second's
+    /// worth).
+    pub nack_max_resends_per_second: u32,
+    /// The round-trip time assumed for a consumer whose RTT is not measured yet, in
+    /// milliseconds: a packet resent to a consumer is not resent again within its RTT.
+    pub nack_default_rtt_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -257,6 +265,9 @@ impl Default for MediaConfig {
             retransmission_max_age_ms: 2_000,
             keyframe_request_interval_ms: 1_000,
             sender_report_interval_ms: 1_000,
+            nack_max_resends_per_nack: 128,
+            nack_max_resends_per_second: 250,
+            nack_default_rtt_ms: 100,
         }
     }
 }
@@ -636,6 +647,17 @@ impl Config {
             media.sender_report_interval_ms,
             1,
         );
+        p.at_least(
+            "media.nack_max_resends_per_nack",
+            media.nack_max_resends_per_nack as u64,
+            1,
+        );
+        p.at_least(
+            "media.nack_max_resends_per_second",
+            u64::from(media.nack_max_resends_per_second),
+            1,
+        );
+        p.at_least("media.nack_default_rtt_ms", media.nack_default_rtt_ms, 1);
 
         let rpc = &self.rpc;
         let rpc_addr = p.socket_addr("rpc.listen", &rpc.listen);
@@ -1415,6 +1437,9 @@ mod tests {
         config.media.retransmission_max_age_ms = 0;
         config.media.keyframe_request_interval_ms = 0;
         config.media.sender_report_interval_ms = 0;
+        config.media.nack_max_resends_per_nack = 0;
+        config.media.nack_max_resends_per_second = 0;
+        config.media.nack_default_rtt_ms = 0;
         config.rpc.max_frame_bytes = 0;
         config.rpc.max_connections = 0;
         config.rpc.request_timeout_ms = 0;
@@ -1432,6 +1457,9 @@ mod tests {
                 "media.retransmission_max_age_ms",
                 "media.keyframe_request_interval_ms",
                 "media.sender_report_interval_ms",
+                "media.nack_max_resends_per_nack",
+                "media.nack_max_resends_per_second",
+                "media.nack_default_rtt_ms",
                 "rpc.max_frame_bytes",
                 "rpc.max_connections",
                 "rpc.request_timeout_ms",
