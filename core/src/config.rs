@@ -159,6 +159,10 @@ pub struct RtpConfig {
     pub port_min: u16,
     /// Last UDP port of the range.
     pub port_max: u16,
+    /// SSRCs that no producer of a transport declared, per direction (RTP, RTCP), that the
+    /// transport's inbound SRTP context may keep state for (half of them before a comedia
+    /// transport knows its remote). Packets of further SSRCs are dropped before decryption.
+    pub srtp_max_ssrcs: usize,
 }
 
 impl Default for RtpConfig {
@@ -168,6 +172,7 @@ impl Default for RtpConfig {
             announced_ip: String::new(),
             port_min: 41_000,
             port_max: 41_999,
+            srtp_max_ssrcs: 32,
         }
     }
 }
@@ -903,6 +908,7 @@ fn validate_rtp(p: &mut Problems, rtp: &RtpConfig, webrtc: &WebRtcConfig) {
             ),
         );
     }
+    p.at_least("rtp.srtp_max_ssrcs", rtp.srtp_max_ssrcs as u64, 1);
 }
 
 impl Problems {
@@ -1318,6 +1324,11 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         config.set("rtp.port_min", "41000").unwrap();
         assert_eq!(config.rtp.port_min, 41_000);
+        config.set("rtp.srtp_max_ssrcs", "0").unwrap();
+        assert_eq!(
+            fields(&config.validate().unwrap_err()),
+            ["rtp.srtp_max_ssrcs"]
+        );
     }
 
     #[test]
