@@ -1324,6 +1324,7 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         config.set("rtp.port_min", "41000").unwrap();
         assert_eq!(config.rtp.port_min, 41_000);
+        config.rtp.port_min = 0;
         config.set("rtp.srtp_max_ssrcs", "0").unwrap();
         assert_eq!(
             fields(&config.validate().unwrap_err()),
