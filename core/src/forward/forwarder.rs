@@ -863,8 +863,8 @@ impl<S: MediaSink> Forwarder<S> {
         let window = c
             .stats
             .rtt_ms
-            .filter(|ms| *ms > 0.0)
-            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+            .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+            .filter(|rtt| !rtt.is_zero())
             .unwrap_or(self.config.nack_default_rtt);
         let per_nack = self.config.nack_max_resends_per_nack;
         c.resend.begin(now);

@@ -74,7 +74,8 @@ impl ResendLimiter {
     /// Starts one NACK: refills the bucket for the time elapsed.
     pub fn begin(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.refilled);
-        let gained = elapsed.as_micros().min(u128::from(u32::MAX)) as u64 * self.per_second / 1000;
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let gained = micros.saturating_mul(self.per_second) / 1000;
         if gained > 0 {
             self.tokens_milli = (self.tokens_milli + gained).min(self.capacity_milli);
             self.refilled = now;
