@@ -6,8 +6,14 @@
 //! edge and handed to the router; what the router sends goes out to the remote address:
 //!
 //! - **Remote address.** Either given with `connect {ip, port, rtcp_port?}`, or, with
-//!   `comedia`, learned from the first valid packet (RTP and RTCP ports separately, from one
-//!   host). Packets from any other address are counted (`unexpected_source`) and dropped.
+//!   `comedia`, learned from the traffic: the RTP address from the first valid RTP packet, the
+//!   RTCP address from the RTP sender's host (with rtcp-mux, the RTP address itself), or,
+//!   before any RTP, from RTCP that authenticates or names the transport's streams (other
+//!   RTCP is counted as `comedia_refused`). Packets from any other address are counted
+//!   (`unexpected_source`) and dropped.
+//! - **SRTP state.** Only SRTP of declared SSRCs, or of at most `rtp.srtp_max_ssrcs` others
+//!   per direction, reaches the decrypting context (`srtp_ssrc_limit` counts the rest): the
+//!   SRTP library keeps state for every SSRC it sees, authentic or not.
 //! - **RTCP.** On the RTP port (`rtcp_mux`, the default) or on a port of its own.
 //! - **SRTP.** With `srtp`, the transport makes a master key for what it sends and reports
 //!   it in its local parameters; the remote side's key comes with `connect`. Keys travel as
