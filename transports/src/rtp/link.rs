@@ -684,4 +684,71 @@ mod tests {
             }
         }
     }
+
+    /// A comedia link on loopback with one consumer sending `0x77`, and the SRTP keys when
+    /// `srtp`.
+    async fn comedia_link(
+        srtp: bool,
+    ) -> (Rc<Io>, Rc<Link>, Option<super::super::srtp::SrtpParameters>) {
+        let io = Rc::new(Io::default());
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let suite = super::super::srtp::DEFAULT_SUITE;
+        let srtp_out = srtp.then(|| super::super::srtp::generate(suite).unwrap().1);
+        let link = Link::new(io.clone(), socket, None, true, srtp_out, 32).unwrap();
+        let key = srtp.then(|| {
+            let (key, _) = super::super::srtp::generate(suite).unwrap();
+            link.set_srtp_in(super::super::srtp::context(&key, true).unwrap());
+            key
+        });
+        let mut params = RtpParameters::default();
+        params.encodings.push(Default::default());
+        params.encodings[0].ssrc = Some(0x77);
+        link.add_consumer(ConsumerId::new(), &params);
+        (io, link, key)
+    }
+
+    /// A receive-only remote teaches a comedia transport its address with a receiver report
+    /// about the consumer it receives; a stranger's report about anything else teaches
+    /// nothing.
+    #[tokio::test]
+    async fn comedia_learns_rtcp_only_about_its_own_streams() {
+        let (io, link, _) = comedia_link(false).await;
+        let stranger: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let rr = |about: u32| {
+            let mut p = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
+            p.extend_from_slice(&about.to_be_bytes());
+            p.extend_from_slice(&[0; 20]);
+            p
+        };
+        link.on_datagram(&rr(0x99), stranger, false);
+        assert_eq!(link.stats()["comedia_refused"], 1);
+        assert!(link.remote().is_none());
+        link.on_datagram(&rr(0x77), remote, false);
+        assert_eq!(io.rtcp.get(), 1);
+        assert_eq!(link.stats()["remote_rtcp"], remote.to_string());
+    }
+
+    /// With a producer that declared no SSRC, SRTP of any SSRC gets as far as decryption, but
+    /// only for `srtp_max_ssrcs / 2` SSRCs before the remote is known.
+    #[tokio::test]
+    async fn undeclared_ssrcs_share_the_srtp_budget() {
+        let (io, link, _) = comedia_link(true).await;
+        let mut params = RtpParameters::default();
+        params.encodings.push(Default::default());
+        link.add_producer(ProducerId::new(), &params);
+        let stranger: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let mut seed = 7u64;
+        for _ in 0..1000 {
+            let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 0];
+            p.extend_from_slice(&(noise(&mut seed) as u32).to_be_bytes());
+            p.extend_from_slice(&[0xAB; 40]);
+            link.on_datagram(&p, stranger, false);
+        }
+        let stats = link.stats();
+        assert_eq!(stats["srtp_ssrcs"], 16, "{stats}");
+        assert_eq!(stats["srtp_failures"], 16, "{stats}");
+        assert_eq!(stats["srtp_ssrc_limit"], 1000 - 16, "{stats}");
+        assert_eq!(io.rtp.get(), 0);
+    }
 }
