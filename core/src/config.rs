@@ -159,6 +159,10 @@ pub struct RtpConfig {
     pub port_min: u16,
     /// Last UDP port of the range.
     pub port_max: u16,
+    /// SSRCs that no producer of a transport declared, per direction (RTP, RTCP), that the
+    /// transport's inbound SRTP context may keep state for (half of them before a comedia
+    /// transport knows its remote). Packets of further SSRCs are dropped before decryption.
+    pub srtp_max_ssrcs: usize,
 }
 
 impl Default for RtpConfig {
@@ -168,6 +172,7 @@ impl Default for RtpConfig {
             announced_ip: String::new(),
             port_min: 41_000,
             port_max: 41_999,
+            srtp_max_ssrcs: 32,
         }
     }
 }
@@ -247,6 +252,14 @@ pub struct MediaConfig {
     pub keyframe_request_interval_ms: u64,
     /// Interval between RTCP sender reports sent to consumers, in milliseconds.
     pub sender_report_interval_ms: u64,
+    /// Most packets resent in answer to one NACK message.
+    pub nack_max_resends_per_nack: usize,
+    /// Most packets resent to one consumer per second (a token bucket holding one second's
+    /// worth).
+    pub nack_max_resends_per_second: u32,
+    /// The round-trip time assumed for a consumer whose RTT is not measured yet, in
+    /// milliseconds: a packet resent to a consumer is not resent again within its RTT.
+    pub nack_default_rtt_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -257,6 +270,9 @@ impl Default for MediaConfig {
             retransmission_max_age_ms: 2_000,
             keyframe_request_interval_ms: 1_000,
             sender_report_interval_ms: 1_000,
+            nack_max_resends_per_nack: 128,
+            nack_max_resends_per_second: 250,
+            nack_default_rtt_ms: 100,
         }
     }
 }
@@ -636,6 +652,17 @@ impl Config {
             media.sender_report_interval_ms,
             1,
         );
+        p.at_least(
+            "media.nack_max_resends_per_nack",
+            media.nack_max_resends_per_nack as u64,
+            1,
+        );
+        p.at_least(
+            "media.nack_max_resends_per_second",
+            u64::from(media.nack_max_resends_per_second),
+            1,
+        );
+        p.at_least("media.nack_default_rtt_ms", media.nack_default_rtt_ms, 1);
 
         let rpc = &self.rpc;
         let rpc_addr = p.socket_addr("rpc.listen", &rpc.listen);
@@ -881,6 +908,7 @@ fn validate_rtp(p: &mut Problems, rtp: &RtpConfig, webrtc: &WebRtcConfig) {
             ),
         );
     }
+    p.at_least("rtp.srtp_max_ssrcs", rtp.srtp_max_ssrcs as u64, 1);
 }
 
 impl Problems {
@@ -1296,6 +1324,12 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         config.set("rtp.port_min", "41000").unwrap();
         assert_eq!(config.rtp.port_min, 41_000);
+        config.rtp.port_min = 0;
+        config.set("rtp.srtp_max_ssrcs", "0").unwrap();
+        assert_eq!(
+            fields(&config.validate().unwrap_err()),
+            ["rtp.srtp_max_ssrcs"]
+        );
     }
 
     #[test]
@@ -1415,6 +1449,9 @@ mod tests {
         config.media.retransmission_max_age_ms = 0;
         config.media.keyframe_request_interval_ms = 0;
         config.media.sender_report_interval_ms = 0;
+        config.media.nack_max_resends_per_nack = 0;
+        config.media.nack_max_resends_per_second = 0;
+        config.media.nack_default_rtt_ms = 0;
         config.rpc.max_frame_bytes = 0;
         config.rpc.max_connections = 0;
         config.rpc.request_timeout_ms = 0;
@@ -1432,6 +1469,9 @@ mod tests {
                 "media.retransmission_max_age_ms",
                 "media.keyframe_request_interval_ms",
                 "media.sender_report_interval_ms",
+                "media.nack_max_resends_per_nack",
+                "media.nack_max_resends_per_second",
+                "media.nack_default_rtt_ms",
                 "rpc.max_frame_bytes",
                 "rpc.max_connections",
                 "rpc.request_timeout_ms",

@@ -54,16 +54,10 @@ pub fn register_webrtc(
     )?))
 }
 
-/// Registers the `rtp` plugin with the configured network settings.
+/// Registers the `rtp` plugin with the configured network settings and limits.
 pub fn register_rtp(
     registry: &mut TransportRegistry,
     config: &switchboard_core::config::RtpConfig,
 ) -> Result<()> {
-    registry.register(RtpPlugin::new(RtpSettings::from_config(
-        "rtp",
-        &config.listen_ip,
-        &config.announced_ip,
-        config.port_min,
-        config.port_max,
-    )?))
+    registry.register(RtpPlugin::new(RtpSettings::from_config(config)?))
 }

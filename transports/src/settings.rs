@@ -1,5 +1,6 @@
 //! Where a UDP-based plugin listens and what address it announces: the same four settings for
-//! `webrtc` and `rtp`, each from its own configuration section.
+//! `webrtc` and `rtp`, each from its own configuration section; and the `rtp` plugin's limits
+//! on what strangers may make it keep.
 
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
@@ -61,6 +62,53 @@ impl ListenSettings {
     }
 }
 
+/// Default of `rtp.srtp_max_ssrcs`: far more than a real remote uses (one or two SSRCs of its
+/// own for reports and feedback, plus undeclared producers' streams), few enough that the
+/// state rtc-srtp keeps for them (a map entry and a replay window each) stays a few KB.
+pub const DEFAULT_SRTP_MAX_SSRCS: usize = 32;
+
+/// The `rtp` plugin's settings: where transports listen, and its limits on hostile input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpSettings {
+    /// Addresses and port range.
+    pub listen: ListenSettings,
+    /// SSRCs that no producer of the transport declared, per direction (RTP, RTCP), that a
+    /// transport's inbound SRTP context may hold state for; half of them before a comedia
+    /// transport knows its remote.
+    pub srtp_max_ssrcs: usize,
+}
+
+impl Default for RtpSettings {
+    fn default() -> Self {
+        Self {
+            listen: ListenSettings::default(),
+            srtp_max_ssrcs: DEFAULT_SRTP_MAX_SSRCS,
+        }
+    }
+}
+
+impl RtpSettings {
+    /// Settings from the validated `[rtp]` section.
+    pub fn from_config(config: &switchboard_core::config::RtpConfig) -> Result<Self> {
+        if config.srtp_max_ssrcs == 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                "rtp.srtp_max_ssrcs: must be at least 1, got 0",
+            ));
+        }
+        Ok(Self {
+            listen: ListenSettings::from_config(
+                "rtp",
+                &config.listen_ip,
+                &config.announced_ip,
+                config.port_min,
+                config.port_max,
+            )?,
+            srtp_max_ssrcs: config.srtp_max_ssrcs,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +125,18 @@ mod tests {
         );
         let e = ListenSettings::from_config("webrtc", "x", "", 0, 0).unwrap_err();
         assert!(e.message.starts_with("webrtc.listen_ip"), "{e}");
+    }
+
+    #[test]
+    fn rtp_settings_take_the_limits_from_the_rtp_section() {
+        let mut config = switchboard_core::config::RtpConfig::default();
+        let s = RtpSettings::from_config(&config).unwrap();
+        assert_eq!(s.srtp_max_ssrcs, DEFAULT_SRTP_MAX_SSRCS);
+        assert_eq!(s.listen.port_min, config.port_min);
+        config.srtp_max_ssrcs = 4;
+        assert_eq!(RtpSettings::from_config(&config).unwrap().srtp_max_ssrcs, 4);
+        config.srtp_max_ssrcs = 0;
+        let e = RtpSettings::from_config(&config).unwrap_err();
+        assert!(e.message.starts_with("rtp.srtp_max_ssrcs"), "{e}");
     }
 }

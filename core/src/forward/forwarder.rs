@@ -6,6 +6,7 @@
 //! a vector, with one reusable output buffer.
 
 use super::keyframe::{KeyframeCodec, KeyframeThrottle};
+use super::nack::{NackRefusal, NackSeen, ResendLimiter};
 use super::quality::QualityHistograms;
 use super::retransmission::RetransmissionBuffer;
 use super::rewriter::{IdMap, PacketWriter, Rewrite, SeqRewriter};
@@ -35,6 +36,13 @@ pub struct ForwarderConfig {
     pub keyframe_interval: Duration,
     /// Interval between sender reports to each consumer.
     pub sender_report_interval: Duration,
+    /// Most packets resent in answer to one NACK (see [`super::nack`]).
+    pub nack_max_resends_per_nack: usize,
+    /// Most packets resent to one consumer per second, with a burst of as many.
+    pub nack_max_resends_per_second: u32,
+    /// A packet resent to a consumer is not resent again within its RTT; this one while the
+    /// RTT is not measured yet.
+    pub nack_default_rtt: Duration,
 }
 
 impl Default for ForwarderConfig {
@@ -44,6 +52,9 @@ impl Default for ForwarderConfig {
             retransmission_max_age: Duration::from_secs(2),
             keyframe_interval: Duration::from_secs(1),
             sender_report_interval: Duration::from_secs(1),
+            nack_max_resends_per_nack: 128,
+            nack_max_resends_per_second: 250,
+            nack_default_rtt: Duration::from_millis(100),
         }
     }
 }
@@ -55,6 +66,9 @@ impl From<&crate::config::MediaConfig> for ForwarderConfig {
             retransmission_max_age: Duration::from_millis(m.retransmission_max_age_ms),
             keyframe_interval: Duration::from_millis(m.keyframe_request_interval_ms),
             sender_report_interval: Duration::from_millis(m.sender_report_interval_ms),
+            nack_max_resends_per_nack: m.nack_max_resends_per_nack,
+            nack_max_resends_per_second: m.nack_max_resends_per_second,
+            nack_default_rtt: Duration::from_millis(m.nack_default_rtt_ms),
         }
     }
 }
@@ -174,6 +188,16 @@ pub struct ConsumerStats {
     pub retransmission_misses: u64,
     /// NACK messages received.
     pub nacks: u64,
+    /// NACKed sequence numbers listed more than once in one NACK (looked at once).
+    pub nack_duplicates: u64,
+    /// NACKed packets not resent because they were resent within the last round trip.
+    pub nack_recently_resent: u64,
+    /// NACKed packets not resent because their NACK had already made
+    /// `media.nack_max_resends_per_nack` resends.
+    pub nack_over_limit: u64,
+    /// NACKed packets not resent because the consumer had used its
+    /// `media.nack_max_resends_per_second`.
+    pub nack_rate_limited: u64,
     /// PLIs received.
     pub plis: u64,
     /// FIRs received.
@@ -209,6 +233,10 @@ pub struct ForwarderStats {
     pub malformed_rtcp: u64,
     /// RTCP packets that concerned no known stream.
     pub unmatched_rtcp: u64,
+    /// NACKed packets refused by the NACK policy, all consumers and reasons together (the
+    /// sum of the consumers' `nack_duplicates`, `nack_recently_resent`, `nack_over_limit` and
+    /// `nack_rate_limited`, closed consumers included).
+    pub nack_refused: u64,
     /// What receivers reported about the streams sent to them.
     pub quality: QualityHistograms,
 }
@@ -260,6 +288,7 @@ struct ConsumerEntry<S> {
     waiting_keyframe: bool,
     sink: S,
     stats: ConsumerStats,
+    resend: ResendLimiter,
     last_sr: Option<(u32, Instant)>,
     last_sr_at: Option<Instant>,
 }
@@ -294,6 +323,7 @@ pub struct Forwarder<S> {
     consumers: HashMap<ConsumerId, ProducerId>,
     consumers_by_ssrc: HashMap<(TransportId, u32), ConsumerId>,
     writer: PacketWriter,
+    nack_seen: NackSeen,
     stats: ForwarderStats,
 }
 
@@ -307,6 +337,7 @@ impl<S: MediaSink> Forwarder<S> {
             consumers: HashMap::new(),
             consumers_by_ssrc: HashMap::new(),
             writer: PacketWriter::new(),
+            nack_seen: NackSeen::default(),
             stats: ForwarderStats::default(),
         }
     }
@@ -411,6 +442,11 @@ impl<S: MediaSink> Forwarder<S> {
             waiting_keyframe: needs_keyframe,
             sink,
             stats: ConsumerStats::default(),
+            resend: ResendLimiter::new(
+                self.config.nack_max_resends_per_second,
+                p.buffer.capacity(),
+                now,
+            ),
             last_sr: None,
             last_sr_at: None,
         });
@@ -807,6 +843,10 @@ impl<S: MediaSink> Forwarder<S> {
         Some((self.producers.get_mut(&pid)?, i))
     }
 
+    /// Answers a NACK under the NACK policy ([`super::nack`]): each listed sequence number
+    /// once, nothing resent twice within a round trip, at most
+    /// `nack_max_resends_per_nack` resends per NACK and `nack_max_resends_per_second` per
+    /// consumer. Every refusal is counted.
     fn on_nack(&mut self, transport: TransportId, nack: &TransportLayerNack, now: Instant) {
         let Some((pid, i)) = self.consumer_index(transport, nack.media_ssrc) else {
             self.stats.unmatched_rtcp += 1;
@@ -820,8 +860,22 @@ impl<S: MediaSink> Forwarder<S> {
         } = p;
         let c = &mut consumers[i];
         c.stats.nacks += 1;
+        let window = c
+            .stats
+            .rtt_ms
+            .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+            .filter(|rtt| !rtt.is_zero())
+            .unwrap_or(self.config.nack_default_rtt);
+        let per_nack = self.config.nack_max_resends_per_nack;
+        c.resend.begin(now);
+        let mut refused = 0u64;
         for pair in &nack.nacks {
-            for out_seq in pair.packet_list() {
+            for out_seq in *pair {
+                if !self.nack_seen.insert(out_seq) {
+                    c.stats.nack_duplicates += 1;
+                    refused += 1;
+                    continue;
+                }
                 let original = c
                     .rewriter
                     .unmap(out_seq)
@@ -834,6 +888,21 @@ impl<S: MediaSink> Forwarder<S> {
                     c.stats.retransmission_misses += 1;
                     continue;
                 };
+                match c
+                    .resend
+                    .admit(original.header.sequence_number, now, window, per_nack)
+                {
+                    Ok(()) => {}
+                    Err(why) => {
+                        match why {
+                            NackRefusal::RecentlyResent => c.stats.nack_recently_resent += 1,
+                            NackRefusal::OverPerNackLimit => c.stats.nack_over_limit += 1,
+                            NackRefusal::RateLimited => c.stats.nack_rate_limited += 1,
+                        }
+                        refused += 1;
+                        continue;
+                    }
+                }
                 let ts = original
                     .header
                     .timestamp
@@ -865,6 +934,13 @@ impl<S: MediaSink> Forwarder<S> {
                 }
             }
         }
+        // Clear the seen-set by walking the same NACK again: no allocation, no 8 KB wipe.
+        for pair in &nack.nacks {
+            for out_seq in *pair {
+                self.nack_seen.remove(out_seq);
+            }
+        }
+        self.stats.nack_refused += refused;
     }
 
     fn on_keyframe_feedback(&mut self, transport: TransportId, ssrc: u32, fir: bool, now: Instant) {

@@ -4,12 +4,13 @@ use super::*;
 use crate::id::{ConsumerId, ProducerId, TransportId};
 use crate::transport::MediaSink;
 use bytes::Bytes;
+use rtc_rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
 use rtc_rtcp::transport_feedbacks::transport_layer_nack::{
-    TransportLayerNack, nack_pairs_from_sequence_numbers,
+    NackPair, TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
 use rtc_rtp::Packet;
 use rtc_rtp::header::Header;
@@ -95,7 +96,11 @@ fn vp8_setup(id: ProducerId, transport: TransportId) -> ProducerSetup {
 }
 
 fn room() -> Room {
-    let mut f = Forwarder::new(ForwarderConfig::default());
+    room_with(ForwarderConfig::default())
+}
+
+fn room_with(config: ForwarderConfig) -> Room {
+    let mut f = Forwarder::new(config);
     let pub_transport = TransportId::new();
     let pub_sink = Sink::default();
     let producer = ProducerId::new();
@@ -550,4 +555,193 @@ fn removing_a_producer_removes_its_consumers() {
         r.send(1, 0, true, Duration::ZERO),
         RtpOutcome::Dropped(DropReason::UnknownSsrc)
     );
+}
+
+// --- hostile receivers: the NACK policy and the keyframe throttle ---
+
+/// A room whose consumer has received packets `first..=last` (held for a minute, so that
+/// the tests below are about the NACK policy, not the buffer's age limit).
+fn room_with_history(first: u16, last: u16) -> (Room, Sub) {
+    let mut r = room_with(ForwarderConfig {
+        retransmission_max_age: Duration::from_secs(60),
+        ..ForwarderConfig::default()
+    });
+    let s = r.consume(0, false);
+    for seq in first..=last {
+        r.send(seq, u32::from(seq) * 3000, seq == first, Duration::ZERO);
+    }
+    assert_eq!(s.sink.rtp().len(), usize::from(last - first) + 1);
+    (r, s)
+}
+
+/// A generic NACK written by hand, as an attacker would: the library's writer refuses more
+/// than 253 pairs, its reader (like the wire) does not.
+fn nack_of(s: &Sub, nacks: Vec<NackPair>) -> Bytes {
+    let words = 2 + nacks.len();
+    let mut b = vec![0x81, 205];
+    b.extend_from_slice(&u16::try_from(words).unwrap().to_be_bytes());
+    b.extend_from_slice(&1u32.to_be_bytes());
+    b.extend_from_slice(&s.ssrc.to_be_bytes());
+    for n in &nacks {
+        b.extend_from_slice(&n.packet_id.to_be_bytes());
+        b.extend_from_slice(&n.lost_packets.to_be_bytes());
+    }
+    Bytes::from(b)
+}
+
+fn refusals(st: &ConsumerStats) -> u64 {
+    st.nack_duplicates + st.nack_recently_resent + st.nack_over_limit + st.nack_rate_limited
+}
+
+#[test]
+fn nack_amplification_is_bounded() {
+    let (mut r, s) = room_with_history(1, 1000);
+    // One 1.2 KB NACK repeating PID + BLP=0xFFFF 290 times names 4,930 packets, 17 of them
+    // distinct: those 17 are resent, once each.
+    let hostile = vec![
+        NackPair {
+            packet_id: 100,
+            lost_packets: 0xFFFF,
+        };
+        290
+    ];
+    let raw = nack_of(&s, hostile);
+    assert!(raw.len() <= 1200, "{} bytes", raw.len());
+    r.f.on_rtcp(s.transport, raw, r.t0);
+    let resent: Vec<u16> = s
+        .sink
+        .rtp()
+        .iter()
+        .map(|p| p.header.sequence_number)
+        .collect();
+    assert_eq!(resent, (100..=116).collect::<Vec<u16>>());
+    let st = r.f.consumer_stats(s.id).unwrap().clone();
+    assert_eq!(st.retransmitted, 17);
+    assert_eq!(st.nack_duplicates, 290 * 17 - 17);
+
+    // 50 pairs naming 850 distinct held packets: the per-NACK cap holds.
+    let wide: Vec<NackPair> = (0..50)
+        .map(|k| NackPair {
+            packet_id: 120 + 17 * k,
+            lost_packets: 0xFFFF,
+        })
+        .collect();
+    let at = r.t0 + Duration::from_secs(1);
+    r.f.on_rtcp(s.transport, nack_of(&s, wide.clone()), at);
+    let per_nack = ForwarderConfig::default().nack_max_resends_per_nack;
+    assert_eq!(s.sink.rtp().len(), per_nack);
+    let st = r.f.consumer_stats(s.id).unwrap().clone();
+    assert_eq!(st.nack_over_limit as usize, 850 - per_nack);
+
+    // The same NACK 100 times a second for two seconds: at most the bucket's burst plus its
+    // rate, whatever the receiver asks.
+    let before = r.f.consumer_stats(s.id).unwrap().clone();
+    let mut listed = 0u64;
+    for k in 1..=200u64 {
+        let at = r.t0 + Duration::from_secs(1) + Duration::from_millis(10 * k);
+        r.f.on_rtcp(s.transport, nack_of(&s, wide.clone()), at);
+        listed += 850;
+    }
+    let resent = s.sink.rtp().len() as u64;
+    let per_second = u64::from(ForwarderConfig::default().nack_max_resends_per_second);
+    assert!(resent <= 2 * per_second + per_second, "{resent} resends");
+    assert!(resent > 0, "legitimate-looking NACKs are still answered");
+    let st = r.f.consumer_stats(s.id).unwrap().clone();
+    assert!(st.nack_rate_limited > 0, "{st:?}");
+    // Everything listed is accounted for: resent, refused under a reason, or not held.
+    let refused = refusals(&st) - refusals(&before);
+    let misses = st.retransmission_misses - before.retransmission_misses;
+    assert_eq!(resent + refused + misses, listed);
+    assert_eq!(r.f.stats().nack_refused, refusals(&st));
+}
+
+#[test]
+fn repeated_nack_within_rtt_is_not_resent() {
+    let (mut r, s) = room_with_history(1, 100);
+    let one = |seq: u16| nack_pairs_from_sequence_numbers(&[seq]);
+    let resent_at = |r: &mut Room, ms: u64| {
+        r.f.on_rtcp(
+            s.transport,
+            nack_of(&s, one(50)),
+            r.t0 + Duration::from_millis(ms),
+        );
+        s.sink.rtp().len()
+    };
+    // No RTT measured yet: the default (100 ms) applies.
+    assert_eq!(resent_at(&mut r, 1000), 1);
+    assert_eq!(resent_at(&mut r, 1050), 0);
+    assert_eq!(resent_at(&mut r, 1099), 0);
+    assert_eq!(resent_at(&mut r, 1100), 1);
+    let st = r.f.consumer_stats(s.id).unwrap();
+    assert_eq!((st.retransmitted, st.nack_recently_resent), (2, 2));
+
+    // Measure a 30 ms RTT (sender report out, receiver report back 40 ms later having held
+    // it 10 ms): from then on the window is 30 ms.
+    let sr = SenderReport {
+        ssrc: SSRC,
+        ntp_time: 5 << 32,
+        rtp_time: 0,
+        ..Default::default()
+    };
+    r.f.on_rtcp(r.pub_transport, rtcp(sr), r.t0);
+    r.f.tick(r.t0 + Duration::from_millis(2000));
+    let raw = s.sink.rtcp();
+    let mut b = raw[0].clone();
+    let pkts = rtc_rtcp::packet::unmarshal(&mut b).unwrap();
+    let out = pkts[0].as_any().downcast_ref::<SenderReport>().unwrap();
+    let rr = ReceiverReport {
+        ssrc: 1,
+        reports: vec![ReceptionReport {
+            ssrc: s.ssrc,
+            last_sender_report: (out.ntp_time >> 16) as u32,
+            delay: 655,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    r.f.on_rtcp(s.transport, rtcp(rr), r.t0 + Duration::from_millis(2040));
+    let rtt = r.f.consumer_stats(s.id).unwrap().rtt_ms.unwrap();
+    assert!((29.0..31.0).contains(&rtt), "rtt {rtt}");
+    assert_eq!(resent_at(&mut r, 3000), 1);
+    assert_eq!(resent_at(&mut r, 3020), 0);
+    assert_eq!(resent_at(&mut r, 3031), 1);
+}
+
+#[test]
+fn pli_and_fir_storm_from_a_subscriber_is_throttled() {
+    let mut r = room();
+    let s = r.consume(0, false);
+    assert_eq!(r.pub_sink.plis(), 1, "the join's request");
+    r.send(1, 0, true, Duration::ZERO);
+    // Ten seconds of a PLI and a 100-entry FIR every 10 ms, the router ticking as usual.
+    let fir = FullIntraRequest {
+        sender_ssrc: 1,
+        media_ssrc: s.ssrc,
+        fir: (0..100)
+            .map(|n| FirEntry {
+                ssrc: s.ssrc,
+                sequence_number: n,
+            })
+            .collect(),
+    };
+    let mut plis = 0;
+    for k in 1..=1000u64 {
+        let at = r.t0 + Duration::from_millis(10 * k);
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: s.ssrc,
+        };
+        r.f.on_rtcp(s.transport, rtcp(pli), at);
+        r.f.on_rtcp(s.transport, rtcp(fir.clone()), at);
+        r.f.tick(at);
+        plis += r.pub_sink.plis();
+    }
+    // One per keyframe_request_interval (1 s) at most: ten windows, the first one spent by
+    // the join.
+    assert!(plis <= 10, "{plis} PLIs reached the publisher");
+    assert!(plis >= 9, "requests are deferred, not lost: {plis}");
+    let st = r.f.consumer_stats(s.id).unwrap();
+    assert_eq!((st.plis, st.firs), (1000, 100_000));
+    let p = r.f.producer_stats(r.producer).unwrap();
+    assert_eq!(p.keyframe_requests_sent as usize, plis + 1);
 }

@@ -3,8 +3,24 @@
 //!
 //! Everything here runs on the transport's worker thread, so plain `Cell`s and `RefCell`s
 //! suffice. A received datagram goes through, in order: the source check, the structural
-//! check, the SSRC check, SRTP, and only then to the router; each step that refuses it
-//! counts it under its own name, and nothing on this path can panic on what it is given.
+//! check, the SSRC check, the SRTP SSRC budget, SRTP, and only then to the router; each step
+//! that refuses it counts it under its own name, and nothing on this path can panic on what
+//! it is given.
+//!
+//! Two rules hold against strangers (see `docs/security.md`, "Media plane"):
+//!
+//! - **SRTP state stays bounded.** `rtc-srtp` makes per-SSRC state (a map entry and a replay
+//!   window) for every packet it is handed, before authenticating it, and never frees it. So
+//!   a packet reaches the inbound context only if its SSRC is one a producer of the
+//!   transport declared, or one of at most `rtp.srtp_max_ssrcs` others per direction (RTP,
+//!   RTCP); before a comedia transport knows its remote, strangers may take only half of
+//!   those. The rest is counted (`srtp_ssrc_limit`) and dropped unread.
+//! - **Comedia learns only from plausible packets, and RTP decides.** The RTP address is
+//!   learned from the first valid RTP packet of a declared SSRC. Before it, RTCP teaches the
+//!   RTCP address only when it is authentic (SRTP) or names one of the transport's streams
+//!   (plain RTP); other RTCP is counted (`comedia_refused`) and dropped. When RTP is learned,
+//!   the RTCP address follows it with rtcp-mux, and an RTCP address learned from another
+//!   host is forgotten: a stranger's early RTCP never locks the real sender out.
 
 use super::packet::{self, Kind};
 use bytes::Bytes;
@@ -14,9 +30,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use switchboard_core::ProducerId;
 use switchboard_core::rtp_parameters::RtpParameters;
 use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
+use switchboard_core::{ConsumerId, ProducerId};
 use tokio::net::UdpSocket;
 
 /// Largest datagram accepted. Far above any RTP packet a sane sender makes (they stay under
@@ -48,13 +64,20 @@ struct Counters {
     /// SRTP/SRTCP that fails authentication or replay checks, or arrives before the remote
     /// key does.
     srtp_failures: Cell<u64>,
+    /// SRTP/SRTCP dropped before decryption: its SSRC is none a producer declared, and the
+    /// context already holds its share of other SSRCs (`rtp.srtp_max_ssrcs`).
+    srtp_ssrc_limit: Cell<u64>,
+    /// RTCP a comedia transport refused before it knew its remote: plain RTCP that names
+    /// none of the transport's streams, which must not teach it where the remote is.
+    comedia_refused: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
 
-/// Which SSRCs the transport's producers send, to refuse the rest at the edge.
+/// Which SSRCs the transport's producers send, to refuse the rest at the edge, and which
+/// its consumers send, to recognise RTCP about them.
 #[derive(Default)]
 struct Ssrcs {
     by_producer: HashMap<ProducerId, Vec<u32>>,
@@ -62,6 +85,18 @@ struct Ssrcs {
     /// Producers that declared no SSRC (matched by the router by `mid`): while there is one,
     /// the transport cannot tell unknown SSRCs apart and leaves that to the router.
     undeclared: usize,
+    by_consumer: HashMap<ConsumerId, Vec<u32>>,
+}
+
+/// The SSRCs handed to the inbound SRTP context, which keeps state for each for good: those
+/// of declared producers (bounded by the producers the backend creates) and at most
+/// `max_other` others per direction.
+#[derive(Default)]
+struct SrtpSsrcs {
+    rtp: HashSet<u32>,
+    rtcp: HashSet<u32>,
+    other_rtp: usize,
+    other_rtcp: usize,
 }
 
 /// The transport's network side.
@@ -82,6 +117,10 @@ pub struct Link {
     srtp: bool,
     srtp_in: RefCell<Option<SrtpContext>>,
     srtp_out: RefCell<Option<SrtpContext>>,
+    srtp_ssrcs: RefCell<SrtpSsrcs>,
+    srtp_max_ssrcs: usize,
+    /// RTCP shares the RTP port (and so its remote address).
+    rtcp_mux: bool,
     ssrcs: RefCell<Ssrcs>,
     state: Cell<TransportState>,
     counters: Counters,
@@ -89,19 +128,22 @@ pub struct Link {
 
 impl Link {
     /// Wraps bound sockets; `rtcp_socket` is `None` with rtcp-mux. `srtp_out` is the sending
-    /// context when the transport encrypts.
+    /// context when the transport encrypts; `srtp_max_ssrcs` bounds the SSRCs no producer
+    /// declared that the receiving context may hold state for, per direction.
     pub fn new(
         io: Rc<dyn TransportIo>,
         rtp_socket: UdpSocket,
         rtcp_socket: Option<UdpSocket>,
         comedia: bool,
         srtp_out: Option<SrtpContext>,
+        srtp_max_ssrcs: usize,
     ) -> std::io::Result<Rc<Self>> {
         let local_rtp = rtp_socket.local_addr()?;
         let local_rtcp = match &rtcp_socket {
             Some(s) => s.local_addr()?,
             None => local_rtp,
         };
+        let rtcp_mux = rtcp_socket.is_none();
         Ok(Rc::new(Self {
             io,
             rtp_socket: RefCell::new(Some(Rc::new(rtp_socket))),
@@ -114,6 +156,9 @@ impl Link {
             srtp: srtp_out.is_some(),
             srtp_in: RefCell::new(None),
             srtp_out: RefCell::new(srtp_out),
+            srtp_ssrcs: RefCell::default(),
+            srtp_max_ssrcs,
+            rtcp_mux,
             ssrcs: RefCell::default(),
             state: Cell::new(TransportState::New),
             counters: Counters::default(),
@@ -202,6 +247,22 @@ impl Link {
         }
     }
 
+    /// Remembers the SSRCs (media and RTX) a new consumer of this transport sends, so that
+    /// RTCP about them is recognised before the remote address is known.
+    pub fn add_consumer(&self, id: ConsumerId, params: &RtpParameters) {
+        let ssrcs: Vec<u32> = params
+            .encodings
+            .iter()
+            .flat_map(|e| e.ssrc.into_iter().chain(e.rtx.as_ref().map(|r| r.ssrc)))
+            .collect();
+        self.ssrcs.borrow_mut().by_consumer.insert(id, ssrcs);
+    }
+
+    /// Forgets a closed consumer's SSRCs.
+    pub fn remove_consumer(&self, id: ConsumerId) {
+        self.ssrcs.borrow_mut().by_consumer.remove(&id);
+    }
+
     /// The producers' SSRCs, for dumps.
     pub fn producer_ssrcs(&self) -> Value {
         let s = self.ssrcs.borrow();
@@ -238,6 +299,9 @@ impl Link {
             "malformed_rtcp": c.malformed_rtcp.get(),
             "unknown_ssrc": c.unknown_ssrc.get(),
             "srtp_failures": c.srtp_failures.get(),
+            "srtp_ssrc_limit": c.srtp_ssrc_limit.get(),
+            "srtp_ssrcs": self.srtp_ssrc_count(),
+            "comedia_refused": c.comedia_refused.get(),
         })
     }
 
@@ -260,34 +324,73 @@ impl Link {
         }
     }
 
-    /// Whether a packet from `from` may pass, given the address already fixed for its kind
-    /// (`expected`) and the one fixed for the other kind. Returns `Some(learn)`: `learn` is
-    /// true when comedia should adopt `from` once the packet proves valid.
-    fn admit(
-        &self,
-        from: SocketAddr,
-        expected: Option<SocketAddr>,
-        other: Option<SocketAddr>,
-    ) -> Option<bool> {
-        match expected {
-            Some(addr) if addr == from => Some(false),
-            Some(_) => None,
-            // The first packet of each kind teaches its port; once one kind is known, the
-            // other must come from the same host, so a stranger cannot claim the RTCP path
-            // of a stream it does not send.
-            None if self.comedia => match other {
-                Some(o) if o.ip() != from.ip() => None,
-                _ => Some(true),
-            },
-            None => None,
+    /// Whether the remote address is known (fixed by `connect`, or learned).
+    fn remote_known(&self) -> bool {
+        self.remote_rtp.get().is_some() || self.remote_rtcp.get().is_some()
+    }
+
+    /// Whether the inbound SRTP context may be handed a packet of `ssrc` (an RTCP packet's
+    /// sender SSRC when `rtcp`): always for a declared producer SSRC, otherwise only for
+    /// SSRCs already handed to it or while fewer than `srtp_max_ssrcs` others have been (half
+    /// of them before a comedia transport knows its remote, so that strangers cannot use up
+    /// the real remote's share).
+    fn srtp_admits(&self, ssrc: u32, rtcp: bool) -> bool {
+        let declared = self.ssrcs.borrow().known.contains(&ssrc);
+        let mut handed = self.srtp_ssrcs.borrow_mut();
+        let handed = &mut *handed;
+        let (set, others) = if rtcp {
+            (&mut handed.rtcp, &mut handed.other_rtcp)
+        } else {
+            (&mut handed.rtp, &mut handed.other_rtp)
+        };
+        if set.contains(&ssrc) {
+            return true;
         }
+        if declared {
+            set.insert(ssrc);
+            return true;
+        }
+        let share = if self.remote_known() {
+            self.srtp_max_ssrcs
+        } else {
+            self.srtp_max_ssrcs / 2
+        };
+        if *others >= share {
+            return false;
+        }
+        *others += 1;
+        set.insert(ssrc);
+        true
+    }
+
+    /// SSRCs the inbound SRTP context holds state for (RTP and RTCP).
+    fn srtp_ssrc_count(&self) -> usize {
+        let s = self.srtp_ssrcs.borrow();
+        s.rtp.len() + s.rtcp.len()
+    }
+
+    /// Whether plain RTCP names one of the transport's streams (a producer's SSRC as sender,
+    /// a consumer's in a report block or as the subject of feedback).
+    fn rtcp_plausible(&self, plain: &[u8]) -> bool {
+        let s = self.ssrcs.borrow();
+        packet::rtcp_names_stream(
+            plain,
+            |ssrc| s.known.contains(&ssrc),
+            |ssrc| s.by_consumer.values().any(|v| v.contains(&ssrc)),
+        )
     }
 
     fn on_rtp(&self, data: &[u8], from: SocketAddr) {
         let c = &self.counters;
-        let Some(learn) = self.admit(from, self.remote_rtp.get(), self.remote_rtcp.get()) else {
-            bump(&c.unexpected_source);
-            return;
+        // The RTP address is fixed (by `connect`) or learned from the first valid RTP packet
+        // (comedia). RTCP learned earlier does not constrain it: RTP decides.
+        let learn = match self.remote_rtp.get() {
+            Some(addr) if addr == from => false,
+            None if self.comedia => true,
+            _ => {
+                bump(&c.unexpected_source);
+                return;
+            }
         };
         let Some(header) = packet::rtp_header(data) else {
             bump(&c.malformed_rtp);
@@ -298,6 +401,10 @@ impl Link {
             return;
         }
         let plain = if self.srtp {
+            if !self.srtp_admits(header.ssrc, false) {
+                bump(&c.srtp_ssrc_limit);
+                return;
+            }
             let decrypted = match self.srtp_in.borrow_mut().as_mut() {
                 Some(ctx) => ctx.decrypt_rtp(data).ok(),
                 None => None,
@@ -318,6 +425,14 @@ impl Link {
         }
         if learn {
             self.remote_rtp.set(Some(from));
+            if self.rtcp_mux {
+                // One port for both: RTCP goes where RTP comes from.
+                self.remote_rtcp.set(Some(from));
+            } else if self.remote_rtcp.get().is_some_and(|r| r.ip() != from.ip()) {
+                // RTCP learned from another host than the sender's: forget it, and learn the
+                // sender's own RTCP port when it comes.
+                self.remote_rtcp.set(None);
+            }
             self.set_state(TransportState::Connected);
         }
         bump(&c.rtp_received);
@@ -329,16 +444,32 @@ impl Link {
         let rtcp = self.remote_rtcp.get();
         let rtp = self.remote_rtp.get();
         // A peer may send RTCP from its RTP port (symmetric RTP) as well as its RTCP port.
-        let learn = if rtp == Some(from) {
-            Some(false)
-        } else {
-            self.admit(from, rtcp, rtp)
-        };
-        let Some(learn) = learn else {
-            bump(&c.unexpected_source);
-            return;
+        // Otherwise the RTCP address is fixed, or (comedia) learned: from the RTP sender's
+        // host once RTP is known, from anyone plausible before.
+        let learn = match (rtp, rtcp) {
+            (Some(r), _) if r == from => false,
+            (_, Some(addr)) if addr == from => false,
+            (_, Some(_)) => {
+                bump(&c.unexpected_source);
+                return;
+            }
+            (Some(r), None) if self.comedia && r.ip() == from.ip() => true,
+            (None, None) if self.comedia => true,
+            _ => {
+                bump(&c.unexpected_source);
+                return;
+            }
         };
         let plain = if self.srtp {
+            // The sender SSRC is in the clear; classify() guaranteed four bytes, not eight.
+            let Some(ssrc) = packet::rtcp_sender_ssrc(data) else {
+                bump(&c.malformed_rtcp);
+                return;
+            };
+            if !self.srtp_admits(ssrc, true) {
+                bump(&c.srtp_ssrc_limit);
+                return;
+            }
             let decrypted = match self.srtp_in.borrow_mut().as_mut() {
                 Some(ctx) => ctx.decrypt_rtcp(data).ok(),
                 None => None,
@@ -355,6 +486,13 @@ impl Link {
         };
         if !packet::rtcp_compound_fits(&plain) {
             bump(&c.malformed_rtcp);
+            return;
+        }
+        // Before the RTP sender is known, plain RTCP proves nothing about who sent it: only
+        // RTCP about the transport's own streams may teach the RTCP address (SRTCP proved
+        // itself by authenticating).
+        if learn && rtp.is_none() && !self.srtp && !self.rtcp_plausible(&plain) {
+            bump(&c.comedia_refused);
             return;
         }
         if learn {
@@ -495,7 +633,7 @@ mod tests {
             let io = Rc::new(Io::default());
             let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let srtp_out = suite.map(|suite| super::super::srtp::generate(suite).unwrap().1);
-            let link = Link::new(io.clone(), socket, None, comedia, srtp_out).unwrap();
+            let link = Link::new(io.clone(), socket, None, comedia, srtp_out, 32).unwrap();
             let remote: SocketAddr = "127.0.0.1:9".parse().unwrap();
             if !comedia {
                 link.set_remote(remote, remote);
@@ -531,6 +669,8 @@ mod tests {
                 "malformed_rtcp",
                 "unknown_ssrc",
                 "srtp_failures",
+                "srtp_ssrc_limit",
+                "comedia_refused",
             ]
             .iter()
             .map(|k| stats[k].as_u64().unwrap())
@@ -543,5 +683,72 @@ mod tests {
                 assert_eq!(passed, 0, "{stats}");
             }
         }
+    }
+
+    /// A comedia link on loopback with one consumer sending `0x77`, and the SRTP keys when
+    /// `srtp`.
+    async fn comedia_link(
+        srtp: bool,
+    ) -> (Rc<Io>, Rc<Link>, Option<super::super::srtp::SrtpParameters>) {
+        let io = Rc::new(Io::default());
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let suite = super::super::srtp::DEFAULT_SUITE;
+        let srtp_out = srtp.then(|| super::super::srtp::generate(suite).unwrap().1);
+        let link = Link::new(io.clone(), socket, None, true, srtp_out, 32).unwrap();
+        let key = srtp.then(|| {
+            let (key, _) = super::super::srtp::generate(suite).unwrap();
+            link.set_srtp_in(super::super::srtp::context(&key, true).unwrap());
+            key
+        });
+        let mut params = RtpParameters::default();
+        params.encodings.push(Default::default());
+        params.encodings[0].ssrc = Some(0x77);
+        link.add_consumer(ConsumerId::new(), &params);
+        (io, link, key)
+    }
+
+    /// A receive-only remote teaches a comedia transport its address with a receiver report
+    /// about the consumer it receives; a stranger's report about anything else teaches
+    /// nothing.
+    #[tokio::test]
+    async fn comedia_learns_rtcp_only_about_its_own_streams() {
+        let (io, link, _) = comedia_link(false).await;
+        let stranger: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let rr = |about: u32| {
+            let mut p = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
+            p.extend_from_slice(&about.to_be_bytes());
+            p.extend_from_slice(&[0; 20]);
+            p
+        };
+        link.on_datagram(&rr(0x99), stranger, false);
+        assert_eq!(link.stats()["comedia_refused"], 1);
+        assert!(link.remote().is_none());
+        link.on_datagram(&rr(0x77), remote, false);
+        assert_eq!(io.rtcp.get(), 1);
+        assert_eq!(link.stats()["remote_rtcp"], remote.to_string());
+    }
+
+    /// With a producer that declared no SSRC, SRTP of any SSRC gets as far as decryption, but
+    /// only for `srtp_max_ssrcs / 2` SSRCs before the remote is known.
+    #[tokio::test]
+    async fn undeclared_ssrcs_share_the_srtp_budget() {
+        let (io, link, _) = comedia_link(true).await;
+        let mut params = RtpParameters::default();
+        params.encodings.push(Default::default());
+        link.add_producer(ProducerId::new(), &params);
+        let stranger: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let mut seed = 7u64;
+        for _ in 0..1000 {
+            let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 0];
+            p.extend_from_slice(&(noise(&mut seed) as u32).to_be_bytes());
+            p.extend_from_slice(&[0xAB; 40]);
+            link.on_datagram(&p, stranger, false);
+        }
+        let stats = link.stats();
+        assert_eq!(stats["srtp_ssrcs"], 16, "{stats}");
+        assert_eq!(stats["srtp_failures"], 16, "{stats}");
+        assert_eq!(stats["srtp_ssrc_limit"], 1000 - 16, "{stats}");
+        assert_eq!(io.rtp.get(), 0);
     }
 }

@@ -6,8 +6,14 @@
 //! edge and handed to the router; what the router sends goes out to the remote address:
 //!
 //! - **Remote address.** Either given with `connect {ip, port, rtcp_port?}`, or, with
-//!   `comedia`, learned from the first valid packet (RTP and RTCP ports separately, from one
-//!   host). Packets from any other address are counted (`unexpected_source`) and dropped.
+//!   `comedia`, learned from the traffic: the RTP address from the first valid RTP packet, the
+//!   RTCP address from the RTP sender's host (with rtcp-mux, the RTP address itself), or,
+//!   before any RTP, from RTCP that authenticates or names the transport's streams (other
+//!   RTCP is counted as `comedia_refused`). Packets from any other address are counted
+//!   (`unexpected_source`) and dropped.
+//! - **SRTP state.** Only SRTP of declared SSRCs, or of at most `rtp.srtp_max_ssrcs` others
+//!   per direction, reaches the decrypting context (`srtp_ssrc_limit` counts the rest): the
+//!   SRTP library keeps state for every SSRC it sees, authentic or not.
 //! - **RTCP.** On the RTP port (`rtcp_mux`, the default) or on a port of its own.
 //! - **SRTP.** With `srtp`, the transport makes a master key for what it sends and reports
 //!   it in its local parameters; the remote side's key comes with `connect`. Keys travel as
@@ -44,9 +50,9 @@ use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result, WorkerI
 /// The plugin kind.
 pub const KIND: &str = "rtp";
 
-/// Server-wide defaults of the `rtp` plugin: where transports bind unless their options say
-/// otherwise, and what they announce.
-pub type RtpSettings = crate::settings::ListenSettings;
+/// Server-wide settings of the `rtp` plugin: where transports bind unless their options say
+/// otherwise, what they announce, and the limits on hostile input.
+pub use crate::settings::RtpSettings;
 
 /// The `rtp` plugin.
 pub struct RtpPlugin {
@@ -67,11 +73,8 @@ impl TransportPlugin for RtpPlugin {
 
     fn start_worker(&self, worker: WorkerId) -> Result<Box<dyn TransportFactory>> {
         // Nothing is bound until a transport asks: each has sockets of its own.
-        let span = u32::from(
-            self.settings
-                .port_max
-                .saturating_sub(self.settings.port_min),
-        ) + 1;
+        let listen = &self.settings.listen;
+        let span = u32::from(listen.port_max.saturating_sub(listen.port_min)) + 1;
         // Workers start their search at different points of the range, so that they do not
         // all try the same ports first.
         let offset = worker.0.wrapping_mul(span / 8 + 1) % span;
@@ -195,7 +198,7 @@ impl Factory {
             let rtp = bind_one(ip, o.port).map_err(|e| bind_error("RTP", ip, o.port, e))?;
             return Ok((rtp, rtcp_for(o.port)?));
         }
-        let (min, max) = (self.settings.port_min, self.settings.port_max);
+        let (min, max) = (self.settings.listen.port_min, self.settings.listen.port_max);
         if min == 0 {
             // The OS picks; when its port's successor is taken, ask again a few times.
             let mut last = None;
@@ -244,8 +247,12 @@ impl Factory {
 impl TransportFactory for Factory {
     fn create(&mut self, ctx: TransportContext, options: &Value) -> Result<Box<dyn Transport>> {
         let o = Options::parse(options)?;
-        let listen_ip = o.listen_ip.unwrap_or(self.settings.listen_ip);
-        let announced = match (o.announced_ip, o.listen_ip, self.settings.announced_ip) {
+        let listen_ip = o.listen_ip.unwrap_or(self.settings.listen.listen_ip);
+        let announced = match (
+            o.announced_ip,
+            o.listen_ip,
+            self.settings.listen.announced_ip,
+        ) {
             (Some(ip), _, _) => ip,
             // A transport that names its own listen IP announces that, not the server's.
             (None, Some(ip), _) => ip,
@@ -274,8 +281,15 @@ impl TransportFactory for Factory {
         };
         let rtp = to_tokio(rtp)?;
         let rtcp = rtcp.map(to_tokio).transpose()?;
-        let link = Link::new(ctx.io.clone(), rtp, rtcp, o.comedia, srtp_out)
-            .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+        let link = Link::new(
+            ctx.io.clone(),
+            rtp,
+            rtcp,
+            o.comedia,
+            srtp_out,
+            self.settings.srtp_max_ssrcs,
+        )
+        .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
         let tasks = link.spawn_receivers();
         tracing::debug!(
             transport = %ctx.id,
@@ -498,11 +512,13 @@ impl Transport for RtpTransport {
     }
 
     fn consumer_added(&mut self, id: ConsumerId, kind: MediaKind, params: &RtpParameters) {
+        self.link.add_consumer(id, params);
         self.consumers.push((id, kind, params.clone()));
         self.sdp_version += 1;
     }
 
     fn consumer_removed(&mut self, id: ConsumerId) {
+        self.link.remove_consumer(id);
         self.consumers.retain(|(c, _, _)| *c != id);
         self.sdp_version += 1;
     }
@@ -561,8 +577,11 @@ mod tests {
     fn factory(min: u16, max: u16) -> Factory {
         Factory {
             settings: RtpSettings {
-                port_min: min,
-                port_max: max,
+                listen: crate::settings::ListenSettings {
+                    port_min: min,
+                    port_max: max,
+                    ..Default::default()
+                },
                 ..RtpSettings::default()
             },
             cursor: 0,

@@ -92,6 +92,61 @@ pub fn rtcp_compound_fits(data: &[u8]) -> bool {
     at == data.len()
 }
 
+/// The SSRC of the first part of an RTCP packet (its sender's): bytes 4 to 8, which SRTCP
+/// leaves in the clear. `None` when the datagram is shorter.
+pub fn rtcp_sender_ssrc(data: &[u8]) -> Option<u32> {
+    data.get(4..8)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Whether a compound RTCP packet (already checked with [`rtcp_compound_fits`]) names one of
+/// a transport's streams: a part sent from a `sender` SSRC (sender and receiver reports,
+/// source descriptions, feedback), or a report block or feedback about a `media` SSRC. Plain
+/// RTP has nothing else to tell a sender's first RTCP from a stranger's.
+pub fn rtcp_names_stream(
+    data: &[u8],
+    sender: impl Fn(u32) -> bool,
+    media: impl Fn(u32) -> bool,
+) -> bool {
+    let mut at = 0;
+    while let Some(head) = data.get(at..at + 4) {
+        let words = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let part = data.get(at..at + 4 * (words + 1)).unwrap_or(&[]);
+        let word = |i: usize| {
+            part.get(i..i + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let count = usize::from(head[0] & 0x1F);
+        let named = match head[1] {
+            // SR: 20 bytes of sender info before the report blocks; RR: none.
+            200 | 201 => {
+                let first = if head[1] == 200 { 28 } else { 8 };
+                word(4).is_some_and(&sender)
+                    || (0..count).any(|k| word(first + 24 * k).is_some_and(&media))
+            }
+            // SDES: the first chunk's SSRC.
+            202 => word(4).is_some_and(&sender),
+            // Transport and payload-specific feedback: sender, media source, and for FIR
+            // (format 4) the SSRC of each entry.
+            205 | 206 => {
+                word(4).is_some_and(&sender)
+                    || word(8).is_some_and(&media)
+                    || (head[1] == 206
+                        && count == 4
+                        && (12..part.len())
+                            .step_by(8)
+                            .any(|i| word(i).is_some_and(&media)))
+            }
+            _ => false,
+        };
+        if named {
+            return true;
+        }
+        at += 4 * (words + 1);
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +227,33 @@ mod tests {
         assert!(!rtcp_compound_fits(&trailing));
         assert!(!rtcp_compound_fits(b""));
         assert!(!rtcp_compound_fits(&[0x80, 96, 0, 0]));
+    }
+
+    #[test]
+    fn rtcp_names_stream_reads_senders_report_blocks_and_feedback() {
+        let sender = |ssrc: u32| ssrc == 7;
+        let media = |ssrc: u32| ssrc == 9;
+        // An empty receiver report from a stranger's SSRC names nothing.
+        let stranger_rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+        assert!(!rtcp_names_stream(&stranger_rr, sender, media));
+        // A sender report from the producer's SSRC.
+        let mut sr = vec![0x80, 200, 0, 6, 0, 0, 0, 7];
+        sr.extend_from_slice(&[0; 20]);
+        assert!(rtcp_names_stream(&sr, sender, media));
+        // A receiver report whose block is about the consumer's SSRC.
+        let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 9];
+        rr.extend_from_slice(&[0; 20]);
+        assert!(rtcp_names_stream(&rr, sender, media));
+        // A PLI about the consumer, after a stranger's report in the same compound.
+        let mut compound = stranger_rr.to_vec();
+        compound.extend_from_slice(&[0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9]);
+        assert!(rtcp_names_stream(&compound, sender, media));
+        // A FIR naming the consumer only in its entry.
+        let fir = [
+            0x84, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0,
+        ];
+        assert!(rtcp_names_stream(&fir, sender, media));
+        assert_eq!(rtcp_sender_ssrc(&sr), Some(7));
+        assert_eq!(rtcp_sender_ssrc(&sr[..7]), None);
     }
 }
