@@ -117,7 +117,7 @@ fn check_config_shows_file_env_and_flag_layers() {
         "file kept: {stdout}"
     );
     assert!(stdout.contains("format = \"json\"\n"), "{stdout}");
-    assert!(!stdout.contains("hunter2-hunter2-hunter2"), "token redacted: {stdout}");
+    assert!(!stdout.contains("hunter2"), "token redacted: {stdout}");
 }
 
 #[test]
