@@ -254,8 +254,9 @@ async fn http_request_to_rpc_socket_is_refused_and_closed() {
 async fn preauth_frame_of_nils_is_bounded() {
     let app = start(|c| c.rpc.token = TOKEN.to_owned()).await;
     let addr = app.rpc_tcp_addr().unwrap();
-    let nils = 1 << 20;
-    // [0, 1, "auth", [nil × 1 Mi]]: a megabyte that would decode to ~40 MB of values.
+    // [0, 1, "auth", [nil; n]]: within rpc.max_frame_bytes (1 MiB), a frame that would
+    // decode to tens of megabytes of values.
+    let nils = (1 << 20) - 64;
     let mut frame = vec![0x94, 0x00, 0x01, 0xa4];
     frame.extend_from_slice(b"auth");
     frame.push(0xdd);
