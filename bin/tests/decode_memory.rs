@@ -72,7 +72,10 @@ fn a_megabyte_of_nils_is_refused_before_it_is_decoded() {
         bounded,
         largest as f64 / MIB,
     );
-    assert!(unbounded > 16 << 20, "the cost the bound avoids: {unbounded}");
+    assert!(
+        unbounded > 16 << 20,
+        "the cost the bound avoids: {unbounded}"
+    );
     assert!(bounded < 4096, "refused without decoding: {bounded}");
     assert!(largest < 8 << 20, "bounded at the limit: {largest}");
 }

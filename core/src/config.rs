@@ -1595,7 +1595,11 @@ mod tests {
         config.rpc.token = "x".repeat(MIN_RPC_TOKEN_BYTES - 1);
         let errors = config.validate().unwrap_err();
         assert_eq!(fields(&errors), ["rpc.token"]);
-        assert!(errors[0].message.contains("at least 16 bytes"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("at least 16 bytes"),
+            "{}",
+            errors[0]
+        );
         config.rpc.token = "x".repeat(MIN_RPC_TOKEN_BYTES);
         assert_eq!(config.validate(), Ok(()));
         // No token at all is still fine on loopback.

@@ -25,12 +25,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::time::Instant;
 use switchboard_actors::ServerHandle;
 use switchboard_core::event::Event;
 use switchboard_core::{ErrorCode, RouterId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -256,7 +256,9 @@ struct OpenGuard {
 
 impl OpenGuard {
     fn new(rpc: Arc<RpcShared>, permit: OwnedSemaphorePermit) -> Self {
-        rpc.counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        rpc.counters
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
         Self {
             rpc,
             _permit: permit,

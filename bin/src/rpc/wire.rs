@@ -378,8 +378,16 @@ pub enum HttpSniff {
 
 /// HTTP methods that start a request line, with the space after them.
 const HTTP_METHODS: &[&[u8]] = &[
-    b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"CONNECT ", b"OPTIONS ", b"TRACE ",
-    b"PATCH ", b"PRI ",
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"CONNECT ",
+    b"OPTIONS ",
+    b"TRACE ",
+    b"PATCH ",
+    b"PRI ",
 ];
 
 /// Looks at a stream's first bytes for an HTTP request line.
@@ -754,7 +762,12 @@ mod tests {
                 Msgpack::Map(vec![("k".into(), params)])
             };
         }
-        encode(&Msgpack::Array(vec![0.into(), 7.into(), "m".into(), params]))
+        encode(&Msgpack::Array(vec![
+            0.into(),
+            7.into(),
+            "m".into(),
+            params,
+        ]))
     }
 
     #[test]
@@ -800,7 +813,10 @@ mod tests {
         };
         assert_eq!(peek_msgid(&req(0.into(), 5.into())), Some(5));
         assert_eq!(peek_msgid(&req(0.into(), 70_000.into())), Some(70_000));
-        assert_eq!(peek_msgid(&req(0.into(), u64::from(u32::MAX).into())), Some(u32::MAX));
+        assert_eq!(
+            peek_msgid(&req(0.into(), u64::from(u32::MAX).into())),
+            Some(u32::MAX)
+        );
         assert_eq!(peek_msgid(&req(0.into(), (1u64 << 32).into())), None);
         assert_eq!(peek_msgid(&req(0.into(), (-1).into())), None);
         assert_eq!(peek_msgid(&req(1.into(), 5.into())), None);

@@ -153,14 +153,22 @@ async fn idle_preauth_connections_do_not_lock_out_the_backend() {
     backend.server_info().await.expect("and is served");
     let stats = rpc_stats(&backend).await;
     assert_eq!(stats["connections_open"], 1, "{stats}");
-    assert!(stats["connections_preauth"].as_u64().unwrap() <= 4, "{stats}");
+    assert!(
+        stats["connections_preauth"].as_u64().unwrap() <= 4,
+        "{stats}"
+    );
     assert!(stats["preauth_evicted"].as_u64().unwrap() >= 61, "{stats}");
 
     // Those that made room were told why and closed; the four youngest are still waiting.
     let mut evicted = idle.drain(..60).collect::<Vec<_>>();
     let error = evicted[0].error_notification().await;
     assert_eq!(error["code"], "limit_exceeded", "{error}");
-    assert!(error["message"].as_str().unwrap().contains("max_preauth_connections"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_preauth_connections")
+    );
     evicted[0].expect_closed().await;
     for raw in &mut evicted[1..] {
         while raw.next().await.is_some() {}
@@ -178,7 +186,9 @@ async fn idle_and_stalled_connections_are_closed_at_their_deadlines() {
     .await;
     let addr = app.rpc_tcp_addr().unwrap();
     // An authenticated backend that only listens to events.
-    let listener = Client::connect(&addr.to_string(), Some(TOKEN)).await.unwrap();
+    let listener = Client::connect(&addr.to_string(), Some(TOKEN))
+        .await
+        .unwrap();
     let mut notes = listener.notifications().unwrap();
     listener.subscribe(None).await.unwrap();
 
@@ -186,7 +196,12 @@ async fn idle_and_stalled_connections_are_closed_at_their_deadlines() {
     let mut silent = Raw::connect(addr).await;
     let error = silent.error_notification().await;
     assert_eq!(error["code"], "timeout", "{error}");
-    assert!(error["message"].as_str().unwrap().contains("rpc.auth_timeout_ms"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpc.auth_timeout_ms")
+    );
     silent.expect_closed().await;
 
     // Authenticated, then half a message and nothing more: closed at the read deadline.
@@ -196,13 +211,23 @@ async fn idle_and_stalled_connections_are_closed_at_their_deadlines() {
     stalled.send(&[0x94, 0x00, 0x02]).await;
     let error = stalled.error_notification().await;
     assert_eq!(error["code"], "timeout", "{error}");
-    assert!(error["message"].as_str().unwrap().contains("rpc.read_timeout_ms"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpc.read_timeout_ms")
+    );
     stalled.expect_closed().await;
 
     // The listener outlived both deadlines without sending anything, and still gets events.
-    let other = Client::connect(&addr.to_string(), Some(TOKEN)).await.unwrap();
+    let other = Client::connect(&addr.to_string(), Some(TOKEN))
+        .await
+        .unwrap();
     let room = other.create_router(RouterOptions::default()).await.unwrap();
-    wait_for(&mut notes, |n| format!("{n:?}").contains(&room.id.to_string())).await;
+    wait_for(&mut notes, |n| {
+        format!("{n:?}").contains(&room.id.to_string())
+    })
+    .await;
     let stats = rpc_stats(&other).await;
     assert_eq!(stats["auth_timeouts"], 1, "{stats}");
     assert_eq!(stats["read_timeouts"], 1, "{stats}");
@@ -241,7 +266,10 @@ async fn http_request_to_rpc_socket_is_refused_and_closed() {
     let error = raw.error_notification().await;
     assert_eq!(error["code"], "invalid_request", "{error}");
     let last = raw.error_notification().await;
-    assert!(last["message"].as_str().unwrap().contains("not a request"), "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("not a request"),
+        "{last}"
+    );
     raw.expect_closed().await;
     assert!(app.server.routers().is_empty());
 
