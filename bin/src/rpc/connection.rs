@@ -351,6 +351,10 @@ impl Session {
         let config = self.rpc().config.clone();
         let accepted = Instant::now();
         let mut last_read = accepted;
+        // When the reader last finished with a message. Reading may pause for a while (a
+        // connection with MAX_IN_FLIGHT requests running waits for a slot), and the client
+        // must not be blamed for that time.
+        let mut last_handled = accepted;
         // When the first bytes of the message now in `buf` arrived.
         let mut message_started: Option<Instant> = None;
         let mut first_frame = true;
@@ -382,6 +386,7 @@ impl Session {
                         if let Flow::Close = self.on_frame(&frame).await {
                             return Ended::Refused;
                         }
+                        last_handled = Instant::now();
                         if self.established() != was_established {
                             scanner = FrameScanner::new(self.frame_limit());
                         }
@@ -411,15 +416,16 @@ impl Session {
                     }
                 }
             }
+            let since = last_read.max(last_handled);
             if !buf.is_empty() && message_started.is_none() {
-                message_started = Some(last_read);
+                message_started = Some(since);
             }
             let deadline = if !self.established() {
                 Some((accepted + ms(config.auth_timeout_ms), Deadline::Auth))
             } else if let Some(started) = message_started {
                 Some((started + ms(config.read_timeout_ms), Deadline::Read))
             } else if config.idle_timeout_ms > 0 {
-                Some((last_read + ms(config.idle_timeout_ms), Deadline::Idle))
+                Some((since + ms(config.idle_timeout_ms), Deadline::Idle))
             } else {
                 None
             };
@@ -502,7 +508,8 @@ impl Session {
     /// Closes a pending connection to make room for a newer one.
     async fn evicted(&self) {
         let max = self.rpc().config.max_preauth_connections;
-        info!(peer = %self.peer, max, "closing control connection: pre-auth slots are full");
+        // Counted; at debug level because a flood of connections would flood the log too.
+        debug!(peer = %self.peer, max, "closing control connection: pre-auth slots are full");
         self.send(wire::encode_error_notification(&RpcError::new(
             ErrorCode::LimitExceeded,
             format!(
@@ -518,7 +525,7 @@ impl Session {
     async fn refuse_http(&self) {
         Counters::bump(&self.rpc().counters.http_refused);
         Counters::bump(&self.rpc().counters.protocol_errors);
-        warn!(peer = %self.peer, "control connection refused: an HTTP request");
+        info!(peer = %self.peer, "control connection refused: an HTTP request");
         let body = "This is Switchboard's MessagePack-RPC control socket, not an HTTP server \
                     (docs/rpc.md).\n";
         let response = format!(

@@ -235,6 +235,26 @@ async fn idle_and_stalled_connections_are_closed_at_their_deadlines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_only_when_an_idle_timeout_is_set() {
+    let app = start(|c| c.rpc.idle_timeout_ms = 300).await;
+    let mut raw = Raw::connect(app.rpc_tcp_addr().unwrap()).await;
+    raw.request(1, "router.list", json!({})).await;
+    assert!(raw.response(1).await.0.is_null());
+    let error = raw.error_notification().await;
+    assert_eq!(error["code"], "timeout", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpc.idle_timeout_ms")
+    );
+    raw.expect_closed().await;
+    let stats = rpc_stats(&client(&app).await).await;
+    assert_eq!(stats["idle_timeouts"], 1, "{stats}");
+    stop(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_request_to_rpc_socket_is_refused_and_closed() {
     // No token: what a local SSRF or a browser would find.
     let app = start(|_| {}).await;
