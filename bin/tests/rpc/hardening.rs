@@ -159,7 +159,8 @@ async fn idle_preauth_connections_do_not_lock_out_the_backend() {
     );
     assert!(stats["preauth_evicted"].as_u64().unwrap() >= 61, "{stats}");
 
-    // Those that made room were told why and closed; the four youngest are still waiting.
+    // Those that made room were told why and closed (the first ones with time to read the
+    // explanation, later ones maybe reset: rpc.max_refusals_in_flight bounds the lingering).
     let mut evicted = idle.drain(..60).collect::<Vec<_>>();
     let error = evicted[0].error_notification().await;
     assert_eq!(error["code"], "limit_exceeded", "{error}");
@@ -171,8 +172,39 @@ async fn idle_preauth_connections_do_not_lock_out_the_backend() {
     );
     evicted[0].expect_closed().await;
     for raw in &mut evicted[1..] {
-        while raw.next().await.is_some() {}
+        raw.closed_or_reset().await;
     }
+    stop(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_past_the_limit_costs_no_task_each() {
+    let app = start(|c| {
+        c.rpc.max_connections = 1;
+        c.rpc.max_refusals_in_flight = 2;
+    })
+    .await;
+    let addr = app.rpc_tcp_addr().unwrap();
+    let backend = client(&app).await;
+    backend.server_info().await.unwrap();
+
+    // 40 connections past the limit: two are told why (and given time to read it), the
+    // rest are closed at once, and none of them holds a task meanwhile.
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        flood.push(Raw::connect(addr).await);
+    }
+    let error = flood[0].error_notification().await;
+    assert_eq!(error["code"], "limit_exceeded", "{error}");
+    for raw in &mut flood {
+        raw.closed_or_reset().await;
+    }
+    let stats = rpc_stats(&backend).await;
+    assert_eq!(stats["connections_rejected"], 40, "{stats}");
+    assert!(
+        stats["refusals_unexplained"].as_u64().unwrap() >= 30,
+        "{stats}"
+    );
     stop(app).await;
 }
 
@@ -180,7 +212,7 @@ async fn idle_preauth_connections_do_not_lock_out_the_backend() {
 async fn idle_and_stalled_connections_are_closed_at_their_deadlines() {
     let app = start(|c| {
         c.rpc.token = TOKEN.to_owned();
-        c.rpc.auth_timeout_ms = 300;
+        c.rpc.auth_timeout_ms = 1000;
         c.rpc.read_timeout_ms = 300;
     })
     .await;

@@ -172,6 +172,14 @@ impl Raw {
         out
     }
 
+    /// Waits for the server to end the connection, by a close or a reset (what a socket
+    /// closed with unread input sends).
+    pub async fn closed_or_reset(&mut self) {
+        let mut scratch = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, self.stream.read_to_end(&mut scratch)).await;
+        read.expect("the end of the stream in time").ok();
+    }
+
     /// Sends bytes the server may refuse half-way: the write fails once it has closed.
     pub async fn send_until_refused(&mut self, bytes: &[u8]) {
         let _ = self.stream.write_all(bytes).await;
