@@ -97,7 +97,7 @@ fn check_config_shows_file_env_and_flag_layers() {
             .env("SWITCHBOARD_LIMITS__MAX_ROOMS", "20")
             .env("SWITCHBOARD_SERVER__WORKERS", "2")
             .env("SWITCHBOARD_LOG__FORMAT", "json")
-            .env("SWITCHBOARD_RPC__TOKEN", "hunter2")
+            .env("SWITCHBOARD_RPC__TOKEN", "hunter2-hunter2-hunter2")
             .args(["check-config", "--workers", "3"]),
     );
     let stdout = text(&output.stdout);
@@ -212,7 +212,7 @@ fn ctl_lists_dumps_and_closes_rooms_of_a_running_server() {
         "--metrics-listen",
         "",
         "--set",
-        "rpc.token=s3cret",
+        "rpc.token=s3cret-s3cret-s3cret",
         "--set",
         SHUTDOWN_TIMEOUT_MS,
     ]);
@@ -236,7 +236,7 @@ fn ctl_lists_dumps_and_closes_rooms_of_a_running_server() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("unauthorized"), "{stderr}");
 
-    let token = Some("s3cret");
+    let token = Some("s3cret-s3cret-s3cret");
     let (code, stdout, stderr) = ctl(token, &["rooms"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.ends_with("0 rooms\n"), "{stdout}");

@@ -293,7 +293,30 @@ pub struct RpcConfig {
     pub max_connections: usize,
     /// Time a request may take before it fails with `timeout`, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Largest message accepted before a successful `auth`, when a token is set, in bytes
+    /// (capped at `max_frame_bytes`).
+    pub max_preauth_frame_bytes: usize,
+    /// Connections that have not made their first valid request yet (`auth` when a token is
+    /// set). When they are all taken, the oldest is closed to make room for a new one.
+    pub max_preauth_connections: usize,
+    /// Time a new connection has to make its first valid request, in milliseconds.
+    pub auth_timeout_ms: u64,
+    /// Time a message that has begun to arrive may take to arrive whole, in milliseconds.
+    pub read_timeout_ms: u64,
+    /// Time an established connection may send nothing before it is closed, in
+    /// milliseconds; 0 never closes it (connections that only listen to events stay open).
+    pub idle_timeout_ms: u64,
+    /// Values (scalars, arrays, maps, map keys) one message may hold.
+    pub max_message_values: usize,
+    /// Invalid messages one connection may send; the last one closes it.
+    pub max_protocol_errors: u32,
+    /// Refused or rejected connections being told why at once; beyond this, further ones
+    /// are closed without an explanation.
+    pub max_refusals_in_flight: usize,
 }
+
+/// The shortest `rpc.token` accepted, in bytes.
+pub const MIN_RPC_TOKEN_BYTES: usize = 16;
 
 impl Default for RpcConfig {
     fn default() -> Self {
@@ -304,6 +327,14 @@ impl Default for RpcConfig {
             max_frame_bytes: 1 << 20,
             max_connections: 64,
             request_timeout_ms: 10_000,
+            max_preauth_frame_bytes: 4096,
+            max_preauth_connections: 16,
+            auth_timeout_ms: 10_000,
+            read_timeout_ms: 10_000,
+            idle_timeout_ms: 0,
+            max_message_values: 65_536,
+            max_protocol_errors: 10,
+            max_refusals_in_flight: 16,
         }
     }
 }
@@ -742,6 +773,39 @@ impl Config {
         p.at_least("rpc.max_frame_bytes", rpc.max_frame_bytes as u64, 1);
         p.at_least("rpc.max_connections", rpc.max_connections as u64, 1);
         p.at_least("rpc.request_timeout_ms", rpc.request_timeout_ms, 1);
+        p.at_least(
+            "rpc.max_preauth_frame_bytes",
+            rpc.max_preauth_frame_bytes as u64,
+            1,
+        );
+        p.at_least(
+            "rpc.max_preauth_connections",
+            rpc.max_preauth_connections as u64,
+            1,
+        );
+        p.at_least("rpc.auth_timeout_ms", rpc.auth_timeout_ms, 1);
+        p.at_least("rpc.read_timeout_ms", rpc.read_timeout_ms, 1);
+        p.at_least("rpc.max_message_values", rpc.max_message_values as u64, 1);
+        p.at_least(
+            "rpc.max_protocol_errors",
+            u64::from(rpc.max_protocol_errors),
+            1,
+        );
+        p.at_least(
+            "rpc.max_refusals_in_flight",
+            rpc.max_refusals_in_flight as u64,
+            1,
+        );
+        if !rpc.token.is_empty() && rpc.token.len() < MIN_RPC_TOKEN_BYTES {
+            p.push(
+                "rpc.token",
+                format!(
+                    "is {} bytes long; a token must be at least {MIN_RPC_TOKEN_BYTES} bytes \
+                     (for example `openssl rand -hex 16`, 32 characters)",
+                    rpc.token.len()
+                ),
+            );
+        }
 
         let metrics_addr = p.socket_addr("metrics.listen", &self.metrics.listen);
         let collision = rpc_addr
@@ -1347,7 +1411,7 @@ mod tests {
     fn toml_round_trips_including_codecs() {
         let mut config = Config::default();
         config.media.codecs.push(opus());
-        config.rpc.token = "secret".to_owned();
+        config.rpc.token = "a-secret-of-32-characters-......".to_owned();
         let text = config.to_toml_string().unwrap();
         assert_eq!(Config::from_toml_str(&text), Ok(config));
     }
@@ -1455,6 +1519,13 @@ mod tests {
         config.rpc.max_frame_bytes = 0;
         config.rpc.max_connections = 0;
         config.rpc.request_timeout_ms = 0;
+        config.rpc.max_preauth_frame_bytes = 0;
+        config.rpc.max_preauth_connections = 0;
+        config.rpc.auth_timeout_ms = 0;
+        config.rpc.read_timeout_ms = 0;
+        config.rpc.max_message_values = 0;
+        config.rpc.max_protocol_errors = 0;
+        config.rpc.max_refusals_in_flight = 0;
         config.log.level = " ".to_owned();
         let errors = config.validate().unwrap_err();
         assert_eq!(
@@ -1475,6 +1546,13 @@ mod tests {
                 "rpc.max_frame_bytes",
                 "rpc.max_connections",
                 "rpc.request_timeout_ms",
+                "rpc.max_preauth_frame_bytes",
+                "rpc.max_preauth_connections",
+                "rpc.auth_timeout_ms",
+                "rpc.read_timeout_ms",
+                "rpc.max_message_values",
+                "rpc.max_protocol_errors",
+                "rpc.max_refusals_in_flight",
                 "log.level",
             ]
         );
@@ -1536,7 +1614,7 @@ mod tests {
             assert_eq!(fields(&errors), ["rpc.token"], "{listen}");
             assert!(errors[0].message.contains(listen), "{}", errors[0]);
         }
-        config.rpc.token = "s3cret".to_owned();
+        config.rpc.token = "s3cret-s3cret-s3cret".to_owned();
         assert_eq!(config.validate(), Ok(()));
 
         config.rpc.token = String::new();
@@ -1549,6 +1627,24 @@ mod tests {
             config.rpc.listen = listen.to_owned();
             assert_eq!(config.validate(), Ok(()), "{listen}");
         }
+    }
+
+    #[test]
+    fn short_tokens_are_refused() {
+        let mut config = Config::default();
+        config.rpc.token = "x".repeat(MIN_RPC_TOKEN_BYTES - 1);
+        let errors = config.validate().unwrap_err();
+        assert_eq!(fields(&errors), ["rpc.token"]);
+        assert!(
+            errors[0].message.contains("at least 16 bytes"),
+            "{}",
+            errors[0]
+        );
+        config.rpc.token = "x".repeat(MIN_RPC_TOKEN_BYTES);
+        assert_eq!(config.validate(), Ok(()));
+        // No token at all is still fine on loopback.
+        config.rpc.token = String::new();
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]
@@ -1618,7 +1714,7 @@ mod tests {
         config
             .apply_env(env(&[
                 ("SWITCHBOARD_RPC__LISTEN", "0.0.0.0:7701"),
-                ("SWITCHBOARD_RPC__TOKEN", "t"),
+                ("SWITCHBOARD_RPC__TOKEN", "t0123456789abcdef"),
                 ("SWITCHBOARD_SERVER__WORKERS", "4"),
                 ("SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS", "1_500"),
                 ("SWITCHBOARD_LOG__FORMAT", "json"),
@@ -1626,7 +1722,7 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(config.rpc.listen, "0.0.0.0:7701");
-        assert_eq!(config.rpc.token, "t");
+        assert_eq!(config.rpc.token, "t0123456789abcdef");
         assert_eq!(config.server.workers, 4);
         assert_eq!(config.server.shutdown_timeout_ms, 1_500);
         assert_eq!(config.log.format, LogFormat::Json);

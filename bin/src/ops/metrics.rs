@@ -692,10 +692,16 @@ fn render_rpc(e: &mut Exposition, s: &RpcStats) {
     e.family(
         "switchboard_rpc_connections",
         Kind::Gauge,
-        "Control-socket connections open now.",
+        "Control-socket connections open now that have made their first valid request.",
         |f| f.sample(&[], s.connections_open as f64),
     );
-    let counters: [(&str, &str, u64); 7] = [
+    e.family(
+        "switchboard_rpc_preauth_connections",
+        Kind::Gauge,
+        "Control-socket connections open that have not made their first valid request.",
+        |f| f.sample(&[], s.connections_preauth as f64),
+    );
+    let counters: [(&str, &str, u64); 14] = [
         (
             "switchboard_rpc_connections_accepted_total",
             "Control-socket connections accepted.",
@@ -705,6 +711,44 @@ fn render_rpc(e: &mut Exposition, s: &RpcStats) {
             "switchboard_rpc_connections_rejected_total",
             "Control-socket connections refused because rpc.max_connections were open.",
             s.connections_rejected,
+        ),
+        (
+            "switchboard_rpc_refusals_unexplained_total",
+            "Refused control-socket connections closed without an explanation \
+             (rpc.max_refusals_in_flight).",
+            s.refusals_unexplained,
+        ),
+        (
+            "switchboard_rpc_preauth_evicted_total",
+            "Pre-auth control-socket connections closed for a newer one \
+             (rpc.max_preauth_connections).",
+            s.preauth_evicted,
+        ),
+        (
+            "switchboard_rpc_auth_timeouts_total",
+            "Control-socket connections closed without a valid request in rpc.auth_timeout_ms.",
+            s.auth_timeouts,
+        ),
+        (
+            "switchboard_rpc_read_timeouts_total",
+            "Control-socket connections closed because a message took over rpc.read_timeout_ms.",
+            s.read_timeouts,
+        ),
+        (
+            "switchboard_rpc_idle_timeouts_total",
+            "Control-socket connections closed after rpc.idle_timeout_ms without input.",
+            s.idle_timeouts,
+        ),
+        (
+            "switchboard_rpc_protocol_error_closes_total",
+            "Control-socket connections closed for invalid messages (first message or \
+             rpc.max_protocol_errors).",
+            s.protocol_error_closes,
+        ),
+        (
+            "switchboard_rpc_http_refused_total",
+            "HTTP requests to the control socket, answered 400 and closed.",
+            s.http_refused,
         ),
         (
             "switchboard_rpc_auth_failures_total",

@@ -14,8 +14,8 @@
 //! once [`MAX_IN_FLIGHT`] are waiting. Other connections and the media threads never notice.
 
 use super::dispatch::Ctx;
-use super::wire::{self, FrameScanner, Incoming, Scan};
-use super::{Counters, RpcError, RpcShared};
+use super::wire::{self, FrameScanner, HttpSniff, Incoming, Scan};
+use super::{Counters, PendingSlot, RpcError, RpcShared};
 use bytes::BytesMut;
 use rmpv::Value as Msgpack;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ use switchboard_core::event::Event;
 use switchboard_core::{ErrorCode, RouterId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -80,6 +81,10 @@ pub(crate) struct Conn {
     done: CancellationToken,
 }
 
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The data under these locks is always left consistent, so a panic elsewhere while
     // holding one does not make it unusable.
@@ -115,6 +120,7 @@ impl Conn {
         if let Some(tx) = lock(&self.events).take() {
             let pump = pump(
                 ctx.server().subscribe(),
+                ctx.server().clone(),
                 tx,
                 self.subscriptions.clone(),
                 self.done.clone(),
@@ -149,18 +155,22 @@ impl Conn {
 }
 
 /// Serves one accepted connection until either side ends it.
+///
+/// The connection starts *pending*, holding a pre-auth slot: it must make its first valid
+/// request (a successful `auth` when a token is set) within `rpc.auth_timeout_ms`, and may
+/// be closed earlier to make room for a newer pending connection. Its first valid request
+/// moves it to an `rpc.max_connections` slot.
 pub(crate) async fn serve<R, W>(
     rpc: Arc<RpcShared>,
     server: ServerHandle,
     mut reader: R,
     writer: W,
-    permit: OwnedSemaphorePermit,
+    pending: PendingSlot,
     peer: String,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let _open = OpenGuard::new(&rpc.counters, permit);
     let (responses_tx, responses_rx) = mpsc::channel(MAX_IN_FLIGHT);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let conn = Conn::new(events_tx);
@@ -175,19 +185,30 @@ pub(crate) async fn serve<R, W>(
     let mut session = Session {
         ctx: Ctx::new(server, rpc.clone(), conn.clone()),
         responses: responses_tx,
-        authenticated: rpc.config.token.is_empty(),
+        token_required: !rpc.config.token.is_empty(),
+        pending: Some(pending),
+        open: None,
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        protocol_errors: 0,
         peer,
     };
     let ended = session.read_loop(&mut reader).await;
+    let established = session.open.is_some();
     conn.finish();
+    // The slots go with the session: a closing connection holds none while it flushes.
     drop(session);
 
     // The writer ends once every handler has handed in its response and the pump has
     // flushed; only then may the socket close.
     let _ = writer.await;
     if let Ended::Refused = ended {
-        linger(&mut reader, &rpc.stop).await;
+        if established {
+            linger(&mut reader, &rpc.stop).await;
+        } else if let Ok(_permit) = rpc.refusals.clone().try_acquire_owned() {
+            // Lingering costs a task and a socket for up to LINGER; connections that never
+            // authenticated get it only while few are lingering.
+            linger(&mut reader, &rpc.stop).await;
+        }
     }
 }
 
@@ -202,9 +223,15 @@ enum Ended {
     Server,
 }
 
-/// Answers a connection over the limit with an error notification and closes it.
-pub(crate) async fn refuse<R, W>(rpc: Arc<RpcShared>, mut reader: R, mut writer: W, max: usize)
-where
+/// Answers a connection over the limit with an error notification and closes it. The
+/// caller holds one of the `rpc.max_refusals_in_flight` permits for it.
+pub(crate) async fn refuse<R, W>(
+    rpc: Arc<RpcShared>,
+    mut reader: R,
+    mut writer: W,
+    max: usize,
+    _permit: OwnedSemaphorePermit,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -221,25 +248,28 @@ where
     linger(&mut reader, &rpc.stop).await;
 }
 
-/// Keeps the connection counters and slot for as long as the connection lives.
-struct OpenGuard<'a> {
-    counters: &'a Counters,
+/// Keeps an established connection's `rpc.max_connections` slot and its count.
+struct OpenGuard {
+    rpc: Arc<RpcShared>,
     _permit: OwnedSemaphorePermit,
 }
 
-impl<'a> OpenGuard<'a> {
-    fn new(counters: &'a Counters, permit: OwnedSemaphorePermit) -> Self {
-        counters.connections_open.fetch_add(1, Ordering::Relaxed);
+impl OpenGuard {
+    fn new(rpc: Arc<RpcShared>, permit: OwnedSemaphorePermit) -> Self {
+        rpc.counters
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
         Self {
-            counters,
+            rpc,
             _permit: permit,
         }
     }
 }
 
-impl Drop for OpenGuard<'_> {
+impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.counters
+        self.rpc
+            .counters
             .connections_open
             .fetch_sub(1, Ordering::Relaxed);
     }
@@ -273,9 +303,27 @@ enum Flow {
 struct Session {
     ctx: Ctx,
     responses: mpsc::Sender<Vec<u8>>,
-    authenticated: bool,
+    /// Whether `auth` must be the first request.
+    token_required: bool,
+    /// The pre-auth slot, until the first valid request.
+    pending: Option<PendingSlot>,
+    /// The `rpc.max_connections` slot, from the first valid request on.
+    open: Option<OpenGuard>,
     in_flight: Arc<Semaphore>,
+    /// Invalid messages so far; `rpc.max_protocol_errors` of them close the connection.
+    protocol_errors: u32,
     peer: String,
+}
+
+/// What the reader waits for besides bytes: the deadline that applies now.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// The first valid request is due (`rpc.auth_timeout_ms`).
+    Auth,
+    /// A message that has begun must be complete (`rpc.read_timeout_ms`).
+    Read,
+    /// Something must come (`rpc.idle_timeout_ms`).
+    Idle,
 }
 
 impl Session {
@@ -283,25 +331,77 @@ impl Session {
         &self.ctx.rpc
     }
 
+    fn established(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The frame limit now: lower before `auth` when a token is set.
+    fn frame_limit(&self) -> usize {
+        let config = &self.rpc().config;
+        if self.token_required && !self.established() {
+            config.max_preauth_frame_bytes.min(config.max_frame_bytes)
+        } else {
+            config.max_frame_bytes
+        }
+    }
+
     async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Ended {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut scanner = FrameScanner::new(self.rpc().config.max_frame_bytes);
+        let mut scanner = FrameScanner::new(self.frame_limit());
+        let mut buf = BytesMut::with_capacity(READ_CHUNK.min(scanner.max_frame_bytes() + 1));
+        let config = self.rpc().config.clone();
+        let accepted = Instant::now();
+        let mut last_read = accepted;
+        // When the reader last finished with a message. Reading may pause for a while (a
+        // connection with MAX_IN_FLIGHT requests running waits for a slot), and the client
+        // must not be blamed for that time.
+        let mut last_handled = accepted;
+        // When the first bytes of the message now in `buf` arrived.
+        let mut message_started: Option<Instant> = None;
+        let mut first_frame = true;
+        let evicted = self
+            .pending
+            .as_ref()
+            .map(PendingSlot::evicted)
+            .unwrap_or_default();
         loop {
             loop {
+                if first_frame && !buf.is_empty() {
+                    match wire::sniff_http(&buf) {
+                        HttpSniff::Http => {
+                            self.refuse_http().await;
+                            return Ended::Refused;
+                        }
+                        // Wait for a few more bytes (the auth deadline bounds the wait).
+                        HttpSniff::Maybe => break,
+                        HttpSniff::No => {}
+                    }
+                }
                 match scanner.scan(&buf) {
                     Scan::Complete(len) => {
                         let frame = buf.split_to(len);
                         scanner.reset();
+                        first_frame = false;
+                        message_started = None;
+                        let was_established = self.established();
                         if let Flow::Close = self.on_frame(&frame).await {
                             return Ended::Refused;
+                        }
+                        last_handled = Instant::now();
+                        if self.established() != was_established {
+                            scanner = FrameScanner::new(self.frame_limit());
                         }
                     }
                     Scan::Incomplete => break,
                     Scan::TooLarge => {
-                        let max = self.rpc().config.max_frame_bytes;
+                        let max = scanner.max_frame_bytes();
+                        let setting = if max < config.max_frame_bytes {
+                            "rpc.max_preauth_frame_bytes, before auth"
+                        } else {
+                            "rpc.max_frame_bytes"
+                        };
                         let error = RpcError::new(
                             ErrorCode::FrameTooLarge,
-                            format!("message larger than {max} bytes (rpc.max_frame_bytes)"),
+                            format!("message larger than {max} bytes ({setting})"),
                         );
                         self.fatal(error).await;
                         return Ended::Refused;
@@ -316,11 +416,33 @@ impl Session {
                     }
                 }
             }
-            buf.reserve(READ_CHUNK);
+            let since = last_read.max(last_handled);
+            if !buf.is_empty() && message_started.is_none() {
+                message_started = Some(since);
+            }
+            let deadline = if !self.established() {
+                Some((accepted + ms(config.auth_timeout_ms), Deadline::Auth))
+            } else if let Some(started) = message_started {
+                Some((started + ms(config.read_timeout_ms), Deadline::Read))
+            } else if config.idle_timeout_ms > 0 {
+                Some((since + ms(config.idle_timeout_ms), Deadline::Idle))
+            } else {
+                None
+            };
+            let (until, why) = deadline.unwrap_or((accepted, Deadline::Idle));
+            buf.reserve(READ_CHUNK.min(scanner.max_frame_bytes() + 1));
             let read = tokio::select! {
                 biased;
                 _ = self.ctx.rpc.stop.cancelled() => return Ended::Server,
                 _ = self.responses.closed() => return Ended::Server,
+                _ = evicted.cancelled(), if self.pending.is_some() => {
+                    self.evicted().await;
+                    return Ended::Refused;
+                }
+                _ = tokio::time::sleep_until(until), if deadline.is_some() => {
+                    self.timed_out(why).await;
+                    return Ended::Refused;
+                }
                 read = reader.read_buf(&mut buf) => read,
             };
             match read {
@@ -334,13 +456,84 @@ impl Session {
                     }
                     return Ended::Client;
                 }
-                Ok(_) => {}
+                Ok(_) => last_read = Instant::now(),
                 Err(e) => {
                     debug!(peer = %self.peer, error = %e, "control connection read failed");
                     return Ended::Client;
                 }
             }
         }
+    }
+
+    /// Closes a connection that missed a deadline.
+    async fn timed_out(&self, why: Deadline) {
+        let config = &self.rpc().config;
+        let counters = &self.rpc().counters;
+        let message = match why {
+            Deadline::Auth => {
+                Counters::bump(&counters.auth_timeouts);
+                let first = if self.token_required {
+                    "auth {token}"
+                } else {
+                    "a request"
+                };
+                format!(
+                    "no {first} within {} ms of connecting (rpc.auth_timeout_ms)",
+                    config.auth_timeout_ms
+                )
+            }
+            Deadline::Read => {
+                Counters::bump(&counters.read_timeouts);
+                format!(
+                    "a message took longer than {} ms to arrive (rpc.read_timeout_ms)",
+                    config.read_timeout_ms
+                )
+            }
+            Deadline::Idle => {
+                Counters::bump(&counters.idle_timeouts);
+                format!(
+                    "nothing received for {} ms (rpc.idle_timeout_ms)",
+                    config.idle_timeout_ms
+                )
+            }
+        };
+        info!(peer = %self.peer, reason = %message, "closing control connection");
+        self.send(wire::encode_error_notification(&RpcError::new(
+            ErrorCode::Timeout,
+            message,
+        )))
+        .await;
+    }
+
+    /// Closes a pending connection to make room for a newer one.
+    async fn evicted(&self) {
+        let max = self.rpc().config.max_preauth_connections;
+        // Counted; at debug level because a flood of connections would flood the log too.
+        debug!(peer = %self.peer, max, "closing control connection: pre-auth slots are full");
+        self.send(wire::encode_error_notification(&RpcError::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "closed to make room for a newer connection: {max} connections were waiting \
+                 for their first request (rpc.max_preauth_connections)"
+            ),
+        )))
+        .await;
+    }
+
+    /// Answers an HTTP request line with an HTTP error, so that whoever sent it (a browser,
+    /// a proxy, a server tricked into a request) sees a clear refusal, then closes.
+    async fn refuse_http(&self) {
+        Counters::bump(&self.rpc().counters.http_refused);
+        Counters::bump(&self.rpc().counters.protocol_errors);
+        info!(peer = %self.peer, "control connection refused: an HTTP request");
+        let body = "This is Switchboard's MessagePack-RPC control socket, not an HTTP server \
+                    (docs/rpc.md).\n";
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.send(response.into_bytes()).await;
     }
 
     /// Sends an error notification for a problem that ends the connection.
@@ -356,7 +549,8 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: &[u8]) -> Flow {
-        let message = wire::decode_frame(frame).map(wire::parse_message);
+        let max_values = self.rpc().config.max_message_values;
+        let message = wire::decode_frame_with(frame, max_values).map(wire::parse_message);
         let incoming = match message {
             Ok(Ok(incoming)) => incoming,
             Ok(Err(bad)) => {
@@ -364,9 +558,14 @@ impl Session {
                 return self.reject(bad.msgid, error).await;
             }
             Err(message) => {
+                // Too deep or too big to decode, yet a request's msgid may be readable.
                 let error = RpcError::new(ErrorCode::InvalidRequest, message);
-                return self.reject(None, error).await;
+                return self.reject(wire::peek_msgid(frame), error).await;
             }
+        };
+        let msgid = match &incoming {
+            Incoming::Request { msgid, .. } => Some(*msgid),
+            Incoming::Notification { .. } => None,
         };
         match incoming {
             Incoming::Request {
@@ -374,46 +573,92 @@ impl Session {
                 method,
                 params,
             } if method == "auth" => self.authenticate(msgid, params).await,
-            _ if !self.authenticated => {
-                let msgid = match &incoming {
-                    Incoming::Request { msgid, .. } => Some(*msgid),
-                    Incoming::Notification { .. } => None,
-                };
+            _ if self.token_required && !self.established() => {
                 self.unauthorized(msgid, "the first request must be auth {token}")
                     .await
             }
-            Incoming::Request {
-                msgid,
-                method,
-                params,
-            } => {
-                self.spawn_call(Some(msgid), method, params).await;
-                Flow::Continue
-            }
-            Incoming::Notification { method, params } => {
-                self.spawn_call(None, method, params).await;
+            incoming => {
+                if !self.established()
+                    && let Flow::Close = self.establish(msgid).await
+                {
+                    return Flow::Close;
+                }
+                let (msgid, method, params) = match incoming {
+                    Incoming::Request {
+                        msgid,
+                        method,
+                        params,
+                    } => (Some(msgid), method, params),
+                    Incoming::Notification { method, params } => (None, method, params),
+                };
+                self.spawn_call(msgid, method, params).await;
                 Flow::Continue
             }
         }
     }
 
+    /// Moves the connection from its pre-auth slot to an `rpc.max_connections` slot, or
+    /// refuses it (answering `msgid`) when they are all taken.
+    async fn establish(&mut self, msgid: Option<u32>) -> Flow {
+        let rpc = self.ctx.rpc.clone();
+        match rpc.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.open = Some(OpenGuard::new(rpc, permit));
+                self.pending = None;
+                Flow::Continue
+            }
+            Err(_) => {
+                Counters::bump(&rpc.counters.connections_rejected);
+                let max = rpc.config.max_connections;
+                info!(peer = %self.peer, max, "control connection refused: rpc.max_connections reached");
+                let error = RpcError::new(
+                    ErrorCode::LimitExceeded,
+                    format!("connection limit of {max} reached (rpc.max_connections)"),
+                );
+                let frame = match msgid {
+                    Some(msgid) => wire::encode_response(msgid, &Err(error)),
+                    None => wire::encode_error_notification(&error),
+                };
+                self.send(frame).await;
+                Flow::Close
+            }
+        }
+    }
+
     /// Answers a frame that is not a request: a response when it had a msgid, else an
-    /// `error` notification. The stream is still in step, so the connection goes on, unless
-    /// it has not authenticated yet.
+    /// `error` notification. The stream is still in step, so an established connection
+    /// goes on, until its `rpc.max_protocol_errors`th invalid message; one that has not made
+    /// a valid request yet is closed at once (it is not speaking this protocol: an HTTP
+    /// client, say, whose every byte reads as a number).
     async fn reject(&mut self, msgid: Option<u32>, error: RpcError) -> Flow {
-        if !self.authenticated {
+        if self.token_required && !self.established() {
             return self
                 .unauthorized(msgid, "the first request must be auth {token}")
                 .await;
         }
-        Counters::bump(&self.rpc().counters.protocol_errors);
+        let counters = &self.ctx.rpc.counters;
+        Counters::bump(&counters.protocol_errors);
+        self.protocol_errors = self.protocol_errors.saturating_add(1);
         debug!(peer = %self.peer, message = %error.message, "invalid request");
         let frame = match msgid {
             Some(msgid) => wire::encode_response(msgid, &Err(error)),
             None => wire::encode_error_notification(&error),
         };
         self.send(frame).await;
-        Flow::Continue
+        let max = self.rpc().config.max_protocol_errors;
+        let reason = if !self.established() {
+            "closing: the first message was not a request".to_owned()
+        } else if self.protocol_errors >= max {
+            format!("closing after {max} invalid messages (rpc.max_protocol_errors)")
+        } else {
+            return Flow::Continue;
+        };
+        Counters::bump(&self.ctx.rpc.counters.protocol_error_closes);
+        info!(peer = %self.peer, %reason, "closing control connection");
+        let error = RpcError::new(ErrorCode::InvalidRequest, reason)
+            .with_data(json!({ "protocol_errors": self.protocol_errors }));
+        self.send(wire::encode_error_notification(&error)).await;
+        Flow::Close
     }
 
     async fn unauthorized(&mut self, msgid: Option<u32>, message: &str) -> Flow {
@@ -433,7 +678,11 @@ impl Session {
     async fn authenticate(&mut self, msgid: u32, params: Msgpack) -> Flow {
         match check_token(&self.rpc().config.token, params) {
             Ok(()) => {
-                self.authenticated = true;
+                if !self.established()
+                    && let Flow::Close = self.establish(Some(msgid)).await
+                {
+                    return Flow::Close;
+                }
                 self.send(wire::encode_response(msgid, &Ok(serde_json::Value::Null)))
                     .await;
                 Flow::Continue
@@ -634,14 +883,21 @@ async fn write_with_progress<W: AsyncWrite + Unpin>(
 /// queue is where a slow client's backlog sits. When it is full, events are dropped and
 /// counted, and nothing is queued after the gap until an `events.lagged {dropped}`
 /// notification is, so the client sees exactly where it lost events and how many.
+///
+/// The bus can drop too, if this task falls more than a bus queue behind (it was not
+/// scheduled while a burst was emitted). The bus does not say whose events it dropped, so
+/// this task watches its own bus queue: drops can only have been its own while that queue
+/// was full, and they belong after the events the full queue held. See [`BusGaps`].
 async fn pump(
     mut bus: mpsc::Receiver<Event>,
+    server: ServerHandle,
     tx: mpsc::Sender<Vec<u8>>,
     subscriptions: Arc<Mutex<Subscriptions>>,
     done: CancellationToken,
     rpc: Arc<RpcShared>,
 ) {
     let mut lost: u64 = 0;
+    let mut gaps = BusGaps::new(&bus, server.dropped_events());
     loop {
         tokio::select! {
             biased;
@@ -655,7 +911,11 @@ async fn pump(
             _ = done.cancelled() => break,
             _ = tx.closed() => return,
             event = bus.recv() => match event {
-                Some(event) => offer(&event, &tx, &mut lost, &subscriptions, &rpc),
+                Some(event) => {
+                    gaps.received(&bus, server.dropped_events());
+                    offer(&event, &tx, &mut lost, &subscriptions, &rpc);
+                    gaps.passed(&mut lost, &rpc);
+                }
                 None => break,
             },
         }
@@ -663,10 +923,67 @@ async fn pump(
     // The connection is ending; pass on what was emitted before that (the closures of a
     // server shutdown, for instance) if there is room.
     while let Ok(event) = bus.try_recv() {
+        gaps.received(&bus, server.dropped_events());
         offer(&event, &tx, &mut lost, &subscriptions, &rpc);
+        gaps.passed(&mut lost, &rpc);
     }
     if lost > 0 {
         let _ = tx.try_send(lagged(lost));
+    }
+}
+
+/// Where the server's event bus dropped this connection's events, and how many.
+///
+/// Only this task takes from its bus queue, so between two of its receives the queue only
+/// grows; if it is not full at a receive, it was never full since the previous one and the
+/// bus dropped nothing of this connection's. If it was full, the bus's drop counter grew by
+/// what it dropped for this connection (plus, if other subscribers fell behind at the same
+/// moment, theirs: the count is then an upper bound), and those events were emitted after
+/// every event the full queue held: the gap is placed there.
+struct BusGaps {
+    /// The bus's drop counter at the previous receive.
+    seen: u64,
+    /// Events received from the bus so far.
+    received: u64,
+    /// Gaps not reached yet: (events received when the gap is reached, events lost).
+    ahead: std::collections::VecDeque<(u64, u64)>,
+    capacity: usize,
+}
+
+impl BusGaps {
+    fn new(bus: &mpsc::Receiver<Event>, dropped: u64) -> Self {
+        Self {
+            seen: dropped,
+            received: 0,
+            ahead: Default::default(),
+            capacity: bus.max_capacity(),
+        }
+    }
+
+    /// Called right after an event was taken from `bus`.
+    fn received(&mut self, bus: &mpsc::Receiver<Event>, dropped: u64) {
+        self.received += 1;
+        let queued = bus.len();
+        // Full just before this receive: the event taken plus those still queued.
+        if queued + 1 >= self.capacity && dropped > self.seen {
+            let at = self.received + queued as u64;
+            self.ahead.push_back((at, dropped - self.seen));
+        }
+        self.seen = dropped;
+    }
+
+    /// Called after the event was offered: adds the gaps now reached to `lost`.
+    fn passed(&mut self, lost: &mut u64, rpc: &RpcShared) {
+        while let Some(&(at, count)) = self.ahead.front() {
+            if at > self.received {
+                break;
+            }
+            self.ahead.pop_front();
+            *lost += count;
+            rpc.counters
+                .events_dropped
+                .fetch_add(count, Ordering::Relaxed);
+        }
     }
 }
 
@@ -728,6 +1045,40 @@ mod tests {
         assert!(!tokens_match(b"s3cret", b""));
         // Repeating the token is not the token.
         assert!(!tokens_match(b"ab", b"abab"));
+    }
+
+    #[test]
+    fn bus_gaps_are_placed_after_what_the_full_queue_held() {
+        let rpc = RpcShared::new(
+            switchboard_core::config::RpcConfig::default(),
+            super::super::MethodTable::builtin(),
+        );
+        let event = |worker| Event::WorkerStarted {
+            worker: switchboard_core::WorkerId(worker),
+        };
+        let (tx, mut bus) = mpsc::channel(4);
+        // Some other subscriber's drop before: not ours.
+        let mut gaps = BusGaps::new(&bus, 5);
+        for w in 0..4 {
+            tx.try_send(event(w)).unwrap();
+        }
+        // The queue is full; the bus drops 3 of ours (its counter: 5 + 3).
+        assert!(tx.try_send(event(9)).is_err());
+        let mut lost = 0;
+        for expected_lost in [0, 0, 0, 3] {
+            bus.try_recv().unwrap();
+            gaps.received(&bus, 8);
+            gaps.passed(&mut lost, &rpc);
+            assert_eq!(lost, expected_lost);
+        }
+        // After the gap, a queue that never filled drops nothing of ours, whatever the
+        // counter says.
+        tx.try_send(event(5)).unwrap();
+        bus.try_recv().unwrap();
+        gaps.received(&bus, 20);
+        gaps.passed(&mut lost, &rpc);
+        assert_eq!(lost, 3);
+        assert_eq!(rpc.stats().events_dropped, 3);
     }
 
     #[test]

@@ -248,6 +248,15 @@ pub struct RpcLimits {
     pub request_timeout_ms: u64,
     /// Whether `auth` must come first.
     pub auth_required: bool,
+    /// Time a new connection has to make its first valid request, in milliseconds.
+    #[serde(default)]
+    pub auth_timeout_ms: u64,
+    /// Time an established connection may send nothing, in milliseconds; 0 is no limit.
+    #[serde(default)]
+    pub idle_timeout_ms: u64,
+    /// Values one message may hold.
+    #[serde(default)]
+    pub max_message_values: usize,
 }
 
 /// `server.stats`'s result.
@@ -391,6 +400,9 @@ async fn server_info(ctx: Ctx, _: NoParams) -> Result<ServerInfo, RpcError> {
             max_connections: config.max_connections,
             request_timeout_ms: config.request_timeout_ms,
             auth_required: !config.token.is_empty(),
+            auth_timeout_ms: config.auth_timeout_ms,
+            idle_timeout_ms: config.idle_timeout_ms,
+            max_message_values: config.max_message_values,
         },
     })
 }

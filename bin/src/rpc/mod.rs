@@ -24,14 +24,15 @@ pub use dispatch::{Ctx, MethodTable};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_actors::ServerHandle;
-use switchboard_core::config::RpcConfig;
+use switchboard_core::config::{MIN_RPC_TOKEN_BYTES, RpcConfig};
 use switchboard_core::{Error, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
@@ -140,8 +141,38 @@ pub struct RpcStats {
     pub protocol_errors: u64,
     /// Event notifications queued to subscribers.
     pub events_sent: u64,
-    /// Event notifications dropped because a subscriber's queue was full.
+    /// Event notifications dropped because a subscriber's queue was full, or because the
+    /// server's event bus dropped them for a connection that fell behind.
     pub events_dropped: u64,
+    /// Connections open now that have not made their first valid request (`auth` when a
+    /// token is set); `connections_open` counts the others.
+    #[serde(default)]
+    pub connections_preauth: u64,
+    /// Pre-auth connections closed to make room for a newer one
+    /// (`rpc.max_preauth_connections`).
+    #[serde(default)]
+    pub preauth_evicted: u64,
+    /// Connections closed for making no valid request within `rpc.auth_timeout_ms`.
+    #[serde(default)]
+    pub auth_timeouts: u64,
+    /// Connections closed because a message took longer than `rpc.read_timeout_ms` to
+    /// arrive.
+    #[serde(default)]
+    pub read_timeouts: u64,
+    /// Connections closed for sending nothing for `rpc.idle_timeout_ms`.
+    #[serde(default)]
+    pub idle_timeouts: u64,
+    /// Connections closed for invalid messages: a first message that is not a request, or
+    /// `rpc.max_protocol_errors` of them.
+    #[serde(default)]
+    pub protocol_error_closes: u64,
+    /// Connections that sent an HTTP request, answered with HTTP 400 and closed.
+    #[serde(default)]
+    pub http_refused: u64,
+    /// Refused connections closed without being told why, because
+    /// `rpc.max_refusals_in_flight` were being told already.
+    #[serde(default)]
+    pub refusals_unexplained: u64,
 }
 
 #[derive(Default)]
@@ -156,6 +187,13 @@ pub(crate) struct Counters {
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) events_sent: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) preauth_evicted: AtomicU64,
+    pub(crate) auth_timeouts: AtomicU64,
+    pub(crate) read_timeouts: AtomicU64,
+    pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) protocol_error_closes: AtomicU64,
+    pub(crate) http_refused: AtomicU64,
+    pub(crate) refusals_unexplained: AtomicU64,
 }
 
 impl Counters {
@@ -163,9 +201,17 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> RpcStats {
+    fn snapshot(&self, connections_preauth: u64) -> RpcStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RpcStats {
+            connections_preauth,
+            preauth_evicted: get(&self.preauth_evicted),
+            auth_timeouts: get(&self.auth_timeouts),
+            read_timeouts: get(&self.read_timeouts),
+            idle_timeouts: get(&self.idle_timeouts),
+            protocol_error_closes: get(&self.protocol_error_closes),
+            http_refused: get(&self.http_refused),
+            refusals_unexplained: get(&self.refusals_unexplained),
             connections_open: get(&self.connections_open),
             connections_accepted: get(&self.connections_accepted),
             connections_rejected: get(&self.connections_rejected),
@@ -180,6 +226,82 @@ impl Counters {
     }
 }
 
+/// The connections that have not made their first valid request yet, oldest first.
+///
+/// They are bounded apart from established connections, so that connections that never
+/// authenticate cannot take the backend's slots; and when all `rpc.max_preauth_connections`
+/// are taken, the oldest is closed for the newest instead of the newest being refused, so
+/// that idle connections cannot lock the backend out: a real backend authenticates within
+/// milliseconds of connecting, long before it would be the oldest.
+pub(crate) struct Preauth {
+    max: usize,
+    waiting: Mutex<VecDeque<(u64, CancellationToken)>>,
+    next: AtomicU64,
+}
+
+impl Preauth {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            waiting: Mutex::new(VecDeque::new()),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, CancellationToken)>> {
+        // Every critical section leaves the queue consistent.
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a slot for a new connection, evicting the oldest pending one if none is free.
+    fn enter(self: &Arc<Self>, counters: &Counters) -> PendingSlot {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let evicted = CancellationToken::new();
+        let mut waiting = self.lock();
+        while waiting.len() >= self.max {
+            if let Some((_, oldest)) = waiting.pop_front() {
+                oldest.cancel();
+                Counters::bump(&counters.preauth_evicted);
+            }
+        }
+        waiting.push_back((id, evicted.clone()));
+        PendingSlot {
+            id,
+            evicted,
+            preauth: self.clone(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A connection's pre-auth slot; dropping it frees the slot.
+pub(crate) struct PendingSlot {
+    id: u64,
+    evicted: CancellationToken,
+    preauth: Arc<Preauth>,
+}
+
+impl PendingSlot {
+    /// Cancelled when the connection is evicted for a newer one.
+    pub(crate) fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut waiting = self.preauth.lock();
+        if let Some(at) = waiting.iter().position(|(id, _)| *id == self.id) {
+            waiting.remove(at);
+        }
+    }
+}
+
 /// What every connection of one control socket shares.
 pub(crate) struct RpcShared {
     pub(crate) config: RpcConfig,
@@ -187,8 +309,13 @@ pub(crate) struct RpcShared {
     pub(crate) counters: Counters,
     /// Requests by method and result, and their latency, for `/metrics`.
     pub(crate) metrics: crate::ops::RpcMetrics,
-    /// Connection slots; a connection holds one permit for its whole life.
-    connections: Arc<Semaphore>,
+    /// Established connections' slots; a connection holds one from its first valid request
+    /// to its end.
+    pub(crate) connections: Arc<Semaphore>,
+    /// Connections that have not made a valid request yet.
+    preauth: Arc<Preauth>,
+    /// Refused connections being told why (or lingering after a pre-auth close).
+    pub(crate) refusals: Arc<Semaphore>,
     /// Stop accepting connections; open ones carry on (a child of `stop`).
     accept_stop: CancellationToken,
     /// Stop accepting and stop reading requests.
@@ -207,6 +334,12 @@ impl RpcShared {
             connections: Arc::new(Semaphore::new(
                 config.max_connections.min(Semaphore::MAX_PERMITS),
             )),
+            preauth: Preauth::new(config.max_preauth_connections),
+            refusals: Arc::new(Semaphore::new(
+                config
+                    .max_refusals_in_flight
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
             config,
             methods,
             counters: Counters::default(),
@@ -219,7 +352,7 @@ impl RpcShared {
     }
 
     pub(crate) fn stats(&self) -> RpcStats {
-        self.counters.snapshot()
+        self.counters.snapshot(self.preauth.len() as u64)
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -257,6 +390,11 @@ impl RpcServer {
         let invalid = |message: String| Error::new(ErrorCode::InvalidConfig, message);
         if config.max_connections == 0 {
             return Err(invalid("rpc.max_connections must be at least 1".into()));
+        }
+        if !config.token.is_empty() && config.token.len() < MIN_RPC_TOKEN_BYTES {
+            return Err(invalid(format!(
+                "rpc.token must be at least {MIN_RPC_TOKEN_BYTES} bytes long"
+            )));
         }
         let shared = RpcShared::new(config.clone(), methods);
         let mut addrs = Vec::new();
@@ -445,37 +583,46 @@ async fn accept_failed(shared: &RpcShared, e: &std::io::Error) -> bool {
     }
 }
 
+/// Takes a new connection in: as a pending connection while established slots remain
+/// (evicting the oldest pending one when the pre-auth slots are full), else refused with an
+/// explanation, or, when `rpc.max_refusals_in_flight` refusals are already being explained,
+/// closed at once. Nothing here spawns a task that is not bounded by a limit.
 fn admit<R, W>(shared: &Arc<RpcShared>, server: &ServerHandle, reader: R, writer: W, peer: String)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    match shared.connections.clone().try_acquire_owned() {
+    if shared.connections.available_permits() > 0 {
+        Counters::bump(&shared.counters.connections_accepted);
+        debug!(%peer, "control connection accepted");
+        let pending = shared.preauth.enter(&shared.counters);
+        shared.tracker.spawn(connection::serve(
+            shared.clone(),
+            server.clone(),
+            reader,
+            writer,
+            pending,
+            peer,
+        ));
+        return;
+    }
+    Counters::bump(&shared.counters.connections_rejected);
+    info!(
+        %peer,
+        max = shared.config.max_connections,
+        "control connection refused: rpc.max_connections reached"
+    );
+    match shared.refusals.clone().try_acquire_owned() {
         Ok(permit) => {
-            Counters::bump(&shared.counters.connections_accepted);
-            debug!(%peer, "control connection accepted");
-            shared.tracker.spawn(connection::serve(
-                shared.clone(),
-                server.clone(),
-                reader,
-                writer,
-                permit,
-                peer,
-            ));
-        }
-        Err(_) => {
-            Counters::bump(&shared.counters.connections_rejected);
-            info!(
-                %peer,
-                max = shared.config.max_connections,
-                "control connection refused: rpc.max_connections reached"
-            );
             shared.tracker.spawn(connection::refuse(
                 shared.clone(),
                 reader,
                 writer,
                 shared.config.max_connections,
+                permit,
             ));
         }
+        // Dropping the halves closes the socket.
+        Err(_) => Counters::bump(&shared.counters.refusals_unexplained),
     }
 }

@@ -18,9 +18,15 @@ pub const RESPONSE: u64 = 1;
 /// Message type of a notification: `[2, method, params]`.
 pub const NOTIFICATION: u64 = 2;
 
-/// Deepest nesting of arrays and maps accepted in one message. Real parameters nest fewer
-/// than ten levels; the bound keeps decoding (which recurses) far from the stack's end.
+/// Deepest nesting of arrays and maps accepted in one message: the request's own array is
+/// level 1, so a request may hold parameters nested 63 levels deep. Real parameters nest
+/// fewer than ten levels; the bound keeps decoding (which recurses) far from the stack's end.
 pub const MAX_DEPTH: usize = 64;
+
+/// The depth budget handed to `rmpv`, which spends two units per array or map (the value,
+/// then its elements) and up to three on a leaf (value, string, bytes). [`FrameScanner`]
+/// enforces [`MAX_DEPTH`] exactly before `rmpv` sees a frame; this is only a backstop.
+const RMPV_DEPTH: usize = 2 * MAX_DEPTH + 4;
 
 /// What [`FrameScanner::scan`] found at the start of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +50,10 @@ pub enum Scan {
 /// scanned once, not once per read. Declared lengths are checked against the limit as soon
 /// as their header is read, so a 4 GiB string header is refused after five bytes instead of
 /// after buffering.
+///
+/// On the way it measures the frame: how many values it holds ([`FrameScanner::values`])
+/// and how deeply its arrays and maps nest ([`FrameScanner::depth`]), so that a frame can be
+/// refused before decoding allocates anything for it.
 #[derive(Clone, Debug)]
 pub struct FrameScanner {
     max: usize,
@@ -51,6 +61,14 @@ pub struct FrameScanner {
     pos: usize,
     /// Values still owed before the frame is complete.
     pending: u64,
+    /// Values read so far in this frame.
+    values: u64,
+    /// Values still owed by each open array or map, outermost first, below a root level
+    /// owing the frame's one value. Never longer than `MAX_DEPTH + 1`: past that the frame
+    /// is known to be too deep and only `pending` is kept.
+    levels: Vec<u64>,
+    /// Deepest nesting of arrays and maps seen, `MAX_DEPTH + 1` meaning "more than allowed".
+    depth: usize,
 }
 
 impl FrameScanner {
@@ -60,6 +78,9 @@ impl FrameScanner {
             max: max_frame_bytes.max(1),
             pos: 0,
             pending: 1,
+            values: 0,
+            levels: vec![1],
+            depth: 0,
         }
     }
 
@@ -68,6 +89,55 @@ impl FrameScanner {
     pub fn reset(&mut self) {
         self.pos = 0;
         self.pending = 1;
+        self.values = 0;
+        self.levels.clear();
+        self.levels.push(1);
+        self.depth = 0;
+    }
+
+    /// The frame limit this scanner applies.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max
+    }
+
+    /// Values (scalars, arrays, maps, and map keys) read so far in this frame.
+    pub fn values(&self) -> u64 {
+        self.values
+    }
+
+    /// The deepest nesting of arrays and maps read so far in this frame (a lone scalar is
+    /// 0, `[1]` is 1, `[[1]]` is 2), saturating at `MAX_DEPTH + 1`.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Records one value header in the nesting measurement.
+    fn measure(&mut self, children: u64, is_container: bool) {
+        self.values += 1;
+        if self.depth > MAX_DEPTH {
+            return;
+        }
+        // The value is nested in every level still open except the root.
+        let nesting = self.levels.len().saturating_sub(1);
+        if let Some(owed) = self.levels.last_mut() {
+            *owed = owed.saturating_sub(1);
+        }
+        if is_container {
+            self.depth = self.depth.max(nesting + 1);
+            if self.depth > MAX_DEPTH {
+                // Too deep already; the rest of the structure only matters for finding
+                // the frame's end, which `pending` does.
+                self.levels.clear();
+                return;
+            }
+        }
+        if children > 0 {
+            self.levels.push(children);
+        } else {
+            while self.levels.last() == Some(&0) {
+                self.levels.pop();
+            }
+        }
     }
 
     /// Scans `buf`, which must start at a frame boundary and, between calls without a
@@ -100,6 +170,7 @@ impl FrameScanner {
             }
             self.pos = end;
             self.pending = owed;
+            self.measure(item.children, item.container);
         }
         Scan::Complete(self.pos)
     }
@@ -119,6 +190,7 @@ struct Item {
     header: usize,
     body: usize,
     children: u64,
+    container: bool,
 }
 
 enum Header {
@@ -136,6 +208,7 @@ fn item_at(bytes: &[u8]) -> Header {
             header,
             body: 0,
             children: 0,
+            container: false,
         })
     };
     // Reads a big-endian length of `width` bytes after the marker (and `skip` more bytes).
@@ -149,6 +222,7 @@ fn item_at(bytes: &[u8]) -> Header {
             header: 1 + width + extra,
             body: usize::try_from(len).unwrap_or(usize::MAX),
             children: 0,
+            container: false,
         }),
     };
     let container = |width: usize, per_entry: u64| match length(width) {
@@ -157,6 +231,7 @@ fn item_at(bytes: &[u8]) -> Header {
             header: 1 + width,
             body: 0,
             children: n * per_entry,
+            container: true,
         }),
     };
     match marker {
@@ -165,16 +240,19 @@ fn item_at(bytes: &[u8]) -> Header {
             header: 1,
             body: 0,
             children: u64::from(marker & 0x0f) * 2,
+            container: true,
         }),
         0x90..=0x9f => Header::Item(Item {
             header: 1,
             body: 0,
             children: u64::from(marker & 0x0f),
+            container: true,
         }),
         0xa0..=0xbf => Header::Item(Item {
             header: 1,
             body: usize::from(marker & 0x1f),
             children: 0,
+            container: false,
         }),
         0xc1 => Header::Invalid,
         0xc4 | 0xd9 => sized(1, 0),
@@ -203,19 +281,130 @@ fn item_at(bytes: &[u8]) -> Header {
     }
 }
 
-/// Decodes one complete frame (as delimited by [`FrameScanner`]).
+/// Decodes one complete frame (as delimited by [`FrameScanner`]), of any number of values.
 ///
-/// Fails only for values nested deeper than [`MAX_DEPTH`]: the scanner has already checked
-/// that the bytes are well-formed and complete.
+/// Fails for values nested deeper than [`MAX_DEPTH`] and for bytes that are not one whole
+/// value.
 pub fn decode_frame(frame: &[u8]) -> Result<Msgpack, String> {
+    decode_frame_with(frame, usize::MAX)
+}
+
+/// Decodes one complete frame holding at most `max_values` values, nested at most
+/// [`MAX_DEPTH`] deep.
+///
+/// The frame is measured first, without allocating, so a frame over either bound costs a
+/// scan and nothing more: decoding allocates about 40 bytes per value (see
+/// `docs/security.md`), which for a megabyte of one-byte nils would be tens of megabytes.
+pub fn decode_frame_with(frame: &[u8], max_values: usize) -> Result<Msgpack, String> {
+    let mut measure = FrameScanner::new(frame.len().max(1));
+    match measure.scan(frame) {
+        Scan::Complete(n) if n == frame.len() => {}
+        Scan::Complete(_) => return Err("trailing bytes after the value".to_owned()),
+        Scan::Incomplete | Scan::TooLarge => return Err("an incomplete value".to_owned()),
+        Scan::Invalid => return Err("not MessagePack".to_owned()),
+    }
+    if measure.depth() > MAX_DEPTH {
+        return Err(format!(
+            "arrays and maps nested deeper than {MAX_DEPTH} levels"
+        ));
+    }
+    if measure.values() > max_values as u64 {
+        return Err(format!(
+            "more than {max_values} values in one message (rpc.max_message_values)"
+        ));
+    }
     let mut reader = frame;
-    match rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH) {
+    match rmpv::decode::read_value_with_max_depth(&mut reader, RMPV_DEPTH) {
         Ok(value) if reader.is_empty() => Ok(value),
         Ok(_) => Err("trailing bytes after the value".to_owned()),
         Err(rmpv::decode::Error::DepthLimitExceeded) => Err(format!(
             "arrays and maps nested deeper than {MAX_DEPTH} levels"
         )),
         Err(e) => Err(format!("undecodable value: {e}")),
+    }
+}
+
+/// The msgid of a frame that starts like a request (`[0, msgid, ...]` with four elements),
+/// read from its first bytes without decoding the rest: a request refused for its size or
+/// depth is still answered on its msgid.
+pub fn peek_msgid(frame: &[u8]) -> Option<u32> {
+    let rest = match frame.first()? {
+        0x94 => &frame[1..],
+        0xdc if frame.get(1..3)? == [0, 4] => &frame[3..],
+        0xdd if frame.get(1..5)? == [0, 0, 0, 4] => &frame[5..],
+        _ => return None,
+    };
+    let (kind, rest) = peek_uint(rest)?;
+    if kind != REQUEST {
+        return None;
+    }
+    let (msgid, _) = peek_uint(rest)?;
+    u32::try_from(msgid).ok()
+}
+
+/// A non-negative integer at the start of `bytes`, in any of MessagePack's encodings, and
+/// what follows it.
+fn peek_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (&marker, rest) = bytes.split_first()?;
+    let width = match marker {
+        0x00..=0x7f => return Some((u64::from(marker), rest)),
+        0xcc | 0xd0 => 1,
+        0xcd | 0xd1 => 2,
+        0xce | 0xd2 => 4,
+        0xcf | 0xd3 => 8,
+        _ => return None,
+    };
+    let raw = rest.get(..width)?;
+    let value = raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let signed = marker >= 0xd0;
+    if signed && raw.first().is_some_and(|b| b & 0x80 != 0) {
+        return None;
+    }
+    Some((value, &rest[width..]))
+}
+
+/// Whether a stream's first bytes are an HTTP request line, as a browser or an SSRF'd
+/// HTTP client sends: every byte of one is a valid MessagePack positive fixint, so without
+/// this check each would be answered separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpSniff {
+    /// The bytes start with an HTTP method and a space.
+    Http,
+    /// Too few bytes to tell.
+    Maybe,
+    /// Not HTTP.
+    No,
+}
+
+/// HTTP methods that start a request line, with the space after them.
+const HTTP_METHODS: &[&[u8]] = &[
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"CONNECT ",
+    b"OPTIONS ",
+    b"TRACE ",
+    b"PATCH ",
+    b"PRI ",
+];
+
+/// Looks at a stream's first bytes for an HTTP request line.
+pub fn sniff_http(buf: &[u8]) -> HttpSniff {
+    let mut maybe = false;
+    for method in HTTP_METHODS {
+        if buf.starts_with(method) {
+            return HttpSniff::Http;
+        }
+        if method.starts_with(buf) {
+            maybe = true;
+        }
+    }
+    if maybe {
+        HttpSniff::Maybe
+    } else {
+        HttpSniff::No
     }
 }
 
@@ -562,6 +751,93 @@ mod tests {
         assert!(decode_frame(&bytes).unwrap_err().contains("nested deeper"));
     }
 
+    /// A request `[0, 7, "m", params]` whose arrays nest `depth` deep in all (the request's
+    /// own array included), with a string at the bottom.
+    fn request_nested(depth: usize) -> Vec<u8> {
+        let mut params = Msgpack::from("bottom");
+        for level in 0..depth - 1 {
+            params = if level % 2 == 0 {
+                Msgpack::Array(vec![params])
+            } else {
+                Msgpack::Map(vec![("k".into(), params)])
+            };
+        }
+        encode(&Msgpack::Array(vec![
+            0.into(),
+            7.into(),
+            "m".into(),
+            params,
+        ]))
+    }
+
+    #[test]
+    fn the_documented_depth_is_the_depth_decoded() {
+        for depth in [1, 2, 32, 33, MAX_DEPTH] {
+            let bytes = request_nested(depth);
+            let mut scanner = FrameScanner::new(1 << 20);
+            assert_eq!(scanner.scan(&bytes), Scan::Complete(bytes.len()));
+            assert_eq!(scanner.depth(), depth);
+            let decoded = decode_frame(&bytes);
+            assert!(decoded.is_ok(), "depth {depth}: {decoded:?}");
+        }
+        let bytes = request_nested(MAX_DEPTH + 1);
+        let err = decode_frame(&bytes).unwrap_err();
+        assert_eq!(err, "arrays and maps nested deeper than 64 levels");
+        assert_eq!(peek_msgid(&bytes), Some(7));
+        // Empty containers count as a level too.
+        let mut empty = vec![0x91; MAX_DEPTH];
+        empty.push(0x90);
+        assert!(decode_frame(&empty).is_err());
+        assert!(decode_frame(&empty[1..]).is_ok());
+    }
+
+    #[test]
+    fn values_are_counted_before_decoding() {
+        // [0, 1, "m", [nil; 1000]]: 1000 nils, their array, and the request's 4 values.
+        let nils = Msgpack::Array(vec![Msgpack::Nil; 1000]);
+        let bytes = encode(&Msgpack::Array(vec![0.into(), 1.into(), "m".into(), nils]));
+        let mut scanner = FrameScanner::new(1 << 20);
+        assert_eq!(scanner.scan(&bytes), Scan::Complete(bytes.len()));
+        assert_eq!(scanner.values(), 1005);
+        assert!(decode_frame_with(&bytes, 1005).is_ok());
+        let err = decode_frame_with(&bytes, 1004).unwrap_err();
+        assert!(err.contains("rpc.max_message_values"), "{err}");
+        assert_eq!(peek_msgid(&bytes), Some(1));
+    }
+
+    #[test]
+    fn msgids_are_peeked_only_from_requests() {
+        let bytes = |v: Msgpack| encode(&v);
+        let req = |kind: Msgpack, id: Msgpack| {
+            bytes(Msgpack::Array(vec![kind, id, "m".into(), Msgpack::Nil]))
+        };
+        assert_eq!(peek_msgid(&req(0.into(), 5.into())), Some(5));
+        assert_eq!(peek_msgid(&req(0.into(), 70_000.into())), Some(70_000));
+        assert_eq!(
+            peek_msgid(&req(0.into(), u64::from(u32::MAX).into())),
+            Some(u32::MAX)
+        );
+        assert_eq!(peek_msgid(&req(0.into(), (1u64 << 32).into())), None);
+        assert_eq!(peek_msgid(&req(0.into(), (-1).into())), None);
+        assert_eq!(peek_msgid(&req(1.into(), 5.into())), None);
+        assert_eq!(peek_msgid(&req(0.into(), "5".into())), None);
+        let three = bytes(Msgpack::Array(vec![0.into(), 5.into(), "m".into()]));
+        assert_eq!(peek_msgid(&three), None);
+        for cut in 0..4 {
+            assert_eq!(peek_msgid(&req(0.into(), 300.into())[..cut]), None);
+        }
+    }
+
+    #[test]
+    fn http_request_lines_are_recognised() {
+        assert_eq!(sniff_http(b"GET / HTTP/1.1\r\n"), HttpSniff::Http);
+        assert_eq!(sniff_http(b"POST /x"), HttpSniff::Http);
+        assert_eq!(sniff_http(b"OPTI"), HttpSniff::Maybe);
+        assert_eq!(sniff_http(b"P"), HttpSniff::Maybe);
+        assert_eq!(sniff_http(b"GETX"), HttpSniff::No);
+        assert_eq!(sniff_http(&[0x94, 0x00]), HttpSniff::No);
+    }
+
     #[test]
     fn requests_and_notifications_are_recognised() {
         let request = Msgpack::Array(vec![
@@ -743,6 +1019,26 @@ mod tests {
             {
                 let _ = params_map(params);
             }
+        }
+
+        #[test]
+        fn the_scanner_measures_depth_and_values(value in any_value()) {
+            fn measure(v: &Msgpack) -> (usize, u64) {
+                match v {
+                    Msgpack::Array(items) => items.iter().map(measure).fold((1, 1), |(d, n), (cd, cn)| {
+                        (d.max(cd + 1), n + cn)
+                    }),
+                    Msgpack::Map(entries) => entries
+                        .iter()
+                        .flat_map(|(k, v)| [measure(k), measure(v)])
+                        .fold((1, 1), |(d, n), (cd, cn)| (d.max(cd + 1), n + cn)),
+                    _ => (0, 1),
+                }
+            }
+            let bytes = encode(&value);
+            let mut scanner = FrameScanner::new(1 << 20);
+            prop_assert_eq!(scanner.scan(&bytes), Scan::Complete(bytes.len()));
+            prop_assert_eq!((scanner.depth(), scanner.values()), measure(&value));
         }
 
         #[test]

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod fuzz;
+mod hardening;
 mod lifecycle;
 mod python;
 mod slow_client;

@@ -27,12 +27,12 @@ fn python() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_runs_against_the_server() {
-    let app = start(|c| c.rpc.token = "py-token".to_owned()).await;
+    let app = start(|c| c.rpc.token = "py-token-0123456789".to_owned()).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/rpc_client.py");
     let child = Command::new(python())
         .arg(&script)
         .arg(addr(&app))
-        .arg("py-token")
+        .arg("py-token-0123456789")
         .env_remove("SWITCHBOARD_RPC__TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -162,6 +162,29 @@ impl Raw {
         message[2][0].clone()
     }
 
+    /// Every byte until the server closes the connection, which it must do in time: for
+    /// answers that are not MessagePack.
+    pub async fn bytes_to_end(&mut self) -> Vec<u8> {
+        let mut out = self.buf.split().to_vec();
+        let read = tokio::time::timeout(DEADLINE, self.stream.read_to_end(&mut out)).await;
+        read.expect("the end of the stream in time")
+            .expect("closed, not reset");
+        out
+    }
+
+    /// Waits for the server to end the connection, by a close or a reset (what a socket
+    /// closed with unread input sends).
+    pub async fn closed_or_reset(&mut self) {
+        let mut scratch = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, self.stream.read_to_end(&mut scratch)).await;
+        read.expect("the end of the stream in time").ok();
+    }
+
+    /// Sends bytes the server may refuse half-way: the write fails once it has closed.
+    pub async fn send_until_refused(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
     /// Reads until the server closes the connection, which it must do in time.
     pub async fn expect_closed(&mut self) {
         if let Some(message) = self.next().await {
