@@ -88,6 +88,14 @@ pub struct ConsumerTotals {
     pub retransmission_misses: u64,
     /// NACK messages received.
     pub nacks: u64,
+    /// NACKed sequence numbers listed twice in one NACK.
+    pub nack_duplicates: u64,
+    /// NACKed packets resent within the last round trip already.
+    pub nack_recently_resent: u64,
+    /// NACKed packets beyond `media.nack_max_resends_per_nack`.
+    pub nack_over_limit: u64,
+    /// NACKed packets beyond `media.nack_max_resends_per_second`.
+    pub nack_rate_limited: u64,
     /// PLIs received.
     pub plis: u64,
     /// FIRs received.
@@ -108,6 +116,10 @@ impl ConsumerTotals {
         self.retransmitted += s.retransmitted;
         self.retransmission_misses += s.retransmission_misses;
         self.nacks += s.nacks;
+        self.nack_duplicates += s.nack_duplicates;
+        self.nack_recently_resent += s.nack_recently_resent;
+        self.nack_over_limit += s.nack_over_limit;
+        self.nack_rate_limited += s.nack_rate_limited;
         self.plis += s.plis;
         self.firs += s.firs;
         self.dropped_waiting_keyframe += s.dropped_waiting_keyframe;
@@ -121,6 +133,10 @@ impl ConsumerTotals {
         self.retransmitted += o.retransmitted;
         self.retransmission_misses += o.retransmission_misses;
         self.nacks += o.nacks;
+        self.nack_duplicates += o.nack_duplicates;
+        self.nack_recently_resent += o.nack_recently_resent;
+        self.nack_over_limit += o.nack_over_limit;
+        self.nack_rate_limited += o.nack_rate_limited;
         self.plis += o.plis;
         self.firs += o.firs;
         self.dropped_waiting_keyframe += o.dropped_waiting_keyframe;
@@ -159,6 +175,7 @@ fn add_forwarder(a: &mut ForwarderStats, b: &ForwarderStats) {
     a.unknown_ssrc += b.unknown_ssrc;
     a.malformed_rtcp += b.malformed_rtcp;
     a.unmatched_rtcp += b.unmatched_rtcp;
+    a.nack_refused += b.nack_refused;
     a.quality.merge(&b.quality);
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_core::event::Event;
 use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::sdp;
 use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId};
 
 /// The transport kind SDP sessions use.
@@ -183,10 +184,18 @@ fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
         .collect()
 }
 
+impl RouterActor {
+    /// The configured bounds on SDP from the backend.
+    fn sdp_limits(&self) -> sdp::SdpLimits {
+        sdp::SdpLimits::from(&self.room.borrow().shared.config.limits)
+    }
+}
+
 impl Handler<Publish> for RouterActor {
     type Result = Result<PublishResult>;
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
+        sdp::check_limits(&msg.sdp, self.sdp_limits())?;
         let (transport, _) = ensure_connection(self, ctx, &msg.peer, true)?;
         let producer_slots = {
             let r = self.room.borrow();
@@ -286,6 +295,7 @@ impl Handler<Answer> for RouterActor {
                 ))
             })?
         };
+        sdp::check_limits(&msg.sdp, self.sdp_limits())?;
         let result =
             ops::transport_request(&self.room, transport, "answer", &json!({ "sdp": msg.sdp }))?;
         if result.response["renegotiate"] == json!(true) {

@@ -223,6 +223,14 @@ pub struct LimitsConfig {
     pub max_producers_per_transport: usize,
     /// Consumers on one transport.
     pub max_consumers_per_transport: usize,
+    /// Bytes of one SDP offer or answer from the backend (`webrtc.publish`, `webrtc.answer`).
+    pub max_sdp_bytes: usize,
+    /// m-lines in one SDP; at least `max_consumers_per_transport` + 1, since a receive
+    /// connection's answer has one per consumer and its data channel.
+    pub max_sdp_media_sections: usize,
+    /// `a=ssrc` lines in one m-line (two or four per SSRC are usual; simulcast with RTX has six
+    /// SSRCs).
+    pub max_sdp_ssrc_lines: usize,
 }
 
 impl Default for LimitsConfig {
@@ -233,6 +241,9 @@ impl Default for LimitsConfig {
             max_transports_per_room: 250,
             max_producers_per_transport: 16,
             max_consumers_per_transport: 500,
+            max_sdp_bytes: 512 * 1024,
+            max_sdp_media_sections: 1_024,
+            max_sdp_ssrc_lines: 64,
         }
     }
 }
@@ -649,6 +660,17 @@ impl Config {
             "limits.max_consumers_per_transport",
             limits.max_consumers_per_transport as u64,
             1,
+        );
+        p.at_least("limits.max_sdp_bytes", limits.max_sdp_bytes as u64, 1024);
+        p.at_least(
+            "limits.max_sdp_media_sections",
+            limits.max_sdp_media_sections as u64,
+            limits.max_consumers_per_transport.saturating_add(1) as u64,
+        );
+        p.at_least(
+            "limits.max_sdp_ssrc_lines",
+            limits.max_sdp_ssrc_lines as u64,
+            8,
         );
 
         let media = &self.media;
@@ -1509,6 +1531,9 @@ mod tests {
             max_transports_per_room: 0,
             max_producers_per_transport: 0,
             max_consumers_per_transport: 0,
+            max_sdp_bytes: 0,
+            max_sdp_media_sections: 0,
+            max_sdp_ssrc_lines: 0,
         };
         config.media.retransmission_max_age_ms = 0;
         config.media.keyframe_request_interval_ms = 0;
@@ -1537,6 +1562,9 @@ mod tests {
                 "limits.max_transports_per_room",
                 "limits.max_producers_per_transport",
                 "limits.max_consumers_per_transport",
+                "limits.max_sdp_bytes",
+                "limits.max_sdp_media_sections",
+                "limits.max_sdp_ssrc_lines",
                 "media.retransmission_max_age_ms",
                 "media.keyframe_request_interval_ms",
                 "media.sender_report_interval_ms",

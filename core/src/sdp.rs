@@ -315,6 +315,78 @@ pub fn media_sections(sdp: &Sdp) -> Vec<MediaSection> {
         .collect()
 }
 
+/// Bounds on SDP from the backend, checked before it is parsed ([`check_limits`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SdpLimits {
+    /// Bytes in the whole description.
+    pub max_bytes: usize,
+    /// m-lines.
+    pub max_media_sections: usize,
+    /// `a=ssrc` lines in one m-line.
+    pub max_ssrc_lines: usize,
+}
+
+impl From<&crate::config::LimitsConfig> for SdpLimits {
+    fn from(l: &crate::config::LimitsConfig) -> Self {
+        Self {
+            max_bytes: l.max_sdp_bytes,
+            max_media_sections: l.max_sdp_media_sections,
+            max_ssrc_lines: l.max_sdp_ssrc_lines,
+        }
+    }
+}
+
+/// Refuses a description larger than `limits` allow, in one pass over its lines and before
+/// anything parses it: parsing, negotiation and the publish diff all run on the room's
+/// worker thread, so their cost must be bounded by configuration, not by the sender.
+///
+/// # Errors
+///
+/// [`ErrorCode::LimitExceeded`] naming the limit and, for per-m-line limits, the line.
+pub fn check_limits(sdp: &str, limits: SdpLimits) -> Result<()> {
+    if sdp.len() > limits.max_bytes {
+        return Err(Error::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "the SDP is {} bytes, more than {} (limits.max_sdp_bytes)",
+                sdp.len(),
+                limits.max_bytes
+            ),
+        ));
+    }
+    let mut media = 0usize;
+    let mut ssrc_lines = 0usize;
+    for (n, line) in sdp.lines().enumerate() {
+        if line.starts_with("m=") {
+            media += 1;
+            ssrc_lines = 0;
+            if media > limits.max_media_sections {
+                return Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "line {}: more than {} m-lines (limits.max_sdp_media_sections)",
+                        n + 1,
+                        limits.max_media_sections
+                    ),
+                ));
+            }
+        } else if line.starts_with("a=ssrc:") {
+            ssrc_lines += 1;
+            if ssrc_lines > limits.max_ssrc_lines {
+                return Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "line {}: more than {} a=ssrc lines in one m-line (limits.max_sdp_ssrc_lines)",
+                        n + 1,
+                        limits.max_ssrc_lines
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks what a WebRTC offer needs before a stack applies it, so that a broken offer is
 /// refused with the line at fault and never half-applied: every m-line has a mid, every
 /// payload type on an RTP m-line is described (`a=rtpmap`), and every m-line that is not
@@ -2501,6 +2573,34 @@ mod tests {
     }
 
     /// Makes a plausible mistake in `text`.
+    #[test]
+    fn oversized_offers_are_refused_before_parsing() {
+        let limits = SdpLimits {
+            max_bytes: 64 * 1024,
+            max_media_sections: 4,
+            max_ssrc_lines: 8,
+        };
+        assert!(check_limits(CHROMIUM_OFFER, limits).is_ok());
+        assert!(check_limits(FIREFOX_OFFER, limits).is_ok());
+        let big = format!("{CHROMIUM_OFFER}{}", "a=x\r\n".repeat(20_000));
+        let err = check_limits(&big, limits).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        assert!(err.message.contains("limits.max_sdp_bytes"), "{err}");
+        let many_m = format!(
+            "{CHROMIUM_OFFER}{}",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(5)
+        );
+        let err = check_limits(&many_m, limits).unwrap_err();
+        assert!(
+            err.message.contains("limits.max_sdp_media_sections"),
+            "{err}"
+        );
+        let many_ssrc = format!("{CHROMIUM_OFFER}{}", "a=ssrc:1 cname:x\r\n".repeat(9));
+        let err = check_limits(&many_ssrc, limits).unwrap_err();
+        assert!(err.message.contains("limits.max_sdp_ssrc_lines"), "{err}");
+        assert!(err.message.starts_with("line "), "{err}");
+    }
+
     #[test]
     fn real_stacks_offers_pass_the_webrtc_offer_check() {
         for (stack, offer) in [

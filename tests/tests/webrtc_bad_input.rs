@@ -200,3 +200,35 @@ async fn an_unsupported_codec_is_rejected_in_the_answer_not_accepted_and_dropped
     );
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_of_thousands_of_m_lines_is_refused_before_it_is_parsed() {
+    let t = start_webrtc(1);
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let peer = switchboard_core::PeerId::parse("mallory").unwrap();
+    t.server.join_peer(room, peer.clone()).await.unwrap();
+    let mut client = Client::new(96, 111).await;
+    client
+        .add_track(RtpCodecKind::Video, vp8(), 0x0F00_0000, "mallory")
+        .await;
+    let offer = client.offer().await;
+    let video = offer.find("m=video").unwrap();
+    let section = &offer[video..];
+    let huge = format!("{}{}", &offer[..video], section.repeat(5_000));
+    let err = t
+        .server
+        .publish(room, peer.clone(), huge)
+        .await
+        .expect_err("5,000 m-lines");
+    assert_eq!(err.code, ErrorCode::LimitExceeded, "{err}");
+    assert!(err.message.contains("limits.max_sdp"), "{err}");
+    // Nothing was applied: the same peer's real offer goes through.
+    let published = t.server.publish(room, peer, offer).await.unwrap();
+    assert_eq!(published.producers.len(), 1);
+    t.server.shutdown().await.unwrap();
+}

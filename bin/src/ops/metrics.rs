@@ -455,6 +455,24 @@ impl Snapshot {
             });
         }
         e.family(
+            "switchboard_nack_refused_packets_total",
+            Kind::Counter,
+            "NACKed packets the NACK policy did not resend, by reason: duplicate (listed twice in one NACK), recently_resent (within the receiver's RTT), over_limit (media.nack_max_resends_per_nack), rate_limited (media.nack_max_resends_per_second).",
+            |f| {
+                for (id, m) in &rows {
+                    let reasons = [
+                        ("duplicate", m.consumers.nack_duplicates),
+                        ("recently_resent", m.consumers.nack_recently_resent),
+                        ("over_limit", m.consumers.nack_over_limit),
+                        ("rate_limited", m.consumers.nack_rate_limited),
+                    ];
+                    for (reason, n) in reasons {
+                        f.sample(&[("worker", id), ("reason", reason)], n as f64);
+                    }
+                }
+            },
+        );
+        e.family(
             "switchboard_receiver_rtt_seconds",
             Kind::Histogram,
             "Round-trip time to receivers, one observation per receiver report that echoes one of our sender reports.",

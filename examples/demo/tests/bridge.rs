@@ -307,10 +307,10 @@ async fn shutdown_makes_the_peers_leave_and_closes_the_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_is_used_and_a_missing_server_or_wrong_token_fails_at_start() {
-    let app = start_server("s3cret").await;
+    let app = start_server("demo-bridge-test-token").await;
     let rpc = rpc_addr(&app);
 
-    let demo = switchboard_demo::serve("127.0.0.1:0", &rpc, Some("s3cret"))
+    let demo = switchboard_demo::serve("127.0.0.1:0", &rpc, Some("demo-bridge-test-token"))
         .await
         .expect("starts with the right token");
     let (_page, _, _) = Page::join(&demo).await;
