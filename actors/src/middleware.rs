@@ -245,7 +245,7 @@ pub(crate) fn attach(
     }
     let factory = room.shared.middleware.require(name)?.clone();
     let config = &room.shared.config;
-    let options = config.middleware.options_for(name, requested);
+    let options = factory.merge_options(&config.middleware.configured_options(name), requested)?;
     let capacity = config.middleware.queue_capacity.max(1);
     let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
     let selection = Arc::new(Selection::default());

@@ -26,9 +26,14 @@ const AUDIO_SSRC: u32 = 0x2222_0002;
 
 /// The binary with plain RTP on OS-chosen ports and a shutdown timeout long enough for the
 /// recorder to finish.
-fn start_server() -> Running {
+/// The server binary, recording under `dir` (the recorder's configured directory: attach
+/// requests may only name places inside it).
+fn start_server(dir: &std::path::Path) -> Running {
+    let recordings = format!("middleware.options.recorder.directory={}", dir.display());
     Running::start(&[
         "run",
+        "--set",
+        &recordings,
         "--workers",
         "1",
         "--rpc-listen",
@@ -92,7 +97,7 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut server = start_server();
+    let mut server = start_server(&dir);
     server.wait_for("switchboard ready", STARTUP_TIMEOUT);
     let addr = rpc_address(&server);
 
@@ -150,7 +155,7 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
                 .unwrap();
         }
         client
-            .attach_middleware(room, "recorder", json!({ "directory": dir }))
+            .attach_middleware(room, "recorder", json!({}))
             .await
             .unwrap();
         // 30 s of media: far longer than the test lets it run.

@@ -454,18 +454,12 @@ impl MiddlewareConfig {
     /// The options an instance of `name` gets: the configured defaults overlaid, top-level key
     /// by key, with `requested` (an object, or null for none).
     pub fn options_for(&self, name: &str, requested: &serde_json::Value) -> serde_json::Value {
-        let mut merged = self.options.get(name).cloned().unwrap_or_default();
-        match requested {
-            serde_json::Value::Object(extra) => {
-                for (k, v) in extra {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-            serde_json::Value::Null => {}
-            // Not an object: the factory sees it as it is, and refuses it with its own error.
-            other => return other.clone(),
-        }
-        serde_json::Value::Object(merged)
+        crate::middleware::overlay_options(&self.configured_options(name), requested)
+    }
+
+    /// The configured options of `name` (`[middleware.options.<name>]`), empty if none.
+    pub fn configured_options(&self, name: &str) -> serde_json::Map<String, serde_json::Value> {
+        self.options.get(name).cloned().unwrap_or_default()
     }
 }
 

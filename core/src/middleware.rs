@@ -297,6 +297,40 @@ pub trait MiddlewareFactory: Send + Sync + 'static {
     /// call [`RoomAccess`] methods that block (queue such work for [`Middleware::on_producer`]
     /// or the first tick).
     fn create(&self, ctx: MiddlewareContext, options: &Value) -> Result<Box<dyn Middleware>>;
+
+    /// The options an instance gets from the configuration's `[middleware.options.<name>]`
+    /// table and an attach request's options. The default overlays the request on the
+    /// configuration key by key ([`overlay_options`]). A middleware whose options name host
+    /// resources (directories, devices) overrides this to keep a request inside what the
+    /// configuration allows: the backend's requests are input, the configuration is policy.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidParams`](crate::ErrorCode::InvalidParams) for a request the
+    /// configuration does not allow.
+    fn merge_options(
+        &self,
+        configured: &serde_json::Map<String, Value>,
+        requested: &Value,
+    ) -> Result<Value> {
+        Ok(overlay_options(configured, requested))
+    }
+}
+
+/// `configured` overlaid, top-level key by key, with `requested` (an object, or null for
+/// none). Anything else is returned as it is, for the factory to refuse with its own error.
+pub fn overlay_options(configured: &serde_json::Map<String, Value>, requested: &Value) -> Value {
+    let mut merged = configured.clone();
+    match requested {
+        Value::Object(extra) => {
+            for (k, v) in extra {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Value::Null => {}
+        other => return other.clone(),
+    }
+    Value::Object(merged)
 }
 
 /// The middleware available to this server, in registration order.

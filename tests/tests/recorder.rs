@@ -24,9 +24,14 @@ use tokio::sync::mpsc;
 const VIDEO_SSRC: u32 = 0x1111_0001;
 const AUDIO_SSRC: u32 = 0x2222_0002;
 
-/// A server with the rtp plugin and the built-in middleware.
-fn start_server() -> TestServer {
+/// A server with the rtp plugin and the built-in middleware, recording under `recordings`
+/// (the recorder's configured directory: attach requests may only name places inside it).
+fn start_server(recordings: &std::path::Path) -> TestServer {
     let mut config = Config::default();
+    config.middleware.options.insert(
+        "recorder".to_owned(),
+        serde_json::from_value(json!({ "directory": recordings })).unwrap(),
+    );
     config.server.workers = 1;
     config.rtp.port_min = 0;
     config.rtp.port_max = 0;
@@ -193,11 +198,11 @@ async fn probe(path: &str) -> Value {
 async fn ffmpeg_vp8_and_opus_are_recorded_to_one_webm_of_the_right_length() {
     ffmpeg::require();
     let scratch = Scratch::new("recorder-e2e");
-    let t = start_server();
+    let t = start_server(&scratch.path);
     let i = ingest(&t).await;
     let mut events = t.server.subscribe_room(i.room);
     t.server
-        .attach_middleware(i.room, "recorder", json!({ "directory": scratch.path }))
+        .attach_middleware(i.room, "recorder", json!({}))
         .await
         .unwrap();
     let sender = send(&i, 10);
@@ -259,7 +264,9 @@ async fn an_unwritable_directory_is_reported_and_forwarding_continues() {
     // A directory below a regular file cannot be created.
     let blocker = scratch.file("not-a-directory");
     std::fs::write(&blocker, b"x").unwrap();
-    let t = start_server();
+    // The configured directory is a file, so the one the attach request names inside it
+    // cannot be created.
+    let t = start_server(&blocker);
     let room = t
         .server
         .create_router(RouterOptions::default())
@@ -270,11 +277,7 @@ async fn an_unwritable_directory_is_reported_and_forwarding_continues() {
     let (publisher, subscriber) = (pair.publisher, pair.subscriber);
     let mut events = t.server.subscribe_room(room);
     t.server
-        .attach_middleware(
-            room,
-            "recorder",
-            json!({ "directory": blocker.join("rec") }),
-        )
+        .attach_middleware(room, "recorder", json!({ "directory": "rec" }))
         .await
         .unwrap();
 

@@ -53,6 +53,14 @@ impl MiddlewareFactory for RecorderFactory {
         "recorder"
     }
 
+    fn merge_options(
+        &self,
+        configured: &serde_json::Map<String, Value>,
+        requested: &Value,
+    ) -> Result<Value> {
+        options::merge(configured, requested)
+    }
+
     fn create(&self, ctx: MiddlewareContext, options: &Value) -> Result<Box<dyn Middleware>> {
         let options = RecorderOptions::from_value(options)?;
         if options.producers.is_empty() {
