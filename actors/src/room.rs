@@ -335,6 +335,7 @@ impl Room {
         let Some(node) = self.transports.remove(&id) else {
             return false;
         };
+        crate::span::release_transport_slot(self, id);
         self.closed_totals.reentrant_drops += node.io.reentrant_drops.get();
         self.renegotiate.remove(&id);
         for p in &mut self.peers {

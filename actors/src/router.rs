@@ -195,11 +195,19 @@ impl RouterActor {
             {
                 return Err(Error::not_found("peer", peer));
             }
-            let max = r.shared.config.limits.max_transports_per_room;
-            if r.transports.len() >= max {
+            (r.shared.clone(), r.worker, r.capabilities.clone())
+        };
+        // The limit is the room's, across every router it spans; the pipes that link them
+        // are not the backend's transports and do not count.
+        let slot = if internal {
+            crate::span::TransportSlot::take(None, 0)?
+        } else {
+            let group = shared.rooms.get(&self.id).map(|g| g.value().clone());
+            let max = shared.config.limits.max_transports_per_room;
+            if group.is_none() && self.room.borrow().transports.len() >= max {
                 return Err(Error::limit("transports per room", max));
             }
-            (r.shared.clone(), r.worker, r.capabilities.clone())
+            crate::span::TransportSlot::take(group, max)?
         };
         let id = TransportId::new();
         // Created in whatever span the caller entered (the room's, or a peer's inside it).
@@ -276,6 +284,7 @@ impl RouterActor {
         if internal {
             r.span.internal.insert(id);
         }
+        slot.keep();
         r.emit(Event::TransportCreated {
             router: self.id,
             transport: id,

@@ -50,6 +50,9 @@ pub(crate) struct RoomGroup {
     /// Serialises adding routers to the room.
     pub setup: tokio::sync::Mutex<()>,
     pub state: Mutex<GroupState>,
+    /// Transports the backend sees in all the room's routers, for the per-room limit (each
+    /// router only knows its own).
+    pub transports: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -79,6 +82,7 @@ impl RoomGroup {
             single_connection,
             setup: tokio::sync::Mutex::new(()),
             state: Mutex::new(GroupState::default()),
+            transports: Default::default(),
         }
     }
 
@@ -115,6 +119,55 @@ impl RoomGroup {
         let w = self.state().recv_on.get(peer).copied();
         w.and_then(|w| self.router_on(w))
             .unwrap_or_else(|| self.home_addr.clone())
+    }
+}
+
+/// A room-wide transport slot, taken before a transport is created and given back if its
+/// creation fails (or, once kept, when it closes: [`release_transport_slot`]).
+pub(crate) struct TransportSlot(Option<Arc<RoomGroup>>);
+
+impl TransportSlot {
+    /// Takes a slot in `group` if fewer than `max` are taken.
+    pub fn take(group: Option<Arc<RoomGroup>>, max: usize) -> Result<Self> {
+        if let Some(g) = &group {
+            let taken = g.transports.fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |n| (n < max).then_some(n + 1),
+            );
+            if taken.is_err() {
+                return Err(Error::limit("transports per room", max));
+            }
+        }
+        Ok(Self(group))
+    }
+
+    /// The transport exists: the slot stays taken until it closes.
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TransportSlot {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            g.transports
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
+/// Gives back the room-wide slot of a closing transport the backend sees.
+pub(crate) fn release_transport_slot(room: &Room, id: TransportId) {
+    if room.span.internal.contains(&id) {
+        return;
+    }
+    if let Some(g) = room.shared.rooms.get(&room.id) {
+        let _ = g.transports.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
     }
 }
 

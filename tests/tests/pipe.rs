@@ -531,3 +531,46 @@ async fn a_producer_placed_on_the_other_worker_is_piped_back_to_the_room_s_worke
     ));
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_room_transport_limit_counts_every_router_of_a_spanning_room() {
+    let mut config = Config::default();
+    config.server.workers = 2;
+    config.placement.max_worker_packets_per_second = 1;
+    config.placement.sample_interval_ms = 20;
+    config.limits.max_transports_per_room = 4;
+    let t = start_with(config, vec![PipePlugin::new()]);
+    let room = t
+        .server
+        .create_router(RouterOptions::default())
+        .await
+        .unwrap();
+    let (_, pub_ep, _) = vp8_publisher(&t, &room).await;
+    let seq = AtomicU16::new(1);
+    load_worker(&t, room.worker, &pub_ep, &seq).await;
+    // Three more: with the room's worker loaded they go to the other worker's router, whose
+    // own count (and the pipes linking the two) must not hide the room's.
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        created.push(direct_transport(&t, &room).await.0);
+    }
+    let placed = transport_workers(&t, &room).await;
+    assert!(
+        placed.iter().any(|(_, w)| *w != room.worker.0),
+        "the room spans: {placed:?}"
+    );
+    let err = t
+        .server
+        .create_transport(room.id, "direct", json!({}))
+        .await
+        .expect_err("a fifth transport in a room limited to four");
+    assert_eq!(
+        err.code,
+        switchboard_core::ErrorCode::LimitExceeded,
+        "{err}"
+    );
+    // A closed transport gives its slot back, wherever it was.
+    t.server.close_transport(created[2]).await.unwrap();
+    direct_transport(&t, &room).await;
+    t.server.shutdown().await.unwrap();
+}
