@@ -31,6 +31,29 @@ pub struct TestServer {
     pub direct: Arc<DirectPlugin>,
 }
 
+impl TestServer {
+    /// A new room with the default options.
+    pub async fn room(&self) -> switchboard_core::RouterId {
+        self.server
+            .create_router(switchboard_actors::RouterOptions::default())
+            .await
+            .expect("room")
+            .id
+    }
+}
+
+/// The server's media address from the first `a=candidate` line of its SDP.
+pub fn server_candidate(sdp: &str) -> std::net::SocketAddr {
+    let line = sdp
+        .lines()
+        .find(|l| l.starts_with("a=candidate:"))
+        .expect("a candidate in the server's SDP");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    format!("{}:{}", f[4], f[5])
+        .parse()
+        .expect("an address in the candidate")
+}
+
 /// Starts a server with `workers` workers, the direct plugin and any extra plugins.
 pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
     let mut config = Config::default();

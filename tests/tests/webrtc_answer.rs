@@ -5,7 +5,6 @@
 
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use switchboard_actors::RouterOptions;
 use switchboard_core::PeerId;
 use switchboard_core::sdp::{self, Direction};
 use switchboard_tests::webrtc_client::{Client, vp8};
@@ -14,12 +13,7 @@ use switchboard_tests::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recvonly_m_line_on_a_send_connection_is_answered_inactive_with_rtcp_muxed_candidates() {
     let t = start_webrtc(1);
-    let room = t
-        .server
-        .create_router(RouterOptions::default())
-        .await
-        .unwrap()
-        .id;
+    let room = t.room().await;
     let alice = PeerId::parse("alice").unwrap();
     t.server.join_peer(room, alice.clone()).await.unwrap();
     let mut client = Client::new(100, 109).await;

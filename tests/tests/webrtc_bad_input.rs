@@ -204,12 +204,7 @@ async fn an_unsupported_codec_is_rejected_in_the_answer_not_accepted_and_dropped
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_of_thousands_of_m_lines_is_refused_before_it_is_parsed() {
     let t = start_webrtc(1);
-    let room = t
-        .server
-        .create_router(RouterOptions::default())
-        .await
-        .unwrap()
-        .id;
+    let room = t.room().await;
     let peer = switchboard_core::PeerId::parse("mallory").unwrap();
     t.server.join_peer(room, peer.clone()).await.unwrap();
     let mut client = Client::new(96, 111).await;

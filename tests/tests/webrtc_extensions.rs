@@ -178,14 +178,7 @@ async fn a_leg_with_fewer_extensions_than_the_publisher_gets_every_packet_and_re
 
     // The viewer is behind a relay that loses one video packet, so the retransmission takes
     // the same per-leg path.
-    let server_addr: std::net::SocketAddr = {
-        let line = offer
-            .lines()
-            .find(|l| l.starts_with("a=candidate:"))
-            .unwrap();
-        let f: Vec<&str> = line.split_whitespace().collect();
-        format!("{}:{}", f[4], f[5]).parse().unwrap()
-    };
+    let server_addr = server_candidate(&offer);
     let relay = switchboard_tests::relay::Relay::start(server_addr).await;
     let mut client = Client::new(96, 111).await;
     let answer = client.answer(&relay.rewrite_sdp(&offer, server_addr)).await;

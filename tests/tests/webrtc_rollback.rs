@@ -203,12 +203,7 @@ async fn an_offer_over_the_producer_limit_creates_nothing_and_is_rolled_back() {
                 dyn switchboard_core::transport::TransportPlugin,
             >],
     );
-    let room = t
-        .server
-        .create_router(RouterOptions::default())
-        .await
-        .unwrap()
-        .id;
+    let room = t.room().await;
     let alice = PeerId::parse("alice").unwrap();
     t.server.join_peer(room, alice.clone()).await.unwrap();
     let (mut both, _) = client_with_tracks(0x0E00_0000, "alice").await;

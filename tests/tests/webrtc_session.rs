@@ -445,15 +445,7 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
     let viewer = PeerId::parse("viewer").unwrap();
     t.server.join_peer(room, viewer.clone()).await.unwrap();
     let offer = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
-    let server_addr: std::net::SocketAddr = {
-        let line = offer
-            .sdp
-            .lines()
-            .find(|l| l.starts_with("a=candidate:"))
-            .unwrap();
-        let f: Vec<&str> = line.split_whitespace().collect();
-        format!("{}:{}", f[4], f[5]).parse().unwrap()
-    };
+    let server_addr = server_candidate(&offer.sdp);
     let relay = switchboard_tests::relay::Relay::start(server_addr).await;
     let mut client = Client::new(96, 111).await;
     let answer = client
