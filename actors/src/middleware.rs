@@ -758,9 +758,11 @@ fn internal_transport(
     label: &str,
 ) -> Result<(TransportId, mpsc::Sender<Bytes>)> {
     let max = r.shared.config.limits.max_transports_per_room;
-    if r.transports.len() >= max {
+    let group = r.shared.rooms.get(&r.id).map(|g| g.value().clone());
+    if group.is_none() && r.transports.len() >= max {
         return Err(Error::limit("transports per room", max));
     }
+    let slot = crate::span::TransportSlot::take(group, max)?;
     let id = TransportId::new();
     let router = r.id;
     let io = Rc::new(RoomIo {
@@ -771,6 +773,7 @@ fn internal_transport(
         on_crash: Box::new(move |message| {
             addr.do_send(crate::router::RouterCrashed(message));
         }),
+        on_gave_up: Box::new(|_| {}),
         reentrant_drops: Default::default(),
         announced: Default::default(),
         pending_state: Default::default(),
@@ -814,6 +817,7 @@ fn internal_transport(
         },
     );
     r.shared.index.transports.insert(id, (router, actor));
+    slot.keep();
     r.shared
         .load(r.worker)
         .transports

@@ -466,6 +466,8 @@ pub(crate) struct RoomIo {
     pub room: Weak<RefCell<Room>>,
     pub shared: Arc<Shared>,
     pub on_crash: Box<dyn Fn(String)>,
+    /// The transport gave up on its remote: its router closes it with this reason.
+    pub on_gave_up: Box<dyn Fn(CloseReason)>,
     /// Packets dropped because they arrived while the room was busy (a sink re-entering).
     pub reentrant_drops: std::cell::Cell<u64>,
     /// Whether `transport_created` has been announced; a state change reported while the
@@ -512,6 +514,10 @@ impl RoomIo {
 }
 
 impl TransportIo for RoomIo {
+    fn on_gave_up(&self, reason: CloseReason) {
+        (self.on_gave_up)(reason);
+    }
+
     fn on_rtp(&self, packet: Bytes) {
         let transport = self.transport;
         self.with_room(|r| r.on_rtp(transport, packet));

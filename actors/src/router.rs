@@ -224,6 +224,15 @@ impl RouterActor {
             room: Rc::downgrade(&self.room),
             shared: shared.clone(),
             on_crash: Box::new(move |message| router_addr.do_send(RouterCrashed(message))),
+            on_gave_up: {
+                let router = ctx.address();
+                Box::new(move |reason| {
+                    router.do_send(TransportGaveUp {
+                        transport: id,
+                        reason,
+                    })
+                })
+            },
             reentrant_drops: Default::default(),
             announced: Default::default(),
             pending_state: Default::default(),
@@ -343,21 +352,79 @@ impl Handler<JoinPeer> for RouterActor {
 /// Removes a peer from the room, closing its transports.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
-pub struct LeavePeer(pub PeerId);
+pub struct LeavePeer(pub PeerId, pub CloseReason);
 
 impl Handler<LeavePeer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: LeavePeer, _: &mut Self::Context) -> Result<()> {
         let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.0).entered();
-        if self
-            .room
-            .borrow_mut()
-            .close_peer(&msg.0, CloseReason::Requested)
-        {
+        if self.room.borrow_mut().close_peer(&msg.0, msg.1) {
             Ok(())
         } else {
             Err(Error::not_found("peer", &msg.0))
         }
+    }
+}
+
+/// A transport gave up on its remote on its own (a vanished client): it closes with the
+/// reason, and its peer leaves after `webrtc.peer_timeout_ms` unless it has a transport
+/// again by then.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TransportGaveUp {
+    pub transport: TransportId,
+    pub reason: CloseReason,
+}
+
+impl Handler<TransportGaveUp> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: TransportGaveUp, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
+        let (peer, shared) = {
+            let mut r = self.room.borrow_mut();
+            let peer = r
+                .transports
+                .get(&msg.transport)
+                .and_then(|t| t.peer.clone());
+            if !r.close_transport(msg.transport, msg.reason.clone()) {
+                return;
+            }
+            (peer, r.shared.clone())
+        };
+        crate::session::flush_renegotiations(&self.room);
+        let timeout = shared.config.webrtc.peer_timeout_ms;
+        let (Some(peer), Some(server)) = (peer, crate::server::ServerHandle::from_shared(&shared))
+        else {
+            return;
+        };
+        if timeout == 0 {
+            return;
+        }
+        let room = self.id;
+        ctx.run_later(std::time::Duration::from_millis(timeout), move |_, _| {
+            actix::spawn(async move {
+                if let Err(e) = server.leave_if_disconnected(room, peer, msg.reason).await {
+                    tracing::debug!(error = %e, "peer timeout: nothing to do");
+                }
+            });
+        });
+    }
+}
+
+/// How many of a peer's transports this router has.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct PeerTransportCount(pub PeerId);
+
+impl Handler<PeerTransportCount> for RouterActor {
+    type Result = usize;
+    fn handle(&mut self, msg: PeerTransportCount, _: &mut Self::Context) -> usize {
+        self.room
+            .borrow()
+            .transports
+            .values()
+            .filter(|t| t.peer.as_ref() == Some(&msg.0))
+            .count()
     }
 }
 

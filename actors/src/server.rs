@@ -280,6 +280,7 @@ impl Server {
         let server = ready_rx
             .recv()
             .map_err(|_| Error::internal("server thread died during start-up"))??;
+        let _ = shared.server.set(server.clone());
         Ok(ServerHandle {
             shared,
             server,
@@ -823,6 +824,47 @@ impl ServerHandle {
 
     /// Removes a peer from a room, closing its transports (on every worker the room spans).
     pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
+        self.leave_peer_for(router, peer, CloseReason::Requested)
+            .await
+    }
+
+    /// A handle for actors inside the server, once it has started.
+    pub(crate) fn from_shared(shared: &Arc<Shared>) -> Option<Self> {
+        Some(Self {
+            shared: shared.clone(),
+            server: shared.server.get()?.clone(),
+            done: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Removes a peer whose transports all closed on their own (its client vanished), with
+    /// `reason`; a peer the backend gave a transport again meanwhile stays. Whether it left.
+    pub(crate) async fn leave_if_disconnected(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        reason: CloseReason,
+    ) -> Result<bool> {
+        let group = self.group(router)?;
+        for (_, addr) in group.routers() {
+            let n = addr
+                .send(crate::router::PeerTransportCount(peer.clone()))
+                .await
+                .unwrap_or(0);
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+        self.leave_peer_for(router, peer, reason).await?;
+        Ok(true)
+    }
+
+    async fn leave_peer_for(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        reason: CloseReason,
+    ) -> Result<()> {
         let home = self.router(router)?;
         if let Ok(group) = self.group(router) {
             let secondaries = group.secondaries();
@@ -843,7 +885,7 @@ impl ServerHandle {
             }
             group.state().recv_on.remove(&peer);
         }
-        Self::ask(home, LeavePeer(peer), "router").await
+        Self::ask(home, LeavePeer(peer, reason), "router").await
     }
 
     /// A plugin-specific transport operation, such as applying a WebRTC offer. Producers the

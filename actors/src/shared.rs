@@ -137,6 +137,9 @@ pub struct Shared {
     pub middleware_threads: crate::middleware::Threads,
     /// Every open room and the routers it has on the workers.
     pub(crate) rooms: DashMap<RouterId, Arc<crate::span::RoomGroup>>,
+    /// The server actor, once started: what actors need to act on the whole server (a peer
+    /// leaving every router of its room).
+    pub(crate) server: std::sync::OnceLock<actix::Addr<crate::server::ServerActor>>,
 }
 
 impl Shared {
@@ -158,6 +161,7 @@ impl Shared {
             },
             events: EventBus::default(),
             loads: (0..workers).map(|_| WorkerLoad::default()).collect(),
+            server: std::sync::OnceLock::new(),
             middleware_threads: Default::default(),
             rooms: DashMap::new(),
         })

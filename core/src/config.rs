@@ -131,6 +131,14 @@ pub struct WebRtcConfig {
     pub port_min: u16,
     /// Last UDP port of the range.
     pub port_max: u16,
+    /// How long a connection may hear nothing from its client (connectivity checks, media,
+    /// RTCP, DTLS) before it is closed with reason `ice_timeout`, in milliseconds. Browsers
+    /// check consent every 5 s (RFC 7675), so a live client is never this quiet.
+    pub consent_timeout_ms: u64,
+    /// How long a peer whose WebRTC connections all closed on their own (`ice_timeout`,
+    /// `dtls_closed`) stays in the room before it leaves with the same reason, in
+    /// milliseconds; 0 keeps it until the backend removes it.
+    pub peer_timeout_ms: u64,
 }
 
 impl Default for WebRtcConfig {
@@ -140,6 +148,8 @@ impl Default for WebRtcConfig {
             announced_ip: String::new(),
             port_min: 40_000,
             port_max: 40_099,
+            consent_timeout_ms: 30_000,
+            peer_timeout_ms: 10_000,
         }
     }
 }
@@ -783,6 +793,7 @@ impl Config {
                 );
             }
         }
+        p.at_least("webrtc.consent_timeout_ms", webrtc.consent_timeout_ms, 100);
 
         validate_rtp(&mut p, &self.rtp, webrtc);
 

@@ -26,6 +26,12 @@ pub enum CloseReason {
     },
     /// The server is shutting down.
     Shutdown,
+    /// A WebRTC transport heard nothing from its client (no connectivity check, no media,
+    /// no RTCP) for `webrtc.consent_timeout_ms`: the client vanished. A peer whose
+    /// connections all closed so leaves the room with it after `webrtc.peer_timeout_ms`.
+    IceTimeout,
+    /// The client ended DTLS (close_notify or a fatal alert).
+    DtlsClosed,
 }
 
 /// Something that happened in the server.

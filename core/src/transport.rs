@@ -84,6 +84,9 @@ pub trait TransportIo {
     /// and an operator can tell unreachable clients from broken handshakes. A failure
     /// reported without it is counted as `"unknown"`.
     fn on_failure(&self, _stage: &'static str) {}
+    /// The transport gave up on its remote on its own (consent expired, DTLS closed): the
+    /// router closes it with `reason`, without waiting for the backend.
+    fn on_gave_up(&self, _reason: crate::event::CloseReason) {}
 }
 
 /// What a new transport is told about its place in the server.

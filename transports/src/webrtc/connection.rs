@@ -21,7 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchboard_core::rtp_parameters::{MediaKind, RtpParameters};
 use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
 use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result};
@@ -99,6 +99,13 @@ pub struct Connection {
     awaiting_answer: Cell<bool>,
     offer_pending: Cell<bool>,
     counters: ConnCounters,
+    /// How long the client may be silent before the connection gives up on it.
+    consent_timeout: Duration,
+    /// When the stack last accepted a datagram from the client.
+    last_heard: Cell<Instant>,
+    /// Whether the connection gave up on its client or is being closed: it reports nothing
+    /// more.
+    done: Cell<bool>,
 }
 
 fn failed(e: impl std::fmt::Display) -> Error {
@@ -111,6 +118,7 @@ impl Connection {
         rebuild: Box<dyn Fn() -> Result<RTCPeerConnection>>,
         io: Rc<dyn TransportIo>,
         net: &Rc<Net>,
+        consent_timeout: Duration,
     ) -> Rc<Self> {
         let conn = Rc::new(Self {
             key: Cell::new(0),
@@ -132,6 +140,9 @@ impl Connection {
             awaiting_answer: Cell::new(false),
             offer_pending: Cell::new(false),
             counters: ConnCounters::default(),
+            consent_timeout,
+            last_heard: Cell::new(Instant::now()),
+            done: Cell::new(false),
         });
         conn.key.set(net.register(&conn));
         conn.reschedule();
@@ -183,9 +194,12 @@ impl Connection {
                 return;
             }
         };
-        if let Err(e) = result {
-            self.counters.rejected.set(self.counters.rejected.get() + 1);
-            tracing::trace!(ufrag = %self.ufrag.borrow(), error = %e, "datagram rejected");
+        match result {
+            Ok(()) => self.last_heard.set(now),
+            Err(e) => {
+                self.counters.rejected.set(self.counters.rejected.get() + 1);
+                tracing::trace!(ufrag = %self.ufrag.borrow(), error = %e, "datagram rejected");
+            }
         }
         self.drain(true);
     }
@@ -196,7 +210,32 @@ impl Connection {
         if let Ok(mut pc) = self.pc.try_borrow_mut() {
             let _ = pc.handle_timeout(now);
         }
+        if now >= self.consent_deadline() {
+            // RFC 7675: without consent the server must stop sending; the client is gone,
+            // and nobody else will tell the backend.
+            self.give_up(
+                switchboard_core::event::CloseReason::IceTimeout,
+                "ice_timeout",
+            );
+        }
         self.drain(true);
+    }
+
+    fn consent_deadline(&self) -> Instant {
+        self.last_heard.get() + self.consent_timeout
+    }
+
+    /// Fails the connection and asks its router to close it with `reason`, once.
+    fn give_up(&self, reason: switchboard_core::event::CloseReason, stage: &'static str) {
+        if self.done.replace(true) {
+            return;
+        }
+        tracing::info!(ufrag = %self.ufrag.borrow(), %stage, "webrtc connection gave up on its client");
+        if self.state.replace(TransportState::Failed) != TransportState::Failed {
+            self.io.on_failure(stage);
+            self.io.on_state(TransportState::Failed);
+        }
+        self.io.on_gave_up(reason);
     }
 
     /// Sends what the connection has queued, handles its events, and (when `deliver`) hands
@@ -258,14 +297,16 @@ impl Connection {
         let Some(net) = self.net.upgrade() else {
             return;
         };
-        let Some(next) = self
+        if self.done.get() {
+            return;
+        }
+        let stack = self
             .pc
             .try_borrow_mut()
             .ok()
-            .and_then(|mut pc| pc.poll_timeout())
-        else {
-            return;
-        };
+            .and_then(|mut pc| pc.poll_timeout());
+        let consent = self.consent_deadline();
+        let next = stack.map_or(consent, |t| t.min(consent));
         if self.scheduled.get().is_none_or(|t| next < t) {
             self.scheduled.set(Some(next));
             net.schedule(self.key(), next);
@@ -287,6 +328,17 @@ impl Connection {
                 RTCPeerConnectionState::Closed => TransportState::Closed,
                 _ => return,
             };
+            if self.done.get() {
+                return;
+            }
+            if state == TransportState::Closed {
+                // Not closed by us (that sets `done` first): the client ended DTLS.
+                self.give_up(
+                    switchboard_core::event::CloseReason::DtlsClosed,
+                    "dtls_closed",
+                );
+                return;
+            }
             if self.state.replace(state) != state {
                 if state == TransportState::Failed {
                     // The peer connection fails when either ICE or DTLS does; ICE reports its
@@ -850,6 +902,7 @@ impl Connection {
 
     /// Closes the peer connection and leaves the worker's tables.
     pub fn close(&self) {
+        self.done.set(true);
         if let Ok(mut pc) = self.pc.try_borrow_mut() {
             let _ = pc.close();
         }

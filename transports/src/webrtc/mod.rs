@@ -38,8 +38,25 @@ use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result, WorkerI
 /// The plugin kind.
 pub const KIND: &str = "webrtc";
 
-/// Where the `webrtc` plugin's worker sockets listen (one port of the range per worker).
-pub type WebRtcSettings = crate::settings::ListenSettings;
+/// The `webrtc` plugin's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebRtcSettings {
+    /// Where the worker sockets listen (one port of the range per worker) and what they
+    /// announce.
+    pub listen: crate::settings::ListenSettings,
+    /// How long a connection may hear nothing from its client before it gives up on it
+    /// (`ice_timeout`).
+    pub consent_timeout: std::time::Duration,
+}
+
+impl Default for WebRtcSettings {
+    fn default() -> Self {
+        Self {
+            listen: Default::default(),
+            consent_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
 
 /// The `webrtc` plugin.
 pub struct WebRtcPlugin {
@@ -59,7 +76,7 @@ impl TransportPlugin for WebRtcPlugin {
     }
 
     fn start_worker(&self, worker: WorkerId) -> Result<Box<dyn TransportFactory>> {
-        let s = &self.settings;
+        let s = &self.settings.listen;
         let socket = bind(s, worker)?;
         let local = socket
             .local_addr()
@@ -69,13 +86,16 @@ impl TransportPlugin for WebRtcPlugin {
         tokio::task::spawn_local(net.clone().run_receiver());
         tokio::task::spawn_local(net.clone().run_timers());
         tracing::info!(%worker, %local, %announced, "webrtc listening");
-        Ok(Box::new(Factory { net }))
+        Ok(Box::new(Factory {
+            net,
+            consent_timeout: self.settings.consent_timeout,
+        }))
     }
 }
 
 /// Binds the worker's socket: the worker's own port of the range when it has one, otherwise
 /// the first free port of the range.
-fn bind(s: &WebRtcSettings, worker: WorkerId) -> Result<tokio::net::UdpSocket> {
+fn bind(s: &crate::settings::ListenSettings, worker: WorkerId) -> Result<tokio::net::UdpSocket> {
     let ports: Vec<u16> = if s.port_min == 0 {
         vec![0]
     } else {
@@ -111,6 +131,7 @@ fn bind(s: &WebRtcSettings, worker: WorkerId) -> Result<tokio::net::UdpSocket> {
 
 struct Factory {
     net: Rc<Net>,
+    consent_timeout: std::time::Duration,
 }
 
 impl TransportFactory for Factory {
@@ -152,7 +173,13 @@ impl TransportFactory for Factory {
             Ok(pc)
         };
         let pc = build()?;
-        let conn = Connection::new(pc, Box::new(build), ctx.io.clone(), &self.net);
+        let conn = Connection::new(
+            pc,
+            Box::new(build),
+            ctx.io.clone(),
+            &self.net,
+            self.consent_timeout,
+        );
         Ok(Box::new(WebRtcTransport {
             conn,
             candidate: candidate_text,

@@ -1,0 +1,162 @@
+//! A client that vanishes without a word (its network gone, its process killed) is noticed
+//! by the server itself: its connections close with `ice_timeout` once consent expires, its
+//! producers and the consumers of them go, the peer leaves after `webrtc.peer_timeout_ms`,
+//! and the rest of the room carries on.
+
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::sync::Arc;
+use switchboard_core::PeerId;
+use switchboard_core::config::Config;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::transport::TransportPlugin;
+use switchboard_tests::webrtc_client::{Client, opus, vp8};
+use switchboard_tests::*;
+use switchboard_transports::{WebRtcPlugin, WebRtcSettings};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemoteEvent;
+
+// Above webrtc-rs clients' 2 s keepalive interval, with room for a loaded machine.
+const CONSENT_TIMEOUT_MS: u64 = 5_000;
+
+fn start() -> TestServer {
+    let mut config = Config::default();
+    config.server.workers = 1;
+    config.webrtc.consent_timeout_ms = CONSENT_TIMEOUT_MS;
+    config.webrtc.peer_timeout_ms = 300;
+    let settings = WebRtcSettings {
+        consent_timeout: std::time::Duration::from_millis(CONSENT_TIMEOUT_MS),
+        ..Default::default()
+    };
+    start_with(
+        config,
+        vec![WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_publisher_is_closed_with_ice_timeout_and_the_room_carries_on() {
+    let t = start();
+    let room = t.room().await;
+    let mut events = t.server.subscribe_room(room);
+
+    // Alice publishes through a relay that will disappear, as her network would.
+    let alice = PeerId::parse("alice").unwrap();
+    t.server.join_peer(room, alice.clone()).await.unwrap();
+    let mut alice_client = Client::new(96, 111).await;
+    alice_client
+        .add_track(RtpCodecKind::Video, vp8(), 0x0A00_0001, "alice")
+        .await;
+    alice_client
+        .add_track(RtpCodecKind::Audio, opus(), 0x0A00_0002, "alice")
+        .await;
+    let offer = alice_client.offer().await;
+    let published = t.server.publish(room, alice.clone(), offer).await.unwrap();
+    let server_addr = server_candidate(&published.sdp);
+    let relay = switchboard_tests::relay::Relay::start(server_addr).await;
+    alice_client
+        .accept_answer(&relay.rewrite_sdp(&published.sdp, server_addr))
+        .await;
+    alice_client.connected().await;
+
+    // "publisher" (Carol) publishes directly and Bob watches the room.
+    let carol_pub = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
+    let bob = PeerId::parse("bob").unwrap();
+    t.server.join_peer(room, bob.clone()).await.unwrap();
+    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
+    let mut bob_client = Client::new(96, 111).await;
+    let answer = bob_client.answer(&offer.sdp).await;
+    t.server.answer(room, bob.clone(), answer).await.unwrap();
+    bob_client.connected().await;
+
+    // Alice's network goes.
+    drop(relay);
+    let alice_transport = published.transport;
+    let (closed, _) = wait_event(
+        &mut events,
+        |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == alice_transport),
+    )
+    .await;
+    assert!(
+        matches!(
+            closed,
+            Event::TransportClosed {
+                reason: CloseReason::IceTimeout,
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    let (left, _) = wait_event(
+        &mut events,
+        |e| matches!(e, Event::PeerLeft { peer, .. } if *peer == alice),
+    )
+    .await;
+    assert!(
+        matches!(
+            left,
+            Event::PeerLeft {
+                reason: CloseReason::IceTimeout,
+                ..
+            }
+        ),
+        "{left:?}"
+    );
+    let dump = t.server.dump_router(room).await.unwrap();
+    let producers = dump["producers"].as_array().unwrap();
+    assert_eq!(producers.len(), 2, "only Carol's producers remain: {dump}");
+    assert!(
+        dump["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["id"] != "alice"),
+        "{dump}"
+    );
+
+    // Bob keeps receiving Carol: a renegotiation may have moved his m-lines, so take the
+    // tracks he has and look for Carol's packets on them.
+    let mut seq = 1u16;
+    let track = loop {
+        carol_pub
+            .video
+            .write_rtp(client_rtp(
+                0x1000,
+                96,
+                seq,
+                vec![0x10, 0x00, b'c', b'a', b'r', b'o', b'l'],
+            ))
+            .await
+            .unwrap();
+        seq += 1;
+        if let Ok(track) = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            bob_client.next_track(),
+        )
+        .await
+            && track.kind().await == RtpCodecKind::Video
+        {
+            break track;
+        }
+        assert!(seq < 200, "Bob got no video track of Carol's");
+    };
+    loop {
+        carol_pub
+            .video
+            .write_rtp(client_rtp(
+                0x1000,
+                96,
+                seq,
+                vec![0x10, 0x00, b'c', b'a', b'r', b'o', b'l'],
+            ))
+            .await
+            .unwrap();
+        seq += 1;
+        match tokio::time::timeout(std::time::Duration::from_millis(200), track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) if p.payload.ends_with(b"carol") => break,
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("Bob's track ended"),
+        }
+        assert!(seq < 400, "Bob receives nothing of Carol's");
+    }
+    t.server.shutdown().await.unwrap();
+}
