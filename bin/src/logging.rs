@@ -11,10 +11,19 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Dependency log targets that report a peer's ordinary behaviour as a fault, silenced unless
-/// the configured filter names them. The SCTP association carries only the receive
-/// connection's placeholder data channel, and browsers end it with an ABORT chunk on every
-/// close, which `rtc-sctp` logs at ERROR; Switchboard counts closes itself.
-const QUIETED: &[(&str, &str)] = &[("rtc_sctp", "rtc_sctp=off")];
+/// the configured filter names the crate:
+/// - The SCTP association carries only the receive connection's placeholder data channel,
+///   and browsers end it with an ABORT chunk on every close, which `rtc-sctp` logs at ERROR;
+///   Switchboard counts closes itself.
+/// - `rtc-dtls` warns on every handshake in the client role that no server name is set (it
+///   has no use in WebRTC, where the certificate is checked against the SDP fingerprint),
+///   and on every hello that carries an extension it does not implement, which TLS says to
+///   ignore and browsers always send.
+const QUIETED: &[(&str, &str)] = &[
+    ("rtc_sctp", "rtc_sctp=off"),
+    ("rtc_dtls", "rtc_dtls::config=error"),
+    ("rtc_dtls", "rtc_dtls::handshake=error"),
+];
 
 /// Installs the global subscriber. `filter` has already been checked while loading the
 /// configuration, so a parse failure here would be a bug.

@@ -210,8 +210,9 @@ pub struct ConsumerStats {
     pub sender_reports: u64,
     /// Receiver-reported fraction lost (0–255, as RTCP writes it).
     pub fraction_lost: u8,
-    /// Receiver-reported cumulative loss.
-    pub packets_lost: u32,
+    /// Receiver-reported cumulative loss. Signed, as RTCP defines it: duplicates can outnumber
+    /// losses, and a receiver then reports a negative count.
+    pub packets_lost: i32,
     /// Receiver-reported jitter, in RTP timestamp units.
     pub jitter: u32,
     /// Round-trip time from the last receiver report, in milliseconds.
@@ -991,7 +992,7 @@ impl<S: MediaSink> Forwarder<S> {
             let clock_rate = p.clock_rate;
             let c = &mut p.consumers[i];
             c.stats.fraction_lost = r.fraction_lost;
-            c.stats.packets_lost = r.total_lost;
+            c.stats.packets_lost = cumulative_loss(r.total_lost);
             c.stats.jitter = r.jitter;
             quality
                 .loss_ratio
@@ -1062,4 +1063,10 @@ pub fn ntp_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     duration_to_ntp(since_unix).wrapping_add(NTP_UNIX_OFFSET << 32)
+}
+
+/// Reads a reception report's cumulative loss, a signed 24-bit field that rtc-rtcp hands over
+/// as the raw unsigned bits (a receiver that saw one duplicate too many sends 0xFFFFFF, -1).
+pub(crate) fn cumulative_loss(raw: u32) -> i32 {
+    ((raw << 8) as i32) >> 8
 }

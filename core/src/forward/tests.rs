@@ -540,6 +540,15 @@ fn sender_reports_are_translated_for_consumers_and_rtt_is_measured() {
 }
 
 #[test]
+fn cumulative_loss_is_a_signed_24_bit_count() {
+    use super::forwarder::cumulative_loss;
+    assert_eq!(cumulative_loss(3), 3);
+    assert_eq!(cumulative_loss(0xFF_FFFF), -1);
+    assert_eq!(cumulative_loss(0x80_0000), -(1 << 23));
+    assert_eq!(cumulative_loss(0x7F_FFFF), (1 << 23) - 1);
+}
+
+#[test]
 fn removing_a_producer_removes_its_consumers() {
     let mut r = room();
     let a = r.consume(0, false);
