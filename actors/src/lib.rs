@@ -18,7 +18,6 @@
 
 #![warn(missing_docs)]
 
-pub mod api;
 pub mod consumer;
 pub mod events;
 pub mod metrics;
@@ -36,7 +35,7 @@ pub mod supervision;
 pub mod transport;
 pub mod worker;
 
-pub use api::*;
 pub use server::{Server, ServerHandle};
 pub use server::{ServerMetrics, WorkerMetrics};
 pub use shared::WorkerInfo;
+pub use switchboard_core::api::*;

@@ -2,7 +2,6 @@
 //! plugin requests. They are plain functions on the shared room, so an actor can chain them
 //! (publish, then subscribe everyone else) in one handler, without awaiting other actors.
 
-use crate::api::{ConsumerInfo, ProducerInfo, TransportRequestResult};
 use crate::consumer::ConsumerActor;
 use crate::producer::ProducerActor;
 use crate::room::{ConsumerNode, ProducerNode, RoomRef};
@@ -11,6 +10,7 @@ use actix::Actor;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use switchboard_core::api::{ConsumerInfo, ProducerInfo, TransportRequestResult};
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::forward::{
     ConsumerSetup, KeyframeCodec, KeyframeRequestKind, MidMatch, ProducerCodec, ProducerSetup,

@@ -1,6 +1,5 @@
 //! The Router actor: one room on one worker.
 
-use crate::api::TransportInfo;
 use crate::room::{Room, RoomIo, RoomRef, crash_guard};
 use crate::shared::Shared;
 use crate::supervision::{CrashGuard, contain};
@@ -13,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use switchboard_core::api::TransportInfo;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::forward::{Forwarder, ForwarderConfig};
 use switchboard_core::rtp_parameters::RtpCapabilities;

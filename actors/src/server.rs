@@ -1,9 +1,5 @@
 //! The Server actor (supervises workers, places routers) and [`ServerHandle`], the Rust API.
 
-use crate::api::{
-    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
-    TransportInfo, TransportRequestResult,
-};
 use crate::consumer::{
     CloseConsumer, ConsumerStatsRequest, DumpConsumer, RequestConsumerKeyframe, SetConsumerPaused,
 };
@@ -34,6 +30,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use switchboard_core::api::{
+    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
+    TransportInfo, TransportRequestResult,
+};
 use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::middleware::MiddlewareRegistry;

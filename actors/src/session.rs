@@ -8,13 +8,13 @@
 //! a `renegotiation_needed` event. Offers are serialised per connection: while one is waiting
 //! for its answer, changes accumulate into the next.
 
-use crate::api::{ProducerInfo, TransportInfo};
 use crate::ops;
 use crate::room::RoomRef;
 use crate::router::{CreateTransport, RouterActor};
 use actix::{Context, Handler, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use switchboard_core::api::{ProducerInfo, TransportInfo};
 use switchboard_core::event::Event;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::sdp;
@@ -36,14 +36,7 @@ pub struct PublishResult {
     pub closed_producers: Vec<ProducerId>,
 }
 
-/// The result of a subscribe.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SubscribeResult {
-    /// The peer's receive connection.
-    pub transport: TransportId,
-    /// The server's SDP offer.
-    pub sdp: String,
-}
+pub use switchboard_core::api::SubscribeResult;
 
 /// Applies a peer's offer on its send connection (created on first use).
 #[derive(Message)]

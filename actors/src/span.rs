@@ -20,7 +20,6 @@
 //! their parents'. Closures that start inside a router (a transport closing its producers, a
 //! crash) reach the other routers by message, just after.
 
-use crate::api::TransportInfo;
 use crate::ops;
 use crate::room::{PeerState, Room, RoomRef};
 use crate::router::{CreateTransport, RouterActor};
@@ -32,6 +31,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+use switchboard_core::api::TransportInfo;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId};

@@ -1,13 +1,13 @@
 //! The Transport actor: owns one plugin transport, creates its producers and consumers.
 
-use crate::api::{
-    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
-};
 use crate::ops;
 use crate::room::{PluginRef, RoomRef, Stop, close_plugin, crash_guard};
 use crate::supervision::CrashGuard;
 use actix::{Actor, ActorContext, ActorFutureExt, Context, Handler, Message, WrapFuture};
 use serde_json::{Value, json};
+use switchboard_core::api::{
+    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
+};
 use switchboard_core::event::CloseReason;
 use switchboard_core::{ConsumerId, ProducerId, Result, RouterId, TransportId};
 

@@ -6,7 +6,8 @@
 //! - [`run::App`] starts the actor server, the built-in plugins and the control socket
 //!   together, and shuts them down in order;
 //! - [`rpc`] is the MessagePack-RPC control socket (protocol reference: `docs/rpc.md`);
-//! - [`client`] is a typed async client for it, which `switchboard ctl` and the tests use;
+//! - [`client`] is a typed async client for it, which `switchboard ctl` and the tests use
+//!   (the `switchboard-client` crate, which a backend can depend on alone);
 //! - [`ops`] serves Prometheus `/metrics`;
 //! - [`cli`], [`load`], [`logging`] and [`ctl`] are the command line, configuration
 //!   layering, log setup and operator commands of the binary;
@@ -15,7 +16,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod client;
 pub mod ctl;
 pub mod entry;
 pub mod load;
@@ -25,3 +25,4 @@ pub mod rpc;
 pub mod run;
 
 pub use run::App;
+pub use switchboard_client as client;

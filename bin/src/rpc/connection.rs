@@ -15,12 +15,10 @@
 
 use super::dispatch::Ctx;
 use super::wire::{self, FrameScanner, HttpSniff, Incoming, Scan};
-use super::{Counters, PendingSlot, RpcError, RpcShared};
+use super::{Counters, PendingSlot, RpcError, RpcShared, Subscriptions};
 use bytes::BytesMut;
 use rmpv::Value as Msgpack;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -54,22 +52,6 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// How long a refused connection may take to accept its error notification.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Which events a connection asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subscriptions {
-    /// Every event, of every room and of the workers.
-    pub all: bool,
-    /// Rooms whose events are wanted. A room leaves the set by itself once its
-    /// `router_closed` event has been delivered.
-    pub routers: BTreeSet<RouterId>,
-}
-
-impl Subscriptions {
-    fn wants(&self, event: &Event) -> bool {
-        self.all || event.router().is_some_and(|r| self.routers.contains(&r))
-    }
-}
 
 /// A connection's state that handlers reach through [`Ctx`].
 pub(crate) struct Conn {

@@ -8,19 +8,18 @@
 //! To add a method: write `async fn name(ctx: Ctx, p: Params) -> Result<Output, RpcError>`
 //! and add one line to [`register`]. Document it in `docs/rpc.md`.
 
-use super::connection::Subscriptions;
 use super::dispatch::{Ctx, MethodTable};
-use super::{RpcError, RpcStats};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_actors::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
     TransportInfo,
 };
-use switchboard_core::config::LimitsConfig;
+/// The parameter and result types, defined in the client crate so that the client builds its
+/// requests from the same definitions the server reads them with.
+pub use switchboard_client::protocol::*;
+use switchboard_core::PeerId;
 use switchboard_core::negotiation;
-use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
-use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
+use switchboard_core::rtp_parameters::RtpCapabilities;
 
 /// Registers every built-in method.
 pub fn register(t: &mut MethodTable) {
@@ -64,274 +63,6 @@ pub fn register(t: &mut MethodTable) {
         .add("middleware.detach", middleware_detach)
         .add("events.subscribe", events_subscribe)
         .add("events.unsubscribe", events_unsubscribe);
-}
-
-fn empty_map() -> Value {
-    json!({})
-}
-
-/// No parameters: an empty map (or nil, or an empty array).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
-
-/// `auth`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthParams {
-    /// The shared secret, `rpc.token`.
-    pub token: String,
-}
-
-/// A method that names a router.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouterParams {
-    /// The router (room).
-    pub router: RouterId,
-}
-
-/// `peer.join`, `peer.leave`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerParams {
-    /// The room.
-    pub router: RouterId,
-    /// The backend's id for the participant: 1 to 128 bytes, no control characters.
-    pub peer: String,
-}
-
-/// `transport.create`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransportCreateParams {
-    /// The room.
-    pub router: RouterId,
-    /// The transport plugin, such as `direct`.
-    pub kind: String,
-    /// The peer it belongs to (closed when the peer leaves); the peer must have joined.
-    #[serde(default)]
-    pub peer: Option<String>,
-    /// Plugin-specific options.
-    #[serde(default = "empty_map")]
-    pub options: Value,
-}
-
-/// `transport.connect`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransportConnectParams {
-    /// The transport.
-    pub transport: TransportId,
-    /// The remote side's plugin-specific parameters (addresses, DTLS fingerprints, ...).
-    #[serde(default = "empty_map")]
-    pub remote: Value,
-}
-
-/// A method that names a transport.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransportParams {
-    /// The transport.
-    pub transport: TransportId,
-}
-
-/// `producer.create`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProducerCreateParams {
-    /// The transport the media arrives on.
-    pub transport: TransportId,
-    /// `audio` or `video`.
-    pub kind: MediaKind,
-    /// What the sender sends: payload types, header-extension ids, SSRCs.
-    pub rtp_parameters: RtpParameters,
-    /// Start paused.
-    #[serde(default)]
-    pub paused: bool,
-}
-
-/// A method that names a producer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProducerParams {
-    /// The producer.
-    pub producer: ProducerId,
-}
-
-/// `consumer.create`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsumerCreateParams {
-    /// The transport the media leaves on.
-    pub transport: TransportId,
-    /// The producer to consume.
-    pub producer: ProducerId,
-    /// What the receiver can receive.
-    pub rtp_capabilities: RtpCapabilities,
-    /// Start paused.
-    #[serde(default)]
-    pub paused: bool,
-}
-
-/// A method that names a consumer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsumerParams {
-    /// The consumer.
-    pub consumer: ConsumerId,
-}
-
-/// `middleware.attach`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MiddlewareAttachParams {
-    /// The room.
-    pub router: RouterId,
-    /// The registered middleware name.
-    pub name: String,
-    /// Middleware-specific options.
-    #[serde(default = "empty_map")]
-    pub options: Value,
-}
-
-/// `middleware.detach`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MiddlewareDetachParams {
-    /// The room.
-    pub router: RouterId,
-    /// The attached middleware's name.
-    pub name: String,
-}
-
-/// `events.subscribe`, `events.unsubscribe`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsParams {
-    /// One room; without it, everything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub router: Option<RouterId>,
-}
-
-/// `server.info`'s result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ServerInfo {
-    /// Always `switchboard`.
-    pub name: String,
-    /// The server's version.
-    pub version: String,
-    /// Worker threads.
-    pub workers: usize,
-    /// Registered transport plugin kinds.
-    pub transports: Vec<String>,
-    /// Registered middleware names.
-    pub middleware: Vec<String>,
-    /// Every RPC method, sorted.
-    pub methods: Vec<String>,
-    /// Every codec and header extension the server can route.
-    pub rtp_capabilities: RtpCapabilities,
-    /// The configured object limits.
-    pub limits: LimitsConfig,
-    /// The control socket's own limits.
-    pub rpc: RpcLimits,
-}
-
-/// The control socket's limits, as `server.info` reports them.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RpcLimits {
-    /// Largest accepted message, in bytes.
-    pub max_frame_bytes: usize,
-    /// Concurrent connections.
-    pub max_connections: usize,
-    /// Time a request may take, in milliseconds.
-    pub request_timeout_ms: u64,
-    /// Whether `auth` must come first.
-    pub auth_required: bool,
-    /// Time a new connection has to make its first valid request, in milliseconds.
-    #[serde(default)]
-    pub auth_timeout_ms: u64,
-    /// Time an established connection may send nothing, in milliseconds; 0 is no limit.
-    #[serde(default)]
-    pub idle_timeout_ms: u64,
-    /// Values one message may hold.
-    #[serde(default)]
-    pub max_message_values: usize,
-}
-
-/// `server.stats`'s result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ServerStats {
-    /// Rooms open.
-    pub rooms: usize,
-    /// Each worker's load.
-    pub workers: Vec<WorkerSummary>,
-    /// Events the server's bus dropped because a subscriber fell behind (all subscribers,
-    /// including ones inside the process).
-    pub events_dropped: u64,
-    /// Control-socket counters.
-    pub rpc: RpcStats,
-}
-
-/// One worker's load.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WorkerSummary {
-    /// The worker's number.
-    pub id: WorkerId,
-    /// Routers on it.
-    pub routers: usize,
-    /// Transports on it.
-    pub transports: usize,
-    /// Producers on it.
-    pub producers: usize,
-    /// Consumers on it.
-    pub consumers: usize,
-    /// RTP packets received so far.
-    pub packets_in: u64,
-    /// RTP packets forwarded so far.
-    pub packets_out: u64,
-    /// RTP payload bytes received so far.
-    #[serde(default)]
-    pub bytes_in: u64,
-    /// RTP payload bytes forwarded so far.
-    #[serde(default)]
-    pub bytes_out: u64,
-    /// Rooms + transports + producers + consumers: breaks ties between equally loaded
-    /// workers in placement.
-    #[serde(default)]
-    pub load_score: usize,
-    /// RTP packets handled per second (received plus forwarded), as last sampled.
-    #[serde(default)]
-    pub packets_per_second: u64,
-    /// CPU time of the worker's thread as last sampled, in percent of one core.
-    #[serde(default)]
-    pub cpu_percent: u64,
-    /// Load relative to the `[placement]` thresholds, in percent; 100 or more is loaded.
-    #[serde(default)]
-    pub load_percent: u64,
-}
-
-/// `worker.list`'s result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WorkerList {
-    /// Every worker, by number.
-    pub workers: Vec<WorkerSummary>,
-}
-
-/// One room in `router.list`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RouterSummary {
-    /// The router.
-    pub id: RouterId,
-    /// Its worker.
-    pub worker: WorkerId,
-}
-
-/// `router.list`'s result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RouterList {
-    /// Every open room, sorted by id.
-    pub routers: Vec<RouterSummary>,
 }
 
 fn peer_id(text: &str) -> Result<PeerId, RpcError> {
@@ -580,19 +311,6 @@ async fn events_unsubscribe(ctx: Ctx, p: EventsParams) -> Result<Subscriptions, 
     Ok(ctx.conn.unsubscribe(p.router))
 }
 
-/// `transport.request`: a plugin-specific operation.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransportRequestParams {
-    /// The transport.
-    pub transport: TransportId,
-    /// The plugin's operation, e.g. `offer` for `webrtc`.
-    pub method: String,
-    /// Its parameters.
-    #[serde(default = "empty_map")]
-    pub params: Value,
-}
-
 async fn transport_request(
     ctx: Ctx,
     p: TransportRequestParams,
@@ -601,46 +319,6 @@ async fn transport_request(
         .server()
         .transport_request(p.transport, &p.method, p.params)
         .await?)
-}
-
-/// `webrtc.publish`: a peer's SDP offer for its send connection.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebRtcOfferParams {
-    /// The room.
-    pub router: RouterId,
-    /// The peer.
-    pub peer: String,
-    /// The SDP.
-    pub sdp: String,
-}
-
-/// One producer created by `webrtc.publish`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PublishedTrack {
-    /// The producer.
-    pub id: ProducerId,
-    /// Audio or video.
-    pub kind: MediaKind,
-    /// The m-line's mid.
-    pub mid: Option<String>,
-    /// The MediaStream id (msid) the track belongs to.
-    pub stream_id: Option<String>,
-    /// The track id (msid).
-    pub track_id: Option<String>,
-}
-
-/// The result of `webrtc.publish`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WebRtcPublishResult {
-    /// The peer's send connection.
-    pub transport: TransportId,
-    /// The server's SDP answer.
-    pub sdp: String,
-    /// Producers this offer created.
-    pub producers: Vec<PublishedTrack>,
-    /// Producers closed because their m-lines stopped sending.
-    pub closed_producers: Vec<ProducerId>,
 }
 
 async fn webrtc_publish(ctx: Ctx, p: WebRtcOfferParams) -> Result<WebRtcPublishResult, RpcError> {

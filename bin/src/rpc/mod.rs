@@ -17,13 +17,13 @@
 mod connection;
 pub mod dispatch;
 pub mod methods;
-pub mod wire;
 
-pub use connection::{EVENT_QUEUE, MAX_IN_FLIGHT, Subscriptions};
+pub use connection::{EVENT_QUEUE, MAX_IN_FLIGHT};
 pub use dispatch::{Ctx, MethodTable};
+/// The protocol's types and framing live in the client crate, which the server shares.
+pub use switchboard_client::protocol::{RpcError, RpcStats, Subscriptions};
+pub use switchboard_client::wire;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
@@ -45,61 +45,6 @@ use tracing::{debug, info, warn};
 /// before trying again, so a persistent error does not spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// An error as the control socket reports it: a stable code, a message for people, and
-/// optional structured detail (such as `{"field": "rtp_parameters.codecs[0]"}`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RpcError {
-    /// The stable code.
-    pub code: ErrorCode,
-    /// What went wrong, for people.
-    pub message: String,
-    /// Machine-readable detail, when there is some.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-}
-
-impl RpcError {
-    /// An error with this code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            data: None,
-        }
-    }
-
-    /// The same error with detail attached.
-    pub fn with_data(mut self, data: Value) -> Self {
-        self.data = Some(data);
-        self
-    }
-
-    /// An internal failure.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Internal, message)
-    }
-
-    /// Bad parameters, naming the field at fault.
-    pub fn invalid_param(field: &str, message: impl fmt::Display) -> Self {
-        Self::new(ErrorCode::InvalidParams, format!("{field}: {message}"))
-            .with_data(serde_json::json!({ "field": field }))
-    }
-}
-
-impl From<Error> for RpcError {
-    fn from(e: Error) -> Self {
-        Self::new(e.code, e.message)
-    }
-}
-
-impl fmt::Display for RpcError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for RpcError {}
-
 /// Where the control socket listens (or where a client connects).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
@@ -118,61 +63,6 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
-}
-
-/// Control-socket counters, as `server.stats` reports them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RpcStats {
-    /// Connections open now.
-    pub connections_open: u64,
-    /// Connections accepted since start.
-    pub connections_accepted: u64,
-    /// Connections refused because `rpc.max_connections` were open.
-    pub connections_rejected: u64,
-    /// Connections closed for a missing or wrong token.
-    pub auth_failures: u64,
-    /// Requests and notifications dispatched to a method.
-    pub requests: u64,
-    /// Of those, the ones that failed (any error code, timeouts included).
-    pub request_errors: u64,
-    /// Of those, the ones that ran past `rpc.request_timeout_ms`.
-    pub request_timeouts: u64,
-    /// Frames refused as `parse_error`, `invalid_request` or `frame_too_large`.
-    pub protocol_errors: u64,
-    /// Event notifications queued to subscribers.
-    pub events_sent: u64,
-    /// Event notifications dropped because a subscriber's queue was full, or because the
-    /// server's event bus dropped them for a connection that fell behind.
-    pub events_dropped: u64,
-    /// Connections open now that have not made their first valid request (`auth` when a
-    /// token is set); `connections_open` counts the others.
-    #[serde(default)]
-    pub connections_preauth: u64,
-    /// Pre-auth connections closed to make room for a newer one
-    /// (`rpc.max_preauth_connections`).
-    #[serde(default)]
-    pub preauth_evicted: u64,
-    /// Connections closed for making no valid request within `rpc.auth_timeout_ms`.
-    #[serde(default)]
-    pub auth_timeouts: u64,
-    /// Connections closed because a message took longer than `rpc.read_timeout_ms` to
-    /// arrive.
-    #[serde(default)]
-    pub read_timeouts: u64,
-    /// Connections closed for sending nothing for `rpc.idle_timeout_ms`.
-    #[serde(default)]
-    pub idle_timeouts: u64,
-    /// Connections closed for invalid messages: a first message that is not a request, or
-    /// `rpc.max_protocol_errors` of them.
-    #[serde(default)]
-    pub protocol_error_closes: u64,
-    /// Connections that sent an HTTP request, answered with HTTP 400 and closed.
-    #[serde(default)]
-    pub http_refused: u64,
-    /// Refused connections closed without being told why, because
-    /// `rpc.max_refusals_in_flight` were being told already.
-    #[serde(default)]
-    pub refusals_unexplained: u64,
 }
 
 #[derive(Default)]

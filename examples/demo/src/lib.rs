@@ -29,13 +29,13 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use switchboard::client::{Client, ClientError, Notification};
+use switchboard_client::{Client, ClientError, Notification};
 use switchboard_core::event::Event;
 use switchboard_core::{ErrorCode, RouterId};
 use tokio::sync::{mpsc, watch};
@@ -562,37 +562,18 @@ async fn handle(link: &Link, peer: &str, text: &str) -> Option<Outgoing> {
     let outcome = match request {
         Incoming::Publish { sdp } => link
             .client
-            .call_value(
-                "webrtc.publish",
-                json!({ "router": room, "peer": peer, "sdp": sdp }),
-            )
+            .publish(room, peer, &sdp)
             .await
-            .and_then(|result| sdp_of("webrtc.publish", &result))
-            .map(|sdp| Some(Outgoing::Answer { sdp })),
+            .map(|published| Some(Outgoing::Answer { sdp: published.sdp })),
         Incoming::Subscribe => link
             .client
-            .call_value("webrtc.subscribe", json!({ "router": room, "peer": peer }))
+            .subscribe_peer(room, peer)
             .await
-            .and_then(|result| sdp_of("webrtc.subscribe", &result))
-            .map(|sdp| Some(Outgoing::Offer { sdp })),
-        Incoming::Answer { sdp } => link
-            .client
-            .call_value(
-                "webrtc.answer",
-                json!({ "router": room, "peer": peer, "sdp": sdp }),
-            )
-            .await
-            .map(|_| None),
+            .map(|offer| Some(Outgoing::Offer { sdp: offer.sdp })),
+        Incoming::Answer { sdp } => link.client.answer(room, peer, &sdp).await.map(|()| None),
     };
     outcome.unwrap_or_else(|e| {
         debug!(peer, error = %e, "request from the page failed");
         Some(Outgoing::from(e))
     })
-}
-
-fn sdp_of(method: &str, result: &Value) -> Result<String, ClientError> {
-    result["sdp"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ClientError::Protocol(format!("{method} returned no sdp")))
 }

@@ -3,13 +3,13 @@
 //! encoding responses and notifications.
 //!
 //! Everything here is synchronous and free of I/O, so the property tests drive it directly.
-//! The server's connection code and the client ([`crate::client`]) share it.
+//! The server's connection code and the client ([`crate::Client`]) share it.
 
 use rmpv::Value as Msgpack;
 use serde_json::{Map, Value};
 use switchboard_core::ErrorCode;
 
-use super::RpcError;
+use crate::protocol::RpcError;
 
 /// Message type of a request: `[0, msgid, method, params]`.
 pub const REQUEST: u64 = 0;

@@ -1,11 +1,11 @@
-//! The plain data types of the Rust API (and, serialised, of the RPC protocol).
+//! The plain data types of the control API: options for new objects and descriptions of
+//! them. The actor server takes and returns them, and the RPC protocol carries them
+//! serialised, so a backend's client needs only this crate to speak it.
 
+use crate::rtp_parameters::{MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters};
+use crate::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchboard_core::rtp_parameters::{
-    MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters,
-};
-use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 
 /// Options for a new router.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,4 +123,14 @@ pub struct TransportRequestResult {
     pub producers: Vec<(ProducerInfo, Value)>,
     /// Producers closed because of the request.
     pub closed_producers: Vec<ProducerId>,
+}
+
+/// The result of a subscribe (`webrtc.subscribe`) or an ICE restart: the peer's receive
+/// connection and the server's SDP offer for it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SubscribeResult {
+    /// The peer's receive connection.
+    pub transport: TransportId,
+    /// The server's SDP offer.
+    pub sdp: String,
 }

@@ -1,9 +1,9 @@
 //! A typed async client for the control socket.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), switchboard::client::ClientError> {
-//! use switchboard::client::Client;
-//! use switchboard_actors::RouterOptions;
+//! # async fn demo() -> Result<(), switchboard_client::ClientError> {
+//! use switchboard_client::Client;
+//! use switchboard_core::api::RouterOptions;
 //!
 //! let client = Client::connect("127.0.0.1:7700", Some("s3cret")).await?;
 //! let room = client.create_router(RouterOptions::default()).await?;
@@ -22,13 +22,14 @@
 //! response by msgid. Requests are handed to a writer task whole, so a call abandoned
 //! half-way (a dropped future, a timeout) never leaves half a message on the stream.
 
-use crate::rpc::methods::{
+use crate::protocol::{
     ConsumerParams, EventsParams, MiddlewareAttachParams, MiddlewareDetachParams, NoParams,
     PeerParams, ProducerParams, RouterList, RouterParams, RouterSummary, ServerInfo, ServerStats,
-    TransportConnectParams, TransportCreateParams, TransportParams, WorkerList, WorkerSummary,
+    TransportConnectParams, TransportCreateParams, TransportParams, TransportRequestParams,
+    WebRtcOfferParams, WebRtcPublishResult, WorkerList, WorkerSummary,
 };
-use crate::rpc::wire::{self, FrameScanner, Scan};
-use crate::rpc::{RpcError, Subscriptions};
+use crate::protocol::{RpcError, Subscriptions};
+use crate::wire::{self, FrameScanner, Scan};
 use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,9 +41,9 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use switchboard_actors::{
+use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
-    TransportInfo,
+    SubscribeResult, TransportInfo, TransportRequestResult,
 };
 use switchboard_core::event::Event;
 use switchboard_core::rtp_parameters::RtpCapabilities;
@@ -452,7 +453,7 @@ impl Client {
         transport: TransportId,
         options: ProduceOptions,
     ) -> Result<ProducerInfo, ClientError> {
-        let params = crate::rpc::methods::ProducerCreateParams {
+        let params = crate::protocol::ProducerCreateParams {
             transport,
             kind: options.kind,
             rtp_parameters: options.rtp_parameters,
@@ -503,7 +504,7 @@ impl Client {
         transport: TransportId,
         options: ConsumeOptions,
     ) -> Result<ConsumerInfo, ClientError> {
-        let params = crate::rpc::methods::ConsumerCreateParams {
+        let params = crate::protocol::ConsumerCreateParams {
             transport,
             producer: options.producer,
             rtp_capabilities: options.rtp_capabilities,
@@ -570,6 +571,80 @@ impl Client {
             name: name.to_owned(),
         };
         self.call("middleware.detach", &params).await
+    }
+
+    /// `transport.request`: a plugin-specific operation (`sdp` of an `rtp` transport, say).
+    pub async fn transport_request(
+        &self,
+        transport: TransportId,
+        method: &str,
+        params: Value,
+    ) -> Result<TransportRequestResult, ClientError> {
+        let params = TransportRequestParams {
+            transport,
+            method: method.to_owned(),
+            params,
+        };
+        self.call("transport.request", &params).await
+    }
+
+    /// `webrtc.publish`: applies a peer's SDP offer to its send connection (created on the
+    /// first offer) and returns the server's answer with the producers it created or closed.
+    pub async fn publish(
+        &self,
+        router: RouterId,
+        peer: &str,
+        offer: &str,
+    ) -> Result<WebRtcPublishResult, ClientError> {
+        let params = WebRtcOfferParams {
+            router,
+            peer: peer.to_owned(),
+            sdp: offer.to_owned(),
+        };
+        self.call("webrtc.publish", &params).await
+    }
+
+    /// `webrtc.subscribe`: the server's SDP offer for the peer's receive connection, which
+    /// carries a consumer of every track in the room unless automatic subscription is off.
+    pub async fn subscribe_peer(
+        &self,
+        router: RouterId,
+        peer: &str,
+    ) -> Result<SubscribeResult, ClientError> {
+        let params = PeerParams {
+            router,
+            peer: peer.to_owned(),
+        };
+        self.call("webrtc.subscribe", &params).await
+    }
+
+    /// `webrtc.answer`: the peer's SDP answer to the server's last offer.
+    pub async fn answer(
+        &self,
+        router: RouterId,
+        peer: &str,
+        answer: &str,
+    ) -> Result<(), ClientError> {
+        let params = WebRtcOfferParams {
+            router,
+            peer: peer.to_owned(),
+            sdp: answer.to_owned(),
+        };
+        self.call("webrtc.answer", &params).await
+    }
+
+    /// `webrtc.restart_ice`: fresh ICE credentials on the peer's receive connection, in a new
+    /// server offer.
+    pub async fn restart_ice(
+        &self,
+        router: RouterId,
+        peer: &str,
+    ) -> Result<SubscribeResult, ClientError> {
+        let params = PeerParams {
+            router,
+            peer: peer.to_owned(),
+        };
+        self.call("webrtc.restart_ice", &params).await
     }
 
     /// `events.subscribe`: one room's events, or (`None`) everything.
