@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use switchboard_core::api::{ProducerInfo, TransportInfo};
 use switchboard_core::event::Event;
 use switchboard_core::rtp_parameters::RtpCapabilities;
-use switchboard_core::sdp;
 use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId};
+use switchboard_sdp as sdp;
 
 /// The transport kind SDP sessions use.
 pub const SESSION_KIND: &str = "webrtc";

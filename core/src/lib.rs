@@ -5,14 +5,16 @@
 //! - [`id`]: typed identifiers.
 //! - [`rtp_parameters`]: codecs, header extensions, encodings; capabilities and parameters.
 //! - [`negotiation`] and [`h264`]: matching a router's capabilities with a peer's.
-//! - [`sdp`]: the bridge between native SDP and the object model (m-lines as producers'
-//!   RTP parameters, errors that name the offending line).
+//! - [`api`]: the control API's plain types, options and descriptions of the objects.
 //! - [`forward`]: the per-packet path, that is RTP rewriting per consumer, the retransmission
 //!   buffer, keyframe detection and request throttling, and the router's forwarding table.
 //! - [`transport`]: the [`transport::TransportPlugin`] trait and its registry.
 //! - [`middleware`]: the [`middleware::Middleware`] trait and its registry.
 //! - [`event`] and [`error`]: what the server reports and how it fails.
 //! - [`config`]: the typed, validated configuration.
+//!
+//! The SDP bridge is the `switchboard-sdp` crate (`core/sdp/`), which only transports and the
+//! actors' SDP sessions need.
 
 #![warn(missing_docs)]
 
@@ -26,7 +28,6 @@ pub mod id;
 pub mod middleware;
 pub mod negotiation;
 pub mod rtp_parameters;
-pub mod sdp;
 pub mod transport;
 
 pub use error::{Error, ErrorCode, Result};

@@ -6,7 +6,7 @@
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use switchboard_core::PeerId;
-use switchboard_core::sdp::{self, Direction};
+use switchboard_sdp::{self as sdp, Direction};
 use switchboard_tests::webrtc_client::{Client, vp8};
 use switchboard_tests::*;
 

@@ -185,7 +185,7 @@ mod tests {
             a=ssrc:22 cname:sb\r\n";
         assert_eq!(text, expected);
         // It parses as SDP.
-        switchboard_core::sdp::parse(&text).unwrap();
+        switchboard_sdp::parse(&text).unwrap();
     }
 
     #[test]

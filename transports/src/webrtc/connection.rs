@@ -354,10 +354,10 @@ impl Connection {
     /// Adopts the ICE credentials of a new local description, so the worker socket routes
     /// the next session's checks here (they change on every ICE restart).
     fn sync_credentials(self: &Rc<Self>, local_sdp: &str) {
-        let Ok(parsed) = switchboard_core::sdp::parse(local_sdp) else {
+        let Ok(parsed) = switchboard_sdp::parse(local_sdp) else {
             return;
         };
-        let Some((ufrag, pwd)) = switchboard_core::sdp::media_sections(&parsed)
+        let Some((ufrag, pwd)) = switchboard_sdp::media_sections(&parsed)
             .into_iter()
             .find_map(|m| Some((m.ice_ufrag?, m.ice_pwd?)))
         else {
@@ -534,7 +534,7 @@ impl Connection {
     pub fn apply_answer(
         &self,
         sdp: &str,
-        answer: &switchboard_core::sdp::Sdp,
+        answer: &switchboard_sdp::Sdp,
     ) -> Result<(bool, Vec<ConsumerId>)> {
         if !self.awaiting_answer.get() {
             return Err(Error::invalid(
@@ -544,14 +544,14 @@ impl Connection {
         // An answer without m-lines has no ICE parameters, which the stack refuses; there is
         // nothing in it to apply. (Receive connections always offer their data channel, so
         // this is a client that rejected everything.)
-        if !switchboard_core::sdp::media_sections(answer).is_empty() {
+        if !switchboard_sdp::media_sections(answer).is_empty() {
             let mut pc = self.pc.borrow_mut();
             let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(invalid_sdp)?;
             pc.set_remote_description(Instant::now(), answer)
                 .map_err(invalid_sdp)?;
         }
         self.awaiting_answer.set(false);
-        let rejected_mids: Vec<String> = switchboard_core::sdp::accepted_mids(answer)
+        let rejected_mids: Vec<String> = switchboard_sdp::accepted_mids(answer)
             .into_iter()
             .filter(|(_, accepted)| !accepted)
             .map(|(mid, _)| mid)

@@ -255,11 +255,11 @@ impl Transport for WebRtcTransport {
                 } = params(method, p)?;
                 // Parse first so malformed SDP is reported with its line, before the
                 // connection's state is touched.
-                let offer = switchboard_core::sdp::parse(&sdp)?;
-                switchboard_core::sdp::check_webrtc_offer(&offer)?;
+                let offer = switchboard_sdp::parse(&sdp)?;
+                switchboard_sdp::check_webrtc_offer(&offer)?;
                 let (answer_sdp, (new_producers, closed_producers)) =
                     self.conn.apply_offer(&sdp, |answer| {
-                        let answer = switchboard_core::sdp::parse(answer)?;
+                        let answer = switchboard_sdp::parse(answer)?;
                         let diff =
                             publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
                         let slots = producer_slots.map(|s| s + diff.1.len());
@@ -293,7 +293,7 @@ impl Transport for WebRtcTransport {
             }
             "answer" => {
                 let SdpParams { sdp } = params(method, p)?;
-                let parsed = switchboard_core::sdp::parse(&sdp)?;
+                let parsed = switchboard_sdp::parse(&sdp)?;
                 let (renegotiate, rejected) = self.conn.apply_answer(&sdp, &parsed)?;
                 Ok(RequestOutcome {
                     response: json!({ "renegotiate": renegotiate }),
@@ -372,11 +372,11 @@ impl Transport for WebRtcTransport {
 /// with a mid not seen before becomes a producer; a known mid that no longer sends (removed,
 /// rejected, recvonly or inactive) closes its producer.
 fn publish_diff(
-    offer: &switchboard_core::sdp::Sdp,
-    answer: &switchboard_core::sdp::Sdp,
+    offer: &switchboard_sdp::Sdp,
+    answer: &switchboard_sdp::Sdp,
     known: &HashMap<String, ProducerId>,
 ) -> Result<(Vec<ProducerRequest>, Vec<ProducerId>)> {
-    use switchboard_core::sdp::{self, Direction};
+    use switchboard_sdp::{self as sdp, Direction};
     let offered = sdp::media_sections(offer);
     let answered = sdp::media_sections(answer);
     let mut new = Vec::new();

@@ -1,7 +1,11 @@
-//! The SDP bridge: native session descriptions in, Switchboard's RTP object model out.
+//! # switchboard-sdp
+//!
+//! The SDP bridge: native session descriptions in, Switchboard's RTP object model out. It is
+//! a crate of its own so that middleware and backends, which never see SDP, do not build it;
+//! the WebRTC and plain-RTP transports and the actors' SDP sessions use it.
 //!
 //! WebRTC clients speak SDP (RFC 8866, JSEP RFC 8829). The server's WebRTC transport lets
-//! webrtc-rs write its answers and offers; this module reads what the *clients* write and
+//! webrtc-rs write its answers and offers; this crate reads what the *clients* write and
 //! turns it into our terms:
 //!
 //! - [`parse`] checks a description line by line, so that a malformed one is rejected with
@@ -20,6 +24,8 @@
 //! m-lines with port 0 and `a=bundle-only`, msid appears in three spellings. Nothing here
 //! assumes one stack's choices; every id and payload type is read from the text.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::Cursor;
@@ -29,8 +35,8 @@ use rtc_sdp::description::common::Attribute;
 use rtc_sdp::description::media::MediaDescription;
 use rtc_sdp::description::session::SessionDescription;
 
-use crate::error::{Error, ErrorCode, Result};
-use crate::rtp_parameters::{
+use switchboard_core::error::{Error, ErrorCode, Result};
+use switchboard_core::rtp_parameters::{
     CodecParameters, ExtensionDirection, MediaKind, ParamValue, RtcpFeedback, RtcpParameters,
     RtpCodecParameters, RtpEncodingParameters, RtpHeaderExtensionParameters, RtpParameters,
     RtxParameters, mime, mime_eq,
@@ -326,8 +332,8 @@ pub struct SdpLimits {
     pub max_ssrc_lines: usize,
 }
 
-impl From<&crate::config::LimitsConfig> for SdpLimits {
-    fn from(l: &crate::config::LimitsConfig) -> Self {
+impl From<&switchboard_core::config::LimitsConfig> for SdpLimits {
+    fn from(l: &switchboard_core::config::LimitsConfig) -> Self {
         Self {
             max_bytes: l.max_sdp_bytes,
             max_media_sections: l.max_sdp_media_sections,
@@ -1330,7 +1336,7 @@ fn codecs(kind: MediaKind, media: &MediaDescription) -> Vec<RtpCodecParameters> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtp_parameters::extension_uri;
+    use switchboard_core::rtp_parameters::extension_uri;
 
     const CHROMIUM_OFFER: &str = include_str!("../tests/sdp/chromium_offer.sdp");
     const CHROMIUM_ANSWER: &str = include_str!("../tests/sdp/chromium_answer.sdp");
