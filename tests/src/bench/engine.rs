@@ -140,7 +140,8 @@ struct Publisher {
 /// One client peer connection.
 pub struct Client {
     pc: RTCPeerConnection,
-    socket: UdpSocket,
+    /// `None` once the client is gone ([`State::remove_client`]): its port is closed.
+    socket: Option<UdpSocket>,
     local: SocketAddr,
     /// When the client was created.
     pub created: Instant,
@@ -365,7 +366,7 @@ impl State {
         };
         self.clients.push(Client {
             pc,
-            socket,
+            socket: Some(socket),
             local,
             created: Instant::now(),
             connected: None,
@@ -509,11 +510,11 @@ impl State {
     /// packet fanned out to many subscribers is stamped when it arrived, not after the
     /// generator decrypted the copies of the subscribers read before it.
     fn recv_client(&mut self, id: ClientId) {
-        let Some(c) = self.clients.get_mut(id) else {
+        let Some(socket) = self.clients.get_mut(id).and_then(|c| c.socket.as_mut()) else {
             return;
         };
         loop {
-            match c.socket.recv_from(&mut self.buf) {
+            match socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     self.inbox
                         .push((id, from, Instant::now(), BytesMut::from(&self.buf[..n])))
@@ -528,6 +529,9 @@ impl State {
         let mut inbox = std::mem::take(&mut self.inbox);
         for (id, from, now, data) in inbox.drain(..) {
             let c = &mut self.clients[id];
+            if c.socket.is_none() {
+                continue;
+            }
             let msg = TaggedBytesMut {
                 now,
                 transport: TransportContext {
@@ -559,6 +563,9 @@ impl State {
                 continue; // superseded
             }
             c.timeout = None;
+            if c.socket.is_none() {
+                continue;
+            }
             let _ = c.pc.handle_timeout(now);
             self.pump(id);
         }
@@ -568,11 +575,14 @@ impl State {
     fn pump(&mut self, id: ClientId) {
         let epoch = self.epoch;
         let c = &mut self.clients[id];
+        let Some(socket) = &c.socket else {
+            return;
+        };
         loop {
             let mut progressed = false;
             while let Some(w) = c.pc.poll_write() {
                 progressed = true;
-                if c.socket.send_to(&w.message, w.transport.peer_addr).is_err() {
+                if socket.send_to(&w.message, w.transport.peer_addr).is_err() {
                     self.send_errors += 1;
                 }
             }
@@ -753,6 +763,30 @@ impl State {
             p.next_audio = now + audio_period;
         }
         self.pump(id);
+    }
+
+    /// Ends a client. `graceful`: as a browser closing its connection (the stack sends what
+    /// closing sends, DTLS close_notify included); otherwise it vanishes as a killed process
+    /// does, and the server hears nothing more from its port. Either way its socket is closed
+    /// and it sends and receives nothing after this.
+    pub fn remove_client(&mut self, id: ClientId, graceful: bool) -> Result<(), String> {
+        let c = self.clients.get_mut(id).ok_or("no such client")?;
+        c.publisher = None;
+        if graceful {
+            c.pc.close().map_err(err)?;
+            self.pump(id);
+        }
+        let c = &mut self.clients[id];
+        c.timeout = None;
+        if let Some(mut socket) = c.socket.take() {
+            let _ = self.poll.registry().deregister(&mut socket);
+        }
+        Ok(())
+    }
+
+    /// Clients not removed.
+    pub fn live_clients(&self) -> usize {
+        self.clients.iter().filter(|c| c.socket.is_some()).count()
     }
 
     /// How many clients are connected, and how many failed.

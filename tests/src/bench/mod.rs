@@ -5,9 +5,11 @@
 //! - [`payload`] is the mark each packet carries (stream, sequence number, send time);
 //! - [`sfu`] signals the servers under test;
 //! - [`scenario`] holds S1–S4;
+//! - [`churn`] is the churn soak;
 //! - [`procfs`] reads CPU time and memory from `/proc`;
 //! - [`report`] writes Markdown tables and the PNG chart.
 
+pub mod churn;
 pub mod engine;
 pub mod payload;
 pub mod procfs;

@@ -30,6 +30,30 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Resident set size of process `pid` in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// Threads of process `pid`.
+pub fn threads(pid: u32) -> Option<u64> {
+    status_field(pid, "Threads:")
+}
+
+/// Open file descriptors of process `pid` (sockets included).
+pub fn fds(pid: u32) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+fn status_field(pid: u32, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// The CPUs this process may run on (what `taskset` set), as the kernel lists them.
 pub fn allowed_cpus() -> String {
     std::fs::read_to_string("/proc/self/status")
@@ -86,5 +110,11 @@ mod tests {
         assert!(cpu_seconds(pid).is_some());
         assert!(pss_kib(pid).is_some_and(|k| k > 0));
         assert!(!allowed_cpus().is_empty());
+        assert!(rss_kib(pid).is_some_and(|k| k > 0));
+        assert!(threads(pid).is_some_and(|t| t >= 1));
+        let before = fds(pid).expect("fd count");
+        let file = std::fs::File::open("/proc/self/status").expect("open");
+        assert_eq!(fds(pid), Some(before + 1));
+        drop(file);
     }
 }

@@ -298,7 +298,171 @@ pub fn markdown(runs: &[RunResult]) -> String {
         }
         let _ = writeln!(out);
     }
+    for r in runs.iter().filter(|r| r.scenario == "churn") {
+        let Some(c) = &r.churn else { continue };
+        let minutes = c.plan.as_ref().map_or(0.0, |p| p.seconds / 60.0);
+        let _ = writeln!(out, "### Churn: {minutes:.0} minutes ({})\n", r.server);
+        let _ = writeln!(
+            out,
+            "{} rooms, {} connections; peers left through `peer.leave` {}, closed their connections {}, vanished {}; {} connections failed, {} signalling errors. Transports still open {} s after the last departure, before the rooms were closed: {}.\n",
+            c.rooms,
+            c.connections,
+            c.left,
+            c.closed,
+            c.vanished,
+            c.failed,
+            c.errors,
+            c.plan.as_ref().map_or(0.0, |p| p.drain_seconds),
+            c.transports_before_close
+        );
+        let _ = writeln!(
+            out,
+            "| idle moment | t (s) | RSS KiB | PSS KiB | fds | threads | rooms | transports | producers | consumers |"
+        );
+        let _ = writeln!(
+            out,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for (name, s) in [
+            ("before any peer", &c.cold),
+            ("after the warm-up", &c.warm),
+            ("after the run", &c.end),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.t_s,
+                s.rss_kib,
+                s.pss_kib,
+                s.fds,
+                s.threads,
+                s.objects.rooms,
+                s.objects.transports,
+                s.objects.producers,
+                s.objects.consumers
+            );
+        }
+        let (rss, fds, threads) = c.growth();
+        let peak = c.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "\nGrowth from the warm-up's idle end to the run's: RSS {rss:+.1}%, fds {fds:+.1}%, threads {threads:+.1}%; peak RSS {peak} KiB.\n"
+        );
+    }
     out
+}
+
+/// Draws the churn soak: server RSS over time, and its objects over time.
+pub fn churn_chart(
+    runs: &[RunResult],
+    path: &std::path::Path,
+    font: &std::path::Path,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let c = runs
+        .iter()
+        .rev()
+        .find_map(|r| r.churn.as_ref())
+        .ok_or("no churn run in the input")?;
+    register_font(font)?;
+    let minutes = |s: &super::churn::ChurnSample| s.t_s / 60.0;
+    let max_t = c.samples.iter().map(minutes).fold(1.0f64, f64::max);
+    let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = root.split_evenly((1, 2));
+    let blue = RGBColor(0x1f, 0x77, 0xb4);
+    let red = RGBColor(0xd6, 0x27, 0x28);
+    let green = RGBColor(0x2c, 0xa0, 0x2c);
+    let grey = RGBColor(0x7f, 0x7f, 0x7f);
+    let max_rss = c.samples.iter().map(|s| s.rss_kib).max().unwrap_or(1) as f64 / 1024.0 * 1.15;
+    let mut rss = ChartBuilder::on(&panels[0])
+        .caption("Churn: server memory (MiB)", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..max_t * 1.02, 0f64..max_rss)
+        .map_err(|e| e.to_string())?;
+    rss.configure_mesh()
+        .x_desc("minutes")
+        .y_desc("MiB")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    type Pick = fn(&super::churn::ChurnSample) -> f64;
+    let memory: [(&str, RGBColor, Pick); 2] = [
+        ("RSS", blue, |s| s.rss_kib as f64 / 1024.0),
+        ("PSS", grey, |s| s.pss_kib as f64 / 1024.0),
+    ];
+    for (label, color, pick) in memory {
+        let points: Vec<(f64, f64)> = c.samples.iter().map(|s| (minutes(s), pick(s))).collect();
+        rss.draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    rss.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let counts: [(&str, RGBColor, Pick); 4] = [
+        ("transports", blue, |s| s.objects.transports as f64),
+        ("consumers", red, |s| s.objects.consumers as f64),
+        ("producers", green, |s| s.objects.producers as f64),
+        ("fds", grey, |s| s.fds as f64),
+    ];
+    let max_n = c
+        .samples
+        .iter()
+        .flat_map(|s| counts.iter().map(move |(_, _, pick)| pick(s)))
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let mut objects = ChartBuilder::on(&panels[1])
+        .caption("Churn: server objects and descriptors", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..max_t * 1.02, 0f64..max_n)
+        .map_err(|e| e.to_string())?;
+    objects
+        .configure_mesh()
+        .x_desc("minutes")
+        .y_desc("count")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (label, color, pick) in counts {
+        let points: Vec<(f64, f64)> = c.samples.iter().map(|s| (minutes(s), pick(s))).collect();
+        objects
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    objects
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn register_font(font: &std::path::Path) -> Result<(), String> {
+    use plotters::prelude::FontStyle;
+    let bytes = std::fs::read(font).map_err(|e| format!("{}: {e}", font.display()))?;
+    // plotters keeps registered fonts for the process's lifetime.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| "cannot load the font".to_owned())
 }
 
 /// Draws S1's median curves: subscribers vs server CPU, and subscribers vs loss, one line per
@@ -309,11 +473,7 @@ pub fn chart(
     font: &std::path::Path,
 ) -> Result<(), String> {
     use plotters::prelude::*;
-    let bytes = std::fs::read(font).map_err(|e| format!("{}: {e}", font.display()))?;
-    // plotters keeps registered fonts for the process's lifetime.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| "cannot load the font".to_owned())?;
+    register_font(font)?;
     let s1 = by_server(runs, "s1");
     let curves: Vec<(String, Curve)> = s1.iter().map(|(k, v)| (k.clone(), curve(v))).collect();
     let max_n = curves

@@ -1,5 +1,5 @@
 //! The scenarios: S1 fan-out steps, S2 rooms of all-publishing peers, S3 a burst of joins,
-//! S4 paused consumers. Each returns plain results that `report` turns into tables and charts.
+//! S4 paused consumers (the churn soak is in [`super::churn`]). Each returns plain results that `report` turns into tables and charts.
 
 use super::engine::{AUDIO_PPS, ClientId, Engine, VIDEO_PPS};
 use super::procfs::{self, CpuMark};
@@ -135,6 +135,9 @@ pub struct RunResult {
     pub join: Option<JoinBurst>,
     /// S4.
     pub paused: Option<Paused>,
+    /// The churn soak.
+    #[serde(default)]
+    pub churn: Option<super::churn::Churn>,
     /// Server PSS before any subscriber, KiB.
     pub base_pss_kib: u64,
     /// `/proc/loadavg` when the run started: the machine is shared, so say how busy it was.
@@ -282,7 +285,7 @@ impl Bench {
         p
     }
 
-    fn result(&self, scenario: &str) -> RunResult {
+    pub(super) fn result(&self, scenario: &str) -> RunResult {
         RunResult {
             server: self.sfu.name().to_owned(),
             scenario: scenario.to_owned(),

@@ -49,6 +49,37 @@ pub trait Sfu: Send + Sync {
     fn send_errors(&self) -> Option<u64> {
         None
     }
+    /// `peer` leaves the room, as a backend says so when its user hangs up.
+    fn leave(&self, _room: &Room, _peer: &str) -> Result<(), String> {
+        Err(format!(
+            "{}: leaving is not driven by this generator",
+            self.name()
+        ))
+    }
+    /// Closes the room and everything in it.
+    fn close_room(&self, _room: &Room) -> Result<(), String> {
+        Err(format!(
+            "{}: closing rooms is not driven by this generator",
+            self.name()
+        ))
+    }
+    /// The objects the server holds now, where it reports them.
+    fn objects(&self) -> Option<Objects> {
+        None
+    }
+}
+
+/// Object counts of a server, summed over its workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Objects {
+    /// Rooms (routers).
+    pub rooms: u64,
+    /// Transports.
+    pub transports: u64,
+    /// Producers.
+    pub producers: u64,
+    /// Consumers.
+    pub consumers: u64,
 }
 
 /// Switchboard through its control socket.
@@ -179,6 +210,29 @@ impl Sfu for Switchboard {
             self.call("consumer.pause", json!({"consumer": id}))?;
         }
         Ok(ids.len())
+    }
+
+    fn leave(&self, room: &Room, peer: &str) -> Result<(), String> {
+        self.call("peer.leave", json!({"router": room.0, "peer": peer}))
+            .map(|_| ())
+    }
+
+    fn close_room(&self, room: &Room) -> Result<(), String> {
+        self.call("router.close", json!({"router": room.0}))
+            .map(|_| ())
+    }
+
+    fn objects(&self) -> Option<Objects> {
+        let list = self.call("worker.list", json!({})).ok()?;
+        let mut sum = Objects::default();
+        for w in list.get("workers")?.as_array()? {
+            let n = |k: &str| w.get(k).and_then(Value::as_u64).unwrap_or(0);
+            sum.rooms += n("routers");
+            sum.transports += n("transports");
+            sum.producers += n("producers");
+            sum.consumers += n("consumers");
+        }
+        Some(sum)
     }
 
     /// The worker socket's `send_errors` (one worker: every transport shares it).

@@ -19,6 +19,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use switchboard_tests::bench::churn::ChurnPlan;
 use switchboard_tests::bench::engine::Engine;
 use switchboard_tests::bench::report;
 use switchboard_tests::bench::scenario::{Bench, RunResult};
@@ -43,6 +44,8 @@ enum Scenario {
     S2,
     S3,
     S4,
+    /// The churn soak (Switchboard only): rooms open, carry media, empty and close.
+    Churn,
 }
 
 /// SRTP profiles the clients offer.
@@ -95,6 +98,28 @@ enum Command {
         /// S4: subscribers (two consumers each).
         #[arg(long, default_value_t = 250)]
         subscribers: usize,
+        /// Churn: seconds of churn after the warm-up.
+        #[arg(long, default_value_t = 1800.0)]
+        churn_seconds: f64,
+        /// Churn: seconds of the warm-up round whose idle end is the baseline.
+        #[arg(long, default_value_t = 120.0)]
+        warmup_seconds: f64,
+        /// Churn: a room opens every this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        cycle_seconds: f64,
+        /// Churn: participants per room (the first half publish, all subscribe).
+        #[arg(long, default_value_t = 4)]
+        participants: usize,
+        /// Churn: cycles a room carries media before its participants go.
+        #[arg(long, default_value_t = 2)]
+        hold_cycles: usize,
+        /// Churn: seconds from the last departure to closing the room; longer than the
+        /// server's webrtc.consent_timeout_ms plus webrtc.peer_timeout_ms.
+        #[arg(long, default_value_t = 20.0)]
+        drain_seconds: f64,
+        /// Churn: seconds between samples.
+        #[arg(long, default_value_t = 5.0)]
+        sample_seconds: f64,
         /// SRTP profiles the clients offer.
         #[arg(long, value_enum, default_value = "any")]
         srtp: Srtp,
@@ -112,6 +137,9 @@ enum Command {
         /// PNG to draw (subscribers vs server CPU and vs loss).
         #[arg(long)]
         chart: Option<PathBuf>,
+        /// PNG of the churn soak (RSS and objects over time).
+        #[arg(long)]
+        churn_chart: Option<PathBuf>,
         #[arg(
             long,
             default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -136,6 +164,13 @@ fn main() {
             peers,
             joins,
             subscribers,
+            churn_seconds,
+            warmup_seconds,
+            cycle_seconds,
+            participants,
+            hold_cycles,
+            drain_seconds,
+            sample_seconds,
             srtp,
             seconds,
             out,
@@ -182,6 +217,15 @@ fn main() {
                 Scenario::S2 => bench.s2(rooms, peers),
                 Scenario::S3 => bench.s3(joins),
                 Scenario::S4 => bench.s4(subscribers),
+                Scenario::Churn => bench.churn(ChurnPlan {
+                    seconds: churn_seconds,
+                    warmup_seconds,
+                    cycle_seconds,
+                    participants,
+                    hold_cycles,
+                    drain_seconds,
+                    sample_seconds,
+                }),
             };
             match result {
                 Ok(r) => {
@@ -205,7 +249,12 @@ fn main() {
                 }
             }
         }
-        Command::Report { input, chart, font } => {
+        Command::Report {
+            input,
+            chart,
+            churn_chart,
+            font,
+        } => {
             let mut runs: Vec<RunResult> = Vec::new();
             for path in &input {
                 let text = std::fs::read_to_string(path)
@@ -222,6 +271,11 @@ fn main() {
                 && let Err(e) = report::chart(&runs, &png, &font)
             {
                 fail(&format!("chart: {e}"));
+            }
+            if let Some(png) = churn_chart
+                && let Err(e) = report::churn_chart(&runs, &png, &font)
+            {
+                fail(&format!("churn chart: {e}"));
             }
             0
         }

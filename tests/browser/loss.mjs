@@ -1,0 +1,149 @@
+// The browser half of the loss drill (tests/tests/loss_drill.rs): Debian's Chromium, headless,
+// with a fake camera. One page holds two connections, a publisher and a subscriber; the Rust
+// test does the signalling with the server and puts a lossy relay on the subscriber's leg.
+//
+//   node loss.mjs
+//
+// It speaks JSON lines: on stdout what it has for the test, on stdin what the test sends.
+//   → {"offer": SDP}                     the publisher's offer
+//   ← {"answer": SDP}                    the server's answer to it
+//   ← {"subscribe": SDP}                 the server's offer for the subscriber
+//   → {"answer": SDP}                    the subscriber's answer
+//   → {"flowing": STATS}                 once the subscriber decodes video
+//   ← {"mark": true}                     asks for the counters now
+//   → {"stats": STATS}
+//   ← {"done": true}                     closes the browser and exits 0
+// STATS: the publisher's outbound video (framesSent, framesEncoded, nackCount, pliCount,
+// retransmittedPacketsSent) and the subscriber's inbound video (framesDecoded, framesDropped,
+// framesReceived, freezeCount, totalFreezesDuration, nackCount, pliCount, firCount,
+// packetsLost, packetsReceived). Any failure: a line {"error": ...} and exit 1.
+//
+// Environment: CHROMIUM overrides /usr/bin/chromium.
+
+import { chromium } from "playwright-core";
+import http from "node:http";
+import readline from "node:readline";
+
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const args = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--autoplay-policy=no-user-gesture-required",
+  "--allow-loopback-in-peer-connection",
+];
+
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function receive() {
+  const { value, done } = await lines.next();
+  if (done) throw new Error("the test closed stdin");
+  return JSON.parse(value);
+}
+function send(message) {
+  process.stdout.write(JSON.stringify(message) + "\n");
+}
+
+// getUserMedia needs a secure context: http://127.0.0.1 is one, about:blank is not.
+const site = http.createServer((_, res) => {
+  res.writeHead(200, { "content-type": "text/html" });
+  res.end("<!doctype html><title>loss drill</title><video id=v autoplay muted playsinline></video>");
+});
+await new Promise((ok) => site.listen(0, "127.0.0.1", ok));
+
+let browser;
+let status = 0;
+try {
+  // playwright gives the browser a fresh profile of its own.
+  browser = await chromium.launch({ executablePath, args });
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${site.address().port}/`);
+  await page.evaluate(() => {
+    const gathered = (pc) =>
+      new Promise((ok) => {
+        if (pc.iceGatheringState === "complete") return ok();
+        pc.addEventListener("icegatheringstatechange", () => {
+          if (pc.iceGatheringState === "complete") ok();
+        });
+      });
+    window.drill = {
+      async offer() {
+        const stream = await navigator.mediaDevices.getUserMedia({
+          video: { width: 640, height: 480, frameRate: 30 },
+        });
+        this.pub = new RTCPeerConnection();
+        for (const track of stream.getTracks()) this.pub.addTrack(track, stream);
+        await this.pub.setLocalDescription(await this.pub.createOffer());
+        await gathered(this.pub);
+        return this.pub.localDescription.sdp;
+      },
+      async answered(sdp) {
+        await this.pub.setRemoteDescription({ type: "answer", sdp });
+      },
+      async subscribe(sdp) {
+        this.sub = new RTCPeerConnection();
+        this.sub.ontrack = (e) => {
+          if (e.track.kind === "video") document.getElementById("v").srcObject = new MediaStream([e.track]);
+        };
+        await this.sub.setRemoteDescription({ type: "offer", sdp });
+        await this.sub.setLocalDescription(await this.sub.createAnswer());
+        await gathered(this.sub);
+        return this.sub.localDescription.sdp;
+      },
+      async stats() {
+        const pick = (report, type, keys) => {
+          const out = {};
+          for (const s of report.values()) {
+            if (s.type === type && s.kind === "video") {
+              for (const k of keys) out[k] = (out[k] || 0) + (s[k] || 0);
+            }
+          }
+          return out;
+        };
+        return {
+          publisher: pick(await this.pub.getStats(), "outbound-rtp", [
+            "framesSent", "framesEncoded", "nackCount", "pliCount", "firCount",
+            "retransmittedPacketsSent", "packetsSent",
+          ]),
+          subscriber: pick(await this.sub.getStats(), "inbound-rtp", [
+            "framesDecoded", "framesDropped", "framesReceived", "freezeCount",
+            "totalFreezesDuration", "nackCount", "pliCount", "firCount", "packetsLost",
+            "packetsReceived",
+          ]),
+          connections: [this.pub.connectionState, this.sub.connectionState],
+        };
+      },
+    };
+  });
+
+  send({ offer: await page.evaluate(() => window.drill.offer()) });
+  const { answer } = await receive();
+  await page.evaluate((sdp) => window.drill.answered(sdp), answer);
+  const { subscribe } = await receive();
+  send({ answer: await page.evaluate((sdp) => window.drill.subscribe(sdp), subscribe) });
+  // waitForFunction takes a promise for a truthy value, so poll getStats() here instead.
+  const flowingBy = Date.now() + 30000;
+  while (!((await page.evaluate(() => window.drill.stats())).subscriber.framesDecoded > 30)) {
+    if (Date.now() > flowingBy) throw new Error("the subscriber decoded no video within 30 s");
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+  send({ flowing: await page.evaluate(() => window.drill.stats()) });
+  for (;;) {
+    const message = await receive();
+    if (message.done) break;
+    if (message.mark) send({ stats: await page.evaluate(() => window.drill.stats()) });
+  }
+} catch (e) {
+  send({ error: String(e && e.stack ? e.stack : e) });
+  status = 1;
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  site.close();
+}
+process.exit(status);
