@@ -17,7 +17,7 @@ use switchboard_core::forward::{
 };
 use switchboard_core::negotiation::{self, MatchMode, RtpMapping, codecs_match};
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters, extension_uri};
-use switchboard_core::transport::Transport;
+use switchboard_core::transport::{ProducerRequest, SdpSession, Transport};
 use switchboard_core::{ConsumerId, Error, ProducerId, Result, TransportId};
 
 /// Runs `f` on a transport's plugin instance, with the room released. A panic closes the
@@ -243,8 +243,8 @@ pub(crate) fn create_consumer_with(
     })
 }
 
-/// Runs a plugin-specific request; creates the producers it asks for and closes the ones it
-/// drops.
+/// Runs a plugin-specific request; creates the producers it asks for and closes the
+/// producers and consumers it drops.
 pub(crate) fn transport_request(
     room: &RoomRef,
     transport: TransportId,
@@ -252,12 +252,92 @@ pub(crate) fn transport_request(
     params: &Value,
 ) -> Result<TransportRequestResult> {
     let outcome = with_plugin(room, transport, |t| t.request(method, params))??;
-    for id in &outcome.closed_producers {
+    close_rejected(room, &outcome.closed_consumers);
+    let producers = apply_producer_changes(
+        room,
+        transport,
+        outcome.new_producers,
+        &outcome.closed_producers,
+    )?;
+    Ok(TransportRequestResult {
+        response: outcome.response,
+        producers,
+        closed_producers: outcome.closed_producers,
+    })
+}
+
+/// Runs `f` on the transport as an SDP session; fails for transports not negotiated with SDP.
+pub(crate) fn with_sdp_session<T>(
+    room: &RoomRef,
+    transport: TransportId,
+    f: impl FnOnce(&mut dyn SdpSession) -> Result<T>,
+) -> Result<T> {
+    with_plugin(room, transport, |t| match t.sdp_session() {
+        Some(session) => f(session),
+        None => Err(Error::invalid(format!(
+            "transport {transport} is not negotiated with SDP"
+        ))),
+    })?
+}
+
+/// A client's offer applied: the answer, the producers it created (with their m-line
+/// description) and those it closed.
+pub(crate) struct AppliedOffer {
+    pub answer: String,
+    pub producers: Vec<(ProducerInfo, Value)>,
+    pub closed_producers: Vec<ProducerId>,
+}
+
+/// Applies a client's offer to an SDP session and creates and closes its producers.
+pub(crate) fn apply_offer(
+    room: &RoomRef,
+    transport: TransportId,
+    sdp: &str,
+    producer_slots: Option<usize>,
+) -> Result<AppliedOffer> {
+    let outcome = with_sdp_session(room, transport, |s| s.apply_offer(sdp, producer_slots))?;
+    let producers = apply_producer_changes(
+        room,
+        transport,
+        outcome.new_producers,
+        &outcome.closed_producers,
+    )?;
+    Ok(AppliedOffer {
+        answer: outcome.answer,
+        producers,
+        closed_producers: outcome.closed_producers,
+    })
+}
+
+/// Applies a client's answer to an SDP session and closes the consumers it rejected; true
+/// when another offer is due.
+pub(crate) fn apply_answer(room: &RoomRef, transport: TransportId, sdp: &str) -> Result<bool> {
+    let outcome = with_sdp_session(room, transport, |s| s.apply_answer(sdp))?;
+    close_rejected(room, &outcome.rejected_consumers);
+    Ok(outcome.renegotiate)
+}
+
+fn close_rejected(room: &RoomRef, consumers: &[ConsumerId]) {
+    let mut r = room.borrow_mut();
+    for id in consumers {
+        r.close_consumer(*id, CloseReason::Rejected);
+    }
+}
+
+/// Closes `closed` and creates `new`, all of `new` or none: on a failure the caller gets an
+/// error, not the answer, so producers it never heard of must not stay behind.
+fn apply_producer_changes(
+    room: &RoomRef,
+    transport: TransportId,
+    new: Vec<ProducerRequest>,
+    closed: &[ProducerId],
+) -> Result<Vec<(ProducerInfo, Value)>> {
+    for id in closed {
         room.borrow_mut()
             .close_producer(*id, CloseReason::Requested);
     }
-    let mut producers = Vec::with_capacity(outcome.new_producers.len());
-    for request in outcome.new_producers {
+    let mut producers = Vec::with_capacity(new.len());
+    for request in new {
         match create_producer(
             room,
             transport,
@@ -267,8 +347,6 @@ pub(crate) fn transport_request(
         ) {
             Ok(info) => producers.push((info, request.app_data)),
             Err(e) => {
-                // All of a request's producers or none: the caller gets an error, not the
-                // answer, so producers it never heard of must not stay behind.
                 let mut r = room.borrow_mut();
                 for (info, _) in &producers {
                     r.close_producer(info.id, CloseReason::Requested);
@@ -277,12 +355,9 @@ pub(crate) fn transport_request(
             }
         }
     }
-    Ok(TransportRequestResult {
-        response: outcome.response,
-        producers,
-        closed_producers: outcome.closed_producers,
-    })
+    Ok(producers)
 }
+
 /// What the forwarder needs to accept a producer with these parameters.
 fn producer_setup(
     id: ProducerId,

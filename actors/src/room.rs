@@ -452,7 +452,7 @@ impl Room {
 }
 
 /// The reason children get when their parent closes for `reason`.
-fn cascade(reason: &CloseReason) -> CloseReason {
+pub(crate) fn cascade(reason: &CloseReason) -> CloseReason {
     match reason {
         CloseReason::Shutdown => CloseReason::Shutdown,
         _ => CloseReason::ParentClosed,

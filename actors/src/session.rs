@@ -80,12 +80,8 @@ impl Handler<RestartIce> for RouterActor {
     fn handle(&mut self, msg: RestartIce, _: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let transport = receive_connection(&self.room, &msg.peer)?;
-        let result = ops::transport_request(&self.room, transport, "restart_ice", &json!({}))?;
+        let sdp = ops::with_sdp_session(&self.room, transport, |s| s.restart_ice())?;
         self.room.borrow_mut().renegotiate.remove(&transport);
-        let sdp = result.response["sdp"]
-            .as_str()
-            .ok_or_else(|| Error::internal("the connection wrote no offer"))?
-            .to_owned();
         Ok(SubscribeResult { transport, sdp })
     }
 }
@@ -203,16 +199,7 @@ impl Handler<Publish> for RouterActor {
                 .max_producers_per_transport
                 .saturating_sub(own)
         };
-        let result = ops::transport_request(
-            &self.room,
-            transport,
-            "offer",
-            &json!({ "sdp": msg.sdp, "producer_slots": producer_slots }),
-        )?;
-        let sdp = result.response["sdp"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let result = ops::apply_offer(&self.room, transport, &msg.sdp, Some(producer_slots))?;
         let auto = self.room.borrow().auto_subscribe;
         if auto && !result.producers.is_empty() {
             let new: Vec<ProducerId> = result.producers.iter().map(|(p, _)| p.id).collect();
@@ -231,7 +218,7 @@ impl Handler<Publish> for RouterActor {
         flush_renegotiations(&self.room);
         Ok(PublishResult {
             transport,
-            sdp,
+            sdp: result.answer,
             producers: result.producers,
             closed_producers: result.closed_producers,
         })
@@ -257,17 +244,9 @@ impl Handler<Subscribe> for RouterActor {
             let producers = others_producers(&self.room, &msg.peer);
             subscribe_to(&self.room, transport, &producers);
         }
-        let result = ops::transport_request(
-            &self.room,
-            transport,
-            "create_offer",
-            &json!({ "force": true }),
-        )?;
+        let sdp = ops::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
         self.room.borrow_mut().renegotiate.remove(&transport);
-        let sdp = result.response["sdp"]
-            .as_str()
-            .ok_or_else(|| Error::internal("the connection wrote no offer"))?
-            .to_owned();
         Ok(SubscribeResult { transport, sdp })
     }
 }
@@ -289,9 +268,7 @@ impl Handler<Answer> for RouterActor {
             })?
         };
         sdp::check_limits(&msg.sdp, self.sdp_limits())?;
-        let result =
-            ops::transport_request(&self.room, transport, "answer", &json!({ "sdp": msg.sdp }))?;
-        if result.response["renegotiate"] == json!(true) {
+        if ops::apply_answer(&self.room, transport, &msg.sdp)? {
             self.room.borrow_mut().renegotiate.insert(transport);
         }
         flush_renegotiations(&self.room);
@@ -308,11 +285,11 @@ pub(crate) fn flush_renegotiations(room: &RoomRef) {
         std::mem::take(&mut r.renegotiate).into_iter().collect()
     };
     for transport in pending {
-        let offer = match ops::transport_request(room, transport, "create_offer", &json!({})) {
-            Ok(result) => result.response["sdp"].as_str().map(str::to_owned),
-            // Transports without offers (direct, rtp) have nothing to renegotiate.
-            Err(_) => None,
-        };
+        // Transports not negotiated with SDP (direct, rtp) have nothing to renegotiate, and
+        // a connection whose last offer is unanswered offers after the answer.
+        let offer = ops::with_sdp_session(room, transport, |s| s.create_offer(false))
+            .ok()
+            .flatten();
         let Some(sdp) = offer else {
             continue;
         };

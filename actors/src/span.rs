@@ -21,7 +21,7 @@
 //! crash) reach the other routers by message, just after.
 
 use crate::ops;
-use crate::room::{PeerState, Room, RoomRef};
+use crate::room::{PeerState, Room, RoomRef, cascade};
 use crate::router::{CreateTransport, RouterActor};
 use crate::server::{ServerActor, WorkerAddr};
 use crate::shared::Shared;
@@ -262,13 +262,6 @@ fn pipe_producer(room: &RoomRef, link: TransportId, remote: &Addr<RouterActor>, 
     }
 }
 
-fn cascade(reason: &CloseReason) -> CloseReason {
-    match reason {
-        CloseReason::Shutdown => CloseReason::Shutdown,
-        _ => CloseReason::ParentClosed,
-    }
-}
-
 /// Closes a secondary router: its peers' transports, then the others, then its pipes; no
 /// room-level events (the home router emits those).
 pub(crate) fn close_secondary(room: &mut Room, reason: CloseReason) -> bool {
@@ -396,8 +389,8 @@ async fn link(
 ) -> Result<()> {
     let ta = a.send(CreateLink).await.map_err(mailbox)??;
     let tb = b.send(CreateLink).await.map_err(mailbox)??;
-    connect(shared, ta.id, &tb.local).await?;
-    connect(shared, tb.id, &ta.local).await?;
+    connect(shared, ta.id, &tb.address).await?;
+    connect(shared, tb.id, &ta.address).await?;
     b.send(AttachLink {
         worker: a_worker,
         remote: a.clone(),
@@ -415,34 +408,59 @@ async fn link(
     Ok(())
 }
 
-async fn connect(shared: &Shared, transport: TransportId, remote: &Value) -> Result<()> {
+async fn connect(shared: &Shared, transport: TransportId, remote: &str) -> Result<()> {
     let addr = shared
         .index
         .transports
         .get(&transport)
         .map(|e| e.value().1.clone())
         .ok_or_else(|| Error::not_found("transport", transport))?;
-    let params = json!({ "address": remote["address"] });
-    addr.send(crate::transport::ConnectTransport(params))
+    addr.send(crate::transport::ConnectPipe(remote.to_owned()))
         .await
         .map_err(mailbox)??;
     Ok(())
 }
 
+/// One end of a link: its transport, and the address the other end connects to.
+pub(crate) struct LinkEnd {
+    id: TransportId,
+    address: String,
+}
+
 /// Creates an internal pipe transport in this router.
 #[derive(Message)]
-#[rtype(result = "Result<TransportInfo>")]
+#[rtype(result = "Result<LinkEnd>")]
 pub(crate) struct CreateLink;
 
 impl Handler<CreateLink> for RouterActor {
-    type Result = Result<TransportInfo>;
+    type Result = Result<LinkEnd>;
     fn handle(&mut self, _: CreateLink, ctx: &mut Context<Self>) -> Self::Result {
         let msg = CreateTransport {
             kind: PIPE_KIND.to_owned(),
             peer: None,
             options: Value::Null,
         };
-        self.create_transport_as(msg, ctx, true)
+        let TransportInfo { id, .. } = self.create_transport_as(msg, ctx, true)?;
+        let address = ops::with_plugin(&self.room, id, |t| {
+            t.pipe_endpoint().map(|p| p.pipe_address()).ok_or_else(|| {
+                Error::internal(format!(
+                    "the {PIPE_KIND:?} plugin's transports are not pipe endpoints"
+                ))
+            })
+        })
+        .and_then(|r| r);
+        match address {
+            Ok(address) => Ok(LinkEnd { id, address }),
+            Err(e) => {
+                self.room.borrow_mut().close_transport(
+                    id,
+                    CloseReason::Crashed {
+                        message: e.message.clone(),
+                    },
+                );
+                Err(e)
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
 };
 use switchboard_core::event::CloseReason;
-use switchboard_core::{ConsumerId, ProducerId, Result, RouterId, TransportId};
+use switchboard_core::{ConsumerId, Error, ProducerId, Result, RouterId, TransportId};
 
 /// Lifecycle of one transport: it owns the plugin instance, which does the I/O.
 pub struct TransportActor {
@@ -104,6 +104,25 @@ impl Handler<ConnectTransport> for TransportActor {
     fn handle(&mut self, msg: ConnectTransport, _: &mut Self::Context) -> Result<Value> {
         let _span = self.span.clone().entered();
         self.with_plugin(|t| t.connect(&msg.0))?
+    }
+}
+
+/// Connects one end of a pipe between routers to the other end's address.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct ConnectPipe(pub String);
+
+impl Handler<ConnectPipe> for TransportActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: ConnectPipe, _: &mut Self::Context) -> Result<()> {
+        let _span = self.span.clone().entered();
+        let id = self.id;
+        self.with_plugin(|t| match t.pipe_endpoint() {
+            Some(pipe) => pipe.connect_pipe(&msg.0),
+            None => Err(Error::invalid(format!(
+                "transport {id} is not a pipe endpoint"
+            ))),
+        })?
     }
 }
 

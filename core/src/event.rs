@@ -32,6 +32,9 @@ pub enum CloseReason {
     IceTimeout,
     /// The client ended DTLS (close_notify or a fatal alert).
     DtlsClosed,
+    /// The client's SDP answer rejected the consumer's m-line (port 0): it cannot take the
+    /// track.
+    Rejected,
 }
 
 /// Something that happened in the server.

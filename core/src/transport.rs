@@ -8,6 +8,12 @@
 //! That thread runs a Tokio current-thread runtime inside a `LocalSet`, so a plugin may use
 //! `tokio::task::spawn_local` and Tokio sockets.
 //!
+//! What a transport can do beyond carrying media is reached through typed capabilities, not
+//! its kind: a transport negotiated with SDP offer/answer returns itself from
+//! [`Transport::sdp_session`], one end of a pipe between routers from
+//! [`Transport::pipe_endpoint`]. The router's SDP sessions and room spanning use those, so a
+//! team's own plugin takes part in either by implementing the trait.
+//!
 //! The contract on the packet path:
 //! - a transport hands every RTP/RTCP packet it receives (decrypted) to [`TransportIo`];
 //! - the router sends through the [`MediaSink`] the transport returns from
@@ -130,8 +136,60 @@ pub struct RequestOutcome {
     pub closed_consumers: Vec<ConsumerId>,
 }
 
+/// What applying a client's offer changed.
+#[derive(Clone, Debug, Default)]
+pub struct OfferOutcome {
+    /// The server's answer.
+    pub answer: String,
+    /// Producers to create on this transport, in order (new sending m-lines).
+    pub new_producers: Vec<ProducerRequest>,
+    /// Producers of this transport to close (their m-lines stopped sending).
+    pub closed_producers: Vec<ProducerId>,
+}
+
+/// What applying a client's answer changed.
+#[derive(Clone, Debug, Default)]
+pub struct AnswerOutcome {
+    /// Consumers changed while the offer was out: another offer is due.
+    pub renegotiate: bool,
+    /// Consumers whose m-lines the client rejected: they are closed.
+    pub rejected_consumers: Vec<ConsumerId>,
+}
+
+/// A transport negotiated with SDP offer/answer, as WebRTC is: the client offers what it
+/// sends, and the server offers what the client receives.
+pub trait SdpSession {
+    /// Applies the client's offer and returns the answer. An offer that would add more than
+    /// `producer_slots` producers is refused before it changes anything; so is any offer
+    /// that fails, which leaves the session as it was.
+    fn apply_offer(&mut self, sdp: &str, producer_slots: Option<usize>) -> Result<OfferOutcome>;
+    /// The server's offer for what the transport carries now. Without `force`, `None` while
+    /// an earlier offer is unanswered: the change goes into the offer after that answer.
+    fn create_offer(&mut self, force: bool) -> Result<Option<String>>;
+    /// Applies the client's answer to the server's last offer.
+    fn apply_answer(&mut self, sdp: &str) -> Result<AnswerOutcome>;
+    /// New ICE credentials, and the offer that carries them.
+    fn restart_ice(&mut self) -> Result<String>;
+}
+
+/// One end of a pipe that carries a room's media between two of its routers.
+pub trait PipeEndpoint {
+    /// What the other end connects to (the carrier's address for this end).
+    fn pipe_address(&self) -> String;
+    /// Connects to the other end, at the address its [`PipeEndpoint::pipe_address`] gave.
+    fn connect_pipe(&mut self, remote: &str) -> Result<()>;
+}
+
 /// One transport instance, owned by its Transport actor on a worker thread.
 pub trait Transport {
+    /// This transport as an SDP session, if it is negotiated with offer/answer.
+    fn sdp_session(&mut self) -> Option<&mut dyn SdpSession> {
+        None
+    }
+    /// This transport as one end of a pipe between routers, if it is one.
+    fn pipe_endpoint(&mut self) -> Option<&mut dyn PipeEndpoint> {
+        None
+    }
     /// A plugin-specific operation, such as applying a WebRTC offer. Unknown methods fail with
     /// `invalid_params`.
     fn request(&mut self, method: &str, _params: &Value) -> Result<RequestOutcome> {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::RouterOptions;
-use switchboard_core::event::Event;
+use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::{PeerId, RouterId};
 use switchboard_tests::webrtc_client::{Client, opus, vp8};
 use switchboard_tests::*;
@@ -624,5 +624,57 @@ async fn without_automatic_subscription_the_backend_chooses_the_tracks() {
     assert_eq!(s.mids.len(), 2, "the data channel and the chosen video");
     let (_track, ssrc) = first_video(&a, &mut s, b"chosen").await;
     assert_ne!(ssrc, a.video_ssrc);
+    t.server.shutdown().await.unwrap();
+}
+
+/// The answer with its video m-line's port set to 0: a stack that cannot take the track.
+fn reject_video(answer: &str) -> String {
+    answer
+        .split_inclusive('\n')
+        .map(|line| match line.strip_prefix("m=video ") {
+            Some(rest) => {
+                let after_port = rest.split_once(' ').map_or("", |(_, r)| r);
+                format!("m=video 0 {after_port}")
+            }
+            None => line.to_owned(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_the_subscriber_rejects_closes_its_consumer_alone() {
+    let t = start_webrtc(1);
+    let room = t.room().await;
+    let alice = PeerId::parse("alice").unwrap();
+    let _a = publish(&t, room, &alice, 0x0A40_0000).await;
+    let mut events = t.server.subscribe_room(room);
+    let bob = PeerId::parse("bob").unwrap();
+    t.server.join_peer(room, bob.clone()).await.unwrap();
+    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
+    let mut client = Client::new(96, 111).await;
+    let answer = reject_video(&client.answer(&offer.sdp).await);
+    assert!(answer.contains("m=video 0 "), "{answer}");
+    t.server.answer(room, bob, answer).await.unwrap();
+
+    let (closed, _) = wait_event(&mut events, |e| matches!(e, Event::ConsumerClosed { .. })).await;
+    let Event::ConsumerClosed {
+        consumer, reason, ..
+    } = closed
+    else {
+        unreachable!()
+    };
+    assert_eq!(reason, CloseReason::Rejected);
+    let dump = t.server.dump_router(room).await.unwrap();
+    let kinds: Vec<&str> = dump["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["audio"], "only the rejected video consumer closed");
+    assert!(
+        dump["consumers"][0]["id"] != serde_json::json!(consumer.to_string()),
+        "the closed consumer is gone"
+    );
     t.server.shutdown().await.unwrap();
 }

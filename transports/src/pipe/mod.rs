@@ -27,8 +27,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use switchboard_core::transport::{
-    MediaSink, Transport, TransportContext, TransportFactory, TransportIo, TransportPlugin,
-    TransportState,
+    MediaSink, PipeEndpoint, Transport, TransportContext, TransportFactory, TransportIo,
+    TransportPlugin, TransportState,
 };
 use switchboard_core::{Error, Result, TransportId, WorkerId};
 use tokio::sync::mpsc;
@@ -239,32 +239,47 @@ struct PipeTransport {
     pump: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Transport for PipeTransport {
-    fn local_parameters(&self) -> Value {
-        json!({ "kind": KIND, "carrier": CARRIER, "address": self.address })
+impl PipeEndpoint for PipeTransport {
+    fn pipe_address(&self) -> String {
+        self.address.clone()
     }
 
-    fn connect(&mut self, params: &Value) -> Result<Value> {
-        let p: ConnectParams = serde_json::from_value(params.clone())
-            .map_err(|e| Error::invalid(format!("pipe connect: {e}")))?;
-        if let Some(remote) = &self.remote {
+    fn connect_pipe(&mut self, remote: &str) -> Result<()> {
+        if let Some(connected) = &self.remote {
             return Err(Error::invalid(format!(
-                "pipe connect: already connected to {remote:?}"
+                "pipe connect: already connected to {connected:?}"
             )));
         }
-        if p.address == self.address {
+        if remote == self.address {
             return Err(Error::invalid(
                 "pipe connect: a pipe cannot connect to itself",
             ));
         }
         let tx = self
             .hub
-            .get(&p.address)
+            .get(remote)
             .map(|e| e.value().clone())
-            .ok_or_else(|| Error::not_found("pipe address", &p.address))?;
+            .ok_or_else(|| Error::not_found("pipe address", remote))?;
         *self.sink.far.borrow_mut() = Some(tx);
-        self.remote = Some(p.address);
+        self.remote = Some(remote.to_owned());
         self.io.on_state(TransportState::Connected);
+        Ok(())
+    }
+}
+
+impl Transport for PipeTransport {
+    fn local_parameters(&self) -> Value {
+        json!({ "kind": KIND, "carrier": CARRIER, "address": self.address })
+    }
+
+    fn pipe_endpoint(&mut self) -> Option<&mut dyn PipeEndpoint> {
+        Some(self)
+    }
+
+    fn connect(&mut self, params: &Value) -> Result<Value> {
+        let p: ConnectParams = serde_json::from_value(params.clone())
+            .map_err(|e| Error::invalid(format!("pipe connect: {e}")))?;
+        self.connect_pipe(&p.address)?;
         Ok(Value::Null)
     }
 

@@ -7,11 +7,16 @@
 //! candidates into the SDP, so clients need no trickle from it.
 //!
 //! A transport serves one direction by default:
-//! - *publishing*: the client offers; `request("offer")` answers, and each sending m-line
-//!   becomes a producer (new m-lines in a later offer add producers, removed ones close them);
+//! - *publishing*: the client offers; [`SdpSession::apply_offer`] answers, and each sending
+//!   m-line becomes a producer (new m-lines in a later offer add producers, removed ones close
+//!   them);
 //! - *subscribing*: consumers added to the transport become sending m-lines;
-//!   `request("create_offer")` writes the server's offer and `request("answer")` applies the
-//!   client's answer. m-lines of closed consumers are reused by the next track of their kind.
+//!   [`SdpSession::create_offer`] writes the server's offer and [`SdpSession::apply_answer`]
+//!   applies the client's answer. m-lines of closed consumers are reused by the next track of
+//!   their kind.
+//!
+//! The same operations are open to backends as `transport.request` methods (`offer`,
+//! `create_offer`, `answer`, `restart_ice`, `add_candidate`).
 
 pub mod connection;
 pub mod engine;
@@ -30,8 +35,8 @@ use std::rc::Rc;
 use std::time::Instant;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{
-    MediaSink, ProducerRequest, RequestOutcome, Transport, TransportContext, TransportFactory,
-    TransportPlugin,
+    AnswerOutcome, MediaSink, OfferOutcome, ProducerRequest, RequestOutcome, SdpSession, Transport,
+    TransportContext, TransportFactory, TransportPlugin,
 };
 use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result, WorkerId};
 
@@ -229,6 +234,60 @@ fn params<T: for<'de> Deserialize<'de>>(method: &str, v: &Value) -> Result<T> {
     serde_json::from_value(v.clone()).map_err(|e| Error::invalid(format!("{method}: {e}")))
 }
 
+impl SdpSession for WebRtcTransport {
+    fn apply_offer(&mut self, sdp: &str, producer_slots: Option<usize>) -> Result<OfferOutcome> {
+        // Parse first so malformed SDP is reported with its line, before the connection's
+        // state is touched.
+        let offer = switchboard_sdp::parse(sdp)?;
+        switchboard_sdp::check_webrtc_offer(&offer)?;
+        let (answer, (new_producers, closed_producers)) = self.conn.apply_offer(sdp, |answer| {
+            let answer = switchboard_sdp::parse(answer)?;
+            let diff = publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
+            let slots = producer_slots.map(|s| s + diff.1.len());
+            if let Some(slots) = slots
+                && diff.0.len() > slots
+            {
+                return Err(Error::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "producers per transport: the offer adds {} sending m-lines, room for {slots}",
+                        diff.0.len()
+                    ),
+                ));
+            }
+            Ok(diff)
+        })?;
+        self.offer = Some(sdp.to_owned());
+        Ok(OfferOutcome {
+            answer,
+            new_producers,
+            closed_producers,
+        })
+    }
+
+    fn create_offer(&mut self, force: bool) -> Result<Option<String>> {
+        self.conn.create_offer(force)
+    }
+
+    fn apply_answer(&mut self, sdp: &str) -> Result<AnswerOutcome> {
+        let parsed = switchboard_sdp::parse(sdp)?;
+        let (renegotiate, rejected_consumers) = self.conn.apply_answer(sdp, &parsed)?;
+        Ok(AnswerOutcome {
+            renegotiate,
+            rejected_consumers,
+        })
+    }
+
+    fn restart_ice(&mut self) -> Result<String> {
+        // Client-initiated restarts arrive as offers with new credentials; this is the
+        // server's side: a fresh offer with fresh credentials.
+        self.conn.restart_ice();
+        self.conn
+            .create_offer(true)?
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))
+    }
+}
+
 impl Transport for WebRtcTransport {
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
         // Retransmissions go out on the media SSRC: the sans-IO stack's senders accept only
@@ -246,6 +305,12 @@ impl Transport for WebRtcTransport {
         })
     }
 
+    fn sdp_session(&mut self) -> Option<&mut dyn SdpSession> {
+        Some(self)
+    }
+
+    /// The SDP operations, for backends that drive a connection through `transport.request`
+    /// themselves; the router's SDP sessions reach them through [`SdpSession`].
     fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
         match method {
             "offer" => {
@@ -253,63 +318,34 @@ impl Transport for WebRtcTransport {
                     sdp,
                     producer_slots,
                 } = params(method, p)?;
-                // Parse first so malformed SDP is reported with its line, before the
-                // connection's state is touched.
-                let offer = switchboard_sdp::parse(&sdp)?;
-                switchboard_sdp::check_webrtc_offer(&offer)?;
-                let (answer_sdp, (new_producers, closed_producers)) =
-                    self.conn.apply_offer(&sdp, |answer| {
-                        let answer = switchboard_sdp::parse(answer)?;
-                        let diff =
-                            publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
-                        let slots = producer_slots.map(|s| s + diff.1.len());
-                        if let Some(slots) = slots
-                            && diff.0.len() > slots
-                        {
-                            return Err(Error::new(
-                                ErrorCode::LimitExceeded,
-                                format!(
-                                    "producers per transport: the offer adds {} sending m-lines, room for {slots}",
-                                    diff.0.len()
-                                ),
-                            ));
-                        }
-                        Ok(diff)
-                    })?;
-                self.offer = Some(sdp);
+                let outcome = self.apply_offer(&sdp, producer_slots)?;
                 Ok(RequestOutcome {
-                    response: json!({ "type": "answer", "sdp": answer_sdp }),
-                    new_producers,
-                    closed_producers,
+                    response: json!({ "type": "answer", "sdp": outcome.answer }),
+                    new_producers: outcome.new_producers,
+                    closed_producers: outcome.closed_producers,
                     closed_consumers: Vec::new(),
                 })
             }
             "create_offer" => {
                 let OfferParams { force } = params(method, p)?;
                 Ok(RequestOutcome {
-                    response: json!({ "type": "offer", "sdp": self.conn.create_offer(force)? }),
+                    response: json!({ "type": "offer", "sdp": self.create_offer(force)? }),
                     ..Default::default()
                 })
             }
             "answer" => {
                 let SdpParams { sdp } = params(method, p)?;
-                let parsed = switchboard_sdp::parse(&sdp)?;
-                let (renegotiate, rejected) = self.conn.apply_answer(&sdp, &parsed)?;
+                let outcome = self.apply_answer(&sdp)?;
                 Ok(RequestOutcome {
-                    response: json!({ "renegotiate": renegotiate }),
-                    closed_consumers: rejected,
+                    response: json!({ "renegotiate": outcome.renegotiate }),
+                    closed_consumers: outcome.rejected_consumers,
                     ..Default::default()
                 })
             }
-            "restart_ice" => {
-                // Client-initiated restarts arrive as offers with new credentials; this is
-                // the server's side: a fresh offer with fresh credentials.
-                self.conn.restart_ice();
-                Ok(RequestOutcome {
-                    response: json!({ "type": "offer", "sdp": self.conn.create_offer(true)? }),
-                    ..Default::default()
-                })
-            }
+            "restart_ice" => Ok(RequestOutcome {
+                response: json!({ "type": "offer", "sdp": SdpSession::restart_ice(self)? }),
+                ..Default::default()
+            }),
             "add_candidate" => {
                 let CandidateParams { candidate } = params(method, p)?;
                 self.conn.add_remote_candidate(&candidate)?;
