@@ -357,6 +357,7 @@ pub async fn wait_event(
     }
 }
 pub mod bench;
+pub mod browser;
 pub mod ffmpeg;
 pub mod relay;
 pub mod webrtc_client;

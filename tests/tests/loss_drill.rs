@@ -5,18 +5,15 @@
 //! the server answers the browser's NACKs from its retransmission buffer, and the loss does
 //! not turn into a storm of keyframe requests.
 //!
-//! The browser half is `tests/browser/loss.mjs` (playwright-core); this test does the
+//! The browser half is `tests/browser/pair.mjs` (playwright-core); this test does the
 //! signalling through the server's own API, as the backend would through the RPC.
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 use switchboard_core::PeerId;
+use switchboard_tests::browser::{Browser, grew};
 use switchboard_tests::relay::Relay;
 use switchboard_tests::{server_candidate, start_webrtc};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// Random loss on the subscriber's leg while the drill runs.
 const LOSS: f64 = 0.05;
@@ -27,101 +24,9 @@ const HALF: Duration = Duration::from_secs(6);
 /// After the loss stops, time for the last retransmissions and frames to arrive before the
 /// counters are read.
 const TAIL: Duration = Duration::from_secs(2);
-/// Bounds each message from the browser (Chromium's start and first frames included).
-const BROWSER_DEADLINE: Duration = Duration::from_secs(45);
 /// More keyframe requests than this in the window is a storm: with NACK answered, a few
 /// seconds of 5% loss and one 50 ms gap need none or a couple.
 const MAX_KEYFRAME_REQUESTS: u64 = 6;
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-fn prerequisites() {
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        chromium.exists() && playwright.exists() && node,
-        "the loss drill needs Chromium ({}), node and playwright-core ({}): run ./scripts/test, which installs them",
-        chromium.display(),
-        playwright.display()
-    );
-}
-
-/// The browser, spoken to in JSON lines.
-struct Browser {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Browser {
-    fn start() -> Self {
-        let mut child = tokio::process::Command::new("node")
-            .arg(browser_dir().join("loss.mjs"))
-            .current_dir(browser_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        Self {
-            child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-        }
-    }
-
-    async fn send(&mut self, message: Value) {
-        let line = format!("{message}\n");
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("the browser reads");
-    }
-
-    /// The next message, which must carry `key`.
-    async fn expect(&mut self, key: &str) -> Value {
-        let line = tokio::time::timeout(BROWSER_DEADLINE, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no `{key}` from the browser in time"))
-            .expect("the browser's output")
-            .unwrap_or_else(|| panic!("the browser exited before `{key}`"));
-        let message: Value = serde_json::from_str(&line).expect("a JSON line from the browser");
-        assert!(
-            message.get("error").is_none(),
-            "the browser failed: {}",
-            message["error"]
-        );
-        message
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| panic!("expected `{key}` from the browser, got {message}"))
-    }
-
-    async fn stats(&mut self) -> Value {
-        self.send(json!({ "mark": true })).await;
-        self.expect("stats").await
-    }
-}
-
-fn count(stats: &Value, side: &str, key: &str) -> u64 {
-    stats[side][key].as_f64().unwrap_or(0.0) as u64
-}
-
-/// How much `key` of `side` grew between two readings.
-fn grew(before: &Value, after: &Value, side: &str, key: &str) -> u64 {
-    count(after, side, key).saturating_sub(count(before, side, key))
-}
 
 fn counter(stats: &Value, key: &str) -> u64 {
     stats["counters"][key].as_u64().unwrap_or(0)
@@ -129,7 +34,6 @@ fn counter(stats: &Value, key: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_storm() {
-    prerequisites();
     let t = start_webrtc(1);
     let room = t.room().await;
     let mut browser = Browser::start();
@@ -139,8 +43,7 @@ async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_st
         .join_peer(room, publisher.clone())
         .await
         .expect("join");
-    let offer = browser.expect("offer").await;
-    let offer = offer.as_str().expect("an SDP offer").to_owned();
+    let offer = browser.expect_sdp("offer").await;
     let published = t
         .server
         .publish(room, publisher, offer)
@@ -163,13 +66,9 @@ async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_st
     browser
         .send(json!({ "subscribe": relay.rewrite_sdp(&subscribed.sdp, server) }))
         .await;
-    let answer = browser.expect("answer").await;
+    let answer = browser.expect_sdp("answer").await;
     t.server
-        .answer(
-            room,
-            viewer,
-            answer.as_str().expect("an SDP answer").to_owned(),
-        )
+        .answer(room, viewer, answer)
         .await
         .expect("the browser's answer is accepted");
     browser.expect("flowing").await;
@@ -203,8 +102,7 @@ async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_st
         .consumer_stats(video_consumer)
         .await
         .expect("stats");
-    browser.send(json!({ "done": true })).await;
-    let _ = tokio::time::timeout(BROWSER_DEADLINE, browser.child.wait()).await;
+    browser.finish().await;
 
     let sent = grew(&before, &after, "publisher", "framesSent");
     let decoded = grew(&before, &after, "subscriber", "framesDecoded");

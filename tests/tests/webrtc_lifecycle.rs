@@ -160,3 +160,157 @@ async fn a_vanished_publisher_is_closed_with_ice_timeout_and_the_room_carries_on
     }
     t.server.shutdown().await.unwrap();
 }
+
+/// Waits up to `limit` for an event matching `pred` (a consent timeout takes longer than the
+/// suite's usual deadline).
+async fn wait_within(
+    events: &mut tokio::sync::mpsc::Receiver<Event>,
+    limit: std::time::Duration,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await {
+                Some(e) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("the event stream ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no matching event within {limit:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_killed_mid_call_is_cleaned_up_by_the_server_and_the_room_carries_on() {
+    let t = start();
+    let room = t.room().await;
+    let mut events = t.server.subscribe_room(room);
+
+    // Carol publishes and Bob watches, both in this process.
+    let carol_pub = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
+    let bob = PeerId::parse("bob").unwrap();
+    t.server.join_peer(room, bob.clone()).await.unwrap();
+    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
+    let mut bob_client = Client::new(96, 111).await;
+    let answer = bob_client.answer(&offer.sdp).await;
+    t.server.answer(room, bob.clone(), answer).await.unwrap();
+    bob_client.connected().await;
+    let before = t.server.dump_router(room).await.unwrap();
+
+    // A real Chromium joins as two peers: one publishes its camera, one receives the room.
+    let mut browser = switchboard_tests::browser::Browser::start();
+    let camera = PeerId::parse("camera").unwrap();
+    t.server.join_peer(room, camera.clone()).await.unwrap();
+    let offer = browser.expect_sdp("offer").await;
+    let published = t.server.publish(room, camera.clone(), offer).await.unwrap();
+    browser
+        .send(serde_json::json!({ "answer": published.sdp }))
+        .await;
+    let viewer = PeerId::parse("viewer").unwrap();
+    t.server.join_peer(room, viewer.clone()).await.unwrap();
+    let subscribed = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
+    browser
+        .send(serde_json::json!({ "subscribe": subscribed.sdp }))
+        .await;
+    let answer = browser.expect_sdp("answer").await;
+    t.server.answer(room, viewer.clone(), answer).await.unwrap();
+    browser.expect("flowing").await;
+
+    // SIGKILL to the browser and all its processes: no DTLS close, no BYE, nothing.
+    browser.kill().await;
+    let limit = std::time::Duration::from_millis(CONSENT_TIMEOUT_MS * 3);
+    let mut closed = Vec::new();
+    let mut left = Vec::new();
+    while closed.len() < 2 || left.len() < 2 {
+        match wait_within(&mut events, limit, |e| {
+            matches!(e, Event::TransportClosed { .. } | Event::PeerLeft { .. })
+        })
+        .await
+        {
+            Event::TransportClosed {
+                transport, reason, ..
+            } => {
+                assert_eq!(reason, CloseReason::IceTimeout, "transport {transport}");
+                closed.push(transport);
+            }
+            Event::PeerLeft { peer, reason, .. } => {
+                assert_eq!(reason, CloseReason::IceTimeout, "peer {peer}");
+                left.push(peer);
+            }
+            _ => unreachable!(),
+        }
+    }
+    closed.sort();
+    let mut browser_transports = vec![published.transport, subscribed.transport];
+    browser_transports.sort();
+    assert_eq!(
+        closed, browser_transports,
+        "exactly the browser's connections"
+    );
+    left.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(left, [camera, viewer]);
+
+    // The room is as it was before the browser came: Carol's producers, Bob's consumers of
+    // them, their two connections.
+    let after = t.server.dump_router(room).await.unwrap();
+    for list in ["transports", "producers", "consumers", "peers"] {
+        let ids = |d: &serde_json::Value| {
+            let mut v: Vec<String> = d[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&after), ids(&before), "{list}: {after}");
+    }
+
+    // And Bob still receives Carol.
+    let mut seq = 1u16;
+    let track = loop {
+        carol_pub
+            .video
+            .write_rtp(client_rtp(
+                0x1000,
+                96,
+                seq,
+                vec![0x10, 0x00, b'c', b'a', b'r', b'o', b'l'],
+            ))
+            .await
+            .unwrap();
+        seq += 1;
+        if let Ok(track) = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            bob_client.next_track(),
+        )
+        .await
+            && track.kind().await == RtpCodecKind::Video
+        {
+            break track;
+        }
+        assert!(seq < 200, "Bob got no video track of Carol's");
+    };
+    loop {
+        carol_pub
+            .video
+            .write_rtp(client_rtp(
+                0x1000,
+                96,
+                seq,
+                vec![0x10, 0x00, b'c', b'a', b'r', b'o', b'l'],
+            ))
+            .await
+            .unwrap();
+        seq += 1;
+        match tokio::time::timeout(std::time::Duration::from_millis(200), track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) if p.payload.ends_with(b"carol") => break,
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("Bob's track ended"),
+        }
+        assert!(seq < 400, "Bob receives nothing of Carol's");
+    }
+    t.server.shutdown().await.unwrap();
+}

@@ -1,8 +1,9 @@
-// The browser half of the loss drill (tests/tests/loss_drill.rs): Debian's Chromium, headless,
-// with a fake camera. One page holds two connections, a publisher and a subscriber; the Rust
-// test does the signalling with the server and puts a lossy relay on the subscriber's leg.
+// A browser peer pair for the tests (tests/src/browser.rs): Debian's Chromium, headless, with
+// a fake camera. One page holds two connections, a publisher and a subscriber; the Rust test
+// does the signalling with the server (the loss drill puts a lossy relay on the subscriber's
+// leg; the killed-client test kills the whole browser).
 //
-//   node loss.mjs
+//   node pair.mjs
 //
 // It speaks JSON lines: on stdout what it has for the test, on stdin what the test sends.
 //   → {"offer": SDP}                     the publisher's offer
@@ -53,7 +54,7 @@ function send(message) {
 // getUserMedia needs a secure context: http://127.0.0.1 is one, about:blank is not.
 const site = http.createServer((_, res) => {
   res.writeHead(200, { "content-type": "text/html" });
-  res.end("<!doctype html><title>loss drill</title><video id=v autoplay muted playsinline></video>");
+  res.end("<!doctype html><title>switchboard peer pair</title><video id=v autoplay muted playsinline></video>");
 });
 await new Promise((ok) => site.listen(0, "127.0.0.1", ok));
 

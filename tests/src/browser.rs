@@ -1,0 +1,141 @@
+//! A real browser in a test: Chromium driven by `tests/browser/pair.mjs` (playwright-core),
+//! one page with a publishing and a subscribing connection, spoken to in JSON lines. The test
+//! does the signalling with the server, as a backend would.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+/// Bounds each message from the browser (Chromium's start and first frames included).
+pub const BROWSER_DEADLINE: Duration = Duration::from_secs(45);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Fails the test with what to install when Chromium, node or playwright-core is missing.
+pub fn prerequisites() {
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        chromium.exists() && playwright.exists() && node,
+        "browser tests need Chromium ({}), node and playwright-core ({}): run ./scripts/test, which installs them",
+        chromium.display(),
+        playwright.display()
+    );
+}
+
+/// The browser, running `pair.mjs`. It has a process group of its own (node, Chromium and
+/// Chromium's helpers), so that [`Browser::kill`] takes all of it down at once.
+pub struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Browser {
+    /// Starts node with `pair.mjs`; the first message to expect is its `offer`.
+    pub fn start() -> Self {
+        prerequisites();
+        let mut child = tokio::process::Command::new("node")
+            .arg(browser_dir().join("pair.mjs"))
+            .current_dir(browser_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: Value) {
+        let line = format!("{message}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("the browser reads");
+    }
+
+    /// The next message, which must carry `key`; returns that value.
+    pub async fn expect(&mut self, key: &str) -> Value {
+        let line = tokio::time::timeout(BROWSER_DEADLINE, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no `{key}` from the browser in time"))
+            .expect("the browser's output")
+            .unwrap_or_else(|| panic!("the browser exited before `{key}`"));
+        let message: Value = serde_json::from_str(&line).expect("a JSON line from the browser");
+        assert!(
+            message.get("error").is_none(),
+            "the browser failed: {}",
+            message["error"]
+        );
+        message
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("expected `{key}` from the browser, got {message}"))
+    }
+
+    /// `expect` for an SDP.
+    pub async fn expect_sdp(&mut self, key: &str) -> String {
+        let v = self.expect(key).await;
+        v.as_str()
+            .unwrap_or_else(|| panic!("`{key}` is not an SDP string: {v}"))
+            .to_owned()
+    }
+
+    /// The page's counters now (see `pair.mjs`).
+    pub async fn stats(&mut self) -> Value {
+        self.send(json!({ "mark": true })).await;
+        self.expect("stats").await
+    }
+
+    /// Closes the browser and waits for node to exit.
+    pub async fn finish(mut self) {
+        self.send(json!({ "done": true })).await;
+        let _ = tokio::time::timeout(BROWSER_DEADLINE, self.child.wait()).await;
+    }
+
+    /// SIGKILL to node, Chromium and every helper process at once: the peer vanishes as a
+    /// crashed or killed app does, without closing anything.
+    pub async fn kill(mut self) {
+        let group = self
+            .child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .expect("node is running");
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(group),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("the browser's process group is killed");
+        let _ = tokio::time::timeout(BROWSER_DEADLINE, self.child.wait()).await;
+    }
+}
+
+/// A counter of `side` (`publisher` or `subscriber`) in a `stats` reading.
+pub fn count(stats: &Value, side: &str, key: &str) -> u64 {
+    stats[side][key].as_f64().unwrap_or(0.0) as u64
+}
+
+/// How much a counter of `side` grew between two readings.
+pub fn grew(before: &Value, after: &Value, side: &str, key: &str) -> u64 {
+    count(after, side, key).saturating_sub(count(before, side, key))
+}
