@@ -538,6 +538,17 @@ impl TransportIo for RoomIo {
 
     fn on_state(&self, state: TransportState) {
         let previous = self.state.replace(state);
+        if state == TransportState::Connected && previous != TransportState::Connected {
+            // What went to the consumers before their client could hear it (a keyframe
+            // requested when they were created, say) never arrived. A room busy right now is
+            // one creating this transport, which has no consumers yet.
+            if let Some(room) = self.room.upgrade()
+                && let Ok(mut r) = room.try_borrow_mut()
+            {
+                r.forwarder
+                    .transport_connected(self.transport, Instant::now());
+            }
+        }
         if state == TransportState::Failed && previous != TransportState::Failed {
             let stage = self.failure_stage.take().unwrap_or("unknown");
             crate::metrics::transport_failed(&self.kind, stage);

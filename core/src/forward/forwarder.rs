@@ -532,6 +532,30 @@ impl<S: MediaSink> Forwarder<S> {
         Ok(())
     }
 
+    /// The client of `transport` can hear it from now on (a WebRTC connection finished its
+    /// DTLS handshake): what its video consumers sent before was lost, the keyframe requested
+    /// when they were created included. They start over at a keyframe, which is requested
+    /// (subject to the throttle, which defers rather than drops).
+    pub fn transport_connected(&mut self, transport: TransportId, now: Instant) {
+        for p in self.producers.values_mut() {
+            if !p.codecs.values().any(|c| c.keyframes.needs_keyframe()) {
+                continue;
+            }
+            let mut waiting = false;
+            for c in p
+                .consumers
+                .iter_mut()
+                .filter(|c| c.transport == transport && !c.paused)
+            {
+                c.waiting_keyframe = true;
+                waiting = true;
+            }
+            if waiting && !p.setup.paused {
+                Self::request_keyframe_of(p, now);
+            }
+        }
+    }
+
     /// Asks the producer's sender for a keyframe (subject to the throttle).
     pub fn request_keyframe(&mut self, id: ProducerId, now: Instant) -> Result<()> {
         let p = self

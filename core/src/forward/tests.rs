@@ -252,6 +252,41 @@ fn video_consumers_wait_for_a_keyframe_and_one_is_requested() {
 }
 
 #[test]
+fn a_consumer_whose_transport_connects_starts_over_at_a_requested_keyframe() {
+    let mut r = room();
+    let s = r.consume(0, false);
+    let other = r.consume(1, false);
+    // The keyframe asked for on join goes out before the client can hear it.
+    r.send(1, 0, true, Duration::ZERO);
+    r.send(2, 3000, false, Duration::ZERO);
+    assert_eq!(s.sink.rtp().len(), 2);
+    r.f.transport_connected(s.transport, r.t0 + Duration::from_secs(5));
+    assert_eq!(r.pub_sink.plis(), 2, "one on join, one on connecting");
+    r.send(3, 6000, false, Duration::from_secs(5));
+    r.send(4, 9000, true, Duration::from_secs(5));
+    let after: Vec<u16> = s
+        .sink
+        .rtp()
+        .iter()
+        .map(|p| p.header.sequence_number)
+        .collect();
+    assert_eq!(
+        after,
+        [3],
+        "the delta before the new keyframe is held back; the keyframe follows on, numbered"
+    );
+    assert_eq!(
+        r.f.consumer_stats(s.id).unwrap().dropped_waiting_keyframe,
+        1
+    );
+    assert_eq!(
+        other.sink.rtp().len(),
+        4,
+        "consumers on other transports carry on"
+    );
+}
+
+#[test]
 fn consumer_pause_and_resume_keep_sequence_numbers_continuous() {
     let mut r = room();
     let s = r.consume(0, false);
