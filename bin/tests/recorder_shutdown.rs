@@ -1,9 +1,12 @@
-//! The recorder finalizes its file when the server binary gets SIGTERM mid-recording.
+//! The stop drills: the server binary stopped mid-recording.
 //!
 //! The `switchboard` binary runs as a child process; ffmpeg publishes VP8 and Opus to it over
-//! plain RTP; the recorder is attached over RPC; SIGTERM arrives while ffmpeg still sends.
-//! The file must then be complete: a known Segment size (finalized, not cut off), both streams,
-//! and every frame decodes.
+//! plain RTP; the recorder is attached over RPC; the signal arrives while ffmpeg still sends.
+//! - SIGTERM: the file must then be complete: a known Segment size (finalized, not cut off),
+//!   both streams, and every frame decodes.
+//! - SIGKILL: nothing can be finalized, but what was written stays readable: ffmpeg decodes
+//!   the file without errors up to the last cluster on disk, and that is most of what was
+//!   recorded.
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -90,14 +93,12 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
-fn sigterm_mid_recording_leaves_a_finalized_file() {
-    let dir = std::env::temp_dir().join(format!(
-        "switchboard-recorder-sigterm-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut server = start_server(&dir);
+/// A server recording ffmpeg's VP8 and Opus under `dir`, once the recorder has written at
+/// least `frames` frames (audio and video); the sender keeps sending until dropped. Also the
+/// recorder's `bytes_written` then: what it has handed to the OS.
+fn recording(dir: &Path, frames: u64) -> (Running, Sender, u64) {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut server = start_server(dir);
     server.wait_for("switchboard ready", STARTUP_TIMEOUT);
     let addr = rpc_address(&server);
 
@@ -105,7 +106,7 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
         .enable_all()
         .build()
         .unwrap();
-    let _sender = runtime.block_on(async {
+    let sender = runtime.block_on(async {
         let client = Client::connect(&addr, None).await.unwrap();
         let mut notifications = client.notifications().unwrap();
         let room = client
@@ -227,17 +228,19 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
             .await
             .expect("recording_started");
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let stats: Value = client.router_stats(room).await.unwrap();
-            let text = stats.to_string();
-            let written = text
-                .split("\"frames_written\":")
+        let counter = |text: &str, key: &str| {
+            text.split(&format!("\"{key}\":"))
                 .nth(1)
                 .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
                 .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
-            if written >= 200 {
-                break;
+                .unwrap_or(0)
+        };
+        loop {
+            let stats: Value = client.router_stats(room).await.unwrap();
+            let text = stats.to_string();
+            let written = counter(&text, "frames_written");
+            if written >= frames {
+                break (sender, counter(&text, "bytes_written"));
             }
             assert!(
                 Instant::now() < deadline,
@@ -245,9 +248,18 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        sender
     });
+    let (sender, bytes) = sender;
+    (server, sender, bytes)
+}
 
+#[test]
+fn sigterm_mid_recording_leaves_a_finalized_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-recorder-sigterm-{}",
+        std::process::id()
+    ));
+    let (mut server, _sender, _) = recording(&dir, 200);
     server.signal(Signal::SIGTERM);
     let status = server.wait_exit(Duration::from_secs(20));
     let log = server.seen.join("\n");
@@ -305,5 +317,67 @@ fn sigterm_mid_recording_leaves_a_finalized_file() {
         .unwrap();
     assert!(decode.status.success());
     assert_eq!(String::from_utf8_lossy(&decode.stderr), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigkill_mid_recording_leaves_a_file_ffmpeg_reads_to_its_last_cluster() {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-recorder-sigkill-{}",
+        std::process::id()
+    ));
+    // About 7.5 s: 600 frames of 30 fps video and 50 Opus packets a second.
+    let (mut server, _sender, on_disk) = recording(&dir, 600);
+    server.signal(Signal::SIGKILL);
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "killed: {status}");
+
+    let files = files_in(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert_eq!(file.extension().unwrap(), "webm");
+    // Everything the recorder reported written is in the file: complete clusters go to the
+    // OS as they close (a keyframe, 5 s or 4 MiB), so SIGKILL loses at most the one being
+    // built.
+    let size = std::fs::metadata(file).unwrap().len();
+    assert!(
+        size >= on_disk,
+        "{size} bytes on disk, {on_disk} reported written"
+    );
+    // Not finalized, yet ffmpeg reads it start to end without an error, both streams.
+    for stream in ["0:v", "0:a"] {
+        let decode = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(file)
+            .args(["-map", stream, "-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{stream}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+    }
+    let frames = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let frames: u64 = String::from_utf8_lossy(&frames.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    // About 225 video frames were written; the cluster in memory holds at most one GOP (30).
+    assert!(frames >= 180, "{frames} video frames readable");
     let _ = std::fs::remove_dir_all(&dir);
 }
