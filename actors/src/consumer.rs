@@ -31,7 +31,7 @@ impl Actor for ConsumerActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.guard.disarm();
+        self.guard.stopped_cleanly();
     }
 }
 

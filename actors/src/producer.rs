@@ -32,7 +32,7 @@ impl Actor for ProducerActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.guard.disarm();
+        self.guard.stopped_cleanly();
     }
 }
 

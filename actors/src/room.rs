@@ -208,6 +208,13 @@ impl Room {
 
     /// Forwards one parsed RTP packet, showing it to middleware first.
     pub fn on_rtp_packet(&mut self, transport: TransportId, packet: rtc_rtp::Packet) {
+        #[cfg(feature = "fault-injection")]
+        if packet
+            .payload
+            .ends_with(switchboard_core::fault::FORWARD_PANIC)
+        {
+            panic!("injected fault on the forwarding path");
+        }
         let Room {
             forwarder,
             middleware,

@@ -115,8 +115,10 @@ impl Actor for RouterActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.guard.disarm();
-        if let Ok(mut r) = self.room.try_borrow_mut() {
+        // After a panic in a handler the guard closes the room as crashed when dropped.
+        if self.guard.stopped_cleanly()
+            && let Ok(mut r) = self.room.try_borrow_mut()
+        {
             r.close(CloseReason::Requested);
         }
     }

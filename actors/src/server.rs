@@ -90,6 +90,25 @@ impl Handler<WorkerCrashed> for ServerActor {
     }
 }
 
+/// Test-only (`fault-injection`): makes a Worker actor panic.
+#[cfg(feature = "fault-injection")]
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+struct InjectWorkerPanic(WorkerId);
+
+#[cfg(feature = "fault-injection")]
+impl Handler<InjectWorkerPanic> for ServerActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: InjectWorkerPanic, _: &mut Self::Context) -> Result<()> {
+        let slot = self
+            .workers
+            .get(msg.0.0 as usize)
+            .ok_or_else(|| Error::not_found("worker", msg.0))?;
+        slot.addr.do_send(crate::worker::InjectPanic);
+        Ok(())
+    }
+}
+
 struct CreateRouterRequest(RouterOptions);
 
 impl Message for CreateRouterRequest {
@@ -504,6 +523,16 @@ impl ServerHandle {
     /// Registered middleware names.
     pub fn middleware_names(&self) -> Vec<&'static str> {
         self.shared.middleware.names()
+    }
+
+    /// Test-only (`fault-injection`): makes worker `worker`'s actor panic in a handler, as
+    /// a bug in it would. The server restarts it (`worker_died`, `worker_restarted`).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_worker_panic(&self, worker: WorkerId) -> Result<()> {
+        self.server
+            .send(InjectWorkerPanic(worker))
+            .await
+            .map_err(|e| Error::internal(format!("server mailbox: {e}")))?
     }
 
     /// Every worker's load.

@@ -7,17 +7,12 @@
 //! we did not wrap), dropping the guard runs the actor's crash handler, so its parent still
 //! learns about it and the backend still gets exactly one closing event.
 
-use std::cell::RefCell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
+pub use switchboard_core::panics::{contain, take_last as take_last_panic};
 
-thread_local! {
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Installs a panic hook (once per process) that remembers each thread's last panic message
-/// and logs it through `tracing`, then defers to the previous hook (so test failures and
-/// backtraces still print as usual).
+/// Installs a panic hook (once per process) that records each thread's last panic message
+/// ([`switchboard_core::panics`]) and logs it through `tracing`, then defers to the previous
+/// hook (so test failures and backtraces still print as usual).
 pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -35,21 +30,10 @@ pub fn install_panic_hook() {
                 .unwrap_or_default();
             let text = format!("{message}{location}");
             tracing::error!(panic = %text, "contained a panic");
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
+            switchboard_core::panics::note(text);
             previous(info);
         }));
     });
-}
-
-/// The last panic message seen on this thread, if any, clearing it.
-pub fn take_last_panic() -> Option<String> {
-    LAST_PANIC.with(|p| p.borrow_mut().take())
-}
-
-/// Runs `f`, turning a panic into `Err(message)`.
-pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f))
-        .map_err(|_| take_last_panic().unwrap_or_else(|| "panicked".to_owned()))
 }
 
 /// Runs a closure when dropped, unless disarmed: the actor's "I died" signal.
@@ -68,6 +52,19 @@ impl CrashGuard {
     /// The actor stopped cleanly; nothing to report.
     pub fn disarm(&mut self) {
         self.on_crash = None;
+    }
+
+    /// For the actor's `stopped`: disarms the guard and returns true when the stop is clean.
+    /// actix stops an actor whose handler panicked by polling it once more as its task is
+    /// dropped, which runs `stopped` too; a panic on this thread that nobody has handled yet
+    /// means that is what is happening, and the guard stays armed so that dropping it reports
+    /// the crash.
+    pub fn stopped_cleanly(&mut self) -> bool {
+        let clean = !switchboard_core::panics::pending();
+        if clean {
+            self.disarm();
+        }
+        clean
     }
 }
 

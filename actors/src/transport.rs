@@ -59,7 +59,7 @@ impl Actor for TransportActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.guard.disarm();
+        self.guard.stopped_cleanly();
         close_plugin(self.id, &self.plugin);
     }
 }

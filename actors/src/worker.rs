@@ -101,7 +101,7 @@ impl Actor for WorkerActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.guard.disarm();
+        self.guard.stopped_cleanly();
     }
 }
 
@@ -111,6 +111,21 @@ impl Actor for WorkerActor {
 pub(crate) struct WorkerCrashed {
     pub worker: WorkerId,
     pub message: String,
+}
+
+/// Test-only (`fault-injection`): the Worker actor panics in its handler, as a bug in it
+/// would, for the crash drill of the worker-restart path.
+#[cfg(feature = "fault-injection")]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct InjectPanic;
+
+#[cfg(feature = "fault-injection")]
+impl Handler<InjectPanic> for WorkerActor {
+    type Result = ();
+    fn handle(&mut self, _: InjectPanic, _: &mut Self::Context) {
+        panic!("injected fault in worker {}", self.id);
+    }
 }
 
 /// Checks the worker started its plugins.

@@ -30,5 +30,9 @@ pub mod negotiation;
 pub mod rtp_parameters;
 pub mod transport;
 
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+pub mod panics;
+
 pub use error::{Error, ErrorCode, Result};
 pub use id::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};

@@ -40,6 +40,8 @@ impl Dice {
 pub struct Relay {
     /// Where the client should send (the address to announce in its SDP).
     pub addr: SocketAddr,
+    socket: Arc<UdpSocket>,
+    server: SocketAddr,
     faults: Arc<Faults>,
     epoch: Instant,
     task: tokio::task::JoinHandle<()>,
@@ -53,6 +55,7 @@ impl Relay {
         let faults = Arc::new(Faults::default());
         let epoch = Instant::now();
         let f = faults.clone();
+        let socket = client_side.clone();
         let task = tokio::spawn(async move {
             let mut dice = Dice(0x9E37_79B9_7F4A_7C15);
             let mut buf = vec![0u8; 2048];
@@ -89,6 +92,8 @@ impl Relay {
         });
         Self {
             addr,
+            socket,
+            server,
             faults,
             epoch,
             task,
@@ -98,6 +103,14 @@ impl Relay {
     /// Loses the next large RTP datagram from the server (video-sized, so not audio or RTCP).
     pub fn drop_next_large_rtp(&self) {
         self.faults.armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends `datagram` to the server from the relay's address, as if the client sent it.
+    pub async fn send_to_server(&self, datagram: &[u8]) {
+        self.socket
+            .send_to(datagram, self.server)
+            .await
+            .expect("relay send");
     }
 
     /// Datagrams dropped so far by [`Relay::drop_next_large_rtp`].

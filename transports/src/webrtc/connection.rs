@@ -390,12 +390,15 @@ impl Connection {
             .flatten()
     }
 
-    /// Marks the connection failed after a panic inside it: the backend sees it fail, and
-    /// closes it or restarts the peer.
-    pub(crate) fn crashed(&self) {
+    /// Marks the connection failed after a panic inside it, and has it closed as crashed:
+    /// its state is unknown and it no longer receives, so an ICE restart could not save it.
+    /// The client connects again with a new offer.
+    pub(crate) fn crashed(&self, message: String) {
         if self.state.replace(TransportState::Failed) != TransportState::Failed {
             self.io.on_failure("crashed");
             self.io.on_state(TransportState::Failed);
+            self.io
+                .on_gave_up(switchboard_core::event::CloseReason::Crashed { message });
         }
     }
 

@@ -200,11 +200,15 @@ impl Net {
                 c
             }
         };
-        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let handled = switchboard_core::panics::contain(|| {
+            #[cfg(feature = "fault-injection")]
+            if data.starts_with(switchboard_core::fault::RECEIVE_PANIC) {
+                panic!("injected fault in a connection's datagram handling");
+            }
             conn.on_datagram(BytesMut::from(data), from, Instant::now());
-        }));
-        if let Err(panic) = handled {
-            self.crashed(&conn, panic);
+        });
+        if let Err(message) = handled {
+            self.crashed(&conn, message);
         }
     }
 
@@ -224,16 +228,11 @@ impl Net {
     /// A connection panicked while handling a datagram or a timer: its state is unknown, so
     /// it stops receiving and is reported failed. The socket's tasks, and so the worker's
     /// other connections, are not affected.
-    fn crashed(&self, conn: &Rc<Connection>, panic: Box<dyn std::any::Any + Send>) {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panicked".to_owned());
+    fn crashed(&self, conn: &Rc<Connection>, message: String) {
         self.counters.panics.set(self.counters.panics.get() + 1);
         tracing::error!(ufrag = %conn.ufrag.borrow(), %message, "a webrtc connection panicked; it is failed and no longer receives");
         self.unregister(conn.key(), &conn.ufrag.borrow());
-        conn.crashed();
+        conn.crashed(message);
     }
 
     /// Runs due timers until the worker stops.
@@ -259,11 +258,9 @@ impl Net {
                         let conn = self.connections.borrow().get(&id).and_then(Weak::upgrade);
                         if let Some(c) = conn {
                             let handled =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    c.on_timer(Instant::now());
-                                }));
-                            if let Err(panic) = handled {
-                                self.crashed(&c, panic);
+                                switchboard_core::panics::contain(|| c.on_timer(Instant::now()));
+                            if let Err(message) = handled {
+                                self.crashed(&c, message);
                             }
                         }
                     }
