@@ -406,8 +406,8 @@ impl Transport for WebRtcTransport {
 
 /// Which producers an applied offer adds and which it ends: every accepted sending m-line
 /// with a mid not seen before becomes a producer; a known mid that no longer sends (removed,
-/// rejected, recvonly or inactive) closes its producer.
-fn publish_diff(
+/// rejected, recvonly or inactive) closes its producer. Public for the fuzzer (`fuzz/`).
+pub fn publish_diff(
     offer: &switchboard_sdp::Sdp,
     answer: &switchboard_sdp::Sdp,
     known: &HashMap<String, ProducerId>,

@@ -278,7 +278,9 @@ impl Net {
 }
 
 /// Whether a STUN message carries a MESSAGE-INTEGRITY that verifies with this ICE password.
-fn stun_authentic(data: &[u8], pwd: &str) -> bool {
+/// Public, with [`stun_server_ufrag`], for the fuzzer (`fuzz/`): they read every datagram from
+/// an unknown address.
+pub fn stun_authentic(data: &[u8], pwd: &str) -> bool {
     let mut msg = rtc_stun::message::Message::new();
     if msg.unmarshal_binary(data).is_err() {
         return false;
@@ -291,7 +293,7 @@ fn stun_authentic(data: &[u8], pwd: &str) -> bool {
 }
 
 /// The server's username fragment from a STUN binding request (`USERNAME = server:client`).
-fn stun_server_ufrag(data: &[u8]) -> Option<&str> {
+pub fn stun_server_ufrag(data: &[u8]) -> Option<&str> {
     // STUN: first two bits zero, magic cookie at bytes 4..8 (RFC 5389).
     if data.len() < 20 || data[0] & 0xC0 != 0 || data[4..8] != [0x21, 0x12, 0xA4, 0x42] {
         return None;
