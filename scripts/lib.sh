@@ -85,3 +85,19 @@ sb_browser_packages() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$dir/package-lock.json" "$stamp"
 }
+
+# Creates tests/interop/.venv with the interop test's Python packages (aiortc) when it is
+# missing or tests/interop/requirements.txt changed since the last install.
+sb_interop_packages() {
+    local dir="$sb_root/tests/interop"
+    local venv="$dir/.venv"
+    local stamp="$venv/.installed-requirements.txt"
+    if cmp -s "$dir/requirements.txt" "$stamp"; then
+        return 0
+    fi
+    sb_log "installing the interop test's Python packages (tests/interop: aiortc)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$dir/requirements.txt"
+    cp "$dir/requirements.txt" "$stamp"
+}

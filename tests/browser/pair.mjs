@@ -17,7 +17,8 @@
 // STATS: the publisher's outbound video (framesSent, framesEncoded, nackCount, pliCount,
 // retransmittedPacketsSent) and the subscriber's inbound video (framesDecoded, framesDropped,
 // framesReceived, freezeCount, totalFreezesDuration, nackCount, pliCount, firCount,
-// packetsLost, packetsReceived). Any failure: a line {"error": ...} and exit 1.
+// packetsLost, packetsReceived), summed over tracks, and videoTracks: each inbound video
+// track's framesDecoded. Any failure: a line {"error": ...} and exit 1.
 //
 // Environment: CHROMIUM overrides /usr/bin/chromium.
 
@@ -117,6 +118,10 @@ try {
             "totalFreezesDuration", "nackCount", "pliCount", "firCount", "packetsLost",
             "packetsReceived",
           ]),
+          // Each received video track on its own: frames decoded, by track id.
+          videoTracks: [...(await this.sub.getStats()).values()]
+            .filter((s) => s.type === "inbound-rtp" && s.kind === "video")
+            .map((s) => ({ ssrc: s.ssrc, framesDecoded: s.framesDecoded || 0 })),
           connections: [this.pub.connectionState, this.sub.connectionState],
         };
       },

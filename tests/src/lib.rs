@@ -357,8 +357,8 @@ pub async fn wait_event(
     }
 }
 pub mod bench;
-pub mod browser;
 pub mod ffmpeg;
+pub mod peer_process;
 pub mod relay;
 pub mod webrtc_client;
 

@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use switchboard_core::PeerId;
-use switchboard_tests::browser::{Browser, count, grew};
+use switchboard_tests::peer_process::{PeerProcess, count, grew};
 use switchboard_tests::relay::Relay;
 use switchboard_tests::{server_candidate, start_webrtc};
 
@@ -36,7 +36,7 @@ fn counter(stats: &Value, key: &str) -> u64 {
 async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_storm() {
     let t = start_webrtc(1);
     let room = t.room().await;
-    let mut browser = Browser::start();
+    let mut browser = PeerProcess::chromium();
 
     let publisher = PeerId::parse("camera").expect("peer id");
     t.server

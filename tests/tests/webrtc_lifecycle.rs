@@ -199,7 +199,7 @@ async fn a_browser_killed_mid_call_is_cleaned_up_by_the_server_and_the_room_carr
     let before = t.server.dump_router(room).await.unwrap();
 
     // A real Chromium joins as two peers: one publishes its camera, one receives the room.
-    let mut browser = switchboard_tests::browser::Browser::start();
+    let mut browser = switchboard_tests::peer_process::PeerProcess::chromium();
     let camera = PeerId::parse("camera").unwrap();
     t.server.join_peer(room, camera.clone()).await.unwrap();
     let offer = browser.expect_sdp("offer").await;

@@ -521,7 +521,7 @@ impl Connection {
             .map_err(failed)?;
         let sdp = pc
             .local_description()
-            .map(|d| without_rtcp_candidates(&d.sdp))
+            .map(|d| candidates_in_every_section(&without_rtcp_candidates(&d.sdp)))
             .ok_or_else(|| Error::internal("no local description after offering"))?;
         drop(pc);
         self.sync_credentials(&sdp);
@@ -971,6 +971,50 @@ fn without_rtcp_candidates(sdp: &str) -> String {
         .collect()
 }
 
+/// The offer with the first m-line's candidates in every m-line that has none (rejected ones
+/// aside). The stack writes them into the first m-line only, which is enough for an answerer
+/// that accepts BUNDLE as the first m-line's transport; aiortc 1.16 takes the remote
+/// candidates of some m-lines from another m-line (the last one under max-bundle, a later one
+/// of the same kind otherwise) and, finding none there, never starts its checks. Every
+/// m-line shares the same ICE credentials and fingerprint, so the lines describe the one
+/// transport the server has.
+fn candidates_in_every_section(sdp: &str) -> String {
+    let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
+    let candidates: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("m="))
+        .skip(1)
+        .take_while(|l| !l.starts_with("m="))
+        .filter(|l| l.starts_with("a=candidate:") || l.starts_with("a=end-of-candidates"))
+        .copied()
+        .collect();
+    if candidates.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + candidates.len() * 80 * 4);
+    let mut section_has = true;
+    let mut section_rejected = false;
+    let close = |out: &mut String, has: bool, rejected: bool| {
+        if !has && !rejected {
+            for c in &candidates {
+                out.push_str(c);
+            }
+        }
+    };
+    for line in &lines {
+        if line.starts_with("m=") {
+            close(&mut out, section_has, section_rejected);
+            section_has = false;
+            section_rejected = line.split_ascii_whitespace().nth(1) == Some("0");
+        } else if line.starts_with("a=candidate:") {
+            section_has = true;
+        }
+        out.push_str(line);
+    }
+    close(&mut out, section_has, section_rejected);
+    out
+}
+
 /// The RFC 8285 form these extensions need: one-byte ids where every id and length fits,
 /// two-byte otherwise.
 fn extension_profile(extensions: &[rtc_rtp::header::Extension]) -> u16 {
@@ -1021,6 +1065,23 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_offered_m_line_carries_the_candidates_but_rejected_ones() {
+        let sdp = "v=0\r\ns=-\r\nm=video 9 X 96\r\na=mid:0\r\na=candidate:1 1 udp 5 127.0.0.1 4000 typ host\r\na=end-of-candidates\r\nm=audio 9 X 111\r\na=mid:1\r\nm=video 0 X 96\r\na=mid:2\r\nm=application 9 X webrtc-datachannel\r\na=mid:3\r\n";
+        let out = candidates_in_every_section(sdp);
+        let sections: Vec<&str> = out.split("m=").skip(1).collect();
+        assert_eq!(sections.len(), 4);
+        for (i, s) in sections.iter().enumerate() {
+            let has = s.contains(
+                "a=candidate:1 1 udp 5 127.0.0.1 4000 typ host\r\na=end-of-candidates\r\n",
+            );
+            assert_eq!(has, i != 2, "section {i}: {s}");
+        }
+        assert_eq!(out.matches("a=candidate:").count(), 3);
+        let none = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\n";
+        assert_eq!(candidates_in_every_section(none), none);
+    }
 
     #[test]
     fn srtp_ssrcs_are_read_from_the_clear_header() {

@@ -1,6 +1,9 @@
-//! A real browser in a test: Chromium driven by `tests/browser/pair.mjs` (playwright-core),
-//! one page with a publishing and a subscribing connection, spoken to in JSON lines. The test
-//! does the signalling with the server, as a backend would.
+//! Other WebRTC stacks in a test, each a process spoken to in JSON lines while the test does
+//! the signalling with the server, as a backend would:
+//! - Chromium, driven by `tests/browser/pair.mjs` (playwright-core): one page with a
+//!   publishing and a subscribing connection;
+//! - aiortc, `tests/interop/aiortc_peer.py` in the virtual environment `scripts/test`
+//!   prepares: one connection that publishes or subscribes.
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -9,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-/// Bounds each message from the browser (Chromium's start and first frames included).
+/// Bounds each message from the peer (Chromium's start and first frames included).
 pub const BROWSER_DEADLINE: Duration = Duration::from_secs(45);
 
 fn browser_dir() -> PathBuf {
@@ -17,7 +20,7 @@ fn browser_dir() -> PathBuf {
 }
 
 /// Fails the test with what to install when Chromium, node or playwright-core is missing.
-pub fn prerequisites() {
+fn chromium_prerequisites() {
     let chromium = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -34,28 +37,54 @@ pub fn prerequisites() {
     );
 }
 
-/// The browser, running `pair.mjs`. It has a process group of its own (node, Chromium and
-/// Chromium's helpers), so that [`Browser::kill`] takes all of it down at once.
-pub struct Browser {
+/// A peer process. It has a process group of its own (node, Chromium and Chromium's helpers,
+/// say), so that [`PeerProcess::kill`] takes all of it down at once.
+pub struct PeerProcess {
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
-impl Browser {
-    /// Starts node with `pair.mjs`; the first message to expect is its `offer`.
-    pub fn start() -> Self {
-        prerequisites();
-        let mut child = tokio::process::Command::new("node")
+/// The Python of the virtual environment with aiortc.
+fn aiortc_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "the interop test needs aiortc in {}: run ./scripts/test, which installs it",
+        python.display()
+    );
+    python
+}
+
+impl PeerProcess {
+    /// Chromium with `pair.mjs`; the first message to expect is its `offer`.
+    pub fn chromium() -> Self {
+        chromium_prerequisites();
+        let mut command = tokio::process::Command::new("node");
+        command
             .arg(browser_dir().join("pair.mjs"))
-            .current_dir(browser_dir())
+            .current_dir(browser_dir());
+        Self::spawn(command)
+    }
+
+    /// aiortc as a `publish`er (expect its `offer` first) or a `subscribe`r (send it the
+    /// server's offer as `subscribe` first).
+    pub fn aiortc(role: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/aiortc_peer.py");
+        let mut command = tokio::process::Command::new(aiortc_python());
+        command.arg(script).arg(role);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: tokio::process::Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .expect("node starts");
+            .expect("the peer process starts");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
         Self {
@@ -71,26 +100,26 @@ impl Browser {
         self.stdin
             .write_all(line.as_bytes())
             .await
-            .expect("the browser reads");
+            .expect("the peer reads");
     }
 
     /// The next message, which must carry `key`; returns that value.
     pub async fn expect(&mut self, key: &str) -> Value {
         let line = tokio::time::timeout(BROWSER_DEADLINE, self.lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("no `{key}` from the browser in time"))
-            .expect("the browser's output")
-            .unwrap_or_else(|| panic!("the browser exited before `{key}`"));
-        let message: Value = serde_json::from_str(&line).expect("a JSON line from the browser");
+            .unwrap_or_else(|_| panic!("no `{key}` from the peer in time"))
+            .expect("the peer's output")
+            .unwrap_or_else(|| panic!("the peer exited before `{key}`"));
+        let message: Value = serde_json::from_str(&line).expect("a JSON line from the peer");
         assert!(
             message.get("error").is_none(),
-            "the browser failed: {}",
+            "the peer failed: {}",
             message["error"]
         );
         message
             .get(key)
             .cloned()
-            .unwrap_or_else(|| panic!("expected `{key}` from the browser, got {message}"))
+            .unwrap_or_else(|| panic!("expected `{key}` from the peer, got {message}"))
     }
 
     /// `expect` for an SDP.
@@ -107,13 +136,13 @@ impl Browser {
         self.expect("stats").await
     }
 
-    /// Closes the browser and waits for node to exit.
+    /// Ends the peer (`done`) and waits for it to exit.
     pub async fn finish(mut self) {
         self.send(json!({ "done": true })).await;
         let _ = tokio::time::timeout(BROWSER_DEADLINE, self.child.wait()).await;
     }
 
-    /// SIGKILL to node, Chromium and every helper process at once: the peer vanishes as a
+    /// SIGKILL to the whole process group at once: the peer vanishes as a
     /// crashed or killed app does, without closing anything.
     pub async fn kill(mut self) {
         let group = self
@@ -125,7 +154,7 @@ impl Browser {
             nix::unistd::Pid::from_raw(group),
             nix::sys::signal::Signal::SIGKILL,
         )
-        .expect("the browser's process group is killed");
+        .expect("the peer's process group is killed");
         let _ = tokio::time::timeout(BROWSER_DEADLINE, self.child.wait()).await;
     }
 }
