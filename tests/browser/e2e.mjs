@@ -14,6 +14,7 @@
 // /usr/bin/chromium.
 
 import { chromium } from "playwright-core";
+import { args, executablePath } from "./chromium.mjs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -24,24 +25,6 @@ if (!url) {
   process.exit(2);
 }
 const timeoutMs = Number(process.env.E2E_TIMEOUT_MS || 40000);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-
-// The flags these machines need (../shared/README.md), plus loopback ICE candidates: the
-// test server announces 127.0.0.1, which Chromium otherwise refuses to pair with.
-const args = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--autoplay-policy=no-user-gesture-required",
-  "--allow-loopback-in-peer-connection",
-];
 
 // Runs in the page: what its receive connection got, from getStats(), and its state.
 async function sample() {

@@ -23,24 +23,9 @@
 // Environment: CHROMIUM overrides /usr/bin/chromium.
 
 import { chromium } from "playwright-core";
+import { args, executablePath } from "./chromium.mjs";
 import http from "node:http";
 import readline from "node:readline";
-
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const args = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--autoplay-policy=no-user-gesture-required",
-  "--allow-loopback-in-peer-connection",
-];
 
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 async function receive() {

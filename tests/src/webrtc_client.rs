@@ -9,6 +9,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RtpCodecKind,
 };
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -264,5 +265,51 @@ pub async fn publish_vp8_and_opus(
         client,
         video,
         audio,
+    }
+}
+
+/// Writes VP8 packets ending in `tag` on `publisher`'s video until `subscriber` receives one
+/// on a video track; returns that track. Tracks may appear or move with renegotiations, so
+/// it takes the first video track the subscriber has and looks for the tag on it. Fails
+/// after a few hundred packets.
+pub async fn receives_video(
+    publisher: &Publisher,
+    subscriber: &mut Client,
+    tag: &[u8],
+) -> Arc<dyn TrackRemote> {
+    use webrtc::media_stream::track_remote::TrackRemoteEvent;
+    let mut payload = vec![0x10, 0x00];
+    payload.extend_from_slice(tag);
+    let mut seq = 1u16;
+    let track = loop {
+        publisher
+            .video
+            .write_rtp(crate::client_rtp(0x1000, 96, seq, payload.clone()))
+            .await
+            .expect("write");
+        seq += 1;
+        if let Ok(track) =
+            tokio::time::timeout(Duration::from_millis(100), subscriber.next_track()).await
+            && track.kind().await == RtpCodecKind::Video
+        {
+            break track;
+        }
+        assert!(seq < 200, "no video track reached the subscriber");
+    };
+    loop {
+        publisher
+            .video
+            .write_rtp(crate::client_rtp(0x1000, 96, seq, payload.clone()))
+            .await
+            .expect("write");
+        seq += 1;
+        match tokio::time::timeout(Duration::from_millis(200), track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) if p.payload.ends_with(tag) => {
+                return track;
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("the subscriber's track ended"),
+        }
+        assert!(seq < 400, "the subscriber receives nothing tagged {tag:?}");
     }
 }

@@ -4,15 +4,12 @@
 //! reason `crashed` (or the worker is restarted), everything else keeps forwarding, and the
 //! process carries on. (`lifecycle.rs` adds a plugin whose own code panics.)
 
-use std::time::Duration;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::{PeerId, WorkerId, fault};
 use switchboard_tests::relay::Relay;
 use switchboard_tests::webrtc_client::{Client, opus};
 use switchboard_tests::*;
 use switchboard_transports::DirectEndpoint;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
 /// Sends an Opus packet tagged with `seq` and waits for it at the subscriber.
 async fn forwards(publisher: &DirectEndpoint, subscriber: &DirectEndpoint, ssrc: u32, seq: u16) {
@@ -81,36 +78,7 @@ async fn a_panic_in_a_connections_receive_path_closes_it_as_crashed_and_the_work
     }
 
     // Bob still receives Carol, through the same socket and receive task.
-    let mut seq = 1u16;
-    let track = loop {
-        carol
-            .video
-            .write_rtp(client_rtp(0x1000, 96, seq, vec![0x10, 0x00, b'o', b'k']))
-            .await
-            .unwrap();
-        seq += 1;
-        if let Ok(track) =
-            tokio::time::timeout(Duration::from_millis(100), bob_client.next_track()).await
-            && track.kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video
-        {
-            break track;
-        }
-        assert!(seq < 200, "Bob got no video track of Carol's");
-    };
-    loop {
-        carol
-            .video
-            .write_rtp(client_rtp(0x1000, 96, seq, vec![0x10, 0x00, b'o', b'k']))
-            .await
-            .unwrap();
-        seq += 1;
-        match tokio::time::timeout(Duration::from_millis(200), track.poll()).await {
-            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) if p.payload.ends_with(b"ok") => break,
-            Ok(Some(_)) | Err(_) => {}
-            Ok(None) => panic!("Bob's track ended"),
-        }
-        assert!(seq < 400, "Bob receives nothing after the crash");
-    }
+    webrtc_client::receives_video(&carol, &mut bob_client, b"ok").await;
     let stats = t.server.transport_stats(offer.transport).await.unwrap();
     assert_eq!(stats["plugin"]["socket"]["panics"], 1, "{stats}");
     t.server.shutdown().await.unwrap();
