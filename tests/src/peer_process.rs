@@ -3,7 +3,9 @@
 //! - Chromium, driven by `tests/browser/pair.mjs` (playwright-core): one page with a
 //!   publishing and a subscribing connection;
 //! - aiortc, `tests/interop/aiortc_peer.py` in the virtual environment `scripts/test`
-//!   prepares: one connection that publishes or subscribes.
+//!   prepares: one connection that publishes or subscribes;
+//! - GStreamer's webrtcbin, `tests/interop/webrtcbin_peer.py` with Debian's python3-gi: the
+//!   same.
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -72,6 +74,26 @@ impl PeerProcess {
     pub fn aiortc(role: &str) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/aiortc_peer.py");
         let mut command = tokio::process::Command::new(aiortc_python());
+        command.arg(script).arg(role);
+        Self::spawn(command)
+    }
+
+    /// GStreamer webrtcbin as a `publish`er or a `subscribe`r, as [`PeerProcess::aiortc`].
+    pub fn webrtcbin(role: &str) -> Self {
+        let python = Path::new("/usr/bin/python3");
+        let ready = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstWebRTC', '1.0'); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('webrtcbin') and Gst.ElementFactory.find('vp8enc')",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ready,
+            "the interop test needs GStreamer's webrtcbin, vp8 and python3-gi: run ./scripts/test, which installs them"
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/webrtcbin_peer.py");
+        let mut command = tokio::process::Command::new(python);
         command.arg(script).arg(role);
         Self::spawn(command)
     }

@@ -1,54 +1,79 @@
 //! Calls across WebRTC stacks the project did not write, driven only through the server's
-//! API as a backend would drive it: Chromium (headless, fake camera) and aiortc (Python) in
-//! one room, each publishing and subscribing. Every subscriber must decode the video of every
-//! publisher of the other stack (and its own): Chromium → aiortc, aiortc → Chromium,
-//! aiortc → aiortc, Chromium → Chromium. aiortc negotiates no transport-cc, which browsers put
-//! on every packet, so each leg must carry exactly the extensions it negotiated.
+//! API as a backend would drive it: Chromium (headless, fake camera), aiortc (Python) and
+//! GStreamer's webrtcbin in one room, each publishing and subscribing. Every subscriber must
+//! decode the video of every publisher (of its own stack and the others) and receive the
+//! audio of those that send it: nine video pairs, six audio pairs. aiortc negotiates no
+//! transport-cc, which browsers put on every packet, so each leg must carry exactly the
+//! extensions it negotiated.
 //!
-//! docs/interop.md has the whole matrix, with the stacks that need a network namespace
-//! (Firefox) or their own setup (GStreamer).
+//! docs/interop.md has the whole matrix, and Firefox, which needs a network namespace.
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use switchboard_core::PeerId;
+use switchboard_core::{PeerId, RouterId};
 use switchboard_tests::peer_process::PeerProcess;
-use switchboard_tests::start_webrtc;
+use switchboard_tests::{TestServer, start_webrtc};
 
 /// Frames each received video track must have decoded.
 const FRAMES: u64 = 20;
 /// How long the tracks get to decode them, once everyone is connected.
 const DECODE_DEADLINE: Duration = Duration::from_secs(30);
 
-fn frames(stats: &Value, key: &str, field: &str) -> Vec<u64> {
+/// Per-track counts from a peer's `stats`: `key` holds an array of numbers, or of objects
+/// whose `field` is the number.
+fn counts(stats: &Value, key: &str, field: Option<&str>) -> Vec<u64> {
     stats[key]
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|v| {
-                    if field.is_empty() {
-                        v.as_u64().unwrap_or(0)
-                    } else {
-                        v[field].as_u64().unwrap_or(0)
-                    }
+                .map(|v| match field {
+                    Some(f) => v[f].as_u64().unwrap_or(0),
+                    None => v.as_u64().unwrap_or(0),
                 })
                 .collect()
         })
         .unwrap_or_default()
 }
 
+async fn join(t: &TestServer, room: RouterId, name: &str) -> PeerId {
+    let peer = PeerId::parse(name).unwrap();
+    t.server.join_peer(room, peer.clone()).await.unwrap();
+    peer
+}
+
+/// A publisher that offers first (aiortc, webrtcbin): its offer applied, the answer sent.
+async fn publish(t: &TestServer, room: RouterId, name: &str, peer: &mut PeerProcess) {
+    let who = join(t, room, name).await;
+    let offer = peer.expect_sdp("offer").await;
+    let published = t
+        .server
+        .publish(room, who, offer)
+        .await
+        .unwrap_or_else(|e| panic!("{name}'s offer is refused: {e}"));
+    assert_eq!(published.producers.len(), 2, "{name}'s video and audio");
+    peer.send(json!({ "answer": published.sdp })).await;
+}
+
+/// A subscriber that answers the server's offer (aiortc, webrtcbin).
+async fn subscribe(t: &TestServer, room: RouterId, name: &str, peer: &mut PeerProcess) {
+    let who = join(t, room, name).await;
+    let offer = t.server.subscribe_peer(room, who.clone()).await.unwrap();
+    peer.send(json!({ "subscribe": offer.sdp })).await;
+    let answer = peer.expect_sdp("answer").await;
+    t.server
+        .answer(room, who, answer)
+        .await
+        .unwrap_or_else(|e| panic!("{name}'s answer is refused: {e}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_and_aiortc_publish_and_each_decodes_the_other() {
+async fn chromium_aiortc_and_webrtcbin_each_decode_every_other() {
     let t = start_webrtc(1);
     let room = t.room().await;
-    let join = async |name: &str| {
-        let peer = PeerId::parse(name).unwrap();
-        t.server.join_peer(room, peer.clone()).await.unwrap();
-        peer
-    };
 
     // Publishers first, so that each subscriber's first offer carries every track.
     let mut chromium = PeerProcess::chromium();
-    let camera = join("chromium-camera").await;
+    let camera = join(&t, room, "chromium-camera").await;
     let offer = chromium.expect_sdp("offer").await;
     let published = t
         .server
@@ -56,74 +81,67 @@ async fn chromium_and_aiortc_publish_and_each_decodes_the_other() {
         .await
         .expect("Chromium's offer is accepted");
     chromium.send(json!({ "answer": published.sdp })).await;
-
     let mut aiortc_pub = PeerProcess::aiortc("publish");
-    let aiortc_camera = join("aiortc-camera").await;
-    let offer = aiortc_pub.expect_sdp("offer").await;
-    let published = t
-        .server
-        .publish(room, aiortc_camera, offer)
-        .await
-        .expect("aiortc's offer is accepted");
-    assert_eq!(published.producers.len(), 2, "aiortc's video and audio");
-    aiortc_pub.send(json!({ "answer": published.sdp })).await;
+    publish(&t, room, "aiortc-camera", &mut aiortc_pub).await;
+    let mut gst_pub = PeerProcess::webrtcbin("publish");
+    publish(&t, room, "webrtcbin-camera", &mut gst_pub).await;
 
-    // Subscribers: each receives both publishers' tracks but its own peer's.
+    // Subscribers: each receives the three cameras (Chromium's page sends video only).
     let mut aiortc_sub = PeerProcess::aiortc("subscribe");
-    let aiortc_viewer = join("aiortc-viewer").await;
-    let offer = t
-        .server
-        .subscribe_peer(room, aiortc_viewer.clone())
-        .await
-        .unwrap();
-    aiortc_sub.send(json!({ "subscribe": offer.sdp })).await;
-    let answer = aiortc_sub.expect_sdp("answer").await;
-    t.server
-        .answer(room, aiortc_viewer, answer)
-        .await
-        .expect("aiortc's answer is accepted");
-
-    let chromium_viewer = join("chromium-viewer").await;
-    let offer = t
-        .server
-        .subscribe_peer(room, chromium_viewer.clone())
-        .await
-        .unwrap();
+    subscribe(&t, room, "aiortc-viewer", &mut aiortc_sub).await;
+    let mut gst_sub = PeerProcess::webrtcbin("subscribe");
+    subscribe(&t, room, "webrtcbin-viewer", &mut gst_sub).await;
+    let viewer = join(&t, room, "chromium-viewer").await;
+    let offer = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
     chromium.send(json!({ "subscribe": offer.sdp })).await;
     let answer = chromium.expect_sdp("answer").await;
     t.server
-        .answer(room, chromium_viewer, answer)
+        .answer(room, viewer, answer)
         .await
         .expect("Chromium's answer is accepted");
     chromium.expect("flowing").await;
 
-    // Both viewers decode both cameras.
     let deadline = tokio::time::Instant::now() + DECODE_DEADLINE;
-    let (chromium_tracks, aiortc_tracks) = loop {
+    let done = |v: &[u64], tracks: usize, at_least: u64| {
+        v.len() == tracks && v.iter().all(|&n| n >= at_least)
+    };
+    loop {
         let c = chromium.stats().await;
         let a = aiortc_sub.stats().await;
-        let chromium_tracks = frames(&c, "videoTracks", "framesDecoded");
-        let aiortc_tracks = frames(&a, "video", "");
-        let done = |v: &[u64]| v.len() == 2 && v.iter().all(|&n| n >= FRAMES);
-        if done(&chromium_tracks) && done(&aiortc_tracks) {
-            break (chromium_tracks, aiortc_tracks);
+        let g = gst_sub.stats().await;
+        let chromium_video = counts(&c, "videoTracks", Some("framesDecoded"));
+        let aiortc_video = counts(&a, "video", None);
+        let aiortc_audio = counts(&a, "audio", None);
+        let gst_video = counts(&g, "video", None);
+        let gst_audio = counts(&g, "audio", None);
+        let all = done(&chromium_video, 3, FRAMES)
+            && done(&aiortc_video, 3, FRAMES)
+            && done(&gst_video, 3, FRAMES)
+            && done(&aiortc_audio, 2, 1)
+            && done(&gst_audio, 2, 1);
+        if all {
+            eprintln!(
+                "interop: video frames decoded per track: Chromium {chromium_video:?}, aiortc {aiortc_video:?}, webrtcbin {gst_video:?}; audio: aiortc {aiortc_audio:?}, webrtcbin {gst_audio:?}"
+            );
+            break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every track decoded {FRAMES} frames: Chromium {c}, aiortc {a}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            // Name the pairs: which publisher each subscriber's consumers come from.
+            let dump = t.server.dump_router(room).await.unwrap();
+            panic!(
+                "not every subscriber decoded every publisher within {DECODE_DEADLINE:?}:\n\
+                 Chromium viewer (video per track) {chromium_video:?}: {c}\n\
+                 aiortc viewer (video, audio per track) {aiortc_video:?} {aiortc_audio:?}: {a}\n\
+                 webrtcbin viewer (video, audio per track) {gst_video:?} {gst_audio:?}: {g}\n\
+                 the room (peers, transports, consumers): {dump}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    eprintln!("interop: Chromium decoded {chromium_tracks:?}, aiortc decoded {aiortc_tracks:?}");
-
-    // And aiortc's audio (Chromium's page publishes video only) reached the other aiortc.
-    let a = aiortc_sub.stats().await;
-    let audio = frames(&a, "audio", "");
-    assert_eq!(audio.len(), 1, "{a}");
-    assert!(audio[0] > 0, "{a}");
+    }
 
     chromium.finish().await;
-    aiortc_sub.finish().await;
-    aiortc_pub.finish().await;
+    for p in [aiortc_sub, aiortc_pub, gst_sub, gst_pub] {
+        p.finish().await;
+    }
     t.server.shutdown().await.unwrap();
 }
