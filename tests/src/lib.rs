@@ -358,6 +358,7 @@ pub async fn wait_event(
 }
 pub mod bench;
 pub mod ffmpeg;
+pub mod netns;
 pub mod peer_process;
 pub mod relay;
 pub mod webrtc_client;

@@ -5,7 +5,9 @@
 //! - aiortc, `tests/interop/aiortc_peer.py` in the virtual environment `scripts/test`
 //!   prepares: one connection that publishes or subscribes;
 //! - GStreamer's webrtcbin, `tests/interop/webrtcbin_peer.py` with Debian's python3-gi: the
-//!   same.
+//!   same;
+//! - Firefox ESR in a network namespace, `tests/interop/firefox_peer.py`: a page like
+//!   Chromium's.
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -98,13 +100,28 @@ impl PeerProcess {
         Self::spawn(command)
     }
 
+    /// Firefox ESR in `netns`, with a page like Chromium's (`pair.mjs` protocol), served on
+    /// the namespace's host address.
+    pub fn firefox(netns: &crate::netns::Namespace) -> Self {
+        assert!(
+            Path::new("/usr/bin/firefox-esr").exists(),
+            "the interop test needs Debian's firefox-esr: run ./scripts/test, which installs it"
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/firefox_peer.py");
+        let mut command = tokio::process::Command::new("/usr/bin/python3");
+        command
+            .arg(script)
+            .arg(&netns.name)
+            .arg(netns.host.to_string());
+        Self::spawn(command)
+    }
+
     fn spawn(mut command: tokio::process::Command) -> Self {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0)
-            .kill_on_drop(true)
             .spawn()
             .expect("the peer process starts");
         let stdin = child.stdin.take().expect("stdin");
@@ -171,13 +188,26 @@ impl PeerProcess {
             .child
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
-            .expect("node is running");
+            .expect("the peer is running");
         nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(group),
             nix::sys::signal::Signal::SIGKILL,
         )
         .expect("the peer's process group is killed");
         let _ = tokio::time::timeout(BROWSER_DEADLINE, self.child.wait()).await;
+    }
+}
+
+impl Drop for PeerProcess {
+    /// Whatever happened to the test, nothing of the peer outlives it: SIGKILL to its
+    /// process group (a no-op once it has exited).
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

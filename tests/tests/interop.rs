@@ -6,7 +6,8 @@
 //! transport-cc, which browsers put on every packet, so each leg must carry exactly the
 //! extensions it negotiated.
 //!
-//! docs/interop.md has the whole matrix, and Firefox, which needs a network namespace.
+//! docs/interop.md has the whole matrix; Firefox, which needs a network namespace, is in
+//! interop_firefox.rs.
 
 use serde_json::{Value, json};
 use std::time::Duration;
