@@ -1,19 +1,27 @@
 //! Calls across WebRTC stacks the project did not write, driven only through the server's
-//! API as a backend would drive it: Chromium (headless, fake camera), aiortc (Python) and
-//! GStreamer's webrtcbin in one room, each publishing and subscribing. Every subscriber must
-//! decode the video of every publisher (of its own stack and the others) and receive the
-//! audio of those that send it: nine video pairs, six audio pairs. aiortc negotiates no
-//! transport-cc, which browsers put on every packet, so each leg must carry exactly the
-//! extensions it negotiated.
+//! API as a backend would drive it: Chromium and Firefox ESR (headless, fake cameras), aiortc
+//! (Python) and GStreamer's webrtcbin in one room, each publishing and subscribing. Every
+//! subscriber must decode the video of every publisher (of its own stack and the others):
+//! sixteen pairs; and receive the audio of those that send it (aiortc, webrtcbin). aiortc
+//! negotiates no transport-cc, which browsers put on every packet, so each leg must carry
+//! exactly the extensions it negotiated; Chromium → Firefox is the most common mixed call.
 //!
-//! docs/interop.md has the whole matrix; Firefox, which needs a network namespace, is in
-//! interop_firefox.rs.
+//! Firefox gathers no loopback candidates and nothing without a default route, so it runs in
+//! a network namespace the test makes (a veth pair), and the server's WebRTC socket listens on
+//! the pair's host end, which the other stacks, outside the namespace, reach too.
+//! docs/interop.md has the matrix.
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
+use switchboard_core::config::Config;
+use switchboard_core::transport::TransportPlugin;
 use switchboard_core::{PeerId, RouterId};
+use switchboard_tests::netns::Namespace;
 use switchboard_tests::peer_process::PeerProcess;
-use switchboard_tests::{TestServer, start_webrtc};
+use switchboard_tests::{TestServer, start_with};
+use switchboard_transports::settings::ListenSettings;
+use switchboard_transports::{WebRtcPlugin, WebRtcSettings};
 
 /// Frames each received video track must have decoded.
 const FRAMES: u64 = 20;
@@ -68,39 +76,59 @@ async fn subscribe(t: &TestServer, room: RouterId, name: &str, peer: &mut PeerPr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_aiortc_and_webrtcbin_each_decode_every_other() {
-    let t = start_webrtc(1);
+async fn chromium_firefox_aiortc_and_webrtcbin_each_decode_every_other() {
+    let ns = Namespace::create();
+    let mut config = Config::default();
+    config.server.workers = 1;
+    let settings = WebRtcSettings {
+        listen: ListenSettings {
+            listen_ip: ns.host.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let t = start_with(
+        config,
+        vec![WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],
+    );
     let room = t.room().await;
 
-    // Publishers first, so that each subscriber's first offer carries every track.
+    // Publishers first, so that each subscriber's first offer carries every track. The
+    // browsers' pages hold a camera and a viewer each.
     let mut chromium = PeerProcess::chromium();
-    let camera = join(&t, room, "chromium-camera").await;
-    let offer = chromium.expect_sdp("offer").await;
-    let published = t
-        .server
-        .publish(room, camera, offer)
-        .await
-        .expect("Chromium's offer is accepted");
-    chromium.send(json!({ "answer": published.sdp })).await;
+    let mut firefox = PeerProcess::firefox(&ns);
+    for (name, browser) in [("chromium", &mut chromium), ("firefox", &mut firefox)] {
+        let camera = join(&t, room, &format!("{name}-camera")).await;
+        let offer = browser.expect_sdp("offer").await;
+        let published = t
+            .server
+            .publish(room, camera, offer)
+            .await
+            .unwrap_or_else(|e| panic!("{name}'s offer is refused: {e}"));
+        browser.send(json!({ "answer": published.sdp })).await;
+    }
     let mut aiortc_pub = PeerProcess::aiortc("publish");
     publish(&t, room, "aiortc-camera", &mut aiortc_pub).await;
     let mut gst_pub = PeerProcess::webrtcbin("publish");
     publish(&t, room, "webrtcbin-camera", &mut gst_pub).await;
 
-    // Subscribers: each receives the three cameras (Chromium's page sends video only).
+    // Subscribers: each receives the four cameras (the browsers' pages send video only).
     let mut aiortc_sub = PeerProcess::aiortc("subscribe");
     subscribe(&t, room, "aiortc-viewer", &mut aiortc_sub).await;
     let mut gst_sub = PeerProcess::webrtcbin("subscribe");
     subscribe(&t, room, "webrtcbin-viewer", &mut gst_sub).await;
-    let viewer = join(&t, room, "chromium-viewer").await;
-    let offer = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
-    chromium.send(json!({ "subscribe": offer.sdp })).await;
-    let answer = chromium.expect_sdp("answer").await;
-    t.server
-        .answer(room, viewer, answer)
-        .await
-        .expect("Chromium's answer is accepted");
+    for (name, browser) in [("chromium", &mut chromium), ("firefox", &mut firefox)] {
+        let viewer = join(&t, room, &format!("{name}-viewer")).await;
+        let offer = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
+        browser.send(json!({ "subscribe": offer.sdp })).await;
+        let answer = browser.expect_sdp("answer").await;
+        t.server
+            .answer(room, viewer, answer)
+            .await
+            .unwrap_or_else(|e| panic!("{name}'s answer is refused: {e}"));
+    }
     chromium.expect("flowing").await;
+    firefox.expect("flowing").await;
 
     let deadline = tokio::time::Instant::now() + DECODE_DEADLINE;
     let done = |v: &[u64], tracks: usize, at_least: u64| {
@@ -108,21 +136,24 @@ async fn chromium_aiortc_and_webrtcbin_each_decode_every_other() {
     };
     loop {
         let c = chromium.stats().await;
+        let f = firefox.stats().await;
         let a = aiortc_sub.stats().await;
         let g = gst_sub.stats().await;
         let chromium_video = counts(&c, "videoTracks", Some("framesDecoded"));
+        let firefox_video = counts(&f, "videoTracks", Some("framesDecoded"));
         let aiortc_video = counts(&a, "video", None);
         let aiortc_audio = counts(&a, "audio", None);
         let gst_video = counts(&g, "video", None);
         let gst_audio = counts(&g, "audio", None);
-        let all = done(&chromium_video, 3, FRAMES)
-            && done(&aiortc_video, 3, FRAMES)
-            && done(&gst_video, 3, FRAMES)
+        let all = done(&chromium_video, 4, FRAMES)
+            && done(&firefox_video, 4, FRAMES)
+            && done(&aiortc_video, 4, FRAMES)
+            && done(&gst_video, 4, FRAMES)
             && done(&aiortc_audio, 2, 1)
             && done(&gst_audio, 2, 1);
         if all {
             eprintln!(
-                "interop: video frames decoded per track: Chromium {chromium_video:?}, aiortc {aiortc_video:?}, webrtcbin {gst_video:?}; audio: aiortc {aiortc_audio:?}, webrtcbin {gst_audio:?}"
+                "interop: video frames decoded per track: Chromium {chromium_video:?}, Firefox {firefox_video:?}, aiortc {aiortc_video:?}, webrtcbin {gst_video:?}; audio: aiortc {aiortc_audio:?}, webrtcbin {gst_audio:?}"
             );
             break;
         }
@@ -132,6 +163,7 @@ async fn chromium_aiortc_and_webrtcbin_each_decode_every_other() {
             panic!(
                 "not every subscriber decoded every publisher within {DECODE_DEADLINE:?}:\n\
                  Chromium viewer (video per track) {chromium_video:?}: {c}\n\
+                 Firefox viewer (video per track) {firefox_video:?}: {f}\n\
                  aiortc viewer (video, audio per track) {aiortc_video:?} {aiortc_audio:?}: {a}\n\
                  webrtcbin viewer (video, audio per track) {gst_video:?} {gst_audio:?}: {g}\n\
                  the room (peers, transports, consumers): {dump}"
@@ -140,8 +172,18 @@ async fn chromium_aiortc_and_webrtcbin_each_decode_every_other() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    chromium.finish().await;
-    for p in [aiortc_sub, aiortc_pub, gst_sub, gst_pub] {
+    // No leg needed a retransmission the router could not serve.
+    let dump = t.server.dump_router(room).await.unwrap();
+    for c in dump["consumers"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap().parse().unwrap();
+        let stats = t.server.consumer_stats(id).await.unwrap();
+        assert_eq!(
+            stats["counters"]["retransmission_misses"], 0,
+            "consumer {c}: {stats}"
+        );
+    }
+
+    for p in [chromium, firefox, aiortc_sub, aiortc_pub, gst_sub, gst_pub] {
         p.finish().await;
     }
     t.server.shutdown().await.unwrap();
