@@ -185,6 +185,7 @@ pub fn depacketizers(data: &[u8]) {
     };
     let mut assembler = FrameAssembler::new(c);
     let mut frames = Vec::new();
+    let mut payloads = Vec::new();
     let mut ts = 0u32;
     while rest.len() >= 3 {
         let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]) & 0x07FF);
@@ -195,6 +196,7 @@ pub fn depacketizers(data: &[u8]) {
         rest = &rest[3..];
         let (payload, tail) = rest.split_at(len.min(rest.len()));
         rest = tail;
+        payloads.push(payload);
         assembler.push(
             0x1234,
             ts,
@@ -211,7 +213,13 @@ pub fn depacketizers(data: &[u8]) {
         let _ = codec::vp9_size(&frame.data);
         let _ = codec::opus_samples(&frame.data);
         for unit in codec::avc_units(&frame.data) {
+            // Every unit as if it were an SPS's payload, header byte and all or not.
             let _ = codec::h264_sps_size(unit);
+            let _ = codec::h264_sps_size(unit.get(1..).unwrap_or_default());
         }
+    }
+    // And the payloads themselves as SPS bodies: the parser must hold whatever reaches it.
+    for payload in payloads {
+        let _ = codec::h264_sps_size(payload.get(1..).unwrap_or_default());
     }
 }

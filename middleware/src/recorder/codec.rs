@@ -457,7 +457,13 @@ pub fn h264_sps_size(sps: &[u8]) -> Option<(u16, u16)> {
                     let (mut last, mut next) = (8i32, 8i32);
                     for _ in 0..size {
                         if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
+                            // delta_scale is -128..=127 (H.264 7.4.2.1.1.1); anything else is
+                            // not an SPS, and would overflow here.
+                            let delta = r.se()?;
+                            if !(-128..=127).contains(&delta) {
+                                return None;
+                            }
+                            next = (last + delta + 256) % 256;
                         }
                         if next != 0 {
                             last = next;
@@ -484,25 +490,27 @@ pub fn h264_sps_size(sps: &[u8]) -> Option<(u16, u16)> {
     }
     r.ue()?; // max_num_ref_frames
     r.bit()?;
-    let w_mbs = r.ue()? + 1;
-    let h_units = r.ue()? + 1;
+    let w_mbs = r.ue()?.checked_add(1)?;
+    let h_units = r.ue()?.checked_add(1)?;
     let frame_mbs_only = r.bit()?;
     if frame_mbs_only == 0 {
         r.bit()?;
     }
     r.bit()?; // direct_8x8_inference
-    let mut w = w_mbs * 16;
-    let mut h = h_units * 16 * (2 - frame_mbs_only);
+    // ue(v) values reach 2^32 - 2: sizes are worked out in 64 bits, and too large a picture
+    // is no picture (the u16 conversion below refuses it).
+    let mut w = u64::from(w_mbs) * 16;
+    let mut h = u64::from(h_units) * 16 * u64::from(2 - frame_mbs_only);
     if r.bit()? == 1 {
         let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        let (cx, cy) = match chroma_format {
+        let (cx, cy): (u32, u32) = match chroma_format {
             0 => (1, 2 - frame_mbs_only),
             1 => (2, 2 * (2 - frame_mbs_only)),
             2 => (2, 2 - frame_mbs_only),
             _ => (1, 2 - frame_mbs_only),
         };
-        w = w.checked_sub((l + rt) * cx)?;
-        h = h.checked_sub((t + b) * cy)?;
+        w = w.checked_sub((u64::from(l) + u64::from(rt)) * u64::from(cx))?;
+        h = h.checked_sub((u64::from(t) + u64::from(b)) * u64::from(cy))?;
     }
     Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
 }
@@ -529,6 +537,82 @@ pub fn opus_samples(packet: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An SPS written bit by bit: `fields` are (value, width) with width 0 for ue(v).
+    fn sps_bits(fields: &[(u64, u32)]) -> Vec<u8> {
+        let mut bits: Vec<bool> = Vec::new();
+        for &(v, width) in fields {
+            if width == 0 {
+                let code = v + 1;
+                let len = 64 - code.leading_zeros();
+                bits.extend(std::iter::repeat_n(false, len as usize - 1));
+                bits.extend((0..len).rev().map(|i| code >> i & 1 == 1));
+            } else {
+                bits.extend((0..width).rev().map(|i| v >> i & 1 == 1));
+            }
+        }
+        bits.push(true); // rbsp stop bit
+        bits.chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |b, (i, &x)| b | (u8::from(x) << (7 - i)))
+            })
+            .collect()
+    }
+
+    /// Baseline profile, frame_mbs_only, then the width and height in macroblocks less one.
+    fn baseline_sps(w_mbs_minus1: u64, h_mbs_minus1: u64, crop: Option<[u64; 4]>) -> Vec<u8> {
+        let mut f = vec![
+            (66, 8),
+            (0, 16),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (1, 0),
+            (0, 1),
+        ];
+        f.extend([(w_mbs_minus1, 0), (h_mbs_minus1, 0), (1, 1), (1, 1)]);
+        match crop {
+            Some(c) => {
+                f.push((1, 1));
+                f.extend(c.iter().map(|&v| (v, 0)));
+            }
+            None => f.push((0, 1)),
+        }
+        sps_bits(&f)
+    }
+
+    #[test]
+    fn h264_sps_gives_the_cropped_picture_size() {
+        // 1280x720: 80 x 45 macroblocks, no cropping; 1920x1080: 120 x 68 less 4 rows.
+        assert_eq!(
+            h264_sps_size(&baseline_sps(79, 44, None)),
+            Some((1280, 720))
+        );
+        assert_eq!(
+            h264_sps_size(&baseline_sps(119, 67, Some([0, 0, 0, 4]))),
+            Some((1920, 1080))
+        );
+    }
+
+    #[test]
+    fn a_hostile_h264_sps_is_refused_without_overflow() {
+        // The largest ue(v) values: the size in 32 bits would overflow (a panic in debug
+        // builds, a wrong size in release); it is refused instead.
+        let max = (1u64 << 32) - 2;
+        assert_eq!(h264_sps_size(&baseline_sps(max, 44, None)), None);
+        assert_eq!(h264_sps_size(&baseline_sps(79, max, None)), None);
+        assert_eq!(
+            h264_sps_size(&baseline_sps(79, 44, Some([max, max, 0, 0]))),
+            None
+        );
+        // A scaling list delta far outside -128..=127 (High profile).
+        let mut f = vec![(100, 8), (0, 16), (0, 0), (1, 0), (0, 0), (0, 0), (0, 1)];
+        f.extend([(1, 1), (1, 1), ((1u64 << 32) - 3, 0)]);
+        assert_eq!(h264_sps_size(&sps_bits(&f)), None);
+    }
 
     fn vp8_key(w: u16, h: u16) -> Vec<u8> {
         let mut f = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
