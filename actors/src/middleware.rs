@@ -780,6 +780,7 @@ fn internal_transport(
         kind: MIDDLEWARE_KIND.to_owned(),
         state: std::cell::Cell::new(TransportState::Connected),
         failure_stage: Default::default(),
+        ever_connected: Default::default(),
     });
     let capacity = r.shared.config.middleware.queue_capacity.max(1);
     let (tx, mut rx) = mpsc::channel::<Bytes>(capacity);

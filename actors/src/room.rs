@@ -485,6 +485,8 @@ pub(crate) struct RoomIo {
     pub kind: String,
     /// The last state the transport reported.
     pub state: std::cell::Cell<TransportState>,
+    /// Whether it was ever connected.
+    pub ever_connected: std::cell::Cell<bool>,
     /// The stage of a failure the transport is about to report (`on_failure`).
     pub failure_stage: std::cell::Cell<Option<&'static str>>,
 }
@@ -545,10 +547,12 @@ impl TransportIo for RoomIo {
 
     fn on_state(&self, state: TransportState) {
         let previous = self.state.replace(state);
-        if state == TransportState::Connected && previous != TransportState::Connected {
-            // What went to the consumers before their client could hear it (a keyframe
-            // requested when they were created, say) never arrived. A room busy right now is
-            // one creating this transport, which has no consumers yet.
+        if state == TransportState::Connected && !self.ever_connected.replace(true) {
+            // What went to the consumers before their client could first hear it (a keyframe
+            // requested when they were created, say) never arrived. Only the first time: a
+            // connection that comes back from `disconnected` lost nothing its decoder needs
+            // restarting for. A room busy right now is one creating this transport, which has
+            // no consumers yet.
             if let Some(room) = self.room.upgrade()
                 && let Ok(mut r) = room.try_borrow_mut()
             {

@@ -241,6 +241,7 @@ impl RouterActor {
             kind: msg.kind.clone(),
             state: std::cell::Cell::new(switchboard_core::transport::TransportState::New),
             failure_stage: Default::default(),
+            ever_connected: Default::default(),
         });
         let announce = io.clone();
         let node_io = io.clone();

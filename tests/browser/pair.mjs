@@ -17,10 +17,12 @@
 // STATS: the publisher's outbound video (framesSent, framesEncoded, nackCount, pliCount,
 // retransmittedPacketsSent) and the subscriber's inbound video (framesDecoded, framesDropped,
 // framesReceived, freezeCount, totalFreezesDuration, nackCount, pliCount, firCount,
-// packetsLost, packetsReceived), summed over tracks, and videoTracks: each inbound video
-// track's framesDecoded. Any failure: a line {"error": ...} and exit 1.
+// packetsLost, packetsReceived), summed over tracks, videoTracks: each inbound video
+// track's framesDecoded, and audioTracks: each inbound audio track's packetsReceived. The
+// camera sends the fake microphone too. Any failure: a line {"error": ...} and exit 1.
 //
-// Environment: CHROMIUM overrides /usr/bin/chromium.
+// Environment: CHROMIUM overrides /usr/bin/chromium; PAIR_VIDEO_CODEC (H264, VP9, ...) makes
+// the camera offer only that video codec.
 
 import { chromium } from "playwright-core";
 import { args, executablePath } from "./chromium.mjs";
@@ -60,12 +62,22 @@ try {
         });
       });
     window.drill = {
-      async offer() {
+      async offer(codec) {
         const stream = await navigator.mediaDevices.getUserMedia({
           video: { width: 640, height: 480, frameRate: 30 },
+          audio: true,
         });
         this.pub = new RTCPeerConnection();
         for (const track of stream.getTracks()) this.pub.addTrack(track, stream);
+        if (codec) {
+          // Offer only this video codec (PAIR_VIDEO_CODEC), to prove it end to end.
+          const video = this.pub.getTransceivers().find((t) => t.sender.track?.kind === "video");
+          const wanted = RTCRtpSender.getCapabilities("video").codecs.filter(
+            (c) => c.mimeType.toLowerCase() === `video/${codec}`.toLowerCase(),
+          );
+          if (!wanted.length) throw new Error(`this browser cannot send ${codec}`);
+          video.setCodecPreferences(wanted);
+        }
         await this.pub.setLocalDescription(await this.pub.createOffer());
         await gathered(this.pub);
         return this.pub.localDescription.sdp;
@@ -107,13 +119,17 @@ try {
           videoTracks: [...(await this.sub.getStats()).values()]
             .filter((s) => s.type === "inbound-rtp" && s.kind === "video")
             .map((s) => ({ ssrc: s.ssrc, framesDecoded: s.framesDecoded || 0 })),
+          // Each received audio track: packets received.
+          audioTracks: [...(await this.sub.getStats()).values()]
+            .filter((s) => s.type === "inbound-rtp" && s.kind === "audio")
+            .map((s) => ({ ssrc: s.ssrc, packetsReceived: s.packetsReceived || 0 })),
           connections: [this.pub.connectionState, this.sub.connectionState],
         };
       },
     };
   });
 
-  send({ offer: await page.evaluate(() => window.drill.offer()) });
+  send({ offer: await page.evaluate((c) => window.drill.offer(c), process.env.PAIR_VIDEO_CODEC || "") });
   const { answer } = await receive();
   await page.evaluate((sdp) => window.drill.answered(sdp), answer);
   const { subscribe } = await receive();

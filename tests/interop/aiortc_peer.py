@@ -1,7 +1,7 @@
 """An aiortc peer for the interop test (tests/tests/interop.rs), spoken to in JSON lines like
 tests/browser/pair.mjs.
 
-    python aiortc_peer.py publish     # -> {"offer": SDP}; <- {"answer": SDP}
+    python aiortc_peer.py publish [CODEC]  # -> {"offer": SDP}; <- {"answer": SDP}
     python aiortc_peer.py subscribe   # <- {"subscribe": SDP}; -> {"answer": SDP}
 
 Then: <- {"mark": true} -> {"stats": {"video": [frames decoded per video track],
@@ -18,7 +18,13 @@ import logging
 import os
 import sys
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
 
@@ -66,6 +72,14 @@ async def main(role):
     if role == "publish":
         pc.addTrack(VideoStreamTrack())
         pc.addTrack(AudioStreamTrack())
+        if len(sys.argv) > 2:
+            # Offer only this video codec (H264, VP8), to prove it end to end.
+            wanted = [
+                c for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() == f"video/{sys.argv[2]}".lower()
+            ]
+            video = next(t for t in pc.getTransceivers() if t.kind == "video")
+            video.setCodecPreferences(wanted)
         await pc.setLocalDescription(await pc.createOffer())
         send({"offer": pc.localDescription.sdp})
         message = await incoming.__anext__()

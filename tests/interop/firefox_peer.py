@@ -11,11 +11,11 @@ this bridge serves it on HOST_IP, hands it the test's messages through a long po
 (GET /next) and writes what it posts (POST /reply) to standard output.
 """
 
+import collections
 import ctypes
 import http.server
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -26,14 +26,31 @@ import threading
 PAGE = r"""<!doctype html><title>switchboard firefox pair</title>
 <video id=v autoplay muted></video>
 <script>
+// A request the network drops is tried again: the bridge puts back a message it could not
+// deliver, and ignores a reply it already has (by its number).
+const pause = (ms) => new Promise((ok) => setTimeout(ok, ms));
 async function next() {
   for (;;) {
-    const r = await fetch("/next");
-    if (r.status === 200) return await r.json();
+    try {
+      const r = await fetch("/next");
+      if (r.status === 200) return await r.json();
+    } catch (e) {
+      await pause(100);
+    }
   }
 }
-function reply(m) {
-  return fetch("/reply", { method: "POST", body: JSON.stringify(m) });
+let sent = 0;
+async function reply(m) {
+  const body = JSON.stringify({ seq: ++sent, message: m });
+  for (let tries = 0; ; tries++) {
+    try {
+      const r = await fetch("/reply", { method: "POST", body });
+      if (r.ok) return;
+    } catch (e) {
+      if (tries > 50) throw e;
+    }
+    await pause(100);
+  }
 }
 function gathered(pc) {
   return new Promise((ok) => {
@@ -44,7 +61,7 @@ function gathered(pc) {
   });
 }
 async function stats(pub, sub) {
-  const out = { publisher: {}, subscriber: {}, videoTracks: [] };
+  const out = { publisher: {}, subscriber: {}, videoTracks: [], audioTracks: [] };
   for (const s of (await pub.getStats()).values()) {
     if (s.type === "outbound-rtp" && s.kind === "video") {
       out.publisher.framesSent = (out.publisher.framesSent || 0) + (s.framesEncoded || 0);
@@ -52,6 +69,9 @@ async function stats(pub, sub) {
   }
   if (sub) {
     for (const s of (await sub.getStats()).values()) {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        out.audioTracks.push({ ssrc: s.ssrc, packetsReceived: s.packetsReceived || 0 });
+      }
       if (s.type === "inbound-rtp" && s.kind === "video") {
         out.videoTracks.push({ ssrc: s.ssrc, framesDecoded: s.framesDecoded || 0 });
         out.subscriber.framesDecoded = (out.subscriber.framesDecoded || 0) + (s.framesDecoded || 0);
@@ -63,7 +83,7 @@ async function stats(pub, sub) {
 }
 (async () => {
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: true });
+    const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
     const pub = new RTCPeerConnection();
     for (const t of stream.getTracks()) pub.addTrack(t, stream);
     await pub.setLocalDescription(await pub.createOffer());
@@ -117,7 +137,9 @@ user_pref("app.update.enabled", false);
 
 PR_SET_PDEATHSIG = 1
 
-inbox = queue.Queue()
+inbox = collections.deque()
+arrived = threading.Condition()
+replies_seen = set()
 
 
 def out(message):
@@ -130,27 +152,42 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        message = None
         if self.path == "/next":
-            try:
-                body = json.dumps(inbox.get(timeout=20)).encode()
-                self.send_response(200)
-            except queue.Empty:
-                body = b"{}"
-                self.send_response(204)
-            self.send_header("content-type", "application/json")
+            with arrived:
+                arrived.wait_for(lambda: inbox, timeout=20)
+                message = inbox.popleft() if inbox else None
+            body = json.dumps(message).encode() if message is not None else b"{}"
+            status = 200 if message is not None else 204
+            kind = "application/json"
         else:
-            body = PAGE.encode()
-            self.send_response(200)
-            self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            body, status, kind = PAGE.encode(), 200, "text/html"
+        try:
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            # The page gave up on this request: it asks again, and gets the same message.
+            if message is not None:
+                with arrived:
+                    inbox.appendleft(message)
+                    arrived.notify()
 
     def do_POST(self):
         length = int(self.headers.get("content-length", "0"))
-        message = json.loads(self.rfile.read(length))
-        self.send_response(204)
-        self.end_headers()
+        envelope = json.loads(self.rfile.read(length))
+        try:
+            self.send_response(204)
+            self.end_headers()
+        except OSError:
+            pass
+        with arrived:
+            if envelope["seq"] in replies_seen:
+                return
+            replies_seen.add(envelope["seq"])
+        message = envelope["message"]
         if message.get("closed"):
             done.set()
         else:
@@ -180,7 +217,9 @@ def main():
     try:
         for line in sys.stdin:
             message = json.loads(line)
-            inbox.put(message)
+            with arrived:
+                inbox.append(message)
+                arrived.notify()
             if message.get("done"):
                 done.wait(timeout=10)
                 break

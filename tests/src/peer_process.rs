@@ -63,20 +63,34 @@ fn aiortc_python() -> PathBuf {
 impl PeerProcess {
     /// Chromium with `pair.mjs`; the first message to expect is its `offer`.
     pub fn chromium() -> Self {
+        Self::chromium_offering(None)
+    }
+
+    /// Chromium whose camera offers only `video_codec` (`H264`, `VP9`, ...) when given.
+    pub fn chromium_offering(video_codec: Option<&str>) -> Self {
         chromium_prerequisites();
         let mut command = tokio::process::Command::new("node");
         command
             .arg(browser_dir().join("pair.mjs"))
             .current_dir(browser_dir());
+        if let Some(codec) = video_codec {
+            command.env("PAIR_VIDEO_CODEC", codec);
+        }
         Self::spawn(command)
     }
 
     /// aiortc as a `publish`er (expect its `offer` first) or a `subscribe`r (send it the
     /// server's offer as `subscribe` first).
     pub fn aiortc(role: &str) -> Self {
+        Self::aiortc_offering(role, None)
+    }
+
+    /// aiortc whose publisher offers only `video_codec` (`H264`, `VP8`) when given.
+    pub fn aiortc_offering(role: &str, video_codec: Option<&str>) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/aiortc_peer.py");
         let mut command = tokio::process::Command::new(aiortc_python());
         command.arg(script).arg(role);
+        command.args(video_codec);
         Self::spawn(command)
     }
 
