@@ -341,6 +341,27 @@ pub async fn opus_pair(
     }
 }
 
+/// Sends an Opus packet tagged with `seq` from `publisher` and waits for exactly that
+/// payload at `subscriber`.
+pub async fn assert_forwards(
+    publisher: &DirectEndpoint,
+    subscriber: &DirectEndpoint,
+    ssrc: u32,
+    seq: u16,
+) {
+    let payload = format!("frame-{seq}");
+    publisher
+        .send_rtp(opus_packet(
+            ssrc,
+            seq,
+            u32::from(seq) * 960,
+            payload.as_bytes(),
+        ))
+        .expect("send");
+    let p = next_rtp(subscriber).await;
+    assert_eq!(p.payload.as_ref(), payload.as_bytes());
+}
+
 /// Waits for an event matching `pred`, returning it and the events skipped on the way.
 pub async fn wait_event(
     rx: &mut mpsc::Receiver<Event>,

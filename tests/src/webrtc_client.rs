@@ -268,6 +268,27 @@ pub async fn publish_vp8_and_opus(
     }
 }
 
+/// Joins a peer named `name` to `room` and connects its receive connection (through
+/// `webrtc.subscribe` and `webrtc.answer`): the watching side of a test. Returns the
+/// connected client and the server's id of its connection.
+pub async fn subscribe(
+    server: &switchboard_actors::ServerHandle,
+    room: switchboard_core::RouterId,
+    name: &str,
+) -> (Client, switchboard_core::TransportId) {
+    let peer = switchboard_core::PeerId::parse(name).expect("peer id");
+    server.join_peer(room, peer.clone()).await.expect("join");
+    let offer = server
+        .subscribe_peer(room, peer.clone())
+        .await
+        .expect("subscribe");
+    let mut client = Client::new(96, 111).await;
+    let answer = client.answer(&offer.sdp).await;
+    server.answer(room, peer, answer).await.expect("answer");
+    client.connected().await;
+    (client, offer.transport)
+}
+
 /// Writes VP8 packets ending in `tag` on `publisher`'s video until `subscriber` receives one
 /// on a video track; returns that track. Tracks may appear or move with renegotiations, so
 /// it takes the first video track the subscriber has and looks for the tag on it. Fails

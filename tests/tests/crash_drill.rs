@@ -9,22 +9,6 @@ use switchboard_core::{PeerId, WorkerId, fault};
 use switchboard_tests::relay::Relay;
 use switchboard_tests::webrtc_client::{Client, opus};
 use switchboard_tests::*;
-use switchboard_transports::DirectEndpoint;
-
-/// Sends an Opus packet tagged with `seq` and waits for it at the subscriber.
-async fn forwards(publisher: &DirectEndpoint, subscriber: &DirectEndpoint, ssrc: u32, seq: u16) {
-    let payload = format!("still-forwarding-{seq}");
-    publisher
-        .send_rtp(opus_packet(
-            ssrc,
-            seq,
-            u32::from(seq) * 960,
-            payload.as_bytes(),
-        ))
-        .expect("send");
-    let p = next_rtp(subscriber).await;
-    assert_eq!(p.payload.as_ref(), payload.as_bytes());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_a_connections_receive_path_closes_it_as_crashed_and_the_worker_carries_on() {
@@ -55,13 +39,7 @@ async fn a_panic_in_a_connections_receive_path_closes_it_as_crashed_and_the_work
 
     // Carol publishes and Bob receives, on the same worker socket.
     let carol = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
-    let bob = PeerId::parse("bob").unwrap();
-    t.server.join_peer(room, bob.clone()).await.unwrap();
-    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
-    let mut bob_client = Client::new(96, 111).await;
-    let answer = bob_client.answer(&offer.sdp).await;
-    t.server.answer(room, bob, answer).await.unwrap();
-    bob_client.connected().await;
+    let (mut bob_client, bob_transport) = webrtc_client::subscribe(&t.server, room, "bob").await;
 
     // A datagram from Alice's address that makes her connection's handling panic.
     relay.send_to_server(fault::RECEIVE_PANIC).await;
@@ -79,7 +57,7 @@ async fn a_panic_in_a_connections_receive_path_closes_it_as_crashed_and_the_work
 
     // Bob still receives Carol, through the same socket and receive task.
     webrtc_client::receives_video(&carol, &mut bob_client, b"ok").await;
-    let stats = t.server.transport_stats(offer.transport).await.unwrap();
+    let stats = t.server.transport_stats(bob_transport).await.unwrap();
     assert_eq!(stats["plugin"]["socket"]["panics"], 1, "{stats}");
     t.server.shutdown().await.unwrap();
 }
@@ -92,8 +70,8 @@ async fn a_panic_on_a_routers_forwarding_path_closes_that_room_alone() {
     let room_b = t.room().await;
     let a = opus_pair(&t.server, &t.direct, room_a, 0x0D00_0001).await;
     let b = opus_pair(&t.server, &t.direct, room_b, 0x0D00_0002).await;
-    forwards(&a.publisher, &a.subscriber, 0x0D00_0001, 1).await;
-    forwards(&b.publisher, &b.subscriber, 0x0D00_0002, 1).await;
+    assert_forwards(&a.publisher, &a.subscriber, 0x0D00_0001, 1).await;
+    assert_forwards(&b.publisher, &b.subscriber, 0x0D00_0002, 1).await;
 
     let mut payload = b"boom:".to_vec();
     payload.extend_from_slice(fault::FORWARD_PANIC);
@@ -114,11 +92,11 @@ async fn a_panic_on_a_routers_forwarding_path_closes_that_room_alone() {
     }
     // Room B, on the same worker thread, carries on; the worker still makes rooms.
     for seq in 2..6 {
-        forwards(&b.publisher, &b.subscriber, 0x0D00_0002, seq).await;
+        assert_forwards(&b.publisher, &b.subscriber, 0x0D00_0002, seq).await;
     }
     let room_c = t.room().await;
     let c = opus_pair(&t.server, &t.direct, room_c, 0x0D00_0003).await;
-    forwards(&c.publisher, &c.subscriber, 0x0D00_0003, 1).await;
+    assert_forwards(&c.publisher, &c.subscriber, 0x0D00_0003, 1).await;
     assert_eq!(t.server.routers().len(), 2);
     t.server.shutdown().await.unwrap();
 }
@@ -129,7 +107,7 @@ async fn a_panicking_worker_actor_is_restarted_and_its_rooms_keep_forwarding() {
     let mut events = t.server.subscribe();
     let room = t.room().await;
     let pair = opus_pair(&t.server, &t.direct, room, 0x0E00_0001).await;
-    forwards(&pair.publisher, &pair.subscriber, 0x0E00_0001, 1).await;
+    assert_forwards(&pair.publisher, &pair.subscriber, 0x0E00_0001, 1).await;
 
     t.server.inject_worker_panic(WorkerId(0)).await.unwrap();
     let (died, _) = wait_event(&mut events, |e| matches!(e, Event::WorkerDied { .. })).await;
@@ -158,11 +136,11 @@ async fn a_panicking_worker_actor_is_restarted_and_its_rooms_keep_forwarding() {
 
     // The room on that worker thread keeps forwarding, and the restarted worker makes rooms.
     for seq in 2..6 {
-        forwards(&pair.publisher, &pair.subscriber, 0x0E00_0001, seq).await;
+        assert_forwards(&pair.publisher, &pair.subscriber, 0x0E00_0001, seq).await;
     }
     let other = t.room().await;
     let second = opus_pair(&t.server, &t.direct, other, 0x0E00_0002).await;
-    forwards(&second.publisher, &second.subscriber, 0x0E00_0002, 1).await;
+    assert_forwards(&second.publisher, &second.subscriber, 0x0E00_0002, 1).await;
     assert_eq!(t.server.routers().len(), 2);
     t.server.shutdown().await.unwrap();
 }

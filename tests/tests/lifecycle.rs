@@ -315,25 +315,6 @@ async fn forwarding_room(
     )
 }
 
-async fn assert_forwards(
-    publisher: &switchboard_transports::DirectEndpoint,
-    subscriber: &switchboard_transports::DirectEndpoint,
-    ssrc: u32,
-    seq: u16,
-) {
-    let payload = format!("frame-{seq}");
-    publisher
-        .send_rtp(opus_packet(
-            ssrc,
-            seq,
-            u32::from(seq) * 960,
-            payload.as_bytes(),
-        ))
-        .unwrap();
-    let p = next_rtp(subscriber).await;
-    assert_eq!(p.payload.as_ref(), payload.as_bytes());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_transport_is_closed_as_crashed_and_its_siblings_keep_forwarding() {
     let t = start(1, vec![Arc::new(Faulty)]);

@@ -58,13 +58,7 @@ async fn a_vanished_publisher_is_closed_with_ice_timeout_and_the_room_carries_on
 
     // "publisher" (Carol) publishes directly and Bob watches the room.
     let carol_pub = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
-    let bob = PeerId::parse("bob").unwrap();
-    t.server.join_peer(room, bob.clone()).await.unwrap();
-    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
-    let mut bob_client = Client::new(96, 111).await;
-    let answer = bob_client.answer(&offer.sdp).await;
-    t.server.answer(room, bob.clone(), answer).await.unwrap();
-    bob_client.connected().await;
+    let (mut bob_client, _) = webrtc_client::subscribe(&t.server, room, "bob").await;
 
     // Alice's network goes.
     drop(relay);
@@ -144,13 +138,7 @@ async fn a_browser_killed_mid_call_is_cleaned_up_by_the_server_and_the_room_carr
 
     // Carol publishes and Bob watches, both in this process.
     let carol_pub = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
-    let bob = PeerId::parse("bob").unwrap();
-    t.server.join_peer(room, bob.clone()).await.unwrap();
-    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
-    let mut bob_client = Client::new(96, 111).await;
-    let answer = bob_client.answer(&offer.sdp).await;
-    t.server.answer(room, bob.clone(), answer).await.unwrap();
-    bob_client.connected().await;
+    let (mut bob_client, _) = webrtc_client::subscribe(&t.server, room, "bob").await;
     let before = t.server.dump_router(room).await.unwrap();
 
     // A real Chromium joins as two peers: one publishes its camera, one receives the room.
