@@ -19,7 +19,9 @@
 //! `create_offer`, `answer`, `restart_ice`, `add_candidate`).
 
 pub mod connection;
+pub mod dtls;
 pub mod engine;
+pub mod ice_lite;
 pub mod net;
 
 use connection::{Connection, ConnectionSink};
