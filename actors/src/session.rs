@@ -123,7 +123,12 @@ fn ensure_connection(
         CreateTransport {
             kind: SESSION_KIND.to_owned(),
             peer: Some(peer.clone()),
-            options: json!({}),
+            // A connection that only receives may run on the native engine.
+            options: if send || single {
+                json!({})
+            } else {
+                json!({ "direction": "recv" })
+            },
         },
         ctx,
     )?;

@@ -139,6 +139,10 @@ pub struct WebRtcConfig {
     /// `dtls_closed`) stays in the room before it leaves with the same reason, in
     /// milliseconds; 0 keeps it until the backend removes it.
     pub peer_timeout_ms: u64,
+    /// Which engine runs receive connections: `pc` (a general-purpose peer connection, the
+    /// default) or `native` (the server's own ICE-lite, DTLS and SRTP; experimental, for
+    /// measuring the two side by side). Publishing connections use `pc` either way.
+    pub engine: String,
 }
 
 impl Default for WebRtcConfig {
@@ -150,6 +154,7 @@ impl Default for WebRtcConfig {
             port_max: 40_099,
             consent_timeout_ms: 30_000,
             peer_timeout_ms: 10_000,
+            engine: "pc".to_owned(),
         }
     }
 }
@@ -794,6 +799,12 @@ impl Config {
             }
         }
         p.at_least("webrtc.consent_timeout_ms", webrtc.consent_timeout_ms, 100);
+        if !matches!(webrtc.engine.as_str(), "pc" | "native") {
+            p.push(
+                "webrtc.engine",
+                format!("must be \"pc\" or \"native\", got {:?}", webrtc.engine),
+            );
+        }
 
         validate_rtp(&mut p, &self.rtp, webrtc);
 

@@ -54,6 +54,7 @@ pub fn register_webrtc(
             config.port_max,
         )?,
         consent_timeout: std::time::Duration::from_millis(config.consent_timeout_ms),
+        native_receive: config.engine == "native",
     }))
 }
 

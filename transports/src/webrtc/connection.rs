@@ -69,6 +69,30 @@ pub struct ConnCounters {
     rejected: Cell<u64>,
 }
 
+impl super::net::NetConnection for Connection {
+    fn key(&self) -> u64 {
+        self.key.get()
+    }
+    fn ufrag(&self) -> String {
+        self.ufrag.borrow().clone()
+    }
+    fn pwd(&self) -> String {
+        self.pwd.borrow().clone()
+    }
+    fn on_datagram(&self, data: BytesMut, from: SocketAddr, now: Instant) {
+        Connection::on_datagram(self, data, from, now)
+    }
+    fn on_timer(&self, now: Instant) {
+        Connection::on_timer(self, now)
+    }
+    fn learn_address(&self, from: SocketAddr, max: usize) -> Option<SocketAddr> {
+        Connection::learn_address(self, from, max)
+    }
+    fn crashed(&self, message: String) {
+        Connection::crashed(self, message)
+    }
+}
+
 /// A WebRTC connection on a worker's shared socket.
 pub struct Connection {
     key: Cell<u64>,
@@ -144,7 +168,8 @@ impl Connection {
             last_heard: Cell::new(Instant::now()),
             done: Cell::new(false),
         });
-        conn.key.set(net.register(&conn));
+        let weak: Weak<dyn super::net::NetConnection> = Rc::downgrade(&conn) as _;
+        conn.key.set(net.register(weak));
         conn.reschedule();
         conn
     }
@@ -367,7 +392,8 @@ impl Connection {
             return;
         }
         if let Some(net) = self.net.upgrade() {
-            net.rename(&self.ufrag.borrow(), &ufrag, self);
+            let weak: Weak<dyn super::net::NetConnection> = Rc::downgrade(self) as _;
+            net.rename(&self.ufrag.borrow(), &ufrag, weak);
         }
         *self.ufrag.borrow_mut() = ufrag;
         *self.pwd.borrow_mut() = pwd;

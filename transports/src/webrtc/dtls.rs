@@ -25,7 +25,8 @@ use std::time::Instant;
 use switchboard_core::{Error, ErrorCode, Result};
 
 /// The key the endpoint knows the one association by.
-const ASSOCIATION: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9);
+const ASSOCIATION: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9);
 
 /// SRTP packets accepted out of order before a repeat counts as a replay.
 const REPLAY_WINDOW: usize = 256;
@@ -426,7 +427,8 @@ mod tests {
             c.clone(),
         )
         .unwrap();
-        let mut theirs = Dtls::new(&client_cert, Role::Server, server_cert.fingerprint(), c).unwrap();
+        let mut theirs =
+            Dtls::new(&client_cert, Role::Server, server_cert.fingerprint(), c).unwrap();
         let (_, _, errors) = handshake(&mut ours, &mut theirs);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(ours.is_connected() && theirs.is_connected());

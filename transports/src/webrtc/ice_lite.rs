@@ -263,7 +263,11 @@ mod tests {
     }
 
     fn lite() -> IceLite {
-        IceLite::new("srvufrag".into(), "server-password-0123456789".into(), crypto())
+        IceLite::new(
+            "srvufrag".into(),
+            "server-password-0123456789".into(),
+            crypto(),
+        )
     }
 
     #[test]
@@ -294,12 +298,8 @@ mod tests {
         mapped.get_from(&resp).unwrap();
         assert_eq!(SocketAddr::new(mapped.ip, mapped.port), from);
         FINGERPRINT.check(&resp).unwrap();
-        MessageIntegrity::check(
-            &mut resp,
-            b"server-password-0123456789",
-            crypto().crypto(),
-        )
-        .unwrap();
+        MessageIntegrity::check(&mut resp, b"server-password-0123456789", crypto().crypto())
+            .unwrap();
 
         let nominating = check(
             "srvufrag:cli",

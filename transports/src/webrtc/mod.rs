@@ -22,6 +22,7 @@ pub mod connection;
 pub mod dtls;
 pub mod engine;
 pub mod ice_lite;
+pub mod native;
 pub mod net;
 
 use connection::{Connection, ConnectionSink};
@@ -54,6 +55,9 @@ pub struct WebRtcSettings {
     /// How long a connection may hear nothing from its client before it gives up on it
     /// (`ice_timeout`).
     pub consent_timeout: std::time::Duration,
+    /// Whether receive connections run on the native engine ([`native`]) instead of a peer
+    /// connection (`webrtc.engine = "native"`).
+    pub native_receive: bool,
 }
 
 impl Default for WebRtcSettings {
@@ -61,6 +65,7 @@ impl Default for WebRtcSettings {
         Self {
             listen: Default::default(),
             consent_timeout: std::time::Duration::from_secs(30),
+            native_receive: false,
         }
     }
 }
@@ -93,9 +98,17 @@ impl TransportPlugin for WebRtcPlugin {
         tokio::task::spawn_local(net.clone().run_receiver());
         tokio::task::spawn_local(net.clone().run_timers());
         tracing::info!(%worker, %local, %announced, "webrtc listening");
+        let certificate = if self.settings.native_receive {
+            let crypto = rtc_crypto::default_provider()
+                .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+            Some(Rc::new(dtls::Certificate::generate(&crypto)?))
+        } else {
+            None
+        };
         Ok(Box::new(Factory {
             net,
             consent_timeout: self.settings.consent_timeout,
+            certificate,
         }))
     }
 }
@@ -139,14 +152,44 @@ fn bind(s: &crate::settings::ListenSettings, worker: WorkerId) -> Result<tokio::
 struct Factory {
     net: Rc<Net>,
     consent_timeout: std::time::Duration,
+    /// The worker's DTLS certificate for native receive connections (`None`: the native
+    /// engine is off).
+    certificate: Option<Rc<dtls::Certificate>>,
+}
+
+/// A `webrtc` transport's options.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct CreateOptions {
+    /// `"recv"`: the transport only receives from the router (the server offers); `"send"`
+    /// or absent: anything. Lets the native engine take receive connections.
+    direction: Option<String>,
 }
 
 impl TransportFactory for Factory {
     fn create(&mut self, ctx: TransportContext, options: &Value) -> Result<Box<dyn Transport>> {
-        if !(options.is_null() || options.as_object().is_some_and(|o| o.is_empty())) {
-            return Err(Error::invalid(
-                "webrtc transport options: none are accepted yet",
-            ));
+        let options: CreateOptions = if options.is_null() {
+            CreateOptions::default()
+        } else {
+            params("webrtc transport options", options)?
+        };
+        let receive_only = match options.direction.as_deref() {
+            None | Some("send") | Some("sendrecv") => false,
+            Some("recv") => true,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "webrtc transport options: direction {other:?} is not \"recv\" or \"send\""
+                )));
+            }
+        };
+        if receive_only && let Some(certificate) = &self.certificate {
+            let conn = native::NativeConnection::new(
+                &self.net,
+                ctx.io.clone(),
+                certificate.clone(),
+                self.consent_timeout,
+            )?;
+            return Ok(Box::new(NativeTransport { conn }));
         }
         let announced = self.net.announced;
         let candidate = CandidateHostConfig {
@@ -377,6 +420,124 @@ impl Transport for WebRtcTransport {
             .producers_by_mid
             .borrow_mut()
             .retain(|_, p| *p != id);
+    }
+
+    fn consumer_added(&mut self, id: ConsumerId, kind: MediaKind, params: &RtpParameters) {
+        if let Err(e) = self.conn.add_consumer(id, kind, params) {
+            tracing::error!(consumer = %id, error = %e, "cannot add a track for the consumer");
+        }
+    }
+
+    fn consumer_removed(&mut self, id: ConsumerId) {
+        self.conn.remove_consumer(id);
+    }
+
+    fn stats(&self) -> Value {
+        self.conn.stats()
+    }
+
+    fn dump(&self) -> Value {
+        json!({
+            "kind": KIND,
+            "local": self.local_parameters(),
+            "stats": self.conn.stats(),
+        })
+    }
+
+    fn close(&mut self) {
+        self.conn.close();
+    }
+}
+
+/// A receive connection on the native engine ([`native`]).
+struct NativeTransport {
+    conn: Rc<native::NativeConnection>,
+}
+
+impl SdpSession for NativeTransport {
+    fn apply_offer(&mut self, _sdp: &str, _producer_slots: Option<usize>) -> Result<OfferOutcome> {
+        Err(Error::invalid(
+            "this is a receive connection (native engine): the server offers on it, it takes no offers",
+        ))
+    }
+
+    fn create_offer(&mut self, force: bool) -> Result<Option<String>> {
+        self.conn.create_offer(force)
+    }
+
+    fn apply_answer(&mut self, sdp: &str) -> Result<AnswerOutcome> {
+        let parsed = switchboard_sdp::parse(sdp)?;
+        let (renegotiate, rejected_consumers) = self.conn.apply_answer(&parsed)?;
+        Ok(AnswerOutcome {
+            renegotiate,
+            rejected_consumers,
+        })
+    }
+
+    fn restart_ice(&mut self) -> Result<String> {
+        self.conn.restart_ice();
+        self.conn
+            .create_offer(true)?
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))
+    }
+}
+
+impl Transport for NativeTransport {
+    fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
+        // NACK answers go out on the media SSRC, as on the peer-connection engine.
+        let mut caps = router.clone();
+        caps.codecs
+            .retain(|c| !c.mime_type.eq_ignore_ascii_case("video/rtx"));
+        caps
+    }
+
+    fn local_parameters(&self) -> Value {
+        json!({
+            "ice": { "lite": true, "ufrag": self.conn.local_ufrag() },
+            "engine": "native",
+        })
+    }
+
+    fn sdp_session(&mut self) -> Option<&mut dyn SdpSession> {
+        Some(self)
+    }
+
+    fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
+        match method {
+            "create_offer" => {
+                let OfferParams { force } = params(method, p)?;
+                Ok(RequestOutcome {
+                    response: json!({ "type": "offer", "sdp": self.create_offer(force)? }),
+                    ..Default::default()
+                })
+            }
+            "answer" => {
+                let SdpParams { sdp } = params(method, p)?;
+                let outcome = self.apply_answer(&sdp)?;
+                Ok(RequestOutcome {
+                    response: json!({ "renegotiate": outcome.renegotiate }),
+                    closed_consumers: outcome.rejected_consumers,
+                    ..Default::default()
+                })
+            }
+            "restart_ice" => Ok(RequestOutcome {
+                response: json!({ "type": "offer", "sdp": SdpSession::restart_ice(self)? }),
+                ..Default::default()
+            }),
+            // Trickled candidates are not needed: the server is ICE-lite and learns addresses
+            // from the checks.
+            "add_candidate" => {
+                let CandidateParams { candidate: _ } = params(method, p)?;
+                Ok(RequestOutcome::default())
+            }
+            other => Err(Error::invalid(format!(
+                "receive connections (native engine) have no operation {other:?} (create_offer, answer, restart_ice, add_candidate)"
+            ))),
+        }
+    }
+
+    fn sink(&self) -> Rc<dyn MediaSink> {
+        Rc::new(native::NativeSink(Rc::downgrade(&self.conn)))
     }
 
     fn consumer_added(&mut self, id: ConsumerId, kind: MediaKind, params: &RtpParameters) {

@@ -6,7 +6,6 @@
 //! and dropped. Timers of all connections live in one heap per worker, so an idle server does
 //! not scan its connections.
 
-use super::connection::Connection;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -47,15 +46,34 @@ pub struct NetCounters {
 /// checks from every port it has.
 pub const MAX_ADDRESSES_PER_CONNECTION: usize = 16;
 
+/// What the worker socket needs of a connection it routes datagrams and timers to; both
+/// engines' connections (the peer connection and the native one) implement it.
+pub trait NetConnection {
+    /// The key the socket's tables know the connection by.
+    fn key(&self) -> u64;
+    /// The current local ICE username fragment (empty before the first description).
+    fn ufrag(&self) -> String;
+    /// The current local ICE password.
+    fn pwd(&self) -> String;
+    /// A datagram from `from`.
+    fn on_datagram(&self, data: BytesMut, from: SocketAddr, now: Instant);
+    /// The connection's timer fired.
+    fn on_timer(&self, now: Instant);
+    /// Records a remote address routed here; returns the oldest to forget beyond `max`.
+    fn learn_address(&self, from: SocketAddr, max: usize) -> Option<SocketAddr>;
+    /// The connection panicked: it is failed and closed as crashed.
+    fn crashed(&self, message: String);
+}
+
 /// The worker's socket and its routing tables.
 pub struct Net {
     socket: UdpSocket,
     /// The address written into candidates (the announced IP, or the bound one).
     pub announced: SocketAddr,
-    by_ufrag: RefCell<HashMap<String, Weak<Connection>>>,
-    by_addr: RefCell<HashMap<SocketAddr, Weak<Connection>>>,
+    by_ufrag: RefCell<HashMap<String, Weak<dyn NetConnection>>>,
+    by_addr: RefCell<HashMap<SocketAddr, Weak<dyn NetConnection>>>,
     timers: RefCell<BinaryHeap<Reverse<(Instant, u64)>>>,
-    connections: RefCell<HashMap<u64, Weak<Connection>>>,
+    connections: RefCell<HashMap<u64, Weak<dyn NetConnection>>>,
     next_id: Cell<u64>,
     timer_changed: Notify,
     /// Counters.
@@ -104,12 +122,10 @@ impl Net {
 
     /// Registers a connection for timers; returns its key. Its ICE username fragment is
     /// added by [`Net::rename`] once its first local description exists.
-    pub fn register(&self, conn: &Rc<Connection>) -> u64 {
+    pub fn register(&self, conn: Weak<dyn NetConnection>) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        self.connections
-            .borrow_mut()
-            .insert(id, Rc::downgrade(conn));
+        self.connections.borrow_mut().insert(id, conn);
         id
     }
 
@@ -123,12 +139,12 @@ impl Net {
     }
 
     /// Keys a connection by its (new) username fragment, forgetting the old one.
-    pub fn rename(&self, old: &str, new: &str, conn: &Rc<Connection>) {
+    pub fn rename(&self, old: &str, new: &str, conn: Weak<dyn NetConnection>) {
         let mut map = self.by_ufrag.borrow_mut();
         if !old.is_empty() {
             map.remove(old);
         }
-        map.insert(new.to_owned(), Rc::downgrade(conn));
+        map.insert(new.to_owned(), conn);
     }
 
     /// Asks for `conn` to be woken at `at`.
@@ -190,7 +206,7 @@ impl Net {
                 };
                 // Only an authenticated request may teach us a new address: otherwise anyone
                 // who learned a ufrag could steer datagrams into the connection.
-                if !stun_authentic(data, &c.pwd.borrow()) {
+                if !stun_authentic(data, &c.pwd()) {
                     self.counters
                         .stun_auth_failures
                         .set(self.counters.stun_auth_failures.get() + 1);
@@ -214,7 +230,7 @@ impl Net {
 
     /// Routes datagrams from `from` to `conn`, forgetting the connection's oldest address
     /// when it has too many.
-    fn learn(&self, conn: &Rc<Connection>, from: SocketAddr) {
+    fn learn(&self, conn: &Rc<dyn NetConnection>, from: SocketAddr) {
         let mut by_addr = self.by_addr.borrow_mut();
         by_addr.insert(from, Rc::downgrade(conn));
         if let Some(old) = conn.learn_address(from, MAX_ADDRESSES_PER_CONNECTION) {
@@ -228,10 +244,10 @@ impl Net {
     /// A connection panicked while handling a datagram or a timer: its state is unknown, so
     /// it stops receiving and is reported failed. The socket's tasks, and so the worker's
     /// other connections, are not affected.
-    fn crashed(&self, conn: &Rc<Connection>, message: String) {
+    fn crashed(&self, conn: &Rc<dyn NetConnection>, message: String) {
         self.counters.panics.set(self.counters.panics.get() + 1);
-        tracing::error!(ufrag = %conn.ufrag.borrow(), %message, "a webrtc connection panicked; it is failed and no longer receives");
-        self.unregister(conn.key(), &conn.ufrag.borrow());
+        tracing::error!(ufrag = %conn.ufrag(), %message, "a webrtc connection panicked; it is failed and no longer receives");
+        self.unregister(conn.key(), &conn.ufrag());
         conn.crashed(message);
     }
 

@@ -1,0 +1,895 @@
+//! The SFU-native engine for receive connections: the server's own ICE-lite
+//! ([`super::ice_lite`]), DTLS-SRTP ([`super::dtls`]) and SDP, without a general-purpose peer
+//! connection.
+//!
+//! A receive connection only sends what the router forwarded and only takes feedback back,
+//! and the server writes every offer, so it needs none of a peer connection's machinery: the
+//! router's consumer already rewrote each packet for this leg (SSRC, sequence number,
+//! timestamp), with the router's payload types and extension ids, which the server's offer
+//! declares and the client's answer must keep (RFC 8829 §5.3.1). Sending is therefore one
+//! in-place SRTP encryption and one `send_to`: no parse, no second rewrite, no queue, no task.
+//!
+//! Selected with `webrtc.engine = "native"` for connections made to receive (the
+//! `webrtc.subscribe` flow, or `transport.create` with `{"direction": "recv"}`). Publishing
+//! connections keep the peer-connection engine for now.
+
+use super::dtls::{Certificate, Dtls, DtlsEvent, Role, SrtpContexts};
+use super::ice_lite::IceLite;
+use super::net::{MAX_ADDRESSES_PER_CONNECTION, Net, NetConnection};
+use bytes::BytesMut;
+use rtc_crypto::RTCCryptoProvider;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_core::event::CloseReason;
+use switchboard_core::rtp_parameters::{MediaKind, RtpParameters, extension_uri};
+use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
+use switchboard_core::{ConsumerId, Error, ErrorCode, Result};
+
+/// One m-line of the connection, in order. An m-line is never removed (its position is its
+/// identity for the client); a closed consumer's m-line goes inactive and is reused by the
+/// next track of its kind.
+#[derive(Clone, Debug)]
+pub struct Track {
+    /// `a=mid`.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What is sent on it now, if anything.
+    pub sending: Option<Sending>,
+}
+
+/// A consumer's stream on an m-line.
+#[derive(Clone, Debug)]
+pub struct Sending {
+    /// The consumer.
+    pub consumer: ConsumerId,
+    /// Its RTP parameters, in the router's payload types and extension ids.
+    pub params: RtpParameters,
+}
+
+/// What the server's description says about its side of the connection.
+pub struct LocalDescription<'a> {
+    /// `o=` session id.
+    pub session_id: u64,
+    /// `o=` version, one more for every offer.
+    pub version: u64,
+    /// ICE credentials.
+    pub ufrag: &'a str,
+    /// ICE password.
+    pub pwd: &'a str,
+    /// SHA-256 fingerprint of the DTLS certificate.
+    pub fingerprint: &'a str,
+    /// The worker socket's announced address: the one host candidate.
+    pub address: SocketAddr,
+}
+
+/// Writes the server's offer for these m-lines.
+///
+/// An empty connection still offers one inactive audio m-line, so that ICE and DTLS come up
+/// before the first track (the client then has media to expect at once), and every stack can
+/// answer it. Extensions are offered with the router's ids except the MID extension: the
+/// forwarded packets carry the publisher's mid, which names nothing on this leg, and the
+/// SSRCs written here are what the client demultiplexes by.
+pub fn write_offer(local: &LocalDescription<'_>, tracks: &[Track]) -> String {
+    let mut s = String::with_capacity(1024 + tracks.len() * 1024);
+    let ip = local.address.ip();
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let _ = write!(
+        s,
+        "v=0\r\no=- {} {} IN {family} {ip}\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n",
+        local.session_id, local.version
+    );
+    let mids: Vec<&str> = tracks.iter().map(|t| t.mid.as_str()).collect();
+    let _ = write!(
+        s,
+        "a=group:BUNDLE {}\r\na=msid-semantic: WMS *\r\n",
+        mids.join(" ")
+    );
+    for t in tracks {
+        let codecs: Vec<&switchboard_core::rtp_parameters::RtpCodecParameters> = match &t.sending {
+            Some(sending) => sending.params.codecs.iter().collect(),
+            None => Vec::new(),
+        };
+        let media = match t.kind {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        };
+        let pts: Vec<String> = if codecs.is_empty() {
+            // An idle m-line still lists a codec: a payload-type-less m-line is invalid.
+            vec![idle_payload_type(t.kind).to_string()]
+        } else {
+            codecs.iter().map(|c| c.payload_type.to_string()).collect()
+        };
+        let _ = write!(
+            s,
+            "m={media} {} UDP/TLS/RTP/SAVPF {}\r\nc=IN {family} {ip}\r\n",
+            local.address.port(),
+            pts.join(" ")
+        );
+        let _ = write!(
+            s,
+            "a=mid:{}\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {}\r\na=setup:actpass\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
+            t.mid, local.ufrag, local.pwd, local.fingerprint
+        );
+        match &t.sending {
+            None => {
+                let _ = write!(s, "a=inactive\r\n{}", idle_codec_lines(t.kind));
+            }
+            Some(sending) => {
+                s.push_str("a=sendonly\r\n");
+                for c in &codecs {
+                    let (_, name) = c.mime_type.split_once('/').unwrap_or(("", &c.mime_type));
+                    let _ = write!(s, "a=rtpmap:{} {name}/{}", c.payload_type, c.clock_rate);
+                    if let Some(ch) = c.channels.filter(|ch| *ch > 1) {
+                        let _ = write!(s, "/{ch}");
+                    }
+                    s.push_str("\r\n");
+                    let fmtp = super::engine::fmtp_line(&c.parameters);
+                    if !fmtp.is_empty() {
+                        let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", c.payload_type);
+                    }
+                    for fb in &c.rtcp_feedback {
+                        let _ = write!(s, "a=rtcp-fb:{} {}", c.payload_type, fb.kind);
+                        if !fb.parameter.is_empty() {
+                            let _ = write!(s, " {}", fb.parameter);
+                        }
+                        s.push_str("\r\n");
+                    }
+                }
+                for e in &sending.params.header_extensions {
+                    if e.uri != extension_uri::MID {
+                        let _ = write!(s, "a=extmap:{} {}\r\n", e.id, e.uri);
+                    }
+                }
+                let ssrc = sending.params.encodings.first().and_then(|e| e.ssrc);
+                let stream = sending
+                    .params
+                    .rtcp
+                    .cname
+                    .clone()
+                    .unwrap_or_else(|| sending.consumer.to_string());
+                let track = sending.consumer.to_string();
+                let _ = write!(s, "a=msid:{stream} {track}\r\n");
+                if let Some(ssrc) = ssrc {
+                    let _ = write!(
+                        s,
+                        "a=ssrc:{ssrc} cname:{stream}\r\na=ssrc:{ssrc} msid:{stream} {track}\r\n"
+                    );
+                }
+            }
+        }
+        let _ = write!(
+            s,
+            "a=candidate:1 1 udp 2130706431 {ip} {} typ host\r\na=end-of-candidates\r\n",
+            local.address.port()
+        );
+    }
+    s
+}
+
+fn idle_payload_type(kind: MediaKind) -> u8 {
+    match kind {
+        MediaKind::Audio => 111,
+        MediaKind::Video => 96,
+    }
+}
+
+fn idle_codec_lines(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "a=rtpmap:111 opus/48000/2\r\n",
+        MediaKind::Video => "a=rtpmap:96 VP8/90000\r\n",
+    }
+}
+
+/// Counters of one native connection.
+#[derive(Default)]
+struct Counters {
+    rtp_out: Cell<u64>,
+    rtp_out_not_connected: Cell<u64>,
+    rtp_out_unknown_ssrc: Cell<u64>,
+    rtcp_out: Cell<u64>,
+    rtcp_in: Cell<u64>,
+    /// RTP from the client on a receive-only connection (nothing negotiated it).
+    rtp_in_ignored: Cell<u64>,
+    srtp_failures: Cell<u64>,
+    stun_refused: Cell<u64>,
+    dtls_errors: Cell<u64>,
+    early_checks: Cell<u64>,
+    encrypt_failures: Cell<u64>,
+}
+
+/// Offer/answer state: one server offer in flight at a time.
+#[derive(Default)]
+struct Negotiation {
+    offered: bool,
+    awaiting_answer: bool,
+    pending: bool,
+    version: u64,
+}
+
+/// A receive connection of the native engine.
+pub struct NativeConnection {
+    key: Cell<u64>,
+    net: Weak<Net>,
+    io: Rc<dyn TransportIo>,
+    certificate: Rc<Certificate>,
+    crypto: Arc<dyn RTCCryptoProvider>,
+    session_id: u64,
+    ice: RefCell<IceLite>,
+    dtls: RefCell<Option<Dtls>>,
+    srtp: RefCell<Option<SrtpContexts>>,
+    tracks: RefCell<Vec<Track>>,
+    /// Outgoing SSRC (the consumer's) to its m-line.
+    by_ssrc: RefCell<HashMap<u32, usize>>,
+    negotiation: RefCell<Negotiation>,
+    state: Cell<TransportState>,
+    addresses: RefCell<VecDeque<SocketAddr>>,
+    /// Where media goes: the nominated address, else the last one that checked.
+    destination: Cell<Option<SocketAddr>>,
+    consent_timeout: Duration,
+    last_heard: Cell<Instant>,
+    scheduled: Cell<Option<Instant>>,
+    done: Cell<bool>,
+    counters: Counters,
+}
+
+fn failed(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::TransportFailed, e.to_string())
+}
+
+impl NativeConnection {
+    /// A connection on `net`'s socket that authenticates with `certificate`.
+    pub fn new(
+        net: &Rc<Net>,
+        io: Rc<dyn TransportIo>,
+        certificate: Rc<Certificate>,
+        consent_timeout: Duration,
+    ) -> Result<Rc<Self>> {
+        let crypto = rtc_crypto::default_provider().map_err(failed)?;
+        let (ufrag, pwd) = IceLite::credentials(crypto.as_ref());
+        let mut id = [0u8; 8];
+        crypto.random().fill(&mut id).map_err(failed)?;
+        let conn = Rc::new(Self {
+            key: Cell::new(0),
+            net: Rc::downgrade(net),
+            io,
+            certificate,
+            session_id: u64::from_be_bytes(id) >> 2,
+            ice: RefCell::new(IceLite::new(ufrag.clone(), pwd, crypto.clone())),
+            crypto,
+            dtls: RefCell::default(),
+            srtp: RefCell::default(),
+            tracks: RefCell::default(),
+            by_ssrc: RefCell::default(),
+            negotiation: RefCell::default(),
+            state: Cell::new(TransportState::New),
+            addresses: RefCell::default(),
+            destination: Cell::new(None),
+            consent_timeout,
+            last_heard: Cell::new(Instant::now()),
+            scheduled: Cell::new(None),
+            done: Cell::new(false),
+            counters: Counters::default(),
+        });
+        let weak: Weak<dyn NetConnection> = Rc::downgrade(&conn) as _;
+        conn.key.set(net.register(weak.clone()));
+        net.rename("", &ufrag, weak);
+        conn.reschedule();
+        Ok(conn)
+    }
+
+    /// The local ICE username fragment.
+    pub fn local_ufrag(&self) -> String {
+        self.ice.borrow().ufrag().to_owned()
+    }
+
+    /// Current connection state.
+    pub fn state(&self) -> TransportState {
+        self.state.get()
+    }
+
+    /// Adds a consumer's track: on an idle m-line of its kind if there is one, else on a new
+    /// one. The change is offered by the next [`NativeConnection::create_offer`].
+    pub fn add_consumer(
+        &self,
+        id: ConsumerId,
+        kind: MediaKind,
+        params: &RtpParameters,
+    ) -> Result<()> {
+        let ssrc = params
+            .encodings
+            .first()
+            .and_then(|e| e.ssrc)
+            .ok_or_else(|| Error::internal("consumer without an SSRC"))?;
+        let mut tracks = self.tracks.borrow_mut();
+        let sending = Sending {
+            consumer: id,
+            params: params.clone(),
+        };
+        let index = match tracks
+            .iter()
+            .position(|t| t.kind == kind && t.sending.is_none())
+        {
+            Some(i) => {
+                tracks[i].sending = Some(sending);
+                i
+            }
+            None => {
+                let mid = tracks.len().to_string();
+                tracks.push(Track {
+                    mid,
+                    kind,
+                    sending: Some(sending),
+                });
+                tracks.len() - 1
+            }
+        };
+        self.by_ssrc.borrow_mut().insert(ssrc, index);
+        Ok(())
+    }
+
+    /// Removes a consumer's track; its m-line goes inactive in the next offer.
+    pub fn remove_consumer(&self, id: ConsumerId) {
+        let mut tracks = self.tracks.borrow_mut();
+        for t in tracks.iter_mut() {
+            if t.sending.as_ref().is_some_and(|s| s.consumer == id) {
+                t.sending = None;
+            }
+        }
+        self.by_ssrc
+            .borrow_mut()
+            .retain(|_, i| tracks.get(*i).is_some_and(|t| t.sending.is_some()));
+    }
+
+    /// The server's offer for the current tracks; `None` while one is unanswered (unless
+    /// `force`), in which case the change is offered after the answer.
+    pub fn create_offer(&self, force: bool) -> Result<Option<String>> {
+        let mut n = self.negotiation.borrow_mut();
+        if !force && (!n.offered || n.awaiting_answer) {
+            if n.offered {
+                n.pending = true;
+            }
+            return Ok(None);
+        }
+        {
+            let mut tracks = self.tracks.borrow_mut();
+            if tracks.is_empty() {
+                tracks.push(Track {
+                    mid: "0".into(),
+                    kind: MediaKind::Audio,
+                    sending: None,
+                });
+            }
+        }
+        let net = self
+            .net
+            .upgrade()
+            .ok_or_else(|| failed("worker socket gone"))?;
+        n.version += 1;
+        let ice = self.ice.borrow();
+        let sdp = write_offer(
+            &LocalDescription {
+                session_id: self.session_id,
+                version: n.version,
+                ufrag: ice.ufrag(),
+                pwd: ice.pwd(),
+                fingerprint: self.certificate.fingerprint(),
+                address: net.announced,
+            },
+            &self.tracks.borrow(),
+        );
+        n.offered = true;
+        n.awaiting_answer = true;
+        n.pending = false;
+        Ok(Some(sdp))
+    }
+
+    /// Applies the client's answer; returns whether another offer is due and the consumers
+    /// whose m-lines the client rejected.
+    pub fn apply_answer(&self, answer: &switchboard_sdp::Sdp) -> Result<(bool, Vec<ConsumerId>)> {
+        if !self.negotiation.borrow().awaiting_answer {
+            return Err(Error::invalid(
+                "no offer is waiting for an answer on this connection",
+            ));
+        }
+        let sections = switchboard_sdp::media_sections(answer);
+        let first = sections
+            .iter()
+            .find(|m| !m.rejected)
+            .or_else(|| sections.first());
+        if let Some(m) = first {
+            let ufrag = m.ice_ufrag.as_deref().ok_or_else(|| {
+                Error::new(ErrorCode::InvalidSdp, "the answer has no a=ice-ufrag")
+            })?;
+            let fingerprint = m
+                .fingerprints
+                .iter()
+                .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::InvalidSdp,
+                        "the answer has no sha-256 a=fingerprint",
+                    )
+                })?;
+            let role = match m.setup {
+                Some(switchboard_sdp::Setup::Passive) => Role::Client,
+                // `active`, and anything a confused answer says: the client connects.
+                _ => Role::Server,
+            };
+            self.ice.borrow_mut().set_remote_ufrag(ufrag);
+            let mut dtls = self.dtls.borrow_mut();
+            if dtls.is_none() {
+                *dtls = Some(Dtls::new(
+                    &self.certificate,
+                    role,
+                    &fingerprint.value,
+                    self.crypto.clone(),
+                )?);
+            }
+        }
+        let rejected: Vec<ConsumerId> = {
+            let tracks = self.tracks.borrow();
+            sections
+                .iter()
+                .filter(|m| m.rejected)
+                .filter_map(|m| {
+                    let mid = m.mid.as_deref()?;
+                    tracks
+                        .iter()
+                        .find(|t| t.mid == mid)
+                        .and_then(|t| t.sending.as_ref().map(|s| s.consumer))
+                })
+                .collect()
+        };
+        let mut n = self.negotiation.borrow_mut();
+        n.awaiting_answer = false;
+        Ok((std::mem::take(&mut n.pending), rejected))
+    }
+
+    /// New ICE credentials for the next offer.
+    pub fn restart_ice(self: &Rc<Self>) {
+        let (ufrag, pwd) = IceLite::credentials(self.crypto.as_ref());
+        let old = self.local_ufrag();
+        self.ice.borrow_mut().restart(ufrag.clone(), pwd);
+        if let Some(net) = self.net.upgrade() {
+            let weak: Weak<dyn NetConnection> = Rc::downgrade(self) as _;
+            net.rename(&old, &ufrag, weak);
+        }
+    }
+
+    fn set_state(&self, state: TransportState) {
+        if self.done.get() {
+            return;
+        }
+        if self.state.replace(state) != state {
+            self.io.on_state(state);
+        }
+    }
+
+    /// Fails the connection and asks its router to close it with `reason`, once.
+    fn give_up(&self, reason: CloseReason, stage: &'static str) {
+        if self.done.replace(true) {
+            return;
+        }
+        tracing::info!(ufrag = %self.local_ufrag(), %stage, "webrtc connection gave up on its client");
+        if self.state.replace(TransportState::Failed) != TransportState::Failed {
+            self.io.on_failure(stage);
+            self.io.on_state(TransportState::Failed);
+        }
+        self.io.on_gave_up(reason);
+    }
+
+    fn flush_dtls(&self, net: &Net, to: SocketAddr) {
+        let mut dtls = self.dtls.borrow_mut();
+        if let Some(d) = dtls.as_mut() {
+            while let Some(datagram) = d.poll_transmit() {
+                net.send(&datagram, to);
+            }
+        }
+    }
+
+    fn on_stun(&self, net: &Net, data: &[u8], from: SocketAddr, now: Instant) {
+        let answer = self.ice.borrow_mut().on_request(data, from, now);
+        let answer = match answer {
+            Ok(a) => a,
+            Err(_) => {
+                self.counters
+                    .stun_refused
+                    .set(self.counters.stun_refused.get() + 1);
+                return;
+            }
+        };
+        net.send(&answer.response, from);
+        if answer.role_conflict {
+            return;
+        }
+        self.last_heard.set(now);
+        if answer.nominated || self.destination.get().is_none() {
+            self.destination.set(Some(from));
+        }
+        if self.state.get() == TransportState::New {
+            self.set_state(TransportState::Connecting);
+        } else if self.state.get() == TransportState::Disconnected {
+            self.set_state(TransportState::Connected);
+        }
+        if answer.nominated {
+            let started = self.dtls.borrow_mut().as_mut().map(|d| d.start(now));
+            if let Some(Err(e)) = started {
+                tracing::debug!(error = %e, "DTLS client start failed");
+            }
+            self.flush_dtls(net, from);
+        }
+    }
+
+    fn on_dtls(&self, net: &Net, data: BytesMut, from: SocketAddr, now: Instant) {
+        let event = match self.dtls.borrow_mut().as_mut() {
+            Some(d) => d.on_datagram(data, now),
+            None => {
+                // The client's answer has not arrived yet; it repeats its flight.
+                self.counters
+                    .early_checks
+                    .set(self.counters.early_checks.get() + 1);
+                return;
+            }
+        };
+        self.flush_dtls(net, from);
+        match event {
+            Ok(Some(DtlsEvent::Connected(contexts))) => {
+                *self.srtp.borrow_mut() = Some(*contexts);
+                self.set_state(TransportState::Connected);
+            }
+            Ok(Some(DtlsEvent::Closed)) => self.give_up(CloseReason::DtlsClosed, "dtls_closed"),
+            Ok(None) => {}
+            Err(e) => {
+                self.counters
+                    .dtls_errors
+                    .set(self.counters.dtls_errors.get() + 1);
+                tracing::debug!(error = %e, "DTLS record refused");
+                let connected = self.dtls.borrow().as_ref().is_some_and(Dtls::is_connected);
+                if !connected {
+                    // A handshake that fails (wrong certificate, fatal alert) does not recover.
+                    self.give_up(CloseReason::DtlsClosed, "dtls");
+                }
+            }
+        }
+    }
+
+    fn on_srtcp(&self, data: &[u8]) {
+        let plain = match self.srtp.borrow_mut().as_mut() {
+            Some(srtp) => srtp.inbound.decrypt_rtcp(data),
+            None => {
+                self.counters
+                    .srtp_failures
+                    .set(self.counters.srtp_failures.get() + 1);
+                return;
+            }
+        };
+        match plain {
+            Ok(plain) => {
+                self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
+                self.io.on_rtcp(plain.freeze());
+            }
+            Err(_) => self
+                .counters
+                .srtp_failures
+                .set(self.counters.srtp_failures.get() + 1),
+        }
+    }
+
+    fn consent_deadline(&self) -> Instant {
+        self.last_heard.get() + self.consent_timeout
+    }
+
+    fn reschedule(&self) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        if self.done.get() {
+            return;
+        }
+        let dtls = self.dtls.borrow().as_ref().and_then(Dtls::timeout);
+        let consent = self.consent_deadline();
+        let next = dtls.map_or(consent, |t| t.min(consent));
+        if self.scheduled.get().is_none_or(|t| next < t) {
+            self.scheduled.set(Some(next));
+            net.schedule(self.key.get(), next);
+        }
+    }
+
+    fn send_rtp(&self, data: &[u8]) {
+        if self.state.get() != TransportState::Connected {
+            self.counters
+                .rtp_out_not_connected
+                .set(self.counters.rtp_out_not_connected.get() + 1);
+            return;
+        }
+        let ssrc = match data.get(8..12) {
+            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            None => return,
+        };
+        if !self.by_ssrc.borrow().contains_key(&ssrc) {
+            self.counters
+                .rtp_out_unknown_ssrc
+                .set(self.counters.rtp_out_unknown_ssrc.get() + 1);
+            return;
+        }
+        let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) else {
+            return;
+        };
+        let encrypted = match self.srtp.borrow_mut().as_mut() {
+            Some(srtp) => srtp.outbound.encrypt_rtp(data),
+            None => return,
+        };
+        match encrypted {
+            Ok(packet) => {
+                net.send(&packet, to);
+                self.counters.rtp_out.set(self.counters.rtp_out.get() + 1);
+            }
+            Err(_) => self
+                .counters
+                .encrypt_failures
+                .set(self.counters.encrypt_failures.get() + 1),
+        }
+    }
+
+    fn send_rtcp(&self, data: &[u8]) {
+        if self.state.get() != TransportState::Connected {
+            return;
+        }
+        let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) else {
+            return;
+        };
+        let encrypted = match self.srtp.borrow_mut().as_mut() {
+            Some(srtp) => srtp.outbound.encrypt_rtcp(data),
+            None => return,
+        };
+        if let Ok(packet) = encrypted {
+            net.send(&packet, to);
+            self.counters.rtcp_out.set(self.counters.rtcp_out.get() + 1);
+        }
+    }
+
+    /// Counters and state as JSON (the same names as the peer-connection engine's where they
+    /// mean the same).
+    pub fn stats(&self) -> Value {
+        let c = &self.counters;
+        json!({
+            "engine": "native",
+            "state": self.state.get(),
+            "rtp_packets_sent": c.rtp_out.get(),
+            "rtp_packets_not_connected": c.rtp_out_not_connected.get(),
+            "rtp_packets_rejected": c.rtp_out_unknown_ssrc.get(),
+            "rtcp_packets_sent": c.rtcp_out.get(),
+            "rtcp_packets_received": c.rtcp_in.get(),
+            "rtp_packets_received": 0,
+            "rtp_packets_ignored": c.rtp_in_ignored.get(),
+            "srtp_failures": c.srtp_failures.get(),
+            "stun_refused": c.stun_refused.get(),
+            "dtls_errors": c.dtls_errors.get(),
+            "early_connectivity_checks": c.early_checks.get(),
+            "encrypt_failures": c.encrypt_failures.get(),
+            "srtp_profile": self.srtp.borrow().as_ref().map(|s| format!("{:?}", s.profile)),
+            "selected_address": self.destination.get().map(|a| a.to_string()),
+            "socket": self.net.upgrade().map(|n| n.stats()),
+        })
+    }
+
+    /// Closes the connection: close_notify to the client, and the socket forgets it.
+    pub fn close(&self) {
+        if self.done.replace(true) && self.state.get() == TransportState::Closed {
+            return;
+        }
+        let now = Instant::now();
+        if let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) {
+            if let Some(d) = self.dtls.borrow_mut().as_mut() {
+                d.close(now);
+            }
+            self.flush_dtls(&net, to);
+        }
+        if let Some(net) = self.net.upgrade() {
+            net.unregister(self.key.get(), &self.local_ufrag());
+        }
+        self.state.set(TransportState::Closed);
+    }
+}
+
+impl NetConnection for NativeConnection {
+    fn key(&self) -> u64 {
+        self.key.get()
+    }
+    fn ufrag(&self) -> String {
+        self.local_ufrag()
+    }
+    fn pwd(&self) -> String {
+        self.ice.borrow().pwd().to_owned()
+    }
+
+    fn on_datagram(&self, data: BytesMut, from: SocketAddr, now: Instant) {
+        let Some(net) = self.net.upgrade() else {
+            return;
+        };
+        if self.done.get() {
+            return;
+        }
+        // RFC 7983: the first byte tells STUN, DTLS and SRTP/SRTCP apart.
+        match data.first().copied() {
+            Some(0..=3) => {
+                if self.dtls.borrow().is_none() && self.negotiation.borrow().awaiting_answer {
+                    // A check that overtook the backend's `webrtc.answer`: the client repeats it.
+                    self.counters
+                        .early_checks
+                        .set(self.counters.early_checks.get() + 1);
+                    return;
+                }
+                self.on_stun(&net, &data, from, now);
+            }
+            Some(20..=63) => self.on_dtls(&net, data, from, now),
+            Some(128..=191) => {
+                let rtcp = data.get(1).is_some_and(|pt| (192..=223).contains(pt));
+                if rtcp {
+                    self.on_srtcp(&data);
+                } else {
+                    self.counters
+                        .rtp_in_ignored
+                        .set(self.counters.rtp_in_ignored.get() + 1);
+                }
+            }
+            _ => {}
+        }
+        self.reschedule();
+    }
+
+    fn on_timer(&self, now: Instant) {
+        self.scheduled.set(None);
+        if self.done.get() {
+            return;
+        }
+        let retransmit = self.dtls.borrow_mut().as_mut().map(|d| d.on_timeout(now));
+        if let Some(Err(e)) = retransmit {
+            tracing::debug!(error = %e, "DTLS handshake gave up");
+            self.give_up(CloseReason::DtlsClosed, "dtls");
+            return;
+        }
+        if let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) {
+            self.flush_dtls(&net, to);
+        }
+        if now >= self.consent_deadline() {
+            // RFC 7675: without consent the server must stop sending.
+            self.give_up(CloseReason::IceTimeout, "ice_timeout");
+            return;
+        }
+        self.reschedule();
+    }
+
+    fn learn_address(&self, from: SocketAddr, max: usize) -> Option<SocketAddr> {
+        let mut addresses = self.addresses.borrow_mut();
+        if !addresses.contains(&from) {
+            addresses.push_back(from);
+        }
+        (addresses.len() > max.min(MAX_ADDRESSES_PER_CONNECTION))
+            .then(|| addresses.pop_front())
+            .flatten()
+    }
+
+    fn crashed(&self, message: String) {
+        if self.state.replace(TransportState::Failed) != TransportState::Failed {
+            self.done.set(true);
+            self.io.on_failure("crashed");
+            self.io.on_state(TransportState::Failed);
+            self.io.on_gave_up(CloseReason::Crashed { message });
+        }
+    }
+}
+
+/// The sink the router writes a native connection's packets into.
+pub struct NativeSink(pub Weak<NativeConnection>);
+
+impl MediaSink for NativeSink {
+    fn send_rtp(&self, packet: &[u8]) {
+        if let Some(c) = self.0.upgrade() {
+            c.send_rtp(packet);
+        }
+    }
+    fn send_rtcp(&self, packet: &[u8]) {
+        if let Some(c) = self.0.upgrade() {
+            c.send_rtcp(packet);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::rtp_parameters::{
+        RtcpFeedback, RtcpParameters, RtpCodecParameters, RtpEncodingParameters,
+        RtpHeaderExtensionParameters,
+    };
+
+    fn vp8_params(ssrc: u32) -> RtpParameters {
+        RtpParameters {
+            mid: Some("publisher-mid".into()),
+            codecs: vec![RtpCodecParameters {
+                mime_type: "video/VP8".into(),
+                payload_type: 101,
+                clock_rate: 90_000,
+                channels: None,
+                parameters: Default::default(),
+                rtcp_feedback: vec![
+                    RtcpFeedback::new("nack", ""),
+                    RtcpFeedback::new("nack", "pli"),
+                ],
+            }],
+            header_extensions: vec![
+                RtpHeaderExtensionParameters {
+                    uri: extension_uri::MID.into(),
+                    id: 4,
+                    encrypt: false,
+                },
+                RtpHeaderExtensionParameters {
+                    uri: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time".into(),
+                    id: 3,
+                    encrypt: false,
+                },
+            ],
+            encodings: vec![RtpEncodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            }],
+            rtcp: RtcpParameters {
+                cname: Some("alice".into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_offer_declares_router_numbering_and_parses_back() {
+        let consumer = ConsumerId::new();
+        let tracks = vec![
+            Track {
+                mid: "0".into(),
+                kind: MediaKind::Audio,
+                sending: None,
+            },
+            Track {
+                mid: "1".into(),
+                kind: MediaKind::Video,
+                sending: Some(Sending {
+                    consumer,
+                    params: vp8_params(0x1234_5678),
+                }),
+            },
+        ];
+        let local = LocalDescription {
+            session_id: 42,
+            version: 2,
+            ufrag: "ufragufragufrag1",
+            pwd: "passwordpasswordpasswordpassword",
+            fingerprint: "AB:CD",
+            address: "127.0.0.1:40000".parse().unwrap(),
+        };
+        let sdp = write_offer(&local, &tracks);
+        let parsed = switchboard_sdp::parse(&sdp).expect("our own offer parses");
+        let sections = switchboard_sdp::media_sections(&parsed);
+        assert_eq!(sections.len(), 2);
+        assert_eq!(sections[0].direction, switchboard_sdp::Direction::Inactive);
+        let video = &sections[1];
+        assert_eq!(video.direction, switchboard_sdp::Direction::SendOnly);
+        assert_eq!(video.codecs[0].payload_type, 101);
+        assert!(video.codecs[0].has_feedback("nack", "pli"));
+        assert_eq!(video.ssrc, Some(0x1234_5678));
+        assert_eq!(video.header_extensions.len(), 1, "no MID extension: {sdp}");
+        assert_eq!(video.header_extensions[0].id, 3);
+        assert_eq!(video.ice_ufrag.as_deref(), Some("ufragufragufrag1"));
+        assert_eq!(video.candidates.len(), 1);
+        assert!(sdp.contains("a=ice-lite\r\n"));
+        assert!(sdp.contains("a=group:BUNDLE 0 1\r\n"));
+        assert!(sdp.contains("a=setup:actpass"));
+    }
+}
