@@ -107,14 +107,29 @@ async fn subscribe(t: &TestServer, room: RouterId, name: &str, peer: &mut PeerPr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_firefox_aiortc_and_webrtcbin_each_decode_every_other() {
+    four_stacks(false).await;
+}
+
+/// The same room with the receive legs on the native engine (`webrtc.engine = "native"`):
+/// every stack answers the server's own offer and decrypts its SRTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stack_receives_through_the_native_engine() {
+    four_stacks(true).await;
+}
+
+async fn four_stacks(native: bool) {
     let ns = Namespace::create();
     let mut config = Config::default();
     config.server.workers = 1;
+    if native {
+        config.webrtc.engine = "native".into();
+    }
     let settings = WebRtcSettings {
         listen: ListenSettings {
             listen_ip: ns.host.into(),
             ..Default::default()
         },
+        native_receive: native,
         ..Default::default()
     };
     let t = start_with(
@@ -222,6 +237,23 @@ async fn chromium_firefox_aiortc_and_webrtcbin_each_decode_every_other() {
         misses += counters["retransmission_misses"].as_u64().unwrap_or(0);
     }
     eprintln!("interop: {nacks} NACKs, {misses} retransmission misses");
+
+    // Which engine carried each viewer's connection.
+    let mut engines = Vec::new();
+    for tr in dump["transports"].as_array().unwrap() {
+        let id = tr["id"].as_str().unwrap().parse().unwrap();
+        let stats = t.server.transport_stats(id).await.unwrap();
+        if tr["peer"].as_str().is_some_and(|p| p.ends_with("-viewer")) {
+            engines.push(
+                stats["plugin"]["engine"]
+                    .as_str()
+                    .unwrap_or("pc")
+                    .to_owned(),
+            );
+        }
+    }
+    let expected = if native { "native" } else { "pc" };
+    assert_eq!(engines, vec![expected; 4], "the viewers' connections");
 
     for p in [chromium, firefox, aiortc_sub, aiortc_pub, gst_sub, gst_pub] {
         p.finish().await;
