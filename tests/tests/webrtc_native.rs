@@ -3,17 +3,25 @@
 //! Chromium), with no peer connection on the server's side of the receive leg.
 
 use std::sync::Arc;
+use switchboard_core::PeerId;
 use switchboard_core::config::Config;
+use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::transport::TransportPlugin;
+use switchboard_tests::webrtc_client::Client;
 use switchboard_tests::*;
 use switchboard_transports::{WebRtcPlugin, WebRtcSettings};
+
+// Above webrtc-rs clients' 2 s keepalive interval, with room for a loaded machine.
+const CONSENT_TIMEOUT_MS: u64 = 5_000;
 
 fn start() -> TestServer {
     let mut config = Config::default();
     config.server.workers = 1;
     config.webrtc.engine = "native".into();
+    config.webrtc.consent_timeout_ms = CONSENT_TIMEOUT_MS;
     let settings = WebRtcSettings {
         native_receive: true,
+        consent_timeout: std::time::Duration::from_millis(CONSENT_TIMEOUT_MS),
         ..Default::default()
     };
     start_with(
@@ -39,5 +47,56 @@ async fn a_native_receive_connection_delivers_the_rooms_video_and_audio() {
         "{stats}"
     );
     assert_eq!(stats["plugin"]["srtp_profile"], "AeadAes128Gcm", "{stats}");
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_native_subscriber_is_closed_with_ice_timeout_and_loses_its_consumers() {
+    let t = start();
+    let room = t.room().await;
+    let mut events = t.server.subscribe_room(room);
+    let carol = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
+
+    // Bob receives through a relay that will disappear, as his network would.
+    let bob = PeerId::parse("bob").unwrap();
+    t.server.join_peer(room, bob.clone()).await.unwrap();
+    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
+    let server_addr = server_candidate(&offer.sdp);
+    let relay = switchboard_tests::relay::Relay::start(server_addr).await;
+    let mut client = Client::new(96, 111).await;
+    let answer = client
+        .answer(&relay.rewrite_sdp(&offer.sdp, server_addr))
+        .await;
+    t.server.answer(room, bob, answer).await.unwrap();
+    client.connected().await;
+    webrtc_client::receives_video(&carol, &mut client, b"before").await;
+
+    drop(relay);
+    let (closed, _) = wait_event(
+        &mut events,
+        |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == offer.transport),
+    )
+    .await;
+    assert!(
+        matches!(
+            closed,
+            Event::TransportClosed {
+                reason: CloseReason::IceTimeout,
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    let dump = t.server.dump_router(room).await.unwrap();
+    let on_it = dump["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["transport"] == offer.transport.to_string())
+        .count();
+    assert_eq!(
+        on_it, 0,
+        "no consumer left on the closed connection: {dump}"
+    );
     t.server.shutdown().await.unwrap();
 }

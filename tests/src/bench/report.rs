@@ -200,12 +200,14 @@ pub fn markdown(runs: &[RunResult]) -> String {
                 median(us)
             );
         }
-        if let (Some(a), Some(b)) = (per_core.get("switchboard"), per_core.get("janus")) {
-            let _ = writeln!(
-                out,
-                "\nRatio of subscribers per core, Switchboard ÷ Janus: **{:.2}×**",
-                a / b
-            );
+        for ours in ["switchboard", "switchboard-native"] {
+            if let (Some(a), Some(b)) = (per_core.get(ours), per_core.get("janus")) {
+                let _ = writeln!(
+                    out,
+                    "\nRatio of subscribers per core, {ours} ÷ janus: **{:.2}×**",
+                    a / b
+                );
+            }
         }
         let _ = writeln!(out);
     }

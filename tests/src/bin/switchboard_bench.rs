@@ -129,6 +129,10 @@ enum Command {
         /// File to append the result to (JSON lines).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The server's name in the results, when one target runs in several setups (for
+        /// example `switchboard-native` for `webrtc.engine = "native"`); default: the target.
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Reads results and prints Markdown tables; draws the S1 chart.
     Report {
@@ -174,6 +178,7 @@ fn main() {
             srtp,
             seconds,
             out,
+            label,
         } => {
             let sfu: Arc<dyn Sfu> = match target {
                 Target::Switchboard => match Switchboard::connect(&rpc) {
@@ -227,6 +232,12 @@ fn main() {
                     sample_seconds,
                 }),
             };
+            let result = result.map(|mut r| {
+                if let Some(label) = label {
+                    r.server = label;
+                }
+                r
+            });
             match result {
                 Ok(r) => {
                     let line = serde_json::to_string(&r).unwrap_or_default();

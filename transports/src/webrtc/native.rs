@@ -572,6 +572,9 @@ impl NativeConnection {
         };
         match plain {
             Ok(plain) => {
+                // Authenticated RTCP shows the client is there as well as a check does
+                // (libnice checks consent only every 25 s, and receivers report every second).
+                self.last_heard.set(Instant::now());
                 self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
                 self.io.on_rtcp(plain.freeze());
             }
