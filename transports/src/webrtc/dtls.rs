@@ -106,6 +106,9 @@ pub struct SrtpContexts {
     pub inbound: Context,
     /// The negotiated profile.
     pub profile: ProtectionProfile,
+    /// In-place protection of outgoing RTP, for AEAD_AES_128_GCM ([`super::srtp_egress`]);
+    /// `None` for the other profiles, which `outbound` serves.
+    pub egress: Option<super::srtp_egress::GcmEgress>,
 }
 
 /// What a datagram did to the handshake.
@@ -298,10 +301,19 @@ impl Dtls {
             self.crypto.crypto(),
         )
         .map_err(|e| failed("SRTP context", e))?;
+        let egress = match profile {
+            ProtectionProfile::AeadAes128Gcm => Some(super::srtp_egress::GcmEgress::new(
+                self.crypto.crypto(),
+                &keys.local_master_key,
+                &keys.local_master_salt,
+            )?),
+            _ => None,
+        };
         Ok(SrtpContexts {
             outbound,
             inbound,
             profile,
+            egress,
         })
     }
 }
@@ -392,6 +404,10 @@ mod tests {
         assert!(k.inbound.decrypt_rtp(&sent).is_err(), "a replay is refused");
         let back = k.outbound.encrypt_rtp(&rtp(2)).unwrap();
         assert_eq!(&s.inbound.decrypt_rtp(&back).unwrap()[..], &rtp(2)[..]);
+        // The in-place egress is keyed the same way as `outbound`.
+        let mut buf = rtp(3);
+        assert!(s.egress.as_mut().unwrap().protect(&mut buf, 0, 0));
+        assert_eq!(&k.inbound.decrypt_rtp(&buf).unwrap()[..], &rtp(3)[..]);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod engine;
 pub mod ice_lite;
 pub mod native;
 pub mod net;
+mod sendmmsg;
+pub mod srtp_egress;
 
 use connection::{Connection, ConnectionSink};
 use net::Net;
@@ -97,6 +99,7 @@ impl TransportPlugin for WebRtcPlugin {
         let net = Net::new(socket, announced);
         tokio::task::spawn_local(net.clone().run_receiver());
         tokio::task::spawn_local(net.clone().run_timers());
+        tokio::task::spawn_local(net.clone().run_flusher());
         tracing::info!(%worker, %local, %announced, "webrtc listening");
         let certificate = if self.settings.native_receive {
             let crypto = rtc_crypto::default_provider()

@@ -16,6 +16,7 @@
 use super::dtls::{Certificate, Dtls, DtlsEvent, Role, SrtpContexts};
 use super::ice_lite::IceLite;
 use super::net::{MAX_ADDRESSES_PER_CONNECTION, Net, NetConnection};
+use super::srtp_egress::Rollover;
 use bytes::BytesMut;
 use rtc_crypto::RTCCryptoProvider;
 use serde_json::{Value, json};
@@ -187,6 +188,14 @@ fn idle_codec_lines(kind: MediaKind) -> &'static str {
     }
 }
 
+/// One outgoing stream.
+struct OutStream {
+    /// Its m-line.
+    track: usize,
+    /// The SRTP rollover counter of its sequence numbers.
+    rollover: Rollover,
+}
+
 /// Counters of one native connection.
 #[derive(Default)]
 struct Counters {
@@ -225,8 +234,8 @@ pub struct NativeConnection {
     dtls: RefCell<Option<Dtls>>,
     srtp: RefCell<Option<SrtpContexts>>,
     tracks: RefCell<Vec<Track>>,
-    /// Outgoing SSRC (the consumer's) to its m-line.
-    by_ssrc: RefCell<HashMap<u32, usize>>,
+    /// Outgoing SSRC (the consumer's) to its stream state.
+    by_ssrc: RefCell<HashMap<u32, OutStream>>,
     negotiation: RefCell<Negotiation>,
     state: Cell<TransportState>,
     addresses: RefCell<VecDeque<SocketAddr>>,
@@ -330,7 +339,13 @@ impl NativeConnection {
                 tracks.len() - 1
             }
         };
-        self.by_ssrc.borrow_mut().insert(ssrc, index);
+        self.by_ssrc.borrow_mut().insert(
+            ssrc,
+            OutStream {
+                track: index,
+                rollover: Rollover::default(),
+            },
+        );
         Ok(())
     }
 
@@ -344,7 +359,7 @@ impl NativeConnection {
         }
         self.by_ssrc
             .borrow_mut()
-            .retain(|_, i| tracks.get(*i).is_some_and(|t| t.sending.is_some()));
+            .retain(|_, s| tracks.get(s.track).is_some_and(|t| t.sending.is_some()));
     }
 
     /// The server's offer for the current tracks; `None` while one is unanswered (unless
@@ -605,6 +620,8 @@ impl NativeConnection {
         }
     }
 
+    /// Queues one forwarded packet, already rewritten by the router for this leg: the SSRC
+    /// is checked, the packet copied once into the worker's send batch and protected there.
     fn send_rtp(&self, data: &[u8]) {
         if self.state.get() != TransportState::Connected {
             self.counters
@@ -612,32 +629,49 @@ impl NativeConnection {
                 .set(self.counters.rtp_out_not_connected.get() + 1);
             return;
         }
-        let ssrc = match data.get(8..12) {
-            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            None => return,
-        };
-        if !self.by_ssrc.borrow().contains_key(&ssrc) {
-            self.counters
-                .rtp_out_unknown_ssrc
-                .set(self.counters.rtp_out_unknown_ssrc.get() + 1);
+        let (Some(ssrc), Some(seq)) = (
+            data.get(8..12)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            data.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]])),
+        ) else {
             return;
-        }
+        };
+        let roc = match self.by_ssrc.borrow_mut().get_mut(&ssrc) {
+            Some(stream) => stream.rollover.index(seq),
+            None => {
+                self.counters
+                    .rtp_out_unknown_ssrc
+                    .set(self.counters.rtp_out_unknown_ssrc.get() + 1);
+                return;
+            }
+        };
         let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) else {
             return;
         };
-        let encrypted = match self.srtp.borrow_mut().as_mut() {
-            Some(srtp) => srtp.outbound.encrypt_rtp(data),
-            None => return,
+        let mut srtp = self.srtp.borrow_mut();
+        let Some(srtp) = srtp.as_mut() else {
+            return;
         };
-        match encrypted {
-            Ok(packet) => {
-                net.send(&packet, to);
-                self.counters.rtp_out.set(self.counters.rtp_out.get() + 1);
-            }
-            Err(_) => self
-                .counters
+        let queued = match &mut srtp.egress {
+            Some(gcm) => net.queue_with(to, |buf| {
+                let start = buf.len();
+                buf.extend_from_slice(data);
+                gcm.protect(buf, start, roc)
+            }),
+            None => match srtp.outbound.encrypt_rtp(data) {
+                Ok(packet) => net.queue_with(to, |buf| {
+                    buf.extend_from_slice(&packet);
+                    true
+                }),
+                Err(_) => false,
+            },
+        };
+        if queued {
+            self.counters.rtp_out.set(self.counters.rtp_out.get() + 1);
+        } else {
+            self.counters
                 .encrypt_failures
-                .set(self.counters.encrypt_failures.get() + 1),
+                .set(self.counters.encrypt_failures.get() + 1);
         }
     }
 

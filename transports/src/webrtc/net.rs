@@ -76,9 +76,25 @@ pub struct Net {
     connections: RefCell<HashMap<u64, Weak<dyn NetConnection>>>,
     next_id: Cell<u64>,
     timer_changed: Notify,
+    /// Datagrams queued by [`Net::queue_with`] for one `sendmmsg`.
+    batch: RefCell<Batch>,
+    /// Wakes the flusher when the batch stops being empty.
+    batch_queued: Notify,
     /// Counters.
     pub counters: NetCounters,
 }
+
+/// Datagrams waiting to go out together: their bytes back to back in one buffer that is
+/// reused from batch to batch, so queuing allocates nothing once the buffer has grown.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (start, end, destination) of each datagram in `bytes`.
+    datagrams: Vec<(usize, usize, SocketAddr)>,
+}
+
+/// Datagrams per `sendmmsg` call, and the most a batch holds before it is sent at once.
+pub const BATCH_DATAGRAMS: usize = 64;
 
 impl Net {
     /// Wraps a bound socket; `announced` is what candidates advertise.
@@ -92,6 +108,8 @@ impl Net {
             connections: RefCell::default(),
             next_id: Cell::new(1),
             timer_changed: Notify::new(),
+            batch: RefCell::default(),
+            batch_queued: Notify::new(),
             counters: NetCounters::default(),
         })
     }
@@ -169,6 +187,61 @@ impl Net {
         }
     }
 
+    /// Queues one datagram for `to`, written by `write` at the end of the batch buffer (it
+    /// returns `false` to take nothing back). The batch goes out in one `sendmmsg` when it is
+    /// full, and otherwise as soon as the worker thread is done with what it is doing (the
+    /// fan-out of one incoming packet, say): the flusher task runs at the next yield.
+    pub fn queue_with(&self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        let full = {
+            let Ok(mut batch) = self.batch.try_borrow_mut() else {
+                return false;
+            };
+            let start = batch.bytes.len();
+            if !write(&mut batch.bytes) {
+                batch.bytes.truncate(start);
+                return false;
+            }
+            let end = batch.bytes.len();
+            batch.datagrams.push((start, end, to));
+            if batch.datagrams.len() == 1 {
+                self.batch_queued.notify_one();
+            }
+            batch.datagrams.len() >= BATCH_DATAGRAMS
+        };
+        if full {
+            self.flush();
+        }
+        true
+    }
+
+    /// Sends the queued datagrams now.
+    pub fn flush(&self) {
+        let Ok(mut batch) = self.batch.try_borrow_mut() else {
+            return;
+        };
+        if batch.datagrams.is_empty() {
+            return;
+        }
+        let (sent, failed) =
+            super::sendmmsg::send_all(&self.socket, &batch.bytes, &batch.datagrams);
+        self.counters
+            .sent
+            .set(self.counters.sent.get() + sent as u64);
+        self.counters
+            .send_errors
+            .set(self.counters.send_errors.get() + failed as u64);
+        batch.bytes.clear();
+        batch.datagrams.clear();
+    }
+
+    /// Sends batches as they are queued, until the worker stops.
+    pub async fn run_flusher(self: Rc<Self>) {
+        loop {
+            self.batch_queued.notified().await;
+            self.flush();
+        }
+    }
+
     /// Receives and dispatches datagrams until the socket fails.
     pub async fn run_receiver(self: Rc<Self>) {
         let mut buf = vec![0u8; 65_536];
@@ -183,6 +256,10 @@ impl Net {
             };
             self.counters.received.set(self.counters.received.get() + 1);
             self.dispatch(&buf[..n], from);
+            // The end of this datagram's fan-out: what it queued goes now, not after the
+            // datagrams already waiting in the socket (the receive loop does not yield while
+            // there are some).
+            self.flush();
         }
     }
 
