@@ -70,8 +70,7 @@ fn derive(
     label: u8,
     out: &mut [u8],
 ) -> Result<()> {
-    let mut counter = 0u16;
-    for chunk in out.chunks_mut(16) {
+    for (counter, chunk) in (0u16..).zip(out.chunks_mut(16)) {
         let mut block = [0u8; 16];
         block[..master_salt.len()].copy_from_slice(master_salt);
         block[7] ^= label;
@@ -80,7 +79,6 @@ fn derive(
             .block_encrypt(BlockCipherAlgorithm::Aes128, master_key, &mut block)
             .map_err(crypto_failed)?;
         chunk.copy_from_slice(&block[..chunk.len()]);
-        counter += 1;
     }
     Ok(())
 }
