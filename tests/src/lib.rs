@@ -64,11 +64,23 @@ pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer
 /// Starts a server with `workers` workers and both the direct and the WebRTC plugin, the
 /// latter on loopback with OS-chosen ports.
 pub fn start_webrtc(workers: usize) -> TestServer {
+    start_webrtc_engine(workers, false)
+}
+
+/// Like [`start_webrtc`], with receive connections on the native engine when `native`
+/// (`webrtc.engine = "native"`).
+pub fn start_webrtc_engine(workers: usize, native: bool) -> TestServer {
     let mut config = Config::default();
     config.server.workers = workers;
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;
-    let settings = switchboard_transports::WebRtcSettings::default();
+    if native {
+        config.webrtc.engine = "native".into();
+    }
+    let settings = switchboard_transports::WebRtcSettings {
+        native_receive: native,
+        ..Default::default()
+    };
     start_with(
         config,
         vec![switchboard_transports::WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],

@@ -487,11 +487,9 @@ impl SdpSession for NativeTransport {
 
 impl Transport for NativeTransport {
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
-        // NACK answers go out on the media SSRC, as on the peer-connection engine.
-        let mut caps = router.clone();
-        caps.codecs
-            .retain(|c| !c.mime_type.eq_ignore_ascii_case("video/rtx"));
-        caps
+        // RTX included: the router's NACK answers go out on each consumer's RTX stream, which
+        // the server's offer declares (`a=ssrc-group:FID`).
+        router.clone()
     }
 
     fn local_parameters(&self) -> Value {

@@ -157,7 +157,16 @@ pub fn write_offer(local: &LocalDescription<'_>, tracks: &[Track]) -> String {
                     .unwrap_or_else(|| sending.consumer.to_string());
                 let track = sending.consumer.to_string();
                 let _ = write!(s, "a=msid:{stream} {track}\r\n");
-                if let Some(ssrc) = ssrc {
+                let rtx = sending
+                    .params
+                    .encodings
+                    .first()
+                    .and_then(|e| e.rtx.as_ref())
+                    .map(|r| r.ssrc);
+                if let (Some(ssrc), Some(rtx)) = (ssrc, rtx) {
+                    let _ = write!(s, "a=ssrc-group:FID {ssrc} {rtx}\r\n");
+                }
+                for ssrc in [ssrc, rtx].into_iter().flatten() {
                     let _ = write!(
                         s,
                         "a=ssrc:{ssrc} cname:{stream}\r\na=ssrc:{ssrc} msid:{stream} {track}\r\n"
@@ -339,13 +348,19 @@ impl NativeConnection {
                 tracks.len() - 1
             }
         };
-        self.by_ssrc.borrow_mut().insert(
-            ssrc,
-            OutStream {
-                track: index,
-                rollover: Rollover::default(),
-            },
-        );
+        // Retransmissions go out on the RTX stream the offer declares, with its own sequence
+        // numbers and so its own rollover counter.
+        let rtx = params.encodings.first().and_then(|e| e.rtx.as_ref());
+        let mut streams = self.by_ssrc.borrow_mut();
+        for ssrc in std::iter::once(ssrc).chain(rtx.map(|r| r.ssrc)) {
+            streams.insert(
+                ssrc,
+                OutStream {
+                    track: index,
+                    rollover: Rollover::default(),
+                },
+            );
+        }
         Ok(())
     }
 
@@ -851,17 +866,32 @@ mod tests {
     fn vp8_params(ssrc: u32) -> RtpParameters {
         RtpParameters {
             mid: Some("publisher-mid".into()),
-            codecs: vec![RtpCodecParameters {
-                mime_type: "video/VP8".into(),
-                payload_type: 101,
-                clock_rate: 90_000,
-                channels: None,
-                parameters: Default::default(),
-                rtcp_feedback: vec![
-                    RtcpFeedback::new("nack", ""),
-                    RtcpFeedback::new("nack", "pli"),
-                ],
-            }],
+            codecs: vec![
+                RtpCodecParameters {
+                    mime_type: "video/VP8".into(),
+                    payload_type: 101,
+                    clock_rate: 90_000,
+                    channels: None,
+                    parameters: Default::default(),
+                    rtcp_feedback: vec![
+                        RtcpFeedback::new("nack", ""),
+                        RtcpFeedback::new("nack", "pli"),
+                    ],
+                },
+                RtpCodecParameters {
+                    mime_type: "video/rtx".into(),
+                    payload_type: 102,
+                    clock_rate: 90_000,
+                    channels: None,
+                    parameters: [(
+                        "apt".to_owned(),
+                        switchboard_core::rtp_parameters::ParamValue::Number(101),
+                    )]
+                    .into_iter()
+                    .collect(),
+                    rtcp_feedback: vec![],
+                },
+            ],
             header_extensions: vec![
                 RtpHeaderExtensionParameters {
                     uri: extension_uri::MID.into(),
@@ -876,6 +906,7 @@ mod tests {
             ],
             encodings: vec![RtpEncodingParameters {
                 ssrc: Some(ssrc),
+                rtx: Some(switchboard_core::rtp_parameters::RtxParameters { ssrc: ssrc + 1 }),
                 ..Default::default()
             }],
             rtcp: RtcpParameters {
@@ -921,6 +952,11 @@ mod tests {
         assert_eq!(video.codecs[0].payload_type, 101);
         assert!(video.codecs[0].has_feedback("nack", "pli"));
         assert_eq!(video.ssrc, Some(0x1234_5678));
+        assert_eq!(video.rtx_ssrc, Some(0x1234_5679), "{sdp}");
+        assert!(
+            sdp.contains("a=rtpmap:102 rtx/90000\r\na=fmtp:102 apt=101\r\n"),
+            "{sdp}"
+        );
         assert_eq!(video.header_extensions.len(), 1, "no MID extension: {sdp}");
         assert_eq!(video.header_extensions[0].id, 3);
         assert_eq!(video.ice_ufrag.as_deref(), Some("ufragufragufrag1"));
