@@ -63,8 +63,13 @@ pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer
 
 /// Starts a server with `workers` workers and both the direct and the WebRTC plugin, the
 /// latter on loopback with OS-chosen ports.
+///
+/// `SWITCHBOARD_TEST_WEBRTC_ENGINE=native` runs receive connections on the native engine
+/// instead, so that every test written against the peer-connection engine can be run
+/// against the native one.
 pub fn start_webrtc(workers: usize) -> TestServer {
-    start_webrtc_engine(workers, false)
+    let native = std::env::var("SWITCHBOARD_TEST_WEBRTC_ENGINE").is_ok_and(|e| e == "native");
+    start_webrtc_engine(workers, native)
 }
 
 /// Like [`start_webrtc`], with receive connections on the native engine when `native`

@@ -70,11 +70,17 @@ pub struct LocalDescription<'a> {
     pub address: SocketAddr,
 }
 
+/// The mid of the data-channel m-line every offer starts with.
+pub const APPLICATION_MID: &str = "0";
+
 /// Writes the server's offer for these m-lines.
 ///
-/// An empty connection still offers one inactive audio m-line, so that ICE and DTLS come up
-/// before the first track (the client then has media to expect at once), and every stack can
-/// answer it. Extensions are offered with the router's ids except the MID extension: the
+/// Every offer starts with a data-channel m-line, as the peer-connection engine's do: an
+/// empty room's first offer then has an m-line that every stack answers and connects for
+/// (webrtc-rs starts no transport for an offer of only inactive media), so ICE and DTLS are
+/// up before the first track. Nothing on the server answers SCTP on it: no channel opens,
+/// and the clients' association attempts are a few small datagrams that are dropped. The
+/// tracks' m-lines follow. Extensions are offered with the router's ids except the MID extension: the
 /// forwarded packets carry the publisher's mid, which names nothing on this leg, and the
 /// SSRCs written here are what the client demultiplexes by.
 pub fn write_offer(local: &LocalDescription<'_>, tracks: &[Track]) -> String {
@@ -86,11 +92,21 @@ pub fn write_offer(local: &LocalDescription<'_>, tracks: &[Track]) -> String {
         "v=0\r\no=- {} {} IN {family} {ip}\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n",
         local.session_id, local.version
     );
-    let mids: Vec<&str> = tracks.iter().map(|t| t.mid.as_str()).collect();
+    let mids: Vec<&str> = std::iter::once(APPLICATION_MID)
+        .chain(tracks.iter().map(|t| t.mid.as_str()))
+        .collect();
     let _ = write!(
         s,
         "a=group:BUNDLE {}\r\na=msid-semantic: WMS *\r\n",
         mids.join(" ")
+    );
+    let _ = write!(
+        s,
+        "m=application {port} UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN {family} {ip}\r\na=mid:{APPLICATION_MID}\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {}\r\na=setup:actpass\r\na=sctp-port:5000\r\na=max-message-size:262144\r\na=candidate:1 1 udp 2130706431 {ip} {port} typ host\r\na=end-of-candidates\r\n",
+        local.ufrag,
+        local.pwd,
+        local.fingerprint,
+        port = local.address.port()
     );
     for t in tracks {
         let codecs: Vec<&switchboard_core::rtp_parameters::RtpCodecParameters> = match &t.sending {
@@ -203,6 +219,19 @@ struct OutStream {
     track: usize,
     /// The SRTP rollover counter of its sequence numbers.
     rollover: Rollover,
+    /// For an RTX stream: what it repairs.
+    repairs: Option<Repairs>,
+}
+
+/// The media stream an RTX stream repairs, and whether the client's answer took RTX.
+#[derive(Clone, Copy)]
+struct Repairs {
+    media_ssrc: u32,
+    media_pt: u8,
+    rtx_pt: u8,
+    /// The answer kept the RTX payload type: retransmissions go out as RTX. Otherwise (a
+    /// client without RTX) they go out as the original packets, on the media SSRC.
+    negotiated: bool,
 }
 
 /// Counters of one native connection.
@@ -339,7 +368,7 @@ impl NativeConnection {
                 i
             }
             None => {
-                let mid = tracks.len().to_string();
+                let mid = (tracks.len() + 1).to_string();
                 tracks.push(Track {
                     mid,
                     kind,
@@ -350,14 +379,35 @@ impl NativeConnection {
         };
         // Retransmissions go out on the RTX stream the offer declares, with its own sequence
         // numbers and so its own rollover counter.
-        let rtx = params.encodings.first().and_then(|e| e.rtx.as_ref());
         let mut streams = self.by_ssrc.borrow_mut();
-        for ssrc in std::iter::once(ssrc).chain(rtx.map(|r| r.ssrc)) {
+        streams.insert(
+            ssrc,
+            OutStream {
+                track: index,
+                rollover: Rollover::default(),
+                repairs: None,
+            },
+        );
+        let rtx_ssrc = params
+            .encodings
+            .first()
+            .and_then(|e| e.rtx.as_ref())
+            .map(|r| r.ssrc);
+        let media_pt = params.media_codec().map(|c| c.payload_type);
+        if let (Some(rtx_ssrc), Some(media_pt)) = (rtx_ssrc, media_pt)
+            && let Some(rtx) = params.rtx_codec_for(media_pt)
+        {
             streams.insert(
-                ssrc,
+                rtx_ssrc,
                 OutStream {
                     track: index,
                     rollover: Rollover::default(),
+                    repairs: Some(Repairs {
+                        media_ssrc: ssrc,
+                        media_pt,
+                        rtx_pt: rtx.payload_type,
+                        negotiated: false,
+                    }),
                 },
             );
         }
@@ -386,16 +436,6 @@ impl NativeConnection {
                 n.pending = true;
             }
             return Ok(None);
-        }
-        {
-            let mut tracks = self.tracks.borrow_mut();
-            if tracks.is_empty() {
-                tracks.push(Track {
-                    mid: "0".into(),
-                    kind: MediaKind::Audio,
-                    sending: None,
-                });
-            }
         }
         let net = self
             .net
@@ -477,6 +517,22 @@ impl NativeConnection {
                 })
                 .collect()
         };
+        {
+            // Which m-lines kept the RTX payload type the offer gave them.
+            let tracks = self.tracks.borrow();
+            for stream in self.by_ssrc.borrow_mut().values_mut() {
+                let Some(repairs) = stream.repairs.as_mut() else {
+                    continue;
+                };
+                let Some(mid) = tracks.get(stream.track).map(|t| t.mid.as_str()) else {
+                    continue;
+                };
+                if let Some(m) = sections.iter().find(|m| m.mid.as_deref() == Some(mid)) {
+                    repairs.negotiated =
+                        !m.rejected && m.codecs.iter().any(|c| c.payload_type == repairs.rtx_pt);
+                }
+            }
+        }
         let mut n = self.negotiation.borrow_mut();
         n.awaiting_answer = false;
         Ok((std::mem::take(&mut n.pending), rejected))
@@ -651,13 +707,29 @@ impl NativeConnection {
         ) else {
             return;
         };
-        let roc = match self.by_ssrc.borrow_mut().get_mut(&ssrc) {
-            Some(stream) => stream.rollover.index(seq),
-            None => {
+        let (roc, unwrap) = {
+            let mut streams = self.by_ssrc.borrow_mut();
+            let Some(stream) = streams.get_mut(&ssrc) else {
                 self.counters
                     .rtp_out_unknown_ssrc
                     .set(self.counters.rtp_out_unknown_ssrc.get() + 1);
                 return;
+            };
+            match stream.repairs.filter(|r| !r.negotiated) {
+                None => (stream.rollover.index(seq), None),
+                Some(repairs) => {
+                    // A retransmission for a client without RTX: sent as the original.
+                    let Some(osn) = super::srtp_egress::header_len(data)
+                        .and_then(|h| data.get(h..h + 2))
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                    else {
+                        return;
+                    };
+                    let Some(media) = streams.get_mut(&repairs.media_ssrc) else {
+                        return;
+                    };
+                    (media.rollover.index(osn), Some((repairs, osn)))
+                }
             }
         };
         let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) else {
@@ -670,10 +742,14 @@ impl NativeConnection {
         let queued = match &mut srtp.egress {
             Some(gcm) => net.queue_with(to, |buf| {
                 let start = buf.len();
-                buf.extend_from_slice(data);
+                write_packet(buf, data, unwrap);
                 gcm.protect(buf, start, roc)
             }),
-            None => match srtp.outbound.encrypt_rtp(data) {
+            None => match srtp.outbound.encrypt_rtp(&{
+                let mut plain = Vec::new();
+                write_packet(&mut plain, data, unwrap);
+                plain
+            }) {
                 Ok(packet) => net.queue_with(to, |buf| {
                     buf.extend_from_slice(&packet);
                     true
@@ -839,6 +915,26 @@ impl NetConnection for NativeConnection {
     }
 }
 
+/// Appends `packet` to `buf`; for a retransmission to a client without RTX (`unwrap`), as
+/// the original packet: the RTX payload's first two bytes are the original sequence number
+/// (RFC 4588), and the SSRC and payload type go back to the media stream's.
+fn write_packet(buf: &mut Vec<u8>, packet: &[u8], unwrap: Option<(Repairs, u16)>) {
+    let Some((repairs, osn)) = unwrap else {
+        buf.extend_from_slice(packet);
+        return;
+    };
+    let Some(header) = super::srtp_egress::header_len(packet) else {
+        return;
+    };
+    let start = buf.len();
+    buf.extend_from_slice(&packet[..header]);
+    buf.extend_from_slice(packet.get(header + 2..).unwrap_or_default());
+    let out = &mut buf[start..];
+    out[1] = (out[1] & 0x80) | (repairs.media_pt & 0x7f);
+    out[2..4].copy_from_slice(&osn.to_be_bytes());
+    out[8..12].copy_from_slice(&repairs.media_ssrc.to_be_bytes());
+}
+
 /// The sink the router writes a native connection's packets into.
 pub struct NativeSink(pub Weak<NativeConnection>);
 
@@ -917,16 +1013,39 @@ mod tests {
     }
 
     #[test]
+    fn a_retransmission_for_a_client_without_rtx_goes_out_as_the_original_packet() {
+        let mut rtx = vec![0x80, 97, 0, 9, 0, 0, 0x10, 0, 0xAA, 0xAA, 0xAA, 0xAB];
+        rtx.extend_from_slice(&[0x12, 0x34]);
+        rtx.extend_from_slice(b"original payload");
+        let repairs = Repairs {
+            media_ssrc: 0xAAAA_AAAA,
+            media_pt: 96,
+            rtx_pt: 97,
+            negotiated: false,
+        };
+        let mut buf = b"batch".to_vec();
+        write_packet(&mut buf, &rtx, Some((repairs, 0x1234)));
+        let mut expected = b"batch".to_vec();
+        expected.extend_from_slice(&[0x80, 96, 0x12, 0x34, 0, 0, 0x10, 0, 0xAA, 0xAA, 0xAA, 0xAA]);
+        expected.extend_from_slice(b"original payload");
+        assert_eq!(buf, expected);
+        // With RTX negotiated, or for media, the packet goes as it is.
+        let mut buf = Vec::new();
+        write_packet(&mut buf, &rtx, None);
+        assert_eq!(buf, rtx);
+    }
+
+    #[test]
     fn the_offer_declares_router_numbering_and_parses_back() {
         let consumer = ConsumerId::new();
         let tracks = vec![
             Track {
-                mid: "0".into(),
+                mid: "1".into(),
                 kind: MediaKind::Audio,
                 sending: None,
             },
             Track {
-                mid: "1".into(),
+                mid: "2".into(),
                 kind: MediaKind::Video,
                 sending: Some(Sending {
                     consumer,
@@ -945,9 +1064,11 @@ mod tests {
         let sdp = write_offer(&local, &tracks);
         let parsed = switchboard_sdp::parse(&sdp).expect("our own offer parses");
         let sections = switchboard_sdp::media_sections(&parsed);
-        assert_eq!(sections.len(), 2);
-        assert_eq!(sections[0].direction, switchboard_sdp::Direction::Inactive);
-        let video = &sections[1];
+        assert_eq!(sections.len(), 3);
+        assert_eq!(sections[0].media, "application");
+        assert_eq!(sections[0].mid.as_deref(), Some(APPLICATION_MID));
+        assert_eq!(sections[1].direction, switchboard_sdp::Direction::Inactive);
+        let video = &sections[2];
         assert_eq!(video.direction, switchboard_sdp::Direction::SendOnly);
         assert_eq!(video.codecs[0].payload_type, 101);
         assert!(video.codecs[0].has_feedback("nack", "pli"));
@@ -962,7 +1083,7 @@ mod tests {
         assert_eq!(video.ice_ufrag.as_deref(), Some("ufragufragufrag1"));
         assert_eq!(video.candidates.len(), 1);
         assert!(sdp.contains("a=ice-lite\r\n"));
-        assert!(sdp.contains("a=group:BUNDLE 0 1\r\n"));
+        assert!(sdp.contains("a=group:BUNDLE 0 1 2\r\n"));
         assert!(sdp.contains("a=setup:actpass"));
     }
 }
