@@ -12,6 +12,11 @@ use switchboard_tests::bench::sfu::Switchboard;
 /// Runs `f` against a fresh in-process server with one worker, driven over its RPC socket,
 /// with a fresh client loop (a scenario counts every stream its loop sends).
 fn with_server(f: impl FnOnce(Arc<Bench>)) {
+    with_server_sampling(1, f)
+}
+
+/// Like [`with_server`], with only every `decrypt_every`-th subscriber decrypting.
+fn with_server_sampling(decrypt_every: usize, f: impl FnOnce(Arc<Bench>)) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -28,7 +33,7 @@ fn with_server(f: impl FnOnce(Arc<Bench>)) {
         .expect("server starts");
     let rpc = app.rpc_tcp_addr().expect("rpc address").to_string();
     let bench = Arc::new(Bench {
-        engine: Arc::new(Engine::start().expect("client loop")),
+        engine: Arc::new(Engine::start_sampling(Vec::new(), decrypt_every).expect("client loop")),
         sfu: Arc::new(Switchboard::connect(&rpc).expect("rpc connects")),
         server_pid: std::process::id(),
         ip: "127.0.0.1".parse().expect("ip"),
@@ -54,6 +59,31 @@ fn fan_out_counts_every_packet_and_its_latency() {
             assert!(s.p50_ms > 0.0 && s.p50_ms <= s.p99_ms && s.p99_ms <= s.p999_ms);
             assert!(s.server_pss_kib > 0);
         }
+    });
+}
+
+#[test]
+fn light_subscribers_count_their_packets_from_the_header() {
+    with_server_sampling(3, |bench| {
+        // Six subscribers: two decrypt (latency, payload checks), four count headers.
+        let r = bench.s1(&[6]).expect("s1 runs");
+        let s = &r.samples[0];
+        assert_eq!(s.failed_clients, 0);
+        assert!(s.sent > 100, "publisher sent {}", s.sent);
+        assert_eq!(s.expected, s.sent * 6);
+        // Light subscribers count by arrival time, so the total may be off by the packets in
+        // flight at the window's edges, not by whole subscribers' worth.
+        let per_subscriber = s.sent as f64;
+        assert!(
+            (s.received as f64 - s.expected as f64).abs() < per_subscriber * 0.5,
+            "received {} of {}",
+            s.received,
+            s.expected
+        );
+        assert!(
+            s.p50_ms > 0.0,
+            "the decrypting subscribers measured latency"
+        );
     });
 }
 

@@ -75,6 +75,19 @@ impl Engine {
     /// Starts the loop with clients that offer only `srtp` profiles (all the stack's when
     /// empty), in that order of preference.
     pub fn start_with(srtp: Vec<SrtpProtectionProfile>) -> std::io::Result<Self> {
+        Self::start_sampling(srtp, 1)
+    }
+
+    /// Like [`Engine::start_with`], with only every `decrypt_every`-th subscriber
+    /// authenticating and decrypting its media (1: all of them). The others count the RTP
+    /// packets they receive from the (unencrypted) header and hand them to no stack: a
+    /// subscriber's stack costs the generator about what forwarding to it costs the server,
+    /// which made the generator, not the server, the limit. The sampled subscribers still
+    /// measure latency and check every payload.
+    pub fn start_sampling(
+        srtp: Vec<SrtpProtectionProfile>,
+        decrypt_every: usize,
+    ) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (jobs, rx) = mpsc::channel::<Job>();
@@ -83,6 +96,7 @@ impl Engine {
             .spawn(move || {
                 let mut state = State::new(poll);
                 state.srtp_profiles = srtp;
+                state.decrypt_every = decrypt_every.max(1);
                 state.run(rx)
             })?;
         Ok(Self {
@@ -157,6 +171,9 @@ pub struct Client {
     timeout: Option<Instant>,
     /// Negotiated SRTP profile, once known.
     pub srtp: Option<String>,
+    /// A subscriber that counts its media from the RTP header instead of decrypting it (see
+    /// [`Engine::start_sampling`]).
+    pub light: bool,
 }
 
 /// Per-stream sequence window of one measurement.
@@ -170,6 +187,13 @@ pub struct Window {
     pub received: Vec<u64>,
     /// Forwarding latency of the packets inside the window, in microseconds.
     pub latency_us: Option<Histogram<u64>>,
+    /// RTP packets the light subscribers received between the window's start and end (they
+    /// cannot read the publishers' sequence numbers, which are in the encrypted payload, so
+    /// they count by arrival time: off by the packets in flight at either edge, a few out of
+    /// a window's thousands).
+    pub light_received: u64,
+    /// Whether [`State::end_window`] was called (light subscribers stop counting).
+    pub ended: bool,
 }
 
 /// The loop's state; closures given to [`Engine::call`] act on it.
@@ -187,6 +211,10 @@ pub struct State {
     pub send_errors: u64,
     /// Datagrams the client stacks refused.
     pub read_errors: u64,
+    /// Every this-many-th subscriber decrypts its media; the others are light.
+    decrypt_every: usize,
+    /// Subscribers created so far.
+    subscribers: usize,
     /// Packets received that carry no mark (not the generator's).
     pub unmarked: u64,
     stop: bool,
@@ -281,6 +309,8 @@ impl State {
             buf: vec![0u8; 2048],
             inbox: Vec::new(),
             srtp_profiles: Vec::new(),
+            decrypt_every: 1,
+            subscribers: 0,
         }
     }
 
@@ -364,6 +394,10 @@ impl State {
         } else {
             None
         };
+        let light = publisher.is_none() && {
+            self.subscribers += 1;
+            self.subscribers % self.decrypt_every != 0
+        };
         self.clients.push(Client {
             pc,
             socket: Some(socket),
@@ -376,6 +410,7 @@ impl State {
             publisher,
             timeout: None,
             srtp: None,
+            light,
         });
         Ok(id)
     }
@@ -447,6 +482,8 @@ impl State {
             end: None,
             received: vec![0; n],
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+            light_received: 0,
+            ended: false,
         });
     }
 
@@ -456,6 +493,7 @@ impl State {
         let seq = self.stream_seq.clone();
         if let Some(w) = &mut self.window {
             w.end = Some(seq);
+            w.ended = true;
         }
     }
 
@@ -530,6 +568,19 @@ impl State {
         for (id, from, now, data) in inbox.drain(..) {
             let c = &mut self.clients[id];
             if c.socket.is_none() {
+                continue;
+            }
+            // RTP (not RTCP, RFC 5761) to a light subscriber: counted from its header.
+            let rtp = data.first().is_some_and(|b| (128..=191).contains(b))
+                && data.get(1).is_some_and(|b| !(192..=223).contains(b));
+            if c.light && c.connected.is_some() && rtp {
+                c.first_media.get_or_insert(now);
+                c.received += 1;
+                if let Some(w) = &mut self.window
+                    && !w.ended
+                {
+                    w.light_received += 1;
+                }
                 continue;
             }
             let msg = TaggedBytesMut {

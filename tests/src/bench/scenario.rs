@@ -254,7 +254,7 @@ impl Bench {
                 .map(|(e, s)| u64::from(e.saturating_sub(*s)))
                 .sum();
             sample.expected = sample.sent * receivers;
-            sample.received = w.received.iter().sum();
+            sample.received = w.received.iter().sum::<u64>() + w.light_received;
             if let Some(h) = &w.latency_us {
                 let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
                 sample.p50_ms = ms(0.50);

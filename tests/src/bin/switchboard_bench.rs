@@ -133,6 +133,10 @@ enum Command {
         /// example `switchboard-native` for `webrtc.engine = "native"`); default: the target.
         #[arg(long)]
         label: Option<String>,
+        /// Every this-many-th subscriber authenticates and decrypts its media (latency and
+        /// payload checks); the others count RTP packets from the header. 1: all decrypt.
+        #[arg(long, default_value_t = 1)]
+        decrypt_every: usize,
     },
     /// Reads results and prints Markdown tables; draws the S1 chart.
     Report {
@@ -179,6 +183,7 @@ fn main() {
             seconds,
             out,
             label,
+            decrypt_every,
         } => {
             let sfu: Arc<dyn Sfu> = match target {
                 Target::Switchboard => match Switchboard::connect(&rpc) {
@@ -206,7 +211,7 @@ fn main() {
                 Srtp::Gcm => vec![SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm],
                 Srtp::Cm => vec![SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80],
             };
-            let engine = match Engine::start_with(profiles) {
+            let engine = match Engine::start_sampling(profiles, decrypt_every) {
                 Ok(e) => Arc::new(e),
                 Err(e) => fail(&format!("cannot start the client loop: {e}")),
             };
