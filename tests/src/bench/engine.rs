@@ -396,7 +396,7 @@ impl State {
         };
         let light = publisher.is_none() && {
             self.subscribers += 1;
-            self.subscribers % self.decrypt_every != 0
+            !self.subscribers.is_multiple_of(self.decrypt_every)
         };
         self.clients.push(Client {
             pc,
