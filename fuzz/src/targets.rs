@@ -165,8 +165,16 @@ pub fn forwarder(data: &[u8]) {
 /// The WebRTC socket's demultiplexing of datagrams from addresses it does not know yet: the
 /// server ufrag from a STUN binding request, and the MESSAGE-INTEGRITY check.
 pub fn stun_demux(data: &[u8]) {
+    use switchboard_transports::webrtc::{ice_lite::IceLite, srtp_egress};
     let _ = switchboard_transports::webrtc::net::stun_server_ufrag(data);
     let _ = switchboard_transports::webrtc::net::stun_authentic(data, "fuzzpasswordfuzzpassword");
+    // The native engine's ICE-lite responder reads the same datagrams, and its egress
+    // measures RTP headers.
+    if let Ok(mut ice) = IceLite::with_default_crypto("fuzzufrag", "fuzzpasswordfuzzpassword") {
+        let from = std::net::SocketAddr::from(([127, 0, 0, 1], 5000));
+        let _ = ice.on_request(data, from, std::time::Instant::now());
+    }
+    let _ = srtp_egress::header_len(data);
 }
 
 /// The recorder's depacketizers and frame parsers: the input is a codec choice and a

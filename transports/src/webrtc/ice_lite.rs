@@ -75,6 +75,25 @@ impl IceLite {
         }
     }
 
+    /// A session with these credentials and the default crypto provider (for the fuzzer and
+    /// tools; connections share their worker's provider through [`IceLite::new`]).
+    pub fn with_default_crypto(
+        local_ufrag: &str,
+        local_pwd: &str,
+    ) -> switchboard_core::Result<Self> {
+        let crypto = rtc_crypto::default_provider().map_err(|e| {
+            switchboard_core::Error::new(
+                switchboard_core::ErrorCode::TransportFailed,
+                e.to_string(),
+            )
+        })?;
+        Ok(Self::new(
+            local_ufrag.to_owned(),
+            local_pwd.to_owned(),
+            crypto,
+        ))
+    }
+
     /// Fresh credentials from the crypto provider's random source: a 4-character ufrag's
     /// worth of entropy is what RFC 8445 asks as a minimum; these have 16 and 32 characters
     /// (96 and 192 bits), as browsers use.
