@@ -19,50 +19,60 @@ pub fn send_all(
     bytes: &[u8],
     datagrams: &[(usize, usize, SocketAddr)],
 ) -> (usize, usize) {
+    use std::mem::MaybeUninit;
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
     let (mut sent, mut dropped) = (0, 0);
     for chunk in datagrams.chunks(BATCH_DATAGRAMS) {
-        // SAFETY: plain C structs for which all-zero bytes are a valid value.
-        let mut addrs: [libc::sockaddr_storage; BATCH_DATAGRAMS] = unsafe { std::mem::zeroed() };
-        let mut iovs: [libc::iovec; BATCH_DATAGRAMS] = unsafe { std::mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; BATCH_DATAGRAMS] = unsafe { std::mem::zeroed() };
-        for (i, (start, end, to)) in chunk.iter().enumerate() {
+        // Only the entries in use are written (zeroing all 64 of each array cost more than
+        // the sends' own bookkeeping).
+        let mut addrs =
+            [const { MaybeUninit::<libc::sockaddr_storage>::uninit() }; BATCH_DATAGRAMS];
+        let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; BATCH_DATAGRAMS];
+        let mut msgs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; BATCH_DATAGRAMS];
+        let mut n = 0;
+        for (start, end, to) in chunk {
             let Some(datagram) = bytes.get(*start..*end) else {
+                dropped += 1;
                 continue;
             };
-            let len = write_sockaddr(&mut addrs[i], to);
-            iovs[i] = libc::iovec {
+            // SAFETY: all-zero bytes are a valid sockaddr_storage.
+            let addr = addrs[n].write(unsafe { std::mem::zeroed() });
+            let len = write_sockaddr(addr, to);
+            let iov = iovs[n].write(libc::iovec {
                 iov_base: datagram.as_ptr() as *mut libc::c_void,
                 iov_len: datagram.len(),
-            };
-            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            msgs[i].msg_hdr.msg_namelen = len;
-            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+            });
+            // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
+            let msg = msgs[n].write(unsafe { std::mem::zeroed() });
+            msg.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+            msg.msg_hdr.msg_namelen = len;
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+            n += 1;
         }
         let mut offset = 0;
-        while offset < chunk.len() {
-            let remaining = (chunk.len() - offset) as libc::c_uint;
-            // SAFETY: `msgs[offset..chunk.len()]` are initialised above; each points at an
-            // address and an iovec in arrays that outlive the call, and each iovec at a slice
-            // of `bytes`, which is borrowed for the whole function. MSG_DONTWAIT: never block
-            // the worker thread.
-            let n = unsafe {
+        while offset < n {
+            let remaining = (n - offset) as libc::c_uint;
+            // SAFETY: `msgs[..n]` are initialised above; each points at an address and an
+            // iovec in arrays that outlive the call, and each iovec at a slice of `bytes`,
+            // which is borrowed for the whole function. MSG_DONTWAIT: never block the worker
+            // thread.
+            let r = unsafe {
                 libc::sendmmsg(
                     fd,
-                    msgs.as_mut_ptr().add(offset),
+                    msgs.as_mut_ptr().add(offset).cast::<libc::mmsghdr>(),
                     remaining,
                     libc::MSG_DONTWAIT,
                 )
             };
-            if n <= 0 {
+            if r <= 0 {
                 // The first remaining datagram failed; drop it and go on with the rest.
                 dropped += 1;
                 offset += 1;
             } else {
-                sent += n as usize;
-                offset += n as usize;
+                sent += r as usize;
+                offset += r as usize;
             }
         }
     }
