@@ -72,7 +72,7 @@ async fn a_vanished_native_subscriber_is_closed_with_ice_timeout_and_loses_its_c
     webrtc_client::receives_video(&carol, &mut client, b"before").await;
 
     drop(relay);
-    let (closed, _) = wait_event(
+    let (closed, before) = wait_event(
         &mut events,
         |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == offer.transport),
     )
@@ -86,6 +86,18 @@ async fn a_vanished_native_subscriber_is_closed_with_ice_timeout_and_loses_its_c
             }
         ),
         "{closed:?}"
+    );
+    // Reported disconnected first (a third of the consent timeout in), closed at its end.
+    assert!(
+        before.iter().any(|e| matches!(
+            e,
+            Event::TransportStateChanged {
+                transport,
+                state: switchboard_core::transport::TransportState::Disconnected,
+                ..
+            } if *transport == offer.transport
+        )),
+        "no disconnected before the close: {before:?}"
     );
     let dump = t.server.dump_router(room).await.unwrap();
     let on_it = dump["consumers"]

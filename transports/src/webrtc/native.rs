@@ -661,6 +661,9 @@ impl NativeConnection {
                 // Authenticated RTCP shows the client is there as well as a check does
                 // (libnice checks consent only every 25 s, and receivers report every second).
                 self.last_heard.set(Instant::now());
+                if self.state.get() == TransportState::Disconnected {
+                    self.set_state(TransportState::Connected);
+                }
                 self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
                 self.io.on_rtcp(plain.freeze());
             }
@@ -675,6 +678,13 @@ impl NativeConnection {
         self.last_heard.get() + self.consent_timeout
     }
 
+    /// When a connected client that has been silent this long is reported `disconnected`: a
+    /// third of the consent timeout (10 s by default), well above browsers' 5 s between
+    /// checks and receivers' reports every second or so.
+    fn disconnect_deadline(&self) -> Instant {
+        self.last_heard.get() + self.consent_timeout / 3
+    }
+
     fn reschedule(&self) {
         let Some(net) = self.net.upgrade() else {
             return;
@@ -683,8 +693,11 @@ impl NativeConnection {
             return;
         }
         let dtls = self.dtls.borrow().as_ref().and_then(Dtls::timeout);
-        let consent = self.consent_deadline();
-        let next = dtls.map_or(consent, |t| t.min(consent));
+        let mut next = self.consent_deadline();
+        if self.state.get() == TransportState::Connected {
+            next = next.min(self.disconnect_deadline());
+        }
+        let next = dtls.map_or(next, |t| t.min(next));
         if self.scheduled.get().is_none_or(|t| next < t) {
             self.scheduled.set(Some(next));
             net.schedule(self.key.get(), next);
@@ -694,7 +707,10 @@ impl NativeConnection {
     /// Queues one forwarded packet, already rewritten by the router for this leg: the SSRC
     /// is checked, the packet copied once into the worker's send batch and protected there.
     fn send_rtp(&self, data: &[u8]) {
-        if self.state.get() != TransportState::Connected {
+        if !matches!(
+            self.state.get(),
+            TransportState::Connected | TransportState::Disconnected
+        ) {
             self.counters
                 .rtp_out_not_connected
                 .set(self.counters.rtp_out_not_connected.get() + 1);
@@ -767,7 +783,10 @@ impl NativeConnection {
     }
 
     fn send_rtcp(&self, data: &[u8]) {
-        if self.state.get() != TransportState::Connected {
+        if !matches!(
+            self.state.get(),
+            TransportState::Connected | TransportState::Disconnected
+        ) {
             return;
         }
         let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) else {
@@ -891,6 +910,10 @@ impl NetConnection for NativeConnection {
             // RFC 7675: without consent the server must stop sending.
             self.give_up(CloseReason::IceTimeout, "ice_timeout");
             return;
+        }
+        if self.state.get() == TransportState::Connected && now >= self.disconnect_deadline() {
+            // Still sending (consent has not expired), but the backend learns early.
+            self.set_state(TransportState::Disconnected);
         }
         self.reschedule();
     }
