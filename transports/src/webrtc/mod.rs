@@ -361,44 +361,12 @@ impl Transport for WebRtcTransport {
     /// themselves; the router's SDP sessions reach them through [`SdpSession`].
     fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
         match method {
-            "offer" => {
-                let ClientOfferParams {
-                    sdp,
-                    producer_slots,
-                } = params(method, p)?;
-                let outcome = self.apply_offer(&sdp, producer_slots)?;
-                Ok(RequestOutcome {
-                    response: json!({ "type": "answer", "sdp": outcome.answer }),
-                    new_producers: outcome.new_producers,
-                    closed_producers: outcome.closed_producers,
-                    closed_consumers: Vec::new(),
-                })
-            }
-            "create_offer" => {
-                let OfferParams { force } = params(method, p)?;
-                Ok(RequestOutcome {
-                    response: json!({ "type": "offer", "sdp": self.create_offer(force)? }),
-                    ..Default::default()
-                })
-            }
-            "answer" => {
-                let SdpParams { sdp } = params(method, p)?;
-                let outcome = self.apply_answer(&sdp)?;
-                Ok(RequestOutcome {
-                    response: json!({ "renegotiate": outcome.renegotiate }),
-                    closed_consumers: outcome.rejected_consumers,
-                    ..Default::default()
-                })
-            }
-            "restart_ice" => Ok(RequestOutcome {
-                response: json!({ "type": "offer", "sdp": SdpSession::restart_ice(self)? }),
-                ..Default::default()
-            }),
             "add_candidate" => {
                 let CandidateParams { candidate } = params(method, p)?;
                 self.conn.add_remote_candidate(&candidate)?;
                 Ok(RequestOutcome::default())
             }
+            method if let Some(outcome) = sdp_request(self, method, p) => outcome,
             other => Err(Error::invalid(format!(
                 "webrtc transports have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
             ))),
@@ -450,6 +418,52 @@ impl Transport for WebRtcTransport {
     fn close(&mut self) {
         self.conn.close();
     }
+}
+
+/// The SDP operations as `transport.request` methods, for backends that drive a connection
+/// themselves (both engines): `offer`, `create_offer`, `answer`, `restart_ice`. `None` for any
+/// other method.
+fn sdp_request(
+    session: &mut dyn SdpSession,
+    method: &str,
+    p: &Value,
+) -> Option<Result<RequestOutcome>> {
+    let outcome = match method {
+        "offer" => params(method, p).and_then(
+            |ClientOfferParams {
+                 sdp,
+                 producer_slots,
+             }| {
+                let outcome = session.apply_offer(&sdp, producer_slots)?;
+                Ok(RequestOutcome {
+                    response: json!({ "type": "answer", "sdp": outcome.answer }),
+                    new_producers: outcome.new_producers,
+                    closed_producers: outcome.closed_producers,
+                    closed_consumers: Vec::new(),
+                })
+            },
+        ),
+        "create_offer" => params(method, p).and_then(|OfferParams { force }| {
+            Ok(RequestOutcome {
+                response: json!({ "type": "offer", "sdp": session.create_offer(force)? }),
+                ..Default::default()
+            })
+        }),
+        "answer" => params(method, p).and_then(|SdpParams { sdp }| {
+            let outcome = session.apply_answer(&sdp)?;
+            Ok(RequestOutcome {
+                response: json!({ "renegotiate": outcome.renegotiate }),
+                closed_consumers: outcome.rejected_consumers,
+                ..Default::default()
+            })
+        }),
+        "restart_ice" => session.restart_ice().map(|sdp| RequestOutcome {
+            response: json!({ "type": "offer", "sdp": sdp }),
+            ..Default::default()
+        }),
+        _ => return None,
+    };
+    Some(outcome)
 }
 
 /// A receive connection on the native engine ([`native`]).
@@ -505,34 +519,15 @@ impl Transport for NativeTransport {
 
     fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
         match method {
-            "create_offer" => {
-                let OfferParams { force } = params(method, p)?;
-                Ok(RequestOutcome {
-                    response: json!({ "type": "offer", "sdp": self.create_offer(force)? }),
-                    ..Default::default()
-                })
-            }
-            "answer" => {
-                let SdpParams { sdp } = params(method, p)?;
-                let outcome = self.apply_answer(&sdp)?;
-                Ok(RequestOutcome {
-                    response: json!({ "renegotiate": outcome.renegotiate }),
-                    closed_consumers: outcome.rejected_consumers,
-                    ..Default::default()
-                })
-            }
-            "restart_ice" => Ok(RequestOutcome {
-                response: json!({ "type": "offer", "sdp": SdpSession::restart_ice(self)? }),
-                ..Default::default()
-            }),
             // Trickled candidates are not needed: the server is ICE-lite and learns addresses
             // from the checks.
             "add_candidate" => {
                 let CandidateParams { candidate: _ } = params(method, p)?;
                 Ok(RequestOutcome::default())
             }
+            method if let Some(outcome) = sdp_request(self, method, p) => outcome,
             other => Err(Error::invalid(format!(
-                "receive connections (native engine) have no operation {other:?} (create_offer, answer, restart_ice, add_candidate)"
+                "receive connections (native engine) have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
             ))),
         }
     }
