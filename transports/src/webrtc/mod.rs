@@ -24,6 +24,7 @@ pub mod engine;
 pub mod ice_lite;
 pub mod native;
 pub mod net;
+pub mod offer;
 mod sendmmsg;
 pub mod srtp_egress;
 
