@@ -6,8 +6,9 @@
 //! and the server writes every offer, so it needs none of a peer connection's machinery: the
 //! router's consumer already rewrote each packet for this leg (SSRC, sequence number,
 //! timestamp), with the router's payload types and extension ids, which the server's offer
-//! declares and the client's answer must keep (RFC 8829 §5.3.1). Sending is therefore one
-//! in-place SRTP encryption and one `send_to`: no parse, no second rewrite, no queue, no task.
+//! declares and the client's answer must keep (RFC 8829 §5.3.1). Sending is therefore one copy
+//! into the worker's send batch, SRTP protection in place there, and one `sendmmsg` for the
+//! whole fan-out: no parse, no second rewrite, no queue, no task per connection.
 //!
 //! Selected with `webrtc.engine = "native"` for connections made to receive (the
 //! `webrtc.subscribe` flow, or `transport.create` with `{"direction": "recv"}`). Publishing
