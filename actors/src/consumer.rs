@@ -138,7 +138,7 @@ impl Handler<ConsumerStatsRequest> for ConsumerActor {
             "producer": node.map(|n| n.producer),
             "kind": node.map(|n| n.kind),
             "paused": node.map(|n| n.paused),
-            "ssrc": node.and_then(|n| n.rtp_parameters.encodings.first()).and_then(|e| e.ssrc),
+            "ssrc": node.and_then(|n| n.rtp_parameters.ssrc()),
             "counters": stats,
             "remote": remote,
         }))

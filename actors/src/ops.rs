@@ -441,10 +441,7 @@ fn consumer_setup(
             "no codec of the producer can be sent to this consumer",
         ));
     }
-    let rtx = encoding.rtx.and_then(|rtx| {
-        let media_pt = params.media_codec()?.payload_type;
-        Some((rtx.ssrc, params.rtx_codec_for(media_pt)?.payload_type))
-    });
+    let rtx = params.rtx();
     let extensions = p
         .rtp_parameters
         .header_extensions

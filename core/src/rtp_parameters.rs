@@ -283,6 +283,26 @@ impl RtpParameters {
             .find(|c| c.is_rtx() && c.apt() == Some(payload_type))
     }
 
+    /// The SSRC of the first encoding: a consumer's stream.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.encodings.first().and_then(|e| e.ssrc)
+    }
+
+    /// The SSRC of the first encoding's RTX stream, if it has one.
+    pub fn rtx_ssrc(&self) -> Option<u32> {
+        self.encodings
+            .first()
+            .and_then(|e| e.rtx.as_ref())
+            .map(|r| r.ssrc)
+    }
+
+    /// The first encoding's RTX stream as it is sent: its SSRC and the RTX payload type that
+    /// repairs the media codec. `None` without an RTX SSRC or without that codec.
+    pub fn rtx(&self) -> Option<(u32, u8)> {
+        let media_pt = self.media_codec()?.payload_type;
+        Some((self.rtx_ssrc()?, self.rtx_codec_for(media_pt)?.payload_type))
+    }
+
     /// The id of the header extension with this URI, if negotiated.
     pub fn extension_id(&self, uri: &str) -> Option<u8> {
         self.header_extensions

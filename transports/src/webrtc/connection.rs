@@ -711,9 +711,7 @@ impl Connection {
         params: &RtpParameters,
     ) -> Result<()> {
         let ssrc = params
-            .encodings
-            .first()
-            .and_then(|e| e.ssrc)
+            .ssrc()
             .ok_or_else(|| Error::internal("consumer without an SSRC"))?;
         let codec = params
             .media_codec()

@@ -170,9 +170,7 @@ impl NativeConnection {
         params: &RtpParameters,
     ) -> Result<()> {
         let ssrc = params
-            .encodings
-            .first()
-            .and_then(|e| e.ssrc)
+            .ssrc()
             .ok_or_else(|| Error::internal("consumer without an SSRC"))?;
         let mut tracks = self.tracks.borrow_mut();
         let sending = Sending {
@@ -208,15 +206,7 @@ impl NativeConnection {
                 repairs: None,
             },
         );
-        let rtx_ssrc = params
-            .encodings
-            .first()
-            .and_then(|e| e.rtx.as_ref())
-            .map(|r| r.ssrc);
-        let media_pt = params.media_codec().map(|c| c.payload_type);
-        if let (Some(rtx_ssrc), Some(media_pt)) = (rtx_ssrc, media_pt)
-            && let Some(rtx) = params.rtx_codec_for(media_pt)
-        {
+        if let (Some((rtx_ssrc, rtx_pt)), Some(media)) = (params.rtx(), params.media_codec()) {
             streams.insert(
                 rtx_ssrc,
                 OutStream {
@@ -224,8 +214,8 @@ impl NativeConnection {
                     rollover: Rollover::default(),
                     repairs: Some(Repairs {
                         media_ssrc: ssrc,
-                        media_pt,
-                        rtx_pt: rtx.payload_type,
+                        media_pt: media.payload_type,
+                        rtx_pt,
                         negotiated: false,
                     }),
                 },

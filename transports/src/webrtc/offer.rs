@@ -138,7 +138,7 @@ pub fn write_offer(local: &LocalDescription<'_>, tracks: &[Track]) -> String {
                         let _ = write!(s, "a=extmap:{} {}\r\n", e.id, e.uri);
                     }
                 }
-                let ssrc = sending.params.encodings.first().and_then(|e| e.ssrc);
+                let ssrc = sending.params.ssrc();
                 let stream = sending
                     .params
                     .rtcp
@@ -147,12 +147,7 @@ pub fn write_offer(local: &LocalDescription<'_>, tracks: &[Track]) -> String {
                     .unwrap_or_else(|| sending.consumer.to_string());
                 let track = sending.consumer.to_string();
                 let _ = write!(s, "a=msid:{stream} {track}\r\n");
-                let rtx = sending
-                    .params
-                    .encodings
-                    .first()
-                    .and_then(|e| e.rtx.as_ref())
-                    .map(|r| r.ssrc);
+                let rtx = sending.params.rtx_ssrc();
                 if let (Some(ssrc), Some(rtx)) = (ssrc, rtx) {
                     let _ = write!(s, "a=ssrc-group:FID {ssrc} {rtx}\r\n");
                 }
