@@ -75,17 +75,28 @@ pub fn start_webrtc(workers: usize) -> TestServer {
 /// Like [`start_webrtc`], with receive connections on the native engine when `native`
 /// (`webrtc.engine = "native"`).
 pub fn start_webrtc_engine(workers: usize, native: bool) -> TestServer {
+    let mut config = webrtc_config(workers);
+    if native {
+        config.webrtc.engine = "native".into();
+    }
+    start_webrtc_with(config)
+}
+
+/// A configuration for WebRTC tests: `workers` workers, each WebRTC socket on a port the OS
+/// chooses (tests run side by side).
+pub fn webrtc_config(workers: usize) -> Config {
     let mut config = Config::default();
     config.server.workers = workers;
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;
-    if native {
-        config.webrtc.engine = "native".into();
-    }
-    let settings = switchboard_transports::WebRtcSettings {
-        native_receive: native,
-        ..Default::default()
-    };
+    config
+}
+
+/// Starts a server whose `webrtc` plugin is set up from `config.webrtc`, as the binary sets
+/// it up.
+pub fn start_webrtc_with(config: Config) -> TestServer {
+    let settings = switchboard_transports::WebRtcSettings::from_config(&config.webrtc)
+        .expect("webrtc settings");
     start_with(
         config,
         vec![switchboard_transports::WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],

@@ -12,16 +12,11 @@
 //! docs/interop.md has the matrix.
 
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
-use switchboard_core::config::Config;
-use switchboard_core::transport::TransportPlugin;
 use switchboard_core::{PeerId, RouterId};
 use switchboard_tests::netns::Namespace;
 use switchboard_tests::peer_process::PeerProcess;
-use switchboard_tests::{TestServer, start_with};
-use switchboard_transports::settings::ListenSettings;
-use switchboard_transports::{WebRtcPlugin, WebRtcSettings};
+use switchboard_tests::{TestServer, start_webrtc_with, webrtc_config};
 
 /// Frames each received video track must have decoded.
 const FRAMES: u64 = 20;
@@ -119,23 +114,12 @@ async fn every_stack_receives_through_the_native_engine() {
 
 async fn four_stacks(native: bool) {
     let ns = Namespace::create();
-    let mut config = Config::default();
-    config.server.workers = 1;
+    let mut config = webrtc_config(1);
+    config.webrtc.listen_ip = ns.host.to_string();
     if native {
         config.webrtc.engine = "native".into();
     }
-    let settings = WebRtcSettings {
-        listen: ListenSettings {
-            listen_ip: ns.host.into(),
-            ..Default::default()
-        },
-        native_receive: native,
-        ..Default::default()
-    };
-    let t = start_with(
-        config,
-        vec![WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],
-    );
+    let t = start_webrtc_with(config);
     let room = t.room().await;
 
     // Publishers first, so that each subscriber's first offer carries every track. The

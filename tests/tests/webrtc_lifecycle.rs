@@ -4,14 +4,10 @@
 //! and the rest of the room carries on.
 
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use std::sync::Arc;
 use switchboard_core::PeerId;
-use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
-use switchboard_core::transport::TransportPlugin;
 use switchboard_tests::webrtc_client::{Client, opus, vp8};
 use switchboard_tests::*;
-use switchboard_transports::{WebRtcPlugin, WebRtcSettings};
 
 // Above webrtc-rs clients' 2 s keepalive interval, with room for a loaded machine.
 const CONSENT_TIMEOUT_MS: u64 = 5_000;
@@ -22,22 +18,13 @@ fn start() -> TestServer {
 
 /// With receive connections on the native engine when `native`.
 fn start_engine(native: bool) -> TestServer {
-    let mut config = Config::default();
-    config.server.workers = 1;
+    let mut config = webrtc_config(1);
     config.webrtc.consent_timeout_ms = CONSENT_TIMEOUT_MS;
     config.webrtc.peer_timeout_ms = 300;
     if native {
         config.webrtc.engine = "native".into();
     }
-    let settings = WebRtcSettings {
-        consent_timeout: std::time::Duration::from_millis(CONSENT_TIMEOUT_MS),
-        native_receive: native,
-        ..Default::default()
-    };
-    start_with(
-        config,
-        vec![WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],
-    )
+    start_webrtc_with(config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,32 +2,19 @@
 //! ICE-lite, DTLS-SRTP and SDP carry the room to a real WebRTC stack (webrtc-rs here, and
 //! Chromium), with no peer connection on the server's side of the receive leg.
 
-use std::sync::Arc;
 use switchboard_core::PeerId;
-use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
-use switchboard_core::transport::TransportPlugin;
 use switchboard_tests::webrtc_client::Client;
 use switchboard_tests::*;
-use switchboard_transports::{WebRtcPlugin, WebRtcSettings};
 
 // Above webrtc-rs clients' 2 s keepalive interval, with room for a loaded machine.
 const CONSENT_TIMEOUT_MS: u64 = 5_000;
 
 fn start() -> TestServer {
-    let mut config = Config::default();
-    config.server.workers = 1;
+    let mut config = webrtc_config(1);
     config.webrtc.engine = "native".into();
     config.webrtc.consent_timeout_ms = CONSENT_TIMEOUT_MS;
-    let settings = WebRtcSettings {
-        native_receive: true,
-        consent_timeout: std::time::Duration::from_millis(CONSENT_TIMEOUT_MS),
-        ..Default::default()
-    };
-    start_with(
-        config,
-        vec![WebRtcPlugin::new(settings) as Arc<dyn TransportPlugin>],
-    )
+    start_webrtc_with(config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

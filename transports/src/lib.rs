@@ -45,17 +45,7 @@ pub fn register_webrtc(
     registry: &mut TransportRegistry,
     config: &switchboard_core::config::WebRtcConfig,
 ) -> Result<()> {
-    registry.register(WebRtcPlugin::new(WebRtcSettings {
-        listen: settings::ListenSettings::from_config(
-            "webrtc",
-            &config.listen_ip,
-            &config.announced_ip,
-            config.port_min,
-            config.port_max,
-        )?,
-        consent_timeout: std::time::Duration::from_millis(config.consent_timeout_ms),
-        native_receive: config.engine == "native",
-    }))
+    registry.register(WebRtcPlugin::new(WebRtcSettings::from_config(config)?))
 }
 
 /// Registers the `rtp` plugin with the configured network settings and limits.

@@ -73,6 +73,23 @@ impl Default for WebRtcSettings {
     }
 }
 
+impl WebRtcSettings {
+    /// The settings of a validated `[webrtc]` configuration section.
+    pub fn from_config(config: &switchboard_core::config::WebRtcConfig) -> Result<Self> {
+        Ok(Self {
+            listen: crate::settings::ListenSettings::from_config(
+                "webrtc",
+                &config.listen_ip,
+                &config.announced_ip,
+                config.port_min,
+                config.port_max,
+            )?,
+            consent_timeout: std::time::Duration::from_millis(config.consent_timeout_ms),
+            native_receive: config.engine == "native",
+        })
+    }
+}
+
 /// The `webrtc` plugin.
 pub struct WebRtcPlugin {
     settings: WebRtcSettings,
