@@ -123,9 +123,11 @@ fn ensure_connection(
         CreateTransport {
             kind: SESSION_KIND.to_owned(),
             peer: Some(peer.clone()),
-            // A connection that only receives may run on the native engine.
-            options: if send || single {
+            // A connection of one direction may run on the native engine.
+            options: if single {
                 json!({})
+            } else if send {
+                json!({ "direction": "send" })
             } else {
                 json!({ "direction": "recv" })
             },

@@ -241,6 +241,8 @@ pub struct Publisher {
     pub video: Arc<TrackLocalStaticRTP>,
     /// Its Opus track.
     pub audio: Arc<TrackLocalStaticRTP>,
+    /// The server's id of its publishing connection.
+    pub transport: switchboard_core::TransportId,
 }
 
 /// Joins a peer named `publisher` to `room` and publishes a VP8 and an Opus track.
@@ -265,6 +267,7 @@ pub async fn publish_vp8_and_opus(
         client,
         video,
         audio,
+        transport: published.transport,
     }
 }
 

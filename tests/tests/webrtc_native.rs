@@ -1,11 +1,12 @@
-//! The native engine for receive connections (`webrtc.engine = "native"`): the server's own
-//! ICE-lite, DTLS-SRTP and SDP carry the room to a real WebRTC stack (webrtc-rs here, and
-//! Chromium), with no peer connection on the server's side of the receive leg.
+//! The native engine (`webrtc.engine = "native"`): the server's own ICE-lite, DTLS-SRTP and
+//! SDP carry the room from and to a real WebRTC stack (webrtc-rs here, and Chromium), with no
+//! peer connection on the server's side of either leg.
 
 use switchboard_core::PeerId;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_tests::webrtc_client::Client;
 use switchboard_tests::*;
+use webrtc::media_stream::track_local::TrackLocal;
 
 // Above webrtc-rs clients' 2 s keepalive interval, with room for a loaded machine.
 const CONSENT_TIMEOUT_MS: u64 = 5_000;
@@ -34,6 +35,49 @@ async fn a_native_receive_connection_delivers_the_rooms_video_and_audio() {
         "{stats}"
     );
     assert_eq!(stats["plugin"]["srtp_profile"], "AeadAes128Gcm", "{stats}");
+
+    // The publishing leg is native too: it answered carol's offer and decrypts her media.
+    let stats = t.server.transport_stats(carol.transport).await.unwrap();
+    assert_eq!(stats["plugin"]["engine"], "native", "{stats}");
+    assert_eq!(stats["plugin"]["direction"], "send", "{stats}");
+    assert_eq!(stats["plugin"]["producers"], 2, "{stats}");
+    assert!(
+        stats["plugin"]["rtp_packets_received"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{stats}"
+    );
+    t.server.shutdown().await.unwrap();
+}
+
+/// What the server's feedback to `publisher` counts so far, by kind.
+async fn feedback(t: &TestServer, publisher: switchboard_core::TransportId, kind: &str) -> u64 {
+    let stats = t.server.transport_stats(publisher).await.unwrap();
+    stats["plugin"]["feedback_sent"][kind].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_publishing_connection_nacks_gaps_and_reports_to_its_publisher() {
+    let t = start();
+    let room = t.room().await;
+    let carol = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
+
+    // A gap in carol's video: the server asks her for the missing packet, and reports on
+    // what it receives.
+    for seq in (100..120u16).filter(|s| *s != 110) {
+        carol
+            .video
+            .write_rtp(client_rtp(0x1000, 96, seq, vec![0x10, 0, seq as u8]))
+            .await
+            .unwrap();
+    }
+    eventually(|| async { feedback(&t, carol.transport, "nack").await > 0 }).await;
+    eventually(|| async { feedback(&t, carol.transport, "receiver_report").await > 0 }).await;
+    let stats = t.server.transport_stats(carol.transport).await.unwrap();
+    assert_eq!(stats["plugin"]["rtp_packets_received"], 19, "{stats}");
+    assert_eq!(stats["plugin"]["srtp_failures"], 0, "{stats}");
+    assert_eq!(stats["plugin"]["ssrc_limit_drops"], 0, "{stats}");
     t.server.shutdown().await.unwrap();
 }
 

@@ -397,13 +397,16 @@ pub fn check_limits(sdp: &str, limits: SdpLimits) -> Result<()> {
 /// refused with the line at fault and never half-applied: every m-line has a mid, every
 /// payload type on an RTP m-line is described (`a=rtpmap`), and every m-line that is not
 /// rejected or bundle-only has ICE credentials and a DTLS fingerprint (at media or session
-/// level). A re-offer is held to the same rules as a first offer (RFC 8842, RFC 8839).
+/// level), the same on every m-line of the BUNDLE group, which shares one transport (RFC 8843
+/// §7.1.3). A re-offer is held to the same rules as a first offer (RFC 8842, RFC 8839).
 ///
 /// # Errors
 ///
 /// [`ErrorCode::InvalidSdp`] naming the m-line and what it lacks.
 pub fn check_webrtc_offer(sdp: &Sdp) -> Result<()> {
     let sections = media_sections(sdp);
+    let bundle = sdp.bundle_mids();
+    let mut bundle_transport: Option<&MediaSection> = None;
     for (m, media) in sections.iter().zip(&sdp.description.media_descriptions) {
         let at = |what: String| {
             Err(Error::new(
@@ -436,6 +439,24 @@ pub fn check_webrtc_offer(sdp: &Sdp) -> Result<()> {
         }
         if m.fingerprints.is_empty() {
             return at("no a=fingerprint (DTLS-SRTP needs one, at session or media level)".into());
+        }
+        if m.mid.as_ref().is_some_and(|mid| bundle.contains(mid)) {
+            match bundle_transport {
+                None => bundle_transport = Some(m),
+                Some(first) if first.ice_ufrag != m.ice_ufrag || first.ice_pwd != m.ice_pwd => {
+                    return at(format!(
+                        "its ICE credentials differ from those of {} in the same BUNDLE group",
+                        first.label()
+                    ));
+                }
+                Some(first) if first.fingerprints != m.fingerprints => {
+                    return at(format!(
+                        "its a=fingerprint differs from that of {} in the same BUNDLE group",
+                        first.label()
+                    ));
+                }
+                Some(_) => {}
+            }
         }
     }
     Ok(())
@@ -2645,6 +2666,28 @@ mod tests {
             assert!(err.message.contains(expected), "{err}");
             assert!(err.message.starts_with("line "), "{err}");
         }
+    }
+
+    #[test]
+    fn bundled_m_lines_with_different_ice_credentials_are_refused() {
+        // The second m-line's credentials differ from the first's in the same BUNDLE group.
+        let mut seen = 0;
+        let conflicting: String = CHROMIUM_OFFER
+            .split_inclusive('\n')
+            .map(|l| {
+                if l.starts_with("a=ice-ufrag:") {
+                    seen += 1;
+                    if seen == 2 {
+                        return "a=ice-ufrag:other\r\n".to_owned();
+                    }
+                }
+                l.to_owned()
+            })
+            .collect();
+        assert_eq!(seen, 2, "the fixture has an ice-ufrag per m-line");
+        let err = check_webrtc_offer(&parse(&conflicting).unwrap()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidSdp);
+        assert!(err.message.contains("ICE credentials differ"), "{err}");
     }
 
     fn mutate(rng: &mut Rng, text: &[u8]) -> Vec<u8> {

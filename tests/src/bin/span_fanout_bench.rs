@@ -115,6 +115,7 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
         client: _pub_client,
         video,
         audio,
+        ..
     } = publish_vp8_and_opus(&t.server, room).await;
 
     // Send from the start: VP8 1200-byte packets every 10 ms (~1 Mbit/s), a keyframe every

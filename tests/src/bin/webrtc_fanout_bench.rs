@@ -73,6 +73,7 @@ async fn run(subscribers: usize, seconds: u64) {
         client: _pub_client,
         video,
         audio,
+        ..
     } = publish_vp8_and_opus(&t.server, room).await;
 
     let received = Arc::new(AtomicU64::new(0));

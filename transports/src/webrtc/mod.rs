@@ -18,10 +18,12 @@
 //! The same operations are open to backends as `transport.request` methods (`offer`,
 //! `create_offer`, `answer`, `restart_ice`, `add_candidate`).
 
+pub mod answer;
 pub mod connection;
 pub mod dtls;
 pub mod engine;
 pub mod ice_lite;
+pub mod ingress;
 pub mod native;
 pub mod net;
 pub mod offer;
@@ -58,9 +60,9 @@ pub struct WebRtcSettings {
     /// How long a connection may hear nothing from its client before it gives up on it
     /// (`ice_timeout`).
     pub consent_timeout: std::time::Duration,
-    /// Whether receive connections run on the native engine ([`native`]) instead of a peer
-    /// connection (`webrtc.engine = "native"`).
-    pub native_receive: bool,
+    /// Whether connections made for one direction run on the native engine ([`native`])
+    /// instead of a peer connection (`webrtc.engine = "native"`).
+    pub native: bool,
 }
 
 impl Default for WebRtcSettings {
@@ -68,7 +70,7 @@ impl Default for WebRtcSettings {
         Self {
             listen: Default::default(),
             consent_timeout: std::time::Duration::from_secs(30),
-            native_receive: false,
+            native: false,
         }
     }
 }
@@ -85,7 +87,7 @@ impl WebRtcSettings {
                 config.port_max,
             )?,
             consent_timeout: std::time::Duration::from_millis(config.consent_timeout_ms),
-            native_receive: config.engine == "native",
+            native: config.engine == "native",
         })
     }
 }
@@ -119,7 +121,7 @@ impl TransportPlugin for WebRtcPlugin {
         tokio::task::spawn_local(net.clone().run_timers());
         tokio::task::spawn_local(net.clone().run_flusher());
         tracing::info!(%worker, %local, %announced, "webrtc listening");
-        let certificate = if self.settings.native_receive {
+        let certificate = if self.settings.native {
             let crypto = rtc_crypto::default_provider()
                 .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
             Some(Rc::new(dtls::Certificate::generate(&crypto)?))
@@ -173,8 +175,8 @@ fn bind(s: &crate::settings::ListenSettings, worker: WorkerId) -> Result<tokio::
 struct Factory {
     net: Rc<Net>,
     consent_timeout: std::time::Duration,
-    /// The worker's DTLS certificate for native receive connections (`None`: the native
-    /// engine is off).
+    /// The worker's DTLS certificate for native connections (`None`: the native engine is
+    /// off).
     certificate: Option<Rc<dtls::Certificate>>,
 }
 
@@ -182,8 +184,9 @@ struct Factory {
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct CreateOptions {
-    /// `"recv"`: the transport only receives from the router (the server offers); `"send"`
-    /// or absent: anything. Lets the native engine take receive connections.
+    /// `"recv"`: the transport only receives from the router (the server offers); `"send"`:
+    /// it only publishes (the client offers); `"sendrecv"` or absent: both. Lets the native
+    /// engine take connections of one direction.
     direction: Option<String>,
 }
 
@@ -194,23 +197,26 @@ impl TransportFactory for Factory {
         } else {
             params("webrtc transport options", options)?
         };
-        let receive_only = match options.direction.as_deref() {
-            None | Some("send") | Some("sendrecv") => false,
-            Some("recv") => true,
+        let direction = match options.direction.as_deref() {
+            None | Some("sendrecv") => None,
+            Some("recv") => Some(native::Direction::Receive),
+            Some("send") => Some(native::Direction::Publish),
             Some(other) => {
                 return Err(Error::invalid(format!(
-                    "webrtc transport options: direction {other:?} is not \"recv\" or \"send\""
+                    "webrtc transport options: direction {other:?} is not \"recv\", \"send\" or \"sendrecv\""
                 )));
             }
         };
-        if receive_only && let Some(certificate) = &self.certificate {
+        if let (Some(direction), Some(certificate)) = (direction, &self.certificate) {
             let conn = native::NativeConnection::new(
                 &self.net,
                 ctx.io.clone(),
                 certificate.clone(),
                 self.consent_timeout,
+                direction,
+                ctx.capabilities.clone(),
             )?;
-            return Ok(Box::new(NativeTransport { conn }));
+            return Ok(Box::new(NativeTransport { conn, direction }));
         }
         let announced = self.net.announced;
         let candidate = CandidateHostConfig {
@@ -484,16 +490,15 @@ fn sdp_request(
     Some(outcome)
 }
 
-/// A receive connection on the native engine ([`native`]).
+/// A connection of one direction on the native engine ([`native`]).
 struct NativeTransport {
     conn: Rc<native::NativeConnection>,
+    direction: native::Direction,
 }
 
 impl SdpSession for NativeTransport {
-    fn apply_offer(&mut self, _sdp: &str, _producer_slots: Option<usize>) -> Result<OfferOutcome> {
-        Err(Error::invalid(
-            "this is a receive connection (native engine): the server offers on it, it takes no offers",
-        ))
+    fn apply_offer(&mut self, sdp: &str, producer_slots: Option<usize>) -> Result<OfferOutcome> {
+        self.conn.apply_offer(sdp, producer_slots)
     }
 
     fn create_offer(&mut self, force: bool) -> Result<Option<String>> {
@@ -510,6 +515,11 @@ impl SdpSession for NativeTransport {
     }
 
     fn restart_ice(&mut self) -> Result<String> {
+        if self.direction == native::Direction::Publish {
+            return Err(Error::invalid(
+                "a publishing connection (native engine) restarts ICE with the client's offer",
+            ));
+        }
         self.conn.restart_ice();
         self.conn
             .create_offer(true)?
@@ -519,15 +529,23 @@ impl SdpSession for NativeTransport {
 
 impl Transport for NativeTransport {
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
-        // RTX included: the router's NACK answers go out on each consumer's RTX stream, which
-        // the server's offer declares (`a=ssrc-group:FID`).
-        router.clone()
+        match self.direction {
+            // RTX included: the router's NACK answers go out on each consumer's RTX stream,
+            // which the server's offer declares (`a=ssrc-group:FID`).
+            native::Direction::Receive => router.clone(),
+            // A publishing connection takes no consumers.
+            native::Direction::Publish => RtpCapabilities::default(),
+        }
     }
 
     fn local_parameters(&self) -> Value {
         json!({
             "ice": { "lite": true, "ufrag": self.conn.local_ufrag() },
             "engine": "native",
+            "direction": match self.direction {
+                native::Direction::Receive => "recv",
+                native::Direction::Publish => "send",
+            },
         })
     }
 
@@ -545,13 +563,23 @@ impl Transport for NativeTransport {
             }
             method if let Some(outcome) = sdp_request(self, method, p) => outcome,
             other => Err(Error::invalid(format!(
-                "receive connections (native engine) have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
+                "native-engine connections have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
             ))),
         }
     }
 
     fn sink(&self) -> Rc<dyn MediaSink> {
         Rc::new(native::NativeSink(Rc::downgrade(&self.conn)))
+    }
+
+    fn producer_added(&mut self, id: ProducerId, _kind: MediaKind, params: &RtpParameters) {
+        if let Some(mid) = &params.mid {
+            self.conn.producer_added(id, mid);
+        }
+    }
+
+    fn producer_removed(&mut self, id: ProducerId) {
+        self.conn.producer_removed(id);
     }
 
     fn consumer_added(&mut self, id: ConsumerId, kind: MediaKind, params: &RtpParameters) {

@@ -10,17 +10,26 @@
 //! into the worker's send batch, SRTP protection in place there, and one `sendmmsg` for the
 //! whole fan-out: no parse, no second rewrite, no queue, no task per connection.
 //!
-//! Selected with `webrtc.engine = "native"` for connections made to receive (the
-//! `webrtc.subscribe` flow, or `transport.create` with `{"direction": "recv"}`). Publishing
-//! connections keep the peer-connection engine for now.
+//! A publishing connection is the mirror image: the client offers, the server answers
+//! ([`super::answer`]) in the client's numbering, decrypts what arrives, and hands the packets
+//! to the router once parsed; the feedback the publisher needs (NACK, receiver reports,
+//! transport-wide congestion feedback) comes from [`super::ingress`].
+//!
+//! Selected with `webrtc.engine = "native"` for connections made for one direction (the
+//! session flow's two connections per peer, or `transport.create` with `{"direction":
+//! "recv"}` or `{"direction": "send"}`). A connection that carries both directions keeps the
+//! peer-connection engine for now.
 
+use super::answer::{accepted_codecs, accepted_extensions, answer_setup, write_answer};
 use super::dtls::{Certificate, Dtls, DtlsEvent, Role, SrtpContexts};
 use super::ice_lite::IceLite;
+use super::ingress::{Ingress, Section};
 use super::net::{MAX_ADDRESSES_PER_CONNECTION, Net, NetConnection};
 use super::offer::{LocalDescription, Sending, Track, write_offer};
 use super::srtp_egress::Rollover;
 use bytes::BytesMut;
 use rtc_crypto::RTCCryptoProvider;
+use rtc_shared::marshal::Unmarshal;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -29,9 +38,9 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_core::event::CloseReason;
-use switchboard_core::rtp_parameters::{MediaKind, RtpParameters};
-use switchboard_core::transport::{MediaSink, TransportIo, TransportState};
-use switchboard_core::{ConsumerId, Error, ErrorCode, Result};
+use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
+use switchboard_core::transport::{MediaSink, OfferOutcome, TransportIo, TransportState};
+use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result};
 
 /// One outgoing stream.
 struct OutStream {
@@ -64,6 +73,12 @@ struct Counters {
     rtcp_in: Cell<u64>,
     /// RTP from the client on a receive-only connection (nothing negotiated it).
     rtp_in_ignored: Cell<u64>,
+    /// RTP from the publisher, decrypted and handed to the router.
+    rtp_in: Cell<u64>,
+    /// Decrypted RTP that belongs to no accepted m-line, or does not parse.
+    rtp_in_unroutable: Cell<u64>,
+    /// SRTP or SRTCP from SSRCs beyond the connection's budget, dropped before decryption.
+    ssrc_limit_drops: Cell<u64>,
     srtp_failures: Cell<u64>,
     stun_refused: Cell<u64>,
     dtls_errors: Cell<u64>,
@@ -80,7 +95,16 @@ struct Negotiation {
     version: u64,
 }
 
-/// A receive connection of the native engine.
+/// Which way a native connection carries media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The server offers the router's consumers; the client answers.
+    Receive,
+    /// The client offers what it sends; the server answers and creates producers.
+    Publish,
+}
+
+/// A connection of the native engine.
 pub struct NativeConnection {
     key: Cell<u64>,
     net: Weak<Net>,
@@ -88,7 +112,15 @@ pub struct NativeConnection {
     certificate: Rc<Certificate>,
     crypto: Arc<dyn RTCCryptoProvider>,
     session_id: u64,
+    direction: Direction,
+    /// The router's capabilities: what a publisher's offer is answered with.
+    capabilities: RtpCapabilities,
     ice: RefCell<IceLite>,
+    /// The publisher's ICE username fragment in its last offer: a new one is an ICE restart.
+    remote_ufrag: RefCell<Option<String>>,
+    ingress: RefCell<Ingress>,
+    /// The producers of a publishing connection, by the mid of their m-line.
+    producers_by_mid: RefCell<HashMap<String, ProducerId>>,
     dtls: RefCell<Option<Dtls>>,
     srtp: RefCell<Option<SrtpContexts>>,
     tracks: RefCell<Vec<Track>>,
@@ -117,6 +149,8 @@ impl NativeConnection {
         io: Rc<dyn TransportIo>,
         certificate: Rc<Certificate>,
         consent_timeout: Duration,
+        direction: Direction,
+        capabilities: RtpCapabilities,
     ) -> Result<Rc<Self>> {
         let crypto = rtc_crypto::default_provider().map_err(failed)?;
         let (ufrag, pwd) = IceLite::credentials(crypto.as_ref());
@@ -128,7 +162,12 @@ impl NativeConnection {
             io,
             certificate,
             session_id: u64::from_be_bytes(id) >> 2,
+            direction,
+            capabilities,
             ice: RefCell::new(IceLite::new(ufrag.clone(), pwd, crypto.clone())),
+            remote_ufrag: RefCell::default(),
+            ingress: RefCell::default(),
+            producers_by_mid: RefCell::default(),
             crypto,
             dtls: RefCell::default(),
             srtp: RefCell::default(),
@@ -169,6 +208,11 @@ impl NativeConnection {
         kind: MediaKind,
         params: &RtpParameters,
     ) -> Result<()> {
+        if self.direction == Direction::Publish {
+            return Err(Error::invalid(
+                "a publishing connection (native engine) carries no consumers",
+            ));
+        }
         let ssrc = params
             .ssrc()
             .ok_or_else(|| Error::internal("consumer without an SSRC"))?;
@@ -240,6 +284,11 @@ impl NativeConnection {
     /// The server's offer for the current tracks; `None` while one is unanswered (unless
     /// `force`), in which case the change is offered after the answer.
     pub fn create_offer(&self, force: bool) -> Result<Option<String>> {
+        if self.direction == Direction::Publish {
+            return Err(Error::invalid(
+                "this is a publishing connection (native engine): the client offers on it",
+            ));
+        }
         let mut n = self.negotiation.borrow_mut();
         if !force && (!n.offered || n.awaiting_answer) {
             if n.offered {
@@ -346,6 +395,162 @@ impl NativeConnection {
         let mut n = self.negotiation.borrow_mut();
         n.awaiting_answer = false;
         Ok((std::mem::take(&mut n.pending), rejected))
+    }
+
+    /// Answers a publisher's offer: which of its sending m-lines become producers, and which
+    /// producers end. Nothing changes when the offer is refused, including for adding more
+    /// producers than `producer_slots`.
+    pub fn apply_offer(
+        self: &Rc<Self>,
+        sdp: &str,
+        producer_slots: Option<usize>,
+    ) -> Result<OfferOutcome> {
+        if self.direction == Direction::Receive {
+            return Err(Error::invalid(
+                "this is a receive connection (native engine): the server offers on it, it takes no offers",
+            ));
+        }
+        let offer = switchboard_sdp::parse(sdp)?;
+        switchboard_sdp::check_webrtc_offer(&offer)?;
+        let sections = switchboard_sdp::media_sections(&offer);
+        let first = sections.iter().find(|m| !m.rejected).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidSdp,
+                "every m-line of the offer is stopped",
+            )
+        })?;
+        // check_webrtc_offer saw both on every m-line that is not stopped.
+        let remote_ufrag = first.ice_ufrag.clone().unwrap_or_default();
+        let fingerprint = first
+            .fingerprints
+            .iter()
+            .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidSdp,
+                    "the offer has no sha-256 a=fingerprint",
+                )
+            })?
+            .value
+            .clone();
+        let restart = self
+            .remote_ufrag
+            .borrow()
+            .as_ref()
+            .is_some_and(|u| *u != remote_ufrag);
+        let net = self
+            .net
+            .upgrade()
+            .ok_or_else(|| failed("worker socket gone"))?;
+        // A client that restarts ICE gets fresh server credentials in the answer (RFC 8839
+        // §4.4.1.1.1); they take effect only once the answer is sure to go out.
+        let fresh = restart.then(|| IceLite::credentials(self.crypto.as_ref()));
+        let version = self.negotiation.borrow().version + 1;
+        let setup = match self.dtls.borrow().as_ref().map(Dtls::role) {
+            Some(Role::Client) => switchboard_sdp::Setup::Active,
+            Some(Role::Server) => switchboard_sdp::Setup::Passive,
+            None => answer_setup(first.setup),
+        };
+        let answer = {
+            let ice = self.ice.borrow();
+            let (ufrag, pwd) = match &fresh {
+                Some((u, p)) => (u.as_str(), p.as_str()),
+                None => (ice.ufrag(), ice.pwd()),
+            };
+            write_answer(
+                &LocalDescription {
+                    session_id: self.session_id,
+                    version,
+                    ufrag,
+                    pwd,
+                    fingerprint: self.certificate.fingerprint(),
+                    address: net.announced,
+                },
+                &offer,
+                &sections,
+                &self.capabilities,
+                setup,
+            )
+        };
+        let parsed = switchboard_sdp::parse(&answer)?;
+        let (new_producers, closed_producers) =
+            super::publish_diff(&offer, &parsed, &self.producers_by_mid.borrow())?;
+        if let Some(slots) = producer_slots.map(|s| s + closed_producers.len())
+            && new_producers.len() > slots
+        {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "producers per transport: the offer adds {} sending m-lines, room for {slots}",
+                    new_producers.len()
+                ),
+            ));
+        }
+
+        // Committed from here on.
+        if let Some((ufrag, pwd)) = fresh {
+            let old = self.local_ufrag();
+            self.ice.borrow_mut().restart(ufrag.clone(), pwd);
+            let weak: Weak<dyn NetConnection> = Rc::downgrade(self) as _;
+            net.rename(&old, &ufrag, weak);
+        }
+        self.ice.borrow_mut().set_remote_ufrag(&remote_ufrag);
+        *self.remote_ufrag.borrow_mut() = Some(remote_ufrag);
+        self.negotiation.borrow_mut().version = version;
+        {
+            let mut dtls = self.dtls.borrow_mut();
+            if dtls.is_none() {
+                let role = match setup {
+                    switchboard_sdp::Setup::Active => Role::Client,
+                    _ => Role::Server,
+                };
+                *dtls = Some(Dtls::new(
+                    &self.certificate,
+                    role,
+                    &fingerprint,
+                    self.crypto.clone(),
+                )?);
+            }
+        }
+        let mut extensions: Vec<(u8, String)> = Vec::new();
+        let accepted: Vec<Section> = sections
+            .iter()
+            .filter(|m| !m.rejected && m.direction.sends())
+            .filter_map(|m| {
+                let codecs = accepted_codecs(m, &self.capabilities);
+                if !codecs.iter().any(|c| !c.is_rtx()) {
+                    return None;
+                }
+                for (id, uri) in accepted_extensions(m, &self.capabilities) {
+                    if !extensions.iter().any(|(i, _)| *i == id) {
+                        extensions.push((id, uri.to_owned()));
+                    }
+                }
+                Some(Section {
+                    mid: m.mid.clone()?,
+                    codecs,
+                    ssrcs: m.ssrcs.iter().map(|s| (s.ssrc, s.rtx_ssrc)).collect(),
+                })
+            })
+            .collect();
+        self.ingress.borrow_mut().negotiated(accepted, extensions);
+        Ok(OfferOutcome {
+            answer,
+            new_producers,
+            closed_producers,
+        })
+    }
+
+    /// A producer of this publishing connection was created for the m-line `mid`.
+    pub fn producer_added(&self, id: ProducerId, mid: &str) {
+        self.producers_by_mid
+            .borrow_mut()
+            .insert(mid.to_owned(), id);
+    }
+
+    /// A producer of this publishing connection is gone.
+    pub fn producer_removed(&self, id: ProducerId) {
+        self.producers_by_mid.borrow_mut().retain(|_, p| *p != id);
     }
 
     /// New ICE credentials for the next offer.
@@ -456,7 +661,92 @@ impl NativeConnection {
         }
     }
 
-    fn on_srtcp(&self, data: &[u8]) {
+    /// Authenticated media from the client shows it is there as well as a check does
+    /// (libnice checks consent only every 25 s; receivers report every second or so).
+    fn heard(&self, now: Instant) {
+        self.last_heard.set(now);
+        if self.state.get() == TransportState::Disconnected {
+            self.set_state(TransportState::Connected);
+        }
+    }
+
+    /// Whether SRTP or SRTCP from the SSRC in the clear header may be decrypted (see
+    /// [`Ingress::admit`]); counted when not.
+    fn admit(&self, ssrc: Option<u32>) -> bool {
+        let admitted = ssrc.is_some_and(|ssrc| self.ingress.borrow_mut().admit(ssrc));
+        if !admitted {
+            self.counters
+                .ssrc_limit_drops
+                .set(self.counters.ssrc_limit_drops.get() + 1);
+        }
+        admitted
+    }
+
+    /// SRTP from a publisher: decrypted, parsed once, shown to the feedback generators and
+    /// handed to the router.
+    fn on_srtp(&self, net: &Net, data: &[u8], now: Instant) {
+        if !self.admit(read_u32(data, 8)) {
+            return;
+        }
+        let plain = match self.srtp.borrow_mut().as_mut() {
+            Some(srtp) => srtp.inbound.decrypt_rtp(data),
+            None => {
+                self.counters
+                    .srtp_failures
+                    .set(self.counters.srtp_failures.get() + 1);
+                return;
+            }
+        };
+        let Ok(plain) = plain else {
+            self.counters
+                .srtp_failures
+                .set(self.counters.srtp_failures.get() + 1);
+            return;
+        };
+        self.heard(now);
+        let parsed = rtc_rtp::Packet::unmarshal(&mut plain.freeze());
+        let routed = match parsed {
+            Ok(packet) => self.ingress.borrow_mut().on_rtp(packet, now),
+            Err(_) => None,
+        };
+        match routed {
+            Some(packet) => {
+                self.counters.rtp_in.set(self.counters.rtp_in.get() + 1);
+                self.io.on_rtp_packet(packet);
+            }
+            None => self
+                .counters
+                .rtp_in_unroutable
+                .set(self.counters.rtp_in_unroutable.get() + 1),
+        }
+        self.send_feedback(net);
+    }
+
+    /// Sends the feedback the ingress has due (NACK, reports, congestion feedback).
+    fn send_feedback(&self, net: &Net) {
+        let due = self.ingress.borrow_mut().take_feedback();
+        if due.is_empty() {
+            return;
+        }
+        let Some(to) = self.destination.get() else {
+            return;
+        };
+        for plain in due {
+            let encrypted = match self.srtp.borrow_mut().as_mut() {
+                Some(srtp) => srtp.outbound.encrypt_rtcp(&plain),
+                None => return,
+            };
+            if let Ok(packet) = encrypted {
+                net.send(&packet, to);
+                self.counters.rtcp_out.set(self.counters.rtcp_out.get() + 1);
+            }
+        }
+    }
+
+    fn on_srtcp(&self, data: &[u8], now: Instant) {
+        if !self.admit(read_u32(data, 4)) {
+            return;
+        }
         let plain = match self.srtp.borrow_mut().as_mut() {
             Some(srtp) => srtp.inbound.decrypt_rtcp(data),
             None => {
@@ -468,14 +758,13 @@ impl NativeConnection {
         };
         match plain {
             Ok(plain) => {
-                // Authenticated RTCP shows the client is there as well as a check does
-                // (libnice checks consent only every 25 s, and receivers report every second).
-                self.last_heard.set(Instant::now());
-                if self.state.get() == TransportState::Disconnected {
-                    self.set_state(TransportState::Connected);
-                }
+                self.heard(now);
                 self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
-                self.io.on_rtcp(plain.freeze());
+                let plain = plain.freeze();
+                if self.direction == Direction::Publish {
+                    self.ingress.borrow_mut().on_rtcp(&plain, now);
+                }
+                self.io.on_rtcp(plain);
             }
             Err(_) => self
                 .counters
@@ -504,6 +793,12 @@ impl NativeConnection {
         }
         let dtls = self.dtls.borrow().as_ref().and_then(Dtls::timeout);
         let mut next = self.consent_deadline();
+        if self.direction == Direction::Publish
+            && self.srtp.borrow().is_some()
+            && let Some(feedback) = self.ingress.borrow_mut().timeout()
+        {
+            next = next.min(feedback);
+        }
         if self.state.get() == TransportState::Connected {
             next = next.min(self.disconnect_deadline());
         }
@@ -624,8 +919,17 @@ impl NativeConnection {
             "rtp_packets_rejected": c.rtp_out_unknown_ssrc.get(),
             "rtcp_packets_sent": c.rtcp_out.get(),
             "rtcp_packets_received": c.rtcp_in.get(),
-            "rtp_packets_received": 0,
+            "direction": match self.direction {
+                Direction::Receive => "recv",
+                Direction::Publish => "send",
+            },
+            "rtp_packets_received": c.rtp_in.get(),
+            "rtp_packets_unroutable": c.rtp_in_unroutable.get(),
             "rtp_packets_ignored": c.rtp_in_ignored.get(),
+            "ssrc_limit_drops": c.ssrc_limit_drops.get(),
+            "remote_streams": self.ingress.borrow().stream_count(),
+            "feedback_sent": self.ingress.borrow().feedback_counts(),
+            "producers": self.producers_by_mid.borrow().len(),
             "srtp_failures": c.srtp_failures.get(),
             "stun_refused": c.stun_refused.get(),
             "dtls_errors": c.dtls_errors.get(),
@@ -690,7 +994,9 @@ impl NetConnection for NativeConnection {
             Some(128..=191) => {
                 let rtcp = data.get(1).is_some_and(|pt| (192..=223).contains(pt));
                 if rtcp {
-                    self.on_srtcp(&data);
+                    self.on_srtcp(&data, now);
+                } else if self.direction == Direction::Publish {
+                    self.on_srtp(&net, &data, now);
                 } else {
                     self.counters
                         .rtp_in_ignored
@@ -715,6 +1021,10 @@ impl NetConnection for NativeConnection {
         }
         if let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) {
             self.flush_dtls(&net, to);
+            if self.direction == Direction::Publish && self.srtp.borrow().is_some() {
+                self.ingress.borrow_mut().on_timeout(now);
+                self.send_feedback(&net);
+            }
         }
         if now >= self.consent_deadline() {
             // RFC 7675: without consent the server must stop sending.
@@ -746,6 +1056,12 @@ impl NetConnection for NativeConnection {
             self.io.on_gave_up(CloseReason::Crashed { message });
         }
     }
+}
+
+/// The big-endian `u32` at `at`, if the datagram is that long.
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Appends `packet` to `buf`; for a retransmission to a client without RTX (`unwrap`), as
