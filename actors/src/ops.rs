@@ -253,6 +253,7 @@ pub(crate) fn transport_request(
 ) -> Result<TransportRequestResult> {
     let outcome = with_plugin(room, transport, |t| t.request(method, params))??;
     close_rejected(room, &outcome.closed_consumers);
+    narrow_extensions(room, &outcome.consumer_extensions);
     let producers = apply_producer_changes(
         room,
         transport,
@@ -314,7 +315,15 @@ pub(crate) fn apply_offer(
 pub(crate) fn apply_answer(room: &RoomRef, transport: TransportId, sdp: &str) -> Result<bool> {
     let outcome = with_sdp_session(room, transport, |s| s.apply_answer(sdp))?;
     close_rejected(room, &outcome.rejected_consumers);
+    narrow_extensions(room, &outcome.consumer_extensions);
     Ok(outcome.renegotiate)
+}
+
+fn narrow_extensions(room: &RoomRef, consumers: &[(ConsumerId, Vec<u8>)]) {
+    let mut r = room.borrow_mut();
+    for (id, keep) in consumers {
+        r.forwarder.keep_consumer_extensions(*id, keep);
+    }
 }
 
 fn close_rejected(room: &RoomRef, consumers: &[ConsumerId]) {

@@ -134,6 +134,9 @@ pub struct RequestOutcome {
     pub closed_producers: Vec<ProducerId>,
     /// Consumers of this transport to close (the remote side rejected their tracks).
     pub closed_consumers: Vec<ConsumerId>,
+    /// Consumers whose receiver accepted fewer header extensions than they were given, with
+    /// the extension ids it accepted: the router writes no others for them.
+    pub consumer_extensions: Vec<(ConsumerId, Vec<u8>)>,
 }
 
 /// What applying a client's offer changed.
@@ -154,6 +157,9 @@ pub struct AnswerOutcome {
     pub renegotiate: bool,
     /// Consumers whose m-lines the client rejected: they are closed.
     pub rejected_consumers: Vec<ConsumerId>,
+    /// Consumers whose receiver accepted fewer header extensions than they were given, with
+    /// the extension ids it accepted: the router writes no others for them.
+    pub consumer_extensions: Vec<(ConsumerId, Vec<u8>)>,
 }
 
 /// A transport negotiated with SDP offer/answer, as WebRTC is: the client offers what it

@@ -198,8 +198,11 @@ async fn a_leg_with_fewer_extensions_than_the_publisher_gets_every_packet_and_re
             kept.push_str(line);
         }
     }
+    // (The native engine offers no MID extension on a receive leg: the SSRCs name the
+    // streams there.)
     assert!(
-        kept.contains(extension_uri::MID) && !kept.contains(extension_uri::TRANSPORT_WIDE_CC),
+        kept.contains(extension_uri::MID) == offer.contains(extension_uri::MID)
+            && !kept.contains(extension_uri::TRANSPORT_WIDE_CC),
         "the munged answer keeps mid alone: {kept}"
     );
     t.server

@@ -457,6 +457,24 @@ impl<S: MediaSink> Forwarder<S> {
         Ok(())
     }
 
+    /// Narrows the header extensions written for a consumer to the ids in `keep`: what its
+    /// receiver's answer accepted, when that is less than the consumer was given. Returns
+    /// false when the consumer does not exist.
+    pub fn keep_consumer_extensions(&mut self, id: ConsumerId, keep: &[u8]) -> bool {
+        let Some(pid) = self.consumers.get(&id) else {
+            return false;
+        };
+        let Some(c) = self
+            .producers
+            .get_mut(pid)
+            .and_then(|p| p.consumers.iter_mut().find(|c| c.id == id))
+        else {
+            return false;
+        };
+        c.map.keep_extensions(keep);
+        true
+    }
+
     /// Removes a consumer. Returns false when it did not exist.
     pub fn remove_consumer(&mut self, id: ConsumerId) -> bool {
         let Some(pid) = self.consumers.remove(&id) else {

@@ -50,6 +50,15 @@ impl IdMap {
     pub fn extension(&self, id: u8) -> Option<u8> {
         Some(self.ext[usize::from(id)]).filter(|&e| e != 0)
     }
+
+    /// Stops writing every consumer extension id not in `keep`.
+    pub fn keep_extensions(&mut self, keep: &[u8]) {
+        for e in self.ext.iter_mut() {
+            if !keep.contains(e) {
+                *e = 0;
+            }
+        }
+    }
 }
 
 const SEGMENT_WINDOW: u16 = 0x4000;

@@ -21,11 +21,11 @@
 //! Simulcast is not answered yet, so a simulcast offer falls back to one stream, which the
 //! router recognises by its mid.
 
-use super::offer::LocalDescription;
-use std::fmt::Write as _;
+use super::description::{Line, LocalDescription, Receiving, Track, write_description};
 use switchboard_core::negotiation::{MatchMode, codecs_match};
 use switchboard_core::rtp_parameters::{RtpCapabilities, RtpCodecParameters, extension_uri};
-use switchboard_sdp::{Direction, MediaSection, Sdp, Setup};
+use switchboard_core::{ConsumerId, Error, ErrorCode, Result};
+use switchboard_sdp::{MediaSection, Setup};
 
 /// The DTLS role the offer leaves the server, as the answer's `a=setup` says it.
 pub fn answer_setup(offer: Option<Setup>) -> Setup {
@@ -112,163 +112,150 @@ pub fn accepted_extensions<'a>(
         .collect()
 }
 
-/// Writes the server's answer to `offer` (whose m-lines are `sections`), taking the DTLS
-/// role `setup` (`active` or `passive`; see [`answer_setup`]; a re-offer keeps the role the
-/// first answer took, RFC 5763 §5).
-pub fn write_answer(
-    local: &LocalDescription<'_>,
-    offer: &Sdp,
+/// The connection's m-lines after a client's offer, and the consumers whose m-lines the
+/// client stopped: m-lines it already has keep their place (JSEP never reorders or drops
+/// them), new ones are appended; what the client sends is taken as [`accepted_codecs`] allows.
+///
+/// # Errors
+///
+/// [`ErrorCode::InvalidSdp`] when the offer drops or reorders m-lines of the connection.
+pub fn tracks_after_offer(
+    tracks: &[Track],
     sections: &[MediaSection],
     router: &RtpCapabilities,
+) -> Result<(Vec<Track>, Vec<ConsumerId>)> {
+    if sections.len() < tracks.len() {
+        return Err(Error::new(
+            ErrorCode::InvalidSdp,
+            format!(
+                "the offer has {} m-lines; the connection already has {} (m-lines are never removed)",
+                sections.len(),
+                tracks.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(sections.len());
+    let mut stopped_consumers = Vec::new();
+    for (i, m) in sections.iter().enumerate() {
+        let mid = m.mid.clone().unwrap_or_default();
+        let mut track = match tracks.get(i) {
+            Some(t) if t.mid != mid => {
+                return Err(Error::new(
+                    ErrorCode::InvalidSdp,
+                    format!(
+                        "line {}: {}: the connection's m-line at this place has mid {:?}",
+                        m.line,
+                        m.label(),
+                        t.mid
+                    ),
+                ));
+            }
+            Some(t) => t.clone(),
+            None => Track {
+                mid,
+                kind: m.kind,
+                media: m.media.clone(),
+                protocol: m.protocol.clone(),
+                sending: None,
+                receiving: None,
+                last_codecs: Vec::new(),
+                stopped: false,
+                server_line: false,
+            },
+        };
+        let new = i >= tracks.len();
+        let unsupported =
+            m.kind.is_none() && !(m.media == "application" && m.protocol.contains("SCTP"));
+        if m.rejected || track.stopped || unsupported {
+            if let Some(sending) = track.sending.take() {
+                stopped_consumers.push(sending.consumer);
+            }
+            track.receiving = None;
+            track.stopped = true;
+            out.push(track);
+            continue;
+        }
+        track.receiving = None;
+        if m.kind.is_some() && m.direction.sends() {
+            let codecs = accepted_codecs(m, router);
+            if codecs.iter().any(|c| !c.is_rtx()) {
+                track.last_codecs = codecs.clone();
+                track.receiving = Some(Receiving {
+                    codecs,
+                    extensions: accepted_extensions(m, router)
+                        .into_iter()
+                        .map(|(id, uri)| (id, uri.to_owned()))
+                        .collect(),
+                });
+            } else if new {
+                // Nothing the router routes: rejected, and stopped for good.
+                track.stopped = true;
+            }
+        } else if new && m.kind.is_some() {
+            // A new m-line the client only wants to receive on: nothing is sent on it until
+            // the server offers a stream there, which it never does on a client's m-line.
+            track.last_codecs = accepted_codecs(m, router);
+            if track.last_codecs.is_empty() {
+                track.stopped = true;
+            }
+        }
+        out.push(track);
+    }
+    Ok((out, stopped_consumers))
+}
+
+/// Writes the server's answer to an offer whose m-lines are `sections`, for the m-lines
+/// [`tracks_after_offer`] made of it, taking the DTLS role `setup` (`active` or `passive`; see
+/// [`answer_setup`]; a re-offer keeps the role the first negotiation settled, RFC 5763 §5).
+pub fn write_answer(
+    local: &LocalDescription<'_>,
+    sections: &[MediaSection],
+    tracks: &[Track],
     setup: Setup,
 ) -> String {
-    let mut s = String::with_capacity(1024 + sections.len() * 1024);
-    let ip = local.address.ip();
-    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let port = local.address.port();
-    let _ = write!(
-        s,
-        "v=0\r\no=- {} {} IN {family} {ip}\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n",
-        local.session_id, local.version
-    );
-    let answers: Vec<Answered> = sections.iter().map(|m| answer_section(m, router)).collect();
-    let bundle: Vec<&str> = offer
-        .bundle_mids()
+    let lines: Vec<Line<'_>> = tracks
         .iter()
-        .filter_map(|mid| {
-            sections
-                .iter()
-                .zip(&answers)
-                .find(|(m, a)| m.mid.as_deref() == Some(mid) && !matches!(a, Answered::Rejected))
-                .and_then(|(m, _)| m.mid.as_deref())
+        .zip(sections)
+        .map(|(track, m)| {
+            if track.stopped {
+                return Line::Stopped { track };
+            }
+            if track.kind.is_none() {
+                return Line::Application { track };
+            }
+            match (&track.sending, &track.receiving) {
+                (_, Some(receiving)) => Line::Receive { track, receiving },
+                (Some(sending), None) if m.direction.receives() => {
+                    let codecs: Vec<_> = sending
+                        .params
+                        .codecs
+                        .iter()
+                        .filter(|c| m.codecs.iter().any(|o| o.payload_type == c.payload_type))
+                        .collect();
+                    if codecs.iter().any(|c| !c.is_rtx()) {
+                        Line::Send {
+                            track,
+                            sending,
+                            codecs,
+                        }
+                    } else {
+                        Line::Inactive { track }
+                    }
+                }
+                _ => Line::Inactive { track },
+            }
         })
         .collect();
-    if !bundle.is_empty() {
-        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundle.join(" "));
-    }
-    s.push_str("a=msid-semantic: WMS\r\n");
     let setup = match setup {
         Setup::Active => "active",
         _ => "passive",
     };
-    let transport = |s: &mut String, mid: &str| {
-        let _ = write!(
-            s,
-            "c=IN {family} {ip}\r\na=mid:{mid}\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {}\r\na=setup:{setup}\r\n",
-            local.ufrag, local.pwd, local.fingerprint
-        );
-    };
-    let candidate =
-        format!("a=candidate:1 1 udp 2130706431 {ip} {port} typ host\r\na=end-of-candidates\r\n");
-    let descriptions = &offer.description().media_descriptions;
-    for ((m, answered), media) in sections.iter().zip(&answers).zip(descriptions) {
-        let mid = m.mid.as_deref().unwrap_or_default();
-        match answered {
-            Answered::Rejected => {
-                let format = media
-                    .media_name
-                    .formats
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or("0");
-                let _ = write!(
-                    s,
-                    "m={} 0 {} {format}\r\nc=IN {family} {ip}\r\n",
-                    m.media, m.protocol
-                );
-                if !mid.is_empty() {
-                    let _ = write!(s, "a=mid:{mid}\r\n");
-                }
-                s.push_str("a=inactive\r\n");
-            }
-            Answered::Application => {
-                let _ = write!(
-                    s,
-                    "m=application {port} {} webrtc-datachannel\r\n",
-                    m.protocol
-                );
-                transport(&mut s, mid);
-                s.push_str("a=sctp-port:5000\r\na=max-message-size:262144\r\n");
-                s.push_str(&candidate);
-            }
-            Answered::Media { codecs, direction } => {
-                let pts: Vec<String> = codecs.iter().map(|c| c.payload_type.to_string()).collect();
-                let _ = write!(
-                    s,
-                    "m={} {port} {} {}\r\n",
-                    m.media,
-                    m.protocol,
-                    pts.join(" ")
-                );
-                transport(&mut s, mid);
-                let _ = write!(s, "a={direction}\r\na=rtcp-mux\r\n");
-                if m.rtcp_rsize {
-                    s.push_str("a=rtcp-rsize\r\n");
-                }
-                for (id, uri) in accepted_extensions(m, router) {
-                    let _ = write!(s, "a=extmap:{id} {uri}\r\n");
-                }
-                for c in codecs {
-                    write_codec(&mut s, c);
-                }
-                s.push_str(&candidate);
-            }
-        }
-    }
-    s
-}
-
-/// How one m-line is answered.
-enum Answered {
-    Rejected,
-    Application,
-    Media {
-        codecs: Vec<RtpCodecParameters>,
-        direction: Direction,
-    },
-}
-
-fn answer_section(m: &MediaSection, router: &RtpCapabilities) -> Answered {
-    if m.rejected {
-        return Answered::Rejected;
-    }
-    if m.kind.is_none() {
-        return if m.media == "application" && m.protocol.contains("SCTP") {
-            Answered::Application
-        } else {
-            Answered::Rejected
-        };
-    }
-    let codecs = accepted_codecs(m, router);
-    if !codecs.iter().any(|c| !c.is_rtx()) {
-        return Answered::Rejected;
-    }
-    let direction = if m.direction.sends() {
-        Direction::RecvOnly
-    } else {
-        Direction::Inactive
-    };
-    Answered::Media { codecs, direction }
-}
-
-fn write_codec(s: &mut String, c: &RtpCodecParameters) {
-    let (_, name) = c.mime_type.split_once('/').unwrap_or(("", &c.mime_type));
-    let _ = write!(s, "a=rtpmap:{} {name}/{}", c.payload_type, c.clock_rate);
-    if let Some(ch) = c.channels.filter(|ch| *ch > 1) {
-        let _ = write!(s, "/{ch}");
-    }
-    s.push_str("\r\n");
-    let fmtp = super::engine::fmtp_line(&c.parameters);
-    if !fmtp.is_empty() {
-        let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", c.payload_type);
-    }
-    for fb in &c.rtcp_feedback {
-        let _ = write!(s, "a=rtcp-fb:{} {}", c.payload_type, fb.kind);
-        if !fb.parameter.is_empty() {
-            let _ = write!(s, " {}", fb.parameter);
-        }
-        s.push_str("\r\n");
-    }
+    write_description(local, setup, &lines, |track| {
+        sections
+            .iter()
+            .find(|m| m.mid.as_deref() == Some(track.mid.as_str()))
+            .is_some_and(|m| m.rtcp_rsize)
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +264,7 @@ mod tests {
     use std::collections::HashMap;
     use switchboard_core::negotiation::{default_router_codecs, router_capabilities};
     use switchboard_core::rtp_parameters::MediaKind;
+    use switchboard_sdp::{Direction, Sdp};
 
     fn offer(name: &str) -> String {
         let path = format!("{}/../fuzz/corpus/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -287,6 +275,7 @@ mod tests {
         let router = router_capabilities(&default_router_codecs()).expect("router capabilities");
         let offer = switchboard_sdp::parse(offer_text).expect("offer parses");
         let sections = switchboard_sdp::media_sections(&offer);
+        let (tracks, _) = tracks_after_offer(&[], &sections, &router).expect("tracks");
         let text = write_answer(
             &LocalDescription {
                 session_id: 7,
@@ -296,9 +285,8 @@ mod tests {
                 fingerprint: "AB:CD",
                 address: "127.0.0.1:40000".parse().expect("address"),
             },
-            &offer,
             &sections,
-            &router,
+            &tracks,
             answer_setup(sections.first().and_then(|m| m.setup)),
         );
         let parsed = switchboard_sdp::parse(&text)
@@ -398,9 +386,14 @@ mod tests {
         };
         let sections = switchboard_sdp::media_sections(&parsed);
         let router = router_capabilities(&default_router_codecs()).expect("router capabilities");
-        assert!(matches!(
-            answer_section(&sections[1], &router),
-            Answered::Rejected
-        ));
+        let (tracks, _) = tracks_after_offer(&[], &sections, &router).expect("tracks");
+        assert!(!tracks[0].stopped);
+        assert!(tracks[1].stopped, "an m-line of unknown media is rejected");
+        // A re-offer must keep the connection's m-lines in place.
+        let (first, _) = tracks_after_offer(&[], &sections[..1], &router).expect("tracks");
+        let mut reordered = sections.clone();
+        reordered.swap(0, 1);
+        assert!(tracks_after_offer(&first, &reordered, &router).is_err());
+        assert!(tracks_after_offer(&tracks, &sections[..1], &router).is_err());
     }
 }

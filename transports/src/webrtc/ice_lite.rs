@@ -126,6 +126,11 @@ impl IceLite {
         &self.local_pwd
     }
 
+    /// The client's ufrag, once its description said it.
+    pub fn remote_ufrag(&self) -> Option<&str> {
+        self.remote_ufrag.as_deref()
+    }
+
     /// Sets the client's ufrag from its description.
     pub fn set_remote_ufrag(&mut self, ufrag: &str) {
         self.remote_ufrag = Some(ufrag.to_owned());

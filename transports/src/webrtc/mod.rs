@@ -20,6 +20,7 @@
 
 pub mod answer;
 pub mod connection;
+pub mod description;
 pub mod dtls;
 pub mod engine;
 pub mod ice_lite;
@@ -198,16 +199,16 @@ impl TransportFactory for Factory {
             params("webrtc transport options", options)?
         };
         let direction = match options.direction.as_deref() {
-            None | Some("sendrecv") => None,
-            Some("recv") => Some(native::Direction::Receive),
-            Some("send") => Some(native::Direction::Publish),
+            None | Some("sendrecv") => native::Direction::Both,
+            Some("recv") => native::Direction::Receive,
+            Some("send") => native::Direction::Publish,
             Some(other) => {
                 return Err(Error::invalid(format!(
                     "webrtc transport options: direction {other:?} is not \"recv\", \"send\" or \"sendrecv\""
                 )));
             }
         };
-        if let (Some(direction), Some(certificate)) = (direction, &self.certificate) {
+        if let Some(certificate) = &self.certificate {
             let conn = native::NativeConnection::new(
                 &self.net,
                 ctx.io.clone(),
@@ -347,6 +348,7 @@ impl SdpSession for WebRtcTransport {
         Ok(AnswerOutcome {
             renegotiate,
             rejected_consumers,
+            ..Default::default()
         })
     }
 
@@ -463,7 +465,7 @@ fn sdp_request(
                     response: json!({ "type": "answer", "sdp": outcome.answer }),
                     new_producers: outcome.new_producers,
                     closed_producers: outcome.closed_producers,
-                    closed_consumers: Vec::new(),
+                    ..Default::default()
                 })
             },
         ),
@@ -478,6 +480,7 @@ fn sdp_request(
             Ok(RequestOutcome {
                 response: json!({ "renegotiate": outcome.renegotiate }),
                 closed_consumers: outcome.rejected_consumers,
+                consumer_extensions: outcome.consumer_extensions,
                 ..Default::default()
             })
         }),
@@ -507,19 +510,10 @@ impl SdpSession for NativeTransport {
 
     fn apply_answer(&mut self, sdp: &str) -> Result<AnswerOutcome> {
         let parsed = switchboard_sdp::parse(sdp)?;
-        let (renegotiate, rejected_consumers) = self.conn.apply_answer(&parsed)?;
-        Ok(AnswerOutcome {
-            renegotiate,
-            rejected_consumers,
-        })
+        self.conn.apply_answer(&parsed)
     }
 
     fn restart_ice(&mut self) -> Result<String> {
-        if self.direction == native::Direction::Publish {
-            return Err(Error::invalid(
-                "a publishing connection (native engine) restarts ICE with the client's offer",
-            ));
-        }
         self.conn.restart_ice();
         self.conn
             .create_offer(true)?
@@ -529,23 +523,15 @@ impl SdpSession for NativeTransport {
 
 impl Transport for NativeTransport {
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
-        match self.direction {
-            // RTX included: the router's NACK answers go out on each consumer's RTX stream,
-            // which the server's offer declares (`a=ssrc-group:FID`).
-            native::Direction::Receive => router.clone(),
-            // A publishing connection takes no consumers.
-            native::Direction::Publish => RtpCapabilities::default(),
-        }
+        self.conn.receive_capabilities(router)
     }
 
     fn local_parameters(&self) -> Value {
         json!({
             "ice": { "lite": true, "ufrag": self.conn.local_ufrag() },
+            "candidates": self.conn.candidate().into_iter().collect::<Vec<_>>(),
             "engine": "native",
-            "direction": match self.direction {
-                native::Direction::Receive => "recv",
-                native::Direction::Publish => "send",
-            },
+            "direction": self.direction.as_str(),
         })
     }
 

@@ -20,7 +20,7 @@
 //! "recv"}` or `{"direction": "send"}`). A connection that carries both directions keeps the
 //! peer-connection engine for now.
 
-use super::answer::{accepted_codecs, accepted_extensions, answer_setup, write_answer};
+use super::answer::{answer_setup, tracks_after_offer, write_answer};
 use super::dtls::{Certificate, Dtls, DtlsEvent, Role, SrtpContexts};
 use super::ice_lite::IceLite;
 use super::ingress::{Ingress, Section};
@@ -39,7 +39,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_core::event::CloseReason;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
-use switchboard_core::transport::{MediaSink, OfferOutcome, TransportIo, TransportState};
+use switchboard_core::transport::{
+    AnswerOutcome, MediaSink, OfferOutcome, TransportIo, TransportState,
+};
 use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result};
 
 /// One outgoing stream.
@@ -95,13 +97,29 @@ struct Negotiation {
     version: u64,
 }
 
-/// Which way a native connection carries media.
+/// Which way a native connection was made to carry media. Every connection can do both
+/// (client offers add producers, consumers make the server offer); the direction decides
+/// how it starts and what its statistics say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
-    /// The server offers the router's consumers; the client answers.
+    /// Made for the server to offer the router's consumers (`"recv"`): its first offer starts
+    /// with a data-channel m-line, so that it connects before the first track.
     Receive,
-    /// The client offers what it sends; the server answers and creates producers.
+    /// Made for the client to offer what it sends (`"send"`).
     Publish,
+    /// Both (`"sendrecv"`, the default): one connection per peer.
+    Both,
+}
+
+impl Direction {
+    /// As the `direction` option spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Receive => "recv",
+            Direction::Publish => "send",
+            Direction::Both => "sendrecv",
+        }
+    }
 }
 
 /// A connection of the native engine.
@@ -116,8 +134,6 @@ pub struct NativeConnection {
     /// The router's capabilities: what a publisher's offer is answered with.
     capabilities: RtpCapabilities,
     ice: RefCell<IceLite>,
-    /// The publisher's ICE username fragment in its last offer: a new one is an ICE restart.
-    remote_ufrag: RefCell<Option<String>>,
     ingress: RefCell<Ingress>,
     /// The producers of a publishing connection, by the mid of their m-line.
     producers_by_mid: RefCell<HashMap<String, ProducerId>>,
@@ -165,13 +181,16 @@ impl NativeConnection {
             direction,
             capabilities,
             ice: RefCell::new(IceLite::new(ufrag.clone(), pwd, crypto.clone())),
-            remote_ufrag: RefCell::default(),
             ingress: RefCell::default(),
             producers_by_mid: RefCell::default(),
             crypto,
             dtls: RefCell::default(),
             srtp: RefCell::default(),
-            tracks: RefCell::default(),
+            tracks: RefCell::new(if direction == Direction::Receive {
+                vec![Track::application(super::offer::APPLICATION_MID.to_owned())]
+            } else {
+                Vec::new()
+            }),
             by_ssrc: RefCell::default(),
             negotiation: RefCell::default(),
             state: Cell::new(TransportState::New),
@@ -195,9 +214,105 @@ impl NativeConnection {
         self.ice.borrow().ufrag().to_owned()
     }
 
+    /// The connection's one ICE candidate (the worker socket's announced address), as an
+    /// `a=candidate` value.
+    pub fn candidate(&self) -> Option<String> {
+        let address = self.net.upgrade()?.announced;
+        Some(format!(
+            "candidate:1 1 udp 2130706431 {} {} typ host",
+            address.ip(),
+            address.port()
+        ))
+    }
+
     /// Current connection state.
     pub fn state(&self) -> TransportState {
         self.state.get()
+    }
+
+    /// What a consumer on this connection may use: the router's capabilities (RTX included:
+    /// the router's NACK answers go out on each consumer's RTX stream, which the server's
+    /// offer declares), renumbered to the client's own payload types and extension ids once
+    /// the client has offered. Every m-line of a BUNDLE group shares one payload-type and
+    /// extension-id space, so a consumer must not give a number the client's own m-lines
+    /// already gave another meaning; codecs that would collide are left out.
+    pub fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
+        use switchboard_core::negotiation::{MatchMode, codecs_match};
+        let tracks = self.tracks.borrow();
+        let client: Vec<&switchboard_core::rtp_parameters::RtpCodecParameters> = tracks
+            .iter()
+            .filter(|t| !t.server_line)
+            .flat_map(|t| t.last_codecs.iter())
+            .collect();
+        if client.is_empty() {
+            return router.clone();
+        }
+        let mut caps = router.clone();
+        let mut renumbered: HashMap<u8, u8> = HashMap::new();
+        for c in caps
+            .codecs
+            .iter_mut()
+            .filter(|c| !c.mime_type.eq_ignore_ascii_case("video/rtx"))
+        {
+            let theirs = client
+                .iter()
+                .find(|o| !o.is_rtx() && codecs_match(**o, &*c, MatchMode::Strict));
+            if let (Some(theirs), Some(ours)) = (theirs, c.preferred_payload_type) {
+                renumbered.insert(ours, theirs.payload_type);
+                c.preferred_payload_type = Some(theirs.payload_type);
+            }
+        }
+        for c in caps
+            .codecs
+            .iter_mut()
+            .filter(|c| c.mime_type.eq_ignore_ascii_case("video/rtx"))
+        {
+            let apt = c
+                .parameters
+                .get("apt")
+                .and_then(|v| v.as_u32())
+                .and_then(|a| u8::try_from(a).ok());
+            let Some(new_apt) = apt.and_then(|a| renumbered.get(&a)).copied() else {
+                continue;
+            };
+            c.parameters
+                .insert("apt".to_owned(), u32::from(new_apt).into());
+            if let Some(theirs) = client
+                .iter()
+                .find(|o| o.is_rtx() && o.apt() == Some(new_apt))
+            {
+                c.preferred_payload_type = Some(theirs.payload_type);
+            }
+        }
+        // Whatever still has the router's number must not collide with the client's.
+        let taken: Vec<u8> = client.iter().map(|c| c.payload_type).collect();
+        caps.codecs.retain(|c| {
+            c.preferred_payload_type.is_none_or(|pt| {
+                !taken.contains(&pt)
+                    || client.iter().any(|o| {
+                        o.payload_type == pt
+                            && switchboard_core::rtp_parameters::mime_eq(&o.mime_type, &c.mime_type)
+                    })
+            })
+        });
+        let extensions: Vec<(u8, String)> = tracks
+            .iter()
+            .filter_map(|t| t.receiving.as_ref())
+            .flat_map(|r| r.extensions.iter().cloned())
+            .collect();
+        for e in caps.header_extensions.iter_mut() {
+            if let Some((id, _)) = extensions.iter().find(|(_, uri)| *uri == e.uri) {
+                e.preferred_id = *id;
+            }
+        }
+        let ids: Vec<u8> = extensions.iter().map(|(id, _)| *id).collect();
+        caps.header_extensions.retain(|e| {
+            !ids.contains(&e.preferred_id)
+                || extensions
+                    .iter()
+                    .any(|(id, uri)| *id == e.preferred_id && *uri == e.uri)
+        });
+        caps
     }
 
     /// Adds a consumer's track: on an idle m-line of its kind if there is one, else on a new
@@ -208,11 +323,6 @@ impl NativeConnection {
         kind: MediaKind,
         params: &RtpParameters,
     ) -> Result<()> {
-        if self.direction == Direction::Publish {
-            return Err(Error::invalid(
-                "a publishing connection (native engine) carries no consumers",
-            ));
-        }
         let ssrc = params
             .ssrc()
             .ok_or_else(|| Error::internal("consumer without an SSRC"))?;
@@ -221,24 +331,23 @@ impl NativeConnection {
             consumer: id,
             params: params.clone(),
         };
-        let index = match tracks
-            .iter()
-            .position(|t| t.kind == kind && t.sending.is_none())
-        {
-            Some(i) => {
-                tracks[i].sending = Some(sending);
-                i
-            }
+        let idle = tracks.iter().position(|t| {
+            t.server_line
+                && !t.stopped
+                && t.kind == Some(kind)
+                && t.sending.is_none()
+                && t.receiving.is_none()
+        });
+        let index = match idle {
+            Some(i) => i,
             None => {
-                let mid = (tracks.len() + 1).to_string();
-                tracks.push(Track {
-                    mid,
-                    kind,
-                    sending: Some(sending),
-                });
+                let mid = free_mid(&tracks);
+                tracks.push(Track::server(mid, kind));
                 tracks.len() - 1
             }
         };
+        tracks[index].last_codecs = params.codecs.clone();
+        tracks[index].sending = Some(sending);
         // Retransmissions go out on the RTX stream the offer declares, with its own sequence
         // numbers and so its own rollover counter.
         let mut streams = self.by_ssrc.borrow_mut();
@@ -284,11 +393,6 @@ impl NativeConnection {
     /// The server's offer for the current tracks; `None` while one is unanswered (unless
     /// `force`), in which case the change is offered after the answer.
     pub fn create_offer(&self, force: bool) -> Result<Option<String>> {
-        if self.direction == Direction::Publish {
-            return Err(Error::invalid(
-                "this is a publishing connection (native engine): the client offers on it",
-            ));
-        }
         let mut n = self.negotiation.borrow_mut();
         if !force && (!n.offered || n.awaiting_answer) {
             if n.offered {
@@ -319,9 +423,10 @@ impl NativeConnection {
         Ok(Some(sdp))
     }
 
-    /// Applies the client's answer; returns whether another offer is due and the consumers
-    /// whose m-lines the client rejected.
-    pub fn apply_answer(&self, answer: &switchboard_sdp::Sdp) -> Result<(bool, Vec<ConsumerId>)> {
+    /// Applies the client's answer: whether another offer is due, the consumers whose
+    /// m-lines the client rejected, and those whose m-lines kept fewer header extensions than
+    /// the offer gave them.
+    pub fn apply_answer(&self, answer: &switchboard_sdp::Sdp) -> Result<AnswerOutcome> {
         if !self.negotiation.borrow().awaiting_answer {
             return Err(Error::invalid(
                 "no offer is waiting for an answer on this connection",
@@ -392,12 +497,35 @@ impl NativeConnection {
                 }
             }
         }
+        let consumer_extensions: Vec<(ConsumerId, Vec<u8>)> = {
+            let tracks = self.tracks.borrow();
+            tracks
+                .iter()
+                .filter_map(|t| {
+                    let sending = t.sending.as_ref()?;
+                    let m = sections
+                        .iter()
+                        .find(|m| !m.rejected && m.mid.as_deref() == Some(t.mid.as_str()))?;
+                    let kept: Vec<u8> = m.header_extensions.iter().map(|e| e.id).collect();
+                    let narrower = sending
+                        .params
+                        .header_extensions
+                        .iter()
+                        .any(|e| !kept.contains(&e.id));
+                    narrower.then_some((sending.consumer, kept))
+                })
+                .collect()
+        };
         let mut n = self.negotiation.borrow_mut();
         n.awaiting_answer = false;
-        Ok((std::mem::take(&mut n.pending), rejected))
+        Ok(AnswerOutcome {
+            renegotiate: std::mem::take(&mut n.pending),
+            rejected_consumers: rejected,
+            consumer_extensions,
+        })
     }
 
-    /// Answers a publisher's offer: which of its sending m-lines become producers, and which
+    /// Answers a client's offer: which of its sending m-lines become producers, and which
     /// producers end. Nothing changes when the offer is refused, including for adding more
     /// producers than `producer_slots`.
     pub fn apply_offer(
@@ -405,9 +533,9 @@ impl NativeConnection {
         sdp: &str,
         producer_slots: Option<usize>,
     ) -> Result<OfferOutcome> {
-        if self.direction == Direction::Receive {
+        if self.negotiation.borrow().awaiting_answer {
             return Err(Error::invalid(
-                "this is a receive connection (native engine): the server offers on it, it takes no offers",
+                "the server's offer on this connection is waiting for its answer: answer it (or roll it back with a fresh webrtc.subscribe) before offering",
             ));
         }
         let offer = switchboard_sdp::parse(sdp)?;
@@ -433,15 +561,14 @@ impl NativeConnection {
             })?
             .value
             .clone();
-        let restart = self
-            .remote_ufrag
-            .borrow()
-            .as_ref()
-            .is_some_and(|u| *u != remote_ufrag);
+        let known_ufrag = self.ice.borrow().remote_ufrag().map(str::to_owned);
+        let restart = known_ufrag.is_some_and(|u| u != remote_ufrag);
         let net = self
             .net
             .upgrade()
             .ok_or_else(|| failed("worker socket gone"))?;
+        let (tracks, stopped_consumers) =
+            tracks_after_offer(&self.tracks.borrow(), &sections, &self.capabilities)?;
         // A client that restarts ICE gets fresh server credentials in the answer (RFC 8839
         // §4.4.1.1.1); they take effect only once the answer is sure to go out.
         let fresh = restart.then(|| IceLite::credentials(self.crypto.as_ref()));
@@ -466,9 +593,8 @@ impl NativeConnection {
                     fingerprint: self.certificate.fingerprint(),
                     address: net.announced,
                 },
-                &offer,
                 &sections,
-                &self.capabilities,
+                &tracks,
                 setup,
             )
         };
@@ -495,8 +621,6 @@ impl NativeConnection {
             net.rename(&old, &ufrag, weak);
         }
         self.ice.borrow_mut().set_remote_ufrag(&remote_ufrag);
-        *self.remote_ufrag.borrow_mut() = Some(remote_ufrag);
-        self.negotiation.borrow_mut().version = version;
         {
             let mut dtls = self.dtls.borrow_mut();
             if dtls.is_none() {
@@ -513,27 +637,36 @@ impl NativeConnection {
             }
         }
         let mut extensions: Vec<(u8, String)> = Vec::new();
-        let accepted: Vec<Section> = sections
+        let receiving: Vec<Section> = tracks
             .iter()
-            .filter(|m| !m.rejected && m.direction.sends())
-            .filter_map(|m| {
-                let codecs = accepted_codecs(m, &self.capabilities);
-                if !codecs.iter().any(|c| !c.is_rtx()) {
-                    return None;
-                }
-                for (id, uri) in accepted_extensions(m, &self.capabilities) {
-                    if !extensions.iter().any(|(i, _)| *i == id) {
-                        extensions.push((id, uri.to_owned()));
+            .filter_map(|t| {
+                let r = t.receiving.as_ref()?;
+                for (id, uri) in &r.extensions {
+                    if !extensions.iter().any(|(i, _)| i == id) {
+                        extensions.push((*id, uri.clone()));
                     }
                 }
+                let m = sections.iter().find(|m| m.mid.as_deref() == Some(&t.mid))?;
                 Some(Section {
-                    mid: m.mid.clone()?,
-                    codecs,
+                    mid: t.mid.clone(),
+                    codecs: r.codecs.clone(),
                     ssrcs: m.ssrcs.iter().map(|s| (s.ssrc, s.rtx_ssrc)).collect(),
                 })
             })
             .collect();
-        self.ingress.borrow_mut().negotiated(accepted, extensions);
+        self.ingress.borrow_mut().negotiated(receiving, extensions);
+        if !stopped_consumers.is_empty() {
+            // Their m-lines are stopped: nothing of theirs can reach the client any more.
+            tracing::debug!(consumers = ?stopped_consumers, "the client stopped consumers' m-lines");
+        }
+        *self.tracks.borrow_mut() = tracks;
+        {
+            let tracks = self.tracks.borrow();
+            self.by_ssrc
+                .borrow_mut()
+                .retain(|_, s| tracks.get(s.track).is_some_and(|t| t.sending.is_some()));
+        }
+        self.negotiation.borrow_mut().version = version;
         Ok(OfferOutcome {
             answer,
             new_producers,
@@ -661,6 +794,11 @@ impl NativeConnection {
         }
     }
 
+    /// Whether the client sends anything on this connection (an m-line it sends on).
+    fn receives(&self) -> bool {
+        self.tracks.borrow().iter().any(|t| t.receiving.is_some())
+    }
+
     /// Authenticated media from the client shows it is there as well as a check does
     /// (libnice checks consent only every 25 s; receivers report every second or so).
     fn heard(&self, now: Instant) {
@@ -761,7 +899,7 @@ impl NativeConnection {
                 self.heard(now);
                 self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
                 let plain = plain.freeze();
-                if self.direction == Direction::Publish {
+                if self.receives() {
                     self.ingress.borrow_mut().on_rtcp(&plain, now);
                 }
                 self.io.on_rtcp(plain);
@@ -793,7 +931,7 @@ impl NativeConnection {
         }
         let dtls = self.dtls.borrow().as_ref().and_then(Dtls::timeout);
         let mut next = self.consent_deadline();
-        if self.direction == Direction::Publish
+        if self.receives()
             && self.srtp.borrow().is_some()
             && let Some(feedback) = self.ingress.borrow_mut().timeout()
         {
@@ -919,10 +1057,7 @@ impl NativeConnection {
             "rtp_packets_rejected": c.rtp_out_unknown_ssrc.get(),
             "rtcp_packets_sent": c.rtcp_out.get(),
             "rtcp_packets_received": c.rtcp_in.get(),
-            "direction": match self.direction {
-                Direction::Receive => "recv",
-                Direction::Publish => "send",
-            },
+            "direction": self.direction.as_str(),
             "rtp_packets_received": c.rtp_in.get(),
             "rtp_packets_unroutable": c.rtp_in_unroutable.get(),
             "rtp_packets_ignored": c.rtp_in_ignored.get(),
@@ -995,7 +1130,7 @@ impl NetConnection for NativeConnection {
                 let rtcp = data.get(1).is_some_and(|pt| (192..=223).contains(pt));
                 if rtcp {
                     self.on_srtcp(&data, now);
-                } else if self.direction == Direction::Publish {
+                } else if self.receives() {
                     self.on_srtp(&net, &data, now);
                 } else {
                     self.counters
@@ -1021,7 +1156,7 @@ impl NetConnection for NativeConnection {
         }
         if let (Some(net), Some(to)) = (self.net.upgrade(), self.destination.get()) {
             self.flush_dtls(&net, to);
-            if self.direction == Direction::Publish && self.srtp.borrow().is_some() {
+            if self.receives() && self.srtp.borrow().is_some() {
                 self.ingress.borrow_mut().on_timeout(now);
                 self.send_feedback(&net);
             }
@@ -1056,6 +1191,15 @@ impl NetConnection for NativeConnection {
             self.io.on_gave_up(CloseReason::Crashed { message });
         }
     }
+}
+
+/// The smallest number not yet a mid of `tracks`, as a mid: what the next m-line the server
+/// opens is called (clients pick theirs the same way, avoiding every mid in the session).
+fn free_mid(tracks: &[Track]) -> String {
+    (0..)
+        .map(|n: usize| n.to_string())
+        .find(|mid| tracks.iter().all(|t| t.mid != *mid))
+        .unwrap_or_default()
 }
 
 /// The big-endian `u32` at `at`, if the datagram is that long.
