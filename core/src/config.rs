@@ -139,9 +139,9 @@ pub struct WebRtcConfig {
     /// `dtls_closed`) stays in the room before it leaves with the same reason, in
     /// milliseconds; 0 keeps it until the backend removes it.
     pub peer_timeout_ms: u64,
-    /// Which engine runs receive connections: `pc` (a general-purpose peer connection, the
-    /// default) or `native` (the server's own ICE-lite, DTLS and SRTP; experimental, for
-    /// measuring the two side by side). Publishing connections use `pc` either way.
+    /// Which engine runs WebRTC connections. Only `native` remains (the server's own
+    /// ICE-lite, DTLS and SRTP); the setting is kept so that configurations that name it
+    /// still load, and `pc` (the general-purpose peer connection, removed) is refused.
     pub engine: String,
 }
 
@@ -154,7 +154,7 @@ impl Default for WebRtcConfig {
             port_max: 40_099,
             consent_timeout_ms: 30_000,
             peer_timeout_ms: 10_000,
-            engine: "pc".to_owned(),
+            engine: "native".to_owned(),
         }
     }
 }
@@ -799,10 +799,13 @@ impl Config {
             }
         }
         p.at_least("webrtc.consent_timeout_ms", webrtc.consent_timeout_ms, 100);
-        if !matches!(webrtc.engine.as_str(), "pc" | "native") {
+        if webrtc.engine != "native" {
             p.push(
                 "webrtc.engine",
-                format!("must be \"pc\" or \"native\", got {:?}", webrtc.engine),
+                format!(
+                    "must be \"native\" (the peer-connection engine \"pc\" was removed; the setting can be left out), got {:?}",
+                    webrtc.engine
+                ),
             );
         }
 

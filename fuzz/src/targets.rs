@@ -54,7 +54,7 @@ pub fn rpc_frame(data: &[u8]) {
 
 /// The SDP bridge: limits, parsing, the WebRTC offer checks, and what publishing derives
 /// from an offer (its m-lines, producer parameters, the publish diff against itself as the
-/// answer).
+/// answer, the server's own answer and the diff against it).
 pub fn sdp(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -77,6 +77,32 @@ pub fn sdp(data: &[u8]) {
     }
     let _ = switchboard_sdp::accepted_mids(&parsed);
     let _ = switchboard_transports::webrtc::publish_diff(&parsed, &parsed, &HashMap::new());
+    // The server's own answer to it, as a publishing connection writes it.
+    use switchboard_transports::webrtc::{answer, description::LocalDescription};
+    if let (Ok(router), true) = (
+        switchboard_core::negotiation::router_capabilities(
+            &switchboard_core::negotiation::default_router_codecs(),
+        ),
+        switchboard_sdp::check_webrtc_offer(&parsed).is_ok(),
+    ) && let Ok((tracks, _)) = answer::tracks_after_offer(&[], &sections, &router)
+    {
+        let text = answer::write_answer(
+            &LocalDescription {
+                session_id: 1,
+                version: 1,
+                ufrag: "fuzzufrag",
+                pwd: "fuzzpasswordfuzzpassword",
+                fingerprint: "AB:CD",
+                address: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
+            },
+            &sections,
+            &tracks,
+            answer::answer_setup(sections.first().and_then(|m| m.setup)),
+        );
+        if let Ok(answer) = switchboard_sdp::parse(&text) {
+            let _ = switchboard_transports::webrtc::publish_diff(&parsed, &answer, &HashMap::new());
+        }
+    }
 }
 
 #[derive(Clone, Default)]

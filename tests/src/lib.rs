@@ -63,23 +63,8 @@ pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer
 
 /// Starts a server with `workers` workers and both the direct and the WebRTC plugin, the
 /// latter on loopback with OS-chosen ports.
-///
-/// `SWITCHBOARD_TEST_WEBRTC_ENGINE=native` runs receive connections on the native engine
-/// instead, so that every test written against the peer-connection engine can be run
-/// against the native one.
 pub fn start_webrtc(workers: usize) -> TestServer {
-    let native = std::env::var("SWITCHBOARD_TEST_WEBRTC_ENGINE").is_ok_and(|e| e == "native");
-    start_webrtc_engine(workers, native)
-}
-
-/// Like [`start_webrtc`], with receive connections on the native engine when `native`
-/// (`webrtc.engine = "native"`).
-pub fn start_webrtc_engine(workers: usize, native: bool) -> TestServer {
-    let mut config = webrtc_config(workers);
-    if native {
-        config.webrtc.engine = "native".into();
-    }
-    start_webrtc_with(config)
+    start_webrtc_with(webrtc_config(workers))
 }
 
 /// A configuration for WebRTC tests: `workers` workers, each WebRTC socket on a port the OS

@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchboard_core::PeerId;
 use switchboard_tests::peer_process::{PeerProcess, count, grew};
 use switchboard_tests::relay::Relay;
-use switchboard_tests::{server_candidate, start_webrtc_engine};
+use switchboard_tests::{server_candidate, start_webrtc};
 
 /// Random loss on the subscriber's leg while the drill runs.
 const LOSS: f64 = 0.05;
@@ -32,20 +32,11 @@ fn counter(stats: &Value, key: &str) -> u64 {
     stats["counters"][key].as_u64().unwrap_or(0)
 }
 
+/// Retransmissions go out on the RTX stream the server's offer declares: the browser must
+/// take them as repairs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_storm() {
-    drill(false).await;
-}
-
-/// The same drill with the viewer on the native engine, whose retransmissions go out on the
-/// RTX stream its offer declares: the browser must take them as repairs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_native_engine_repairs_loss_with_rtx() {
-    drill(true).await;
-}
-
-async fn drill(native: bool) {
-    let t = start_webrtc_engine(1, native);
+    let t = start_webrtc(1);
     let room = t.room().await;
     let mut browser = PeerProcess::chromium();
 
@@ -151,8 +142,7 @@ async fn drill(native: bool) {
         "publisher_plis": grew(&before, &after, "publisher", "pliCount"),
     });
     // One line for docs/security.md's drill results.
-    let engine = if native { "native" } else { "pc" };
-    eprintln!("loss drill ({engine} engine): {summary}");
+    eprintln!("loss drill: {summary}");
 
     // Before the drill: the subscriber's start. Its first keyframe is requested once its
     // connection is up, so nothing it gets first is undecodable (it was 13-14 frames dropped
@@ -177,20 +167,18 @@ async fn drill(native: bool) {
         resent > 0,
         "the server answered no NACK with a retransmission: {summary}"
     );
-    if native {
-        // The repairs went out on the RTX stream the native offer declared, so the browser
-        // counts the media stream's lost packets even though it decoded every frame (on the
-        // media SSRC, as the peer-connection engine sends them, repairs fill the gaps).
-        let video = t.server.dump_consumer(video_consumer).await.expect("dump");
-        assert!(
-            video["rtp_parameters"]["encodings"][0]["rtx"]["ssrc"].is_u64(),
-            "the native viewer's video consumer has an RTX stream: {video}"
-        );
-        assert!(
-            grew(&before, &after, "subscriber", "packetsLost") > 0,
-            "repairs arrived on the media SSRC, not on RTX: {summary}"
-        );
-    }
+    // The repairs went out on the RTX stream the offer declared, so the browser counts the
+    // media stream's lost packets even though it decoded every frame (repairs sent on the
+    // media SSRC would fill the gaps).
+    let video = t.server.dump_consumer(video_consumer).await.expect("dump");
+    assert!(
+        video["rtp_parameters"]["encodings"][0]["rtx"]["ssrc"].is_u64(),
+        "the viewer's video consumer has an RTX stream: {video}"
+    );
+    assert!(
+        grew(&before, &after, "subscriber", "packetsLost") > 0,
+        "repairs arrived on the media SSRC, not on RTX: {summary}"
+    );
     assert!(
         keyframe_requests <= MAX_KEYFRAME_REQUESTS,
         "a keyframe-request storm: {summary}"

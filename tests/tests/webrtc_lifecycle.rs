@@ -13,17 +13,9 @@ use switchboard_tests::*;
 const CONSENT_TIMEOUT_MS: u64 = 5_000;
 
 fn start() -> TestServer {
-    start_engine(false)
-}
-
-/// With receive connections on the native engine when `native`.
-fn start_engine(native: bool) -> TestServer {
     let mut config = webrtc_config(1);
     config.webrtc.consent_timeout_ms = CONSENT_TIMEOUT_MS;
     config.webrtc.peer_timeout_ms = 300;
-    if native {
-        config.webrtc.engine = "native".into();
-    }
     start_webrtc_with(config)
 }
 
@@ -128,17 +120,7 @@ async fn wait_within(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_killed_mid_call_is_cleaned_up_by_the_server_and_the_room_carries_on() {
-    killed_browser(false).await;
-}
-
-/// The same with the browser's receive connection (and Bob's) on the native engine.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_killed_mid_call_is_cleaned_up_with_the_native_engine_too() {
-    killed_browser(true).await;
-}
-
-async fn killed_browser(native: bool) {
-    let t = start_engine(native);
+    let t = start();
     let room = t.room().await;
     let mut events = t.server.subscribe_room(room);
 

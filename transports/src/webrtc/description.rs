@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use switchboard_core::ConsumerId;
 use switchboard_core::rtp_parameters::{
-    MediaKind, RtpCodecParameters, RtpParameters, extension_uri,
+    CodecParameters, MediaKind, RtpCodecParameters, RtpParameters, extension_uri,
 };
 
 /// One m-line of a connection.
@@ -321,7 +321,7 @@ pub fn write_codec(s: &mut String, c: &RtpCodecParameters) {
         let _ = write!(s, "/{ch}");
     }
     s.push_str("\r\n");
-    let fmtp = super::engine::fmtp_line(&c.parameters);
+    let fmtp = fmtp_line(&c.parameters);
     if !fmtp.is_empty() {
         let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", c.payload_type);
     }
@@ -332,6 +332,15 @@ pub fn write_codec(s: &mut String, c: &RtpCodecParameters) {
         }
         s.push_str("\r\n");
     }
+}
+
+/// `a=fmtp` text for codec parameters, in the deterministic order they are stored in.
+pub fn fmtp_line(parameters: &CodecParameters) -> String {
+    parameters
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_text()))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// A codec for an m-line that never carried one (an m-line must list a payload type).

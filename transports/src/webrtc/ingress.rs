@@ -13,12 +13,12 @@
 //! repairs, so that a repaired gap is not asked for again.
 
 use bytes::Bytes;
-use rtc::interceptor::{
+use rtc_interceptor::{
     Interceptor, NackGeneratorBuilder, Packet, RTCPFeedback, RTPHeaderExtension,
     ReceiverReportBuilder, Registry, Slot, StreamInfo, TaggedPacket, TwccReceiverBuilder,
 };
-use rtc::sansio::Protocol;
-use rtc::shared::TransportContext;
+use rtc_shared::TransportContext;
+use sansio::Protocol;
 use std::collections::HashMap;
 use std::time::Instant;
 use switchboard_core::rtp_parameters::{RtpCodecParameters, extension_uri};

@@ -2,11 +2,16 @@
 //! speaking plain SDP offer/answer.
 //!
 //! Each worker binds one UDP socket (from the configured port range) that all its connections
-//! share ([`net`]); every connection is a sans-IO `rtc` peer connection driven from that socket
-//! ([`connection`]). The server is always ICE-lite and the DTLS server, and writes all its
-//! candidates into the SDP, so clients need no trickle from it.
+//! share ([`net`]). A connection is the server's own sans-IO state ([`native`]): an ICE-lite
+//! responder ([`ice_lite`]), a DTLS endpoint keying the SRTP contexts ([`dtls`]), the
+//! connection's m-lines and the descriptions written from them ([`description`], [`offer`],
+//! [`answer`]), the receive side with the feedback it owes publishers ([`ingress`]), and
+//! egress protected in place in the worker's send batch ([`srtp_egress`]) and sent with one
+//! `sendmmsg` per fan-out. There is no general-purpose peer connection, no task and no queue
+//! per connection. The server is always ICE-lite and writes its one candidate into the SDP,
+//! so clients need no trickle from it.
 //!
-//! A transport serves one direction by default:
+//! What flows depends on who offers:
 //! - *publishing*: the client offers; [`SdpSession::apply_offer`] answers, and each sending
 //!   m-line becomes a producer (new m-lines in a later offer add producers, removed ones close
 //!   them);
@@ -15,14 +20,13 @@
 //!   applies the client's answer. m-lines of closed consumers are reused by the next track of
 //!   their kind.
 //!
-//! The same operations are open to backends as `transport.request` methods (`offer`,
-//! `create_offer`, `answer`, `restart_ice`, `add_candidate`).
+//! One connection may do both (one connection per peer). The same operations are open to
+//! backends as `transport.request` methods (`offer`, `create_offer`, `answer`, `restart_ice`,
+//! `add_candidate`).
 
 pub mod answer;
-pub mod connection;
 pub mod description;
 pub mod dtls;
-pub mod engine;
 pub mod ice_lite;
 pub mod ingress;
 pub mod native;
@@ -31,17 +35,12 @@ pub mod offer;
 mod sendmmsg;
 pub mod srtp_egress;
 
-use connection::{Connection, ConnectionSink};
 use net::Net;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{
     AnswerOutcome, MediaSink, OfferOutcome, ProducerRequest, RequestOutcome, SdpSession, Transport,
@@ -61,9 +60,6 @@ pub struct WebRtcSettings {
     /// How long a connection may hear nothing from its client before it gives up on it
     /// (`ice_timeout`).
     pub consent_timeout: std::time::Duration,
-    /// Whether connections made for one direction run on the native engine ([`native`])
-    /// instead of a peer connection (`webrtc.engine = "native"`).
-    pub native: bool,
 }
 
 impl Default for WebRtcSettings {
@@ -71,7 +67,6 @@ impl Default for WebRtcSettings {
         Self {
             listen: Default::default(),
             consent_timeout: std::time::Duration::from_secs(30),
-            native: false,
         }
     }
 }
@@ -88,7 +83,6 @@ impl WebRtcSettings {
                 config.port_max,
             )?,
             consent_timeout: std::time::Duration::from_millis(config.consent_timeout_ms),
-            native: config.engine == "native",
         })
     }
 }
@@ -122,13 +116,12 @@ impl TransportPlugin for WebRtcPlugin {
         tokio::task::spawn_local(net.clone().run_timers());
         tokio::task::spawn_local(net.clone().run_flusher());
         tracing::info!(%worker, %local, %announced, "webrtc listening");
-        let certificate = if self.settings.native {
-            let crypto = rtc_crypto::default_provider()
-                .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
-            Some(Rc::new(dtls::Certificate::generate(&crypto)?))
-        } else {
-            None
-        };
+        // One certificate per worker: generating one costs milliseconds, and a connection
+        // is authenticated by the fingerprint its SDP carries, not by the certificate's
+        // uniqueness.
+        let crypto = rtc_crypto::default_provider()
+            .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
+        let certificate = Rc::new(dtls::Certificate::generate(&crypto)?);
         Ok(Box::new(Factory {
             net,
             consent_timeout: self.settings.consent_timeout,
@@ -176,18 +169,17 @@ fn bind(s: &crate::settings::ListenSettings, worker: WorkerId) -> Result<tokio::
 struct Factory {
     net: Rc<Net>,
     consent_timeout: std::time::Duration,
-    /// The worker's DTLS certificate for native connections (`None`: the native engine is
-    /// off).
-    certificate: Option<Rc<dtls::Certificate>>,
+    /// The worker's DTLS certificate.
+    certificate: Rc<dtls::Certificate>,
 }
 
 /// A `webrtc` transport's options.
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct CreateOptions {
-    /// `"recv"`: the transport only receives from the router (the server offers); `"send"`:
-    /// it only publishes (the client offers); `"sendrecv"` or absent: both. Lets the native
-    /// engine take connections of one direction.
+    /// `"recv"`: made for the server to offer (its first offer opens with a data-channel
+    /// m-line so that it connects before the first track); `"send"`: made for the client to
+    /// offer; `"sendrecv"` or absent: both. Every connection can do both either way.
     direction: Option<String>,
 }
 
@@ -208,69 +200,16 @@ impl TransportFactory for Factory {
                 )));
             }
         };
-        if let Some(certificate) = &self.certificate {
-            let conn = native::NativeConnection::new(
-                &self.net,
-                ctx.io.clone(),
-                certificate.clone(),
-                self.consent_timeout,
-                direction,
-                ctx.capabilities.clone(),
-            )?;
-            return Ok(Box::new(NativeTransport { conn, direction }));
-        }
-        let announced = self.net.announced;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: announced.ip().to_string(),
-                port: announced.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .and_then(|c| RTCIceCandidate::from(&c).to_json())
-        .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
-        let candidate_text = candidate.candidate.clone();
-        let capabilities = ctx.capabilities.clone();
-        // Kept by the connection: a first offer that fails after the stack started its ICE
-        // and DTLS transports cannot be rolled back inside the stack, so the connection
-        // starts over with a fresh peer connection instead.
-        let build = move || -> Result<RTCPeerConnection> {
-            let mut pc = RTCPeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
-                .with_setting_engine(engine::settings().build())
-                .with_media_engine(engine::media_engine(&capabilities)?)
-                .with_interceptor_registry(engine::interceptors())
-                .build(Instant::now())
-                .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
-            pc.add_local_candidate(candidate.clone())
-                .map_err(|e| Error::new(ErrorCode::TransportFailed, e.to_string()))?;
-            Ok(pc)
-        };
-        let pc = build()?;
-        let conn = Connection::new(
-            pc,
-            Box::new(build),
-            ctx.io.clone(),
+        let conn = native::NativeConnection::new(
             &self.net,
+            ctx.io.clone(),
+            self.certificate.clone(),
             self.consent_timeout,
-        );
-        Ok(Box::new(WebRtcTransport {
-            conn,
-            candidate: candidate_text,
-            offer: None,
-        }))
+            direction,
+            ctx.capabilities.clone(),
+        )?;
+        Ok(Box::new(WebRtcTransport { conn, direction }))
     }
-}
-
-struct WebRtcTransport {
-    conn: Rc<Connection>,
-    candidate: String,
-    /// The last remote offer, to tell new, kept and removed sending m-lines apart.
-    offer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -307,148 +246,8 @@ fn params<T: for<'de> Deserialize<'de>>(method: &str, v: &Value) -> Result<T> {
     serde_json::from_value(v.clone()).map_err(|e| Error::invalid(format!("{method}: {e}")))
 }
 
-impl SdpSession for WebRtcTransport {
-    fn apply_offer(&mut self, sdp: &str, producer_slots: Option<usize>) -> Result<OfferOutcome> {
-        // Parse first so malformed SDP is reported with its line, before the connection's
-        // state is touched.
-        let offer = switchboard_sdp::parse(sdp)?;
-        switchboard_sdp::check_webrtc_offer(&offer)?;
-        let (answer, (new_producers, closed_producers)) = self.conn.apply_offer(sdp, |answer| {
-            let answer = switchboard_sdp::parse(answer)?;
-            let diff = publish_diff(&offer, &answer, &self.conn.producers_by_mid.borrow())?;
-            let slots = producer_slots.map(|s| s + diff.1.len());
-            if let Some(slots) = slots
-                && diff.0.len() > slots
-            {
-                return Err(Error::new(
-                    ErrorCode::LimitExceeded,
-                    format!(
-                        "producers per transport: the offer adds {} sending m-lines, room for {slots}",
-                        diff.0.len()
-                    ),
-                ));
-            }
-            Ok(diff)
-        })?;
-        self.offer = Some(sdp.to_owned());
-        Ok(OfferOutcome {
-            answer,
-            new_producers,
-            closed_producers,
-        })
-    }
-
-    fn create_offer(&mut self, force: bool) -> Result<Option<String>> {
-        self.conn.create_offer(force)
-    }
-
-    fn apply_answer(&mut self, sdp: &str) -> Result<AnswerOutcome> {
-        let parsed = switchboard_sdp::parse(sdp)?;
-        let (renegotiate, rejected_consumers) = self.conn.apply_answer(sdp, &parsed)?;
-        Ok(AnswerOutcome {
-            renegotiate,
-            rejected_consumers,
-            ..Default::default()
-        })
-    }
-
-    fn restart_ice(&mut self) -> Result<String> {
-        // Client-initiated restarts arrive as offers with new credentials; this is the
-        // server's side: a fresh offer with fresh credentials.
-        self.conn.restart_ice();
-        self.conn
-            .create_offer(true)?
-            .ok_or_else(|| Error::internal("the connection wrote no offer"))
-    }
-}
-
-impl Transport for WebRtcTransport {
-    fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
-        // Retransmissions go out on the media SSRC: the sans-IO stack's senders accept only
-        // their own encodings' SSRCs, and every browser takes plain retransmissions.
-        let mut caps = router.clone();
-        caps.codecs
-            .retain(|c| !c.mime_type.eq_ignore_ascii_case("video/rtx"));
-        caps
-    }
-
-    fn local_parameters(&self) -> Value {
-        json!({
-            "ice": { "lite": true, "ufrag": *self.conn.ufrag.borrow() },
-            "candidates": [self.candidate],
-        })
-    }
-
-    fn sdp_session(&mut self) -> Option<&mut dyn SdpSession> {
-        Some(self)
-    }
-
-    /// The SDP operations, for backends that drive a connection through `transport.request`
-    /// themselves; the router's SDP sessions reach them through [`SdpSession`].
-    fn request(&mut self, method: &str, p: &Value) -> Result<RequestOutcome> {
-        match method {
-            "add_candidate" => {
-                let CandidateParams { candidate } = params(method, p)?;
-                self.conn.add_remote_candidate(&candidate)?;
-                Ok(RequestOutcome::default())
-            }
-            method if let Some(outcome) = sdp_request(self, method, p) => outcome,
-            other => Err(Error::invalid(format!(
-                "webrtc transports have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
-            ))),
-        }
-    }
-
-    fn sink(&self) -> Rc<dyn MediaSink> {
-        Rc::new(ConnectionSink(Rc::downgrade(&self.conn)))
-    }
-
-    fn producer_added(&mut self, id: ProducerId, _kind: MediaKind, params: &RtpParameters) {
-        if let Some(mid) = &params.mid {
-            self.conn
-                .producers_by_mid
-                .borrow_mut()
-                .insert(mid.clone(), id);
-        }
-    }
-
-    fn producer_removed(&mut self, id: ProducerId) {
-        self.conn
-            .producers_by_mid
-            .borrow_mut()
-            .retain(|_, p| *p != id);
-    }
-
-    fn consumer_added(&mut self, id: ConsumerId, kind: MediaKind, params: &RtpParameters) {
-        if let Err(e) = self.conn.add_consumer(id, kind, params) {
-            tracing::error!(consumer = %id, error = %e, "cannot add a track for the consumer");
-        }
-    }
-
-    fn consumer_removed(&mut self, id: ConsumerId) {
-        self.conn.remove_consumer(id);
-    }
-
-    fn stats(&self) -> Value {
-        self.conn.stats()
-    }
-
-    fn dump(&self) -> Value {
-        json!({
-            "kind": KIND,
-            "local": self.local_parameters(),
-            "stats": self.conn.stats(),
-        })
-    }
-
-    fn close(&mut self) {
-        self.conn.close();
-    }
-}
-
 /// The SDP operations as `transport.request` methods, for backends that drive a connection
-/// themselves (both engines): `offer`, `create_offer`, `answer`, `restart_ice`. `None` for any
-/// other method.
+/// themselves: `offer`, `create_offer`, `answer`, `restart_ice`. `None` for any other method.
 fn sdp_request(
     session: &mut dyn SdpSession,
     method: &str,
@@ -493,13 +292,13 @@ fn sdp_request(
     Some(outcome)
 }
 
-/// A connection of one direction on the native engine ([`native`]).
-struct NativeTransport {
+/// A `webrtc` transport: a connection ([`native`]) and the direction it was made for.
+struct WebRtcTransport {
     conn: Rc<native::NativeConnection>,
     direction: native::Direction,
 }
 
-impl SdpSession for NativeTransport {
+impl SdpSession for WebRtcTransport {
     fn apply_offer(&mut self, sdp: &str, producer_slots: Option<usize>) -> Result<OfferOutcome> {
         self.conn.apply_offer(sdp, producer_slots)
     }
@@ -521,7 +320,7 @@ impl SdpSession for NativeTransport {
     }
 }
 
-impl Transport for NativeTransport {
+impl Transport for WebRtcTransport {
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
         self.conn.receive_capabilities(router)
     }
@@ -530,7 +329,6 @@ impl Transport for NativeTransport {
         json!({
             "ice": { "lite": true, "ufrag": self.conn.local_ufrag() },
             "candidates": self.conn.candidate().into_iter().collect::<Vec<_>>(),
-            "engine": "native",
             "direction": self.direction.as_str(),
         })
     }
@@ -544,12 +342,13 @@ impl Transport for NativeTransport {
             // Trickled candidates are not needed: the server is ICE-lite and learns addresses
             // from the checks.
             "add_candidate" => {
-                let CandidateParams { candidate: _ } = params(method, p)?;
+                let CandidateParams { candidate } = params(method, p)?;
+                tracing::trace!(%candidate, "trickled candidate not needed: addresses are learned from the checks");
                 Ok(RequestOutcome::default())
             }
             method if let Some(outcome) = sdp_request(self, method, p) => outcome,
             other => Err(Error::invalid(format!(
-                "native-engine connections have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
+                "webrtc transports have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
             ))),
         }
     }

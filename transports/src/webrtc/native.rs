@@ -1045,12 +1045,10 @@ impl NativeConnection {
         }
     }
 
-    /// Counters and state as JSON (the same names as the peer-connection engine's where they
-    /// mean the same).
+    /// Counters and state as JSON (docs/rpc.md, `transport.stats`).
     pub fn stats(&self) -> Value {
         let c = &self.counters;
         json!({
-            "engine": "native",
             "state": self.state.get(),
             "rtp_packets_sent": c.rtp_out.get(),
             "rtp_packets_not_connected": c.rtp_out_not_connected.get(),

@@ -1,6 +1,6 @@
-//! The native engine (`webrtc.engine = "native"`): the server's own ICE-lite, DTLS-SRTP and
-//! SDP carry the room from and to a real WebRTC stack (webrtc-rs here, and Chromium), with no
-//! peer connection on the server's side of either leg.
+//! The server's own WebRTC connections (ICE-lite, DTLS-SRTP, its own SDP; no
+//! general-purpose peer connection) carry the room from and to a real WebRTC stack
+//! (webrtc-rs here; the browsers in `interop`, `loss_drill` and `webrtc_lifecycle`).
 
 use switchboard_core::PeerId;
 use switchboard_core::event::{CloseReason, Event};
@@ -13,13 +13,12 @@ const CONSENT_TIMEOUT_MS: u64 = 5_000;
 
 fn start() -> TestServer {
     let mut config = webrtc_config(1);
-    config.webrtc.engine = "native".into();
     config.webrtc.consent_timeout_ms = CONSENT_TIMEOUT_MS;
     start_webrtc_with(config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_native_receive_connection_delivers_the_rooms_video_and_audio() {
+async fn a_receive_connection_delivers_the_rooms_video_and_audio() {
     let t = start();
     let room = t.room().await;
     let carol = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
@@ -28,7 +27,7 @@ async fn a_native_receive_connection_delivers_the_rooms_video_and_audio() {
     webrtc_client::receives_video(&carol, &mut bob, b"native-1").await;
 
     let stats = t.server.transport_stats(bob_transport).await.unwrap();
-    assert_eq!(stats["plugin"]["engine"], "native", "{stats}");
+    assert_eq!(stats["plugin"]["direction"], "recv", "{stats}");
     assert_eq!(stats["plugin"]["state"], "connected", "{stats}");
     assert!(
         stats["plugin"]["rtp_packets_sent"].as_u64().unwrap_or(0) >= 1,
@@ -36,9 +35,8 @@ async fn a_native_receive_connection_delivers_the_rooms_video_and_audio() {
     );
     assert_eq!(stats["plugin"]["srtp_profile"], "AeadAes128Gcm", "{stats}");
 
-    // The publishing leg is native too: it answered carol's offer and decrypts her media.
+    // The publishing leg answered carol's offer and decrypts her media.
     let stats = t.server.transport_stats(carol.transport).await.unwrap();
-    assert_eq!(stats["plugin"]["engine"], "native", "{stats}");
     assert_eq!(stats["plugin"]["direction"], "send", "{stats}");
     assert_eq!(stats["plugin"]["producers"], 2, "{stats}");
     assert!(
@@ -58,7 +56,7 @@ async fn feedback(t: &TestServer, publisher: switchboard_core::TransportId, kind
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_native_publishing_connection_nacks_gaps_and_reports_to_its_publisher() {
+async fn a_publishing_connection_nacks_gaps_and_reports_to_its_publisher() {
     let t = start();
     let room = t.room().await;
     let carol = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
@@ -82,7 +80,7 @@ async fn a_native_publishing_connection_nacks_gaps_and_reports_to_its_publisher(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanished_native_subscriber_is_closed_with_ice_timeout_and_loses_its_consumers() {
+async fn a_vanished_subscriber_is_closed_with_ice_timeout_and_loses_its_consumers() {
     let t = start();
     let room = t.room().await;
     let mut events = t.server.subscribe_room(room);
