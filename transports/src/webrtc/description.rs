@@ -28,8 +28,9 @@ pub struct Track {
     pub sending: Option<Sending>,
     /// What the client sends on it, if anything.
     pub receiving: Option<Receiving>,
-    /// The codecs it last carried, written while it is idle so that its payload types keep
-    /// meaning what they meant (BUNDLE'd m-lines must not disagree on a payload type).
+    /// The codecs it last carried (set when a consumer leaves it, or from the client's offer),
+    /// written while it is idle so that its payload types keep meaning what they meant
+    /// (BUNDLE'd m-lines must not disagree on a payload type).
     pub last_codecs: Vec<RtpCodecParameters>,
     /// Stopped (port 0) for good.
     pub stopped: bool,

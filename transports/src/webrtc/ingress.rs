@@ -68,7 +68,9 @@ pub struct Ingress {
     streams: HashMap<u32, Stream>,
     /// SSRCs admitted before decryption, bound or not.
     admitted: Vec<u32>,
-    chain: Box<dyn Interceptor>,
+    /// The feedback generators, made when something to receive is first negotiated: most
+    /// connections only send, and the chain's state is most of an ingress' memory.
+    chain: Option<Box<dyn Interceptor>>,
     feedback: Vec<Bytes>,
     counts: FeedbackCounts,
 }
@@ -82,18 +84,13 @@ impl Default for Ingress {
 impl Ingress {
     /// An ingress with nothing negotiated.
     pub fn new() -> Self {
-        let chain = Registry::new()
-            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
-            .build();
         Self {
             sections: Vec::new(),
             extensions: Vec::new(),
             mid_extension: None,
             streams: HashMap::new(),
             admitted: Vec::new(),
-            chain: Box::new(chain),
+            chain: None,
             feedback: Vec::new(),
             counts: FeedbackCounts::default(),
         }
@@ -108,6 +105,14 @@ impl Ingress {
             .map(|(id, _)| *id);
         self.extensions = extensions;
         self.sections = sections;
+        if self.chain.is_none() && !self.sections.is_empty() {
+            let chain = Registry::new()
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+                .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+                .build();
+            self.chain = Some(Box::new(chain));
+        }
         let declared: Vec<u32> = self
             .sections
             .iter()
@@ -144,11 +149,12 @@ impl Ingress {
             Some(s) => *s,
             None => {
                 let (stream, info) = self.classify(&packet)?;
-                self.chain.bind_remote_stream(&info);
+                self.chain.as_mut()?.bind_remote_stream(&info);
                 self.streams.insert(ssrc, stream);
                 stream
             }
         };
+        let chain = self.chain.as_mut()?;
         if let Stream::Rtx(Some(media)) = stream
             && let Some(osn) = packet.payload.get(..2)
         {
@@ -164,40 +170,45 @@ impl Ingress {
                 },
                 payload: Bytes::new(),
             };
-            let _ = self.chain.handle_read(tagged(now, Packet::Rtp(repaired)));
-            while self.chain.poll_read().is_some() {}
+            let _ = chain.handle_read(tagged(now, Packet::Rtp(repaired)));
+            while chain.poll_read().is_some() {}
         }
-        let _ = self.chain.handle_read(tagged(now, Packet::Rtp(packet)));
-        self.collect();
+        let _ = chain.handle_read(tagged(now, Packet::Rtp(packet)));
         let mut out = None;
-        while let Some(msg) = self.chain.poll_read() {
+        while let Some(msg) = chain.poll_read() {
             if let Packet::Rtp(p) = msg.message.packet {
                 out = Some(p);
             }
         }
+        self.collect();
         out
     }
 
     /// One decrypted RTCP compound packet from the publisher (its sender reports date the
     /// receiver reports).
     pub fn on_rtcp(&mut self, packet: &Bytes, now: Instant) {
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
         let Ok(packets) = rtc_rtcp::packet::unmarshal(&mut packet.clone()) else {
             return;
         };
-        let _ = self.chain.handle_read(tagged(now, Packet::Rtcp(packets)));
-        while self.chain.poll_read().is_some() {}
+        let _ = chain.handle_read(tagged(now, Packet::Rtcp(packets)));
+        while chain.poll_read().is_some() {}
         self.collect();
     }
 
     /// When the feedback wants the next tick.
     pub fn timeout(&mut self) -> Option<Instant> {
-        self.chain.poll_timeout()
+        self.chain.as_mut()?.poll_timeout()
     }
 
     /// A clock tick.
     pub fn on_timeout(&mut self, now: Instant) {
-        let _ = self.chain.handle_timeout(now);
-        self.collect();
+        if let Some(chain) = self.chain.as_mut() {
+            let _ = chain.handle_timeout(now);
+            self.collect();
+        }
     }
 
     /// The RTCP compound packets due to the publisher, in plaintext.
@@ -219,7 +230,10 @@ impl Ingress {
         use rtc_rtcp::receiver_report::ReceiverReport;
         use rtc_rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
         use rtc_rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
-        while let Some(msg) = self.chain.poll_write() {
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        while let Some(msg) = chain.poll_write() {
             let Packet::Rtcp(packets) = msg.message.packet else {
                 continue;
             };

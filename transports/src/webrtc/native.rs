@@ -346,7 +346,6 @@ impl NativeConnection {
                 tracks.len() - 1
             }
         };
-        tracks[index].last_codecs = params.codecs.clone();
         tracks[index].sending = Some(sending);
         // Retransmissions go out on the RTX stream the offer declares, with its own sequence
         // numbers and so its own rollover counter.
@@ -381,8 +380,11 @@ impl NativeConnection {
     pub fn remove_consumer(&self, id: ConsumerId) {
         let mut tracks = self.tracks.borrow_mut();
         for t in tracks.iter_mut() {
-            if t.sending.as_ref().is_some_and(|s| s.consumer == id) {
-                t.sending = None;
+            if t.sending.as_ref().is_some_and(|s| s.consumer == id)
+                && let Some(sending) = t.sending.take()
+            {
+                // What the idle m-line is described with from now on.
+                t.last_codecs = sending.params.codecs;
             }
         }
         self.by_ssrc
