@@ -390,6 +390,32 @@ pub async fn wait_event(
         }
     }
 }
+
+/// Waits for `transport`'s `transport_closed` event and checks that the server closed it on
+/// its own for lack of consent (`ice_timeout`); returns the events before it.
+pub async fn wait_ice_timeout(
+    rx: &mut mpsc::Receiver<Event>,
+    transport: switchboard_core::TransportId,
+) -> Vec<Event> {
+    use switchboard_core::event::CloseReason;
+    let (closed, before) = wait_event(
+        rx,
+        |e| matches!(e, Event::TransportClosed { transport: t, .. } if *t == transport),
+    )
+    .await;
+    assert!(
+        matches!(
+            closed,
+            Event::TransportClosed {
+                reason: CloseReason::IceTimeout,
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    before
+}
+
 pub mod bench;
 pub mod ffmpeg;
 pub mod netns;

@@ -279,17 +279,61 @@ pub async fn subscribe(
     room: switchboard_core::RouterId,
     name: &str,
 ) -> (Client, switchboard_core::TransportId) {
+    let s = subscribe_via(server, room, name, false).await;
+    (s.client, s.transport)
+}
+
+/// A subscriber connected through a [`Relay`](crate::relay::Relay) that can lose the
+/// server's packets or vanish, as the subscriber's network would.
+pub struct RelayedSubscriber {
+    /// The connected client.
+    pub client: Client,
+    /// The server's id of its receive connection.
+    pub transport: switchboard_core::TransportId,
+    /// Its path to the server.
+    pub relay: crate::relay::Relay,
+    /// The server's offer it answered.
+    pub offer: String,
+}
+
+/// Like [`subscribe`], with the client reaching the server through a relay.
+pub async fn subscribe_through_relay(
+    server: &switchboard_actors::ServerHandle,
+    room: switchboard_core::RouterId,
+    name: &str,
+) -> RelayedSubscriber {
+    subscribe_via(server, room, name, true).await
+}
+
+async fn subscribe_via(
+    server: &switchboard_actors::ServerHandle,
+    room: switchboard_core::RouterId,
+    name: &str,
+    relayed: bool,
+) -> RelayedSubscriber {
     let peer = switchboard_core::PeerId::parse(name).expect("peer id");
     server.join_peer(room, peer.clone()).await.expect("join");
     let offer = server
         .subscribe_peer(room, peer.clone())
         .await
         .expect("subscribe");
+    let server_addr = crate::server_candidate(&offer.sdp);
+    let relay = crate::relay::Relay::start(server_addr).await;
     let mut client = Client::new(96, 111).await;
-    let answer = client.answer(&offer.sdp).await;
+    let seen = if relayed {
+        relay.rewrite_sdp(&offer.sdp, server_addr)
+    } else {
+        offer.sdp.clone()
+    };
+    let answer = client.answer(&seen).await;
     server.answer(room, peer, answer).await.expect("answer");
     client.connected().await;
-    (client, offer.transport)
+    RelayedSubscriber {
+        client,
+        transport: offer.transport,
+        relay,
+        offer: offer.sdp,
+    }
 }
 
 /// Writes VP8 packets ending in `tag` on `publisher`'s video until `subscriber` receives one

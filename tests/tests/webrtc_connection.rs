@@ -2,9 +2,7 @@
 //! general-purpose peer connection) carry the room from and to a real WebRTC stack
 //! (webrtc-rs here; the browsers in `interop`, `loss_drill` and `webrtc_lifecycle`).
 
-use switchboard_core::PeerId;
-use switchboard_core::event::{CloseReason, Event};
-use switchboard_tests::webrtc_client::Client;
+use switchboard_core::event::Event;
 use switchboard_tests::*;
 use webrtc::media_stream::track_local::TrackLocal;
 
@@ -87,35 +85,12 @@ async fn a_vanished_subscriber_is_closed_with_ice_timeout_and_loses_its_consumer
     let carol = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
 
     // Bob receives through a relay that will disappear, as his network would.
-    let bob = PeerId::parse("bob").unwrap();
-    t.server.join_peer(room, bob.clone()).await.unwrap();
-    let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
-    let server_addr = server_candidate(&offer.sdp);
-    let relay = switchboard_tests::relay::Relay::start(server_addr).await;
-    let mut client = Client::new(96, 111).await;
-    let answer = client
-        .answer(&relay.rewrite_sdp(&offer.sdp, server_addr))
-        .await;
-    t.server.answer(room, bob, answer).await.unwrap();
-    client.connected().await;
-    webrtc_client::receives_video(&carol, &mut client, b"before").await;
+    let mut bob = webrtc_client::subscribe_through_relay(&t.server, room, "bob").await;
+    webrtc_client::receives_video(&carol, &mut bob.client, b"before").await;
 
-    drop(relay);
-    let (closed, before) = wait_event(
-        &mut events,
-        |e| matches!(e, Event::TransportClosed { transport, .. } if *transport == offer.transport),
-    )
-    .await;
-    assert!(
-        matches!(
-            closed,
-            Event::TransportClosed {
-                reason: CloseReason::IceTimeout,
-                ..
-            }
-        ),
-        "{closed:?}"
-    );
+    drop(bob.relay);
+    let bob_transport = bob.transport;
+    let before = wait_ice_timeout(&mut events, bob_transport).await;
     // Reported disconnected first (a third of the consent timeout in), closed at its end.
     assert!(
         before.iter().any(|e| matches!(
@@ -124,7 +99,7 @@ async fn a_vanished_subscriber_is_closed_with_ice_timeout_and_loses_its_consumer
                 transport,
                 state: switchboard_core::transport::TransportState::Disconnected,
                 ..
-            } if *transport == offer.transport
+            } if *transport == bob_transport
         )),
         "no disconnected before the close: {before:?}"
     );
@@ -133,7 +108,7 @@ async fn a_vanished_subscriber_is_closed_with_ice_timeout_and_loses_its_consumer
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["transport"] == offer.transport.to_string())
+        .filter(|c| c["transport"] == bob_transport.to_string())
         .count();
     assert_eq!(
         on_it, 0,

@@ -442,21 +442,13 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
     let a = publish(&t, room, &alice, 0x0A20_0000).await;
 
     // The viewer reaches the server through a relay that will lose one video packet.
-    let viewer = PeerId::parse("viewer").unwrap();
-    t.server.join_peer(room, viewer.clone()).await.unwrap();
-    let offer = t.server.subscribe_peer(room, viewer.clone()).await.unwrap();
-    let server_addr = server_candidate(&offer.sdp);
-    let relay = switchboard_tests::relay::Relay::start(server_addr).await;
-    let mut client = Client::new(96, 111).await;
-    let answer = client
-        .answer(&relay.rewrite_sdp(&offer.sdp, server_addr))
-        .await;
-    t.server.answer(room, viewer.clone(), answer).await.unwrap();
-    client.connected().await;
+    let viewer =
+        switchboard_tests::webrtc_client::subscribe_through_relay(&t.server, room, "viewer").await;
+    let relay = viewer.relay;
     let mut s = Subscriber {
-        peer: viewer,
-        client,
-        mids: m_lines(&offer.sdp),
+        peer: PeerId::parse("viewer").unwrap(),
+        client: viewer.client,
+        mids: m_lines(&viewer.offer),
         tracks: HashMap::new(),
     };
     let (track, _) = first_video(&a, &mut s, b"start").await;

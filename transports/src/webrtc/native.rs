@@ -443,16 +443,7 @@ impl NativeConnection {
             let ufrag = m.ice_ufrag.as_deref().ok_or_else(|| {
                 Error::new(ErrorCode::InvalidSdp, "the answer has no a=ice-ufrag")
             })?;
-            let fingerprint = m
-                .fingerprints
-                .iter()
-                .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::InvalidSdp,
-                        "the answer has no sha-256 a=fingerprint",
-                    )
-                })?;
+            let fingerprint = sha256_fingerprint(m, "answer")?;
             let role = match m.setup {
                 Some(switchboard_sdp::Setup::Passive) => Role::Client,
                 // `active`, and anything a confused answer says: the client connects.
@@ -464,7 +455,7 @@ impl NativeConnection {
                 *dtls = Some(Dtls::new(
                     &self.certificate,
                     role,
-                    &fingerprint.value,
+                    &fingerprint,
                     self.crypto.clone(),
                 )?);
             }
@@ -551,18 +542,7 @@ impl NativeConnection {
         })?;
         // check_webrtc_offer saw both on every m-line that is not stopped.
         let remote_ufrag = first.ice_ufrag.clone().unwrap_or_default();
-        let fingerprint = first
-            .fingerprints
-            .iter()
-            .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::InvalidSdp,
-                    "the offer has no sha-256 a=fingerprint",
-                )
-            })?
-            .value
-            .clone();
+        let fingerprint = sha256_fingerprint(first, "offer")?;
         let known_ufrag = self.ice.borrow().remote_ufrag().map(str::to_owned);
         let restart = known_ufrag.is_some_and(|u| u != remote_ufrag);
         let net = self
@@ -828,19 +808,7 @@ impl NativeConnection {
         if !self.admit(read_u32(data, 8)) {
             return;
         }
-        let plain = match self.srtp.borrow_mut().as_mut() {
-            Some(srtp) => srtp.inbound.decrypt_rtp(data),
-            None => {
-                self.counters
-                    .srtp_failures
-                    .set(self.counters.srtp_failures.get() + 1);
-                return;
-            }
-        };
-        let Ok(plain) = plain else {
-            self.counters
-                .srtp_failures
-                .set(self.counters.srtp_failures.get() + 1);
+        let Some(plain) = self.decrypt(|inbound| inbound.decrypt_rtp(data)) else {
             return;
         };
         self.heard(now);
@@ -860,6 +828,25 @@ impl NativeConnection {
                 .set(self.counters.rtp_in_unroutable.get() + 1),
         }
         self.send_feedback(net);
+    }
+
+    /// Decrypts with the inbound SRTP context; `None`, counted, before the keys exist or when
+    /// the packet fails authentication.
+    fn decrypt<E>(
+        &self,
+        f: impl FnOnce(&mut rtc_srtp::context::Context) -> std::result::Result<BytesMut, E>,
+    ) -> Option<BytesMut> {
+        let plain = self
+            .srtp
+            .borrow_mut()
+            .as_mut()
+            .and_then(|srtp| f(&mut srtp.inbound).ok());
+        if plain.is_none() {
+            self.counters
+                .srtp_failures
+                .set(self.counters.srtp_failures.get() + 1);
+        }
+        plain
     }
 
     /// Sends the feedback the ingress has due (NACK, reports, congestion feedback).
@@ -887,30 +874,16 @@ impl NativeConnection {
         if !self.admit(read_u32(data, 4)) {
             return;
         }
-        let plain = match self.srtp.borrow_mut().as_mut() {
-            Some(srtp) => srtp.inbound.decrypt_rtcp(data),
-            None => {
-                self.counters
-                    .srtp_failures
-                    .set(self.counters.srtp_failures.get() + 1);
-                return;
-            }
+        let Some(plain) = self.decrypt(|inbound| inbound.decrypt_rtcp(data)) else {
+            return;
         };
-        match plain {
-            Ok(plain) => {
-                self.heard(now);
-                self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
-                let plain = plain.freeze();
-                if self.receives() {
-                    self.ingress.borrow_mut().on_rtcp(&plain, now);
-                }
-                self.io.on_rtcp(plain);
-            }
-            Err(_) => self
-                .counters
-                .srtp_failures
-                .set(self.counters.srtp_failures.get() + 1),
+        self.heard(now);
+        self.counters.rtcp_in.set(self.counters.rtcp_in.get() + 1);
+        let plain = plain.freeze();
+        if self.receives() {
+            self.ingress.borrow_mut().on_rtcp(&plain, now);
         }
+        self.io.on_rtcp(plain);
     }
 
     fn consent_deadline(&self) -> Instant {
@@ -1191,6 +1164,21 @@ impl NetConnection for NativeConnection {
             self.io.on_gave_up(CloseReason::Crashed { message });
         }
     }
+}
+
+/// The SHA-256 certificate fingerprint a client's description (`what`: offer or answer)
+/// gives for an m-line: the only algorithm the DTLS endpoint checks.
+fn sha256_fingerprint(m: &switchboard_sdp::MediaSection, what: &str) -> Result<String> {
+    m.fingerprints
+        .iter()
+        .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
+        .map(|f| f.value.clone())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidSdp,
+                format!("the {what} has no sha-256 a=fingerprint"),
+            )
+        })
 }
 
 /// The smallest number not yet a mid of `tracks`, as a mid: what the next m-line the server
