@@ -216,6 +216,11 @@ impl Ingress {
         std::mem::take(&mut self.feedback)
     }
 
+    /// Whether the last negotiation accepted anything for the client to send.
+    pub fn receives(&self) -> bool {
+        !self.sections.is_empty()
+    }
+
     /// Streams bound so far.
     pub fn stream_count(&self) -> usize {
         self.streams.len()

@@ -208,7 +208,7 @@ impl TransportFactory for Factory {
             direction,
             ctx.capabilities.clone(),
         )?;
-        Ok(Box::new(WebRtcTransport { conn, direction }))
+        Ok(Box::new(WebRtcTransport { conn }))
     }
 }
 
@@ -292,10 +292,9 @@ fn sdp_request(
     Some(outcome)
 }
 
-/// A `webrtc` transport: a connection ([`native`]) and the direction it was made for.
+/// A `webrtc` transport: a connection ([`native`]).
 struct WebRtcTransport {
     conn: Rc<native::NativeConnection>,
-    direction: native::Direction,
 }
 
 impl SdpSession for WebRtcTransport {
@@ -329,7 +328,7 @@ impl Transport for WebRtcTransport {
         json!({
             "ice": { "lite": true, "ufrag": self.conn.local_ufrag() },
             "candidates": self.conn.candidate().into_iter().collect::<Vec<_>>(),
-            "direction": self.direction.as_str(),
+            "direction": self.conn.direction().as_str(),
         })
     }
 

@@ -776,9 +776,16 @@ impl NativeConnection {
         }
     }
 
-    /// Whether the client sends anything on this connection (an m-line it sends on).
+    /// Whether the client sends anything on this connection (an m-line it sends on): what
+    /// the last client offer gave the ingress, so that the per-datagram checks need not walk
+    /// the m-lines.
     fn receives(&self) -> bool {
-        self.tracks.borrow().iter().any(|t| t.receiving.is_some())
+        self.ingress.borrow().receives()
+    }
+
+    /// The direction the connection was made for.
+    pub fn direction(&self) -> Direction {
+        self.direction
     }
 
     /// Authenticated media from the client shows it is there as well as a check does
