@@ -787,7 +787,11 @@ fn internal_transport(
     let pump_io = io.clone();
     let pump = tokio::task::spawn_local(async move {
         while let Some(packet) = rx.recv().await {
-            switchboard_core::transport::TransportIo::on_rtp(pump_io.as_ref(), packet);
+            use switchboard_core::transport::{TransportIo, parse_rtp};
+            match parse_rtp(packet) {
+                Some(packet) => pump_io.on_rtp(packet),
+                None => pump_io.on_malformed_rtp(),
+            }
         }
     });
     let plugin: Box<dyn Transport> = Box::new(InternalTransport {

@@ -14,7 +14,6 @@ use crate::supervision::contain;
 use crate::transport::TransportActor;
 use actix::Addr;
 use bytes::Bytes;
-use rtc_shared::marshal::Unmarshal;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -190,24 +189,18 @@ impl Room {
         self.shared.events.emit(event);
     }
 
-    /// Forwards one incoming RTP packet, showing it to middleware first.
-    pub fn on_rtp(&mut self, transport: TransportId, packet: Bytes) {
-        match rtc_rtp::Packet::unmarshal(&mut packet.clone()) {
-            Ok(p) if p.header.version == 2 => self.on_rtp_packet(transport, p),
-            _ => {
-                // Counted by the forwarder as malformed.
-                self.forwarder.on_rtp(transport, packet, Instant::now());
-                // Counted here too, so the worker's count equals the sum of its routers'.
-                self.shared
-                    .load(self.worker)
-                    .packets_in
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    /// Counts a datagram a transport could not parse as RTP.
+    pub fn on_malformed_rtp(&mut self) {
+        self.forwarder.on_malformed_rtp();
+        // Counted here too, so the worker's count equals the sum of its routers'.
+        self.shared
+            .load(self.worker)
+            .packets_in
+            .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forwards one parsed RTP packet, showing it to middleware first.
-    pub fn on_rtp_packet(&mut self, transport: TransportId, packet: rtc_rtp::Packet) {
+    /// Forwards one RTP packet, showing it to middleware first.
+    pub fn on_rtp(&mut self, transport: TransportId, packet: rtc_rtp::Packet) {
         #[cfg(feature = "fault-injection")]
         if packet
             .payload
@@ -527,14 +520,13 @@ impl TransportIo for RoomIo {
         (self.on_gave_up)(reason);
     }
 
-    fn on_rtp(&self, packet: Bytes) {
+    fn on_rtp(&self, packet: rtc_rtp::Packet) {
         let transport = self.transport;
         self.with_room(|r| r.on_rtp(transport, packet));
     }
 
-    fn on_rtp_packet(&self, packet: rtc_rtp::Packet) {
-        let transport = self.transport;
-        self.with_room(|r| r.on_rtp_packet(transport, packet));
+    fn on_malformed_rtp(&self) {
+        self.with_room(|r| r.on_malformed_rtp());
     }
 
     fn on_rtcp(&self, packet: Bytes) {

@@ -77,10 +77,13 @@ impl fmt::Display for TransportState {
 
 /// What a transport reports back to its router. Implemented by the actor layer.
 pub trait TransportIo {
-    /// An RTP packet arrived (decrypted, if the transport encrypts).
-    fn on_rtp(&self, packet: Bytes);
-    /// An RTP packet arrived that the transport has already parsed.
-    fn on_rtp_packet(&self, packet: rtc_rtp::Packet);
+    /// An RTP packet arrived, decrypted if the transport encrypts, and parsed once (with
+    /// [`parse_rtp`] where the transport has nothing better): the router reads it as it is
+    /// and rewrites it for each consumer without parsing it again.
+    fn on_rtp(&self, packet: rtc_rtp::Packet);
+    /// A datagram that claimed to be RTP did not parse. The transport counts it in its own
+    /// statistics too; this keeps the router's and the worker's `malformed_rtp` complete.
+    fn on_malformed_rtp(&self) {}
     /// An RTCP compound packet arrived.
     fn on_rtcp(&self, packet: Bytes);
     /// The connection state changed.
@@ -93,6 +96,17 @@ pub trait TransportIo {
     /// The transport gave up on its remote on its own (consent expired, DTLS closed): the
     /// router closes it with `reason`, without waiting for the backend.
     fn on_gave_up(&self, _reason: crate::event::CloseReason) {}
+}
+
+/// Parses one decrypted RTP datagram as the router expects it: a version-2 header whose CSRC
+/// list, extensions and padding fit. `None` for anything else, which the caller counts as
+/// malformed (and reports with [`TransportIo::on_malformed_rtp`]).
+pub fn parse_rtp(mut datagram: Bytes) -> Option<rtc_rtp::Packet> {
+    use rtc_shared::marshal::Unmarshal;
+    match rtc_rtp::Packet::unmarshal(&mut datagram) {
+        Ok(p) if p.header.version == 2 => Some(p),
+        _ => None,
+    }
 }
 
 /// What a new transport is told about its place in the server.

@@ -121,6 +121,14 @@ async fn forwards_to_fifty_consumers_with_rewritten_headers_and_exact_payloads()
     assert_eq!(ssrcs.len(), 50, "every consumer has its own SSRC");
     assert!(!ssrcs.contains(&SSRC));
 
+    // Datagrams that do not parse as RTP reach no consumer and are counted by the router
+    // (the direct transport delivers in order, so they are judged before the media below).
+    pub_ep
+        .send_rtp(bytes::Bytes::from_static(b"\x80\x60"))
+        .unwrap();
+    pub_ep
+        .send_rtp(bytes::Bytes::from_static(&[0u8; 40]))
+        .unwrap();
     // Consumers wait for a keyframe: the first packet is one.
     for k in 0..20u16 {
         pub_ep
@@ -149,6 +157,9 @@ async fn forwards_to_fifty_consumers_with_rewritten_headers_and_exact_payloads()
     }
     let stats = t.server.producer_stats(producer.id).await.unwrap();
     assert_eq!(stats["counters"]["packets"], 20);
+    let stats = t.server.router_stats(router.id).await.unwrap();
+    assert_eq!(stats["counters"]["malformed_rtp"], 2, "{stats}");
+    assert_eq!(stats["counters"]["rtp_in"], 22, "{stats}");
     t.server.shutdown().await.unwrap();
 }
 

@@ -162,7 +162,10 @@ impl TransportFactory for Factory {
         let pump = tokio::task::spawn_local(async move {
             while let Some(packet) = inject_rx.recv().await {
                 match packet {
-                    DirectPacket::Rtp(p) => io.on_rtp(p),
+                    DirectPacket::Rtp(p) => match switchboard_core::transport::parse_rtp(p) {
+                        Some(packet) => io.on_rtp(packet),
+                        None => io.on_malformed_rtp(),
+                    },
                     DirectPacket::Rtcp(p) => io.on_rtcp(p),
                 }
             }

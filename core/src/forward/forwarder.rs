@@ -20,7 +20,7 @@ use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::sender_report::SenderReport;
 use rtc_rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc_rtp::Packet;
-use rtc_shared::marshal::{Marshal, Unmarshal};
+use rtc_shared::marshal::Marshal;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -594,18 +594,21 @@ impl<S: MediaSink> Forwarder<S> {
     pub fn on_rtp_with(
         &mut self,
         transport: TransportId,
-        mut raw: Bytes,
+        raw: Bytes,
         now: Instant,
         tap: impl FnMut(ProducerId, &Packet),
     ) -> RtpOutcome {
-        match Packet::unmarshal(&mut raw) {
-            Ok(p) if p.header.version == 2 => self.on_packet_with(transport, p, now, tap),
-            _ => {
-                self.stats.rtp_in += 1;
-                self.stats.malformed_rtp += 1;
-                RtpOutcome::Dropped(DropReason::Malformed)
-            }
+        match crate::transport::parse_rtp(raw) {
+            Some(p) => self.on_packet_with(transport, p, now, tap),
+            None => self.on_malformed_rtp(),
         }
+    }
+
+    /// Counts a datagram that a transport could not parse as RTP.
+    pub fn on_malformed_rtp(&mut self) -> RtpOutcome {
+        self.stats.rtp_in += 1;
+        self.stats.malformed_rtp += 1;
+        RtpOutcome::Dropped(DropReason::Malformed)
     }
 
     /// Like [`Forwarder::on_rtp_with`] for a packet a transport has already parsed (the WebRTC

@@ -161,11 +161,17 @@ async fn pump(
     while let Some(datagram) = rx.recv().await {
         let len = datagram.len() as u64;
         match frame::decode(datagram) {
-            Ok(Frame::Rtp(p)) => {
-                bump(&counters.rtp_received, 1);
-                bump(&counters.bytes_received, len);
-                io.on_rtp(p);
-            }
+            Ok(Frame::Rtp(p)) => match switchboard_core::transport::parse_rtp(p) {
+                Some(packet) => {
+                    bump(&counters.rtp_received, 1);
+                    bump(&counters.bytes_received, len);
+                    io.on_rtp(packet);
+                }
+                None => {
+                    bump(&counters.malformed, 1);
+                    io.on_malformed_rtp();
+                }
+            },
             Ok(Frame::Rtcp(p)) => {
                 bump(&counters.rtcp_received, 1);
                 bump(&counters.bytes_received, len);
@@ -339,16 +345,15 @@ mod tests {
 
     #[derive(Default)]
     struct Recorder {
-        rtp: RefCell<Vec<Bytes>>,
+        rtp: RefCell<Vec<rtc_rtp::Packet>>,
         rtcp: RefCell<Vec<Bytes>>,
         states: RefCell<Vec<TransportState>>,
     }
 
     impl TransportIo for Recorder {
-        fn on_rtp(&self, packet: Bytes) {
+        fn on_rtp(&self, packet: rtc_rtp::Packet) {
             self.rtp.borrow_mut().push(packet);
         }
-        fn on_rtp_packet(&self, _packet: rtc_rtp::Packet) {}
         fn on_rtcp(&self, packet: Bytes) {
             self.rtcp.borrow_mut().push(packet);
         }
@@ -410,10 +415,13 @@ mod tests {
             let pli = [0x81u8, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 7];
             b.sink().send_rtcp(&pli);
             settle().await;
-            assert_eq!(
-                b_io.rtp.borrow().as_slice(),
-                &[Bytes::copy_from_slice(&rtp)]
-            );
+            {
+                let received = b_io.rtp.borrow();
+                assert_eq!(received.len(), 1);
+                assert_eq!(received[0].header.ssrc, 7);
+                assert_eq!(received[0].header.sequence_number, 2);
+                assert_eq!(received[0].payload.as_ref(), &[0xAB]);
+            }
             assert_eq!(
                 a_io.rtcp.borrow().as_slice(),
                 &[Bytes::copy_from_slice(&pli)]

@@ -423,6 +423,13 @@ impl Link {
             bump(&c.malformed_rtp);
             return;
         }
+        // Parsed before anything is learned from it: a datagram that is not RTP teaches comedia
+        // nothing.
+        let Some(packet) = switchboard_core::transport::parse_rtp(plain) else {
+            bump(&c.malformed_rtp);
+            self.io.on_malformed_rtp();
+            return;
+        };
         if learn {
             self.remote_rtp.set(Some(from));
             if self.rtcp_mux {
@@ -436,7 +443,7 @@ impl Link {
             self.set_state(TransportState::Connected);
         }
         bump(&c.rtp_received);
-        self.io.on_rtp(plain);
+        self.io.on_rtp(packet);
     }
 
     fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
@@ -598,10 +605,7 @@ mod tests {
     }
 
     impl TransportIo for Io {
-        fn on_rtp(&self, _packet: Bytes) {
-            self.rtp.set(self.rtp.get() + 1);
-        }
-        fn on_rtp_packet(&self, _packet: rtc_rtp::Packet) {
+        fn on_rtp(&self, _packet: rtc_rtp::Packet) {
             self.rtp.set(self.rtp.get() + 1);
         }
         fn on_rtcp(&self, _packet: Bytes) {

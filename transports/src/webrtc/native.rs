@@ -29,7 +29,6 @@ use super::offer::{LocalDescription, Sending, Track, write_offer};
 use super::srtp_egress::Rollover;
 use bytes::BytesMut;
 use rtc_crypto::RTCCryptoProvider;
-use rtc_shared::marshal::Unmarshal;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -819,15 +818,17 @@ impl NativeConnection {
             return;
         };
         self.heard(now);
-        let parsed = rtc_rtp::Packet::unmarshal(&mut plain.freeze());
-        let routed = match parsed {
-            Ok(packet) => self.ingress.borrow_mut().on_rtp(packet, now),
-            Err(_) => None,
+        let routed = match switchboard_core::transport::parse_rtp(plain.freeze()) {
+            Some(packet) => self.ingress.borrow_mut().on_rtp(packet, now),
+            None => {
+                self.io.on_malformed_rtp();
+                None
+            }
         };
         match routed {
             Some(packet) => {
                 self.counters.rtp_in.set(self.counters.rtp_in.get() + 1);
-                self.io.on_rtp_packet(packet);
+                self.io.on_rtp(packet);
             }
             None => self
                 .counters
