@@ -1,6 +1,8 @@
 //! Many WebRTC clients on one thread: webrtc-rs's sans-IO `rtc` peer connection per client,
 //! one UDP socket per client (servers tell connections apart by remote address), one `mio`
-//! poll loop, one timer heap. No task or thread per client, so a client costs what its
+//! poll loop, one timer heap. Plain RTP clients (no peer connection: the same streams sent and
+//! counted in the clear, for Switchboard's `rtp` plugin) run on the same loop, so the two
+//! kinds of fan-out are measured by the same generator. No task or thread per client, so a client costs what its
 //! packets cost (SRTP and the stack's bookkeeping), which keeps the generator off the
 //! critical path of the measurement.
 //!
@@ -31,6 +33,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::{Marshal, Unmarshal};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
 use std::cmp::Reverse;
@@ -50,8 +53,10 @@ pub const AUDIO_PPS: u32 = 50;
 pub const AUDIO_BYTES: usize = 100;
 /// Every this many video packets is a keyframe.
 const KEYFRAME_EVERY: u32 = 50;
-const VIDEO_PT: u8 = 96;
-const AUDIO_PT: u8 = 111;
+/// The payload type of the publishers' VP8.
+pub const VIDEO_PT: u8 = 96;
+/// The payload type of the publishers' Opus.
+pub const AUDIO_PT: u8 = 111;
 const WAKER: Token = Token(usize::MAX);
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
@@ -129,8 +134,8 @@ impl Drop for Engine {
 }
 
 struct Publisher {
-    video: RTCRtpSenderId,
-    audio: RTCRtpSenderId,
+    /// The peer connection's video and audio senders; `None` for a plain RTP client.
+    senders: Option<(RTCRtpSenderId, RTCRtpSenderId)>,
     video_ssrc: u32,
     audio_ssrc: u32,
     /// Payload types as negotiated (resolved when sending starts).
@@ -151,9 +156,12 @@ struct Publisher {
     audio_body: Vec<u8>,
 }
 
-/// One client peer connection.
+/// One client: a peer connection, or a plain RTP endpoint.
 pub struct Client {
-    pc: RTCPeerConnection,
+    /// `None` for a plain RTP client.
+    pc: Option<RTCPeerConnection>,
+    /// Where a plain RTP publisher sends.
+    remote: Option<SocketAddr>,
     /// `None` once the client is gone ([`State::remove_client`]): its port is closed.
     socket: Option<UdpSocket>,
     local: SocketAddr,
@@ -321,14 +329,7 @@ impl State {
     /// what it counts as lost is what the server did not deliver, and its own cost stays low.
     pub fn add_client(&mut self, ip: IpAddr, publish: bool) -> Result<ClientId, String> {
         let id = self.clients.len();
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(err)?;
-        std_socket.set_nonblocking(true).map_err(err)?;
-        let local = std_socket.local_addr().map_err(err)?;
-        let mut socket = UdpSocket::from_std(std_socket);
-        self.poll
-            .registry()
-            .register(&mut socket, Token(id), Interest::READABLE)
-            .map_err(err)?;
+        let (socket, local) = self.bind(ip, id)?;
         let mut settings = SettingEngineBuilder::new();
         if !self.srtp_profiles.is_empty() {
             settings = settings.with_srtp_protection_profiles(self.srtp_profiles.clone());
@@ -352,45 +353,14 @@ impl State {
             .map_err(err)?;
         let publisher = if publish {
             let name = format!("gen{id}");
-            let video_ssrc = 0x1000_0000 + (id as u32) * 2;
-            let audio_ssrc = video_ssrc + 1;
+            let (video_ssrc, audio_ssrc) = publisher_ssrcs(id);
             let video = pc
                 .add_track(track(RtpCodecKind::Video, video_ssrc, &name, vp8(vec![])))
                 .map_err(err)?;
             let audio = pc
                 .add_track(track(RtpCodecKind::Audio, audio_ssrc, &name, opus()))
                 .map_err(err)?;
-            let video_stream = self.stream_seq.len() as u32;
-            self.stream_seq.push(0);
-            let audio_stream = self.stream_seq.len() as u32;
-            self.stream_seq.push(0);
-            if let Some(w) = &mut self.window {
-                w.start.extend([0, 0]);
-                w.received.extend([0, 0]);
-            }
-            // Spread publishers over the 10 ms tick so they do not all send at once.
-            let phase = Duration::from_micros((id as u64 * 1_337) % 10_000);
-            let far = Instant::now() + Duration::from_secs(86_400 * 365);
-            Some(Publisher {
-                video,
-                audio,
-                video_ssrc,
-                audio_ssrc,
-                video_pt: VIDEO_PT,
-                audio_pt: AUDIO_PT,
-                video_stream,
-                audio_stream,
-                vseq: 0,
-                aseq: 0,
-                phase,
-                next_video: far,
-                next_audio: far,
-                vcount: 0,
-                acount: 0,
-                video_key: payload::video(VIDEO_BYTES, true),
-                video_delta: payload::video(VIDEO_BYTES, false),
-                audio_body: payload::audio(AUDIO_BYTES),
-            })
+            Some(self.new_publisher(id, Some((video, audio))))
         } else {
             None
         };
@@ -398,21 +368,99 @@ impl State {
             self.subscribers += 1;
             !self.subscribers.is_multiple_of(self.decrypt_every)
         };
-        self.clients.push(Client {
-            pc,
-            socket: Some(socket),
-            local,
-            created: Instant::now(),
-            connected: None,
-            failed: false,
-            first_media: None,
-            received: 0,
-            publisher,
-            timeout: None,
-            srtp: None,
-            light,
-        });
+        self.clients
+            .push(Client::new(Some(pc), socket, local, publisher, light));
         Ok(id)
+    }
+
+    /// Creates a plain RTP client with a socket on `ip`: a publisher sends the same VP8 and
+    /// Opus streams as a WebRTC one (unencrypted, to the address [`State::connect_plain`]
+    /// gives it), a subscriber counts and checks what arrives in the clear.
+    pub fn add_plain_client(&mut self, ip: IpAddr, publish: bool) -> Result<ClientId, String> {
+        let id = self.clients.len();
+        let (socket, local) = self.bind(ip, id)?;
+        let publisher = publish.then(|| self.new_publisher(id, None));
+        self.clients
+            .push(Client::new(None, socket, local, publisher, false));
+        Ok(id)
+    }
+
+    /// A plain RTP client is ready: a publisher starts sending to `remote`. Plain RTP has no
+    /// handshake, so the client counts as connected from now.
+    pub fn connect_plain(
+        &mut self,
+        id: ClientId,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), String> {
+        let c = self.clients.get_mut(id).ok_or("no such client")?;
+        if c.pc.is_some() {
+            return Err("not a plain RTP client".into());
+        }
+        let now = Instant::now();
+        c.remote = remote;
+        c.connected.get_or_insert(now);
+        if let Some(p) = &mut c.publisher {
+            p.next_video = now + p.phase;
+            p.next_audio = p.next_video;
+        }
+        Ok(())
+    }
+
+    /// The address a client's socket is bound to.
+    pub fn local_addr(&self, id: ClientId) -> Option<SocketAddr> {
+        self.clients.get(id).map(|c| c.local)
+    }
+
+    /// A nonblocking UDP socket on `ip`, registered for client `id`.
+    fn bind(&mut self, ip: IpAddr, id: ClientId) -> Result<(UdpSocket, SocketAddr), String> {
+        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(err)?;
+        std_socket.set_nonblocking(true).map_err(err)?;
+        let local = std_socket.local_addr().map_err(err)?;
+        let mut socket = UdpSocket::from_std(std_socket);
+        self.poll
+            .registry()
+            .register(&mut socket, Token(id), Interest::READABLE)
+            .map_err(err)?;
+        Ok((socket, local))
+    }
+
+    /// A publisher's streams: two new stream numbers, counted from 0 in the current window.
+    fn new_publisher(
+        &mut self,
+        id: ClientId,
+        senders: Option<(RTCRtpSenderId, RTCRtpSenderId)>,
+    ) -> Publisher {
+        let (video_ssrc, audio_ssrc) = publisher_ssrcs(id);
+        let video_stream = self.stream_seq.len() as u32;
+        self.stream_seq.push(0);
+        let audio_stream = self.stream_seq.len() as u32;
+        self.stream_seq.push(0);
+        if let Some(w) = &mut self.window {
+            w.start.extend([0, 0]);
+            w.received.extend([0, 0]);
+        }
+        // Spread publishers over the 10 ms tick so they do not all send at once.
+        let phase = Duration::from_micros((id as u64 * 1_337) % 10_000);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        Publisher {
+            senders,
+            video_ssrc,
+            audio_ssrc,
+            video_pt: VIDEO_PT,
+            audio_pt: AUDIO_PT,
+            video_stream,
+            audio_stream,
+            vseq: 0,
+            aseq: 0,
+            phase,
+            next_video: far,
+            next_audio: far,
+            vcount: 0,
+            acount: 0,
+            video_key: payload::video(VIDEO_BYTES, true),
+            video_delta: payload::video(VIDEO_BYTES, false),
+            audio_body: payload::audio(AUDIO_BYTES),
+        }
     }
 
     fn candidate(&mut self, id: ClientId) -> Result<(), String> {
@@ -430,27 +478,33 @@ impl State {
         .new_candidate_host()
         .and_then(|h| RTCIceCandidate::from(&h).to_json())
         .map_err(err)?;
-        c.pc.add_local_candidate(candidate).map_err(err)
+        c.pc.as_mut()
+            .ok_or(PLAIN)?
+            .add_local_candidate(candidate)
+            .map_err(err)
     }
 
     /// The client's offer (publishers), with its host candidate in it.
     pub fn create_offer(&mut self, id: ClientId) -> Result<String, String> {
-        let c = self.clients.get_mut(id).ok_or("no such client")?;
-        let offer = c.pc.create_offer(None).map_err(err)?;
-        c.pc.set_local_description(Instant::now(), offer)
+        let pc = self.pc(id)?;
+        let offer = pc.create_offer(None).map_err(err)?;
+        pc.set_local_description(Instant::now(), offer)
             .map_err(err)?;
         self.candidate(id)?;
-        let c = &mut self.clients[id];
-        let sdp = c.pc.local_description().ok_or("no local description")?.sdp;
+        let sdp = self
+            .pc(id)?
+            .local_description()
+            .ok_or("no local description")?
+            .sdp;
         self.pump(id);
         Ok(sdp)
     }
 
     /// Applies the server's answer to the client's offer.
     pub fn set_answer(&mut self, id: ClientId, sdp: String) -> Result<(), String> {
-        let c = self.clients.get_mut(id).ok_or("no such client")?;
         let answer = RTCSessionDescription::answer(sdp).map_err(err)?;
-        c.pc.set_remote_description(Instant::now(), answer)
+        self.pc(id)?
+            .set_remote_description(Instant::now(), answer)
             .map_err(err)?;
         self.pump(id);
         Ok(())
@@ -458,20 +512,29 @@ impl State {
 
     /// Answers the server's offer (subscribers); the answer carries the host candidate.
     pub fn answer_offer(&mut self, id: ClientId, sdp: String) -> Result<String, String> {
-        let c = self.clients.get_mut(id).ok_or("no such client")?;
         let offer = RTCSessionDescription::offer(sdp).map_err(err)?;
-        c.pc.set_remote_description(Instant::now(), offer)
+        let pc = self.pc(id)?;
+        pc.set_remote_description(Instant::now(), offer)
             .map_err(err)?;
-        if c.local_candidate_missing() {
+        if pc
+            .local_description()
+            .is_none_or(|d| !d.sdp.contains("a=candidate"))
+        {
             self.candidate(id)?;
         }
-        let c = &mut self.clients[id];
-        let answer = c.pc.create_answer(None).map_err(err)?;
-        c.pc.set_local_description(Instant::now(), answer)
+        let pc = self.pc(id)?;
+        let answer = pc.create_answer(None).map_err(err)?;
+        pc.set_local_description(Instant::now(), answer)
             .map_err(err)?;
-        let sdp = c.pc.local_description().ok_or("no local description")?.sdp;
+        let sdp = pc.local_description().ok_or("no local description")?.sdp;
         self.pump(id);
         Ok(sdp)
+    }
+
+    /// The peer connection of a WebRTC client.
+    fn pc(&mut self, id: ClientId) -> Result<&mut RTCPeerConnection, String> {
+        let c = self.clients.get_mut(id).ok_or("no such client")?;
+        c.pc.as_mut().ok_or_else(|| PLAIN.to_owned())
     }
 
     /// Starts a measurement window now.
@@ -573,6 +636,20 @@ impl State {
             // RTP (not RTCP, RFC 5761) to a light subscriber: counted from its header.
             let rtp = data.first().is_some_and(|b| (128..=191).contains(b))
                 && data.get(1).is_some_and(|b| !(192..=223).contains(b));
+            let Some(pc) = c.pc.as_mut() else {
+                // Plain RTP arrives in the clear: read and checked like a decrypted packet.
+                // (RTCP from the server, its sender reports, is not the generator's concern.)
+                if rtp && let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut data.freeze()) {
+                    if let Some(mark) = payload::read(&packet.payload) {
+                        c.first_media.get_or_insert(now);
+                        c.received += 1;
+                        count_mark(&mut self.window, self.epoch, now, mark);
+                    } else {
+                        self.unmarked += 1;
+                    }
+                }
+                continue;
+            };
             if c.light && c.connected.is_some() && rtp {
                 c.first_media.get_or_insert(now);
                 c.received += 1;
@@ -593,7 +670,7 @@ impl State {
                 },
                 message: data,
             };
-            if c.pc.handle_read(msg).is_err() {
+            if pc.handle_read(msg).is_err() {
                 self.read_errors += 1;
             }
             // Media is taken out right away: the stack's read queue would otherwise grow
@@ -614,10 +691,10 @@ impl State {
                 continue; // superseded
             }
             c.timeout = None;
-            if c.socket.is_none() {
+            let (Some(pc), Some(_)) = (c.pc.as_mut(), &c.socket) else {
                 continue;
-            }
-            let _ = c.pc.handle_timeout(now);
+            };
+            let _ = pc.handle_timeout(now);
             self.pump(id);
         }
     }
@@ -626,24 +703,24 @@ impl State {
     fn pump(&mut self, id: ClientId) {
         let epoch = self.epoch;
         let c = &mut self.clients[id];
-        let Some(socket) = &c.socket else {
+        let (Some(pc), Some(socket)) = (c.pc.as_mut(), &c.socket) else {
             return;
         };
         loop {
             let mut progressed = false;
-            while let Some(w) = c.pc.poll_write() {
+            while let Some(w) = pc.poll_write() {
                 progressed = true;
                 if socket.send_to(&w.message, w.transport.peer_addr).is_err() {
                     self.send_errors += 1;
                 }
             }
-            while let Some(e) = c.pc.poll_event() {
+            while let Some(e) = pc.poll_event() {
                 progressed = true;
                 if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
                     match s {
                         RTCPeerConnectionState::Connected => {
                             c.connected.get_or_insert_with(Instant::now);
-                            let stats = c.pc.get_stats(Instant::now(), StatsSelector::None);
+                            let stats = pc.get_stats(Instant::now(), StatsSelector::None);
                             c.srtp = stats.transport().map(|t| t.srtp_cipher.clone());
                             if let Some(p) = &mut c.publisher {
                                 p.next_video = Instant::now() + p.phase;
@@ -655,31 +732,17 @@ impl State {
                     }
                 }
             }
-            while let Some(TaggedRTCMessage { message, now }) = c.pc.poll_read() {
+            while let Some(TaggedRTCMessage { message, now }) = pc.poll_read() {
                 progressed = true;
                 if let RTCMessage::RtpPacket(_, packet) = message {
-                    let Some(mark) = payload::read(&packet.payload) else {
-                        self.unmarked += 1;
-                        continue;
-                    };
                     // `now`: when the datagram was read from the socket.
-                    c.first_media.get_or_insert(now);
-                    c.received += 1;
-                    if let Some(w) = &mut self.window {
-                        let s = mark.stream as usize;
-                        let in_range = w.start.get(s).is_some_and(|&a| mark.seq >= a)
-                            && w.end
-                                .as_ref()
-                                .is_none_or(|e| e.get(s).is_some_and(|&b| mark.seq < b));
-                        if in_range {
-                            if let Some(r) = w.received.get_mut(s) {
-                                *r += 1;
-                            }
-                            let now_us = now.duration_since(epoch).as_micros() as u64;
-                            if let Some(h) = &mut w.latency_us {
-                                let _ = h.record(now_us.saturating_sub(mark.sent_us).max(1));
-                            }
-                        }
+                    let (first_media, received) = (&mut c.first_media, &mut c.received);
+                    if let Some(mark) = payload::read(&packet.payload) {
+                        first_media.get_or_insert(now);
+                        *received += 1;
+                        count_mark(&mut self.window, epoch, now, mark);
+                    } else {
+                        self.unmarked += 1;
                     }
                 }
             }
@@ -687,7 +750,7 @@ impl State {
                 break;
             }
         }
-        let next = c.pc.poll_timeout();
+        let next = pc.poll_timeout();
         if next != c.timeout {
             c.timeout = next;
             if let Some(t) = next {
@@ -717,9 +780,12 @@ impl State {
         if c.connected.is_none() {
             return;
         }
-        if p.vcount == 0 && p.acount == 0 {
+        if p.vcount == 0
+            && p.acount == 0
+            && let (Some(pc), Some((video, audio))) = (c.pc.as_mut(), p.senders)
+        {
             // Payload types as this leg negotiated them (an answerer may renumber).
-            if let Some(pt) = c.pc.rtp_sender(p.video).and_then(|mut s| {
+            if let Some(pt) = pc.rtp_sender(video).and_then(|mut s| {
                 s.get_parameters()
                     .rtp_parameters
                     .codecs
@@ -728,7 +794,7 @@ impl State {
             }) {
                 p.video_pt = pt;
             }
-            if let Some(pt) = c.pc.rtp_sender(p.audio).and_then(|mut s| {
+            if let Some(pt) = pc.rtp_sender(audio).and_then(|mut s| {
                 s.get_parameters()
                     .rtp_parameters
                     .codecs
@@ -770,9 +836,13 @@ impl State {
             p.vseq = p.vseq.wrapping_add(1);
             p.vcount += 1;
             p.next_video += video_period;
-            if let Some(mut s) = c.pc.rtp_sender(p.video)
-                && s.write_rtp(now, packet).is_err()
-            {
+            if !send_rtp(
+                &mut c.pc,
+                p.senders.map(|s| s.0),
+                c.remote,
+                &c.socket,
+                packet,
+            ) {
                 self.send_errors += 1;
             }
             sent += 1;
@@ -803,9 +873,13 @@ impl State {
             p.aseq = p.aseq.wrapping_add(1);
             p.acount += 1;
             p.next_audio += audio_period;
-            if let Some(mut s) = c.pc.rtp_sender(p.audio)
-                && s.write_rtp(now, packet).is_err()
-            {
+            if !send_rtp(
+                &mut c.pc,
+                p.senders.map(|s| s.1),
+                c.remote,
+                &c.socket,
+                packet,
+            ) {
                 self.send_errors += 1;
             }
             sent += 1;
@@ -823,8 +897,8 @@ impl State {
     pub fn remove_client(&mut self, id: ClientId, graceful: bool) -> Result<(), String> {
         let c = self.clients.get_mut(id).ok_or("no such client")?;
         c.publisher = None;
-        if graceful {
-            c.pc.close().map_err(err)?;
+        if graceful && let Some(pc) = c.pc.as_mut() {
+            pc.close().map_err(err)?;
             self.pump(id);
         }
         let c = &mut self.clients[id];
@@ -853,10 +927,83 @@ impl State {
 }
 
 impl Client {
-    fn local_candidate_missing(&self) -> bool {
-        self.pc
-            .local_description()
-            .is_none_or(|d| !d.sdp.contains("a=candidate"))
+    fn new(
+        pc: Option<RTCPeerConnection>,
+        socket: UdpSocket,
+        local: SocketAddr,
+        publisher: Option<Publisher>,
+        light: bool,
+    ) -> Self {
+        Self {
+            pc,
+            remote: None,
+            socket: Some(socket),
+            local,
+            created: Instant::now(),
+            connected: None,
+            failed: false,
+            first_media: None,
+            received: 0,
+            publisher,
+            timeout: None,
+            srtp: None,
+            light,
+        }
+    }
+}
+
+const PLAIN: &str = "a plain RTP client has no peer connection";
+
+/// The SSRCs of client `id`'s video and audio when it publishes.
+pub fn publisher_ssrcs(id: ClientId) -> (u32, u32) {
+    let video = 0x1000_0000 + (id as u32) * 2;
+    (video, video + 1)
+}
+
+/// Sends one of a publisher's packets: through its peer connection's sender, or for a plain
+/// RTP client straight to its remote. `false` when it could not.
+fn send_rtp(
+    pc: &mut Option<RTCPeerConnection>,
+    sender: Option<RTCRtpSenderId>,
+    remote: Option<SocketAddr>,
+    socket: &Option<UdpSocket>,
+    packet: rtc::rtp::Packet,
+) -> bool {
+    match (pc.as_mut(), sender) {
+        (Some(pc), Some(sender)) => pc
+            .rtp_sender(sender)
+            .is_some_and(|mut s| s.write_rtp(Instant::now(), packet).is_ok()),
+        (None, _) => {
+            let (Some(remote), Some(socket)) = (remote, socket) else {
+                return false;
+            };
+            packet
+                .marshal()
+                .is_ok_and(|b| socket.send_to(&b, remote).is_ok())
+        }
+        (Some(_), None) => false,
+    }
+}
+
+/// Counts a marked packet that a subscriber received at `now` in the current window, and its
+/// latency.
+fn count_mark(window: &mut Option<Window>, epoch: Instant, now: Instant, mark: Mark) {
+    let Some(w) = window else {
+        return;
+    };
+    let s = mark.stream as usize;
+    let in_range = w.start.get(s).is_some_and(|&a| mark.seq >= a)
+        && w.end
+            .as_ref()
+            .is_none_or(|e| e.get(s).is_some_and(|&b| mark.seq < b));
+    if in_range {
+        if let Some(r) = w.received.get_mut(s) {
+            *r += 1;
+        }
+        let now_us = now.duration_since(epoch).as_micros() as u64;
+        if let Some(h) = &mut w.latency_us {
+            let _ = h.record(now_us.saturating_sub(mark.sent_us).max(1));
+        }
     }
 }
 

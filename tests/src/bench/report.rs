@@ -119,6 +119,38 @@ fn srtp(runs: &[&RunResult]) -> String {
     }
 }
 
+/// The WebRTC ÷ plain RTP table: the same S1 fan-out over both transports, step by step,
+/// with the server's CPU per delivered packet split into user and kernel time.
+fn transport_cost(webrtc: &Curve, plain: &Curve) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nThe WebRTC transport's cost: server CPU µs per delivered packet over WebRTC \
+         (switchboard) and plain RTP (switchboard-rtp), medians, split into user and kernel \
+         time:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| N | WebRTC µs/pkt | of it user / kernel | plain RTP µs/pkt | of it user / kernel | WebRTC ÷ plain RTP |"
+    );
+    let _ = writeln!(out, "| ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (i, n) in webrtc.load.iter().enumerate() {
+        let Some(j) = plain.load.iter().position(|m| m == n) else {
+            continue;
+        };
+        let (w, p) = (webrtc.us[i], plain.us[j]);
+        let split = |us: f64, sys: f64| format!("{:.2} / {:.2}", us * (1.0 - sys), us * sys);
+        let _ = writeln!(
+            out,
+            "| {n} | {w:.2} | {} | {p:.2} | {} | **{:.2}** |",
+            split(w, webrtc.sys_share[i]),
+            split(p, plain.sys_share[j]),
+            w / p
+        );
+    }
+    out
+}
+
 /// Markdown for every scenario present in `runs`.
 pub fn markdown(runs: &[RunResult]) -> String {
     let mut out = String::new();
@@ -208,6 +240,9 @@ pub fn markdown(runs: &[RunResult]) -> String {
                     a / b
                 );
             }
+        }
+        if let (Some(webrtc), Some(plain)) = (s1.get("switchboard"), s1.get("switchboard-rtp")) {
+            out.push_str(&transport_cost(&curve(webrtc), &curve(plain)));
         }
         let _ = writeln!(out);
     }

@@ -1,7 +1,7 @@
 //! The scenarios: S1 fan-out steps, S2 rooms of all-publishing peers, S3 a burst of joins,
 //! S4 paused consumers (the churn soak is in [`super::churn`]). Each returns plain results that `report` turns into tables and charts.
 
-use super::engine::{AUDIO_PPS, ClientId, Engine, VIDEO_PPS};
+use super::engine::{AUDIO_PPS, ClientId, Engine, VIDEO_PPS, publisher_ssrcs};
 use super::procfs::{self, CpuMark};
 use super::sfu::{Room, Sfu};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,9 @@ pub struct Bench {
     pub ip: IpAddr,
     /// Measurement seconds per sample.
     pub seconds: f64,
+    /// Clients connect with plain RTP (Switchboard's `rtp` plugin) instead of WebRTC: the
+    /// same streams and fan-out without ICE, DTLS and SRTP, for the cost of the transport.
+    pub plain_rtp: bool,
 }
 
 /// One measurement window.
@@ -164,6 +167,17 @@ impl Bench {
     /// A publisher in `room`: returns its client and feed.
     pub fn add_publisher(&self, room: &Room, name: &str) -> Result<(ClientId, String), String> {
         let ip = self.ip;
+        if self.plain_rtp {
+            let id = self.engine.call(move |s| s.add_plain_client(ip, true))?;
+            let from = self
+                .engine
+                .call(move |s| s.local_addr(id))
+                .ok_or("no client")?;
+            let server = self.sfu.publish_rtp(room, from, publisher_ssrcs(id))?;
+            self.engine
+                .call(move |s| s.connect_plain(id, Some(server)))?;
+            return Ok((id, name.to_owned()));
+        }
         let id = self.engine.call(move |s| s.add_client(ip, true))?;
         let offer = self.engine.call(move |s| s.create_offer(id))?;
         let published = self.sfu.publish(room, name, &offer)?;
@@ -180,6 +194,16 @@ impl Bench {
         feeds: &[String],
     ) -> Result<ClientId, String> {
         let ip = self.ip;
+        if self.plain_rtp {
+            let id = self.engine.call(move |s| s.add_plain_client(ip, false))?;
+            let to = self
+                .engine
+                .call(move |s| s.local_addr(id))
+                .ok_or("no client")?;
+            self.sfu.subscribe_rtp(room, to)?;
+            self.engine.call(move |s| s.connect_plain(id, None))?;
+            return Ok(id);
+        }
         let id = self.engine.call(move |s| s.add_client(ip, false))?;
         let sub = self.sfu.subscribe(room, name, feeds)?;
         let offer = sub.offer.clone();
@@ -277,6 +301,9 @@ impl Bench {
     }
 
     fn srtp_profiles(&self) -> Vec<String> {
+        if self.plain_rtp {
+            return vec!["none (plain RTP)".to_owned()];
+        }
         let mut p: Vec<String> = self
             .engine
             .call(|s| s.clients.iter().filter_map(|c| c.srtp.clone()).collect());

@@ -1,7 +1,10 @@
 //! The servers under test, behind one signalling interface: Switchboard over its
 //! MessagePack-RPC socket and Janus's VideoRoom over its HTTP API.
 
+use super::engine::{AUDIO_PT, VIDEO_PT};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::client::Client;
@@ -67,6 +70,28 @@ pub trait Sfu: Send + Sync {
     fn objects(&self) -> Option<Objects> {
         None
     }
+    /// Plain RTP, where the server has it: a transport that takes the generator's VP8 and
+    /// Opus streams (`ssrcs`: video, audio) from `from`, and a producer for each; returns where
+    /// to send them.
+    fn publish_rtp(
+        &self,
+        _room: &Room,
+        _from: SocketAddr,
+        _ssrcs: (u32, u32),
+    ) -> Result<SocketAddr, String> {
+        Err(format!(
+            "{}: plain RTP is not driven by this generator",
+            self.name()
+        ))
+    }
+    /// Plain RTP: a transport that sends to `to`, consuming every stream published in `room`
+    /// with [`Sfu::publish_rtp`].
+    fn subscribe_rtp(&self, _room: &Room, _to: SocketAddr) -> Result<(), String> {
+        Err(format!(
+            "{}: plain RTP is not driven by this generator",
+            self.name()
+        ))
+    }
 }
 
 /// Object counts of a server, summed over its workers.
@@ -88,6 +113,8 @@ pub struct Switchboard {
     client: Arc<Client>,
     /// A transport whose stats carry the worker socket's counters.
     some_transport: std::sync::Mutex<Option<String>>,
+    /// Producers made by [`Sfu::publish_rtp`], by room, for plain subscribers to consume.
+    rtp_producers: std::sync::Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Switchboard {
@@ -106,6 +133,7 @@ impl Switchboard {
             rt,
             client: Arc::new(client),
             some_transport: Default::default(),
+            rtp_producers: Default::default(),
         })
     }
 
@@ -121,6 +149,21 @@ impl Switchboard {
             Err(e) if e.code() == Some(switchboard_core::ErrorCode::AlreadyExists) => Ok(()),
             Err(e) => Err(format!("peer.join: {e}")),
         }
+    }
+
+    /// An `rtp` transport in `room` connected to `remote` (where it receives from and sends
+    /// to).
+    fn rtp_transport(&self, room: &Room, remote: SocketAddr) -> Result<Value, String> {
+        let t = self.call(
+            "transport.create",
+            json!({"router": room.0, "kind": "rtp", "options": {"listen_ip": remote.ip()}}),
+        )?;
+        self.call(
+            "transport.connect",
+            json!({"transport": text(&t, "id")?,
+                   "remote": {"ip": remote.ip(), "port": remote.port()}}),
+        )?;
+        Ok(t)
     }
 
     fn call(&self, method: &str, params: Value) -> Result<Value, String> {
@@ -233,6 +276,76 @@ impl Sfu for Switchboard {
             sum.consumers += n("consumers");
         }
         Some(sum)
+    }
+
+    fn publish_rtp(
+        &self,
+        room: &Room,
+        from: SocketAddr,
+        (video, audio): (u32, u32),
+    ) -> Result<SocketAddr, String> {
+        let t = self.rtp_transport(room, from)?;
+        let local = &t["local"];
+        let server = SocketAddr::new(
+            text(local, "ip")?
+                .parse()
+                .map_err(|e| format!("local ip: {e}"))?,
+            local["port"].as_u64().ok_or("no local port")? as u16,
+        );
+        let transport = text(&t, "id")?;
+        let mut ids = Vec::new();
+        for (kind, codec, ssrc) in [
+            (
+                "video",
+                json!({"mime_type": "video/VP8", "payload_type": VIDEO_PT, "clock_rate": 90000}),
+                video,
+            ),
+            (
+                "audio",
+                json!({"mime_type": "audio/opus", "payload_type": AUDIO_PT, "clock_rate": 48000,
+                       "channels": 2}),
+                audio,
+            ),
+        ] {
+            let p = self.call(
+                "producer.create",
+                json!({"transport": transport, "kind": kind, "rtp_parameters":
+                       {"codecs": [codec], "encodings": [{"ssrc": ssrc}]}}),
+            )?;
+            ids.push(text(&p, "id")?);
+        }
+        self.rtp_producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(room.0.clone())
+            .or_default()
+            .extend(ids);
+        Ok(server)
+    }
+
+    fn subscribe_rtp(&self, room: &Room, to: SocketAddr) -> Result<(), String> {
+        let t = self.rtp_transport(room, to)?;
+        let transport = text(&t, "id")?;
+        let producers = self
+            .rtp_producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&room.0)
+            .cloned()
+            .unwrap_or_default();
+        let caps = json!({"codecs": [
+            {"kind": "video", "mime_type": "video/VP8", "preferred_payload_type": VIDEO_PT,
+             "clock_rate": 90000},
+            {"kind": "audio", "mime_type": "audio/opus", "preferred_payload_type": AUDIO_PT,
+             "clock_rate": 48000, "channels": 2},
+        ]});
+        for producer in producers {
+            self.call(
+                "consumer.create",
+                json!({"transport": transport, "producer": producer, "rtp_capabilities": caps}),
+            )?;
+        }
+        Ok(())
     }
 
     /// The worker socket's `send_errors` (one worker: every transport shares it).

@@ -137,6 +137,11 @@ enum Command {
         /// payload checks); the others count RTP packets from the header. 1: all decrypt.
         #[arg(long, default_value_t = 1)]
         decrypt_every: usize,
+        /// Switchboard only: the clients use the `rtp` plugin (plain RTP, no ICE, DTLS or
+        /// SRTP) instead of WebRTC; the same streams and fan-out, for the WebRTC ÷ plain RTP
+        /// cost ratio. S1 only.
+        #[arg(long)]
+        plain_rtp: bool,
     },
     /// Reads results and prints Markdown tables; draws the S1 chart.
     Report {
@@ -184,7 +189,13 @@ fn main() {
             out,
             label,
             decrypt_every,
+            plain_rtp,
         } => {
+            if plain_rtp
+                && !(matches!(target, Target::Switchboard) && matches!(scenario, Scenario::S1))
+            {
+                fail("--plain-rtp is for S1 against Switchboard");
+            }
             let sfu: Arc<dyn Sfu> = match target {
                 Target::Switchboard => match Switchboard::connect(&rpc) {
                     Ok(s) => Arc::new(s),
@@ -221,6 +232,7 @@ fn main() {
                 server_pid,
                 ip,
                 seconds,
+                plain_rtp,
             });
             let result = match scenario {
                 Scenario::S1 => bench.s1(&steps),
