@@ -12,11 +12,12 @@ use switchboard_tests::bench::sfu::Switchboard;
 /// Runs `f` against a fresh in-process server with one worker, driven over its RPC socket,
 /// with a fresh client loop (a scenario counts every stream its loop sends).
 fn with_server(f: impl FnOnce(Arc<Bench>)) {
-    with_server_sampling(1, f)
+    with_server_sampling(1, false, f)
 }
 
-/// Like [`with_server`], with only every `decrypt_every`-th subscriber decrypting.
-fn with_server_sampling(decrypt_every: usize, f: impl FnOnce(Arc<Bench>)) {
+/// Like [`with_server`], with only every `decrypt_every`-th subscriber decrypting, or with
+/// plain RTP clients.
+fn with_server_sampling(decrypt_every: usize, plain_rtp: bool, f: impl FnOnce(Arc<Bench>)) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -28,6 +29,8 @@ fn with_server_sampling(decrypt_every: usize, f: impl FnOnce(Arc<Bench>)) {
     config.metrics.listen = String::new();
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;
+    config.rtp.port_min = 0;
+    config.rtp.port_max = 0;
     let app = rt
         .block_on(App::start(Arc::new(config)))
         .expect("server starts");
@@ -38,6 +41,7 @@ fn with_server_sampling(decrypt_every: usize, f: impl FnOnce(Arc<Bench>)) {
         server_pid: std::process::id(),
         ip: "127.0.0.1".parse().expect("ip"),
         seconds: 1.5,
+        plain_rtp,
     });
     f(bench);
     let _ = rt.block_on(app.shutdown(std::time::Duration::from_secs(5)));
@@ -64,7 +68,7 @@ fn fan_out_counts_every_packet_and_its_latency() {
 
 #[test]
 fn light_subscribers_count_their_packets_from_the_header() {
-    with_server_sampling(3, |bench| {
+    with_server_sampling(3, false, |bench| {
         // Six subscribers: two decrypt (latency, payload checks), four count headers.
         let r = bench.s1(&[6]).expect("s1 runs");
         let s = &r.samples[0];
@@ -84,6 +88,29 @@ fn light_subscribers_count_their_packets_from_the_header() {
             s.p50_ms > 0.0,
             "the decrypting subscribers measured latency"
         );
+    });
+}
+
+#[test]
+fn plain_rtp_fan_out_counts_every_packet() {
+    with_server_sampling(1, true, |bench| {
+        let r = bench.s1(&[2, 4]).expect("s1 runs");
+        assert_eq!(r.srtp, vec!["none (plain RTP)".to_owned()]);
+        assert_eq!(r.samples.len(), 2);
+        for s in &r.samples {
+            assert_eq!(s.failed_clients, 0);
+            assert!(s.sent > 100, "publisher sent {}", s.sent);
+            assert_eq!(s.expected, s.sent * s.load as u64);
+            // Every subscriber reads and checks every payload (no light counting here), and
+            // loopback loses nothing at this rate: all but the window's edges arrive.
+            assert!(
+                s.received as f64 >= s.expected as f64 * 0.9,
+                "received {} of {}",
+                s.received,
+                s.expected
+            );
+            assert!(s.p50_ms > 0.0 && s.p50_ms <= s.p99_ms);
+        }
     });
 }
 
