@@ -163,6 +163,45 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
     values[i]
 }
 
+/// `perf record` of the server during one measurement window, when the environment variable
+/// `BENCH_PERF` names a folder: call graphs of the whole server process (kernel
+/// included) go to `<folder>/<server>-<load>.data`, for `perf report`. The sampling costs
+/// the server a little, so profiled runs are for finding where the time goes, not for the
+/// tables.
+struct Profile(Option<std::process::Child>);
+
+impl Profile {
+    fn start(pid: u32, name: &str) -> Self {
+        let Some(dir) = std::env::var_os("BENCH_PERF") else {
+            return Self(None);
+        };
+        let out = std::path::Path::new(&dir).join(format!("{name}.data"));
+        let child = std::process::Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => Self(Some(c)),
+            Err(e) => {
+                eprintln!("perf record: {e}");
+                Self(None)
+            }
+        }
+    }
+
+    /// Ends the recording (perf writes its file on SIGINT).
+    fn stop(self) {
+        let Some(mut child) = self.0 else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let _ = child.wait();
+    }
+}
+
 impl Bench {
     /// A publisher in `room`: returns its client and feed.
     pub fn add_publisher(&self, room: &Room, name: &str) -> Result<(ClientId, String), String> {
@@ -239,9 +278,11 @@ impl Bench {
         let server = CpuMark::now(self.server_pid);
         let send_errors = self.sfu.send_errors();
         let generator = CpuMark::now(me);
+        let profile = Profile::start(self.server_pid, &format!("{}-{load}", self.label()));
         self.engine.call(|s| s.start_window());
         std::thread::sleep(Duration::from_secs_f64(self.seconds));
         self.engine.call(|s| s.end_window());
+        profile.stop();
         let server_sys = server.sys_since(self.server_pid);
         let (server_cpu, wall) = server.since(self.server_pid);
         let (gen_cpu, gen_wall) = generator.since(me);
@@ -300,13 +341,28 @@ impl Bench {
         sample
     }
 
+    /// The server's name in file names: `switchboard-rtp` for the plain RTP mode.
+    fn label(&self) -> String {
+        if self.plain_rtp {
+            format!("{}-rtp", self.sfu.name())
+        } else {
+            self.sfu.name().to_owned()
+        }
+    }
+
     fn srtp_profiles(&self) -> Vec<String> {
         if self.plain_rtp {
             return vec!["none (plain RTP)".to_owned()];
         }
         let mut p: Vec<String> = self
             .engine
-            .call(|s| s.clients.iter().filter_map(|c| c.srtp.clone()).collect());
+            .call(|s| {
+                s.clients
+                    .iter()
+                    .filter_map(|c| c.srtp.clone())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            });
         p.sort();
         p.dedup();
         p
