@@ -70,6 +70,8 @@ pub enum CtlCommand {
     Info,
     /// Each worker's load.
     Workers,
+    /// The cluster's live nodes (a node in a cluster only).
+    Nodes,
     /// Open rooms with their peer, transport, producer and consumer counts.
     Rooms,
     /// A room's tree: peers, transports, producers, consumers, middleware.

@@ -130,6 +130,43 @@ pub async fn run(args: &CtlArgs) -> Result<String, ClientError> {
                 rows,
             ))
         }
+        CtlCommand::Nodes => {
+            let nodes = client.cluster_nodes().await?;
+            if args.json {
+                return json(&nodes);
+            }
+            let rows = nodes
+                .nodes
+                .iter()
+                .map(|n| {
+                    let me = if n.id == nodes.node { "*" } else { "" };
+                    vec![
+                        format!("{}{me}", n.id),
+                        n.rpc.clone(),
+                        serde_json::to_value(n.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        n.workers.to_string(),
+                        n.rooms.to_string(),
+                        n.transports.to_string(),
+                        n.load_percent.to_string(),
+                    ]
+                })
+                .collect();
+            Ok(table(
+                &[
+                    "NODE",
+                    "RPC",
+                    "STATE",
+                    "WORKERS",
+                    "ROOMS",
+                    "TRANSPORTS",
+                    "LOAD_%",
+                ],
+                rows,
+            ))
+        }
         CtlCommand::Rooms => rooms(&client, args.json).await,
         CtlCommand::Dump { room } => {
             let dump = client.dump_router(*room).await?;

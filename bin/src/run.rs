@@ -1,6 +1,7 @@
 //! Running the server: start it with its control socket, log its events, wait for a
 //! signal, shut down within the configured time.
 
+use crate::cluster::Cluster;
 use crate::ops::MetricsServer;
 use crate::rpc::{ListenAddr, MethodTable, RpcServer};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct App {
     pub rpc: RpcServer,
     /// The Prometheus endpoint, unless `metrics.listen` is empty.
     pub metrics: Option<MetricsServer>,
+    /// Membership in a cluster, when `[cluster]` names a Redis.
+    pub cluster: Option<Cluster>,
 }
 
 impl App {
@@ -92,12 +95,32 @@ impl App {
                 return Err(RunError::Start(format!("control socket: {}", e.message)));
             }
         };
+        // Started before /metrics so that its first scrape sees the membership; joining never
+        // waits for Redis.
+        let cluster = if config.cluster.enabled() {
+            match Cluster::start(&config.cluster, server.clone(), rpc.tcp_addr()) {
+                Ok(c) => {
+                    rpc.set_cluster(c.clone());
+                    Some(c)
+                }
+                Err(e) => {
+                    rpc.shutdown(RPC_CLOSE_GRACE).await;
+                    let _ = server.shutdown().await;
+                    return Err(RunError::Start(format!("cluster: {}", e.message)));
+                }
+            }
+        } else {
+            None
+        };
         let metrics = if config.metrics.listen.is_empty() {
             None
         } else {
             match MetricsServer::start(&config.metrics.listen, server.clone(), Some(&rpc)).await {
                 Ok(metrics) => Some(metrics),
                 Err(e) => {
+                    if let Some(c) = &cluster {
+                        c.shutdown().await;
+                    }
                     rpc.shutdown(RPC_CLOSE_GRACE).await;
                     let _ = server.shutdown().await;
                     return Err(RunError::Start(format!("metrics: {}", e.message)));
@@ -109,6 +132,7 @@ impl App {
             transports,
             rpc,
             metrics,
+            cluster,
         })
     }
 
@@ -132,6 +156,10 @@ impl App {
     /// receive its closure events), then closes the control connections.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), RunError> {
         self.rpc.stop_accepting();
+        // Leave the cluster first, so that no node is sent here while the rooms close.
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
         let outcome = match tokio::time::timeout(timeout, self.server.shutdown()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(RunError::Shutdown(e.to_string())),
@@ -236,6 +264,9 @@ async fn serve(
         "shutting down"
     );
     app.rpc.stop_accepting();
+    if let Some(cluster) = &app.cluster {
+        cluster.shutdown().await;
+    }
     let outcome = shut_down(server, timeout, &mut signals).await;
     app.rpc.shutdown(RPC_CLOSE_GRACE).await;
     // Scrapes may go on until the end, so the last state of a shutdown can be seen.

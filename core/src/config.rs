@@ -114,6 +114,54 @@ pub struct Config {
     pub middleware: MiddlewareConfig,
     /// Where rooms and their transports go, and when a room spans workers.
     pub placement: PlacementConfig,
+    /// Membership in a cluster of nodes sharing a Redis; without it the node runs alone.
+    pub cluster: ClusterConfig,
+}
+
+/// A cluster of nodes on Redis: each node registers itself with a heartbeat and records which
+/// rooms and producers it owns, so that any node can say where an object lives. Media and
+/// local requests never wait for Redis; only requests that need the cluster's view do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The Redis to share (`redis://host:port/db`, `redis+unix:///path/redis.sock`); empty
+    /// (the default) runs the node alone, with no cluster.
+    pub redis_url: String,
+    /// This node's id, unique in the cluster; empty: generated at start.
+    pub node_id: String,
+    /// The control-socket address other nodes and backends use for this node; empty: the
+    /// TCP address `rpc.listen` bound.
+    pub advertise_rpc: String,
+    /// Every how many milliseconds the node renews its entry (and looks at the others).
+    pub heartbeat_ms: u64,
+    /// How long a node's entry outlives its last heartbeat: a node silent this long is gone,
+    /// and the others drop its directory entries. At least twice `heartbeat_ms`.
+    pub node_ttl_ms: u64,
+    /// How long one Redis command may take before the cluster counts as unavailable.
+    pub redis_timeout_ms: u64,
+    /// Prefix of every key the cluster writes, so that clusters can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            node_id: String::new(),
+            advertise_rpc: String::new(),
+            heartbeat_ms: 1_000,
+            node_ttl_ms: 5_000,
+            redis_timeout_ms: 500,
+            key_prefix: "switchboard".to_owned(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
 }
 
 /// The WebRTC transport's network settings.
@@ -920,6 +968,8 @@ impl Config {
             );
         }
 
+        validate_cluster(&mut p, &self.cluster);
+
         if self.log.level.trim().is_empty() {
             p.push(
                 "log.level",
@@ -962,6 +1012,55 @@ impl Config {
 /// Collects validation problems.
 #[derive(Default)]
 struct Problems(Vec<ConfigError>);
+
+/// The `[cluster]` rules: a Redis URL the client understands, ids and prefixes that are safe
+/// inside Redis keys, and a TTL that survives a late heartbeat.
+fn validate_cluster(p: &mut Problems, cluster: &ClusterConfig) {
+    if !cluster.enabled() {
+        return;
+    }
+    let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if !schemes.iter().any(|s| cluster.redis_url.starts_with(s)) {
+        p.push(
+            "cluster.redis_url",
+            format!(
+                "{:?} is not a Redis URL: expected redis://host:port, rediss://host:port or \
+                 redis+unix:///path, or empty to run alone",
+                cluster.redis_url
+            ),
+        );
+    }
+    let key_safe = |v: &str| {
+        v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !key_safe(&cluster.node_id) || cluster.node_id.len() > 64 {
+        p.push(
+            "cluster.node_id",
+            "must be at most 64 letters, digits, '-', '_' or '.' (or empty to generate one)",
+        );
+    }
+    if cluster.key_prefix.is_empty() || !key_safe(&cluster.key_prefix) {
+        p.push(
+            "cluster.key_prefix",
+            "must be letters, digits, '-', '_' or '.', and not empty",
+        );
+    }
+    p.socket_addr("cluster.advertise_rpc", &cluster.advertise_rpc);
+    p.at_least("cluster.heartbeat_ms", cluster.heartbeat_ms, 50);
+    p.at_least("cluster.redis_timeout_ms", cluster.redis_timeout_ms, 10);
+    if cluster.node_ttl_ms < cluster.heartbeat_ms.saturating_mul(2) {
+        p.push(
+            "cluster.node_ttl_ms",
+            format!(
+                "must be at least twice cluster.heartbeat_ms ({}), got {}: one late heartbeat \
+                 must not make a live node look gone",
+                cluster.heartbeat_ms.saturating_mul(2),
+                cluster.node_ttl_ms
+            ),
+        );
+    }
+}
 
 /// The `[rtp]` rules: addresses like `[webrtc]`'s, a well-formed port range, and no overlap
 /// with the WebRTC range, whose workers must each find their port free.
@@ -1344,6 +1443,44 @@ mod tests {
         .unwrap();
         assert_eq!(env.placement.max_worker_cpu, 1.0);
         assert!(Config::from_toml_str("[placement]\npolicy = \"random\"\n").is_err());
+    }
+
+    #[test]
+    fn cluster_is_off_by_default_and_checked_when_on() {
+        let c = Config::default();
+        assert!(!c.cluster.enabled());
+        c.validate().unwrap();
+        let c = Config::from_toml_str(
+            "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nnode_id = \"node-a\"\n",
+        )
+        .unwrap();
+        assert!(c.cluster.enabled());
+        c.validate().unwrap();
+        let mut bad = c.clone();
+        bad.cluster.redis_url = "127.0.0.1:6379".to_owned();
+        bad.cluster.node_id = "a b".to_owned();
+        bad.cluster.key_prefix = String::new();
+        bad.cluster.advertise_rpc = "nowhere".to_owned();
+        bad.cluster.heartbeat_ms = 1_000;
+        bad.cluster.node_ttl_ms = 1_500;
+        let errors = bad.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            vec![
+                "cluster.redis_url",
+                "cluster.node_id",
+                "cluster.key_prefix",
+                "cluster.advertise_rpc",
+                "cluster.node_ttl_ms"
+            ]
+        );
+        let mut env = Config::default();
+        env.apply_env([(
+            "SWITCHBOARD_CLUSTER__REDIS_URL".to_owned(),
+            "redis+unix:///tmp/r.sock".to_owned(),
+        )])
+        .unwrap();
+        assert!(env.cluster.enabled());
     }
 
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -47,6 +47,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// A control-socket frame is larger than `rpc.max_frame_bytes`.
     FrameTooLarge,
+    /// The request needs the cluster's shared view (its Redis), which cannot be reached now,
+    /// or the node is not part of a cluster. Requests for this node's own objects still work.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::MethodNotFound => "method_not_found",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }

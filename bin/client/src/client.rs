@@ -22,13 +22,13 @@
 //! response by msgid. Requests are handed to a writer task whole, so a call abandoned
 //! half-way (a dropped future, a timeout) never leaves half a message on the stream.
 
+use crate::protocol::{ClusterLocateParams, ClusterNodes, Located, RpcError, Subscriptions};
 use crate::protocol::{
     ConsumerParams, EventsParams, MiddlewareAttachParams, MiddlewareDetachParams, NoParams,
     PeerParams, ProducerParams, RouterList, RouterParams, RouterSummary, ServerInfo, ServerStats,
     TransportConnectParams, TransportCreateParams, TransportParams, TransportRequestParams,
     WebRtcOfferParams, WebRtcPublishResult, WorkerList, WorkerSummary,
 };
-use crate::protocol::{RpcError, Subscriptions};
 use crate::wire::{self, FrameScanner, Scan};
 use bytes::BytesMut;
 use serde::Serialize;
@@ -347,6 +347,19 @@ impl Client {
     pub async fn workers(&self) -> Result<Vec<WorkerSummary>, ClientError> {
         let list: WorkerList = self.call("worker.list", &NoParams {}).await?;
         Ok(list.workers)
+    }
+
+    /// `cluster.nodes`: the cluster's live nodes.
+    pub async fn cluster_nodes(&self) -> Result<ClusterNodes, ClientError> {
+        self.call("cluster.nodes", &NoParams {}).await
+    }
+
+    /// `cluster.locate`: the node that owns a router or a producer.
+    pub async fn cluster_locate(
+        &self,
+        params: &ClusterLocateParams,
+    ) -> Result<Located, ClientError> {
+        self.call("cluster.locate", params).await
     }
 
     /// `router.create`.

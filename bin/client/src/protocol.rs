@@ -462,3 +462,74 @@ pub struct WebRtcPublishResult {
     /// Producers closed because their m-lines stopped sending.
     pub closed_producers: Vec<ProducerId>,
 }
+
+/// Whether a node takes new work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Takes new rooms and transports.
+    Serving,
+    /// Takes nothing new; its peers are being moved away.
+    Draining,
+}
+
+/// A node's entry in the cluster, renewed by its heartbeat (`cluster.nodes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Its id (`cluster.node_id`).
+    pub id: String,
+    /// Its control socket, for backends and other nodes.
+    pub rpc: String,
+    /// Serving or draining.
+    pub state: NodeState,
+    /// Worker threads.
+    pub workers: usize,
+    /// Rooms (routers) it holds.
+    pub rooms: usize,
+    /// Transports it holds.
+    pub transports: usize,
+    /// Producers it holds.
+    pub producers: usize,
+    /// Consumers it holds.
+    pub consumers: usize,
+    /// RTP packets per second its workers handle (received plus forwarded).
+    pub packets_per_second: u64,
+    /// Its busiest worker's load, percent of that worker's threshold (`worker.list`).
+    pub load_percent: u64,
+    /// Its version.
+    pub version: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// When it wrote this entry, milliseconds since the Unix epoch.
+    pub heartbeat_ms: u64,
+}
+
+/// Where an object lives (`cluster.locate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Located {
+    /// The owning node's id.
+    pub node: String,
+    /// Its control socket (`None` when its entry just expired).
+    pub rpc: Option<String>,
+}
+
+/// `cluster.nodes`: the live nodes of the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterNodes {
+    /// The node that answered.
+    pub node: String,
+    /// Every live node, by id, the answering one included.
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// `cluster.locate`: exactly one of the two.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterLocateParams {
+    /// A router (room).
+    #[serde(default)]
+    pub router: Option<RouterId>,
+    /// A producer.
+    #[serde(default)]
+    pub producer: Option<ProducerId>,
+}

@@ -1,8 +1,9 @@
-//! The HTTP listener for `/metrics`.
+//! The HTTP listener for `/metrics`, `/health` and `/ready`.
 //!
 //! It runs on the control runtime (the one carrying the control socket), so serving a scrape
 //! never takes a media thread; the workers only answer one message each per scrape. It
-//! speaks HTTP/1.1 through hyper, answers `GET` and `HEAD` on `/metrics`, and bounds what a
+//! speaks HTTP/1.1 through hyper, answers `GET` and `HEAD` on `/metrics`, `/health`
+//! (liveness) and `/ready` (readiness: with a cluster, registered in it), and bounds what a
 //! client can hold: the time to send request headers and the number of open connections.
 
 use super::metrics::Snapshot;
@@ -46,9 +47,13 @@ struct Sources {
 impl Sources {
     async fn scrape(&self) -> String {
         let rpc = self.rpc.as_ref().map(|r| (r.stats(), r.metrics.render()));
-        Snapshot::gather(&self.server, rpc, self.per_room)
-            .await
-            .render()
+        let mut snapshot = Snapshot::gather(&self.server, rpc, self.per_room).await;
+        snapshot.cluster = self
+            .rpc
+            .as_ref()
+            .and_then(|r| r.cluster.get())
+            .map(|c| c.stats());
+        snapshot.render()
     }
 }
 
@@ -173,10 +178,10 @@ async fn accept(
 async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let method = req.method();
-    if path != "/metrics" {
+    if !matches!(path, "/metrics" | "/health" | "/ready") {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: metrics are at /metrics\n",
+            "not found: metrics are at /metrics, liveness at /health, readiness at /ready\n",
         );
     }
     if method != Method::GET && method != Method::HEAD {
@@ -185,6 +190,23 @@ async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
+    }
+    match path {
+        // Liveness: the process answers. It never depends on Redis, so that a cluster's
+        // store going away does not get every node restarted.
+        "/health" => return text(StatusCode::OK, "ok\n"),
+        // Readiness: a clustered node takes new work only while it is registered.
+        "/ready" => {
+            let cluster = sources.rpc.as_ref().and_then(|r| r.cluster.get());
+            return match cluster {
+                Some(c) if !c.ready() => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: not registered in the cluster (redis unreachable)\n",
+                ),
+                _ => text(StatusCode::OK, "ready\n"),
+            };
+        }
+        _ => {}
     }
     let body = sources.scrape().await;
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -146,6 +146,8 @@ pub struct Snapshot {
     pub process: ProcessStats,
     /// Whether rooms get series of their own.
     pub per_room: bool,
+    /// The cluster membership's counters, when the node is in a cluster.
+    pub cluster: Option<crate::cluster::ClusterStats>,
 }
 
 impl Snapshot {
@@ -169,6 +171,7 @@ impl Snapshot {
             rpc,
             process: process::process(),
             per_room,
+            cluster: None,
         }
     }
 
@@ -197,6 +200,9 @@ impl Snapshot {
         if let Some((stats, rendered)) = &self.rpc {
             render_rpc(&mut e, stats);
             e.append(rendered);
+        }
+        if let Some(cluster) = &self.cluster {
+            render_cluster(&mut e, cluster);
         }
         render_process(&mut e, &self.process);
         e.finish()
@@ -849,6 +855,51 @@ fn render_process(e: &mut Exposition, p: &ProcessStats) {
             e.family(name, kind, help, |f| f.sample(&[], v));
         }
     }
+}
+
+fn render_cluster(e: &mut Exposition, c: &crate::cluster::ClusterStats) {
+    let gauge = |e: &mut Exposition, name: &str, help: &str, v: f64| {
+        e.family(name, Kind::Gauge, help, |f| f.sample(&[], v));
+    };
+    let counter = |e: &mut Exposition, name: &str, help: &str, v: u64| {
+        e.family(name, Kind::Counter, help, |f| f.sample(&[], v as f64));
+    };
+    gauge(
+        e,
+        "switchboard_cluster_redis_up",
+        "1 while the cluster's Redis answers.",
+        f64::from(u8::from(c.redis_up)),
+    );
+    gauge(
+        e,
+        "switchboard_cluster_registered",
+        "1 while this node's entry is current (the node is ready as a member).",
+        f64::from(u8::from(c.registered)),
+    );
+    gauge(
+        e,
+        "switchboard_cluster_nodes",
+        "Live nodes at the last heartbeat, this one included.",
+        c.nodes as f64,
+    );
+    counter(
+        e,
+        "switchboard_cluster_redis_errors_total",
+        "Redis commands or connections that failed or timed out.",
+        c.redis_errors,
+    );
+    counter(
+        e,
+        "switchboard_cluster_directory_operations_total",
+        "Directory entries (rooms, producers) written or removed by this node.",
+        c.directory_operations,
+    );
+    counter(
+        e,
+        "switchboard_cluster_nodes_lost_total",
+        "Nodes whose entry expired and whose directory entries this node removed.",
+        c.nodes_lost,
+    );
 }
 
 #[cfg(test)]

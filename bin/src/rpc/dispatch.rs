@@ -52,6 +52,11 @@ impl Ctx {
         self.rpc.stats()
     }
 
+    /// The node's cluster membership, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.rpc.cluster.get()
+    }
+
     /// Every method name the socket answers to, sorted.
     pub fn method_names(&self) -> Vec<&'static str> {
         self.rpc.methods.names()

@@ -62,7 +62,31 @@ pub fn register(t: &mut MethodTable) {
         .add("middleware.attach", middleware_attach)
         .add("middleware.detach", middleware_detach)
         .add("events.subscribe", events_subscribe)
-        .add("events.unsubscribe", events_unsubscribe);
+        .add("events.unsubscribe", events_unsubscribe)
+        .add("cluster.nodes", cluster_nodes)
+        .add("cluster.locate", cluster_locate);
+}
+
+/// The membership, or `cluster_unavailable` for a node that runs alone.
+fn cluster(ctx: &Ctx) -> Result<&crate::cluster::Cluster, RpcError> {
+    ctx.cluster().ok_or_else(|| {
+        RpcError::new(
+            switchboard_core::ErrorCode::ClusterUnavailable,
+            "this node is not part of a cluster (no [cluster] redis_url)",
+        )
+    })
+}
+
+async fn cluster_nodes(ctx: Ctx, _: NoParams) -> Result<ClusterNodes, RpcError> {
+    let cluster = cluster(&ctx)?;
+    Ok(ClusterNodes {
+        node: cluster.node_id().to_owned(),
+        nodes: cluster.nodes().await?,
+    })
+}
+
+async fn cluster_locate(ctx: Ctx, p: ClusterLocateParams) -> Result<Located, RpcError> {
+    Ok(cluster(&ctx)?.locate(p.router, p.producer).await?)
 }
 
 fn peer_id(text: &str) -> Result<PeerId, RpcError> {

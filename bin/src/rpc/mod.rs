@@ -213,6 +213,8 @@ pub(crate) struct RpcShared {
     /// Give up on flushing: close every connection now.
     pub(crate) abort: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// The node's cluster membership, once started (`cluster.*` methods, `/ready`).
+    pub(crate) cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl RpcShared {
@@ -238,6 +240,7 @@ impl RpcShared {
             stop,
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -332,6 +335,17 @@ impl RpcServer {
             addrs,
             unix_path,
         })
+    }
+
+    /// Gives the methods (and `/ready`) the node's cluster membership. Set once; later calls
+    /// are ignored.
+    pub fn set_cluster(&self, cluster: crate::cluster::Cluster) {
+        let _ = self.shared.cluster.set(cluster);
+    }
+
+    /// The node's cluster membership, when it has one.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.shared.cluster.get()
     }
 
     /// The addresses actually bound (a TCP port of 0 resolved to the one the OS chose).

@@ -354,15 +354,13 @@ impl Bench {
         if self.plain_rtp {
             return vec!["none (plain RTP)".to_owned()];
         }
-        let mut p: Vec<String> = self
-            .engine
-            .call(|s| {
-                s.clients
-                    .iter()
-                    .filter_map(|c| c.srtp.clone())
-                    .filter(|p| !p.is_empty())
-                    .collect()
-            });
+        let mut p: Vec<String> = self.engine.call(|s| {
+            s.clients
+                .iter()
+                .filter_map(|c| c.srtp.clone())
+                .filter(|p| !p.is_empty())
+                .collect()
+        });
         p.sort();
         p.dedup();
         p

@@ -1,0 +1,54 @@
+//! The Redis keys of one cluster, all under its `cluster.key_prefix` (docs/cluster.md).
+
+/// Key names.
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// A node's entry (JSON of its record), with a TTL renewed by its heartbeat.
+    pub(super) fn node(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    /// The set of nodes that registered and were not yet swept.
+    pub(super) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// The set of directory keys a node wrote, so that they can be removed with it.
+    pub(super) fn owned(&self, node: &str) -> String {
+        format!("{}:owned:{node}", self.prefix)
+    }
+
+    /// Which node owns a router.
+    pub(super) fn router(&self, router: &str) -> String {
+        format!("{}:router:{router}", self.prefix)
+    }
+
+    /// Which node owns a producer.
+    pub(super) fn producer(&self, producer: &str) -> String {
+        format!("{}:producer:{producer}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_under_the_prefix() {
+        let k = Keys::new("sb");
+        assert_eq!(k.node("a"), "sb:node:a");
+        assert_eq!(k.nodes(), "sb:nodes");
+        assert_eq!(k.owned("a"), "sb:owned:a");
+        assert_eq!(k.router("r"), "sb:router:r");
+        assert_eq!(k.producer("p"), "sb:producer:p");
+    }
+}

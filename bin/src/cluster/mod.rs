@@ -1,0 +1,560 @@
+//! Membership in a cluster of nodes that share a Redis (`[cluster]`; docs/cluster.md).
+//!
+//! Each node keeps, in Redis, an entry about itself that expires unless renewed (the
+//! heartbeat), and a directory of the rooms and producers it owns. Any node can then list the
+//! cluster and say which node owns an object. Nothing on the media path or in a request for a
+//! local object waits for Redis: the directory is written from the server's event stream by
+//! one task, and when Redis is unreachable that task only counts and retries, then rewrites
+//! the node's whole share of the directory once it is back (a restarted Redis has lost it).
+//!
+//! A node that stops renewing its entry is gone after `cluster.node_ttl_ms`; the first live
+//! node to notice removes its directory entries.
+
+mod keys;
+
+pub use switchboard_client::protocol::{ClusterNode, Located, NodeState};
+
+use keys::Keys;
+use redis::aio::MultiplexedConnection;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_actors::ServerHandle;
+use switchboard_core::config::ClusterConfig;
+use switchboard_core::event::Event;
+use switchboard_core::{Error, ErrorCode, ProducerId, RouterId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Counters of the cluster task, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Whether Redis answered the last command.
+    pub redis_up: bool,
+    /// Whether this node's entry is written (Redis reachable and the heartbeat current).
+    pub registered: bool,
+    /// Live nodes seen at the last heartbeat, this one included.
+    pub nodes: u64,
+    /// Redis commands or connections that failed.
+    pub redis_errors: u64,
+    /// Directory entries written or removed.
+    pub directory_operations: u64,
+    /// Nodes whose entry expired and whose directory entries this node removed.
+    pub nodes_lost: u64,
+}
+
+/// This node's membership: started by [`crate::App`] when `[cluster]` names a Redis.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClusterConfig,
+    node: String,
+    rpc: String,
+    keys: Keys,
+    client: redis::Client,
+    server: ServerHandle,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// What this node owns, from its own events: the directory's truth for this node.
+    owned: Mutex<Owned>,
+    started_ms: u64,
+    redis_up: AtomicBool,
+    registered: AtomicBool,
+    nodes: AtomicU64,
+    redis_errors: AtomicU64,
+    directory_operations: AtomicU64,
+    nodes_lost: AtomicU64,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Default)]
+struct Owned {
+    routers: HashSet<RouterId>,
+    producers: HashMap<ProducerId, RouterId>,
+}
+
+/// A change to this node's share of the directory.
+enum Change {
+    Router(RouterId, bool),
+    Producer(ProducerId, RouterId, bool),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn unavailable(what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::ClusterUnavailable, format!("cluster: {what}"))
+}
+
+impl Cluster {
+    /// Joins the cluster of `config.redis_url`: starts the heartbeat and the directory writer
+    /// on the current Tokio runtime. `rpc` is where this node's control socket listens
+    /// (advertised unless `cluster.advertise_rpc` says otherwise). Never waits for Redis: an
+    /// unreachable one is retried every heartbeat.
+    pub fn start(
+        config: &ClusterConfig,
+        server: ServerHandle,
+        rpc: Option<std::net::SocketAddr>,
+    ) -> Result<Self, Error> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("cluster.redis_url: {e}")))?;
+        let node = if config.node_id.is_empty() {
+            format!("node-{}", uuid_like())
+        } else {
+            config.node_id.clone()
+        };
+        let rpc = if config.advertise_rpc.is_empty() {
+            rpc.map(|a| a.to_string()).unwrap_or_default()
+        } else {
+            config.advertise_rpc.clone()
+        };
+        let inner = Arc::new(Inner {
+            keys: Keys::new(&config.key_prefix),
+            config: config.clone(),
+            node,
+            rpc,
+            client,
+            server: server.clone(),
+            conn: tokio::sync::Mutex::new(None),
+            owned: Mutex::new(Owned {
+                routers: server.routers().into_iter().map(|(r, _)| r).collect(),
+                producers: HashMap::new(),
+            }),
+            started_ms: now_ms(),
+            redis_up: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
+            nodes: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
+            directory_operations: AtomicU64::new(0),
+            nodes_lost: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let cluster = Self { inner };
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        cluster.inner.tasks.spawn(watch_events(
+            cluster.clone(),
+            server.subscribe(),
+            changes_tx,
+        ));
+        cluster.inner.tasks.spawn(run(cluster.clone(), changes_rx));
+        info!(node = %cluster.inner.node, rpc = %cluster.inner.rpc, "joining the cluster");
+        Ok(cluster)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The counters, for `/metrics`.
+    pub fn stats(&self) -> ClusterStats {
+        let i = &self.inner;
+        ClusterStats {
+            redis_up: i.redis_up.load(Ordering::Relaxed),
+            registered: i.registered.load(Ordering::Relaxed),
+            nodes: i.nodes.load(Ordering::Relaxed),
+            redis_errors: i.redis_errors.load(Ordering::Relaxed),
+            directory_operations: i.directory_operations.load(Ordering::Relaxed),
+            nodes_lost: i.nodes_lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the node is ready for new work as a member: Redis reachable and its entry
+    /// written. (Liveness does not depend on this.)
+    pub fn ready(&self) -> bool {
+        self.inner.registered.load(Ordering::Relaxed)
+    }
+
+    /// The live nodes, as their entries say, ordered by id. `cluster_unavailable` when Redis
+    /// cannot be reached.
+    pub async fn nodes(&self) -> Result<Vec<ClusterNode>, Error> {
+        let k = &self.inner.keys;
+        let ids: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(k.nodes())).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<Option<String>> = self
+            .query(redis::cmd("MGET").arg(ids.iter().map(|id| k.node(id)).collect::<Vec<_>>()))
+            .await?;
+        let mut nodes: Vec<ClusterNode> = entries
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect();
+        nodes.sort_by(|a: &ClusterNode, b| a.id.cmp(&b.id));
+        Ok(nodes)
+    }
+
+    /// Which node owns a router or a producer: `not_found` when the directory has no entry,
+    /// `cluster_unavailable` when Redis cannot be reached.
+    pub async fn locate(
+        &self,
+        router: Option<RouterId>,
+        producer: Option<ProducerId>,
+    ) -> Result<Located, Error> {
+        let k = &self.inner.keys;
+        let (key, what, id) = match (router, producer) {
+            (Some(r), None) => (k.router(&r.to_string()), "router", r.to_string()),
+            (None, Some(p)) => (k.producer(&p.to_string()), "producer", p.to_string()),
+            _ => {
+                return Err(Error::invalid(
+                    "give exactly one of `router` and `producer`",
+                ));
+            }
+        };
+        let node: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        let Some(node) = node else {
+            return Err(Error::not_found(what, id));
+        };
+        let entry: Option<String> = self.query(redis::cmd("GET").arg(k.node(&node))).await?;
+        let rpc = entry
+            .and_then(|json| serde_json::from_str::<ClusterNode>(&json).ok())
+            .map(|r| r.rpc);
+        Ok(Located { node, rpc })
+    }
+
+    /// Leaves the cluster: stops the tasks, then removes this node's entry and directory
+    /// entries (best effort: if Redis is unreachable, they expire or are swept by the others).
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        let node = self.inner.node.clone();
+        if self.sweep_node(&node).await.is_ok() {
+            info!(node = %node, "left the cluster");
+        }
+        self.inner.registered.store(false, Ordering::Relaxed);
+    }
+
+    /// One command with the configured timeout, on the current connection (made if there is
+    /// none). A failure drops the connection and counts, and is `cluster_unavailable`.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
+        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms);
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(_) => Err(self.failed("timed out")),
+        }
+    }
+
+    /// Like [`Cluster::query`] for a pipeline.
+    async fn exec<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
+        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms);
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(_) => Err(self.failed("timed out")),
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, Error> {
+        let mut slot = self.inner.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms);
+        match tokio::time::timeout(
+            timeout,
+            self.inner.client.get_multiplexed_async_connection(),
+        )
+        .await
+        {
+            Ok(Ok(c)) => {
+                *slot = Some(c.clone());
+                Ok(c)
+            }
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(_) => Err(self.failed("connecting timed out")),
+        }
+    }
+
+    fn failed(&self, why: impl std::fmt::Display) -> Error {
+        let i = &self.inner;
+        i.redis_errors.fetch_add(1, Ordering::Relaxed);
+        if i.redis_up.swap(false, Ordering::Relaxed) {
+            warn!(error = %why, "redis unreachable: the cluster view is unavailable until it returns");
+        }
+        i.registered.store(false, Ordering::Relaxed);
+        // The next command reconnects.
+        if let Ok(mut slot) = i.conn.try_lock() {
+            *slot = None;
+        }
+        unavailable(why)
+    }
+
+    /// Renews this node's entry and looks at the others; on the first success after Redis
+    /// was unreachable (or at start), first rewrites this node's whole share of the directory.
+    async fn heartbeat(&self) -> Result<(), Error> {
+        let i = &self.inner;
+        let was_up = i.redis_up.load(Ordering::Relaxed) && i.registered.load(Ordering::Relaxed);
+        // An entry that vanished while the node thought itself registered (it stalled past
+        // its TTL and another node swept it, or Redis restarted between two heartbeats) took
+        // the node's directory entries with it: repair as after an outage.
+        let lapsed = was_up
+            && !self
+                .query::<bool>(redis::cmd("EXISTS").arg(i.keys.node(&i.node)))
+                .await?;
+        if !was_up || lapsed {
+            if lapsed {
+                warn!(node = %i.node, "this node's entry had expired: rewriting its directory entries");
+            }
+            self.repair().await?;
+        }
+        let record = self.record();
+        let json = serde_json::to_string(&record)
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(i.keys.node(&i.node))
+            .arg(json)
+            .arg("PX")
+            .arg(i.config.node_ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(i.keys.nodes())
+            .arg(&i.node)
+            .ignore();
+        self.exec::<()>(&pipe).await?;
+        if !i.redis_up.swap(true, Ordering::Relaxed) {
+            info!(node = %i.node, "registered in the cluster");
+        }
+        i.registered.store(true, Ordering::Relaxed);
+        self.sweep().await
+    }
+
+    /// Removes the directory entries of nodes whose entry expired.
+    async fn sweep(&self) -> Result<(), Error> {
+        let k = &self.inner.keys;
+        let ids: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(k.nodes())).await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("EXISTS").arg(k.node(id));
+        }
+        let alive: Vec<bool> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.exec(&pipe).await?
+        };
+        let mut live = 0;
+        for (id, alive) in ids.iter().zip(alive) {
+            if alive {
+                live += 1;
+            } else if id != &self.inner.node {
+                warn!(node = %id, "node lost: its entry expired; removing its directory entries");
+                self.sweep_node(id).await?;
+                self.inner.nodes_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.inner.nodes.store(live, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes a node's entry and everything it wrote to the directory.
+    async fn sweep_node(&self, node: &str) -> Result<(), Error> {
+        let k = &self.inner.keys;
+        let owned: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(k.owned(node)))
+            .await?;
+        let mut pipe = redis::pipe();
+        for key in &owned {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.cmd("DEL")
+            .arg(k.owned(node))
+            .ignore()
+            .cmd("DEL")
+            .arg(k.node(node))
+            .ignore()
+            .cmd("SREM")
+            .arg(k.nodes())
+            .arg(node)
+            .ignore();
+        self.exec::<()>(&pipe).await?;
+        self.inner
+            .directory_operations
+            .fetch_add(owned.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rewrites this node's share of the directory from what it owns now, removing entries it
+    /// wrote for objects that closed while Redis was unreachable.
+    async fn repair(&self) -> Result<(), Error> {
+        let i = &self.inner;
+        let k = &i.keys;
+        let wanted: Vec<(String, String)> = {
+            let owned = i.owned.lock().unwrap_or_else(|p| p.into_inner());
+            owned
+                .routers
+                .iter()
+                .map(|r| (k.router(&r.to_string()), i.node.clone()))
+                .chain(
+                    owned
+                        .producers
+                        .keys()
+                        .map(|p| (k.producer(&p.to_string()), i.node.clone())),
+                )
+                .collect()
+        };
+        let written: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(k.owned(&i.node)))
+            .await?;
+        let keep: HashSet<&str> = wanted.iter().map(|(key, _)| key.as_str()).collect();
+        let mut pipe = redis::pipe();
+        let mut ops = 0u64;
+        for stale in written.iter().filter(|w| !keep.contains(w.as_str())) {
+            pipe.cmd("DEL").arg(stale).ignore();
+            pipe.cmd("SREM").arg(k.owned(&i.node)).arg(stale).ignore();
+            ops += 1;
+        }
+        for (key, node) in &wanted {
+            pipe.cmd("SET").arg(key).arg(node).ignore();
+            pipe.cmd("SADD").arg(k.owned(&i.node)).arg(key).ignore();
+            ops += 1;
+        }
+        if ops > 0 {
+            self.exec::<()>(&pipe).await?;
+        }
+        i.directory_operations.fetch_add(ops, Ordering::Relaxed);
+        if ops > 0 {
+            info!(
+                entries = wanted.len(),
+                "directory repaired from this node's own state"
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies one change to the local view, and to Redis when it is reachable (otherwise the
+    /// next repair carries it).
+    async fn apply(&self, change: Change) {
+        let i = &self.inner;
+        let k = &i.keys;
+        let (key, add) = {
+            let mut owned = i.owned.lock().unwrap_or_else(|p| p.into_inner());
+            match change {
+                Change::Router(r, add) => {
+                    if add {
+                        owned.routers.insert(r);
+                    } else {
+                        owned.routers.remove(&r);
+                    }
+                    (k.router(&r.to_string()), add)
+                }
+                Change::Producer(p, r, add) => {
+                    if add {
+                        owned.producers.insert(p, r);
+                    } else {
+                        owned.producers.remove(&p);
+                    }
+                    (k.producer(&p.to_string()), add)
+                }
+            }
+        };
+        if !i.registered.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        if add {
+            pipe.cmd("SET").arg(&key).arg(&i.node).ignore();
+            pipe.cmd("SADD").arg(k.owned(&i.node)).arg(&key).ignore();
+        } else {
+            pipe.cmd("DEL").arg(&key).ignore();
+            pipe.cmd("SREM").arg(k.owned(&i.node)).arg(&key).ignore();
+        }
+        if self.exec::<()>(&pipe).await.is_ok() {
+            i.directory_operations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn record(&self) -> ClusterNode {
+        let i = &self.inner;
+        let workers = i.server.workers();
+        ClusterNode {
+            id: i.node.clone(),
+            rpc: i.rpc.clone(),
+            state: NodeState::Serving,
+            workers: workers.len(),
+            rooms: workers.iter().map(|w| w.routers).sum(),
+            transports: workers.iter().map(|w| w.transports).sum(),
+            producers: workers.iter().map(|w| w.producers).sum(),
+            consumers: workers.iter().map(|w| w.consumers).sum(),
+            packets_per_second: workers.iter().map(|w| w.packets_per_second).sum(),
+            load_percent: workers.iter().map(|w| w.load_percent).max().unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_ms: i.started_ms,
+            heartbeat_ms: now_ms(),
+        }
+    }
+}
+
+/// Turns the server's events into directory changes, in order.
+async fn watch_events(
+    cluster: Cluster,
+    mut events: mpsc::Receiver<Event>,
+    changes: mpsc::UnboundedSender<Change>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = cluster.inner.stop.cancelled() => return,
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let change = match event {
+            Event::RouterCreated { router, .. } => Change::Router(router, true),
+            Event::RouterClosed { router, .. } => Change::Router(router, false),
+            Event::ProducerCreated {
+                router, producer, ..
+            } => Change::Producer(producer, router, true),
+            Event::ProducerClosed {
+                router, producer, ..
+            } => Change::Producer(producer, router, false),
+            _ => continue,
+        };
+        if changes.send(change).is_err() {
+            return;
+        }
+    }
+}
+
+/// The heartbeat and the directory writer: one task, so that a repair and the changes made
+/// after it reach Redis in order.
+async fn run(cluster: Cluster, mut changes: mpsc::UnboundedReceiver<Change>) {
+    let period = Duration::from_millis(cluster.inner.config.heartbeat_ms);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cluster.inner.stop.cancelled() => return,
+            _ = tick.tick() => {
+                // Errors are counted and logged where they happen; the next tick retries.
+                let _ = cluster.heartbeat().await;
+            }
+            change = changes.recv() => match change {
+                Some(c) => cluster.apply(c).await,
+                None => return,
+            },
+        }
+    }
+}
+
+/// A random id for a node that was given none.
+fn uuid_like() -> String {
+    let n = RouterId::new().to_string();
+    n.split('-').next().unwrap_or(&n).to_owned()
+}

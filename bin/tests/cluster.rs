@@ -1,0 +1,411 @@
+//! A cluster of nodes on a real Redis (`redis-server`, started by each test on a Unix socket
+//! of its own): nodes register and see each other, any node says which node owns a room or a
+//! producer, a SIGKILLed node is swept after its TTL, and a Redis outage leaves local work
+//! running, makes cluster requests fail fast with `cluster_unavailable`, and heals when Redis
+//! returns (the directory rewritten from the nodes' own state).
+
+mod common;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard::App;
+use switchboard::client::protocol::ClusterLocateParams;
+use switchboard::client::{Client, ClientError};
+use switchboard_actors::RouterOptions;
+use switchboard_core::config::Config;
+use switchboard_core::{ErrorCode, RouterId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+const HEARTBEAT_MS: u64 = 100;
+const TTL_MS: u64 = 800;
+
+/// A `redis-server` on a Unix socket in a directory of its own, with nothing persisted, so
+/// that a restart starts empty as a Redis that lost its data does.
+struct Redis {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Redis {
+    fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sb-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("redis directory");
+        let mut redis = Self { child: None, dir };
+        redis.restart();
+        redis
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    fn restart(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt install redis-server; scripts/setup does)");
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config(redis: &Redis, node: &str) -> Config {
+    let mut config = Config::default();
+    config.server.workers = 1;
+    config.rpc.listen = "127.0.0.1:0".to_owned();
+    config.metrics.listen = "127.0.0.1:0".to_owned();
+    config.webrtc.port_min = 0;
+    config.webrtc.port_max = 0;
+    config.cluster.redis_url = redis.url();
+    config.cluster.node_id = node.to_owned();
+    config.cluster.heartbeat_ms = HEARTBEAT_MS;
+    config.cluster.node_ttl_ms = TTL_MS;
+    config.cluster.redis_timeout_ms = 200;
+    config.cluster.key_prefix = "sbtest".to_owned();
+    config
+}
+
+async fn node(redis: &Redis, id: &str) -> (App, Client) {
+    let app = App::start(Arc::new(config(redis, id)))
+        .await
+        .expect("node starts");
+    let addr = app.rpc_tcp_addr().expect("rpc on TCP").to_string();
+    let client = Client::connect(&addr, None).await.expect("connects");
+    (app, client)
+}
+
+/// Polls `check` until it returns `Some`, or fails after [`DEADLINE`] saying what it waited
+/// for. The cluster's state changes on heartbeats, which no event announces to a backend.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn node_ids(client: &Client) -> Option<Vec<String>> {
+    let nodes = client.cluster_nodes().await.ok()?;
+    Some(nodes.nodes.into_iter().map(|n| n.id).collect())
+}
+
+async fn owner(client: &Client, router: RouterId) -> Result<String, ClientError> {
+    let params = ClusterLocateParams {
+        router: Some(router),
+        producer: None,
+    };
+    client.cluster_locate(&params).await.map(|l| l.node)
+}
+
+fn code(e: &ClientError) -> Option<ErrorCode> {
+    e.code()
+}
+
+/// One HTTP GET; returns the status code.
+async fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    http_get(addr, path).await.0
+}
+
+/// One HTTP GET; returns the status code and the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("reads");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, response)
+}
+
+/// The value of an unlabelled sample in a `/metrics` scrape.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_see_each_other_and_locate_each_others_objects() {
+    let redis = Redis::start("locate");
+    let (a, a_client) = node(&redis, "node-a").await;
+    let (b, b_client) = node(&redis, "node-b").await;
+
+    let ids = eventually("both nodes registered", || async {
+        node_ids(&b_client).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+    assert_eq!(ids, ["node-a", "node-b"]);
+    let listed = b_client.cluster_nodes().await.expect("nodes");
+    assert_eq!(listed.node, "node-b", "the answering node says who it is");
+    let a_entry = &listed.nodes[0];
+    assert_eq!(a_entry.rpc, a.rpc_tcp_addr().unwrap().to_string());
+    assert_eq!(a_entry.workers, 1);
+
+    // A room and a producer on node A, located through node B.
+    let room = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("room on A");
+    let transport = a_client
+        .call_value(
+            "transport.create",
+            json!({"router": room.id.to_string(), "kind": "direct"}),
+        )
+        .await
+        .expect("transport");
+    let producer = a_client
+        .call_value(
+            "producer.create",
+            json!({"transport": transport["id"], "kind": "audio", "rtp_parameters": {
+                "codecs": [{"mime_type": "audio/opus", "payload_type": 111,
+                            "clock_rate": 48000, "channels": 2}],
+                "encodings": [{"ssrc": 1234}]}}),
+        )
+        .await
+        .expect("producer");
+    let producer_id = producer["id"]
+        .as_str()
+        .expect("producer id")
+        .parse()
+        .unwrap();
+    let located = eventually("the room in the directory", || async {
+        owner(&b_client, room.id).await.ok()
+    })
+    .await;
+    assert_eq!(located, "node-a");
+    let by_producer = eventually("the producer in the directory", || async {
+        b_client
+            .cluster_locate(&ClusterLocateParams {
+                router: None,
+                producer: Some(producer_id),
+            })
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(by_producer.node, "node-a");
+    assert_eq!(
+        by_producer.rpc.as_deref(),
+        Some(a.rpc_tcp_addr().unwrap().to_string().as_str())
+    );
+    let err = b_client
+        .cluster_locate(&ClusterLocateParams::default())
+        .await
+        .expect_err("neither router nor producer");
+    assert_eq!(code(&err), Some(ErrorCode::InvalidParams));
+
+    // Closing the room removes it from the directory.
+    a_client.close_router(room.id).await.expect("close");
+    let err = eventually("the closed room gone from the directory", || async {
+        owner(&b_client, room.id).await.err()
+    })
+    .await;
+    assert_eq!(code(&err), Some(ErrorCode::NotFound), "{err}");
+
+    // Room and producer written, then both removed (the producer closed with its room).
+    let ops = eventually("four directory operations on A", || async {
+        let ops = a.cluster.as_ref().unwrap().stats().directory_operations;
+        (ops >= 4).then_some(ops)
+    })
+    .await;
+    assert_eq!(ops, 4);
+
+    // A node that shuts down leaves at once, without waiting for its TTL.
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+    let ids = node_ids(&b_client).await.expect("nodes");
+    assert_eq!(ids, ["node-b"]);
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_swept_after_its_ttl() {
+    let redis = Redis::start("kill");
+    let (b, b_client) = node(&redis, "node-b").await;
+    let socket = std::env::temp_dir().join(format!("sb-cluster-c-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let url = redis.url();
+    let socket_setting = format!("rpc.unix_socket={}", socket.display());
+    let mut c = common::Running::start(&[
+        "--rpc-listen",
+        "",
+        "--metrics-listen",
+        "",
+        "--workers",
+        "1",
+        "--set",
+        &socket_setting,
+        "--set",
+        &format!("cluster.redis_url={url}"),
+        "--set",
+        "cluster.node_id=node-c",
+        "--set",
+        &format!("cluster.heartbeat_ms={HEARTBEAT_MS}"),
+        "--set",
+        &format!("cluster.node_ttl_ms={TTL_MS}"),
+        "--set",
+        "cluster.key_prefix=sbtest",
+        "--set",
+        "webrtc.port_min=0",
+        "--set",
+        "webrtc.port_max=0",
+    ]);
+    c.wait_for("registered in the cluster", DEADLINE);
+    let c_client = Client::connect(&format!("unix:{}", socket.display()), None)
+        .await
+        .expect("connects to C");
+    let room = c_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("room on C");
+    eventually("C's room in the directory", || async {
+        owner(&b_client, room.id)
+            .await
+            .ok()
+            .filter(|n| n == "node-c")
+    })
+    .await;
+
+    c.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let _ = c.child.wait();
+    eventually("C gone from the cluster", || async {
+        node_ids(&b_client).await.filter(|ids| ids == &["node-b"])
+    })
+    .await;
+    let err = eventually("C's room gone from the directory", || async {
+        owner(&b_client, room.id).await.err()
+    })
+    .await;
+    assert_eq!(code(&err), Some(ErrorCode::NotFound), "{err}");
+    // Within the TTL plus a few heartbeats (generous for a loaded CI machine).
+    assert!(
+        killed.elapsed() < Duration::from_millis(TTL_MS) + Duration::from_secs(5),
+        "swept after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(b.cluster.as_ref().unwrap().stats().nodes_lost, 1);
+    let _ = std::fs::remove_file(&socket);
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_keeps_local_work_and_heals() {
+    let mut redis = Redis::start("outage");
+    let (a, a_client) = node(&redis, "node-a").await;
+    let metrics = a.metrics_addr().expect("metrics");
+    eventually("A registered", || async {
+        node_ids(&a_client).await.filter(|ids| ids.len() == 1)
+    })
+    .await;
+    assert_eq!(http_status(metrics, "/ready").await, 200);
+    let before = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("room");
+    eventually("the room in the directory", || async {
+        owner(&a_client, before.id).await.ok()
+    })
+    .await;
+
+    redis.stop();
+    // Requests that need the cluster fail fast with their own code ...
+    let started = Instant::now();
+    let err = eventually("cluster requests refused", || async {
+        a_client.cluster_nodes().await.err()
+    })
+    .await;
+    assert_eq!(code(&err), Some(ErrorCode::ClusterUnavailable), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // ... local work goes on, the node stays alive and says it is not ready.
+    let during = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("a local room while Redis is down");
+    assert_eq!(http_status(metrics, "/health").await, 200);
+    eventually("not ready without Redis", || async {
+        (http_status(metrics, "/ready").await == 503).then_some(())
+    })
+    .await;
+    assert!(!a.cluster.as_ref().unwrap().stats().redis_up);
+    assert_eq!(
+        metric(metrics, "switchboard_cluster_redis_up").await,
+        Some(0.0)
+    );
+    assert!(metric(metrics, "switchboard_cluster_redis_errors_total").await >= Some(1.0));
+
+    // Redis comes back empty: the node registers again and rewrites its directory entries,
+    // the room made during the outage included.
+    redis.restart();
+    eventually("A registered again", || async {
+        node_ids(&a_client).await.filter(|ids| ids == &["node-a"])
+    })
+    .await;
+    for room in [before.id, during.id] {
+        let node = eventually("the directory repaired", || async {
+            owner(&a_client, room).await.ok()
+        })
+        .await;
+        assert_eq!(node, "node-a");
+    }
+    assert_eq!(http_status(metrics, "/ready").await, 200);
+    assert_eq!(
+        metric(metrics, "switchboard_cluster_redis_up").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(metrics, "switchboard_cluster_nodes").await,
+        Some(1.0)
+    );
+    let stats = a.cluster.as_ref().unwrap().stats();
+    assert!(stats.redis_up && stats.redis_errors > 0, "{stats:?}");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
