@@ -251,13 +251,14 @@ async fn nodes_see_each_other_and_locate_each_others_objects() {
     .await;
     assert_eq!(code(&err), Some(ErrorCode::NotFound), "{err}");
 
-    // Room and producer written, then both removed (the producer closed with its room).
-    let ops = eventually("four directory operations on A", || async {
+    // Room, transport and producer written, then all three removed (the transport and the
+    // producer closed with their room).
+    let ops = eventually("six directory operations on A", || async {
         let ops = a.cluster.as_ref().unwrap().stats().directory_operations;
-        (ops >= 4).then_some(ops)
+        (ops >= 6).then_some(ops)
     })
     .await;
-    assert_eq!(ops, 4);
+    assert_eq!(ops, 6);
 
     // A node that shuts down leaves at once, without waiting for its TTL.
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");

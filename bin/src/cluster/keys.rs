@@ -27,14 +27,9 @@ impl Keys {
         format!("{}:owned:{node}", self.prefix)
     }
 
-    /// Which node owns a router.
-    pub(super) fn router(&self, router: &str) -> String {
-        format!("{}:router:{router}", self.prefix)
-    }
-
-    /// Which node owns a producer.
-    pub(super) fn producer(&self, producer: &str) -> String {
-        format!("{}:producer:{producer}", self.prefix)
+    /// Which node owns an object: `kind` is `router`, `transport`, `producer` or `consumer`.
+    pub(super) fn object(&self, kind: &str, id: &str) -> String {
+        format!("{}:{kind}:{id}", self.prefix)
     }
 }
 
@@ -48,7 +43,7 @@ mod tests {
         assert_eq!(k.node("a"), "sb:node:a");
         assert_eq!(k.nodes(), "sb:nodes");
         assert_eq!(k.owned("a"), "sb:owned:a");
-        assert_eq!(k.router("r"), "sb:router:r");
-        assert_eq!(k.producer("p"), "sb:producer:p");
+        assert_eq!(k.object("router", "r"), "sb:router:r");
+        assert_eq!(k.object("producer", "p"), "sb:producer:p");
     }
 }

@@ -16,7 +16,7 @@ pub use switchboard_client::protocol::{ClusterNode, Located, NodeState};
 
 use keys::Keys;
 use redis::aio::MultiplexedConnection;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,8 +61,9 @@ struct Inner {
     client: redis::Client,
     server: ServerHandle,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    /// What this node owns, from its own events: the directory's truth for this node.
-    owned: Mutex<Owned>,
+    /// The directory keys of what this node owns, from its own events: the directory's
+    /// truth for this node.
+    owned: Mutex<HashSet<String>>,
     started_ms: u64,
     redis_up: AtomicBool,
     registered: AtomicBool,
@@ -74,17 +75,15 @@ struct Inner {
     tasks: TaskTracker,
 }
 
-#[derive(Default)]
-struct Owned {
-    routers: HashSet<RouterId>,
-    producers: HashMap<ProducerId, RouterId>,
+/// A change to this node's share of the directory: an object's key, added or removed.
+struct Change {
+    key: String,
+    add: bool,
 }
 
-/// A change to this node's share of the directory.
-enum Change {
-    Router(RouterId, bool),
-    Producer(ProducerId, RouterId, bool),
-}
+/// The kinds of object the directory records, as `cluster.locate` and the request
+/// forwarding name them (the name of the parameter that carries the object's id).
+pub const OBJECT_KINDS: [&str; 4] = ["consumer", "producer", "transport", "router"];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -127,10 +126,13 @@ impl Cluster {
             client,
             server: server.clone(),
             conn: tokio::sync::Mutex::new(None),
-            owned: Mutex::new(Owned {
-                routers: server.routers().into_iter().map(|(r, _)| r).collect(),
-                producers: HashMap::new(),
-            }),
+            owned: Mutex::new(
+                server
+                    .routers()
+                    .into_iter()
+                    .map(|(r, _)| Keys::new(&config.key_prefix).object("router", &r.to_string()))
+                    .collect(),
+            ),
             started_ms: now_ms(),
             redis_up: AtomicBool::new(false),
             registered: AtomicBool::new(false),
@@ -204,19 +206,23 @@ impl Cluster {
         router: Option<RouterId>,
         producer: Option<ProducerId>,
     ) -> Result<Located, Error> {
+        match (router, producer) {
+            (Some(r), None) => self.locate_object("router", &r.to_string()).await,
+            (None, Some(p)) => self.locate_object("producer", &p.to_string()).await,
+            _ => Err(Error::invalid(
+                "give exactly one of `router` and `producer`",
+            )),
+        }
+    }
+
+    /// Which node owns the object of `kind` (one of [`OBJECT_KINDS`]) with this id.
+    pub async fn locate_object(&self, kind: &str, id: &str) -> Result<Located, Error> {
         let k = &self.inner.keys;
-        let (key, what, id) = match (router, producer) {
-            (Some(r), None) => (k.router(&r.to_string()), "router", r.to_string()),
-            (None, Some(p)) => (k.producer(&p.to_string()), "producer", p.to_string()),
-            _ => {
-                return Err(Error::invalid(
-                    "give exactly one of `router` and `producer`",
-                ));
-            }
-        };
-        let node: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        let node: Option<String> = self
+            .query(redis::cmd("GET").arg(k.object(kind, id)))
+            .await?;
         let Some(node) = node else {
-            return Err(Error::not_found(what, id));
+            return Err(Error::not_found(kind, id));
         };
         let entry: Option<String> = self.query(redis::cmd("GET").arg(k.node(&node))).await?;
         let rpc = entry
@@ -395,24 +401,11 @@ impl Cluster {
     async fn repair(&self) -> Result<(), Error> {
         let i = &self.inner;
         let k = &i.keys;
-        let wanted: Vec<(String, String)> = {
-            let owned = i.owned.lock().unwrap_or_else(|p| p.into_inner());
-            owned
-                .routers
-                .iter()
-                .map(|r| (k.router(&r.to_string()), i.node.clone()))
-                .chain(
-                    owned
-                        .producers
-                        .keys()
-                        .map(|p| (k.producer(&p.to_string()), i.node.clone())),
-                )
-                .collect()
-        };
+        let wanted: HashSet<String> = i.owned.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let written: Vec<String> = self
             .query(redis::cmd("SMEMBERS").arg(k.owned(&i.node)))
             .await?;
-        let keep: HashSet<&str> = wanted.iter().map(|(key, _)| key.as_str()).collect();
+        let keep: HashSet<&str> = wanted.iter().map(String::as_str).collect();
         let mut pipe = redis::pipe();
         let mut ops = 0u64;
         for stale in written.iter().filter(|w| !keep.contains(w.as_str())) {
@@ -420,8 +413,8 @@ impl Cluster {
             pipe.cmd("SREM").arg(k.owned(&i.node)).arg(stale).ignore();
             ops += 1;
         }
-        for (key, node) in &wanted {
-            pipe.cmd("SET").arg(key).arg(node).ignore();
+        for key in &wanted {
+            pipe.cmd("SET").arg(key).arg(&i.node).ignore();
             pipe.cmd("SADD").arg(k.owned(&i.node)).arg(key).ignore();
             ops += 1;
         }
@@ -443,27 +436,15 @@ impl Cluster {
     async fn apply(&self, change: Change) {
         let i = &self.inner;
         let k = &i.keys;
-        let (key, add) = {
+        let Change { key, add } = change;
+        {
             let mut owned = i.owned.lock().unwrap_or_else(|p| p.into_inner());
-            match change {
-                Change::Router(r, add) => {
-                    if add {
-                        owned.routers.insert(r);
-                    } else {
-                        owned.routers.remove(&r);
-                    }
-                    (k.router(&r.to_string()), add)
-                }
-                Change::Producer(p, r, add) => {
-                    if add {
-                        owned.producers.insert(p, r);
-                    } else {
-                        owned.producers.remove(&p);
-                    }
-                    (k.producer(&p.to_string()), add)
-                }
+            if add {
+                owned.insert(key.clone());
+            } else {
+                owned.remove(&key);
             }
-        };
+        }
         if !i.registered.load(Ordering::Relaxed) {
             return;
         }
@@ -515,16 +496,20 @@ async fn watch_events(
                 None => return,
             },
         };
-        let change = match event {
-            Event::RouterCreated { router, .. } => Change::Router(router, true),
-            Event::RouterClosed { router, .. } => Change::Router(router, false),
-            Event::ProducerCreated {
-                router, producer, ..
-            } => Change::Producer(producer, router, true),
-            Event::ProducerClosed {
-                router, producer, ..
-            } => Change::Producer(producer, router, false),
+        let (kind, id, add) = match event {
+            Event::RouterCreated { router, .. } => ("router", router.to_string(), true),
+            Event::RouterClosed { router, .. } => ("router", router.to_string(), false),
+            Event::TransportCreated { transport, .. } => ("transport", transport.to_string(), true),
+            Event::TransportClosed { transport, .. } => ("transport", transport.to_string(), false),
+            Event::ProducerCreated { producer, .. } => ("producer", producer.to_string(), true),
+            Event::ProducerClosed { producer, .. } => ("producer", producer.to_string(), false),
+            Event::ConsumerCreated { consumer, .. } => ("consumer", consumer.to_string(), true),
+            Event::ConsumerClosed { consumer, .. } => ("consumer", consumer.to_string(), false),
             _ => continue,
+        };
+        let change = Change {
+            key: cluster.inner.keys.object(kind, &id),
+            add,
         };
         if changes.send(change).is_err() {
             return;
