@@ -603,6 +603,22 @@ impl ServerHandle {
             .collect()
     }
 
+    /// Whether this server holds the router, transport, producer or consumer named by
+    /// `kind` (`router`, `transport`, `producer`, `consumer`, as the RPC parameters name
+    /// them) and `id`. A malformed id or an unknown kind is not held.
+    pub fn holds(&self, kind: &str, id: &str) -> bool {
+        let index = &self.shared.index;
+        match kind {
+            "router" => id.parse().is_ok_and(|id| index.routers.contains_key(&id)),
+            "transport" => id
+                .parse()
+                .is_ok_and(|id| index.transports.contains_key(&id)),
+            "producer" => id.parse().is_ok_and(|id| index.producers.contains_key(&id)),
+            "consumer" => id.parse().is_ok_and(|id| index.consumers.contains_key(&id)),
+            _ => false,
+        }
+    }
+
     /// Creates a router (a room) on the least-loaded worker, or the one asked for.
     pub async fn create_router(&self, options: RouterOptions) -> Result<RouterInfo> {
         let (info, _) = self

@@ -98,7 +98,12 @@ impl App {
         // Started before /metrics so that its first scrape sees the membership; joining never
         // waits for Redis.
         let cluster = if config.cluster.enabled() {
-            match Cluster::start(&config.cluster, server.clone(), rpc.tcp_addr()) {
+            match Cluster::start(
+                &config.cluster,
+                server.clone(),
+                rpc.tcp_addr(),
+                &config.rpc.token,
+            ) {
                 Ok(c) => {
                     rpc.set_cluster(c.clone());
                     Some(c)

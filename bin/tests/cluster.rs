@@ -18,6 +18,7 @@ use switchboard::client::{Client, ClientError};
 use switchboard_actors::RouterOptions;
 use switchboard_core::config::Config;
 use switchboard_core::{ErrorCode, RouterId};
+use switchboard_transports::{DirectEndpoint, DirectPacket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -408,5 +409,165 @@ async fn a_redis_outage_keeps_local_work_and_heals() {
     );
     let stats = a.cluster.as_ref().unwrap().stats();
     assert!(stats.redis_up && stats.redis_errors > 0, "{stats:?}");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
+
+fn opus_packet(seq: u16) -> bytes::Bytes {
+    use rtc_shared::marshal::Marshal;
+    rtc_rtp::Packet {
+        header: rtc_rtp::header::Header {
+            version: 2,
+            payload_type: 111,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 960,
+            ssrc: 0x0C1A_57E4,
+            ..Default::default()
+        },
+        payload: bytes::Bytes::from(vec![seq as u8; 80]),
+    }
+    .marshal()
+    .expect("marshal")
+    .freeze()
+}
+
+async fn next_rtp(endpoint: &DirectEndpoint) -> rtc_rtp::Packet {
+    use rtc_shared::marshal::Unmarshal;
+    loop {
+        match tokio::time::timeout(DEADLINE, endpoint.recv()).await {
+            Ok(Some(DirectPacket::Rtp(mut bytes))) => {
+                return rtc_rtp::Packet::unmarshal(&mut bytes).expect("valid RTP");
+            }
+            Ok(Some(DirectPacket::Rtcp(_))) => continue,
+            Ok(None) => panic!("endpoint closed"),
+            Err(_) => panic!("no RTP in time"),
+        }
+    }
+}
+
+fn id_of(v: &serde_json::Value) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_on_one_node_drives_objects_on_another() {
+    let redis = Redis::start("forward");
+    let (a, _a_client) = node(&redis, "node-a").await;
+    let (b, backend) = node(&redis, "node-b").await;
+    eventually("both nodes registered", || async {
+        node_ids(&backend).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+
+    // Everything below goes to node B only; the room is made on node A.
+    let room = backend
+        .call_value("router.create", json!({"node": "node-a"}))
+        .await
+        .expect("a room on A through B");
+    let room_id = id_of(&room);
+    assert!(a.server.holds("router", &room_id), "the room is on A");
+    assert!(!b.server.holds("router", &room_id));
+    let publisher = backend
+        .call_value(
+            "transport.create",
+            json!({"router": room_id, "kind": "direct"}),
+        )
+        .await
+        .expect("transport through B");
+    let producer = backend
+        .call_value(
+            "producer.create",
+            json!({"transport": id_of(&publisher), "kind": "audio", "rtp_parameters": {
+                "codecs": [{"mime_type": "audio/opus", "payload_type": 111,
+                            "clock_rate": 48000, "channels": 2}],
+                "encodings": [{"ssrc": 0x0C1A_57E4u32}]}}),
+        )
+        .await
+        .expect("producer through B");
+    let subscriber = backend
+        .call_value(
+            "transport.create",
+            json!({"router": room_id, "kind": "direct"}),
+        )
+        .await
+        .expect("second transport through B");
+    let caps = json!({"codecs": [{"kind": "audio", "mime_type": "audio/opus",
+        "preferred_payload_type": 100, "clock_rate": 48000, "channels": 2}]});
+    let consumer = backend
+        .call_value(
+            "consumer.create",
+            json!({"transport": id_of(&subscriber), "producer": id_of(&producer),
+                   "rtp_capabilities": caps}),
+        )
+        .await
+        .expect("consumer through B");
+    for (kind, v) in [
+        ("transport", &publisher),
+        ("producer", &producer),
+        ("consumer", &consumer),
+    ] {
+        assert!(a.server.holds(kind, &id_of(v)), "the {kind} is on A");
+    }
+
+    // Media through the objects made that way, with exact payloads.
+    let input = a
+        .transports
+        .direct
+        .endpoint(id_of(&publisher).parse().unwrap())
+        .expect("endpoint");
+    let output = a
+        .transports
+        .direct
+        .endpoint(id_of(&subscriber).parse().unwrap())
+        .expect("endpoint");
+    for seq in 0..5u16 {
+        input.send_rtp(opus_packet(seq)).expect("inject");
+    }
+    for seq in 0..5u16 {
+        let p = next_rtp(&output).await;
+        assert_eq!(p.header.payload_type, 100, "the consumer's payload type");
+        assert_eq!(p.payload.as_ref(), vec![seq as u8; 80].as_slice());
+    }
+    // Answers, errors included, come back as the owner gave them.
+    let stats = eventually("the producer's counters through B", || async {
+        let stats = backend
+            .call_value("producer.stats", json!({"producer": id_of(&producer)}))
+            .await
+            .ok()?;
+        (stats["counters"]["packets"] == 5).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["id"], producer["id"]);
+    let err = backend
+        .call_value(
+            "consumer.create",
+            json!({"transport": id_of(&subscriber), "producer": id_of(&producer),
+                   "rtp_capabilities": {"codecs": [{"kind": "audio", "mime_type": "audio/PCMU",
+                       "clock_rate": 8000}]}}),
+        )
+        .await
+        .expect_err("no codec in common");
+    assert_eq!(code(&err), Some(ErrorCode::UnsupportedCodec), "{err}");
+    let err = backend
+        .call_value("router.create", json!({"node": "node-nowhere"}))
+        .await
+        .expect_err("no such node");
+    assert_eq!(code(&err), Some(ErrorCode::NotFound), "{err}");
+    let err = backend
+        .call_value(
+            "cluster.forward",
+            json!({"method": "cluster.nodes", "params": {}}),
+        )
+        .await
+        .expect_err("cluster methods are not forwarded");
+    assert_eq!(code(&err), Some(ErrorCode::InvalidParams), "{err}");
+    assert!(b.cluster.as_ref().unwrap().stats().forwarded_requests >= 7);
+
+    // Closing through B closes on A.
+    backend
+        .call_value("router.close", json!({"router": room_id}))
+        .await
+        .expect("close through B");
+    assert!(!a.server.holds("router", &room_id));
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }

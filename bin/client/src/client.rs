@@ -251,6 +251,12 @@ impl Client {
         }
     }
 
+    /// Whether the connection has closed (every further call fails with
+    /// [`ClientError::Closed`]).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed.is_some()
+    }
+
     /// Sets how long each call waits for its response.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -533,3 +533,15 @@ pub struct ClusterLocateParams {
     #[serde(default)]
     pub producer: Option<ProducerId>,
 }
+
+/// `cluster.forward`: a request one node sends another that owns its object. Nodes send it;
+/// backends have no reason to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterForwardParams {
+    /// The method to run.
+    pub method: String,
+    /// Its parameters, as the backend sent them.
+    #[serde(default)]
+    pub params: Value,
+}

@@ -16,7 +16,7 @@ pub use switchboard_client::protocol::{ClusterNode, Located, NodeState};
 
 use keys::Keys;
 use redis::aio::MultiplexedConnection;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,6 +44,8 @@ pub struct ClusterStats {
     pub directory_operations: u64,
     /// Nodes whose entry expired and whose directory entries this node removed.
     pub nodes_lost: u64,
+    /// Requests this node forwarded to the node that owns their object.
+    pub forwarded_requests: u64,
 }
 
 /// This node's membership: started by [`crate::App`] when `[cluster]` names a Redis.
@@ -73,7 +75,19 @@ struct Inner {
     nodes_lost: AtomicU64,
     stop: CancellationToken,
     tasks: TaskTracker,
+    /// The token to present to other nodes' control sockets (the cluster shares `rpc.token`).
+    token: String,
+    /// Open connections to other nodes, by node id, for forwarded requests.
+    peers: tokio::sync::Mutex<HashMap<String, Arc<switchboard_client::Client>>>,
+    forwarded: AtomicU64,
+    /// Owners of objects created through requests this node forwarded, so that the next
+    /// request about one goes straight there even before the owner's directory entry is
+    /// written. A stale entry costs only a forward that the owner answers with `not_found`.
+    recent: Mutex<HashMap<String, Located>>,
 }
+
+/// Entries [`Inner::recent`] holds before it starts over.
+const RECENT_OWNERS: usize = 65_536;
 
 /// A change to this node's share of the directory: an object's key, added or removed.
 struct Change {
@@ -105,6 +119,7 @@ impl Cluster {
         config: &ClusterConfig,
         server: ServerHandle,
         rpc: Option<std::net::SocketAddr>,
+        token: &str,
     ) -> Result<Self, Error> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("cluster.redis_url: {e}")))?;
@@ -142,6 +157,10 @@ impl Cluster {
             nodes_lost: AtomicU64::new(0),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            token: token.to_owned(),
+            peers: tokio::sync::Mutex::new(HashMap::new()),
+            forwarded: AtomicU64::new(0),
+            recent: Mutex::new(HashMap::new()),
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
@@ -170,6 +189,7 @@ impl Cluster {
             redis_errors: i.redis_errors.load(Ordering::Relaxed),
             directory_operations: i.directory_operations.load(Ordering::Relaxed),
             nodes_lost: i.nodes_lost.load(Ordering::Relaxed),
+            forwarded_requests: i.forwarded.load(Ordering::Relaxed),
         }
     }
 
@@ -229,6 +249,145 @@ impl Cluster {
             .and_then(|json| serde_json::from_str::<ClusterNode>(&json).ok())
             .map(|r| r.rpc);
         Ok(Located { node, rpc })
+    }
+
+    /// The node another node's request should go to, when it is not this one: the node named
+    /// by a `node` parameter, else the owner of the first object the parameters name
+    /// (`consumer`, `producer`, `transport`, then `router`) that this node does not hold.
+    /// `None` runs the request here (an object no node holds then gets its `not_found`);
+    /// `cluster_unavailable` when the directory cannot be read.
+    pub async fn owner_elsewhere(
+        &self,
+        params: &serde_json::Value,
+    ) -> Result<Option<Located>, Error> {
+        if let Some(node) = params.get("node").and_then(serde_json::Value::as_str) {
+            if node == self.inner.node {
+                return Ok(None);
+            }
+            let entry: Option<String> = self
+                .query(redis::cmd("GET").arg(self.inner.keys.node(node)))
+                .await?;
+            let Some(record) = entry.and_then(|j| serde_json::from_str::<ClusterNode>(&j).ok())
+            else {
+                return Err(Error::not_found("node", node));
+            };
+            return Ok(Some(Located {
+                node: record.id,
+                rpc: Some(record.rpc),
+            }));
+        }
+        for kind in OBJECT_KINDS {
+            let Some(id) = params.get(kind).and_then(serde_json::Value::as_str) else {
+                continue;
+            };
+            if self.inner.server.holds(kind, id) {
+                return Ok(None);
+            }
+            let recent = self
+                .inner
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .cloned();
+            if recent.is_some() {
+                return Ok(recent);
+            }
+            return match self.locate_object(kind, id).await {
+                Ok(located) if located.node != self.inner.node => Ok(Some(located)),
+                Ok(_) => Ok(None),
+                Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Sends a request to the node at `to` (`cluster.forward`, which that node runs without
+    /// forwarding again) and returns its answer unchanged: the result, or the error it
+    /// answered. `cluster_unavailable` when the node cannot be reached.
+    pub async fn forward(
+        &self,
+        to: &Located,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, switchboard_client::protocol::RpcError> {
+        use switchboard_client::ClientError;
+        let client = self.peer(to).await?;
+        self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
+        let request = serde_json::json!({ "method": method, "params": params });
+        match client.call_value("cluster.forward", request).await {
+            Ok(v) => {
+                self.remember(&v, to);
+                Ok(v)
+            }
+            Err(ClientError::Rpc(e)) => Err(e),
+            Err(e) => {
+                // The connection is of no more use; the next request reconnects.
+                self.inner.peers.lock().await.remove(&to.node);
+                Err(unavailable(format!("node {} did not answer: {e}", to.node)).into())
+            }
+        }
+    }
+
+    /// Notes the owner of every object id in a forwarded request's result.
+    fn remember(&self, result: &serde_json::Value, owner: &Located) {
+        fn ids<'a>(v: &'a serde_json::Value, depth: usize, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(map) if depth < 3 => {
+                    for (k, v) in map {
+                        match v.as_str() {
+                            Some(id) if k == "id" || OBJECT_KINDS.contains(&k.as_str()) => {
+                                out.push(id)
+                            }
+                            _ => ids(v, depth + 1, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) if depth < 3 => {
+                    for v in items {
+                        ids(v, depth + 1, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        ids(result, 0, &mut found);
+        if found.is_empty() {
+            return;
+        }
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() + found.len() > RECENT_OWNERS {
+            recent.clear();
+        }
+        for id in found {
+            recent.insert(id.to_owned(), owner.clone());
+        }
+    }
+
+    async fn peer(
+        &self,
+        to: &Located,
+    ) -> Result<Arc<switchboard_client::Client>, switchboard_client::protocol::RpcError> {
+        let mut peers = self.inner.peers.lock().await;
+        if let Some(c) = peers.get(&to.node).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let Some(rpc) = to.rpc.as_deref().filter(|r| !r.is_empty()) else {
+            return Err(
+                unavailable(format!("node {} has no control-socket address", to.node)).into(),
+            );
+        };
+        let token = Some(self.inner.token.as_str()).filter(|t| !t.is_empty());
+        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms.max(1_000));
+        let client = tokio::time::timeout(timeout, switchboard_client::Client::connect(rpc, token))
+            .await
+            .map_err(|_| unavailable(format!("connecting to node {} timed out", to.node)))?
+            .map_err(|e| unavailable(format!("cannot reach node {} at {rpc}: {e}", to.node)))?;
+        let client = Arc::new(client);
+        peers.insert(to.node.clone(), client.clone());
+        Ok(client)
     }
 
     /// Leaves the cluster: stops the tasks, then removes this node's entry and directory

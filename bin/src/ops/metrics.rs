@@ -896,6 +896,12 @@ fn render_cluster(e: &mut Exposition, c: &crate::cluster::ClusterStats) {
     );
     counter(
         e,
+        "switchboard_cluster_forwarded_requests_total",
+        "Control-socket requests this node forwarded to the node owning their object.",
+        c.forwarded_requests,
+    );
+    counter(
+        e,
         "switchboard_cluster_nodes_lost_total",
         "Nodes whose entry expired and whose directory entries this node removed.",
         c.nodes_lost,

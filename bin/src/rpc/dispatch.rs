@@ -139,8 +139,57 @@ impl MethodTable {
                 format!("no method named {method:?}"),
             )
         })?;
-        let params = wire::params_map(params)?;
+        let mut params = wire::params_map(params)?;
+        if let Some(cluster) = ctx.cluster() {
+            if forwardable(method)
+                && let Some(owner) = cluster.owner_elsewhere(&params).await?
+            {
+                return cluster.forward(&owner, method, params).await;
+            }
+            strip_own_node(cluster, &mut params);
+        }
         handler(ctx.clone(), params).await
+    }
+
+    /// Runs `method` here, never forwarding it: what `cluster.forward` does for the node
+    /// that sent the request.
+    pub(crate) async fn call_here(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, RpcError> {
+        let handler = self.methods.get(method).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("no method named {method:?}"),
+            )
+        })?;
+        if let Some(cluster) = ctx.cluster() {
+            strip_own_node(cluster, &mut params);
+        }
+        handler(ctx.clone(), params).await
+    }
+}
+
+/// Methods whose objects may live on another node of a cluster. The others describe or
+/// act on the node that answers (`server.*`, `worker.list`, `router.list`), on the caller's
+/// own connection (`auth`, `events.*`), or on the cluster itself (`cluster.*`).
+fn forwardable(method: &str) -> bool {
+    !(method == "auth"
+        || method.starts_with("server.")
+        || method.starts_with("worker.")
+        || method.starts_with("events.")
+        || method.starts_with("cluster.")
+        || method == "router.list")
+}
+
+/// `node` names where a request runs; once it runs there, the method itself must not see it.
+fn strip_own_node(cluster: &crate::cluster::Cluster, params: &mut Value) {
+    if let Value::Object(map) = params
+        && map.get("node").and_then(Value::as_str) == Some(cluster.node_id())
+    {
+        map.remove("node");
     }
 }
 

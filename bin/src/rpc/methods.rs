@@ -64,7 +64,21 @@ pub fn register(t: &mut MethodTable) {
         .add("events.subscribe", events_subscribe)
         .add("events.unsubscribe", events_unsubscribe)
         .add("cluster.nodes", cluster_nodes)
-        .add("cluster.locate", cluster_locate);
+        .add("cluster.locate", cluster_locate)
+        .add("cluster.forward", cluster_forward);
+}
+
+/// A request another node forwarded here because this node owns its object: run here, never
+/// forwarded again, answered unchanged.
+async fn cluster_forward(ctx: Ctx, p: ClusterForwardParams) -> Result<Value, RpcError> {
+    cluster(&ctx)?;
+    if p.method == "auth" || p.method.starts_with("cluster.") || p.method.starts_with("events.") {
+        return Err(RpcError::invalid_param(
+            "method",
+            format!("{:?} cannot be forwarded", p.method),
+        ));
+    }
+    ctx.rpc.methods.call_here(&ctx, &p.method, p.params).await
 }
 
 /// The membership, or `cluster_unavailable` for a node that runs alone.
