@@ -458,12 +458,28 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
     })
     .await;
 
+    eventually("B subscribed to the other nodes' events", || async {
+        b.cluster
+            .as_ref()
+            .unwrap()
+            .stats()
+            .receiving_events
+            .then_some(())
+    })
+    .await;
+    let mut notifications = backend.notifications().expect("notifications");
+
     // Everything below goes to node B only; the room is made on node A.
     let room = backend
         .call_value("router.create", json!({"node": "node-a"}))
         .await
         .expect("a room on A through B");
     let room_id = id_of(&room);
+    // Events are subscribed on B; the room's events, raised on A, reach B's connection.
+    backend
+        .call_value("events.subscribe", json!({"router": room_id}))
+        .await
+        .expect("subscribe on B");
     assert!(a.server.holds("router", &room_id), "the room is on A");
     assert!(!b.server.holds("router", &room_id));
     let publisher = backend
@@ -568,6 +584,34 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
         .await
         .expect("close through B");
     assert!(!a.server.holds("router", &room_id));
+
+    // B's connection got A's events for the room, in order, ending with its closure.
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e: &switchboard_core::event::Event| e.name() == "router_closed")
+    {
+        match tokio::time::timeout(DEADLINE, notifications.recv()).await {
+            Ok(Some(switchboard::client::Notification::Event(e))) => seen.push(e),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("no router_closed from A; saw {seen:?}"),
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|e| e.name()).collect();
+    let created = |name: &str| names.iter().position(|n| *n == name);
+    assert!(
+        created("transport_created") < created("producer_created")
+            && created("producer_created") < created("consumer_created")
+            && created("consumer_created") < created("router_closed"),
+        "{names:?}"
+    );
+    assert!(created("transport_created").is_some(), "{names:?}");
+    assert!(
+        seen.iter()
+            .all(|e| e.router().map(|r| r.to_string()) == Some(room_id.clone())),
+        "only the subscribed room's events: {names:?}"
+    );
+    assert!(b.cluster.as_ref().unwrap().stats().events_received >= names.len() as u64);
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }

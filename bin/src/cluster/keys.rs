@@ -27,6 +27,11 @@ impl Keys {
         format!("{}:owned:{node}", self.prefix)
     }
 
+    /// The pub/sub channel of the nodes' room events.
+    pub(super) fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
     /// Which node owns an object: `kind` is `router`, `transport`, `producer` or `consumer`.
     pub(super) fn object(&self, kind: &str, id: &str) -> String {
         format!("{}:{kind}:{id}", self.prefix)
@@ -42,6 +47,7 @@ mod tests {
         let k = Keys::new("sb");
         assert_eq!(k.node("a"), "sb:node:a");
         assert_eq!(k.nodes(), "sb:nodes");
+        assert_eq!(k.events(), "sb:events");
         assert_eq!(k.owned("a"), "sb:owned:a");
         assert_eq!(k.object("router", "r"), "sb:router:r");
         assert_eq!(k.object("producer", "p"), "sb:producer:p");

@@ -46,6 +46,12 @@ pub struct ClusterStats {
     pub nodes_lost: u64,
     /// Requests this node forwarded to the node that owns their object.
     pub forwarded_requests: u64,
+    /// Room events this node published for the others.
+    pub events_published: u64,
+    /// Room events of other nodes this node received.
+    pub events_received: u64,
+    /// Whether this node is subscribed to the other nodes' events.
+    pub receiving_events: bool,
 }
 
 /// This node's membership: started by [`crate::App`] when `[cluster]` names a Redis.
@@ -84,16 +90,36 @@ struct Inner {
     /// request about one goes straight there even before the owner's directory entry is
     /// written. A stale entry costs only a forward that the owner answers with `not_found`.
     recent: Mutex<HashMap<String, Located>>,
+    /// Other nodes' room events, for this node's control connections.
+    remote: tokio::sync::broadcast::Sender<Event>,
+    events_published: AtomicU64,
+    events_received: AtomicU64,
+    /// Whether the pub/sub subscription to the other nodes' events is up.
+    receiving: AtomicBool,
 }
 
 /// Entries [`Inner::recent`] holds before it starts over.
 const RECENT_OWNERS: usize = 65_536;
 
-/// A change to this node's share of the directory: an object's key, added or removed.
-struct Change {
-    key: String,
-    add: bool,
+/// What the cluster task writes to Redis, in the order the events happened.
+enum Change {
+    /// An object's directory key, added or removed.
+    Directory { key: String, add: bool },
+    /// One of this node's room events, for the other nodes' backends (JSON).
+    Publish(String),
 }
+
+/// An event as it travels between nodes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Published {
+    /// The node that raised it.
+    node: String,
+    event: Event,
+}
+
+/// Remote events kept for connections that are slow to take them; beyond this, a slow
+/// connection is told it lagged (`events.lagged`).
+const REMOTE_EVENTS: usize = 4096;
 
 /// The kinds of object the directory records, as `cluster.locate` and the request
 /// forwarding name them (the name of the parameter that carries the object's id).
@@ -161,6 +187,10 @@ impl Cluster {
             peers: tokio::sync::Mutex::new(HashMap::new()),
             forwarded: AtomicU64::new(0),
             recent: Mutex::new(HashMap::new()),
+            remote: tokio::sync::broadcast::channel(REMOTE_EVENTS).0,
+            events_published: AtomicU64::new(0),
+            events_received: AtomicU64::new(0),
+            receiving: AtomicBool::new(false),
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
@@ -170,6 +200,7 @@ impl Cluster {
             changes_tx,
         ));
         cluster.inner.tasks.spawn(run(cluster.clone(), changes_rx));
+        cluster.inner.tasks.spawn(receive_events(cluster.clone()));
         info!(node = %cluster.inner.node, rpc = %cluster.inner.rpc, "joining the cluster");
         Ok(cluster)
     }
@@ -190,7 +221,16 @@ impl Cluster {
             directory_operations: i.directory_operations.load(Ordering::Relaxed),
             nodes_lost: i.nodes_lost.load(Ordering::Relaxed),
             forwarded_requests: i.forwarded.load(Ordering::Relaxed),
+            events_published: i.events_published.load(Ordering::Relaxed),
+            events_received: i.events_received.load(Ordering::Relaxed),
+            receiving_events: i.receiving.load(Ordering::Relaxed),
         }
+    }
+
+    /// Other nodes' room events, as they arrive (the control socket's event pumps offer them
+    /// to their connections' subscriptions like local ones).
+    pub fn remote_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.remote.subscribe()
     }
 
     /// Whether the node is ready for new work as a member: Redis reachable and its entry
@@ -595,7 +635,22 @@ impl Cluster {
     async fn apply(&self, change: Change) {
         let i = &self.inner;
         let k = &i.keys;
-        let Change { key, add } = change;
+        let (key, add) = match change {
+            Change::Directory { key, add } => (key, add),
+            Change::Publish(json) => {
+                // Lost while Redis is unreachable: the other nodes' backends re-read state
+                // with dumps when they see `cluster_unavailable`.
+                if i.registered.load(Ordering::Relaxed)
+                    && self
+                        .query::<()>(redis::cmd("PUBLISH").arg(k.events()).arg(json))
+                        .await
+                        .is_ok()
+                {
+                    i.events_published.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
         {
             let mut owned = i.owned.lock().unwrap_or_else(|p| p.into_inner());
             if add {
@@ -655,6 +710,15 @@ async fn watch_events(
                 None => return,
             },
         };
+        if event.router().is_some()
+            && let Ok(json) = serde_json::to_string(&Published {
+                node: cluster.inner.node.clone(),
+                event: event.clone(),
+            })
+            && changes.send(Change::Publish(json)).is_err()
+        {
+            return;
+        }
         let (kind, id, add) = match event {
             Event::RouterCreated { router, .. } => ("router", router.to_string(), true),
             Event::RouterClosed { router, .. } => ("router", router.to_string(), false),
@@ -666,7 +730,7 @@ async fn watch_events(
             Event::ConsumerClosed { consumer, .. } => ("consumer", consumer.to_string(), false),
             _ => continue,
         };
-        let change = Change {
+        let change = Change::Directory {
             key: cluster.inner.keys.object(kind, &id),
             add,
         };
@@ -693,6 +757,61 @@ async fn run(cluster: Cluster, mut changes: mpsc::UnboundedReceiver<Change>) {
                 Some(c) => cluster.apply(c).await,
                 None => return,
             },
+        }
+    }
+}
+
+/// Takes the other nodes' room events from Redis and hands them to this node's control
+/// connections. Reconnects every heartbeat while Redis is unreachable; what was published
+/// meanwhile is lost (pub/sub keeps nothing).
+async fn receive_events(cluster: Cluster) {
+    use futures_util::StreamExt;
+    let i = &cluster.inner;
+    let period = Duration::from_millis(i.config.heartbeat_ms);
+    let timeout = Duration::from_millis(i.config.redis_timeout_ms);
+    loop {
+        let connected = async {
+            let mut pubsub = tokio::time::timeout(timeout, i.client.get_async_pubsub())
+                .await
+                .ok()?
+                .ok()?;
+            tokio::time::timeout(timeout, pubsub.subscribe(i.keys.events()))
+                .await
+                .ok()?
+                .ok()?;
+            Some(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = i.stop.cancelled() => return,
+            p = connected => p,
+        };
+        if let Some(pubsub) = pubsub {
+            i.receiving.store(true, Ordering::Relaxed);
+            let mut messages = pubsub.into_on_message();
+            loop {
+                let message = tokio::select! {
+                    _ = i.stop.cancelled() => return,
+                    m = messages.next() => m,
+                };
+                let Some(message) = message else {
+                    i.receiving.store(false, Ordering::Relaxed);
+                    break;
+                };
+                let Ok(published) =
+                    serde_json::from_slice::<Published>(message.get_payload_bytes())
+                else {
+                    continue;
+                };
+                if published.node != i.node {
+                    i.events_received.fetch_add(1, Ordering::Relaxed);
+                    // No receiver (no connection subscribed) is fine.
+                    let _ = i.remote.send(published.event);
+                }
+            }
+        }
+        tokio::select! {
+            _ = i.stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
         }
     }
 }

@@ -902,6 +902,18 @@ fn render_cluster(e: &mut Exposition, c: &crate::cluster::ClusterStats) {
     );
     counter(
         e,
+        "switchboard_cluster_events_published_total",
+        "Room events this node published for the other nodes' control connections.",
+        c.events_published,
+    );
+    counter(
+        e,
+        "switchboard_cluster_events_received_total",
+        "Room events of other nodes this node received.",
+        c.events_received,
+    );
+    counter(
+        e,
         "switchboard_cluster_nodes_lost_total",
         "Nodes whose entry expired and whose directory entries this node removed.",
         c.nodes_lost,

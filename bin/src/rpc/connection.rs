@@ -880,6 +880,11 @@ async fn pump(
 ) {
     let mut lost: u64 = 0;
     let mut gaps = BusGaps::new(&bus, server.dropped_events());
+    // In a cluster, the other nodes' room events are offered like this node's own.
+    let mut remote = rpc
+        .cluster
+        .get()
+        .map(crate::cluster::Cluster::remote_events);
     loop {
         tokio::select! {
             biased;
@@ -899,6 +904,19 @@ async fn pump(
                     gaps.passed(&mut lost, &rpc);
                 }
                 None => break,
+            },
+            event = async {
+                match remote.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if remote.is_some() => match event {
+                Ok(event) => offer(&event, &tx, &mut lost, &subscriptions, &rpc),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    lost += n;
+                    rpc.counters.events_dropped.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => remote = None,
             },
         }
     }

@@ -338,9 +338,19 @@ async fn middleware_detach(ctx: Ctx, p: MiddlewareDetachParams) -> Result<(), Rp
 
 async fn events_subscribe(ctx: Ctx, p: EventsParams) -> Result<Subscriptions, RpcError> {
     if let Some(router) = p.router
-        && !ctx.server().routers().iter().any(|(id, _)| *id == router)
+        && !ctx.server().holds("router", &router.to_string())
     {
-        return Err(switchboard_core::Error::not_found("router", router).into());
+        // In a cluster, a room on another node: its events arrive through Redis.
+        let elsewhere = match ctx.cluster() {
+            Some(c) => c
+                .owner_elsewhere(&serde_json::json!({ "router": router }))
+                .await?
+                .is_some(),
+            None => false,
+        };
+        if !elsewhere {
+            return Err(switchboard_core::Error::not_found("router", router).into());
+        }
     }
     ctx.conn.subscribe(&ctx, p.router)
 }
