@@ -93,6 +93,8 @@ fn config(redis: &Redis, node: &str) -> Config {
     config.metrics.listen = "127.0.0.1:0".to_owned();
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;
+    config.rtp.port_min = 0;
+    config.rtp.port_max = 0;
     config.cluster.redis_url = redis.url();
     config.cluster.node_id = node.to_owned();
     config.cluster.heartbeat_ms = HEARTBEAT_MS;
@@ -612,6 +614,197 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
         "only the subscribed room's events: {names:?}"
     );
     assert!(b.cluster.as_ref().unwrap().stats().events_received >= names.len() as u64);
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
+
+fn vp8_packet(seq: u16, keyframe: bool) -> bytes::Bytes {
+    use rtc_shared::marshal::Marshal;
+    let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(b"piped-frame");
+    rtc_rtp::Packet {
+        header: rtc_rtp::header::Header {
+            version: 2,
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 3000,
+            ssrc: 0x0B1D_E0E0,
+            marker: true,
+            ..Default::default()
+        },
+        payload: payload.into(),
+    }
+    .marshal()
+    .expect("marshal")
+    .freeze()
+}
+
+fn is_pli(rtcp: &[u8]) -> bool {
+    let mut buf = rtcp;
+    rtc_rtcp::packet::unmarshal(&mut buf).is_ok_and(|packets| {
+        packets.iter().any(|p| {
+            p.as_any()
+                .downcast_ref::<rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                .is_some()
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
+    let redis = Redis::start("pipe");
+    let (a, _a_client) = node(&redis, "node-a").await;
+    let (b, backend) = node(&redis, "node-b").await;
+    eventually("both nodes registered", || async {
+        node_ids(&backend).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+    let feedback = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}]);
+
+    // A publisher in a room on A; a room on B; the backend talks to B only.
+    let room_a = id_of(
+        &backend
+            .call_value("router.create", json!({"node": "node-a"}))
+            .await
+            .expect("room on A"),
+    );
+    let room_b = id_of(
+        &backend
+            .call_value("router.create", json!({}))
+            .await
+            .expect("room on B"),
+    );
+    let publisher = id_of(
+        &backend
+            .call_value(
+                "transport.create",
+                json!({"router": room_a, "kind": "direct"}),
+            )
+            .await
+            .expect("publisher transport"),
+    );
+    let producer = id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": publisher, "kind": "video", "rtp_parameters": {
+                    "codecs": [{"mime_type": "video/VP8", "payload_type": 96,
+                                "clock_rate": 90000, "rtcp_feedback": feedback}],
+                    "encodings": [{"ssrc": 0x0B1D_E0E0u32}]}}),
+            )
+            .await
+            .expect("producer on A"),
+    );
+
+    let pipe = backend
+        .call_value(
+            "cluster.pipe",
+            json!({"producer": producer, "router": room_b}),
+        )
+        .await
+        .expect("piped into B");
+    let piped = pipe["producer"]
+        .as_str()
+        .expect("piped producer")
+        .to_owned();
+    assert!(
+        b.server.holds("producer", &piped),
+        "the piped producer is on B"
+    );
+    assert!(
+        a.server
+            .holds("consumer", pipe["source_consumer"].as_str().unwrap())
+    );
+
+    let subscriber = id_of(
+        &backend
+            .call_value(
+                "transport.create",
+                json!({"router": room_b, "kind": "direct"}),
+            )
+            .await
+            .expect("subscriber transport on B"),
+    );
+    let consumer = backend
+        .call_value(
+            "consumer.create",
+            json!({"transport": subscriber, "producer": piped, "rtp_capabilities": {
+                "codecs": [{"kind": "video", "mime_type": "video/VP8",
+                            "preferred_payload_type": 101, "clock_rate": 90000,
+                            "rtcp_feedback": feedback}]}}),
+        )
+        .await
+        .expect("consumer of the piped producer");
+    let consumer_ssrc = consumer["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .expect("consumer ssrc") as u32;
+
+    let input = a
+        .transports
+        .direct
+        .endpoint(publisher.parse().unwrap())
+        .expect("endpoint");
+    let output = b
+        .transports
+        .direct
+        .endpoint(subscriber.parse().unwrap())
+        .expect("endpoint");
+    // Node A to node B over UDP and SRTP, then out on B with B's consumer's numbering.
+    for seq in 0..10u16 {
+        input.send_rtp(vp8_packet(seq, seq == 0)).expect("inject");
+    }
+    for seq in 0..10u16 {
+        let p = next_rtp(&output).await;
+        assert_eq!(p.header.payload_type, 101);
+        assert_eq!(p.header.ssrc, consumer_ssrc);
+        let mut expected = vec![0x10, if seq == 0 { 0x00 } else { 0x01 }];
+        expected.extend_from_slice(&seq.to_be_bytes());
+        expected.extend_from_slice(b"piped-frame");
+        assert_eq!(p.payload.as_ref(), expected.as_slice(), "packet {seq}");
+    }
+    let stats = backend
+        .call_value("transport.stats", json!({"transport": pipe["transport"]}))
+        .await
+        .expect("pipe transport stats");
+    assert!(
+        stats["plugin"]["rtp_received"].as_u64() >= Some(10),
+        "{stats}"
+    );
+    assert_eq!(stats["plugin"]["srtp_failures"], 0, "{stats}");
+
+    // A keyframe request on B travels back to the publisher on A.
+    let source_consumer = pipe["source_consumer"].clone();
+    let plis_before = backend
+        .call_value("consumer.stats", json!({"consumer": source_consumer}))
+        .await
+        .expect("source consumer stats")["counters"]["plis"]
+        .as_u64()
+        .unwrap_or(0);
+    backend
+        .call_value(
+            "consumer.request_keyframe",
+            json!({"consumer": consumer["id"]}),
+        )
+        .await
+        .expect("keyframe request on B");
+    eventually("the PLI reached the source consumer on A", || async {
+        let stats = backend
+            .call_value("consumer.stats", json!({"consumer": source_consumer}))
+            .await
+            .ok()?;
+        (stats["counters"]["plis"].as_u64()? > plis_before).then_some(())
+    })
+    .await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, input.recv()).await {
+            Ok(Some(DirectPacket::Rtcp(rtcp))) if is_pli(&rtcp) => break,
+            Ok(Some(_)) => continue,
+            _ => panic!("no PLI reached the publisher on A"),
+        }
+    }
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }

@@ -545,3 +545,26 @@ pub struct ClusterForwardParams {
     #[serde(default)]
     pub params: Value,
 }
+
+/// `cluster.pipe`: a producer into a router, wherever each is in the cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterPipeParams {
+    /// The producer to pipe.
+    pub producer: ProducerId,
+    /// The router (room) that gets it.
+    pub router: RouterId,
+}
+
+/// What `cluster.pipe` made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPipeResult {
+    /// The producer in the destination router, fed by the pipe: what its consumers consume.
+    pub producer: ProducerId,
+    /// The destination side's `rtp` transport (closing it undoes the pipe there).
+    pub transport: TransportId,
+    /// The source side's `rtp` transport.
+    pub source_transport: TransportId,
+    /// The source side's consumer of the piped producer.
+    pub source_consumer: ConsumerId,
+}

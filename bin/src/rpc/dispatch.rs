@@ -133,13 +133,31 @@ impl MethodTable {
 
     /// Runs `method` with raw parameters as they came off the wire.
     pub async fn call(&self, ctx: &Ctx, method: &str, params: Msgpack) -> Result<Value, RpcError> {
+        // An unknown method is reported before its parameters are looked at.
+        if !self.methods.contains_key(method) {
+            return Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("no method named {method:?}"),
+            ));
+        }
+        let params = wire::params_map(params)?;
+        self.call_json(ctx, method, params).await
+    }
+
+    /// Like [`MethodTable::call`] with parameters already read into a map: forwarded to the
+    /// owner of their object when that is another node of the cluster, else run here.
+    pub(crate) async fn call_json(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, RpcError> {
         let handler = self.methods.get(method).ok_or_else(|| {
             RpcError::new(
                 ErrorCode::MethodNotFound,
                 format!("no method named {method:?}"),
             )
         })?;
-        let mut params = wire::params_map(params)?;
         if let Some(cluster) = ctx.cluster() {
             if forwardable(method)
                 && let Some(owner) = cluster.owner_elsewhere(&params).await?

@@ -65,7 +65,138 @@ pub fn register(t: &mut MethodTable) {
         .add("events.unsubscribe", events_unsubscribe)
         .add("cluster.nodes", cluster_nodes)
         .add("cluster.locate", cluster_locate)
-        .add("cluster.forward", cluster_forward);
+        .add("cluster.forward", cluster_forward)
+        .add("cluster.pipe", cluster_pipe);
+}
+
+/// The cipher of the inter-node leg: AES-GCM, the fastest suite both ends have.
+const PIPE_CRYPTO_SUITE: &str = "AEAD_AES_128_GCM";
+
+/// Pipes a producer into a router, wherever each is in the cluster: an `rtp` transport with
+/// SRTP on each side (each node's own `rtp` listen and announced addresses), keys exchanged
+/// over the control sockets, a consumer of the producer on the source side and a producer of
+/// what it sends on the destination side. Every step is an ordinary request, forwarded to
+/// the node that owns its object, so the two nodes need nothing but each other's control
+/// socket and UDP between their `rtp` ports. RTCP flows back the same way: receiver reports
+/// and NACKs from the destination side reach the source router, and a keyframe request for
+/// the piped producer becomes a PLI to the source.
+async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResult, RpcError> {
+    cluster(&ctx)?;
+    let call = |method: &'static str, params: Value| {
+        let ctx = ctx.clone();
+        async move { ctx.rpc.methods.call_json(&ctx, method, params).await }
+    };
+    let text = |v: &Value, key: &str| -> Result<String, RpcError> {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| RpcError::internal(format!("no `{key}` in {v}")))
+    };
+    let dump = call(
+        "producer.dump",
+        serde_json::json!({ "producer": p.producer }),
+    )
+    .await?;
+    let source_router = text(&dump, "router")?;
+    let kind = text(&dump, "kind")?;
+    let caps = call(
+        "router.capabilities",
+        serde_json::json!({ "router": p.router }),
+    )
+    .await?;
+    let options = serde_json::json!({ "srtp": true, "srtp_crypto_suite": PIPE_CRYPTO_SUITE });
+    let there = call(
+        "transport.create",
+        serde_json::json!({ "router": p.router, "kind": "rtp", "options": options }),
+    )
+    .await?;
+    let there_id = text(&there, "id")?;
+    let built = async {
+        let here = call(
+            "transport.create",
+            serde_json::json!({ "router": source_router, "kind": "rtp", "options": options }),
+        )
+        .await?;
+        let here_id = text(&here, "id")?;
+        let remote = |t: &Value| {
+            serde_json::json!({
+                "ip": t["local"]["ip"],
+                "port": t["local"]["port"],
+                "srtp": t["local"]["srtp"],
+            })
+        };
+        let steps = async {
+            call(
+                "transport.connect",
+                serde_json::json!({ "transport": here_id, "remote": remote(&there) }),
+            )
+            .await?;
+            let consumer = call(
+                "consumer.create",
+                serde_json::json!({
+                    "transport": here_id,
+                    "producer": p.producer,
+                    "rtp_capabilities": caps,
+                }),
+            )
+            .await?;
+            call(
+                "transport.connect",
+                serde_json::json!({ "transport": there_id, "remote": remote(&here) }),
+            )
+            .await?;
+            let mut parameters = consumer["rtp_parameters"].clone();
+            // The piped stream is a plain RTP stream on the far side: no m-line to match.
+            if let Value::Object(map) = &mut parameters {
+                map.remove("mid");
+            }
+            let producer = call(
+                "producer.create",
+                serde_json::json!({
+                    "transport": there_id,
+                    "kind": kind,
+                    "rtp_parameters": parameters,
+                }),
+            )
+            .await?;
+            Ok::<_, RpcError>((text(&consumer, "id")?, text(&producer, "id")?))
+        };
+        match steps.await {
+            Ok((consumer, producer)) => Ok((here_id, consumer, producer)),
+            Err(e) => {
+                let _ = call(
+                    "transport.close",
+                    serde_json::json!({ "transport": here_id }),
+                )
+                .await;
+                Err(e)
+            }
+        }
+    };
+    match built.await {
+        Ok((source_transport, source_consumer, producer)) => Ok(ClusterPipeResult {
+            producer: producer
+                .parse()
+                .map_err(|_| RpcError::internal("producer id"))?,
+            transport: there_id
+                .parse()
+                .map_err(|_| RpcError::internal("transport id"))?,
+            source_transport: source_transport
+                .parse()
+                .map_err(|_| RpcError::internal("transport id"))?,
+            source_consumer: source_consumer
+                .parse()
+                .map_err(|_| RpcError::internal("consumer id"))?,
+        }),
+        Err(e) => {
+            let _ = call(
+                "transport.close",
+                serde_json::json!({ "transport": there_id }),
+            )
+            .await;
+            Err(e)
+        }
+    }
 }
 
 /// A request another node forwarded here because this node owns its object: run here, never
