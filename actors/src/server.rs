@@ -956,6 +956,17 @@ impl ServerHandle {
     /// Closes a transport with its producers and consumers (their copies on the other
     /// workers of a spanning room first).
     pub async fn close_transport(&self, id: TransportId) -> Result<()> {
+        self.close_transport_because(id, CloseReason::Requested)
+            .await
+    }
+
+    /// Closes a transport as [`ServerHandle::close_transport`] does, saying why in its
+    /// closure event (its producers' and consumers' say `parent_closed`).
+    pub async fn close_transport_because(
+        &self,
+        id: TransportId,
+        reason: CloseReason,
+    ) -> Result<()> {
         let transport = self.transport(id)?;
         let producers = transport.send(TransportProducers).await.unwrap_or_default();
         for p in producers {
@@ -963,7 +974,7 @@ impl ServerHandle {
                 let _ = addr.send(ClosePiped(p)).await;
             }
         }
-        Self::ask(transport, CloseTransport, "transport").await
+        Self::ask(transport, CloseTransport(reason), "transport").await
     }
 
     /// A transport's full state.

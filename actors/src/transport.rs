@@ -129,15 +129,13 @@ impl Handler<ConnectPipe> for TransportActor {
 /// Closes the transport, its producers and consumers.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
-pub struct CloseTransport;
+pub struct CloseTransport(pub CloseReason);
 
 impl Handler<CloseTransport> for TransportActor {
     type Result = Result<()>;
-    fn handle(&mut self, _: CloseTransport, _: &mut Self::Context) -> Result<()> {
+    fn handle(&mut self, msg: CloseTransport, _: &mut Self::Context) -> Result<()> {
         let _span = self.span.clone().entered();
-        self.room
-            .borrow_mut()
-            .close_transport(self.id, CloseReason::Requested);
+        self.room.borrow_mut().close_transport(self.id, msg.0);
         Ok(())
     }
 }

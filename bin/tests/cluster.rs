@@ -805,6 +805,37 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
             _ => panic!("no PLI reached the publisher on A"),
         }
     }
-    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+
+    // Node A goes away: B closes its end of the pipe with `node_lost`, and the piped producer
+    // and its consumer with it, and the backend hears of each.
+    let mut notifications = backend.notifications().expect("notifications");
+    backend
+        .call_value("events.subscribe", json!({"router": room_b}))
+        .await
+        .expect("subscribe to B's room");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+    let mut seen = Vec::new();
+    let closed =
+        |seen: &[switchboard_core::event::Event], name: &str| seen.iter().any(|e| e.name() == name);
+    while !(closed(&seen, "transport_closed")
+        && closed(&seen, "producer_closed")
+        && closed(&seen, "consumer_closed"))
+    {
+        match tokio::time::timeout(DEADLINE, notifications.recv()).await {
+            Ok(Some(switchboard::client::Notification::Event(e))) => seen.push(e),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("the pipe was not closed; saw {seen:?}"),
+        }
+    }
+    use switchboard_core::event::{CloseReason, Event};
+    let pipe_transport: switchboard_core::TransportId =
+        pipe["transport"].as_str().unwrap().parse().unwrap();
+    assert!(
+        seen.iter().any(|e| matches!(e,
+            Event::TransportClosed { transport, reason: CloseReason::NodeLost, .. }
+                if *transport == pipe_transport)),
+        "{seen:?}"
+    );
+    assert!(!b.server.holds("producer", &piped));
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
 }

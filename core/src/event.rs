@@ -35,6 +35,9 @@ pub enum CloseReason {
     /// The client's SDP answer rejected the consumer's m-line (port 0): it cannot take the
     /// track.
     Rejected,
+    /// In a cluster, the node at the other end of a pipe was lost (its entry expired): the
+    /// pipe's transport closes, and with it the producer it fed and that producer's consumers.
+    NodeLost,
 }
 
 /// Something that happened in the server.

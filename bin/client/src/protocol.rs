@@ -568,3 +568,14 @@ pub struct ClusterPipeResult {
     /// The source side's consumer of the piped producer.
     pub source_consumer: ConsumerId,
 }
+
+/// `cluster.pipe_source`: which node a pipe's receiving transport is fed from. Nodes send it
+/// to each other while setting up a pipe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterPipeSourceParams {
+    /// The pipe's receiving transport.
+    pub transport: TransportId,
+    /// The node its source is on. (Not `node`, which names where a request runs.)
+    pub source: String,
+}

@@ -96,6 +96,10 @@ struct Inner {
     events_received: AtomicU64,
     /// Whether the pub/sub subscription to the other nodes' events is up.
     receiving: AtomicBool,
+    /// This node's ends of pipes from other nodes (`cluster.pipe`): transport → source node.
+    pipes: Mutex<HashMap<switchboard_core::TransportId, String>>,
+    /// The nodes live at the last heartbeat, to notice one vanishing.
+    live: Mutex<HashSet<String>>,
 }
 
 /// Entries [`Inner::recent`] holds before it starts over.
@@ -191,6 +195,8 @@ impl Cluster {
             events_published: AtomicU64::new(0),
             events_received: AtomicU64::new(0),
             receiving: AtomicBool::new(false),
+            pipes: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashSet::new()),
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
@@ -555,9 +561,11 @@ impl Cluster {
             self.exec(&pipe).await?
         };
         let mut live = 0;
+        let mut now_live = HashSet::new();
         for (id, alive) in ids.iter().zip(alive) {
             if alive {
                 live += 1;
+                now_live.insert(id.clone());
             } else if id != &self.inner.node {
                 warn!(node = %id, "node lost: its entry expired; removing its directory entries");
                 self.sweep_node(id).await?;
@@ -565,7 +573,51 @@ impl Cluster {
             }
         }
         self.inner.nodes.store(live, Ordering::Relaxed);
+        let vanished: Vec<String> = {
+            let mut known = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            let gone = known.difference(&now_live).cloned().collect();
+            *known = now_live;
+            gone
+        };
+        for node in vanished {
+            self.close_pipes_from(&node).await;
+        }
         Ok(())
+    }
+
+    /// Remembers that `transport`, on this node, is the receiving end of a pipe from
+    /// `source`: it closes with `node_lost` when that node vanishes.
+    pub fn record_pipe(&self, transport: switchboard_core::TransportId, source: String) {
+        self.inner
+            .pipes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(transport, source);
+    }
+
+    /// Closes this node's ends of the pipes from a node that vanished, with `node_lost`:
+    /// nothing will arrive on them again, and their producers' consumers must learn it.
+    async fn close_pipes_from(&self, node: &str) {
+        let transports: Vec<switchboard_core::TransportId> = {
+            let mut pipes = self.inner.pipes.lock().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<_> = pipes
+                .iter()
+                .filter(|(_, source)| source.as_str() == node)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in &gone {
+                pipes.remove(t);
+            }
+            gone
+        };
+        for t in transports {
+            warn!(node = %node, transport = %t, "closing a pipe from a lost node");
+            let _ = self
+                .inner
+                .server
+                .close_transport_because(t, switchboard_core::event::CloseReason::NodeLost)
+                .await;
+        }
     }
 
     /// Deletes a node's entry and everything it wrote to the directory.
@@ -723,7 +775,15 @@ async fn watch_events(
             Event::RouterCreated { router, .. } => ("router", router.to_string(), true),
             Event::RouterClosed { router, .. } => ("router", router.to_string(), false),
             Event::TransportCreated { transport, .. } => ("transport", transport.to_string(), true),
-            Event::TransportClosed { transport, .. } => ("transport", transport.to_string(), false),
+            Event::TransportClosed { transport, .. } => {
+                cluster
+                    .inner
+                    .pipes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&transport);
+                ("transport", transport.to_string(), false)
+            }
             Event::ProducerCreated { producer, .. } => ("producer", producer.to_string(), true),
             Event::ProducerClosed { producer, .. } => ("producer", producer.to_string(), false),
             Event::ConsumerCreated { consumer, .. } => ("consumer", consumer.to_string(), true),

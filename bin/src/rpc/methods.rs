@@ -66,7 +66,19 @@ pub fn register(t: &mut MethodTable) {
         .add("cluster.nodes", cluster_nodes)
         .add("cluster.locate", cluster_locate)
         .add("cluster.forward", cluster_forward)
-        .add("cluster.pipe", cluster_pipe);
+        .add("cluster.pipe", cluster_pipe)
+        .add("cluster.pipe_source", cluster_pipe_source);
+}
+
+/// Tells the node that holds a pipe's receiving transport where the pipe comes from, so that
+/// it closes the pipe when that node is lost. Nodes call it (through `cluster.forward`).
+async fn cluster_pipe_source(ctx: Ctx, p: ClusterPipeSourceParams) -> Result<(), RpcError> {
+    let cluster = cluster(&ctx)?;
+    if !ctx.server().holds("transport", &p.transport.to_string()) {
+        return Err(switchboard_core::Error::not_found("transport", p.transport).into());
+    }
+    cluster.record_pipe(p.transport, p.source);
+    Ok(())
 }
 
 /// The cipher of the inter-node leg: AES-GCM, the fastest suite both ends have.
@@ -174,20 +186,23 @@ async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResul
         }
     };
     match built.await {
-        Ok((source_transport, source_consumer, producer)) => Ok(ClusterPipeResult {
-            producer: producer
-                .parse()
-                .map_err(|_| RpcError::internal("producer id"))?,
-            transport: there_id
-                .parse()
-                .map_err(|_| RpcError::internal("transport id"))?,
-            source_transport: source_transport
-                .parse()
-                .map_err(|_| RpcError::internal("transport id"))?,
-            source_consumer: source_consumer
-                .parse()
-                .map_err(|_| RpcError::internal("consumer id"))?,
-        }),
+        Ok((source_transport, source_consumer, producer)) => {
+            record_pipe_source(&ctx, &there_id, &source_transport).await?;
+            Ok(ClusterPipeResult {
+                producer: producer
+                    .parse()
+                    .map_err(|_| RpcError::internal("producer id"))?,
+                transport: there_id
+                    .parse()
+                    .map_err(|_| RpcError::internal("transport id"))?,
+                source_transport: source_transport
+                    .parse()
+                    .map_err(|_| RpcError::internal("transport id"))?,
+                source_consumer: source_consumer
+                    .parse()
+                    .map_err(|_| RpcError::internal("consumer id"))?,
+            })
+        }
         Err(e) => {
             let _ = call(
                 "transport.close",
@@ -203,7 +218,10 @@ async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResul
 /// forwarded again, answered unchanged.
 async fn cluster_forward(ctx: Ctx, p: ClusterForwardParams) -> Result<Value, RpcError> {
     cluster(&ctx)?;
-    if p.method == "auth" || p.method.starts_with("cluster.") || p.method.starts_with("events.") {
+    if p.method == "auth"
+        || (p.method.starts_with("cluster.") && p.method != "cluster.pipe_source")
+        || p.method.starts_with("events.")
+    {
         return Err(RpcError::invalid_param(
             "method",
             format!("{:?} cannot be forwarded", p.method),
@@ -541,4 +559,38 @@ async fn webrtc_restart_ice(
 ) -> Result<switchboard_actors::session::SubscribeResult, RpcError> {
     let peer = peer_id(&p.peer)?;
     Ok(ctx.server().restart_ice(p.router, peer).await?)
+}
+
+/// Tells the node of the pipe's receiving transport which node its source transport is on.
+async fn record_pipe_source(ctx: &Ctx, there: &str, here: &str) -> Result<(), RpcError> {
+    let cluster = cluster(ctx)?;
+    let node_of = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            if ctx.server().holds("transport", &id) {
+                return Ok::<_, RpcError>(None);
+            }
+            Ok(cluster
+                .owner_elsewhere(&serde_json::json!({ "transport": id }))
+                .await?)
+        }
+    };
+    let source = node_of(here)
+        .await?
+        .map_or_else(|| cluster.node_id().to_owned(), |l| l.node);
+    let params = serde_json::json!({ "transport": there, "source": source });
+    match node_of(there).await? {
+        None => {
+            ctx.rpc
+                .methods
+                .call_here(ctx, "cluster.pipe_source", params)
+                .await?;
+        }
+        Some(owner) => {
+            cluster
+                .forward(&owner, "cluster.pipe_source", params)
+                .await?;
+        }
+    }
+    Ok(())
 }
