@@ -569,13 +569,13 @@ pub struct ClusterPipeResult {
     pub source_consumer: ConsumerId,
 }
 
-/// `cluster.pipe_source`: which node a pipe's receiving transport is fed from. Nodes send it
+/// `cluster.pipe_peer`: which node holds the other end of a pipe transport. Nodes send it
 /// to each other while setting up a pipe.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterPipeSourceParams {
-    /// The pipe's receiving transport.
+pub struct ClusterPipePeerParams {
+    /// One end of the pipe.
     pub transport: TransportId,
-    /// The node its source is on. (Not `node`, which names where a request runs.)
-    pub source: String,
+    /// The node that holds the other end. (Not `node`, which names where a request runs.)
+    pub peer: String,
 }

@@ -96,7 +96,7 @@ struct Inner {
     events_received: AtomicU64,
     /// Whether the pub/sub subscription to the other nodes' events is up.
     receiving: AtomicBool,
-    /// This node's ends of pipes from other nodes (`cluster.pipe`): transport → source node.
+    /// This node's ends of pipes (`cluster.pipe`): transport → the node at the other end.
     pipes: Mutex<HashMap<switchboard_core::TransportId, String>>,
     /// The nodes live at the last heartbeat, to notice one vanishing.
     live: Mutex<HashSet<String>>,
@@ -585,18 +585,19 @@ impl Cluster {
         Ok(())
     }
 
-    /// Remembers that `transport`, on this node, is the receiving end of a pipe from
-    /// `source`: it closes with `node_lost` when that node vanishes.
-    pub fn record_pipe(&self, transport: switchboard_core::TransportId, source: String) {
+    /// Remembers that `transport`, on this node, is one end of a pipe whose other end is on
+    /// `peer`: it closes with `node_lost` when that node vanishes.
+    pub fn record_pipe(&self, transport: switchboard_core::TransportId, peer: String) {
         self.inner
             .pipes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(transport, source);
+            .insert(transport, peer);
     }
 
-    /// Closes this node's ends of the pipes from a node that vanished, with `node_lost`:
-    /// nothing will arrive on them again, and their producers' consumers must learn it.
+    /// Closes this node's ends of the pipes to or from a node that vanished, with
+    /// `node_lost`: nothing will arrive on them or be taken from them again, and the piped
+    /// producers' consumers must learn it.
     async fn close_pipes_from(&self, node: &str) {
         let transports: Vec<switchboard_core::TransportId> = {
             let mut pipes = self.inner.pipes.lock().unwrap_or_else(|p| p.into_inner());
@@ -611,7 +612,7 @@ impl Cluster {
             gone
         };
         for t in transports {
-            warn!(node = %node, transport = %t, "closing a pipe from a lost node");
+            warn!(node = %node, transport = %t, "closing a pipe to a lost node");
             let _ = self
                 .inner
                 .server

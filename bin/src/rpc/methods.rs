@@ -67,17 +67,18 @@ pub fn register(t: &mut MethodTable) {
         .add("cluster.locate", cluster_locate)
         .add("cluster.forward", cluster_forward)
         .add("cluster.pipe", cluster_pipe)
-        .add("cluster.pipe_source", cluster_pipe_source);
+        .add("cluster.pipe_peer", cluster_pipe_peer);
 }
 
-/// Tells the node that holds a pipe's receiving transport where the pipe comes from, so that
-/// it closes the pipe when that node is lost. Nodes call it (through `cluster.forward`).
-async fn cluster_pipe_source(ctx: Ctx, p: ClusterPipeSourceParams) -> Result<(), RpcError> {
+/// Tells the node that holds one end of a pipe (`cluster.pipe`) which node holds the other,
+/// so that it closes its end when that node is lost. Nodes call it (through
+/// `cluster.forward`).
+async fn cluster_pipe_peer(ctx: Ctx, p: ClusterPipePeerParams) -> Result<(), RpcError> {
     let cluster = cluster(&ctx)?;
     if !ctx.server().holds("transport", &p.transport.to_string()) {
         return Err(switchboard_core::Error::not_found("transport", p.transport).into());
     }
-    cluster.record_pipe(p.transport, p.source);
+    cluster.record_pipe(p.transport, p.peer);
     Ok(())
 }
 
@@ -187,7 +188,7 @@ async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResul
     };
     match built.await {
         Ok((source_transport, source_consumer, producer)) => {
-            record_pipe_source(&ctx, &there_id, &source_transport).await?;
+            record_pipe_peers(&ctx, &there_id, &source_transport).await?;
             Ok(ClusterPipeResult {
                 producer: producer
                     .parse()
@@ -219,7 +220,7 @@ async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResul
 async fn cluster_forward(ctx: Ctx, p: ClusterForwardParams) -> Result<Value, RpcError> {
     cluster(&ctx)?;
     if p.method == "auth"
-        || (p.method.starts_with("cluster.") && p.method != "cluster.pipe_source")
+        || (p.method.starts_with("cluster.") && p.method != "cluster.pipe_peer")
         || p.method.starts_with("events.")
     {
         return Err(RpcError::invalid_param(
@@ -561,35 +562,38 @@ async fn webrtc_restart_ice(
     Ok(ctx.server().restart_ice(p.router, peer).await?)
 }
 
-/// Tells the node of the pipe's receiving transport which node its source transport is on.
-async fn record_pipe_source(ctx: &Ctx, there: &str, here: &str) -> Result<(), RpcError> {
+/// Tells the nodes of both ends of a pipe which node holds the other end.
+async fn record_pipe_peers(ctx: &Ctx, there: &str, here: &str) -> Result<(), RpcError> {
     let cluster = cluster(ctx)?;
-    let node_of = |id: &str| {
-        let id = id.to_owned();
-        async move {
-            if ctx.server().holds("transport", &id) {
-                return Ok::<_, RpcError>(None);
-            }
-            Ok(cluster
-                .owner_elsewhere(&serde_json::json!({ "transport": id }))
-                .await?)
+    let node_of = |id: String| async move {
+        if ctx.server().holds("transport", &id) {
+            return Ok::<_, RpcError>(None);
         }
+        Ok(cluster
+            .owner_elsewhere(&serde_json::json!({ "transport": id }))
+            .await?)
     };
-    let source = node_of(here)
-        .await?
-        .map_or_else(|| cluster.node_id().to_owned(), |l| l.node);
-    let params = serde_json::json!({ "transport": there, "source": source });
-    match node_of(there).await? {
-        None => {
-            ctx.rpc
-                .methods
-                .call_here(ctx, "cluster.pipe_source", params)
-                .await?;
-        }
-        Some(owner) => {
-            cluster
-                .forward(&owner, "cluster.pipe_source", params)
-                .await?;
+    let there_node = node_of(there.to_owned()).await?;
+    let here_node = node_of(here.to_owned()).await?;
+    let name = |n: &Option<crate::cluster::Located>| {
+        n.as_ref()
+            .map_or_else(|| cluster.node_id().to_owned(), |l| l.node.clone())
+    };
+    for (transport, owner, peer) in [
+        (there, &there_node, name(&here_node)),
+        (here, &here_node, name(&there_node)),
+    ] {
+        let params = serde_json::json!({ "transport": transport, "peer": peer });
+        match owner {
+            None => {
+                ctx.rpc
+                    .methods
+                    .call_here(ctx, "cluster.pipe_peer", params)
+                    .await?;
+            }
+            Some(owner) => {
+                cluster.forward(owner, "cluster.pipe_peer", params).await?;
+            }
         }
     }
     Ok(())
