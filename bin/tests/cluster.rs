@@ -6,10 +6,10 @@
 
 mod common;
 
+use common::Redis;
+
 use nix::sys::signal::Signal;
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::App;
@@ -24,67 +24,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const DEADLINE: Duration = Duration::from_secs(15);
 const HEARTBEAT_MS: u64 = 100;
 const TTL_MS: u64 = 800;
-
-/// A `redis-server` on a Unix socket in a directory of its own, with nothing persisted, so
-/// that a restart starts empty as a Redis that lost its data does.
-struct Redis {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sb-cluster-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("redis directory");
-        let mut redis = Self { child: None, dir };
-        redis.restart();
-        redis
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    /// Starts the server (again) and waits until it accepts connections.
-    fn restart(&mut self) {
-        let _ = std::fs::remove_file(self.socket());
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(self.socket())
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt install redis-server; scripts/setup does)");
-        self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn config(redis: &Redis, node: &str) -> Config {
     let mut config = Config::default();

@@ -100,6 +100,10 @@ struct Inner {
     pipes: Mutex<HashMap<switchboard_core::TransportId, String>>,
     /// The nodes live at the last heartbeat, to notice one vanishing.
     live: Mutex<HashSet<String>>,
+    /// Until when a node missing from Redis is not taken for lost: after this node
+    /// (re)connects, the others need up to a TTL to register again in a Redis that restarted
+    /// empty.
+    grace_until: Mutex<std::time::Instant>,
 }
 
 /// Entries [`Inner::recent`] holds before it starts over.
@@ -197,6 +201,7 @@ impl Cluster {
             receiving: AtomicBool::new(false),
             pipes: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
+            grace_until: Mutex::new(std::time::Instant::now()),
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
@@ -520,6 +525,8 @@ impl Cluster {
                 .query::<bool>(redis::cmd("EXISTS").arg(i.keys.node(&i.node)))
                 .await?;
         if !was_up || lapsed {
+            *i.grace_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                std::time::Instant::now() + Duration::from_millis(i.config.node_ttl_ms);
             if lapsed {
                 warn!(node = %i.node, "this node's entry had expired: rewriting its directory entries");
             }
@@ -573,11 +580,23 @@ impl Cluster {
             }
         }
         self.inner.nodes.store(live, Ordering::Relaxed);
+        let in_grace = std::time::Instant::now()
+            < *self
+                .inner
+                .grace_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
         let vanished: Vec<String> = {
             let mut known = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-            let gone = known.difference(&now_live).cloned().collect();
-            *known = now_live;
-            gone
+            if in_grace {
+                // Nodes may still be registering again: only learn, never conclude.
+                known.extend(now_live);
+                Vec::new()
+            } else {
+                let gone = known.difference(&now_live).cloned().collect();
+                *known = now_live;
+                gone
+            }
         };
         for node in vanished {
             self.close_pipes_from(&node).await;

@@ -5,6 +5,7 @@
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -33,7 +34,29 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str]) -> Self {
-        let mut child = switchboard()
+        Self::spawn(switchboard(), args)
+    }
+
+    /// Like [`Running::start`], inside the network namespace `netns` (`ip netns exec`, which
+    /// execs the server: signals reach it directly).
+    pub fn start_in(netns: &str, args: &[&str]) -> Self {
+        let plain = switchboard();
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", netns])
+            .arg(plain.get_program());
+        for (name, value) in plain.get_envs() {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        command.stdin(Stdio::null());
+        Self::spawn(command, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Self {
+        let mut child = command
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -122,4 +145,65 @@ pub fn rpc_address(server: &Running) -> String {
         .next()
         .expect("an address")
         .to_owned()
+}
+
+/// A `redis-server` on a Unix socket in a directory of its own, with nothing persisted, so
+/// that a restart starts empty as a Redis that lost its data does.
+pub struct Redis {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Redis {
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sb-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("redis directory");
+        let mut redis = Self { child: None, dir };
+        redis.restart();
+        redis
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt install redis-server; scripts/setup does)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -1,0 +1,436 @@
+//! Three nodes, each a `switchboard` process in a network namespace of its own with its own
+//! address on a bridge this test makes, one `redis-server` (on a Unix socket the namespaces
+//! share). The backend talks to node B only. A plain RTP publisher sends to node A; its
+//! producer is piped to rooms on B and C, whose subscribers get every packet with its exact
+//! payload, over real UDP between the namespaces; a keyframe request on B reaches the
+//! publisher as a PLI. Then node C is SIGKILLed (A closes its end of the pipe to C with
+//! `node_lost`, and B's backend hears it; A and B keep forwarding), and Redis is stopped and
+//! restarted (media keeps flowing, cluster requests fail with `cluster_unavailable`, and the
+//! cluster heals). Needs root for `ip netns`, as the test machines give.
+
+mod common;
+
+use common::{Redis, Running};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard::client::{Client, Notification};
+use switchboard_core::ErrorCode;
+use switchboard_core::event::{CloseReason, Event};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const TOKEN: &str = "cluster-netns-test-token";
+const TTL_MS: u64 = 1_500;
+const SSRC: u32 = 0x5EED_0A0A;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A bridge in this namespace with an address, and `n` namespaces on it, each with its own
+/// address. Removed when dropped.
+struct Lan {
+    bridge: String,
+    namespaces: Vec<String>,
+    host: Ipv4Addr,
+    nodes: Vec<Ipv4Addr>,
+}
+
+impl Lan {
+    fn create(n: u8) -> Self {
+        let pid = std::process::id();
+        let subnet = (pid % 250) as u8 + 1;
+        let bridge = format!("sbbr{pid}");
+        let host = Ipv4Addr::new(10, 97, subnet, 1);
+        let mut lan = Self {
+            bridge: bridge.clone(),
+            namespaces: Vec::new(),
+            host,
+            nodes: Vec::new(),
+        };
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&["addr", "add", &format!("{host}/24"), "dev", &bridge]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 0..n {
+            let ns = format!("sbc{pid}{i}");
+            let outside = format!("sbv{pid}{i}");
+            let inside = format!("sbp{pid}{i}");
+            let addr = Ipv4Addr::new(10, 97, subnet, 2 + i);
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+            let _ = Command::new("ip").args(["link", "del", &outside]).output();
+            ip(&["netns", "add", &ns]);
+            lan.namespaces.push(ns.clone());
+            ip(&[
+                "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+            ]);
+            ip(&["link", "set", &inside, "netns", &ns]);
+            ip(&["link", "set", &outside, "master", &bridge]);
+            ip(&["link", "set", &outside, "up"]);
+            ip(&[
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &inside,
+            ]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", &inside, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            lan.nodes.push(addr);
+        }
+        lan
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+fn start_node(lan: &Lan, redis: &Redis, i: usize, name: &str) -> Running {
+    let addr = lan.nodes[i];
+    let rpc = format!("{addr}:7700");
+    let sets = [
+        format!("rpc.token={TOKEN}"),
+        format!("rtp.listen_ip={addr}"),
+        "rtp.port_min=0".to_owned(),
+        "rtp.port_max=0".to_owned(),
+        "webrtc.port_min=0".to_owned(),
+        "webrtc.port_max=0".to_owned(),
+        format!("cluster.redis_url={}", redis.url()),
+        format!("cluster.node_id={name}"),
+        "cluster.heartbeat_ms=200".to_owned(),
+        format!("cluster.node_ttl_ms={TTL_MS}"),
+        "cluster.key_prefix=netns".to_owned(),
+    ];
+    let mut args = vec![
+        "--rpc-listen",
+        &rpc,
+        "--metrics-listen",
+        "",
+        "--workers",
+        "1",
+    ];
+    for s in &sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let mut node = Running::start_in(&lan.namespaces[i], &args);
+    node.wait_for("registered in the cluster", DEADLINE);
+    node
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+fn vp8(seq: u16) -> Vec<u8> {
+    use rtc_shared::marshal::Marshal;
+    let mut payload = vec![0x10, if seq.is_multiple_of(50) { 0x00 } else { 0x01 }];
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(b"netns-frame");
+    rtc_rtp::Packet {
+        header: rtc_rtp::header::Header {
+            version: 2,
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 3000,
+            ssrc: SSRC,
+            marker: true,
+            ..Default::default()
+        },
+        payload: payload.into(),
+    }
+    .marshal()
+    .expect("marshal")
+    .to_vec()
+}
+
+/// Reads RTP from `socket` until the packet carrying `seq`'s payload arrives (earlier ones
+/// may come first), failing after the deadline.
+fn receive(socket: &UdpSocket, seq: u16) {
+    use rtc_shared::marshal::Unmarshal;
+    let want = &vp8(seq)[12..];
+    let deadline = Instant::now() + DEADLINE;
+    let mut buf = [0u8; 2048];
+    loop {
+        assert!(Instant::now() < deadline, "packet {seq} did not arrive");
+        let Ok(n) = socket.recv(&mut buf) else {
+            continue;
+        };
+        // RTCP (sender reports) shares the port.
+        if (200..=206).contains(&buf[1]) {
+            continue;
+        }
+        let Ok(p) = rtc_rtp::Packet::unmarshal(&mut &buf[..n]) else {
+            continue;
+        };
+        if p.payload.as_ref() == want {
+            return;
+        }
+    }
+}
+
+fn is_pli(datagram: &[u8]) -> bool {
+    let mut buf = datagram;
+    rtc_rtcp::packet::unmarshal(&mut buf).is_ok_and(|packets| {
+        packets.iter().any(|p| {
+            p.as_any()
+                .downcast_ref::<rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                .is_some()
+        })
+    })
+}
+
+fn socket(host: Ipv4Addr) -> UdpSocket {
+    let s = UdpSocket::bind((host, 0)).expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redis() {
+    let lan = Lan::create(3);
+    let mut redis = Redis::start("netns");
+    let _a = start_node(&lan, &redis, 0, "node-a");
+    let _b = start_node(&lan, &redis, 1, "node-b");
+    let mut c = start_node(&lan, &redis, 2, "node-c");
+    let backend = Client::connect(&format!("{}:7700", lan.nodes[1]), Some(TOKEN))
+        .await
+        .expect("the backend reaches node B");
+    let nodes = eventually("three nodes", || async {
+        let n = backend.cluster_nodes().await.ok()?;
+        (n.nodes.len() == 3).then_some(n)
+    })
+    .await;
+    let rpcs: Vec<&str> = nodes.nodes.iter().map(|n| n.rpc.as_str()).collect();
+    assert_eq!(
+        rpcs,
+        lan.nodes
+            .iter()
+            .map(|a| format!("{a}:7700"))
+            .collect::<Vec<_>>(),
+        "each node on its own address"
+    );
+    let mut notifications = backend.notifications().expect("notifications");
+    backend
+        .call_value("events.subscribe", json!({}))
+        .await
+        .expect("all events");
+
+    let call = |method: &'static str, params: Value| {
+        let backend = &backend;
+        async move {
+            backend
+                .call_value(method, params)
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        }
+    };
+    let feedback = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}]);
+    let rooms: Vec<String> = {
+        let mut rooms = Vec::new();
+        for node in ["node-a", "node-b", "node-c"] {
+            rooms.push(id_of(&call("router.create", json!({"node": node})).await));
+        }
+        rooms
+    };
+
+    // The publisher: plain RTP from this namespace to an rtp transport on A.
+    let publisher = socket(lan.host);
+    let input = call(
+        "transport.create",
+        json!({"router": rooms[0], "kind": "rtp"}),
+    )
+    .await;
+    assert_eq!(input["local"]["ip"], lan.nodes[0].to_string());
+    let input_addr = format!(
+        "{}:{}",
+        input["local"]["ip"].as_str().unwrap(),
+        input["local"]["port"]
+    );
+    call(
+        "transport.connect",
+        json!({"transport": id_of(&input), "remote": {
+            "ip": lan.host.to_string(), "port": publisher.local_addr().unwrap().port()}}),
+    )
+    .await;
+    let producer = id_of(
+        &call(
+            "producer.create",
+            json!({"transport": id_of(&input), "kind": "video", "rtp_parameters": {
+                "codecs": [{"mime_type": "video/VP8", "payload_type": 96, "clock_rate": 90000,
+                            "rtcp_feedback": feedback}],
+                "encodings": [{"ssrc": SSRC}]}}),
+        )
+        .await,
+    );
+
+    // Piped to B and C, each with a subscriber receiving plain RTP here.
+    let mut subscribers = Vec::new();
+    let mut pipes = Vec::new();
+    for room in &rooms[1..] {
+        let pipe = call(
+            "cluster.pipe",
+            json!({"producer": producer, "router": room}),
+        )
+        .await;
+        let sub = socket(lan.host);
+        let out = call("transport.create", json!({"router": room, "kind": "rtp"})).await;
+        call(
+            "transport.connect",
+            json!({"transport": id_of(&out), "remote": {
+                "ip": lan.host.to_string(), "port": sub.local_addr().unwrap().port()}}),
+        )
+        .await;
+        let consumer = call(
+            "consumer.create",
+            json!({"transport": id_of(&out), "producer": pipe["producer"], "rtp_capabilities": {
+                "codecs": [{"kind": "video", "mime_type": "video/VP8",
+                            "preferred_payload_type": 100, "clock_rate": 90000,
+                            "rtcp_feedback": feedback}]}}),
+        )
+        .await;
+        let out_addr = format!(
+            "{}:{}",
+            out["local"]["ip"].as_str().unwrap(),
+            out["local"]["port"]
+        );
+        subscribers.push((sub, consumer, out_addr));
+        pipes.push(pipe);
+    }
+
+    let mut seq = 0u16;
+    let mut send = |n: u16| {
+        for _ in 0..n {
+            publisher.send_to(&vp8(seq), &input_addr).expect("send");
+            seq += 1;
+        }
+        seq - 1
+    };
+    let last = send(20);
+    for (sub, _, _) in &subscribers {
+        receive(sub, last);
+    }
+
+    // A PLI from B's subscriber reaches the publisher.
+    let (sub_b, consumer_b, out_b) = &subscribers[0];
+    let media_ssrc = consumer_b["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .unwrap() as u32;
+    let mut pli = vec![0x81, 206, 0, 2, 0, 0, 0, 1];
+    pli.extend_from_slice(&media_ssrc.to_be_bytes());
+    publisher
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut buf = [0u8; 1500];
+    'pli: loop {
+        assert!(Instant::now() < deadline, "no PLI reached the publisher");
+        sub_b.send_to(&pli, out_b).expect("PLI");
+        while let Ok(n) = publisher.recv(&mut buf) {
+            if is_pli(&buf[..n]) {
+                break 'pli;
+            }
+        }
+    }
+
+    // Node C is killed: A closes its end of the pipe to C with node_lost, B's backend hears
+    // it, and A and B keep forwarding.
+    c.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let _ = c.child.wait();
+    let source_c: switchboard_core::TransportId = pipes[1]["source_transport"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    loop {
+        match tokio::time::timeout(DEADLINE, notifications.recv()).await {
+            Ok(Some(Notification::Event(Event::TransportClosed {
+                transport,
+                reason: CloseReason::NodeLost,
+                ..
+            }))) if transport == source_c => break,
+            Ok(Some(_)) => {}
+            _ => panic!("no node_lost closure of the pipe to C"),
+        }
+    }
+    assert!(
+        killed.elapsed() < Duration::from_millis(TTL_MS) + Duration::from_secs(2),
+        "node_lost after {:?}",
+        killed.elapsed()
+    );
+    let ids: Vec<String> = backend
+        .cluster_nodes()
+        .await
+        .expect("nodes")
+        .nodes
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(ids, ["node-a", "node-b"]);
+    let last = send(10);
+    receive(sub_b, last);
+
+    // Redis stops: media keeps flowing, cluster requests fail fast, and it all heals.
+    redis.stop();
+    let err = eventually("cluster requests refused", || async {
+        backend.cluster_nodes().await.err()
+    })
+    .await;
+    assert_eq!(err.code(), Some(ErrorCode::ClusterUnavailable), "{err}");
+    let last = send(10);
+    receive(sub_b, last);
+    redis.restart();
+    eventually("the cluster back", || async {
+        let n = backend.cluster_nodes().await.ok()?;
+        (n.nodes.len() == 2).then_some(())
+    })
+    .await;
+    // The directory was rebuilt from the nodes: A's room is found through B again.
+    let located = eventually("A's room in the directory again", || async {
+        backend
+            .call_value("cluster.locate", json!({"router": rooms[0]}))
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(located["node"], "node-a");
+    let last = send(10);
+    receive(sub_b, last);
+}
