@@ -4,9 +4,10 @@
 //! producer is piped to rooms on B and C, whose subscribers get every packet with its exact
 //! payload, over real UDP between the namespaces; a keyframe request on B reaches the
 //! publisher as a PLI. Then node C is SIGKILLed (A closes its end of the pipe to C with
-//! `node_lost`, and B's backend hears it; A and B keep forwarding), and Redis is stopped and
-//! restarted (media keeps flowing, cluster requests fail with `cluster_unavailable`, and the
-//! cluster heals). Needs root for `ip netns`, as the test machines give.
+//! `node_lost`, and B's backend hears it; A and B keep forwarding), and Redis is stopped for
+//! three TTLs and restarted (media keeps flowing throughout, cluster requests fail with
+//! `cluster_unavailable`, and the cluster heals, its directory rebuilt). Needs root for
+//! `ip netns`, as the test machines give.
 
 mod common;
 
@@ -414,8 +415,13 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
     })
     .await;
     assert_eq!(err.code(), Some(ErrorCode::ClusterUnavailable), "{err}");
-    let last = send(10);
-    receive(sub_b, last);
+    // Longer than the nodes' TTL: nothing on the media path notices.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_millis(3 * TTL_MS) {
+        let last = send(5);
+        receive(sub_b, last);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     redis.restart();
     eventually("the cluster back", || async {
         let n = backend.cluster_nodes().await.ok()?;
