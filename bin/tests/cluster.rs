@@ -40,13 +40,18 @@ fn config(redis: &Redis, node: &str) -> Config {
     config.cluster.node_ttl_ms = TTL_MS;
     config.cluster.redis_timeout_ms = 200;
     config.cluster.key_prefix = "sbtest".to_owned();
+    // Rooms stay where they are asked for, except in the placement test: which idle node is
+    // "least loaded" would otherwise depend on the machine's noise.
+    config.cluster.place_rooms = false;
     config
 }
 
 async fn node(redis: &Redis, id: &str) -> (App, Client) {
-    let app = App::start(Arc::new(config(redis, id)))
-        .await
-        .expect("node starts");
+    node_with(config(redis, id)).await
+}
+
+async fn node_with(config: Config) -> (App, Client) {
+    let app = App::start(Arc::new(config)).await.expect("node starts");
     let addr = app.rpc_tcp_addr().expect("rpc on TCP").to_string();
     let client = Client::connect(&addr, None).await.expect("connects");
     (app, client)
@@ -777,4 +782,48 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
     );
     assert!(!b.server.holds("producer", &piped));
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_room_goes_to_the_least_loaded_node() {
+    let redis = Redis::start("place");
+    let placing = |id: &str| {
+        let mut c = config(&redis, id);
+        c.cluster.place_rooms = true;
+        c
+    };
+    let (a, a_client) = node_with(placing("node-a")).await;
+    let (b, _b_client) = node_with(placing("node-b")).await;
+    eventually("both nodes registered", || async {
+        node_ids(&a_client).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+    // Equally loaded: the node asked keeps the room.
+    let here = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("room");
+    assert!(a.server.holds("router", &here.id.to_string()));
+    // A has more rooms once its entry says so: the next room asked of A goes to B.
+    eventually("A's entry counting its room", || async {
+        let nodes = a_client.cluster_nodes().await.ok()?;
+        (nodes.nodes[0].rooms == 1).then_some(())
+    })
+    .await;
+    let placed = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("room");
+    assert!(
+        b.server.holds("router", &placed.id.to_string()),
+        "the room went to the emptier node"
+    );
+    // A room asked for on a worker stays on the node asked.
+    let pinned = a_client
+        .call_value("router.create", json!({"worker": 0}))
+        .await
+        .expect("room on a worker");
+    assert!(a.server.holds("router", pinned["id"].as_str().unwrap()));
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }

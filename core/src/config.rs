@@ -141,6 +141,9 @@ pub struct ClusterConfig {
     pub redis_timeout_ms: u64,
     /// Prefix of every key the cluster writes, so that clusters can share one Redis.
     pub key_prefix: String,
+    /// `router.create` without `node` or `worker` makes the room on the least-loaded
+    /// serving node (this one when it is as little loaded as any); off, on the node asked.
+    pub place_rooms: bool,
 }
 
 impl Default for ClusterConfig {
@@ -153,6 +156,7 @@ impl Default for ClusterConfig {
             node_ttl_ms: 5_000,
             redis_timeout_ms: 500,
             key_prefix: "switchboard".to_owned(),
+            place_rooms: true,
         }
     }
 }

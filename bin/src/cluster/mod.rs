@@ -106,6 +106,10 @@ struct Inner {
     grace_until: Mutex<std::time::Instant>,
 }
 
+/// Loads (percent of a worker's threshold) within one band of this many points count as
+/// equal when placing a room.
+pub const LOAD_BAND: u64 = 10;
+
 /// Entries [`Inner::recent`] holds before it starts over.
 const RECENT_OWNERS: usize = 65_536;
 
@@ -352,6 +356,28 @@ impl Cluster {
             };
         }
         Ok(None)
+    }
+
+    /// Where a new room should go: the serving node with the lowest load (in bands of
+    /// [`LOAD_BAND`] points, so that an idle worker's noise decides nothing), then the fewest
+    /// rooms, as their last heartbeats said; this node on a tie. `None` for this node, and
+    /// also when Redis cannot be read (a room made here beats no room).
+    pub async fn place_room(&self) -> Option<Located> {
+        let nodes = self.nodes().await.ok()?;
+        let me = &self.inner.node;
+        let best = nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Serving)
+            .min_by_key(|n| (n.load_percent / LOAD_BAND, n.rooms, &n.id != me))?;
+        (&best.id != me).then(|| Located {
+            node: best.id.clone(),
+            rpc: Some(best.rpc.clone()),
+        })
+    }
+
+    /// Whether `router.create` places rooms across the cluster (`cluster.place_rooms`).
+    pub fn places_rooms(&self) -> bool {
+        self.inner.config.place_rooms
     }
 
     /// Sends a request to the node at `to` (`cluster.forward`, which that node runs without

@@ -159,6 +159,16 @@ impl MethodTable {
             )
         })?;
         if let Some(cluster) = ctx.cluster() {
+            if method == "router.create"
+                && cluster.places_rooms()
+                && let Value::Object(map) = &mut params
+                && map.get("node").is_none_or(Value::is_null)
+                && map.get("worker").is_none_or(Value::is_null)
+                && let Some(target) = cluster.place_room().await
+            {
+                map.insert("node".to_owned(), Value::String(target.node.clone()));
+                return cluster.forward(&target, method, params).await;
+            }
             if forwardable(method)
                 && let Some(owner) = cluster.owner_elsewhere(&params).await?
             {
@@ -205,7 +215,9 @@ fn forwardable(method: &str) -> bool {
 /// `node` names where a request runs; once it runs there, the method itself must not see it.
 fn strip_own_node(cluster: &crate::cluster::Cluster, params: &mut Value) {
     if let Value::Object(map) = params
-        && map.get("node").and_then(Value::as_str) == Some(cluster.node_id())
+        && map
+            .get("node")
+            .is_some_and(|n| n.is_null() || n.as_str() == Some(cluster.node_id()))
     {
         map.remove("node");
     }
