@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Redis;
+use common::{Redis, eventually, is_pli};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -55,23 +55,6 @@ async fn node_with(config: Config) -> (App, Client) {
     let addr = app.rpc_tcp_addr().expect("rpc on TCP").to_string();
     let client = Client::connect(&addr, None).await.expect("connects");
     (app, client)
-}
-
-/// Polls `check` until it returns `Some`, or fails after [`DEADLINE`] saying what it waited
-/// for. The cluster's state changes on heartbeats, which no event announces to a backend.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn node_ids(client: &Client) -> Option<Vec<String>> {
@@ -126,7 +109,7 @@ async fn nodes_see_each_other_and_locate_each_others_objects() {
     let (a, a_client) = node(&redis, "node-a").await;
     let (b, b_client) = node(&redis, "node-b").await;
 
-    let ids = eventually("both nodes registered", || async {
+    let ids = eventually("both nodes registered", DEADLINE, || async {
         node_ids(&b_client).await.filter(|ids| ids.len() == 2)
     })
     .await;
@@ -164,12 +147,12 @@ async fn nodes_see_each_other_and_locate_each_others_objects() {
         .expect("producer id")
         .parse()
         .unwrap();
-    let located = eventually("the room in the directory", || async {
+    let located = eventually("the room in the directory", DEADLINE, || async {
         owner(&b_client, room.id).await.ok()
     })
     .await;
     assert_eq!(located, "node-a");
-    let by_producer = eventually("the producer in the directory", || async {
+    let by_producer = eventually("the producer in the directory", DEADLINE, || async {
         b_client
             .cluster_locate(&ClusterLocateParams {
                 router: None,
@@ -192,15 +175,17 @@ async fn nodes_see_each_other_and_locate_each_others_objects() {
 
     // Closing the room removes it from the directory.
     a_client.close_router(room.id).await.expect("close");
-    let err = eventually("the closed room gone from the directory", || async {
-        owner(&b_client, room.id).await.err()
-    })
+    let err = eventually(
+        "the closed room gone from the directory",
+        DEADLINE,
+        || async { owner(&b_client, room.id).await.err() },
+    )
     .await;
     assert_eq!(code(&err), Some(ErrorCode::NotFound), "{err}");
 
     // Room, transport and producer written, then all three removed (the transport and the
     // producer closed with their room).
-    let ops = eventually("six directory operations on A", || async {
+    let ops = eventually("six directory operations on A", DEADLINE, || async {
         let ops = a.cluster.as_ref().unwrap().stats().directory_operations;
         (ops >= 6).then_some(ops)
     })
@@ -254,7 +239,7 @@ async fn a_killed_node_is_swept_after_its_ttl() {
         .create_router(RouterOptions::default())
         .await
         .expect("room on C");
-    eventually("C's room in the directory", || async {
+    eventually("C's room in the directory", DEADLINE, || async {
         owner(&b_client, room.id)
             .await
             .ok()
@@ -265,11 +250,11 @@ async fn a_killed_node_is_swept_after_its_ttl() {
     c.signal(Signal::SIGKILL);
     let killed = Instant::now();
     let _ = c.child.wait();
-    eventually("C gone from the cluster", || async {
+    eventually("C gone from the cluster", DEADLINE, || async {
         node_ids(&b_client).await.filter(|ids| ids == &["node-b"])
     })
     .await;
-    let err = eventually("C's room gone from the directory", || async {
+    let err = eventually("C's room gone from the directory", DEADLINE, || async {
         owner(&b_client, room.id).await.err()
     })
     .await;
@@ -290,7 +275,7 @@ async fn a_redis_outage_keeps_local_work_and_heals() {
     let mut redis = Redis::start("outage");
     let (a, a_client) = node(&redis, "node-a").await;
     let metrics = a.metrics_addr().expect("metrics");
-    eventually("A registered", || async {
+    eventually("A registered", DEADLINE, || async {
         node_ids(&a_client).await.filter(|ids| ids.len() == 1)
     })
     .await;
@@ -299,7 +284,7 @@ async fn a_redis_outage_keeps_local_work_and_heals() {
         .create_router(RouterOptions::default())
         .await
         .expect("room");
-    eventually("the room in the directory", || async {
+    eventually("the room in the directory", DEADLINE, || async {
         owner(&a_client, before.id).await.ok()
     })
     .await;
@@ -307,7 +292,7 @@ async fn a_redis_outage_keeps_local_work_and_heals() {
     redis.stop();
     // Requests that need the cluster fail fast with their own code ...
     let started = Instant::now();
-    let err = eventually("cluster requests refused", || async {
+    let err = eventually("cluster requests refused", DEADLINE, || async {
         a_client.cluster_nodes().await.err()
     })
     .await;
@@ -319,7 +304,7 @@ async fn a_redis_outage_keeps_local_work_and_heals() {
         .await
         .expect("a local room while Redis is down");
     assert_eq!(http_status(metrics, "/health").await, 200);
-    eventually("not ready without Redis", || async {
+    eventually("not ready without Redis", DEADLINE, || async {
         (http_status(metrics, "/ready").await == 503).then_some(())
     })
     .await;
@@ -333,12 +318,12 @@ async fn a_redis_outage_keeps_local_work_and_heals() {
     // Redis comes back empty: the node registers again and rewrites its directory entries,
     // the room made during the outage included.
     redis.restart();
-    eventually("A registered again", || async {
+    eventually("A registered again", DEADLINE, || async {
         node_ids(&a_client).await.filter(|ids| ids == &["node-a"])
     })
     .await;
     for room in [before.id, during.id] {
-        let node = eventually("the directory repaired", || async {
+        let node = eventually("the directory repaired", DEADLINE, || async {
             owner(&a_client, room).await.ok()
         })
         .await;
@@ -399,19 +384,23 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
     let redis = Redis::start("forward");
     let (a, _a_client) = node(&redis, "node-a").await;
     let (b, backend) = node(&redis, "node-b").await;
-    eventually("both nodes registered", || async {
+    eventually("both nodes registered", DEADLINE, || async {
         node_ids(&backend).await.filter(|ids| ids.len() == 2)
     })
     .await;
 
-    eventually("B subscribed to the other nodes' events", || async {
-        b.cluster
-            .as_ref()
-            .unwrap()
-            .stats()
-            .receiving_events
-            .then_some(())
-    })
+    eventually(
+        "B subscribed to the other nodes' events",
+        DEADLINE,
+        || async {
+            b.cluster
+                .as_ref()
+                .unwrap()
+                .stats()
+                .receiving_events
+                .then_some(())
+        },
+    )
     .await;
     let mut notifications = backend.notifications().expect("notifications");
 
@@ -490,7 +479,7 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
         assert_eq!(p.payload.as_ref(), vec![seq as u8; 80].as_slice());
     }
     // Answers, errors included, come back as the owner gave them.
-    let stats = eventually("the producer's counters through B", || async {
+    let stats = eventually("the producer's counters through B", DEADLINE, || async {
         let stats = backend
             .call_value("producer.stats", json!({"producer": id_of(&producer)}))
             .await
@@ -584,23 +573,12 @@ fn vp8_packet(seq: u16, keyframe: bool) -> bytes::Bytes {
     .freeze()
 }
 
-fn is_pli(rtcp: &[u8]) -> bool {
-    let mut buf = rtcp;
-    rtc_rtcp::packet::unmarshal(&mut buf).is_ok_and(|packets| {
-        packets.iter().any(|p| {
-            p.as_any()
-                .downcast_ref::<rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
-                .is_some()
-        })
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
     let redis = Redis::start("pipe");
     let (a, _a_client) = node(&redis, "node-a").await;
     let (b, backend) = node(&redis, "node-b").await;
-    eventually("both nodes registered", || async {
+    eventually("both nodes registered", DEADLINE, || async {
         node_ids(&backend).await.filter(|ids| ids.len() == 2)
     })
     .await;
@@ -732,13 +710,17 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
         )
         .await
         .expect("keyframe request on B");
-    eventually("the PLI reached the source consumer on A", || async {
-        let stats = backend
-            .call_value("consumer.stats", json!({"consumer": source_consumer}))
-            .await
-            .ok()?;
-        (stats["counters"]["plis"].as_u64()? > plis_before).then_some(())
-    })
+    eventually(
+        "the PLI reached the source consumer on A",
+        DEADLINE,
+        || async {
+            let stats = backend
+                .call_value("consumer.stats", json!({"consumer": source_consumer}))
+                .await
+                .ok()?;
+            (stats["counters"]["plis"].as_u64()? > plis_before).then_some(())
+        },
+    )
     .await;
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -794,7 +776,7 @@ async fn a_new_room_goes_to_the_least_loaded_node() {
     };
     let (a, a_client) = node_with(placing("node-a")).await;
     let (b, _b_client) = node_with(placing("node-b")).await;
-    eventually("both nodes registered", || async {
+    eventually("both nodes registered", DEADLINE, || async {
         node_ids(&a_client).await.filter(|ids| ids.len() == 2)
     })
     .await;
@@ -805,7 +787,7 @@ async fn a_new_room_goes_to_the_least_loaded_node() {
         .expect("room");
     assert!(a.server.holds("router", &here.id.to_string()));
     // A has more rooms once its entry says so: the next room asked of A goes to B.
-    eventually("A's entry counting its room", || async {
+    eventually("A's entry counting its room", DEADLINE, || async {
         let nodes = a_client.cluster_nodes().await.ok()?;
         (nodes.nodes[0].rooms == 1).then_some(())
     })

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Redis, Running};
+use common::{Redis, Running, eventually, is_pli};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -139,21 +139,6 @@ fn start_node(lan: &Lan, redis: &Redis, i: usize, name: &str) -> Running {
     node
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
@@ -205,17 +190,6 @@ fn receive(socket: &UdpSocket, seq: u16) {
     }
 }
 
-fn is_pli(datagram: &[u8]) -> bool {
-    let mut buf = datagram;
-    rtc_rtcp::packet::unmarshal(&mut buf).is_ok_and(|packets| {
-        packets.iter().any(|p| {
-            p.as_any()
-                .downcast_ref::<rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
-                .is_some()
-        })
-    })
-}
-
 fn socket(host: Ipv4Addr) -> UdpSocket {
     let s = UdpSocket::bind((host, 0)).expect("bind");
     s.set_read_timeout(Some(Duration::from_millis(200)))
@@ -233,7 +207,7 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
     let backend = Client::connect(&format!("{}:7700", lan.nodes[1]), Some(TOKEN))
         .await
         .expect("the backend reaches node B");
-    let nodes = eventually("three nodes", || async {
+    let nodes = eventually("three nodes", DEADLINE, || async {
         let n = backend.cluster_nodes().await.ok()?;
         (n.nodes.len() == 3).then_some(n)
     })
@@ -410,7 +384,7 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
 
     // Redis stops: media keeps flowing, cluster requests fail fast, and it all heals.
     redis.stop();
-    let err = eventually("cluster requests refused", || async {
+    let err = eventually("cluster requests refused", DEADLINE, || async {
         backend.cluster_nodes().await.err()
     })
     .await;
@@ -423,13 +397,13 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     redis.restart();
-    eventually("the cluster back", || async {
+    eventually("the cluster back", DEADLINE, || async {
         let n = backend.cluster_nodes().await.ok()?;
         (n.nodes.len() == 2).then_some(())
     })
     .await;
     // The directory was rebuilt from the nodes: A's room is found through B again.
-    let located = eventually("A's room in the directory again", || async {
+    let located = eventually("A's room in the directory again", DEADLINE, || async {
         backend
             .call_value("cluster.locate", json!({"router": rooms[0]}))
             .await

@@ -483,20 +483,23 @@ impl Cluster {
     /// One command with the configured timeout, on the current connection (made if there is
     /// none). A failure drops the connection and counts, and is `cluster_unavailable`.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
-        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms);
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.failed(e)),
-            Err(_) => Err(self.failed("timed out")),
-        }
+        self.bounded(cmd.query_async::<T>(&mut conn)).await
     }
 
     /// Like [`Cluster::query`] for a pipeline.
     async fn exec<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
-        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms);
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await {
+        self.bounded(pipe.query_async::<T>(&mut conn)).await
+    }
+
+    /// Waits at most `cluster.redis_timeout_ms` for a Redis answer.
+    async fn bounded<T>(
+        &self,
+        answer: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        let timeout = Duration::from_millis(self.inner.config.redis_timeout_ms);
+        match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.failed(e)),
             Err(_) => Err(self.failed("timed out")),

@@ -134,12 +134,7 @@ impl MethodTable {
     /// Runs `method` with raw parameters as they came off the wire.
     pub async fn call(&self, ctx: &Ctx, method: &str, params: Msgpack) -> Result<Value, RpcError> {
         // An unknown method is reported before its parameters are looked at.
-        if !self.methods.contains_key(method) {
-            return Err(RpcError::new(
-                ErrorCode::MethodNotFound,
-                format!("no method named {method:?}"),
-            ));
-        }
+        self.handler(method)?;
         let params = wire::params_map(params)?;
         self.call_json(ctx, method, params).await
     }
@@ -152,12 +147,7 @@ impl MethodTable {
         method: &str,
         mut params: Value,
     ) -> Result<Value, RpcError> {
-        let handler = self.methods.get(method).ok_or_else(|| {
-            RpcError::new(
-                ErrorCode::MethodNotFound,
-                format!("no method named {method:?}"),
-            )
-        })?;
+        let handler = self.handler(method)?;
         if let Some(cluster) = ctx.cluster() {
             if method == "router.create"
                 && cluster.places_rooms()
@@ -187,16 +177,20 @@ impl MethodTable {
         method: &str,
         mut params: Value,
     ) -> Result<Value, RpcError> {
-        let handler = self.methods.get(method).ok_or_else(|| {
-            RpcError::new(
-                ErrorCode::MethodNotFound,
-                format!("no method named {method:?}"),
-            )
-        })?;
+        let handler = self.handler(method)?;
         if let Some(cluster) = ctx.cluster() {
             strip_own_node(cluster, &mut params);
         }
         handler(ctx.clone(), params).await
+    }
+
+    fn handler(&self, method: &str) -> Result<&Handler, RpcError> {
+        self.methods.get(method).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("no method named {method:?}"),
+            )
+        })
     }
 }
 

@@ -207,3 +207,32 @@ impl Drop for Redis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Polls `check` until it returns `Some`, or fails after `deadline` saying what it waited
+/// for. For cluster state, which changes on heartbeats that no event announces.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether an RTCP compound packet carries a picture loss indication.
+pub fn is_pli(datagram: &[u8]) -> bool {
+    let mut buf = datagram;
+    rtc_rtcp::packet::unmarshal(&mut buf).is_ok_and(|packets| {
+        packets.iter().any(|p| {
+            p.as_any()
+                .downcast_ref::<rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                .is_some()
+        })
+    })
+}
