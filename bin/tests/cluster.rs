@@ -551,28 +551,6 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }
 
-fn vp8_packet(seq: u16, keyframe: bool) -> bytes::Bytes {
-    use rtc_shared::marshal::Marshal;
-    let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
-    payload.extend_from_slice(&seq.to_be_bytes());
-    payload.extend_from_slice(b"piped-frame");
-    rtc_rtp::Packet {
-        header: rtc_rtp::header::Header {
-            version: 2,
-            payload_type: 96,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 3000,
-            ssrc: 0x0B1D_E0E0,
-            marker: true,
-            ..Default::default()
-        },
-        payload: payload.into(),
-    }
-    .marshal()
-    .expect("marshal")
-    .freeze()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
     let redis = Redis::start("pipe");
@@ -674,15 +652,15 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
         .expect("endpoint");
     // Node A to node B over UDP and SRTP, then out on B with B's consumer's numbering.
     for seq in 0..10u16 {
-        input.send_rtp(vp8_packet(seq, seq == 0)).expect("inject");
+        input
+            .send_rtp(common::vp8_packet(0x0B1D_E0E0, seq, seq == 0, b"piped-frame").into())
+            .expect("inject");
     }
     for seq in 0..10u16 {
         let p = next_rtp(&output).await;
         assert_eq!(p.header.payload_type, 101);
         assert_eq!(p.header.ssrc, consumer_ssrc);
-        let mut expected = vec![0x10, if seq == 0 { 0x00 } else { 0x01 }];
-        expected.extend_from_slice(&seq.to_be_bytes());
-        expected.extend_from_slice(b"piped-frame");
+        let expected = common::vp8_payload(seq, seq == 0, b"piped-frame");
         assert_eq!(p.payload.as_ref(), expected.as_slice(), "packet {seq}");
     }
     let stats = backend

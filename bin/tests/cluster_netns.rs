@@ -144,25 +144,7 @@ fn id_of(v: &Value) -> String {
 }
 
 fn vp8(seq: u16) -> Vec<u8> {
-    use rtc_shared::marshal::Marshal;
-    let mut payload = vec![0x10, if seq.is_multiple_of(50) { 0x00 } else { 0x01 }];
-    payload.extend_from_slice(&seq.to_be_bytes());
-    payload.extend_from_slice(b"netns-frame");
-    rtc_rtp::Packet {
-        header: rtc_rtp::header::Header {
-            version: 2,
-            payload_type: 96,
-            sequence_number: seq,
-            timestamp: u32::from(seq) * 3000,
-            ssrc: SSRC,
-            marker: true,
-            ..Default::default()
-        },
-        payload: payload.into(),
-    }
-    .marshal()
-    .expect("marshal")
-    .to_vec()
+    common::vp8_packet(SSRC, seq, seq.is_multiple_of(50), b"netns-frame")
 }
 
 /// Reads RTP from `socket` until the packet carrying `seq`'s payload arrives (earlier ones

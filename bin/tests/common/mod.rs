@@ -236,3 +236,32 @@ pub fn is_pli(datagram: &[u8]) -> bool {
         })
     })
 }
+
+/// A VP8 RTP packet (payload type 96) whose payload is `tag` after the VP8 descriptor and the
+/// sequence number, so that a receiver can check it exactly.
+pub fn vp8_packet(ssrc: u32, seq: u16, keyframe: bool, tag: &[u8]) -> Vec<u8> {
+    use rtc_shared::marshal::Marshal;
+    rtc_rtp::Packet {
+        header: rtc_rtp::header::Header {
+            version: 2,
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 3000,
+            ssrc,
+            marker: true,
+            ..Default::default()
+        },
+        payload: vp8_payload(seq, keyframe, tag).into(),
+    }
+    .marshal()
+    .expect("marshal")
+    .to_vec()
+}
+
+/// The payload [`vp8_packet`] carries.
+pub fn vp8_payload(seq: u16, keyframe: bool, tag: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(tag);
+    payload
+}
