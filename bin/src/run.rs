@@ -103,6 +103,7 @@ impl App {
                 server.clone(),
                 rpc.tcp_addr(),
                 &config.rpc.token,
+                rpc.draining(),
             ) {
                 Ok(c) => {
                     rpc.set_cluster(c.clone());
@@ -261,7 +262,10 @@ async fn serve(
         "switchboard ready"
     );
 
-    let first = signals.next().await;
+    let mut first = signals.next().await;
+    if first == "SIGTERM" && config.cluster.drain_on_sigterm {
+        first = drain(&app, &config, &mut signals).await;
+    }
     let timeout = Duration::from_millis(config.server.shutdown_timeout_ms);
     info!(
         signal = first,
@@ -290,6 +294,38 @@ async fn serve(
         info!("shutdown complete");
     }
     outcome
+}
+
+/// SIGTERM with `cluster.drain_on_sigterm`: the node takes no new rooms (and says so to the
+/// cluster and on `/ready`) until its rooms have closed, `cluster.drain_timeout_ms` has
+/// passed, or another signal comes; returns what ended it, for the shutdown log line.
+async fn drain(app: &App, config: &Config, signals: &mut Signals) -> &'static str {
+    app.rpc
+        .draining()
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let rooms = app.server.routers().len();
+    info!(
+        rooms,
+        timeout_ms = config.cluster.drain_timeout_ms,
+        "draining: no new rooms; shutting down when the rooms have closed"
+    );
+    let deadline = tokio::time::sleep(Duration::from_millis(config.cluster.drain_timeout_ms));
+    tokio::pin!(deadline);
+    let mut rooms_closed = std::pin::pin!(async {
+        // Rooms close through the backend's requests, which no event here announces as
+        // "the last one": look every 200 ms.
+        while !app.server.routers().is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    tokio::select! {
+        _ = &mut rooms_closed => "drained",
+        _ = &mut deadline => {
+            warn!(rooms = app.server.routers().len(), "drain deadline passed");
+            "drain deadline"
+        }
+        signal = signals.next() => signal,
+    }
 }
 
 async fn shut_down(

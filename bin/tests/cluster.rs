@@ -787,3 +787,105 @@ async fn a_new_room_goes_to_the_least_loaded_node() {
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_places_new_rooms_elsewhere_or_refuses_them() {
+    let redis = Redis::start("drain");
+    let (a, a_client) = node(&redis, "node-a").await;
+    let (b, _b_client) = node(&redis, "node-b").await;
+    let metrics = a.metrics_addr().expect("metrics");
+    eventually("both nodes registered", DEADLINE, || async {
+        node_ids(&a_client).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+    let kept = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("a room before the drain");
+
+    let status = a_client
+        .call_value("server.drain", json!({}))
+        .await
+        .expect("drain");
+    assert_eq!(status, json!({"draining": true, "rooms": 1}));
+    assert_eq!(http_status(metrics, "/ready").await, 503);
+    assert_eq!(http_status(metrics, "/health").await, 200);
+    eventually("A listed as draining", DEADLINE, || async {
+        let nodes = a_client.cluster_nodes().await.ok()?;
+        (nodes.nodes[0].state == switchboard::cluster::NodeState::Draining).then_some(())
+    })
+    .await;
+    // New rooms asked of A go to B; A's existing room goes on.
+    let placed = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("a room, placed elsewhere");
+    assert!(b.server.holds("router", &placed.id.to_string()));
+    assert!(a.server.holds("router", &kept.id.to_string()));
+    a_client
+        .call_value(
+            "transport.create",
+            json!({"router": kept.id.to_string(), "kind": "direct"}),
+        )
+        .await
+        .expect("the draining node's rooms still take transports");
+
+    // With no other node to take it, a new room is refused.
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    let err = a_client
+        .create_router(RouterOptions::default())
+        .await
+        .expect_err("no node takes new rooms");
+    assert_eq!(code(&err), Some(ErrorCode::Closed), "{err}");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_drain_waits_for_the_rooms_to_close() {
+    let socket = std::env::temp_dir().join(format!("sb-drain-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let socket_setting = format!("rpc.unix_socket={}", socket.display());
+    let mut server = common::Running::start(&[
+        "--rpc-listen",
+        "",
+        "--metrics-listen",
+        "",
+        "--workers",
+        "1",
+        "--set",
+        &socket_setting,
+        "--set",
+        "cluster.drain_on_sigterm=true",
+        "--set",
+        "webrtc.port_min=0",
+        "--set",
+        "webrtc.port_max=0",
+    ]);
+    server.wait_for("switchboard ready", DEADLINE);
+    let client = Client::connect(&format!("unix:{}", socket.display()), None)
+        .await
+        .expect("connects");
+    let room = client
+        .create_router(RouterOptions::default())
+        .await
+        .expect("room");
+    server.signal(Signal::SIGTERM);
+    server.wait_for("draining", DEADLINE);
+    // Still serving the open room, refusing new ones.
+    let err = eventually("new rooms refused", DEADLINE, || async {
+        client.create_router(RouterOptions::default()).await.err()
+    })
+    .await;
+    assert_eq!(code(&err), Some(ErrorCode::Closed), "{err}");
+    assert!(server.child.try_wait().unwrap().is_none(), "still running");
+    // The last room closes: the server shuts down by itself, cleanly.
+    client.close_router(room.id).await.expect("close");
+    let status = server.wait_exit(DEADLINE);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        server.seen.iter().any(|l| l.contains("drained")),
+        "{}",
+        server.seen.join("\n")
+    );
+    let _ = std::fs::remove_file(&socket);
+}

@@ -144,6 +144,12 @@ pub struct ClusterConfig {
     /// `router.create` without `node` or `worker` makes the room on the least-loaded
     /// serving node (this one when it is as little loaded as any); off, on the node asked.
     pub place_rooms: bool,
+    /// On SIGTERM, drain first (no new rooms here, `/ready` 503, the node `draining` in the
+    /// cluster) and shut down once the node's rooms have closed or `drain_timeout_ms` has
+    /// passed; a second signal shuts down at once.
+    pub drain_on_sigterm: bool,
+    /// How long a drain waits for the node's rooms to close before it shuts down anyway.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -157,6 +163,8 @@ impl Default for ClusterConfig {
             redis_timeout_ms: 500,
             key_prefix: "switchboard".to_owned(),
             place_rooms: true,
+            drain_on_sigterm: false,
+            drain_timeout_ms: 60_000,
         }
     }
 }
@@ -1053,6 +1061,7 @@ fn validate_cluster(p: &mut Problems, cluster: &ClusterConfig) {
     p.socket_addr("cluster.advertise_rpc", &cluster.advertise_rpc);
     p.at_least("cluster.heartbeat_ms", cluster.heartbeat_ms, 50);
     p.at_least("cluster.redis_timeout_ms", cluster.redis_timeout_ms, 10);
+    p.at_least("cluster.drain_timeout_ms", cluster.drain_timeout_ms, 1);
     if cluster.node_ttl_ms < cluster.heartbeat_ms.saturating_mul(2) {
         p.push(
             "cluster.node_ttl_ms",

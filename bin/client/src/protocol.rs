@@ -579,3 +579,12 @@ pub struct ClusterPipePeerParams {
     /// The node that holds the other end. (Not `node`, which names where a request runs.)
     pub peer: String,
 }
+
+/// `server.drain`: the node now drains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    /// Always true: draining does not end while the process runs.
+    pub draining: bool,
+    /// Rooms still open on the node.
+    pub rooms: usize,
+}

@@ -104,6 +104,8 @@ struct Inner {
     /// (re)connects, the others need up to a TTL to register again in a Redis that restarted
     /// empty.
     grace_until: Mutex<std::time::Instant>,
+    /// Set by `server.drain`: the entry says `draining` and no room is placed here.
+    draining: Arc<AtomicBool>,
 }
 
 /// Loads (percent of a worker's threshold) within one band of this many points count as
@@ -158,6 +160,7 @@ impl Cluster {
         server: ServerHandle,
         rpc: Option<std::net::SocketAddr>,
         token: &str,
+        draining: Arc<AtomicBool>,
     ) -> Result<Self, Error> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("cluster.redis_url: {e}")))?;
@@ -206,6 +209,7 @@ impl Cluster {
             pipes: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
             grace_until: Mutex::new(std::time::Instant::now()),
+            draining,
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
@@ -365,9 +369,10 @@ impl Cluster {
     pub async fn place_room(&self) -> Option<Located> {
         let nodes = self.nodes().await.ok()?;
         let me = &self.inner.node;
+        let draining = self.inner.draining.load(Ordering::Relaxed);
         let best = nodes
             .iter()
-            .filter(|n| n.state == NodeState::Serving)
+            .filter(|n| n.state == NodeState::Serving && !(draining && &n.id == me))
             .min_by_key(|n| (n.load_percent / LOAD_BAND, n.rooms, &n.id != me))?;
         (&best.id != me).then(|| Located {
             node: best.id.clone(),
@@ -375,9 +380,10 @@ impl Cluster {
         })
     }
 
-    /// Whether `router.create` places rooms across the cluster (`cluster.place_rooms`).
+    /// Whether `router.create` places rooms across the cluster (`cluster.place_rooms`, and
+    /// always while this node drains).
     pub fn places_rooms(&self) -> bool {
-        self.inner.config.place_rooms
+        self.inner.config.place_rooms || self.inner.draining.load(Ordering::Relaxed)
     }
 
     /// Sends a request to the node at `to` (`cluster.forward`, which that node runs without
@@ -782,7 +788,11 @@ impl Cluster {
         ClusterNode {
             id: i.node.clone(),
             rpc: i.rpc.clone(),
-            state: NodeState::Serving,
+            state: if i.draining.load(Ordering::Relaxed) {
+                NodeState::Draining
+            } else {
+                NodeState::Serving
+            },
             workers: workers.len(),
             rooms: workers.iter().map(|w| w.routers).sum(),
             transports: workers.iter().map(|w| w.transports).sum(),

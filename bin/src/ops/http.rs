@@ -197,6 +197,16 @@ async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
         "/health" => return text(StatusCode::OK, "ok\n"),
         // Readiness: a clustered node takes new work only while it is registered.
         "/ready" => {
+            let draining = sources
+                .rpc
+                .as_ref()
+                .is_some_and(|r| r.draining.load(std::sync::atomic::Ordering::Relaxed));
+            if draining {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: draining (server.drain)\n",
+                );
+            }
             let cluster = sources.rpc.as_ref().and_then(|r| r.cluster.get());
             return match cluster {
                 Some(c) if !c.ready() => text(

@@ -148,6 +148,7 @@ impl MethodTable {
         mut params: Value,
     ) -> Result<Value, RpcError> {
         let handler = self.handler(method)?;
+        let draining = ctx.rpc.draining.load(std::sync::atomic::Ordering::Relaxed);
         if let Some(cluster) = ctx.cluster() {
             if method == "router.create"
                 && cluster.places_rooms()
@@ -166,6 +167,9 @@ impl MethodTable {
             }
             strip_own_node(cluster, &mut params);
         }
+        if draining && method == "router.create" {
+            return Err(draining_error());
+        }
         handler(ctx.clone(), params).await
     }
 
@@ -180,6 +184,10 @@ impl MethodTable {
         let handler = self.handler(method)?;
         if let Some(cluster) = ctx.cluster() {
             strip_own_node(cluster, &mut params);
+        }
+        if method == "router.create" && ctx.rpc.draining.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(draining_error());
         }
         handler(ctx.clone(), params).await
     }
@@ -204,6 +212,14 @@ fn forwardable(method: &str) -> bool {
         || method.starts_with("events.")
         || method.starts_with("cluster.")
         || method == "router.list")
+}
+
+/// What `router.create` answers on a draining node that could place the room nowhere else.
+fn draining_error() -> RpcError {
+    RpcError::new(
+        ErrorCode::Closed,
+        "this node is draining: it takes no new rooms (server.drain)",
+    )
 }
 
 /// `node` names where a request runs; once it runs there, the method itself must not see it.

@@ -26,6 +26,7 @@ pub fn register(t: &mut MethodTable) {
     t.add("auth", auth)
         .add("server.info", server_info)
         .add("server.stats", server_stats)
+        .add("server.drain", server_drain)
         .add("worker.list", worker_list)
         .add("router.create", router_create)
         .add("router.close", router_close)
@@ -323,6 +324,20 @@ async fn server_info(ctx: Ctx, _: NoParams) -> Result<ServerInfo, RpcError> {
             idle_timeout_ms: config.idle_timeout_ms,
             max_message_values: config.max_message_values,
         },
+    })
+}
+
+async fn server_drain(ctx: Ctx, _: NoParams) -> Result<DrainStatus, RpcError> {
+    let was = ctx
+        .rpc
+        .draining
+        .swap(true, std::sync::atomic::Ordering::Relaxed);
+    if !was {
+        tracing::info!("draining: no new rooms on this node");
+    }
+    Ok(DrainStatus {
+        draining: true,
+        rooms: ctx.server().routers().len(),
     })
 }
 

@@ -215,6 +215,8 @@ pub(crate) struct RpcShared {
     pub(crate) tracker: TaskTracker,
     /// The node's cluster membership, once started (`cluster.*` methods, `/ready`).
     pub(crate) cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    /// Set by `server.drain`: no new rooms here, `/ready` answers 503.
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RpcShared {
@@ -241,6 +243,7 @@ impl RpcShared {
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             cluster: std::sync::OnceLock::new(),
+            draining: Arc::default(),
         })
     }
 
@@ -346,6 +349,12 @@ impl RpcServer {
     /// The node's cluster membership, when it has one.
     pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
         self.shared.cluster.get()
+    }
+
+    /// The drain flag (`server.drain`): shared with the cluster membership, which reports the
+    /// node `draining`, and with `/ready`.
+    pub fn draining(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.shared.draining.clone()
     }
 
     /// The addresses actually bound (a TCP port of 0 resolved to the one the OS chose).
