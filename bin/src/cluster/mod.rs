@@ -174,8 +174,8 @@ impl Cluster {
         } else {
             config.advertise_rpc.clone()
         };
+        let keys = Keys::new(&config.key_prefix);
         let inner = Arc::new(Inner {
-            keys: Keys::new(&config.key_prefix),
             config: config.clone(),
             node,
             rpc,
@@ -186,9 +186,10 @@ impl Cluster {
                 server
                     .routers()
                     .into_iter()
-                    .map(|(r, _)| Keys::new(&config.key_prefix).object("router", &r.to_string()))
+                    .map(|(r, _)| keys.object("router", &r.to_string()))
                     .collect(),
             ),
+            keys,
             started_ms: now_ms(),
             redis_up: AtomicBool::new(false),
             registered: AtomicBool::new(false),

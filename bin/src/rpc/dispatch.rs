@@ -147,8 +147,8 @@ impl MethodTable {
         method: &str,
         mut params: Value,
     ) -> Result<Value, RpcError> {
-        let handler = self.handler(method)?;
-        let draining = ctx.rpc.draining.load(std::sync::atomic::Ordering::Relaxed);
+        // An unknown method is not forwarded anywhere.
+        self.handler(method)?;
         if let Some(cluster) = ctx.cluster() {
             if method == "router.create"
                 && cluster.places_rooms()
@@ -165,16 +165,12 @@ impl MethodTable {
             {
                 return cluster.forward(&owner, method, params).await;
             }
-            strip_own_node(cluster, &mut params);
         }
-        if draining && method == "router.create" {
-            return Err(draining_error());
-        }
-        handler(ctx.clone(), params).await
+        self.call_here(ctx, method, params).await
     }
 
-    /// Runs `method` here, never forwarding it: what `cluster.forward` does for the node
-    /// that sent the request.
+    /// Runs `method` here, never forwarding it: what a request that stays on this node, and
+    /// `cluster.forward` for the node that sent it, come to.
     pub(crate) async fn call_here(
         &self,
         ctx: &Ctx,

@@ -580,13 +580,11 @@ async fn webrtc_restart_ice(
 /// Tells the nodes of both ends of a pipe which node holds the other end.
 async fn record_pipe_peers(ctx: &Ctx, there: &str, here: &str) -> Result<(), RpcError> {
     let cluster = cluster(ctx)?;
+    // `None`: this node holds it.
     let node_of = |id: String| async move {
-        if ctx.server().holds("transport", &id) {
-            return Ok::<_, RpcError>(None);
-        }
-        Ok(cluster
+        cluster
             .owner_elsewhere(&serde_json::json!({ "transport": id }))
-            .await?)
+            .await
     };
     let there_node = node_of(there.to_owned()).await?;
     let here_node = node_of(here.to_owned()).await?;
