@@ -20,9 +20,10 @@
 
 pub mod consumer;
 pub mod events;
+mod host;
+pub mod load;
 pub mod metrics;
 pub mod middleware;
-mod ops;
 mod placement;
 pub mod producer;
 mod room;
@@ -32,6 +33,7 @@ pub mod session;
 pub mod shared;
 mod span;
 pub mod supervision;
+mod totals;
 pub mod transport;
 pub mod worker;
 

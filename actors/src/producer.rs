@@ -1,7 +1,7 @@
 //! The Producer actor: one incoming track.
 
-use crate::room::{RoomRef, Stop, crash_guard};
-use crate::supervision::CrashGuard;
+use crate::room::RoomRef;
+use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use serde_json::{Value, json};
 use std::time::Instant;

@@ -1,8 +1,10 @@
 //! The Router actor: one room on one worker.
 
-use crate::room::{Room, RoomIo, RoomRef, crash_guard};
+use crate::host::ActorHost;
+use crate::room::renegotiation::flush_renegotiations;
+use crate::room::{Room, RoomIo, RoomRef, RoomSetup, TransportNode};
 use crate::shared::Shared;
-use crate::supervision::{CrashGuard, contain};
+use crate::supervision::{CrashGuard, contain, crash_guard};
 use crate::transport::TransportActor;
 use crate::worker::Factories;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
@@ -14,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard_core::api::TransportInfo;
 use switchboard_core::event::{CloseReason, Event};
-use switchboard_core::forward::{Forwarder, ForwarderConfig};
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportContext;
 use switchboard_core::{Error, ErrorCode, PeerId, Result, RouterId, TransportId, WorkerId};
@@ -30,11 +31,15 @@ pub struct RouterActor {
     /// The room's span: entered while handling its messages, so every log line about the
     /// room (and, through child spans, its peers and transports) carries its id.
     pub(crate) span: tracing::Span,
+    /// What the room asks of the actor layer; also reaches the room's other routers.
+    pub(crate) host: Rc<ActorHost>,
+    pub(crate) shared: Arc<Shared>,
     factories: Factories,
     guard: CrashGuard,
 }
 
 impl RouterActor {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: RouterId,
         worker: WorkerId,
@@ -43,28 +48,23 @@ impl RouterActor {
         factories: Factories,
         auto_subscribe: bool,
         single_connection: bool,
+        secondary: bool,
     ) -> Self {
-        let forwarder = Forwarder::new(ForwarderConfig::from(&shared.config.media));
         let span = tracing::info_span!("room", room = %id);
-        let room = Rc::new(RefCell::new(Room {
+        let host = Rc::new(ActorHost::new(shared.clone(), id, worker));
+        let room = Rc::new(RefCell::new(Room::new(RoomSetup {
             id,
             worker,
-            shared,
+            config: shared.config.clone(),
+            events: shared.events.clone(),
+            load: shared.load(worker).clone(),
+            host: host.clone(),
             capabilities,
-            forwarder,
-            transports: Default::default(),
-            producers: Default::default(),
-            consumers: Default::default(),
-            peers: Vec::new(),
-            renegotiate: Default::default(),
             auto_subscribe,
             single_connection,
-            middleware: Vec::new(),
-            middleware_audience: Default::default(),
-            closed: false,
-            closed_totals: Default::default(),
-            span: Default::default(),
-        }));
+            secondary,
+        })));
+        host.bind(Rc::downgrade(&room));
         crate::metrics::room_opened(id, Rc::downgrade(&room));
         Self {
             id,
@@ -73,6 +73,8 @@ impl RouterActor {
             }),
             room,
             span,
+            host,
+            shared,
             factories,
         }
     }
@@ -92,11 +94,13 @@ impl Actor for RouterActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // The middleware the configuration gives every room.
-        let names = self.room.borrow().shared.config.middleware.attach.clone();
+        let names = self.shared.config.middleware.attach.clone();
         for name in names {
             let _span = self.span.clone().entered();
             let mut r = self.room.borrow_mut();
-            if let Err(e) = crate::middleware::attach(&mut r, ctx.address(), &name, &Value::Null) {
+            if let Err(e) =
+                crate::middleware::attach(&mut r, &self.shared, ctx.address(), &name, &Value::Null)
+            {
                 tracing::error!(router = %self.id, middleware = %name, error = %e, "configured middleware could not be attached");
             }
         }
@@ -106,7 +110,7 @@ impl Actor for RouterActor {
                 if let Ok(mut r) = room.try_borrow_mut() {
                     r.forwarder.tick(Instant::now());
                 }
-                crate::session::flush_renegotiations(&room);
+                flush_renegotiations(&room);
             });
             if let Err(message) = result {
                 act.crash(message, ctx);
@@ -189,15 +193,16 @@ impl RouterActor {
         ctx: &mut Context<Self>,
         internal: bool,
     ) -> Result<TransportInfo> {
-        let (shared, worker, capabilities) = {
+        let shared = self.shared.clone();
+        shared.transports.require(&msg.kind)?;
+        let (worker, capabilities) = {
             let r = self.room.borrow();
-            r.shared.transports.require(&msg.kind)?;
             if let Some(peer) = &msg.peer
                 && r.peer(peer).is_none()
             {
                 return Err(Error::not_found("peer", peer));
             }
-            (r.shared.clone(), r.worker, r.capabilities.clone())
+            (r.worker, r.capabilities.clone())
         };
         // The limit is the room's, across every router it spans; the pipes that link them
         // are not the backend's transports and do not count.
@@ -220,29 +225,21 @@ impl RouterActor {
             peer = msg.peer.as_ref().map(|p| p.0.as_str()),
         );
         let router_addr = ctx.address();
-        let io = Rc::new(RoomIo {
-            transport: id,
-            router: self.id,
-            room: Rc::downgrade(&self.room),
-            shared: shared.clone(),
-            on_crash: Box::new(move |message| router_addr.do_send(RouterCrashed(message))),
-            on_gave_up: {
-                let router = ctx.address();
-                Box::new(move |reason| {
-                    router.do_send(TransportGaveUp {
-                        transport: id,
-                        reason,
-                    })
+        let gave_up = ctx.address();
+        let io = Rc::new(RoomIo::new(
+            id,
+            &self.room,
+            &self.room.borrow(),
+            &msg.kind,
+            switchboard_core::transport::TransportState::New,
+            Box::new(move |message| router_addr.do_send(RouterCrashed(message))),
+            Box::new(move |reason| {
+                gave_up.do_send(TransportGaveUp {
+                    transport: id,
+                    reason,
                 })
-            },
-            reentrant_drops: Default::default(),
-            announced: Default::default(),
-            pending_state: Default::default(),
-            kind: msg.kind.clone(),
-            state: std::cell::Cell::new(switchboard_core::transport::TransportState::New),
-            failure_stage: Default::default(),
-            ever_connected: Default::default(),
-        });
+            }),
+        ));
         let announce = io.clone();
         let node_io = io.clone();
         let tctx = TransportContext {
@@ -273,37 +270,23 @@ impl RouterActor {
             msg.kind.clone(),
             self.room.clone(),
             plugin.clone(),
+            shared.clone(),
             span,
         )
         .start();
-        let mut r = self.room.borrow_mut();
-        r.transports.insert(
+        shared.index.transports.insert(id, (self.id, addr));
+        slot.keep();
+        self.room.borrow_mut().add_transport(
             id,
-            crate::room::TransportNode {
-                addr: addr.clone(),
+            TransportNode {
                 io: node_io,
                 peer: msg.peer.clone(),
                 kind: msg.kind.clone(),
                 sink,
                 plugin,
             },
+            internal,
         );
-        shared.index.transports.insert(id, (self.id, addr));
-        shared
-            .load(worker)
-            .transports
-            .fetch_add(1, Ordering::Relaxed);
-        if internal {
-            r.span.internal.insert(id);
-        }
-        slot.keep();
-        r.emit(Event::TransportCreated {
-            router: self.id,
-            transport: id,
-            kind: msg.kind.clone(),
-            peer: msg.peer.clone(),
-        });
-        drop(r);
         if !internal {
             announce.announce();
         }
@@ -333,7 +316,7 @@ impl Handler<JoinPeer> for RouterActor {
                 format!("peer {:?} is already in the room", msg.0.0),
             ));
         }
-        let max = r.shared.config.limits.max_peers_per_room;
+        let max = r.config.limits.max_peers_per_room;
         if r.peers.len() >= max {
             return Err(Error::limit("peers per room", max));
         }
@@ -383,7 +366,8 @@ impl Handler<TransportGaveUp> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: TransportGaveUp, ctx: &mut Self::Context) {
         let _span = self.span.clone().entered();
-        let (peer, shared) = {
+        let shared = self.shared.clone();
+        let peer = {
             let mut r = self.room.borrow_mut();
             let peer = r
                 .transports
@@ -392,9 +376,9 @@ impl Handler<TransportGaveUp> for RouterActor {
             if !r.close_transport(msg.transport, msg.reason.clone()) {
                 return;
             }
-            (peer, r.shared.clone())
+            peer
         };
-        crate::session::flush_renegotiations(&self.room);
+        flush_renegotiations(&self.room);
         let timeout = shared.config.webrtc.peer_timeout_ms;
         let (Some(peer), Some(server)) = (peer, crate::server::ServerHandle::from_shared(&shared))
         else {
@@ -458,7 +442,7 @@ impl Handler<AttachMiddleware> for RouterActor {
     fn handle(&mut self, msg: AttachMiddleware, ctx: &mut Self::Context) -> Result<()> {
         let _span = self.span.clone().entered();
         let mut r = self.room.borrow_mut();
-        crate::middleware::attach(&mut r, ctx.address(), &msg.name, &msg.options)
+        crate::middleware::attach(&mut r, &self.shared, ctx.address(), &msg.name, &msg.options)
     }
 }
 
@@ -478,10 +462,10 @@ impl Handler<DetachMiddleware> for RouterActor {
             let e = Error::not_found("attached middleware", &msg.0);
             return Box::pin(async move { Err(e) });
         };
-        let timeout = Duration::from_millis(r.shared.config.middleware.close_timeout_ms);
+        let timeout = Duration::from_millis(r.config.middleware.close_timeout_ms);
         let done = r.take_middleware(i, CloseReason::Requested);
         drop(r);
-        crate::session::flush_renegotiations(&self.room);
+        flush_renegotiations(&self.room);
         let name = msg.0;
         Box::pin(async move {
             if crate::middleware::wait_closed(done, timeout).await {

@@ -8,15 +8,15 @@
 //! a `renegotiation_needed` event. Offers are serialised per connection: while one is waiting
 //! for its answer, changes accumulate into the next.
 
-use crate::ops;
-use crate::room::RoomRef;
+use crate::room::renegotiation::{
+    flush_renegotiations, others_producers, receive_connection, subscribe_to,
+};
+use crate::room::tracks;
 use crate::router::{CreateTransport, RouterActor};
 use actix::{Context, Handler, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_core::api::{ProducerInfo, TransportInfo};
-use switchboard_core::event::Event;
-use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId};
 use switchboard_sdp as sdp;
 
@@ -80,22 +80,10 @@ impl Handler<RestartIce> for RouterActor {
     fn handle(&mut self, msg: RestartIce, _: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
         let transport = receive_connection(&self.room, &msg.peer)?;
-        let sdp = ops::with_sdp_session(&self.room, transport, |s| s.restart_ice())?;
+        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.restart_ice())?;
         self.room.borrow_mut().renegotiate.remove(&transport);
         Ok(SubscribeResult { transport, sdp })
     }
-}
-
-/// A peer's receive connection, or an error saying to subscribe first.
-fn receive_connection(room: &RoomRef, peer: &PeerId) -> Result<TransportId> {
-    let r = room.borrow();
-    let p = r.peer(peer).ok_or_else(|| Error::not_found("peer", peer))?;
-    p.recv.ok_or_else(|| {
-        Error::invalid(format!(
-            "peer {:?} has no receive connection: subscribe first",
-            peer.0
-        ))
-    })
 }
 
 fn ensure_connection(
@@ -146,44 +134,10 @@ fn ensure_connection(
     Ok((id, true))
 }
 
-/// Consumers on `transport` for `producers`; a producer the receiver cannot take is skipped
-/// (and logged), not fatal.
-pub(crate) fn subscribe_to(room: &RoomRef, transport: TransportId, producers: &[ProducerId]) {
-    for p in producers {
-        if let Err(e) =
-            ops::create_consumer(room, transport, *p, &RtpCapabilities::default(), false)
-        {
-            tracing::warn!(%transport, producer = %p, error = %e, "automatic subscription skipped");
-        }
-    }
-}
-
-/// Producers in the room that do not belong to `peer` (here, or, for piped copies, on the
-/// router where they were published), nor were published by a middleware for someone else.
-fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId> {
-    let r = room.borrow();
-    r.producers
-        .iter()
-        .filter(|(id, _)| crate::middleware::audience_allows(&r, **id, peer))
-        .filter(|(id, p)| {
-            let own_copy = r
-                .span
-                .copies
-                .get(id)
-                .is_some_and(|origin| origin.as_ref() == Some(peer));
-            !own_copy
-                && r.transports
-                    .get(&p.transport)
-                    .is_none_or(|t| t.peer.as_ref() != Some(peer))
-        })
-        .map(|(id, _)| *id)
-        .collect()
-}
-
 impl RouterActor {
     /// The configured bounds on SDP from the backend.
     fn sdp_limits(&self) -> sdp::SdpLimits {
-        sdp::SdpLimits::from(&self.room.borrow().shared.config.limits)
+        sdp::SdpLimits::from(&self.room.borrow().config.limits)
     }
 }
 
@@ -200,13 +154,12 @@ impl Handler<Publish> for RouterActor {
                 .values()
                 .filter(|p| p.transport == transport)
                 .count();
-            r.shared
-                .config
+            r.config
                 .limits
                 .max_producers_per_transport
                 .saturating_sub(own)
         };
-        let result = ops::apply_offer(&self.room, transport, &msg.sdp, Some(producer_slots))?;
+        let result = tracks::apply_offer(&self.room, transport, &msg.sdp, Some(producer_slots))?;
         let auto = self.room.borrow().auto_subscribe;
         if auto && !result.producers.is_empty() {
             let new: Vec<ProducerId> = result.producers.iter().map(|(p, _)| p.id).collect();
@@ -251,7 +204,7 @@ impl Handler<Subscribe> for RouterActor {
             let producers = others_producers(&self.room, &msg.peer);
             subscribe_to(&self.room, transport, &producers);
         }
-        let sdp = ops::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
+        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
             .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
         self.room.borrow_mut().renegotiate.remove(&transport);
         Ok(SubscribeResult { transport, sdp })
@@ -275,39 +228,10 @@ impl Handler<Answer> for RouterActor {
             })?
         };
         sdp::check_limits(&msg.sdp, self.sdp_limits())?;
-        if ops::apply_answer(&self.room, transport, &msg.sdp)? {
+        if tracks::apply_answer(&self.room, transport, &msg.sdp)? {
             self.room.borrow_mut().renegotiate.insert(transport);
         }
         flush_renegotiations(&self.room);
         Ok(())
-    }
-}
-
-/// Writes a new offer for every connection whose consumers changed, and announces each.
-pub(crate) fn flush_renegotiations(room: &RoomRef) {
-    let pending: Vec<TransportId> = {
-        let Ok(mut r) = room.try_borrow_mut() else {
-            return;
-        };
-        std::mem::take(&mut r.renegotiate).into_iter().collect()
-    };
-    for transport in pending {
-        // Transports not negotiated with SDP (direct, rtp) have nothing to renegotiate, and
-        // a connection whose last offer is unanswered offers after the answer.
-        let offer = ops::with_sdp_session(room, transport, |s| s.create_offer(false))
-            .ok()
-            .flatten();
-        let Some(sdp) = offer else {
-            continue;
-        };
-        let mut r = room.borrow_mut();
-        let peer = r.transports.get(&transport).and_then(|t| t.peer.clone());
-        let router = r.id;
-        r.emit(Event::RenegotiationNeeded {
-            router,
-            peer,
-            transport,
-            sdp,
-        });
     }
 }

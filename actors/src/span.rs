@@ -20,20 +20,21 @@
 //! their parents'. Closures that start inside a router (a transport closing its producers, a
 //! crash) reach the other routers by message, just after.
 
-use crate::ops;
-use crate::room::{PeerState, Room, RoomRef, cascade};
+use crate::room::renegotiation::{flush_renegotiations, subscribe_to};
+use crate::room::span::{PipedProducer, close_secondary, pipe_producer};
+use crate::room::{PeerState, tracks};
 use crate::router::{CreateTransport, RouterActor};
 use crate::server::{ServerActor, WorkerAddr};
 use crate::shared::Shared;
 use crate::worker::SpawnRouter;
 use actix::{ActorContext, Addr, Context, Handler, MailboxError, Message};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use switchboard_core::api::TransportInfo;
-use switchboard_core::event::{CloseReason, Event};
-use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
+use switchboard_core::event::CloseReason;
+use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId};
 
 /// The transport kind that links a room's routers.
@@ -154,169 +155,6 @@ impl Drop for TransportSlot {
             g.transports
                 .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         }
-    }
-}
-
-/// Gives back the room-wide slot of a closing transport the backend sees.
-pub(crate) fn release_transport_slot(room: &Room, id: TransportId) {
-    if room.span.internal.contains(&id) {
-        return;
-    }
-    if let Some(g) = room.shared.rooms.get(&room.id) {
-        let _ = g.transports.fetch_update(
-            std::sync::atomic::Ordering::AcqRel,
-            std::sync::atomic::Ordering::Acquire,
-            |n| n.checked_sub(1),
-        );
-    }
-}
-
-/// One router's part in its room's span, on its worker thread.
-#[derive(Default)]
-pub(crate) struct RoomSpan {
-    /// Whether this is a secondary router.
-    pub secondary: bool,
-    /// Pipe transports to the room's other routers, by their worker.
-    pub links: BTreeMap<WorkerId, Link>,
-    /// Transports the backend does not see (the pipes).
-    pub internal: HashSet<TransportId>,
-    /// Producers piped here from another router, with the peer that publishes them there.
-    pub copies: HashMap<ProducerId, Option<PeerId>>,
-}
-
-pub(crate) struct Link {
-    pub transport: TransportId,
-    pub remote: Addr<RouterActor>,
-}
-
-/// Whether an event concerns an internal object (or is a room-level event of a secondary
-/// router), and so is not emitted.
-pub(crate) fn hidden(room: &Room, event: &Event) -> bool {
-    let span = &room.span;
-    match event {
-        Event::TransportCreated { transport, .. }
-        | Event::TransportStateChanged { transport, .. }
-        | Event::TransportClosed { transport, .. }
-        | Event::ProducerCreated { transport, .. }
-        | Event::ProducerClosed { transport, .. }
-        | Event::ConsumerCreated { transport, .. }
-        | Event::ConsumerClosed { transport, .. }
-        | Event::RenegotiationNeeded { transport, .. } => span.internal.contains(transport),
-        Event::ProducerPaused { producer, .. } => span.copies.contains_key(producer),
-        Event::ConsumerPaused { consumer, .. } => room
-            .consumers
-            .get(consumer)
-            .is_some_and(|c| span.internal.contains(&c.transport)),
-        Event::RouterCreated { .. }
-        | Event::RouterClosed { .. }
-        | Event::PeerJoined { .. }
-        | Event::PeerLeft { .. } => span.secondary,
-        _ => false,
-    }
-}
-
-/// A producer closed in `room`: a copy is forgotten; an original's copies elsewhere close.
-pub(crate) fn producer_closed(room: &mut Room, id: ProducerId) {
-    if room.span.copies.remove(&id).is_some() {
-        return;
-    }
-    for link in room.span.links.values() {
-        link.remote.do_send(ClosePiped(id));
-    }
-}
-
-/// A producer was created in `room` (not a copy): pipe it to every other router of the room.
-pub(crate) fn producer_created(room: &RoomRef, id: ProducerId) {
-    let links: Vec<(TransportId, Addr<RouterActor>)> = room
-        .borrow()
-        .span
-        .links
-        .values()
-        .map(|l| (l.transport, l.remote.clone()))
-        .collect();
-    for (transport, remote) in links {
-        pipe_producer(room, transport, &remote, id);
-    }
-}
-
-/// Feeds a producer of this router into a link: a pipe consumer here, a copy there.
-fn pipe_producer(room: &RoomRef, link: TransportId, remote: &Addr<RouterActor>, id: ProducerId) {
-    let (capabilities, worker, origin_peer, paused) = {
-        let r = room.borrow();
-        let Some(p) = r.producers.get(&id) else {
-            return;
-        };
-        let peer = r.transports.get(&p.transport).and_then(|t| t.peer.clone());
-        (r.capabilities.clone(), r.worker, peer, p.paused)
-    };
-    match ops::create_consumer_with(room, link, id, &capabilities, false, true) {
-        Ok(c) => remote.do_send(PipedProducer {
-            from: worker,
-            id,
-            kind: c.kind,
-            rtp_parameters: c.rtp_parameters,
-            paused,
-            origin_peer,
-        }),
-        Err(e) => tracing::warn!(producer = %id, error = %e, "cannot pipe producer"),
-    }
-}
-
-/// Closes a secondary router: its peers' transports, then the others, then its pipes; no
-/// room-level events (the home router emits those).
-pub(crate) fn close_secondary(room: &mut Room, reason: CloseReason) -> bool {
-    if room.closed {
-        return false;
-    }
-    room.closed = true;
-    let child = cascade(&reason);
-    let peers: Vec<PeerId> = room.peers.drain(..).map(|p| p.id).collect();
-    let mut order: Vec<TransportId> = Vec::new();
-    for peer in &peers {
-        order.extend(
-            room.transports
-                .iter()
-                .filter(|(_, t)| t.peer.as_ref() == Some(peer))
-                .map(|(id, _)| *id),
-        );
-    }
-    let rest: Vec<TransportId> = room
-        .transports
-        .keys()
-        .filter(|id| !room.span.internal.contains(id) && !order.contains(id))
-        .copied()
-        .collect();
-    order.extend(rest);
-    order.extend(room.span.internal.iter().copied());
-    for t in order {
-        room.close_transport(t, child.clone());
-    }
-    // The room's other routers drop their pipes to this one (and the copies they fed).
-    for link in std::mem::take(&mut room.span.links).into_values() {
-        link.remote.do_send(DetachLink(room.worker));
-    }
-    if let Some(group) = room.shared.rooms.get(&room.id) {
-        let mut st = group.state();
-        st.secondaries.remove(&room.worker);
-        st.recv_on.retain(|_, w| *w != room.worker);
-    }
-    crate::metrics::room_closed(room.id, &room.totals());
-    true
-}
-
-/// The home router is closing: the room is gone, and its secondary routers close too (at
-/// once if the backend closed the room, since it closed them first).
-pub(crate) fn home_closing(room: &Room, reason: &CloseReason) {
-    let Some((_, group)) = room.shared.rooms.remove(&room.id) else {
-        return;
-    };
-    let secondaries = {
-        let mut st = group.state();
-        st.closed = true;
-        std::mem::take(&mut st.secondaries)
-    };
-    for addr in secondaries.into_values() {
-        addr.do_send(CloseSecondary(reason.clone()));
     }
 }
 
@@ -441,7 +279,7 @@ impl Handler<CreateLink> for RouterActor {
             options: Value::Null,
         };
         let TransportInfo { id, .. } = self.create_transport_as(msg, ctx, true)?;
-        let address = ops::with_plugin(&self.room, id, |t| {
+        let address = tracks::with_plugin(&self.room, id, |t| {
             t.pipe_endpoint().map(|p| p.pipe_address()).ok_or_else(|| {
                 Error::internal(format!(
                     "the {PIPE_KIND:?} plugin's transports are not pipe endpoints"
@@ -476,15 +314,10 @@ pub(crate) struct AttachLink {
 impl Handler<AttachLink> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: AttachLink, _: &mut Context<Self>) {
+        self.host.add_link(msg.worker, msg.remote);
         let originals: Vec<ProducerId> = {
             let mut r = self.room.borrow_mut();
-            r.span.links.insert(
-                msg.worker,
-                Link {
-                    transport: msg.transport,
-                    remote: msg.remote.clone(),
-                },
-            );
+            r.span.links.insert(msg.worker, msg.transport);
             r.producers
                 .keys()
                 .filter(|id| !r.span.copies.contains_key(id))
@@ -492,7 +325,7 @@ impl Handler<AttachLink> for RouterActor {
                 .collect()
         };
         for id in originals {
-            pipe_producer(&self.room, msg.transport, &msg.remote, id);
+            pipe_producer(&self.room, msg.worker, id);
         }
     }
 }
@@ -508,21 +341,23 @@ impl Handler<Barrier> for RouterActor {
     fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }
 
-/// The router actor of `room`'s router (on its own worker), when the room is open.
-pub(crate) fn router_addr(room: &Room) -> Option<Addr<RouterActor>> {
-    room.shared.rooms.get(&room.id)?.router_on(room.worker)
+/// The router of room `id` on `worker`, when the room is open.
+pub(crate) fn router_on(
+    shared: &Shared,
+    id: RouterId,
+    worker: WorkerId,
+) -> Option<Addr<RouterActor>> {
+    shared.rooms.get(&id)?.router_on(worker)
 }
 
-/// Whether `producer` belongs to this room on another router, so its copy may still be on
-/// its way here.
-pub(crate) fn piped_in_flight(room: &Room, producer: ProducerId) -> bool {
-    !room.producers.contains_key(&producer)
-        && room
-            .shared
-            .index
-            .producers
-            .get(&producer)
-            .is_some_and(|e| e.value().0 == room.id)
+/// Whether `producer` belongs to room `id` (on whichever router), so a copy of it may still
+/// be on its way to a router of the room that does not have it yet.
+pub(crate) fn piped_in_flight(shared: &Shared, id: RouterId, producer: ProducerId) -> bool {
+    shared
+        .index
+        .producers
+        .get(&producer)
+        .is_some_and(|e| e.value().0 == id)
 }
 
 /// The room's router on this worker closed: close the pipe to it, and the copies it fed.
@@ -540,7 +375,7 @@ impl Handler<DetachLink> for RouterActor {
             return;
         }
         if let Some(link) = r.span.links.remove(&msg.0) {
-            r.close_transport(link.transport, CloseReason::ParentClosed);
+            r.close_transport(link, CloseReason::ParentClosed);
         }
     }
 }
@@ -587,33 +422,19 @@ impl Handler<TransportProducers> for crate::transport::TransportActor {
     }
 }
 
-/// A producer of another router of the room, arriving through the pipe from `from`.
+/// A producer of another router of the room, arriving through the pipe from its worker.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct PipedProducer {
-    pub from: WorkerId,
-    pub id: ProducerId,
-    pub kind: MediaKind,
-    pub rtp_parameters: RtpParameters,
-    pub paused: bool,
-    pub origin_peer: Option<PeerId>,
-}
+pub(crate) struct Piped(pub PipedProducer);
 
-impl Handler<PipedProducer> for RouterActor {
+impl Handler<Piped> for RouterActor {
     type Result = ();
-    fn handle(&mut self, msg: PipedProducer, _: &mut Context<Self>) {
-        let Some(link) = self
-            .room
-            .borrow()
-            .span
-            .links
-            .get(&msg.from)
-            .map(|l| l.transport)
-        else {
+    fn handle(&mut self, Piped(msg): Piped, _: &mut Context<Self>) {
+        let Some(link) = self.room.borrow().span.links.get(&msg.from).copied() else {
             tracing::warn!(producer = %msg.id, from = %msg.from, "piped producer without a link");
             return;
         };
-        if let Err(e) = ops::create_producer_with(
+        if let Err(e) = tracks::create_producer_with(
             &self.room,
             link,
             msg.kind,
@@ -637,9 +458,9 @@ impl Handler<PipedProducer> for RouterActor {
                 .collect()
         };
         for t in receivers {
-            crate::session::subscribe_to(&self.room, t, &[msg.id]);
+            subscribe_to(&self.room, t, &[msg.id]);
         }
-        crate::session::flush_renegotiations(&self.room);
+        flush_renegotiations(&self.room);
     }
 }
 
@@ -793,7 +614,7 @@ impl Handler<DescribeRouter> for RouterActor {
                 let feeding: Vec<_> = r
                     .consumers
                     .iter()
-                    .filter(|(_, c)| c.transport == l.transport)
+                    .filter(|(_, c)| c.transport == *l)
                     .map(|(id, _)| *id)
                     .collect();
                 let piped_out = feeding.len();
@@ -805,9 +626,9 @@ impl Handler<DescribeRouter> for RouterActor {
                 let piped_in = r
                     .producers
                     .values()
-                    .filter(|p| p.transport == l.transport)
+                    .filter(|p| p.transport == *l)
                     .count();
-                json!({ "transport": l.transport, "remote_worker": w, "producers_out": piped_out, "producers_in": piped_in, "packets_out": packets_out })
+                json!({ "transport": l, "remote_worker": w, "producers_out": piped_out, "producers_in": piped_in, "packets_out": packets_out })
             })
             .collect();
         actix::MessageResult(json!({

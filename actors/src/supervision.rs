@@ -8,6 +8,7 @@
 //! learns about it and the backend still gets exactly one closing event.
 
 use std::sync::Once;
+use switchboard_core::event::CloseReason;
 pub use switchboard_core::panics::{contain, take_last as take_last_panic};
 
 /// Installs a panic hook (once per process) that records each thread's last panic message
@@ -77,3 +78,25 @@ impl Drop for CrashGuard {
         }
     }
 }
+
+/// The crash guard of an actor whose object lives in `room`: if the actor dies uncleanly,
+/// `close` closes the object there with reason `crashed`, through the same room functions as
+/// any other closure (so parents and the backend hear of it exactly once).
+pub(crate) fn crash_guard(
+    room: &crate::room::RoomRef,
+    close: impl FnOnce(&mut crate::room::Room, CloseReason) + 'static,
+) -> CrashGuard {
+    let weak = std::rc::Rc::downgrade(room);
+    CrashGuard::new(move |message| {
+        if let Some(room) = weak.upgrade()
+            && let Ok(mut r) = room.try_borrow_mut()
+        {
+            close(&mut r, CloseReason::Crashed { message });
+        }
+    })
+}
+
+/// Stops an actor without it emitting anything: the room already did.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;

@@ -1,15 +1,16 @@
 //! The Transport actor: owns one plugin transport, creates its producers and consumers.
 
-use crate::ops;
-use crate::room::{PluginRef, RoomRef, Stop, close_plugin, crash_guard};
-use crate::supervision::CrashGuard;
+use crate::room::{ChildClosed, PluginRef, RoomRef, close_plugin, tracks};
+use crate::shared::Shared;
+use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{Actor, ActorContext, ActorFutureExt, Context, Handler, Message, WrapFuture};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
 };
 use switchboard_core::event::CloseReason;
-use switchboard_core::{ConsumerId, Error, ProducerId, Result, RouterId, TransportId};
+use switchboard_core::{Error, Result, RouterId, TransportId};
 
 /// Lifecycle of one transport: it owns the plugin instance, which does the I/O.
 pub struct TransportActor {
@@ -18,6 +19,7 @@ pub struct TransportActor {
     pub(crate) kind: String,
     pub(crate) room: RoomRef,
     pub(crate) plugin: PluginRef,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) guard: CrashGuard,
     /// The transport's span (a child of its room's, or its peer's), entered while handling
     /// its messages.
@@ -31,6 +33,7 @@ impl TransportActor {
         kind: String,
         room: RoomRef,
         plugin: PluginRef,
+        shared: Arc<Shared>,
         span: tracing::Span,
     ) -> Self {
         Self {
@@ -42,6 +45,7 @@ impl TransportActor {
             }),
             room,
             plugin,
+            shared,
             span,
         }
     }
@@ -51,7 +55,7 @@ impl TransportActor {
         &mut self,
         f: impl FnOnce(&mut dyn switchboard_core::transport::Transport) -> T,
     ) -> Result<T> {
-        ops::with_plugin(&self.room, self.id, f)
+        tracks::with_plugin(&self.room, self.id, f)
     }
 }
 
@@ -73,21 +77,19 @@ impl Handler<Stop> for TransportActor {
     }
 }
 
-/// Tells the plugin that one of its producers or consumers closed.
+/// Tells the plugin that one of its producers or consumers closed (it was busy when the
+/// room closed them).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) enum ChildClosed {
-    Producer(ProducerId),
-    Consumer(ConsumerId),
-}
+pub(crate) struct PluginChildClosed(pub ChildClosed);
 
-impl Handler<ChildClosed> for TransportActor {
+impl Handler<PluginChildClosed> for TransportActor {
     type Result = ();
-    fn handle(&mut self, msg: ChildClosed, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PluginChildClosed, _: &mut Self::Context) {
         if self.plugin.borrow().is_none() {
             return;
         }
-        let _ = self.with_plugin(|t| match msg {
+        let _ = self.with_plugin(|t| match msg.0 {
             ChildClosed::Producer(id) => t.producer_removed(id),
             ChildClosed::Consumer(id) => t.consumer_removed(id),
         });
@@ -219,7 +221,7 @@ impl Handler<Produce> for TransportActor {
     fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Result<ProducerInfo> {
         let _span = self.span.clone().entered();
         let o = msg.0;
-        ops::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)
+        tracks::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)
     }
 }
 
@@ -238,7 +240,7 @@ impl Handler<TransportRequest> for TransportActor {
     type Result = Result<TransportRequestResult>;
     fn handle(&mut self, msg: TransportRequest, _: &mut Self::Context) -> Self::Result {
         let _span = self.span.clone().entered();
-        ops::transport_request(&self.room, self.id, &msg.method, &msg.params)
+        tracks::transport_request(&self.room, self.id, &msg.method, &msg.params)
     }
 }
 
@@ -250,14 +252,16 @@ impl Handler<Consume> for TransportActor {
         // A producer created on another router of a spanning room an instant ago may still
         // have its copy on the way here: wait until this router has handled what was sent
         // to it before this request, then try again.
-        let barrier = {
-            let r = self.room.borrow();
-            crate::span::piped_in_flight(&r, o.producer)
-                .then(|| crate::span::router_addr(&r))
-                .flatten()
-        };
+        let here = self.room.borrow().producers.contains_key(&o.producer);
+        let barrier = (!here
+            && crate::span::piped_in_flight(&self.shared, self.router, o.producer))
+        .then(|| {
+            let worker = self.room.borrow().worker;
+            crate::span::router_on(&self.shared, self.router, worker)
+        })
+        .flatten();
         let Some(router) = barrier else {
-            let result = ops::create_consumer(
+            let result = tracks::create_consumer(
                 &self.room,
                 self.id,
                 o.producer,
@@ -273,7 +277,13 @@ impl Handler<Consume> for TransportActor {
             .into_actor(self)
             .map(move |_, act, _| {
                 let _span = act.span.clone().entered();
-                ops::create_consumer(&act.room, act.id, o.producer, &o.rtp_capabilities, o.paused)
+                tracks::create_consumer(
+                    &act.room,
+                    act.id,
+                    o.producer,
+                    &o.rtp_capabilities,
+                    o.paused,
+                )
             }),
         )
     }

@@ -174,9 +174,9 @@ impl Handler<SpawnRouter> for WorkerActor {
             self.factories.clone(),
             msg.auto_subscribe,
             msg.single_connection,
+            msg.secondary,
         );
         if msg.secondary {
-            actor.room.borrow_mut().span.secondary = true;
             return Ok(actor.start());
         }
         let addr = actor.start();

@@ -1,12 +1,8 @@
-//! Room operations shared by several actors: creating producers and consumers, and running
-//! plugin requests. They are plain functions on the shared room, so an actor can chain them
-//! (publish, then subscribe everyone else) in one handler, without awaiting other actors.
+//! Creating producers and consumers, and running plugin requests. They are plain functions
+//! on the shared room, so an actor can chain them (publish, then subscribe everyone else) in
+//! one handler, without awaiting other actors.
 
-use crate::consumer::ConsumerActor;
-use crate::producer::ProducerActor;
-use crate::room::{ConsumerNode, ProducerNode, RoomRef};
-use crate::supervision::contain;
-use actix::Actor;
+use super::{ConsumerNode, Object, ProducerNode, RoomRef, span};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -16,6 +12,7 @@ use switchboard_core::forward::{
     ConsumerSetup, KeyframeCodec, KeyframeRequestKind, MidMatch, ProducerCodec, ProducerSetup,
 };
 use switchboard_core::negotiation::{self, MatchMode, RtpMapping, codecs_match};
+use switchboard_core::panics::contain;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters, extension_uri};
 use switchboard_core::transport::{ProducerRequest, SdpSession, Transport};
 use switchboard_core::{ConsumerId, Error, ProducerId, Result, TransportId};
@@ -64,7 +61,7 @@ pub(crate) fn create_producer(
     paused: bool,
 ) -> Result<ProducerInfo> {
     let info = create_producer_with(room, transport, kind, rtp_parameters, paused, None)?;
-    crate::span::producer_created(room, info.id);
+    span::producer_created(room, info.id);
     Ok(info)
 }
 
@@ -82,7 +79,7 @@ pub(crate) fn create_producer_with(
     let id = copy_of.unwrap_or_default();
     let info = {
         let mut r = room.borrow_mut();
-        let max = r.shared.config.limits.max_producers_per_transport;
+        let max = r.config.limits.max_producers_per_transport;
         if copy_of.is_none()
             && r.producers
                 .values()
@@ -108,14 +105,11 @@ pub(crate) fn create_producer_with(
             .map(|t| t.sink.clone())
             .ok_or_else(|| Error::closed(format!("transport {transport}")))?;
         r.forwarder.add_producer(setup, sink)?;
-        let addr = ProducerActor::new(id, room.clone()).start();
-        if copy_of.is_none() {
-            r.shared.index.producers.insert(id, (r.id, addr.clone()));
-        }
-        r.shared
-            .load(r.worker)
-            .producers
-            .fetch_add(1, Ordering::Relaxed);
+        r.host.created(Object::Producer {
+            id,
+            copy: copy_of.is_some(),
+        });
+        r.load.producers.fetch_add(1, Ordering::Relaxed);
         r.producers.insert(
             id,
             ProducerNode {
@@ -125,7 +119,6 @@ pub(crate) fn create_producer_with(
                 consumable: consumable.clone(),
                 mapping,
                 paused,
-                addr,
             },
         );
         let router = r.id;
@@ -180,7 +173,7 @@ pub(crate) fn create_consumer_with(
     let capabilities = &capabilities;
     let (kind, params) = {
         let mut r = room.borrow_mut();
-        let max = r.shared.config.limits.max_consumers_per_transport;
+        let max = r.config.limits.max_consumers_per_transport;
         if !pipe
             && r.consumers
                 .values()
@@ -203,12 +196,8 @@ pub(crate) fn create_consumer_with(
             .map(|t| t.sink.clone())
             .ok_or_else(|| Error::closed(format!("transport {transport}")))?;
         r.forwarder.add_consumer(setup, sink, Instant::now())?;
-        let addr = ConsumerActor::new(id, room.clone()).start();
-        r.shared.index.consumers.insert(id, (r.id, addr.clone()));
-        r.shared
-            .load(r.worker)
-            .consumers
-            .fetch_add(1, Ordering::Relaxed);
+        r.host.created(Object::Consumer(id));
+        r.load.consumers.fetch_add(1, Ordering::Relaxed);
         r.consumers.insert(
             id,
             ConsumerNode {
@@ -217,7 +206,6 @@ pub(crate) fn create_consumer_with(
                 kind: p.kind,
                 rtp_parameters: params.clone(),
                 paused,
-                addr,
             },
         );
         if !pipe {
