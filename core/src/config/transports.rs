@@ -1,0 +1,202 @@
+//! The built-in transports' network settings: WebRTC and plain RTP.
+
+use super::problems::Problems;
+use super::server::{MAX_WORKERS, ServerConfig};
+use serde::{Deserialize, Serialize};
+
+/// The WebRTC transport's network settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// IP address each worker's UDP socket binds to. The default reaches only this machine;
+    /// set the machine's address (or `0.0.0.0` with `announced_ip`) to serve others.
+    pub listen_ip: String,
+    /// IP address written into ICE candidates when it differs from `listen_ip` (a 1:1 NAT or
+    /// a wildcard bind). Empty means `listen_ip`.
+    pub announced_ip: String,
+    /// First UDP port of the range the workers bind in, one port per worker. 0 lets the OS
+    /// choose a free port for each worker.
+    pub port_min: u16,
+    /// Last UDP port of the range.
+    pub port_max: u16,
+    /// How long a connection may hear nothing from its client (connectivity checks, media,
+    /// RTCP, DTLS) before it is closed with reason `ice_timeout`, in milliseconds. Browsers
+    /// check consent every 5 s (RFC 7675), so a live client is never this quiet.
+    pub consent_timeout_ms: u64,
+    /// How long a peer whose WebRTC connections all closed on their own (`ice_timeout`,
+    /// `dtls_closed`) stays in the room before it leaves with the same reason, in
+    /// milliseconds; 0 keeps it until the backend removes it.
+    pub peer_timeout_ms: u64,
+    /// Which engine runs WebRTC connections. Only `native` remains (the server's own
+    /// ICE-lite, DTLS and SRTP); the setting is kept so that configurations that name it
+    /// still load, and `pc` (the general-purpose peer connection, removed) is refused.
+    pub engine: String,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            listen_ip: "127.0.0.1".to_owned(),
+            announced_ip: String::new(),
+            port_min: 40_000,
+            port_max: 40_099,
+            consent_timeout_ms: 30_000,
+            peer_timeout_ms: 10_000,
+            engine: "native".to_owned(),
+        }
+    }
+}
+
+impl WebRtcConfig {
+    /// Checks this section's rules (each worker needs a port of the range), adding each
+    /// violation to `p`.
+    pub(super) fn validate(&self, p: &mut Problems, server: &ServerConfig) {
+        let webrtc = self;
+        let listen_ip = webrtc.listen_ip.parse::<std::net::IpAddr>();
+        if listen_ip.is_err() {
+            p.push(
+                "webrtc.listen_ip",
+                format!("{:?} is not an IP address", webrtc.listen_ip),
+            );
+        }
+        match webrtc.announced_ip.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => p.push(
+                "webrtc.announced_ip",
+                "must be an address clients can reach, not a wildcard",
+            ),
+            Err(_) if !webrtc.announced_ip.is_empty() => p.push(
+                "webrtc.announced_ip",
+                format!("{:?} is not an IP address", webrtc.announced_ip),
+            ),
+            _ => {}
+        }
+        if webrtc.announced_ip.is_empty() && listen_ip.is_ok_and(|ip| ip.is_unspecified()) {
+            p.push(
+                "webrtc.announced_ip",
+                "is required when webrtc.listen_ip is a wildcard: candidates need a real address",
+            );
+        }
+        if webrtc.port_min == 0 && webrtc.port_max != 0 {
+            p.push("webrtc.port_min", "must be set when webrtc.port_max is");
+        } else if webrtc.port_min > webrtc.port_max {
+            p.push(
+                "webrtc.port_max",
+                format!(
+                    "must be at least webrtc.port_min ({}), got {}",
+                    webrtc.port_min, webrtc.port_max
+                ),
+            );
+        } else if webrtc.port_min != 0 && server.workers <= MAX_WORKERS {
+            let ports = usize::from(webrtc.port_max - webrtc.port_min) + 1;
+            let workers = server.worker_count();
+            if ports < workers {
+                p.push(
+                    "webrtc.port_max",
+                    format!(
+                        "the range {}-{} has {ports} ports for {workers} workers; each worker needs one",
+                        webrtc.port_min, webrtc.port_max
+                    ),
+                );
+            }
+        }
+        p.at_least("webrtc.consent_timeout_ms", webrtc.consent_timeout_ms, 100);
+        if webrtc.engine != "native" {
+            p.push(
+                "webrtc.engine",
+                format!(
+                    "must be \"native\" (the peer-connection engine \"pc\" was removed; the setting can be left out), got {:?}",
+                    webrtc.engine
+                ),
+            );
+        }
+    }
+}
+
+/// The plain RTP transport's network settings: the defaults of every `rtp` transport, which
+/// its creator may override per transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpConfig {
+    /// IP address each transport's sockets bind to.
+    pub listen_ip: String,
+    /// IP address reported to the transport's creator when it differs from `listen_ip` (a 1:1
+    /// NAT or a wildcard bind). Empty means `listen_ip`.
+    pub announced_ip: String,
+    /// First UDP port of the range transports bind in. Each transport takes one port, two
+    /// when RTCP has a port of its own. 0 lets the OS choose.
+    pub port_min: u16,
+    /// Last UDP port of the range.
+    pub port_max: u16,
+    /// SSRCs that no producer of a transport declared, per direction (RTP, RTCP), that the
+    /// transport's inbound SRTP context may keep state for (half of them before a comedia
+    /// transport knows its remote). Packets of further SSRCs are dropped before decryption.
+    pub srtp_max_ssrcs: usize,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        Self {
+            listen_ip: "127.0.0.1".to_owned(),
+            announced_ip: String::new(),
+            port_min: 41_000,
+            port_max: 41_999,
+            srtp_max_ssrcs: 32,
+        }
+    }
+}
+
+impl RtpConfig {
+    /// The `[rtp]` rules: addresses like `[webrtc]`'s, a well-formed port range, and no
+    /// overlap with the WebRTC range, whose workers must each find their port free.
+    pub(super) fn validate(&self, p: &mut Problems, webrtc: &WebRtcConfig) {
+        let rtp = self;
+        let listen_ip = rtp.listen_ip.parse::<std::net::IpAddr>();
+        if listen_ip.is_err() {
+            p.push(
+                "rtp.listen_ip",
+                format!("{:?} is not an IP address", rtp.listen_ip),
+            );
+        }
+        match rtp.announced_ip.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => p.push(
+                "rtp.announced_ip",
+                "must be an address remote senders can reach, not a wildcard",
+            ),
+            Err(_) if !rtp.announced_ip.is_empty() => p.push(
+                "rtp.announced_ip",
+                format!("{:?} is not an IP address", rtp.announced_ip),
+            ),
+            _ => {}
+        }
+        if rtp.announced_ip.is_empty() && listen_ip.is_ok_and(|ip| ip.is_unspecified()) {
+            p.push(
+                "rtp.announced_ip",
+                "is required when rtp.listen_ip is a wildcard: creators need a real address to send to",
+            );
+        }
+        if rtp.port_min == 0 && rtp.port_max != 0 {
+            p.push("rtp.port_min", "must be set when rtp.port_max is");
+        } else if rtp.port_min > rtp.port_max {
+            p.push(
+                "rtp.port_max",
+                format!(
+                    "must be at least rtp.port_min ({}), got {}",
+                    rtp.port_min, rtp.port_max
+                ),
+            );
+        } else if rtp.port_min != 0
+            && webrtc.port_min != 0
+            && rtp.port_min <= webrtc.port_max
+            && webrtc.port_min <= rtp.port_max
+        {
+            p.push(
+                "rtp.port_min",
+                format!(
+                    "the range {}-{} overlaps the webrtc range {}-{}",
+                    rtp.port_min, rtp.port_max, webrtc.port_min, webrtc.port_max
+                ),
+            );
+        }
+        p.at_least("rtp.srtp_max_ssrcs", rtp.srtp_max_ssrcs as u64, 1);
+    }
+}
