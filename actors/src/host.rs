@@ -2,7 +2,7 @@
 //! room's objects, keeps the server's index of them, and reaches the room's other routers.
 
 use crate::consumer::ConsumerActor;
-use crate::middleware::Counters;
+use crate::middleware::instance::Counters;
 use crate::producer::ProducerActor;
 use crate::room::{ChildClosed, Object, Room, RoomHost, SpanNotice};
 use crate::router::RouterActor;

@@ -75,7 +75,7 @@ pub struct MiddlewarePackets {
 }
 
 impl MiddlewarePackets {
-    fn add(&mut self, c: &crate::middleware::Counters) {
+    fn add(&mut self, c: &crate::middleware::instance::Counters) {
         self.queued += c.queued.load(Ordering::Relaxed);
         self.delivered += c.delivered.load(Ordering::Relaxed);
         self.dropped += c.dropped.load(Ordering::Relaxed);
@@ -137,7 +137,7 @@ pub(crate) fn middleware_failed(name: &str) {
 }
 
 /// A middleware instance left its room: keep what it counted.
-pub(crate) fn middleware_retired(name: &str, counters: &crate::middleware::Counters) {
+pub(crate) fn middleware_retired(name: &str, counters: &crate::middleware::instance::Counters) {
     let snapshot = counters.snapshot();
     BOOK.with(|b| {
         let mut b = b.borrow_mut();

@@ -21,7 +21,8 @@
 //! crash) reach the other routers by message, just after.
 
 use crate::room::renegotiation::{flush_renegotiations, subscribe_to};
-use crate::room::span::{PipedProducer, close_secondary, pipe_producer};
+use crate::room::span::{PipedProducer, close_secondary};
+use crate::room::tracks::pipe_producer;
 use crate::room::{PeerState, tracks};
 use crate::router::{CreateTransport, RouterActor};
 use crate::server::{ServerActor, WorkerAddr};

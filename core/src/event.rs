@@ -6,8 +6,8 @@
 
 use crate::id::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
 use crate::rtp_parameters::MediaKind;
-use crate::transport::TransportState;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// Why an object closed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,5 +292,33 @@ mod tests {
         assert_eq!(e.router(), Some(router));
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+}
+
+/// Connection state of a transport, as the backend sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportState {
+    /// Created, not yet connected.
+    New,
+    /// Connecting (ICE checks, DTLS handshake).
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Connectivity lost; may recover.
+    Disconnected,
+    /// Failed for good.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+impl fmt::Display for TransportState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        f.write_str(&s)
     }
 }

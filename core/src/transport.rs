@@ -21,12 +21,11 @@
 //!   and must not call back into the router.
 
 use crate::error::{Error, ErrorCode, Result};
+pub use crate::event::TransportState;
 use crate::id::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
 use crate::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -44,34 +43,6 @@ impl<T: MediaSink + ?Sized> MediaSink for Rc<T> {
     }
     fn send_rtcp(&self, packet: &[u8]) {
         (**self).send_rtcp(packet)
-    }
-}
-
-/// Connection state of a transport, as the backend sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportState {
-    /// Created, not yet connected.
-    New,
-    /// Connecting (ICE checks, DTLS handshake).
-    Connecting,
-    /// Media can flow.
-    Connected,
-    /// Connectivity lost; may recover.
-    Disconnected,
-    /// Failed for good.
-    Failed,
-    /// Closed.
-    Closed,
-}
-
-impl fmt::Display for TransportState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        f.write_str(&s)
     }
 }
 

@@ -2,7 +2,7 @@
 //! other routers, the transports the backend does not see, and the producers piped in.
 //! (How the routers find and message each other is the actor layer's `span` module.)
 
-use super::{Room, RoomRef, SpanNotice, cascade, tracks};
+use super::{Room, SpanNotice, cascade};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::rtp_parameters::{MediaKind, RtpParameters};
@@ -72,44 +72,6 @@ pub(crate) fn producer_closed(room: &mut Room, id: ProducerId) -> bool {
         });
     }
     false
-}
-
-/// A producer was created in `room` (not a copy): pipe it to every other router of the room.
-pub(crate) fn producer_created(room: &RoomRef, id: ProducerId) {
-    let links: Vec<WorkerId> = room.borrow().span.links.keys().copied().collect();
-    for to in links {
-        pipe_producer(room, to, id);
-    }
-}
-
-/// Feeds a producer of this router into the pipe to `to`: a pipe consumer here, and the
-/// notice that makes its copy there.
-pub(crate) fn pipe_producer(room: &RoomRef, to: WorkerId, id: ProducerId) {
-    let (link, capabilities, worker, origin_peer, paused) = {
-        let r = room.borrow();
-        let (Some(link), Some(p)) = (r.span.links.get(&to), r.producers.get(&id)) else {
-            return;
-        };
-        let peer = r.transports.get(&p.transport).and_then(|t| t.peer.clone());
-        (*link, r.capabilities.clone(), r.worker, peer, p.paused)
-    };
-    match tracks::create_consumer_with(room, link, id, &capabilities, false, true) {
-        Ok(c) => {
-            let host = room.borrow().host.clone();
-            host.span(SpanNotice::Pipe {
-                to,
-                producer: PipedProducer {
-                    from: worker,
-                    id,
-                    kind: c.kind,
-                    rtp_parameters: c.rtp_parameters,
-                    paused,
-                    origin_peer,
-                },
-            });
-        }
-        Err(e) => tracing::warn!(producer = %id, error = %e, "cannot pipe producer"),
-    }
 }
 
 /// Closes a secondary router: its peers' transports, then the others, then its pipes; no

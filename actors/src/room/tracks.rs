@@ -2,7 +2,8 @@
 //! on the shared room, so an actor can chain them (publish, then subscribe everyone else) in
 //! one handler, without awaiting other actors.
 
-use super::{ConsumerNode, Object, ProducerNode, RoomRef, span};
+use super::span::PipedProducer;
+use super::{ConsumerNode, Object, ProducerNode, RoomRef, SpanNotice};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use switchboard_core::negotiation::{self, MatchMode, RtpMapping, codecs_match};
 use switchboard_core::panics::contain;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters, extension_uri};
 use switchboard_core::transport::{ProducerRequest, SdpSession, Transport};
-use switchboard_core::{ConsumerId, Error, ProducerId, Result, TransportId};
+use switchboard_core::{ConsumerId, Error, ProducerId, Result, TransportId, WorkerId};
 
 /// Runs `f` on a transport's plugin instance, with the room released. A panic closes the
 /// transport as crashed.
@@ -61,8 +62,46 @@ pub(crate) fn create_producer(
     paused: bool,
 ) -> Result<ProducerInfo> {
     let info = create_producer_with(room, transport, kind, rtp_parameters, paused, None)?;
-    span::producer_created(room, info.id);
+    producer_created(room, info.id);
     Ok(info)
+}
+
+/// A producer was created in `room` (not a copy): pipe it to every other router of the room.
+pub(crate) fn producer_created(room: &RoomRef, id: ProducerId) {
+    let links: Vec<WorkerId> = room.borrow().span.links.keys().copied().collect();
+    for to in links {
+        pipe_producer(room, to, id);
+    }
+}
+
+/// Feeds a producer of this router into the pipe to `to`: a pipe consumer here, and the
+/// notice that makes its copy there.
+pub(crate) fn pipe_producer(room: &RoomRef, to: WorkerId, id: ProducerId) {
+    let (link, capabilities, worker, origin_peer, paused) = {
+        let r = room.borrow();
+        let (Some(link), Some(p)) = (r.span.links.get(&to), r.producers.get(&id)) else {
+            return;
+        };
+        let peer = r.transports.get(&p.transport).and_then(|t| t.peer.clone());
+        (*link, r.capabilities.clone(), r.worker, peer, p.paused)
+    };
+    match create_consumer_with(room, link, id, &capabilities, false, true) {
+        Ok(c) => {
+            let host = room.borrow().host.clone();
+            host.span(SpanNotice::Pipe {
+                to,
+                producer: PipedProducer {
+                    from: worker,
+                    id,
+                    kind: c.kind,
+                    rtp_parameters: c.rtp_parameters,
+                    paused,
+                    origin_peer,
+                },
+            });
+        }
+        Err(e) => tracing::warn!(producer = %id, error = %e, "cannot pipe producer"),
+    }
 }
 
 /// Creates a producer, or with `copy_of` the piped copy of another router's producer: same

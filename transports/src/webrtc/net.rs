@@ -6,6 +6,7 @@
 //! and dropped. Timers of all connections live in one heap per worker, so an idle server does
 //! not scan its connections.
 
+use super::sendmmsg::BATCH_DATAGRAMS;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -92,9 +93,6 @@ struct Batch {
     /// (start, end, destination) of each datagram in `bytes`.
     datagrams: Vec<(usize, usize, SocketAddr)>,
 }
-
-/// Datagrams per `sendmmsg` call, and the most a batch holds before it is sent at once.
-pub const BATCH_DATAGRAMS: usize = 64;
 
 impl Net {
     /// Wraps a bound socket; `announced` is what candidates advertise.

@@ -5,9 +5,11 @@
 //!
 //! Outside Linux, each datagram is sent on its own.
 
-use super::net::BATCH_DATAGRAMS;
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
+
+/// Datagrams per `sendmmsg` call, and the most a batch holds before it is sent at once.
+pub const BATCH_DATAGRAMS: usize = 64;
 
 /// Sends each `(start, end, to)` slice of `bytes` to its `to`, without waiting: a datagram
 /// the kernel refuses (socket buffer full, ICMP error pending for its destination) is
