@@ -3,9 +3,9 @@
 use crate::room::RoomRef;
 use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{Actor, ActorContext, Context, Handler, Message};
-use serde_json::{Value, json};
 use std::time::Instant;
 use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::report;
 use switchboard_core::{ConsumerId, Error, Result};
 
 /// Lifecycle and control of one consumer; its packets are written by the room's forwarder.
@@ -106,61 +106,65 @@ impl Handler<RequestConsumerKeyframe> for ConsumerActor {
 
 /// The consumer's statistics.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::ConsumerStats>")]
 pub struct ConsumerStatsRequest;
 
 impl Handler<ConsumerStatsRequest> for ConsumerActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: ConsumerStatsRequest, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::ConsumerStats>;
+    fn handle(&mut self, _: ConsumerStatsRequest, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
-        let stats = r
+        let counters = r
             .forwarder
             .consumer_stats(self.id)
-            .ok_or_else(|| Error::not_found("consumer", self.id))?;
+            .ok_or_else(|| Error::not_found("consumer", self.id))?
+            .clone();
         let node = r.consumers.get(&self.id);
         let clock_rate = node
             .and_then(|n| n.rtp_parameters.codecs.first())
             .map(|c| c.clock_rate)
             .filter(|rate| *rate > 0);
-        // What the receiver last reported, in base units, named as in WebRTC's
-        // remote-inbound-rtp statistics.
-        let remote = json!({
-            "round_trip_time": stats.rtt_ms.map(|ms| ms / 1000.0),
-            "fraction_lost": f64::from(stats.fraction_lost) / 256.0,
-            "packets_lost": stats.packets_lost,
-            "jitter": clock_rate.map(|rate| f64::from(stats.jitter) / f64::from(rate)),
-        });
-        Ok(json!({
-            "type": "consumer",
-            "id": self.id,
-            "router": r.id,
-            "transport": node.map(|n| n.transport),
-            "producer": node.map(|n| n.producer),
-            "kind": node.map(|n| n.kind),
-            "paused": node.map(|n| n.paused),
-            "ssrc": node.and_then(|n| n.rtp_parameters.ssrc()),
-            "counters": stats,
-            "remote": remote,
-        }))
+        let remote = report::RemoteInbound {
+            round_trip_time: counters.rtt_ms.map(|ms| ms / 1000.0),
+            fraction_lost: f64::from(counters.fraction_lost) / 256.0,
+            packets_lost: counters.packets_lost,
+            jitter: clock_rate.map(|rate| f64::from(counters.jitter) / f64::from(rate)),
+        };
+        Ok(report::ConsumerStats {
+            object: report::ObjectType::Consumer,
+            id: self.id,
+            router: r.id,
+            transport: node.map(|n| n.transport),
+            producer: node.map(|n| n.producer),
+            kind: node.map(|n| n.kind),
+            paused: node.map(|n| n.paused),
+            ssrc: node.and_then(|n| n.rtp_parameters.ssrc()),
+            counters,
+            remote,
+        })
     }
 }
 
 /// The consumer's full state.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::ConsumerDump>")]
 pub struct DumpConsumer;
 
 impl Handler<DumpConsumer> for ConsumerActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: DumpConsumer, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::ConsumerDump>;
+    fn handle(&mut self, _: DumpConsumer, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
         let node = r
             .consumers
             .get(&self.id)
             .ok_or_else(|| Error::not_found("consumer", self.id))?;
-        let mut v = serde_json::to_value(node).map_err(|e| Error::internal(e.to_string()))?;
-        v["id"] = json!(self.id);
-        v["router"] = json!(r.id);
-        Ok(v)
+        Ok(report::ConsumerDump {
+            id: self.id,
+            router: r.id,
+            transport: node.transport,
+            producer: node.producer,
+            kind: node.kind,
+            rtp_parameters: node.rtp_parameters.clone(),
+            paused: node.paused,
+        })
     }
 }

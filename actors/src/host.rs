@@ -9,13 +9,13 @@ use crate::router::RouterActor;
 use crate::shared::Shared;
 use crate::span::{ClosePiped, CloseSecondary, DetachLink, Piped};
 use crate::supervision::Stop;
-use crate::totals::MediaTotals;
 use actix::{Actor, Addr};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Weak;
 use std::sync::Arc;
 use switchboard_core::event::CloseReason;
+use switchboard_core::forward::MediaTotals;
 use switchboard_core::{RouterId, TransportId, WorkerId};
 
 /// The host of one router's room.

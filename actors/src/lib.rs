@@ -33,7 +33,6 @@ pub mod session;
 pub mod shared;
 mod span;
 pub mod supervision;
-mod totals;
 pub mod transport;
 pub mod worker;
 

@@ -10,13 +10,13 @@
 //! closure, so no scrape ever sees an object counted twice or not at all.
 
 use crate::room::Room;
-pub use crate::totals::{ConsumerTotals, MediaTotals, ProducerTotals};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Weak;
 use std::sync::atomic::Ordering;
 use switchboard_core::RouterId;
+pub use switchboard_core::forward::{ConsumerTotals, MediaTotals, ProducerTotals};
 use switchboard_core::middleware::{Metric, MetricKind};
 use switchboard_core::transport::TransportState;
 

@@ -3,9 +3,9 @@
 use crate::room::RoomRef;
 use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{Actor, ActorContext, Context, Handler, Message};
-use serde_json::{Value, json};
 use std::time::Instant;
 use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::report;
 use switchboard_core::{Error, ProducerId, Result};
 
 /// Lifecycle and control of one producer. Its packets never pass through this actor: the
@@ -104,47 +104,53 @@ impl Handler<RequestProducerKeyframe> for ProducerActor {
 
 /// The producer's statistics.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::ProducerStats>")]
 pub struct ProducerStatsRequest;
 
 impl Handler<ProducerStatsRequest> for ProducerActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: ProducerStatsRequest, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::ProducerStats>;
+    fn handle(&mut self, _: ProducerStatsRequest, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
-        let stats = r
+        let counters = r
             .forwarder
             .producer_stats(self.id)
-            .ok_or_else(|| Error::not_found("producer", self.id))?;
+            .ok_or_else(|| Error::not_found("producer", self.id))?
+            .clone();
         let node = r.producers.get(&self.id);
-        Ok(json!({
-            "type": "producer",
-            "id": self.id,
-            "router": r.id,
-            "transport": node.map(|n| n.transport),
-            "kind": node.map(|n| n.kind),
-            "paused": node.map(|n| n.paused),
-            "ssrc": r.forwarder.producer_ssrc(self.id),
-            "counters": stats,
-        }))
+        Ok(report::ProducerStats {
+            object: report::ObjectType::Producer,
+            id: self.id,
+            router: r.id,
+            transport: node.map(|n| n.transport),
+            kind: node.map(|n| n.kind),
+            paused: node.map(|n| n.paused),
+            ssrc: r.forwarder.producer_ssrc(self.id),
+            counters,
+        })
     }
 }
 
 /// The producer's full state.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::ProducerDump>")]
 pub struct DumpProducer;
 
 impl Handler<DumpProducer> for ProducerActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: DumpProducer, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::ProducerDump>;
+    fn handle(&mut self, _: DumpProducer, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
         let node = r
             .producers
             .get(&self.id)
             .ok_or_else(|| Error::not_found("producer", self.id))?;
-        let mut v = serde_json::to_value(node).map_err(|e| Error::internal(e.to_string()))?;
-        v["id"] = json!(self.id);
-        v["router"] = json!(r.id);
-        Ok(v)
+        Ok(report::ProducerDump {
+            id: self.id,
+            router: r.id,
+            transport: node.transport,
+            kind: node.kind,
+            rtp_parameters: node.rtp_parameters.clone(),
+            consumable: node.consumable.clone(),
+            paused: node.paused,
+        })
     }
 }

@@ -8,7 +8,7 @@ use crate::supervision::{CrashGuard, contain, crash_guard};
 use crate::transport::TransportActor;
 use crate::worker::Factories;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard_core::api::TransportInfo;
 use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportContext;
 use switchboard_core::{Error, ErrorCode, PeerId, Result, RouterId, TransportId, WorkerId};
@@ -485,79 +486,103 @@ impl Handler<DetachMiddleware> for RouterActor {
 
 /// The router's full state: its tree of transports, producers and consumers.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::RouterDump>")]
 pub struct DumpRouter;
 
 impl Handler<DumpRouter> for RouterActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: DumpRouter, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::RouterDump>;
+    fn handle(&mut self, _: DumpRouter, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
-        let transports: Vec<Value> = r
-            .transports
-            .iter()
-            .map(|(id, t)| json!({ "id": id, "kind": t.kind, "peer": t.peer }))
-            .collect();
-        let producers: Vec<Value> = r
-            .producers
-            .iter()
-            .map(|(id, p)| json!({ "id": id, "transport": p.transport, "kind": p.kind, "paused": p.paused }))
-            .collect();
-        let consumers: Vec<Value> = r
-            .consumers
-            .iter()
-            .map(|(id, c)| json!({ "id": id, "transport": c.transport, "producer": c.producer, "kind": c.kind, "paused": c.paused }))
-            .collect();
-        let middleware: Vec<&str> = r.middleware.iter().map(|m| m.name.as_str()).collect();
-        Ok(json!({
-            "id": r.id,
-            "worker": r.worker,
-            "rtp_capabilities": r.capabilities,
-            "peers": r.peers,
-            "transports": transports,
-            "producers": producers,
-            "consumers": consumers,
-            "middleware": middleware,
-        }))
+        Ok(report::RouterDump {
+            id: r.id,
+            worker: r.worker,
+            rtp_capabilities: r.capabilities.clone(),
+            peers: r
+                .peers
+                .iter()
+                .map(|p| report::PeerDump {
+                    id: p.id.clone(),
+                    send: p.send,
+                    recv: p.recv,
+                })
+                .collect(),
+            transports: r
+                .transports
+                .iter()
+                .map(|(id, t)| report::TransportEntry {
+                    id: *id,
+                    kind: t.kind.clone(),
+                    peer: t.peer.clone(),
+                    worker: None,
+                })
+                .collect(),
+            producers: r
+                .producers
+                .iter()
+                .map(|(id, p)| report::ProducerEntry {
+                    id: *id,
+                    transport: p.transport,
+                    kind: p.kind,
+                    paused: p.paused,
+                    worker: None,
+                })
+                .collect(),
+            consumers: r
+                .consumers
+                .iter()
+                .map(|(id, c)| report::ConsumerEntry {
+                    id: *id,
+                    transport: c.transport,
+                    producer: c.producer,
+                    kind: c.kind,
+                    paused: c.paused,
+                    worker: None,
+                })
+                .collect(),
+            middleware: r.middleware.iter().map(|m| m.name.clone()).collect(),
+            routers: None,
+        })
     }
 }
 
 /// Router statistics: the forwarder's counters.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::RouterStats>")]
 pub struct RouterStatsRequest;
 
 impl Handler<RouterStatsRequest> for RouterActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: RouterStatsRequest, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::RouterStats>;
+    fn handle(&mut self, _: RouterStatsRequest, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
-        let middleware: Vec<Value> = r
+        let middleware = r
             .middleware
             .iter()
             .map(|m| {
                 let c = &m.counters;
-                json!({
-                    "name": m.name,
-                    "queued": c.queued.load(Ordering::Relaxed),
-                    "delivered": c.delivered.load(Ordering::Relaxed),
-                    "dropped": c.dropped.load(Ordering::Relaxed),
+                report::MiddlewareStats {
+                    name: m.name.clone(),
+                    queued: c.queued.load(Ordering::Relaxed),
+                    delivered: c.delivered.load(Ordering::Relaxed),
+                    dropped: c.dropped.load(Ordering::Relaxed),
                     // As the instance's thread last took it (after ticks, at least every second).
-                    "stats": c.snapshot().stats,
-                })
+                    stats: c.snapshot().stats,
+                }
             })
             .collect();
-        Ok(json!({
-            "type": "router",
-            "id": r.id,
-            "worker": r.worker,
-            "peers": r.peers.len(),
-            "transports": r.transports.len(),
-            "producers": r.forwarder.producer_count(),
-            "consumers": r.forwarder.consumer_count(),
-            "counters": r.forwarder.stats(),
+        Ok(report::RouterStats {
+            object: report::ObjectType::Router,
+            id: r.id,
+            worker: r.worker,
+            peers: r.peers.len(),
+            transports: r.transports.len(),
+            producers: r.forwarder.producer_count(),
+            consumers: r.forwarder.consumer_count(),
+            counters: r.forwarder.stats().clone(),
             // Everything the room counted, closed producers and consumers included: the
             // numbers `/metrics` reports for this room.
-            "totals": r.totals(),
-            "middleware": middleware,
-        }))
+            totals: r.totals(),
+            middleware,
+            routers: None,
+        })
     }
 }

@@ -15,7 +15,7 @@ use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, Subs
 use crate::shared::{Shared, WorkerInfo};
 use crate::span::{
     ClosePiped, CloseSecondary, DescribeRouter, DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped,
-    PeerConnection, PeerProducers, RoomGroup, TransportProducers,
+    PeerConnection, PeerProducers, RoomGroup, RouterPart, TransportProducers,
 };
 use crate::supervision::install_panic_hook;
 use crate::transport::{
@@ -38,6 +38,7 @@ use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::negotiation;
+use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportRegistry;
 use switchboard_core::{
@@ -651,12 +652,12 @@ impl ServerHandle {
     }
 
     /// Each router of a room, as [`DescribeRouter`] reports it, home first.
-    async fn describe_routers(&self, id: RouterId) -> Vec<Value> {
+    async fn describe_routers(&self, id: RouterId) -> Vec<RouterPart> {
         let mut parts = Vec::new();
         if let Ok(group) = self.group(id) {
             for (_, addr) in group.routers() {
-                if let Ok(v) = addr.send(DescribeRouter).await {
-                    parts.push(v);
+                if let Ok(part) = addr.send(DescribeRouter).await {
+                    parts.push(part);
                 }
             }
         }
@@ -666,53 +667,49 @@ impl ServerHandle {
     /// A router's tree of transports, producers and consumers. For a room that spans
     /// workers, the lists hold the objects of all its routers (each with its `worker`), and
     /// `routers` lists the routers with their pipes.
-    pub async fn dump_router(&self, id: RouterId) -> Result<Value> {
+    pub async fn dump_router(&self, id: RouterId) -> Result<report::RouterDump> {
         let mut dump = Self::ask(self.router(id)?, DumpRouter, "router").await?;
-        let mut parts = self.describe_routers(id).await;
+        let parts = self.describe_routers(id).await;
         if !parts.is_empty() {
-            for list in ["transports", "producers", "consumers"] {
-                let merged: Vec<Value> = parts
-                    .iter_mut()
-                    .flat_map(|p| match p[list].take() {
-                        Value::Array(items) => items,
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                dump[list] = Value::Array(merged);
+            dump.transports.clear();
+            dump.producers.clear();
+            dump.consumers.clear();
+            let mut routers = Vec::with_capacity(parts.len());
+            for p in parts {
+                dump.transports.extend(p.transports);
+                dump.producers.extend(p.producers);
+                dump.consumers.extend(p.consumers);
+                routers.push(report::RouterPartDump {
+                    worker: p.worker,
+                    role: p.role,
+                    pipes: p.pipes,
+                });
             }
-            for p in &mut parts {
-                if let Some(o) = p.as_object_mut() {
-                    o.remove("counters");
-                }
-            }
-            dump["routers"] = Value::Array(parts);
+            dump.routers = Some(routers);
         }
         Ok(dump)
     }
 
     /// A router's forwarding counters. `routers` holds each router of the room (one per
     /// worker it spans) with its own counts and counters.
-    pub async fn router_stats(&self, id: RouterId) -> Result<Value> {
+    pub async fn router_stats(&self, id: RouterId) -> Result<report::RouterStats> {
         let mut stats = Self::ask(self.router(id)?, RouterStatsRequest, "router").await?;
-        let parts: Vec<Value> = self
+        let parts: Vec<report::RouterPartStats> = self
             .describe_routers(id)
             .await
             .into_iter()
-            .map(|p| {
-                let count = |k: &str| p[k].as_array().map_or(0, Vec::len);
-                serde_json::json!({
-                    "worker": p["worker"],
-                    "role": p["role"],
-                    "transports": count("transports"),
-                    "producers": count("producers"),
-                    "consumers": count("consumers"),
-                    "pipes": p["pipes"],
-                    "counters": p["counters"],
-                })
+            .map(|p| report::RouterPartStats {
+                worker: p.worker,
+                role: p.role,
+                transports: p.transports.len(),
+                producers: p.producers.len(),
+                consumers: p.consumers.len(),
+                pipes: p.pipes,
+                counters: p.counters,
             })
             .collect();
         if !parts.is_empty() {
-            stats["routers"] = Value::Array(parts);
+            stats.routers = Some(parts);
         }
         Ok(stats)
     }
@@ -978,12 +975,12 @@ impl ServerHandle {
     }
 
     /// A transport's full state.
-    pub async fn dump_transport(&self, id: TransportId) -> Result<Value> {
+    pub async fn dump_transport(&self, id: TransportId) -> Result<report::TransportDump> {
         Self::ask(self.transport(id)?, DumpTransport, "transport").await
     }
 
     /// A transport's statistics.
-    pub async fn transport_stats(&self, id: TransportId) -> Result<Value> {
+    pub async fn transport_stats(&self, id: TransportId) -> Result<report::TransportStats> {
         Self::ask(self.transport(id)?, TransportStatsRequest, "transport").await
     }
 
@@ -1038,12 +1035,12 @@ impl ServerHandle {
     }
 
     /// A producer's statistics.
-    pub async fn producer_stats(&self, id: ProducerId) -> Result<Value> {
+    pub async fn producer_stats(&self, id: ProducerId) -> Result<report::ProducerStats> {
         Self::ask(self.producer(id)?, ProducerStatsRequest, "producer").await
     }
 
     /// A producer's full state.
-    pub async fn dump_producer(&self, id: ProducerId) -> Result<Value> {
+    pub async fn dump_producer(&self, id: ProducerId) -> Result<report::ProducerDump> {
         Self::ask(self.producer(id)?, DumpProducer, "producer").await
     }
 
@@ -1063,12 +1060,12 @@ impl ServerHandle {
     }
 
     /// A consumer's statistics.
-    pub async fn consumer_stats(&self, id: ConsumerId) -> Result<Value> {
+    pub async fn consumer_stats(&self, id: ConsumerId) -> Result<report::ConsumerStats> {
         Self::ask(self.consumer(id)?, ConsumerStatsRequest, "consumer").await
     }
 
     /// A consumer's full state.
-    pub async fn dump_consumer(&self, id: ConsumerId) -> Result<Value> {
+    pub async fn dump_consumer(&self, id: ConsumerId) -> Result<report::ConsumerDump> {
         Self::ask(self.consumer(id)?, DumpConsumer, "consumer").await
     }
 

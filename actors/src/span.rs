@@ -29,12 +29,14 @@ use crate::server::{ServerActor, WorkerAddr};
 use crate::shared::Shared;
 use crate::worker::SpawnRouter;
 use actix::{ActorContext, Addr, Context, Handler, MailboxError, Message};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use switchboard_core::api::TransportInfo;
 use switchboard_core::event::CloseReason;
+use switchboard_core::forward::ForwarderStats;
+use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId};
 
@@ -581,33 +583,63 @@ impl Handler<CloseSecondary> for RouterActor {
 /// This router's part of the room, as the backend may see it: its worker, its visible
 /// transports, producers and consumers, its pipes, and its forwarding counters.
 #[derive(Message)]
-#[rtype(result = "Value")]
+#[rtype(result = "RouterPart")]
 pub(crate) struct DescribeRouter;
+
+/// One router's answer to [`DescribeRouter`].
+pub(crate) struct RouterPart {
+    pub worker: WorkerId,
+    pub role: report::RouterRole,
+    pub transports: Vec<report::TransportEntry>,
+    pub producers: Vec<report::ProducerEntry>,
+    pub consumers: Vec<report::ConsumerEntry>,
+    pub pipes: Vec<report::PipeStats>,
+    pub counters: ForwarderStats,
+}
 
 impl Handler<DescribeRouter> for RouterActor {
     type Result = actix::MessageResult<DescribeRouter>;
     fn handle(&mut self, _: DescribeRouter, _: &mut Context<Self>) -> Self::Result {
         let r = self.room.borrow();
         let internal = &r.span.internal;
-        let transports: Vec<Value> = r
+        let worker = Some(r.worker);
+        let transports = r
             .transports
             .iter()
             .filter(|(id, _)| !internal.contains(id))
-            .map(|(id, t)| json!({ "id": id, "kind": t.kind, "peer": t.peer, "worker": r.worker }))
+            .map(|(id, t)| report::TransportEntry {
+                id: *id,
+                kind: t.kind.clone(),
+                peer: t.peer.clone(),
+                worker,
+            })
             .collect();
-        let producers: Vec<Value> = r
+        let producers = r
             .producers
             .iter()
             .filter(|(_, p)| !internal.contains(&p.transport))
-            .map(|(id, p)| json!({ "id": id, "transport": p.transport, "kind": p.kind, "paused": p.paused, "worker": r.worker }))
+            .map(|(id, p)| report::ProducerEntry {
+                id: *id,
+                transport: p.transport,
+                kind: p.kind,
+                paused: p.paused,
+                worker,
+            })
             .collect();
-        let consumers: Vec<Value> = r
+        let consumers = r
             .consumers
             .iter()
             .filter(|(_, c)| !internal.contains(&c.transport))
-            .map(|(id, c)| json!({ "id": id, "transport": c.transport, "producer": c.producer, "kind": c.kind, "paused": c.paused, "worker": r.worker }))
+            .map(|(id, c)| report::ConsumerEntry {
+                id: *id,
+                transport: c.transport,
+                producer: c.producer,
+                kind: c.kind,
+                paused: c.paused,
+                worker,
+            })
             .collect();
-        let pipes: Vec<Value> = r
+        let pipes = r
             .span
             .links
             .iter()
@@ -618,28 +650,31 @@ impl Handler<DescribeRouter> for RouterActor {
                     .filter(|(_, c)| c.transport == *l)
                     .map(|(id, _)| *id)
                     .collect();
-                let piped_out = feeding.len();
-                let packets_out: u64 = feeding
-                    .iter()
-                    .filter_map(|id| r.forwarder.consumer_stats(*id))
-                    .map(|s| s.packets)
-                    .sum();
-                let piped_in = r
-                    .producers
-                    .values()
-                    .filter(|p| p.transport == *l)
-                    .count();
-                json!({ "transport": l, "remote_worker": w, "producers_out": piped_out, "producers_in": piped_in, "packets_out": packets_out })
+                report::PipeStats {
+                    transport: *l,
+                    remote_worker: *w,
+                    producers_out: feeding.len(),
+                    producers_in: r.producers.values().filter(|p| p.transport == *l).count(),
+                    packets_out: feeding
+                        .iter()
+                        .filter_map(|id| r.forwarder.consumer_stats(*id))
+                        .map(|s| s.packets)
+                        .sum(),
+                }
             })
             .collect();
-        actix::MessageResult(json!({
-            "worker": r.worker,
-            "role": if r.span.secondary { "secondary" } else { "home" },
-            "transports": transports,
-            "producers": producers,
-            "consumers": consumers,
-            "pipes": pipes,
-            "counters": r.forwarder.stats(),
-        }))
+        actix::MessageResult(RouterPart {
+            worker: r.worker,
+            role: if r.span.secondary {
+                report::RouterRole::Secondary
+            } else {
+                report::RouterRole::Home
+            },
+            transports,
+            producers,
+            consumers,
+            pipes,
+            counters: r.forwarder.stats().clone(),
+        })
     }
 }

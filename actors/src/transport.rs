@@ -4,12 +4,13 @@ use crate::room::{ChildClosed, PluginRef, RoomRef, close_plugin, tracks};
 use crate::shared::Shared;
 use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{Actor, ActorContext, ActorFutureExt, Context, Handler, Message, WrapFuture};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
 };
 use switchboard_core::event::CloseReason;
+use switchboard_core::report;
 use switchboard_core::{Error, Result, RouterId, TransportId};
 
 /// Lifecycle of one transport: it owns the plugin instance, which does the I/O.
@@ -144,12 +145,12 @@ impl Handler<CloseTransport> for TransportActor {
 
 /// Transport statistics.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::TransportStats>")]
 pub struct TransportStatsRequest;
 
 impl Handler<TransportStatsRequest> for TransportActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: TransportStatsRequest, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::TransportStats>;
+    fn handle(&mut self, _: TransportStatsRequest, _: &mut Self::Context) -> Self::Result {
         let plugin = self.with_plugin(|t| t.stats())?;
         let r = self.room.borrow();
         let node = r.transports.get(&self.id);
@@ -163,29 +164,29 @@ impl Handler<TransportStatsRequest> for TransportActor {
             .values()
             .filter(|c| c.transport == self.id)
             .count();
-        Ok(json!({
-            "type": "transport",
-            "id": self.id,
-            "router": self.router,
-            "kind": self.kind,
-            "peer": node.and_then(|n| n.peer.clone()),
-            "state": node.map(|n| n.io.state.get()),
-            "producers": producers,
-            "consumers": consumers,
-            "reentrant_drops": node.map(|n| n.io.reentrant_drops.get()),
-            "plugin": plugin,
-        }))
+        Ok(report::TransportStats {
+            object: report::ObjectType::Transport,
+            id: self.id,
+            router: self.router,
+            kind: self.kind.clone(),
+            peer: node.and_then(|n| n.peer.clone()),
+            state: node.map(|n| n.io.state.get()),
+            producers,
+            consumers,
+            reentrant_drops: node.map(|n| n.io.reentrant_drops.get()),
+            plugin,
+        })
     }
 }
 
 /// The transport's full state.
 #[derive(Message)]
-#[rtype(result = "Result<Value>")]
+#[rtype(result = "Result<report::TransportDump>")]
 pub struct DumpTransport;
 
 impl Handler<DumpTransport> for TransportActor {
-    type Result = Result<Value>;
-    fn handle(&mut self, _: DumpTransport, _: &mut Self::Context) -> Result<Value> {
+    type Result = Result<report::TransportDump>;
+    fn handle(&mut self, _: DumpTransport, _: &mut Self::Context) -> Self::Result {
         let plugin = self.with_plugin(|t| t.dump())?;
         let r = self.room.borrow();
         let producers: Vec<_> = r
@@ -200,14 +201,14 @@ impl Handler<DumpTransport> for TransportActor {
             .filter(|(_, c)| c.transport == self.id)
             .map(|(id, _)| *id)
             .collect();
-        Ok(json!({
-            "id": self.id,
-            "router": self.router,
-            "kind": self.kind,
-            "producers": producers,
-            "consumers": consumers,
-            "plugin": plugin,
-        }))
+        Ok(report::TransportDump {
+            id: self.id,
+            router: self.router,
+            kind: self.kind.clone(),
+            producers,
+            consumers,
+            plugin,
+        })
     }
 }
 

@@ -27,6 +27,7 @@ pub mod h264;
 pub mod id;
 pub mod middleware;
 pub mod negotiation;
+pub mod report;
 pub mod rtp_parameters;
 pub mod transport;
 

@@ -456,3 +456,13 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A stats or dump result as the RPC sends it (JSON), for tests that check the shape a
+/// backend sees rather than the Rust type.
+pub fn as_json<T: serde::Serialize>(
+    result: switchboard_core::Result<T>,
+) -> switchboard_core::Result<serde_json::Value> {
+    result.and_then(|v| {
+        serde_json::to_value(v).map_err(|e| switchboard_core::Error::internal(e.to_string()))
+    })
+}

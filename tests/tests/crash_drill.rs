@@ -57,7 +57,7 @@ async fn a_panic_in_a_connections_receive_path_closes_it_as_crashed_and_the_work
 
     // Bob still receives Carol, through the same socket and receive task.
     webrtc_client::receives_video(&carol, &mut bob_client, b"ok").await;
-    let stats = t.server.transport_stats(bob_transport).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.transport_stats(bob_transport).await).unwrap();
     assert_eq!(stats["plugin"]["socket"]["panics"], 1, "{stats}");
     t.server.shutdown().await.unwrap();
 }

@@ -152,12 +152,12 @@ async fn forwards_to_fifty_consumers_with_rewritten_headers_and_exact_payloads()
             assert_eq!(p.payload.as_ref(), vp8_payload(5000 + k, k == 0).as_slice());
             assert_eq!(p.header.get_extension(s.mid_id).unwrap().as_ref(), b"0");
         }
-        let stats = t.server.consumer_stats(s.consumer).await.unwrap();
+        let stats = switchboard_tests::as_json(t.server.consumer_stats(s.consumer).await).unwrap();
         assert_eq!(stats["counters"]["packets"], 20);
     }
-    let stats = t.server.producer_stats(producer.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.producer_stats(producer.id).await).unwrap();
     assert_eq!(stats["counters"]["packets"], 20);
-    let stats = t.server.router_stats(router.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.router_stats(router.id).await).unwrap();
     assert_eq!(stats["counters"]["malformed_rtp"], 2, "{stats}");
     assert_eq!(stats["counters"]["rtp_in"], 22, "{stats}");
     t.server.shutdown().await.unwrap();
@@ -274,11 +274,11 @@ async fn pause_resume_nack_and_pli_through_the_actor_tree() {
     }
     let rtcp = next_rtcp(&pub_ep).await;
     assert!(rtcp[0].as_any().is::<PictureLossIndication>());
-    let stats = t.server.producer_stats(producer.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.producer_stats(producer.id).await).unwrap();
     assert_eq!(stats["counters"]["keyframe_requests_sent"], 2);
     assert_eq!(stats["counters"]["keyframe_requests"], 12);
     assert!(pub_ep.try_recv().is_none(), "no further PLI");
-    let cstats = t.server.consumer_stats(c.id).await.unwrap();
+    let cstats = switchboard_tests::as_json(t.server.consumer_stats(c.id).await).unwrap();
     assert_eq!(cstats["counters"]["plis"], 10);
     assert_eq!(cstats["counters"]["retransmitted"], 1);
     t.server.shutdown().await.unwrap();

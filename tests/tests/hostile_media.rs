@@ -108,7 +108,7 @@ fn addr(local: &Value, field: &str) -> SocketAddr {
 }
 
 async fn plugin_stats(t: &TestServer, id: TransportId) -> Value {
-    t.server.transport_stats(id).await.unwrap()["plugin"].clone()
+    switchboard_tests::as_json(t.server.transport_stats(id).await).unwrap()["plugin"].clone()
 }
 
 /// Waits until the transport has judged `n` datagrams in all.

@@ -75,18 +75,15 @@ async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_st
         .expect("the browser's answer is accepted");
     browser.expect("flowing").await;
 
-    let dump = t.server.dump_router(room).await.expect("dump");
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).expect("dump");
     let video_consumer = dump["consumers"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["kind"] == "video"))
         .and_then(|c| c["id"].as_str())
         .and_then(|id| id.parse().ok())
         .expect("a video consumer in the room");
-    let server_before = t
-        .server
-        .consumer_stats(video_consumer)
-        .await
-        .expect("stats");
+    let server_before =
+        switchboard_tests::as_json(t.server.consumer_stats(video_consumer).await).expect("stats");
     let before = browser.stats().await;
 
     // The drill itself: these waits are its length, not a synchronisation.
@@ -99,11 +96,8 @@ async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_st
     tokio::time::sleep(TAIL).await;
 
     let after = browser.stats().await;
-    let server_after = t
-        .server
-        .consumer_stats(video_consumer)
-        .await
-        .expect("stats");
+    let server_after =
+        switchboard_tests::as_json(t.server.consumer_stats(video_consumer).await).expect("stats");
     browser.finish().await;
 
     let sent = grew(&before, &after, "publisher", "framesSent");
@@ -170,7 +164,8 @@ async fn five_percent_loss_and_a_burst_keep_video_decoding_without_a_keyframe_st
     // The repairs went out on the RTX stream the offer declared, so the browser counts the
     // media stream's lost packets even though it decoded every frame (repairs sent on the
     // media SSRC would fill the gaps).
-    let video = t.server.dump_consumer(video_consumer).await.expect("dump");
+    let video =
+        switchboard_tests::as_json(t.server.dump_consumer(video_consumer).await).expect("dump");
     assert!(
         video["rtp_parameters"]["encodings"][0]["rtx"]["ssrc"].is_u64(),
         "the viewer's video consumer has an RTX stream: {video}"

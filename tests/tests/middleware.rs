@@ -249,7 +249,7 @@ async fn produce(server: &ServerHandle, transport: TransportId, ssrc: u32) -> Pr
 }
 
 async fn middleware_stats(server: &ServerHandle, room: RouterId) -> Value {
-    server.router_stats(room).await.unwrap()["middleware"].clone()
+    switchboard_tests::as_json(server.router_stats(room).await).unwrap()["middleware"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +397,7 @@ async fn a_published_track_reaches_a_subscriber_and_notify_reaches_the_backend()
         (room.id, "probe", "published")
     );
     let published: ProducerId = serde_json::from_value(data["producer"].clone()).unwrap();
-    let dump = s.server.dump_router(room.id).await.unwrap();
+    let dump = switchboard_tests::as_json(s.server.dump_router(room.id).await).unwrap();
     let internal = dump["transports"]
         .as_array()
         .unwrap()
@@ -506,7 +506,7 @@ async fn automatic_subscription_honours_the_audience_of_a_published_track() {
         .iter()
         .filter_map(|l| l.strip_prefix("published:"))
         .collect();
-    let dump = server.dump_router(room.id).await.unwrap();
+    let dump = switchboard_tests::as_json(server.dump_router(room.id).await).unwrap();
     let producers: Vec<Value> = dump["producers"].as_array().unwrap().clone();
     let ssrc_of = |id: &str| {
         producers

@@ -83,7 +83,7 @@ async fn load_worker(
 
 /// The worker each transport of the room's dump runs on.
 async fn transport_workers(t: &TestServer, room: &RouterInfo) -> Vec<(TransportId, u32)> {
-    let dump = t.server.dump_router(room.id).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room.id).await).unwrap();
     dump["transports"]
         .as_array()
         .unwrap()
@@ -185,7 +185,7 @@ async fn a_producer_on_one_worker_is_consumed_on_the_other_through_a_pipe() {
     // Every packet crosses with its payload unchanged, rewritten for this subscriber.
     send_run(&pub_ep, 20_000, 30);
     assert_eq!(expect_run(&sub_ep, 20_000, 30).await, ssrc);
-    let stats = t.server.consumer_stats(consumer.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.consumer_stats(consumer.id).await).unwrap();
     assert!(stats["counters"]["packets"].as_u64().unwrap() >= 30);
 
     // A keyframe request from the far subscriber reaches the publisher through the pipe.
@@ -198,7 +198,7 @@ async fn a_producer_on_one_worker_is_consumed_on_the_other_through_a_pipe() {
     wait_pli(&pub_ep, SSRC).await;
 
     // The backend saw its own objects, all in its room, and nothing of the pipe.
-    let stats = t.server.router_stats(room.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.router_stats(room.id).await).unwrap();
     let routers = stats["routers"].as_array().unwrap();
     assert_eq!(routers.len(), 2);
     assert_eq!(routers[0]["role"], "home");
@@ -286,7 +286,7 @@ async fn closing_the_producer_closes_its_piped_copies_and_their_consumers() {
             .unwrap();
         consumers.insert(c.id);
     }
-    let stats = t.server.router_stats(room.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.router_stats(room.id).await).unwrap();
     let far = &stats["routers"][1];
     assert_eq!(far["consumers"], 2);
     assert_eq!(far["pipes"][0]["producers_in"], 1, "one piped copy");
@@ -335,7 +335,7 @@ async fn closing_the_producer_closes_its_piped_copies_and_their_consumers() {
     eventually(|| {
         let server = t.server.clone();
         async move {
-            let stats = server.router_stats(room.id).await.unwrap();
+            let stats = switchboard_tests::as_json(server.router_stats(room.id).await).unwrap();
             stats["routers"][1]["pipes"][0]["producers_in"] == 0
                 && stats["routers"][0]["pipes"][0]["producers_out"] == 0
         }
@@ -354,7 +354,7 @@ async fn closing_the_producer_closes_its_piped_copies_and_their_consumers() {
         .await
         .unwrap_err();
     assert_eq!(err.code, switchboard_core::ErrorCode::NotFound);
-    let dump = t.server.dump_router(room.id).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room.id).await).unwrap();
     assert_eq!(dump["producers"], json!([]));
     assert_eq!(dump["consumers"], json!([]));
     t.server.shutdown().await.unwrap();
@@ -424,7 +424,7 @@ async fn a_room_of_forty_subscribers_spans_both_workers_and_everyone_receives_ev
         .map(|(_, w)| *w)
         .collect();
     assert_eq!(workers.len(), 2, "subscribers on both workers: {placed:?}");
-    let stats = t.server.router_stats(room.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.router_stats(room.id).await).unwrap();
     let per_router: Vec<u64> = stats["routers"]
         .as_array()
         .unwrap()

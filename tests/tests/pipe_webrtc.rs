@@ -124,7 +124,7 @@ async fn a_receive_connection_on_the_other_worker_gets_media_and_renegotiates() 
     let bob = PeerId::parse("bob").unwrap();
     t.server.join_peer(room, bob.clone()).await.unwrap();
     let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let recv = dump["transports"]
         .as_array()
         .unwrap()

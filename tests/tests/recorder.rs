@@ -332,7 +332,9 @@ async fn an_unwritable_directory_is_reported_and_forwarding_continues() {
             .unwrap();
         assert_eq!(next_rtp(&subscriber).await.payload.as_ref(), &payload);
     }
-    let stats = t.server.router_stats(room).await.unwrap().to_string();
+    let stats = switchboard_tests::as_json(t.server.router_stats(room).await)
+        .unwrap()
+        .to_string();
     assert!(stats.contains("\"recordings_failed\":1"), "{stats}");
     t.server.shutdown().await.unwrap();
 }

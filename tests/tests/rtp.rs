@@ -271,8 +271,8 @@ async fn ffmpeg_sends_vp8_and_opus_and_a_webrtc_subscriber_decodes_them() {
         "received {} VP8 frames and {} Opus packets; ffmpeg said: {sender_errors}\nvideo: {}\naudio: {}",
         frames.len(),
         opus.len(),
-        t.server.transport_stats(video_t.id).await.unwrap(),
-        t.server.transport_stats(audio_t.id).await.unwrap(),
+        switchboard_tests::as_json(t.server.transport_stats(video_t.id).await).unwrap(),
+        switchboard_tests::as_json(t.server.transport_stats(audio_t.id).await).unwrap(),
     );
     assert!(sent.status.success(), "ffmpeg failed: {sender_errors}");
     assert_eq!(sender_errors, "", "ffmpeg sent without complaint");
@@ -320,7 +320,7 @@ async fn ffmpeg_sends_vp8_and_opus_and_a_webrtc_subscriber_decodes_them() {
 
     // The transports learned ffmpeg's addresses and refused nothing.
     for (id, what) in [(video_t.id, "video"), (audio_t.id, "audio")] {
-        let stats = t.server.transport_stats(id).await.unwrap();
+        let stats = switchboard_tests::as_json(t.server.transport_stats(id).await).unwrap();
         let plugin = &stats["plugin"];
         assert_eq!(plugin["state"], "connected", "{what}: {stats}");
         assert!(plugin["remote_rtp"].is_string(), "{what}: {stats}");
@@ -492,7 +492,7 @@ async fn a_webrtc_publisher_is_consumed_by_ffmpeg_through_the_generated_sdp() {
             }
         }
     };
-    let stats = t.server.transport_stats(out_t.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.transport_stats(out_t.id).await).unwrap();
     assert!(
         result.status.success(),
         "ffmpeg failed: {}\n{stats}",
@@ -676,7 +676,7 @@ async fn ffmpeg_sends_h264_over_rtcp_mux_and_a_plain_receiver_gets_it() {
     let sent = sender.await.unwrap();
     let errors = String::from_utf8_lossy(&sent.stderr);
     assert!(sent.status.success(), "{errors}");
-    let stats = t.server.transport_stats(in_t.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.transport_stats(in_t.id).await).unwrap();
     assert_eq!(stats["plugin"]["malformed_rtp"], 0, "{stats}");
     assert_eq!(stats["plugin"]["unknown_ssrc"], 0, "{stats}");
     assert_eq!(errors, "");
@@ -689,7 +689,7 @@ fn send(socket: &UdpSocket, data: &[u8], to: SocketAddr) {
 }
 
 async fn plugin_stats(t: &TestServer, id: TransportId) -> Value {
-    t.server.transport_stats(id).await.unwrap()["plugin"].clone()
+    switchboard_tests::as_json(t.server.transport_stats(id).await).unwrap()["plugin"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

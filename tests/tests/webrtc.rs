@@ -116,9 +116,12 @@ async fn a_webrtc_publisher_reaches_a_direct_subscriber_byte_for_byte() {
             break p;
         }
         if seq >= 50 {
-            let router = t.server.router_stats(room.id).await.unwrap();
-            let transport = t.server.transport_stats(pub_t.id).await.unwrap();
-            let producer = t.server.producer_stats(video_producer.id).await.unwrap();
+            let router = switchboard_tests::as_json(t.server.router_stats(room.id).await).unwrap();
+            let transport =
+                switchboard_tests::as_json(t.server.transport_stats(pub_t.id).await).unwrap();
+            let producer =
+                switchboard_tests::as_json(t.server.producer_stats(video_producer.id).await)
+                    .unwrap();
             panic!("no media reached the subscriber: {router} {transport} {producer}");
         }
     };

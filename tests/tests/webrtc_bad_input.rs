@@ -136,7 +136,10 @@ async fn bad_sdp_stray_udp_and_forged_stun_do_not_disturb_a_call() {
         .send_to(&stun_request(&format!("{ufrag}:evil")), server)
         .unwrap(); // right ufrag, forged integrity
 
-    let stats = || async { t.server.transport_stats(pub_t.id).await.unwrap()["plugin"].clone() };
+    let stats = || async {
+        switchboard_tests::as_json(t.server.transport_stats(pub_t.id).await).unwrap()["plugin"]
+            .clone()
+    };
     eventually(|| async {
         let s = stats().await;
         s["socket"]["unmatched_datagrams"].as_u64().unwrap() >= 51

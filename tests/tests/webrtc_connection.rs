@@ -24,7 +24,7 @@ async fn a_receive_connection_delivers_the_rooms_video_and_audio() {
 
     webrtc_client::receives_video(&carol, &mut bob, b"native-1").await;
 
-    let stats = t.server.transport_stats(bob_transport).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.transport_stats(bob_transport).await).unwrap();
     assert_eq!(stats["plugin"]["direction"], "recv", "{stats}");
     assert_eq!(stats["plugin"]["state"], "connected", "{stats}");
     assert!(
@@ -34,7 +34,8 @@ async fn a_receive_connection_delivers_the_rooms_video_and_audio() {
     assert_eq!(stats["plugin"]["srtp_profile"], "AeadAes128Gcm", "{stats}");
 
     // The publishing leg answered carol's offer and decrypts her media.
-    let stats = t.server.transport_stats(carol.transport).await.unwrap();
+    let stats =
+        switchboard_tests::as_json(t.server.transport_stats(carol.transport).await).unwrap();
     assert_eq!(stats["plugin"]["direction"], "send", "{stats}");
     assert_eq!(stats["plugin"]["producers"], 2, "{stats}");
     assert!(
@@ -49,7 +50,7 @@ async fn a_receive_connection_delivers_the_rooms_video_and_audio() {
 
 /// What the server's feedback to `publisher` counts so far, by kind.
 async fn feedback(t: &TestServer, publisher: switchboard_core::TransportId, kind: &str) -> u64 {
-    let stats = t.server.transport_stats(publisher).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.transport_stats(publisher).await).unwrap();
     stats["plugin"]["feedback_sent"][kind].as_u64().unwrap_or(0)
 }
 
@@ -70,7 +71,8 @@ async fn a_publishing_connection_nacks_gaps_and_reports_to_its_publisher() {
     }
     eventually(|| async { feedback(&t, carol.transport, "nack").await > 0 }).await;
     eventually(|| async { feedback(&t, carol.transport, "receiver_report").await > 0 }).await;
-    let stats = t.server.transport_stats(carol.transport).await.unwrap();
+    let stats =
+        switchboard_tests::as_json(t.server.transport_stats(carol.transport).await).unwrap();
     assert_eq!(stats["plugin"]["rtp_packets_received"], 19, "{stats}");
     assert_eq!(stats["plugin"]["srtp_failures"], 0, "{stats}");
     assert_eq!(stats["plugin"]["ssrc_limit_drops"], 0, "{stats}");
@@ -103,7 +105,7 @@ async fn a_vanished_subscriber_is_closed_with_ice_timeout_and_loses_its_consumer
         )),
         "no disconnected before the close: {before:?}"
     );
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let on_it = dump["consumers"]
         .as_array()
         .unwrap()

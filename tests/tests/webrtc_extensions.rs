@@ -304,7 +304,7 @@ async fn a_leg_with_fewer_extensions_than_the_publisher_gets_every_packet_and_re
             "no extensions on a leg that negotiated none"
         );
     }
-    let stats = t.server.transport_stats(sub_t.id).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.transport_stats(sub_t.id).await).unwrap();
     assert_eq!(
         stats["plugin"]["rtp_packets_rejected"], 0,
         "the stack refused none of the rewritten packets: {stats}"

@@ -67,7 +67,7 @@ async fn a_vanished_publisher_is_closed_with_ice_timeout_and_the_room_carries_on
         ),
         "{left:?}"
     );
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let producers = dump["producers"].as_array().unwrap();
     assert_eq!(producers.len(), 2, "only Carol's producers remain: {dump}");
     assert!(
@@ -113,7 +113,7 @@ async fn a_browser_killed_mid_call_is_cleaned_up_by_the_server_and_the_room_carr
     // Carol publishes and Bob watches, both in this process.
     let carol_pub = webrtc_client::publish_vp8_and_opus(&t.server, room).await;
     let (mut bob_client, _) = webrtc_client::subscribe(&t.server, room, "bob").await;
-    let before = t.server.dump_router(room).await.unwrap();
+    let before = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
 
     // A real Chromium joins as two peers: one publishes its camera, one receives the room.
     let mut browser = switchboard_tests::peer_process::PeerProcess::chromium();
@@ -170,7 +170,7 @@ async fn a_browser_killed_mid_call_is_cleaned_up_by_the_server_and_the_room_carr
 
     // The room is as it was before the browser came: Carol's producers, Bob's consumers of
     // them, their two connections.
-    let after = t.server.dump_router(room).await.unwrap();
+    let after = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     for list in ["transports", "producers", "consumers", "peers"] {
         let ids = |d: &serde_json::Value| {
             let mut v: Vec<String> = d[list]

@@ -100,7 +100,7 @@ async fn media_arrives(
     producer: switchboard_core::ProducerId,
 ) {
     let packets = || async {
-        let stats = t.server.producer_stats(producer).await.unwrap();
+        let stats = switchboard_tests::as_json(t.server.producer_stats(producer).await).unwrap();
         stats["counters"]["packets"]
             .as_u64()
             .expect("a packet count")
@@ -159,7 +159,7 @@ async fn rejected_offers_then_a_good_one(single_connection: bool) {
         .await;
     let reoffer = client.offer().await;
     refuse_all(&t, room, &alice, &reoffer).await;
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     assert_eq!(
         dump["producers"].as_array().unwrap().len(),
         2,
@@ -213,7 +213,7 @@ async fn an_offer_over_the_producer_limit_creates_nothing_and_is_rolled_back() {
         .await
         .expect_err("two tracks on a transport limited to one producer");
     assert_eq!(err.code, ErrorCode::LimitExceeded, "{err}");
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     assert_eq!(
         dump["producers"].as_array().unwrap().len(),
         0,

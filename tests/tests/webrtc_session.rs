@@ -302,7 +302,7 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     let (d_track, d_ssrc) = first_video(&d, &mut subs[0], b"D").await;
 
     // Dave's video producer, and s1's consumer of it.
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let dave_send = dump_entry(&dump, "transports", |tr| tr["peer"] == "dave")["id"].clone();
     let s1_recv = dump_entry(&dump, "transports", |tr| tr["peer"] == "s1")["id"].clone();
     let dave_video = dump_entry(&dump, "producers", |p| {
@@ -328,7 +328,9 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
         .await
         .unwrap();
     let original = next_payload(&d_track, b"D-nack-me").await;
-    let before = retransmitted(t.server.consumer_stats(s1_consumer).await.unwrap());
+    let before = retransmitted(
+        switchboard_tests::as_json(t.server.consumer_stats(s1_consumer).await).unwrap(),
+    );
     let nack = TransportLayerNack {
         sender_ssrc: 1,
         media_ssrc: d_ssrc,
@@ -336,20 +338,24 @@ async fn a_room_of_webrtc_peers_publishes_subscribes_and_renegotiates() {
     };
     d_track.write_rtcp(vec![Box::new(nack)]).await.unwrap();
     eventually(|| async {
-        retransmitted(t.server.consumer_stats(s1_consumer).await.unwrap()) > before
+        retransmitted(
+            switchboard_tests::as_json(t.server.consumer_stats(s1_consumer).await).unwrap(),
+        ) > before
     })
     .await;
 
     // A PLI from a subscriber reaches dave's producer as a keyframe request.
     let requests = |v: serde_json::Value| v["counters"]["keyframe_requests"].as_u64().unwrap();
-    let before = requests(t.server.producer_stats(dave_producer).await.unwrap());
+    let before =
+        requests(switchboard_tests::as_json(t.server.producer_stats(dave_producer).await).unwrap());
     let pli = PictureLossIndication {
         sender_ssrc: 1,
         media_ssrc: d_ssrc,
     };
     d_track.write_rtcp(vec![Box::new(pli)]).await.unwrap();
     eventually(|| async {
-        requests(t.server.producer_stats(dave_producer).await.unwrap()) > before
+        requests(switchboard_tests::as_json(t.server.producer_stats(dave_producer).await).unwrap())
+            > before
     })
     .await;
 
@@ -480,10 +486,10 @@ async fn a_lost_packet_is_nacked_and_retransmitted_with_its_original_payload() {
     got.sort();
     assert_eq!(got, expected);
     assert_eq!(relay.dropped(), 1, "the relay lost exactly one packet");
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let consumer: switchboard_core::ConsumerId =
         entry_id(dump_entry(&dump, "consumers", |c| c["kind"] == "video"));
-    let stats = t.server.consumer_stats(consumer).await.unwrap();
+    let stats = switchboard_tests::as_json(t.server.consumer_stats(consumer).await).unwrap();
     assert!(
         stats["counters"]["retransmitted"].as_u64().unwrap() >= 1,
         "{stats}"
@@ -560,7 +566,7 @@ async fn with_one_connection_per_peer_both_directions_share_it() {
     );
     let _ = offer;
 
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     assert_eq!(
         dump["transports"].as_array().unwrap().len(),
         2,
@@ -596,7 +602,7 @@ async fn without_automatic_subscription_the_backend_chooses_the_tracks() {
 
     // The backend subscribes the viewer to alice's video only, with the connection's own
     // receive capabilities (empty capabilities: the transport decides).
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let video = entry_id(dump_entry(&dump, "producers", |p| p["kind"] == "video"));
     let recv: switchboard_core::TransportId =
         entry_id(dump_entry(&dump, "transports", |tr| tr["peer"] == "picky"));
@@ -656,7 +662,7 @@ async fn a_track_the_subscriber_rejects_closes_its_consumer_alone() {
         unreachable!()
     };
     assert_eq!(reason, CloseReason::Rejected);
-    let dump = t.server.dump_router(room).await.unwrap();
+    let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let kinds: Vec<&str> = dump["consumers"]
         .as_array()
         .unwrap()

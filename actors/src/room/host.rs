@@ -2,8 +2,8 @@
 
 use super::span::PipedProducer;
 use crate::middleware::Counters;
-use crate::totals::MediaTotals;
 use switchboard_core::event::CloseReason;
+use switchboard_core::forward::MediaTotals;
 use switchboard_core::{ConsumerId, ProducerId, TransportId, WorkerId};
 
 /// An object of a room, as its host sees it.

@@ -19,6 +19,7 @@ use switchboard_actors::{
 pub use switchboard_client::protocol::*;
 use switchboard_core::PeerId;
 use switchboard_core::negotiation;
+use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 
 /// Registers every built-in method.
@@ -375,11 +376,11 @@ async fn router_list(ctx: Ctx, _: NoParams) -> Result<RouterList, RpcError> {
     Ok(RouterList { routers })
 }
 
-async fn router_dump(ctx: Ctx, p: RouterParams) -> Result<Value, RpcError> {
+async fn router_dump(ctx: Ctx, p: RouterParams) -> Result<report::RouterDump, RpcError> {
     Ok(ctx.server().dump_router(p.router).await?)
 }
 
-async fn router_stats(ctx: Ctx, p: RouterParams) -> Result<Value, RpcError> {
+async fn router_stats(ctx: Ctx, p: RouterParams) -> Result<report::RouterStats, RpcError> {
     Ok(ctx.server().router_stats(p.router).await?)
 }
 
@@ -416,11 +417,11 @@ async fn transport_close(ctx: Ctx, p: TransportParams) -> Result<(), RpcError> {
     Ok(ctx.server().close_transport(p.transport).await?)
 }
 
-async fn transport_dump(ctx: Ctx, p: TransportParams) -> Result<Value, RpcError> {
+async fn transport_dump(ctx: Ctx, p: TransportParams) -> Result<report::TransportDump, RpcError> {
     Ok(ctx.server().dump_transport(p.transport).await?)
 }
 
-async fn transport_stats(ctx: Ctx, p: TransportParams) -> Result<Value, RpcError> {
+async fn transport_stats(ctx: Ctx, p: TransportParams) -> Result<report::TransportStats, RpcError> {
     Ok(ctx.server().transport_stats(p.transport).await?)
 }
 
@@ -445,11 +446,11 @@ async fn producer_close(ctx: Ctx, p: ProducerParams) -> Result<(), RpcError> {
     Ok(ctx.server().close_producer(p.producer).await?)
 }
 
-async fn producer_stats(ctx: Ctx, p: ProducerParams) -> Result<Value, RpcError> {
+async fn producer_stats(ctx: Ctx, p: ProducerParams) -> Result<report::ProducerStats, RpcError> {
     Ok(ctx.server().producer_stats(p.producer).await?)
 }
 
-async fn producer_dump(ctx: Ctx, p: ProducerParams) -> Result<Value, RpcError> {
+async fn producer_dump(ctx: Ctx, p: ProducerParams) -> Result<report::ProducerDump, RpcError> {
     Ok(ctx.server().dump_producer(p.producer).await?)
 }
 
@@ -478,11 +479,11 @@ async fn consumer_close(ctx: Ctx, p: ConsumerParams) -> Result<(), RpcError> {
     Ok(ctx.server().close_consumer(p.consumer).await?)
 }
 
-async fn consumer_stats(ctx: Ctx, p: ConsumerParams) -> Result<Value, RpcError> {
+async fn consumer_stats(ctx: Ctx, p: ConsumerParams) -> Result<report::ConsumerStats, RpcError> {
     Ok(ctx.server().consumer_stats(p.consumer).await?)
 }
 
-async fn consumer_dump(ctx: Ctx, p: ConsumerParams) -> Result<Value, RpcError> {
+async fn consumer_dump(ctx: Ctx, p: ConsumerParams) -> Result<report::ConsumerDump, RpcError> {
     Ok(ctx.server().dump_consumer(p.consumer).await?)
 }
 

@@ -15,6 +15,7 @@ pub mod nack;
 pub mod quality;
 pub mod retransmission;
 pub mod rewriter;
+pub mod totals;
 
 pub use forwarder::{
     ConsumerSetup, ConsumerStats, DropReason, Forwarder, ForwarderConfig, ForwarderStats,
@@ -25,6 +26,7 @@ pub use nack::{NackRefusal, NackSeen, ResendLimiter};
 pub use quality::{Histogram, QualityHistograms};
 pub use retransmission::RetransmissionBuffer;
 pub use rewriter::{IdMap, PacketWriter, Rewrite, SeqRewriter};
+pub use totals::{ConsumerTotals, MediaTotals, ProducerTotals};
 
 #[cfg(test)]
 mod tests;

@@ -82,7 +82,8 @@ async fn main() {
     // The worker has taken them all once the producer's counter says so.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let stats = server.producer_stats(producer.id).await.expect("stats");
+        let stats =
+            switchboard_tests::as_json(server.producer_stats(producer.id).await).expect("stats");
         if stats["counters"]["packets"].as_u64() == Some(u64::from(packets)) {
             break;
         }

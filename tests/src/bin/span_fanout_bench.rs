@@ -232,7 +232,8 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
             })
             .unwrap_or(0)
     };
-    let out0 = forwarded(t.server.router_stats(room).await.expect("stats"));
+    let out0 =
+        forwarded(switchboard_tests::as_json(t.server.router_stats(room).await).expect("stats"));
     let rx0 = received.load(Ordering::Relaxed);
     let sub0: Vec<u64> = per_sub.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let tx0 = sent.load(Ordering::Relaxed);
@@ -258,13 +259,15 @@ async fn run(span: bool, subscribers: usize, seconds: u64) {
     let rx = received.load(Ordering::Relaxed) - rx0;
     let sub1: Vec<u64> = per_sub.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let tx = sent.load(Ordering::Relaxed) - tx0;
-    let out = forwarded(t.server.router_stats(room).await.expect("stats")) - out0;
+    let out =
+        forwarded(switchboard_tests::as_json(t.server.router_stats(room).await).expect("stats"))
+            - out0;
     sending.store(false, Ordering::Relaxed);
     let _ = sender.await;
 
-    let stats = t.server.router_stats(room).await.expect("stats");
+    let stats = switchboard_tests::as_json(t.server.router_stats(room).await).expect("stats");
     if std::env::var_os("BENCH_DEBUG").is_some() {
-        let dump = t.server.dump_router(room).await.expect("dump");
+        let dump = switchboard_tests::as_json(t.server.dump_router(room).await).expect("dump");
         let mut by_worker: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
         for e in dump["transports"].as_array().into_iter().flatten() {
             let Some(i) = e["peer"]

@@ -158,14 +158,17 @@ async fn run(subscribers: usize, seconds: u64) {
 
     tokio::time::sleep(Duration::from_secs(1)).await; // warm-up: keyframes, tracks open
     let forwarded = |v: serde_json::Value| v["counters"]["rtp_out"].as_u64().unwrap_or(0);
-    let out0 = forwarded(t.server.router_stats(room).await.expect("stats"));
+    let out0 =
+        forwarded(switchboard_tests::as_json(t.server.router_stats(room).await).expect("stats"));
     let rx0 = received.load(Ordering::Relaxed);
     let cpu0 = thread_cpu_seconds("actix-rt");
     let wall0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = thread_cpu_seconds("actix-rt") - cpu0;
-    let out = forwarded(t.server.router_stats(room).await.expect("stats")) - out0;
+    let out =
+        forwarded(switchboard_tests::as_json(t.server.router_stats(room).await).expect("stats"))
+            - out0;
     let rx = received.load(Ordering::Relaxed) - rx0;
     sending.store(false, Ordering::Relaxed);
     let _ = sender.await;

@@ -1,8 +1,8 @@
 //! What a room counts about media, summed over its producers and consumers (closed ones
 //! included), and over a worker's rooms.
 
+use super::{ConsumerStats, ForwarderStats, ProducerStats};
 use serde::Serialize;
-use switchboard_core::forward::{ConsumerStats, ForwarderStats, ProducerStats};
 
 /// Counters summed over producers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
