@@ -351,3 +351,10 @@ pub struct ConsumerDump {
     /// Whether it is paused.
     pub paused: bool,
 }
+
+/// A plugin's typed stats or dump as the JSON value [`crate::transport::Transport::stats`]
+/// and [`crate::transport::Transport::dump`] return.
+pub fn plugin_value(report: &impl Serialize) -> Value {
+    // Only a map with non-string keys fails to serialise to JSON; reports have none.
+    serde_json::to_value(report).unwrap_or(Value::Null)
+}

@@ -7,12 +7,13 @@
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use switchboard_core::report::plugin_value;
 use switchboard_core::transport::{
     MediaSink, Transport, TransportContext, TransportFactory, TransportPlugin, TransportState,
 };
@@ -222,6 +223,37 @@ struct DirectTransport {
     pump: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A direct transport's counters (`transport.stats` → `plugin`).
+#[derive(Serialize)]
+struct DirectStats {
+    packets_injected: u64,
+    packets_inject_dropped: u64,
+    packets_delivered: u64,
+    packets_deliver_dropped: u64,
+    rtp_sent: u64,
+}
+
+/// A direct transport's state (`transport.dump` → `plugin`).
+#[derive(Serialize)]
+struct DirectDump {
+    id: TransportId,
+    kind: &'static str,
+    stats: DirectStats,
+}
+
+impl DirectTransport {
+    fn counters(&self) -> DirectStats {
+        let c = &self.counters;
+        DirectStats {
+            packets_injected: c.injected.load(Ordering::Relaxed),
+            packets_inject_dropped: c.inject_dropped.load(Ordering::Relaxed),
+            packets_delivered: c.delivered.load(Ordering::Relaxed),
+            packets_deliver_dropped: c.deliver_dropped.load(Ordering::Relaxed),
+            rtp_sent: self.sink.sent_rtp.get(),
+        }
+    }
+}
+
 impl Transport for DirectTransport {
     fn local_parameters(&self) -> Value {
         json!({ "kind": KIND })
@@ -232,18 +264,15 @@ impl Transport for DirectTransport {
     }
 
     fn stats(&self) -> Value {
-        let c = &self.counters;
-        json!({
-            "packets_injected": c.injected.load(Ordering::Relaxed),
-            "packets_inject_dropped": c.inject_dropped.load(Ordering::Relaxed),
-            "packets_delivered": c.delivered.load(Ordering::Relaxed),
-            "packets_deliver_dropped": c.deliver_dropped.load(Ordering::Relaxed),
-            "rtp_sent": self.sink.sent_rtp.get(),
-        })
+        plugin_value(&self.counters())
     }
 
     fn dump(&self) -> Value {
-        json!({ "id": self.id, "kind": KIND, "stats": self.stats() })
+        plugin_value(&DirectDump {
+            id: self.id,
+            kind: KIND,
+            stats: self.counters(),
+        })
     }
 
     fn close(&mut self) {

@@ -366,7 +366,14 @@ impl Transport for InternalTransport {
     }
 
     fn dump(&self) -> Value {
-        json!({ "middleware": self.label })
+        /// The state of a middleware's internal transport (`transport.dump` → `plugin`).
+        #[derive(serde::Serialize)]
+        struct InternalDump<'a> {
+            middleware: &'a str,
+        }
+        switchboard_core::report::plugin_value(&InternalDump {
+            middleware: &self.label,
+        })
     }
 
     fn close(&mut self) {

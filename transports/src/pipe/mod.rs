@@ -21,11 +21,12 @@ pub mod frame;
 use bytes::Bytes;
 use dashmap::DashMap;
 use frame::{Control, Frame};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use switchboard_core::report::plugin_value;
 use switchboard_core::transport::{
     MediaSink, PipeEndpoint, Transport, TransportContext, TransportFactory, TransportIo,
     TransportPlugin, TransportState,
@@ -273,6 +274,47 @@ impl PipeEndpoint for PipeTransport {
     }
 }
 
+/// A pipe's counters (`transport.stats` → `plugin`).
+#[derive(Serialize)]
+struct PipeStats {
+    rtp_sent: u64,
+    rtcp_sent: u64,
+    bytes_sent: u64,
+    frames_dropped_full: u64,
+    frames_dropped_unconnected: u64,
+    rtp_received: u64,
+    rtcp_received: u64,
+    bytes_received: u64,
+    frames_malformed: u64,
+}
+
+/// A pipe's state (`transport.dump` → `plugin`).
+#[derive(Serialize)]
+struct PipeDump {
+    id: TransportId,
+    kind: &'static str,
+    local: Value,
+    remote: Option<String>,
+    stats: PipeStats,
+}
+
+impl PipeTransport {
+    fn counters(&self) -> PipeStats {
+        let c = &self.counters;
+        PipeStats {
+            rtp_sent: c.rtp_sent.get(),
+            rtcp_sent: c.rtcp_sent.get(),
+            bytes_sent: c.bytes_sent.get(),
+            frames_dropped_full: c.dropped_full.get(),
+            frames_dropped_unconnected: c.dropped_unconnected.get(),
+            rtp_received: c.rtp_received.get(),
+            rtcp_received: c.rtcp_received.get(),
+            bytes_received: c.bytes_received.get(),
+            frames_malformed: c.malformed.get(),
+        }
+    }
+}
+
 impl Transport for PipeTransport {
     fn local_parameters(&self) -> Value {
         json!({ "kind": KIND, "carrier": CARRIER, "address": self.address })
@@ -294,27 +336,16 @@ impl Transport for PipeTransport {
     }
 
     fn stats(&self) -> Value {
-        let c = &self.counters;
-        json!({
-            "rtp_sent": c.rtp_sent.get(),
-            "rtcp_sent": c.rtcp_sent.get(),
-            "bytes_sent": c.bytes_sent.get(),
-            "frames_dropped_full": c.dropped_full.get(),
-            "frames_dropped_unconnected": c.dropped_unconnected.get(),
-            "rtp_received": c.rtp_received.get(),
-            "rtcp_received": c.rtcp_received.get(),
-            "bytes_received": c.bytes_received.get(),
-            "frames_malformed": c.malformed.get(),
-        })
+        plugin_value(&self.counters())
     }
 
     fn dump(&self) -> Value {
-        json!({
-            "id": self.id,
-            "kind": KIND,
-            "local": self.local_parameters(),
-            "remote": self.remote,
-            "stats": self.stats(),
+        plugin_value(&PipeDump {
+            id: self.id,
+            kind: KIND,
+            local: self.local_parameters(),
+            remote: self.remote.clone(),
+            stats: self.counters(),
         })
     }
 

@@ -25,7 +25,7 @@
 use super::packet::{self, Kind};
 use bytes::Bytes;
 use rtc_srtp::context::Context as SrtpContext;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -264,11 +264,11 @@ impl Link {
     }
 
     /// The producers' SSRCs, for dumps.
-    pub fn producer_ssrcs(&self) -> Value {
+    pub fn producer_ssrcs(&self) -> Vec<u32> {
         let s = self.ssrcs.borrow();
         let mut known: Vec<u32> = s.known.iter().copied().collect();
         known.sort_unstable();
-        json!(known)
+        known
     }
 
     fn ssrc_known(&self, ssrc: u32) -> bool {
@@ -276,33 +276,33 @@ impl Link {
         s.undeclared > 0 || s.known.contains(&ssrc)
     }
 
-    /// The counters and addresses as JSON.
-    pub fn stats(&self) -> Value {
+    /// The counters and addresses.
+    pub fn stats(&self) -> LinkStats {
         let c = &self.counters;
-        json!({
-            "state": self.state.get(),
-            "local_rtp": self.local_rtp.to_string(),
-            "local_rtcp": self.local_rtcp.to_string(),
-            "remote_rtp": self.remote_rtp.get().map(|a| a.to_string()),
-            "remote_rtcp": self.remote_rtcp.get().map(|a| a.to_string()),
-            "datagrams_received": c.datagrams_received.get(),
-            "bytes_received": c.bytes_received.get(),
-            "rtp_received": c.rtp_received.get(),
-            "rtcp_received": c.rtcp_received.get(),
-            "rtp_sent": c.rtp_sent.get(),
-            "rtcp_sent": c.rtcp_sent.get(),
-            "bytes_sent": c.bytes_sent.get(),
-            "send_errors": c.send_errors.get(),
-            "no_remote_drops": c.no_remote_drops.get(),
-            "unexpected_source": c.unexpected_source.get(),
-            "malformed_rtp": c.malformed_rtp.get(),
-            "malformed_rtcp": c.malformed_rtcp.get(),
-            "unknown_ssrc": c.unknown_ssrc.get(),
-            "srtp_failures": c.srtp_failures.get(),
-            "srtp_ssrc_limit": c.srtp_ssrc_limit.get(),
-            "srtp_ssrcs": self.srtp_ssrc_count(),
-            "comedia_refused": c.comedia_refused.get(),
-        })
+        LinkStats {
+            state: self.state.get(),
+            local_rtp: self.local_rtp.to_string(),
+            local_rtcp: self.local_rtcp.to_string(),
+            remote_rtp: self.remote_rtp.get().map(|a| a.to_string()),
+            remote_rtcp: self.remote_rtcp.get().map(|a| a.to_string()),
+            datagrams_received: c.datagrams_received.get(),
+            bytes_received: c.bytes_received.get(),
+            rtp_received: c.rtp_received.get(),
+            rtcp_received: c.rtcp_received.get(),
+            rtp_sent: c.rtp_sent.get(),
+            rtcp_sent: c.rtcp_sent.get(),
+            bytes_sent: c.bytes_sent.get(),
+            send_errors: c.send_errors.get(),
+            no_remote_drops: c.no_remote_drops.get(),
+            unexpected_source: c.unexpected_source.get(),
+            malformed_rtp: c.malformed_rtp.get(),
+            malformed_rtcp: c.malformed_rtcp.get(),
+            unknown_ssrc: c.unknown_ssrc.get(),
+            srtp_failures: c.srtp_failures.get(),
+            srtp_ssrc_limit: c.srtp_ssrc_limit.get(),
+            srtp_ssrcs: self.srtp_ssrc_count(),
+            comedia_refused: c.comedia_refused.get(),
+        }
     }
 
     /// One datagram from `from`, on the RTCP socket when `rtcp_port`.
@@ -594,6 +594,33 @@ async fn receive(link: Weak<Link>, socket: Rc<UdpSocket>, rtcp_port: bool) {
     }
 }
 
+/// An `rtp` transport's counters and addresses (`transport.stats` → `plugin`).
+#[derive(Serialize)]
+pub struct LinkStats {
+    pub state: TransportState,
+    pub local_rtp: String,
+    pub local_rtcp: String,
+    pub remote_rtp: Option<String>,
+    pub remote_rtcp: Option<String>,
+    pub datagrams_received: u64,
+    pub bytes_received: u64,
+    pub rtp_received: u64,
+    pub rtcp_received: u64,
+    pub rtp_sent: u64,
+    pub rtcp_sent: u64,
+    pub bytes_sent: u64,
+    pub send_errors: u64,
+    pub no_remote_drops: u64,
+    pub unexpected_source: u64,
+    pub malformed_rtp: u64,
+    pub malformed_rtcp: u64,
+    pub unknown_ssrc: u64,
+    pub srtp_failures: u64,
+    pub srtp_ssrc_limit: u64,
+    pub srtp_ssrcs: usize,
+    pub comedia_refused: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,7 +693,7 @@ mod tests {
                 }
                 link.on_datagram(&data, remote, false);
             }
-            let stats = link.stats();
+            let stats = serde_json::to_value(link.stats()).unwrap();
             let refused: u64 = [
                 "unexpected_source",
                 "malformed_rtp",
@@ -726,11 +753,11 @@ mod tests {
             p
         };
         link.on_datagram(&rr(0x99), stranger, false);
-        assert_eq!(link.stats()["comedia_refused"], 1);
+        assert_eq!(link.stats().comedia_refused, 1);
         assert!(link.remote().is_none());
         link.on_datagram(&rr(0x77), remote, false);
         assert_eq!(io.rtcp.get(), 1);
-        assert_eq!(link.stats()["remote_rtcp"], remote.to_string());
+        assert_eq!(link.stats().remote_rtcp, Some(remote.to_string()));
     }
 
     /// With a producer that declared no SSRC, SRTP of any SSRC gets as far as decryption, but
@@ -749,7 +776,7 @@ mod tests {
             p.extend_from_slice(&[0xAB; 40]);
             link.on_datagram(&p, stranger, false);
         }
-        let stats = link.stats();
+        let stats = serde_json::to_value(link.stats()).unwrap();
         assert_eq!(stats["srtp_ssrcs"], 16, "{stats}");
         assert_eq!(stats["srtp_failures"], 16, "{stats}");
         assert_eq!(stats["srtp_ssrc_limit"], 1000 - 16, "{stats}");

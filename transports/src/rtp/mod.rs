@@ -34,12 +34,13 @@ pub mod sdp;
 pub mod srtp;
 
 use link::Link;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use srtp::SrtpParameters;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
+use switchboard_core::report::plugin_value;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{
     MediaSink, RequestOutcome, Transport, TransportContext, TransportFactory, TransportPlugin,
@@ -340,6 +341,16 @@ struct RtpTransport {
     cname: String,
 }
 
+/// An `rtp` transport's state (`transport.dump` → `plugin`).
+#[derive(Serialize)]
+struct RtpDump {
+    kind: &'static str,
+    local: Value,
+    producer_ssrcs: Vec<u32>,
+    consumers: Vec<ConsumerId>,
+    stats: link::LinkStats,
+}
+
 impl RtpTransport {
     fn local(&self, with_key: bool) -> Value {
         let srtp = self.srtp_local.as_ref().map(|p| {
@@ -524,16 +535,16 @@ impl Transport for RtpTransport {
     }
 
     fn stats(&self) -> Value {
-        self.link.stats()
+        plugin_value(&self.link.stats())
     }
 
     fn dump(&self) -> Value {
-        json!({
-            "kind": KIND,
-            "local": self.local(false),
-            "producer_ssrcs": self.link.producer_ssrcs(),
-            "consumers": self.consumers.iter().map(|(id, _, _)| id.to_string()).collect::<Vec<_>>(),
-            "stats": self.link.stats(),
+        plugin_value(&RtpDump {
+            kind: KIND,
+            local: self.local(false),
+            producer_ssrcs: self.link.producer_ssrcs(),
+            consumers: self.consumers.iter().map(|(id, _, _)| *id).collect(),
+            stats: self.link.stats(),
         })
     }
 

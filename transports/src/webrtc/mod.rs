@@ -36,11 +36,12 @@ mod sendmmsg;
 pub mod srtp_egress;
 
 use net::Net;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use switchboard_core::report::plugin_value;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{
     AnswerOutcome, MediaSink, OfferOutcome, ProducerRequest, RequestOutcome, SdpSession, Transport,
@@ -319,6 +320,14 @@ impl SdpSession for WebRtcTransport {
     }
 }
 
+/// A WebRTC transport's state (`transport.dump` → `plugin`).
+#[derive(Serialize)]
+struct WebRtcDump {
+    kind: &'static str,
+    local: Value,
+    stats: native::ConnectionStats,
+}
+
 impl Transport for WebRtcTransport {
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
         self.conn.receive_capabilities(router)
@@ -377,14 +386,14 @@ impl Transport for WebRtcTransport {
     }
 
     fn stats(&self) -> Value {
-        self.conn.stats()
+        plugin_value(&self.conn.stats())
     }
 
     fn dump(&self) -> Value {
-        json!({
-            "kind": KIND,
-            "local": self.local_parameters(),
-            "stats": self.conn.stats(),
+        plugin_value(&WebRtcDump {
+            kind: KIND,
+            local: self.local_parameters(),
+            stats: self.conn.stats(),
         })
     }
 

@@ -23,13 +23,14 @@
 use super::answer::{answer_setup, tracks_after_offer, write_answer};
 use super::dtls::{Certificate, Dtls, DtlsEvent, Role, SrtpContexts};
 use super::ice_lite::IceLite;
+use super::ingress::FeedbackCounts;
 use super::ingress::{Ingress, Section};
 use super::net::{MAX_ADDRESSES_PER_CONNECTION, Net, NetConnection};
 use super::offer::{LocalDescription, Sending, Track, write_offer};
 use super::srtp_egress::Rollover;
 use bytes::BytesMut;
 use rtc_crypto::RTCCryptoProvider;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -1029,32 +1030,36 @@ impl NativeConnection {
     }
 
     /// Counters and state as JSON (docs/rpc.md, `transport.stats`).
-    pub fn stats(&self) -> Value {
+    pub fn stats(&self) -> ConnectionStats {
         let c = &self.counters;
-        json!({
-            "state": self.state.get(),
-            "rtp_packets_sent": c.rtp_out.get(),
-            "rtp_packets_not_connected": c.rtp_out_not_connected.get(),
-            "rtp_packets_rejected": c.rtp_out_unknown_ssrc.get(),
-            "rtcp_packets_sent": c.rtcp_out.get(),
-            "rtcp_packets_received": c.rtcp_in.get(),
-            "direction": self.direction.as_str(),
-            "rtp_packets_received": c.rtp_in.get(),
-            "rtp_packets_unroutable": c.rtp_in_unroutable.get(),
-            "rtp_packets_ignored": c.rtp_in_ignored.get(),
-            "ssrc_limit_drops": c.ssrc_limit_drops.get(),
-            "remote_streams": self.ingress.borrow().stream_count(),
-            "feedback_sent": self.ingress.borrow().feedback_counts(),
-            "producers": self.producers_by_mid.borrow().len(),
-            "srtp_failures": c.srtp_failures.get(),
-            "stun_refused": c.stun_refused.get(),
-            "dtls_errors": c.dtls_errors.get(),
-            "early_connectivity_checks": c.early_checks.get(),
-            "encrypt_failures": c.encrypt_failures.get(),
-            "srtp_profile": self.srtp.borrow().as_ref().map(|s| format!("{:?}", s.profile)),
-            "selected_address": self.destination.get().map(|a| a.to_string()),
-            "socket": self.net.upgrade().map(|n| n.stats()),
-        })
+        ConnectionStats {
+            state: self.state.get(),
+            rtp_packets_sent: c.rtp_out.get(),
+            rtp_packets_not_connected: c.rtp_out_not_connected.get(),
+            rtp_packets_rejected: c.rtp_out_unknown_ssrc.get(),
+            rtcp_packets_sent: c.rtcp_out.get(),
+            rtcp_packets_received: c.rtcp_in.get(),
+            direction: self.direction.as_str(),
+            rtp_packets_received: c.rtp_in.get(),
+            rtp_packets_unroutable: c.rtp_in_unroutable.get(),
+            rtp_packets_ignored: c.rtp_in_ignored.get(),
+            ssrc_limit_drops: c.ssrc_limit_drops.get(),
+            remote_streams: self.ingress.borrow().stream_count(),
+            feedback_sent: self.ingress.borrow().feedback_counts(),
+            producers: self.producers_by_mid.borrow().len(),
+            srtp_failures: c.srtp_failures.get(),
+            stun_refused: c.stun_refused.get(),
+            dtls_errors: c.dtls_errors.get(),
+            early_connectivity_checks: c.early_checks.get(),
+            encrypt_failures: c.encrypt_failures.get(),
+            srtp_profile: self
+                .srtp
+                .borrow()
+                .as_ref()
+                .map(|s| format!("{:?}", s.profile)),
+            selected_address: self.destination.get().map(|a| a.to_string()),
+            socket: self.net.upgrade().map(|n| n.stats()),
+        }
     }
 
     /// Closes the connection: close_notify to the client, and the socket forgets it.
@@ -1238,6 +1243,55 @@ impl MediaSink for NativeSink {
             c.send_rtcp(packet);
         }
     }
+}
+
+/// A WebRTC connection's counters and state (docs/rpc.md, `transport.stats` → `plugin`).
+#[derive(Serialize)]
+pub struct ConnectionStats {
+    /// The connection state.
+    pub state: TransportState,
+    /// RTP packets sent to the client.
+    pub rtp_packets_sent: u64,
+    /// Outgoing RTP dropped before ICE and DTLS were up.
+    pub rtp_packets_not_connected: u64,
+    /// Outgoing RTP for an SSRC the connection does not send, dropped.
+    pub rtp_packets_rejected: u64,
+    /// RTCP packets sent to the client.
+    pub rtcp_packets_sent: u64,
+    /// RTCP packets received from the client.
+    pub rtcp_packets_received: u64,
+    /// How the connection was created (`send`, `recv` or both).
+    pub direction: &'static str,
+    /// RTP decrypted and handed to the router.
+    pub rtp_packets_received: u64,
+    /// RTP decrypted but of no accepted m-line, or not RTP.
+    pub rtp_packets_unroutable: u64,
+    /// RTP from a client that negotiated sending nothing.
+    pub rtp_packets_ignored: u64,
+    /// SRTP or SRTCP from more SSRCs than a connection may have, dropped before decryption.
+    pub ssrc_limit_drops: u64,
+    /// SSRCs the client sends on.
+    pub remote_streams: usize,
+    /// What the server sent the client about its media.
+    pub feedback_sent: FeedbackCounts,
+    /// Producers of the connection.
+    pub producers: usize,
+    /// Packets that failed SRTP authentication.
+    pub srtp_failures: u64,
+    /// Connectivity checks with wrong credentials or integrity.
+    pub stun_refused: u64,
+    /// DTLS errors.
+    pub dtls_errors: u64,
+    /// Checks that arrived before the client's description, dropped.
+    pub early_connectivity_checks: u64,
+    /// Packets that could not be encrypted.
+    pub encrypt_failures: u64,
+    /// The negotiated SRTP protection profile.
+    pub srtp_profile: Option<String>,
+    /// The client address media goes to.
+    pub selected_address: Option<String>,
+    /// The worker socket's counters.
+    pub socket: Option<super::net::SocketStats>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 use super::sendmmsg::BATCH_DATAGRAMS;
 use bytes::BytesMut;
+use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -113,22 +114,22 @@ impl Net {
     }
 
     /// The worker socket's counters as JSON.
-    pub fn stats(&self) -> serde_json::Value {
+    pub fn stats(&self) -> SocketStats {
         let c = &self.counters;
-        serde_json::json!({
-            "local_address": self.local_addr().map(|a| a.to_string()),
-            "announced_address": self.announced.to_string(),
-            "datagrams_received": c.received.get(),
-            "datagrams_sent": c.sent.get(),
-            "send_errors": c.send_errors.get(),
-            "unmatched_datagrams": c.unmatched.get(),
-            "unknown_ufrag": c.unknown_ufrag.get(),
-            "stun_auth_failures": c.stun_auth_failures.get(),
-            "addresses_evicted": c.addresses_evicted.get(),
-            "panics": c.panics.get(),
-            "connections": self.connections.borrow().len(),
-            "addresses": self.by_addr.borrow().len(),
-        })
+        SocketStats {
+            local_address: self.local_addr().map(|a| a.to_string()),
+            announced_address: self.announced.to_string(),
+            datagrams_received: c.received.get(),
+            datagrams_sent: c.sent.get(),
+            send_errors: c.send_errors.get(),
+            unmatched_datagrams: c.unmatched.get(),
+            unknown_ufrag: c.unknown_ufrag.get(),
+            stun_auth_failures: c.stun_auth_failures.get(),
+            addresses_evicted: c.addresses_evicted.get(),
+            panics: c.panics.get(),
+            connections: self.connections.borrow().len(),
+            addresses: self.by_addr.borrow().len(),
+        }
     }
 
     /// The bound local address.
@@ -403,6 +404,35 @@ pub fn stun_server_ufrag(data: &[u8]) -> Option<&str> {
         i += 4 + len.div_ceil(4) * 4;
     }
     None
+}
+
+/// A worker socket's counters (`transport.stats` → `plugin.socket`).
+#[derive(Serialize)]
+pub struct SocketStats {
+    /// The bound address.
+    pub local_address: Option<String>,
+    /// The address candidates carry.
+    pub announced_address: String,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams the kernel refused.
+    pub send_errors: u64,
+    /// Datagrams from an address of no connection, not STUN.
+    pub unmatched_datagrams: u64,
+    /// Connectivity checks for no known connection.
+    pub unknown_ufrag: u64,
+    /// Connectivity checks that failed authentication.
+    pub stun_auth_failures: u64,
+    /// Client addresses forgotten to make room for new ones.
+    pub addresses_evicted: u64,
+    /// Panics contained while handling a datagram.
+    pub panics: u64,
+    /// Connections on the socket.
+    pub connections: usize,
+    /// Client addresses known.
+    pub addresses: usize,
 }
 
 #[cfg(test)]
