@@ -258,7 +258,8 @@ impl RouterActor {
                     format!("transport plugin {:?} is not running on {worker}", msg.kind),
                 )
             })?;
-            contain(|| factory.create(tctx, &msg.options)).map_err(|m| {
+            let options = shared.config.transport_options(&msg.kind, &msg.options);
+            contain(|| factory.create(tctx, &options)).map_err(|m| {
                 Error::new(ErrorCode::TransportFailed, format!("plugin panicked: {m}"))
             })??
         };

@@ -279,6 +279,19 @@ impl Server {
                 ),
             ));
         }
+        if let Some(kind) = config
+            .transports
+            .keys()
+            .find(|k| transports.get(k).is_none())
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "[transports.{kind}] configures a transport plugin that is not registered; registered: {}",
+                    transports.kinds().join(", ")
+                ),
+            ));
+        }
         let workers = config.server.worker_count();
         let shared = Shared::new(config, transports, middleware, workers);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Addr<ServerActor>>>();

@@ -14,6 +14,7 @@
 
 use crate::cli::{CheckConfigArgs, Cli, Command, ConfigArgs};
 use crate::load::{self, Invalid, Loaded};
+use crate::run::Plugins;
 use crate::{ctl, logging, run};
 use clap::Parser;
 use std::process::ExitCode;
@@ -28,23 +29,32 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 /// Parses the command line and runs what it asks for, with `middleware` registered next to
 /// the built-ins when it runs the server.
 pub fn main(middleware: Vec<Arc<dyn MiddlewareFactory>>) -> ExitCode {
+    main_with(Plugins {
+        middleware,
+        ..Plugins::default()
+    })
+}
+
+/// Like [`main`], with the embedder's own transport plugins and middleware registered next
+/// to the built-ins.
+pub fn main_with(plugins: Plugins) -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => run(&cli.run, middleware),
-        Some(Command::Run(args)) => run(&args, middleware),
+        None => run(&cli.run, plugins),
+        Some(Command::Run(args)) => run(&args, plugins),
         Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Ctl(args)) => ctl::main(&args),
     }
 }
 
-fn run(args: &ConfigArgs, middleware: Vec<Arc<dyn MiddlewareFactory>>) -> ExitCode {
+fn run(args: &ConfigArgs, plugins: Plugins) -> ExitCode {
     let loaded = match load::load(args, &load::process_env()) {
         Ok(loaded) => loaded,
         Err(invalid) => return report_invalid(&invalid),
     };
     logging::init(&loaded.log_filter, loaded.config.log.format);
     log_sources(&loaded);
-    match run::run_with(loaded.config, middleware) {
+    match run::run_with_plugins(loaded.config, plugins) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A filter such as `switchboard_actors=debug` silences this crate; the reason for

@@ -26,5 +26,5 @@ pub mod ops;
 pub mod rpc;
 pub mod run;
 
-pub use run::App;
+pub use run::{App, Plugins};
 pub use switchboard_client as client;

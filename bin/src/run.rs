@@ -10,7 +10,7 @@ use switchboard_actors::{Server, ServerHandle};
 use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{MiddlewareFactory, MiddlewareRegistry};
-use switchboard_core::transport::TransportRegistry;
+use switchboard_core::transport::{TransportPlugin, TransportRegistry};
 use switchboard_transports::Builtin;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +38,16 @@ pub struct App {
     pub cluster: Option<Cluster>,
 }
 
+/// What an embedder registers next to the built-in transports and middleware.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    /// Transport plugins; their kinds must differ from the built-ins' (`direct`, `pipe`,
+    /// `webrtc`, `rtp`).
+    pub transports: Vec<Arc<dyn TransportPlugin>>,
+    /// Middleware; their names must differ from the built-ins'.
+    pub middleware: Vec<Arc<dyn MiddlewareFactory>>,
+}
+
 impl App {
     /// Validates the configuration, starts the actor server with the built-in plugins and
     /// middleware, then the control socket. Must run inside a Tokio runtime, which then
@@ -60,7 +70,22 @@ impl App {
     pub async fn start_with_middleware(
         config: Arc<Config>,
         methods: MethodTable,
-        extra_middleware: Vec<Arc<dyn MiddlewareFactory>>,
+        middleware: Vec<Arc<dyn MiddlewareFactory>>,
+    ) -> Result<Self, RunError> {
+        let plugins = Plugins {
+            middleware,
+            ..Plugins::default()
+        };
+        Self::start_with_plugins(config, methods, plugins).await
+    }
+
+    /// Like [`App::start_with`], with the embedder's own transport plugins and middleware
+    /// registered after the built-ins (kinds and names must differ from theirs). A plugin's
+    /// `[transports.<kind>]` table reaches it as the default options of each transport.
+    pub async fn start_with_plugins(
+        config: Arc<Config>,
+        methods: MethodTable,
+        plugins: Plugins,
     ) -> Result<Self, RunError> {
         if let Err(problems) = config.validate() {
             let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -76,10 +101,16 @@ impl App {
             .map_err(|e| RunError::Start(format!("cannot register the webrtc plugin: {e}")))?;
         switchboard_transports::register_rtp(&mut registry, &config.rtp)
             .map_err(|e| RunError::Start(format!("cannot register the rtp plugin: {e}")))?;
+        for plugin in plugins.transports {
+            let kind = plugin.kind();
+            registry
+                .register(plugin)
+                .map_err(|e| RunError::Start(format!("cannot register the {kind} plugin: {e}")))?;
+        }
         let mut middleware = MiddlewareRegistry::default();
         switchboard_middleware::register_builtin(&mut middleware)
             .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
-        for factory in extra_middleware {
+        for factory in plugins.middleware {
             middleware
                 .register(factory)
                 .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
@@ -226,26 +257,32 @@ pub fn run_with(
     config: Config,
     middleware: Vec<Arc<dyn MiddlewareFactory>>,
 ) -> Result<(), RunError> {
+    let plugins = Plugins {
+        middleware,
+        ..Plugins::default()
+    };
+    run_with_plugins(config, plugins)
+}
+
+/// Like [`run`], with the embedder's own transport plugins and middleware registered next to
+/// the built-ins.
+pub fn run_with_plugins(config: Config, plugins: Plugins) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("switchboard-main")
         .build()
         .map_err(|e| RunError::Start(format!("cannot build the tokio runtime: {e}")))?;
-    let result = runtime.block_on(serve(Arc::new(config), middleware));
+    let result = runtime.block_on(serve(Arc::new(config), plugins));
     runtime.shutdown_timeout(RUNTIME_DROP_GRACE);
     result
 }
 
-async fn serve(
-    config: Arc<Config>,
-    middleware: Vec<Arc<dyn MiddlewareFactory>>,
-) -> Result<(), RunError> {
+async fn serve(config: Arc<Config>, plugins: Plugins) -> Result<(), RunError> {
     // Installed before the server starts: until then the default action of both signals is
     // to kill the process, which would skip the graceful shutdown.
     let mut signals = Signals::new()?;
 
-    let app =
-        App::start_with_middleware(Arc::clone(&config), MethodTable::builtin(), middleware).await?;
+    let app = App::start_with_plugins(Arc::clone(&config), MethodTable::builtin(), plugins).await?;
     let server = &app.server;
     let (drain_tx, drain_rx) = oneshot::channel();
     let events = tokio::spawn(drain_events(server.subscribe(), drain_rx, log_event));

@@ -124,6 +124,31 @@ pub struct Config {
     pub placement: PlacementConfig,
     /// Membership in a cluster of nodes sharing a Redis; without it the node runs alone.
     pub cluster: ClusterConfig,
+    /// Default options of each transport plugin kind (`[transports.<kind>]`), overlaid key by
+    /// key with the options of each `transport.create`: how a plugin of a team's own gets
+    /// its settings without a section of its own here. The server refuses to start when a
+    /// kind names no registered plugin.
+    pub transports: TransportOptions,
+}
+
+/// Default options per transport plugin kind.
+pub type TransportOptions =
+    std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>;
+
+impl Config {
+    /// The options a new transport of `kind` gets: the configured defaults of the kind
+    /// overlaid, top-level key by key, with `requested`; `requested` as it is when the kind
+    /// has none configured.
+    pub fn transport_options(
+        &self,
+        kind: &str,
+        requested: &serde_json::Value,
+    ) -> serde_json::Value {
+        match self.transports.get(kind) {
+            Some(configured) => crate::middleware::overlay_options(configured, requested),
+            None => requested.clone(),
+        }
+    }
 }
 
 impl Config {
