@@ -20,6 +20,7 @@
 
 pub mod consumer;
 pub mod events;
+mod handle;
 mod host;
 pub mod load;
 pub mod metrics;
@@ -36,7 +37,8 @@ pub mod supervision;
 pub mod transport;
 pub mod worker;
 
-pub use server::{Server, ServerHandle};
+pub use handle::ServerHandle;
+pub use server::Server;
 pub use server::{ServerMetrics, WorkerMetrics};
 pub use shared::WorkerInfo;
 pub use switchboard_core::api::*;

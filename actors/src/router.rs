@@ -31,7 +31,7 @@ pub struct RouterActor {
     pub(crate) room: RoomRef,
     /// The room's span: entered while handling its messages, so every log line about the
     /// room (and, through child spans, its peers and transports) carries its id.
-    pub(crate) span: tracing::Span,
+    pub(crate) log_span: tracing::Span,
     /// What the room asks of the actor layer; also reaches the room's other routers.
     pub(crate) host: Rc<ActorHost>,
     pub(crate) shared: Arc<Shared>,
@@ -73,7 +73,7 @@ impl RouterActor {
                 r.close(reason);
             }),
             room,
-            span,
+            log_span: span,
             host,
             shared,
             factories,
@@ -97,7 +97,7 @@ impl Actor for RouterActor {
         // The middleware the configuration gives every room.
         let names = self.shared.config.middleware.attach.clone();
         for name in names {
-            let _span = self.span.clone().entered();
+            let _span = self.log_span.clone().entered();
             let mut r = self.room.borrow_mut();
             if let Err(e) =
                 crate::middleware::attach(&mut r, &self.shared, ctx.address(), &name, &Value::Null)
@@ -149,7 +149,7 @@ pub struct CloseRouter(pub CloseReason);
 impl Handler<CloseRouter> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: CloseRouter, ctx: &mut Self::Context) {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         self.room.borrow_mut().close(msg.0);
         self.guard.disarm();
         ctx.stop();
@@ -171,7 +171,7 @@ pub struct CreateTransport {
 impl Handler<CreateTransport> for RouterActor {
     type Result = Result<TransportInfo>;
     fn handle(&mut self, msg: CreateTransport, ctx: &mut Self::Context) -> Result<TransportInfo> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         self.create_transport(msg, ctx)
     }
 }
@@ -310,7 +310,7 @@ pub struct JoinPeer(pub PeerId);
 impl Handler<JoinPeer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: JoinPeer, _: &mut Self::Context) -> Result<()> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let mut r = self.room.borrow_mut();
         if r.peer(&msg.0).is_some() {
             return Err(Error::new(
@@ -345,7 +345,7 @@ pub struct LeavePeer(pub PeerId, pub CloseReason);
 impl Handler<LeavePeer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: LeavePeer, _: &mut Self::Context) -> Result<()> {
-        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.0).entered();
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.0).entered();
         if self.room.borrow_mut().close_peer(&msg.0, msg.1) {
             Ok(())
         } else {
@@ -367,7 +367,7 @@ pub(crate) struct TransportGaveUp {
 impl Handler<TransportGaveUp> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: TransportGaveUp, ctx: &mut Self::Context) {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let shared = self.shared.clone();
         let peer = {
             let mut r = self.room.borrow_mut();
@@ -382,7 +382,7 @@ impl Handler<TransportGaveUp> for RouterActor {
         };
         flush_renegotiations(&self.room);
         let timeout = shared.config.webrtc.peer_timeout_ms;
-        let (Some(peer), Some(server)) = (peer, crate::server::ServerHandle::from_shared(&shared))
+        let (Some(peer), Some(server)) = (peer, crate::handle::ServerHandle::from_shared(&shared))
         else {
             return;
         };
@@ -442,7 +442,7 @@ pub struct AttachMiddleware {
 impl Handler<AttachMiddleware> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: AttachMiddleware, ctx: &mut Self::Context) -> Result<()> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let mut r = self.room.borrow_mut();
         crate::middleware::attach(&mut r, &self.shared, ctx.address(), &msg.name, &msg.options)
     }
@@ -458,7 +458,7 @@ pub struct DetachMiddleware(pub String);
 impl Handler<DetachMiddleware> for RouterActor {
     type Result = actix::ResponseFuture<Result<()>>;
     fn handle(&mut self, msg: DetachMiddleware, _: &mut Self::Context) -> Self::Result {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let mut r = self.room.borrow_mut();
         let Some(i) = r.middleware.iter().position(|m| m.name == msg.0) else {
             let e = Error::not_found("attached middleware", &msg.0);

@@ -78,7 +78,7 @@ pub struct RestartIce {
 impl Handler<RestartIce> for RouterActor {
     type Result = Result<SubscribeResult>;
     fn handle(&mut self, msg: RestartIce, _: &mut Self::Context) -> Self::Result {
-        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
         let transport = receive_connection(&self.room, &msg.peer)?;
         let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.restart_ice())?;
         self.room.borrow_mut().renegotiate.remove(&transport);
@@ -144,7 +144,7 @@ impl RouterActor {
 impl Handler<Publish> for RouterActor {
     type Result = Result<PublishResult>;
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
-        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
         sdp::check_limits(&msg.sdp, self.sdp_limits())?;
         let (transport, _) = ensure_connection(self, ctx, &msg.peer, true)?;
         let producer_slots = {
@@ -188,7 +188,7 @@ impl Handler<Publish> for RouterActor {
 impl Handler<Subscribe> for RouterActor {
     type Result = Result<SubscribeResult>;
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
-        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
         let (transport, _) = ensure_connection(self, ctx, &msg.peer, false)?;
         // The first subscribe takes everything already in the room; later ones (a client
         // starting over) get a fresh offer of what the connection already carries.
@@ -214,7 +214,7 @@ impl Handler<Subscribe> for RouterActor {
 impl Handler<Answer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
-        let _span = tracing::info_span!(parent: &self.span, "peer", peer = %msg.peer).entered();
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
         let transport = {
             let r = self.room.borrow();
             let p = r

@@ -43,7 +43,7 @@ pub struct Shared {
     /// Running middleware threads, joined on shutdown.
     pub middleware_threads: crate::middleware::Threads,
     /// Every open room and the routers it has on the workers.
-    pub(crate) rooms: DashMap<RouterId, Arc<crate::span::RoomGroup>>,
+    pub(crate) rooms: DashMap<RouterId, Arc<crate::span::RouterGroup>>,
     /// The server actor, once started: what actors need to act on the whole server (a peer
     /// leaving every router of its room).
     pub(crate) server: std::sync::OnceLock<actix::Addr<crate::server::ServerActor>>,

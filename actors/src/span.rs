@@ -44,7 +44,7 @@ use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, TransportId,
 pub const PIPE_KIND: &str = "pipe";
 
 /// One room across the workers, shared by all threads.
-pub(crate) struct RoomGroup {
+pub(crate) struct RouterGroup {
     pub id: RouterId,
     pub home: WorkerId,
     pub home_addr: Addr<RouterActor>,
@@ -68,7 +68,7 @@ pub(crate) struct GroupState {
     pub closed: bool,
 }
 
-impl RoomGroup {
+impl RouterGroup {
     pub fn new(
         id: RouterId,
         home: WorkerId,
@@ -128,11 +128,11 @@ impl RoomGroup {
 
 /// A room-wide transport slot, taken before a transport is created and given back if its
 /// creation fails (or, once kept, when it closes: [`release_transport_slot`]).
-pub(crate) struct TransportSlot(Option<Arc<RoomGroup>>);
+pub(crate) struct TransportSlot(Option<Arc<RouterGroup>>);
 
 impl TransportSlot {
     /// Takes a slot in `group` if fewer than `max` are taken.
-    pub fn take(group: Option<Arc<RoomGroup>>, max: usize) -> Result<Self> {
+    pub fn take(group: Option<Arc<RouterGroup>>, max: usize) -> Result<Self> {
         if let Some(g) = &group {
             let taken = g.transports.fetch_update(
                 std::sync::atomic::Ordering::AcqRel,
@@ -173,7 +173,7 @@ fn mailbox(e: MailboxError) -> Error {
 pub(crate) async fn ensure_router(
     shared: &Shared,
     server: &Addr<ServerActor>,
-    group: &Arc<RoomGroup>,
+    group: &Arc<RouterGroup>,
     worker: WorkerId,
 ) -> Result<Addr<RouterActor>> {
     if let Some(addr) = group.router_on(worker) {

@@ -24,7 +24,7 @@ pub struct TransportActor {
     pub(crate) guard: CrashGuard,
     /// The transport's span (a child of its room's, or its peer's), entered while handling
     /// its messages.
-    pub(crate) span: tracing::Span,
+    pub(crate) log_span: tracing::Span,
 }
 
 impl TransportActor {
@@ -47,7 +47,7 @@ impl TransportActor {
             room,
             plugin,
             shared,
-            span,
+            log_span: span,
         }
     }
 
@@ -105,7 +105,7 @@ pub struct ConnectTransport(pub Value);
 impl Handler<ConnectTransport> for TransportActor {
     type Result = Result<Value>;
     fn handle(&mut self, msg: ConnectTransport, _: &mut Self::Context) -> Result<Value> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         self.with_plugin(|t| t.connect(&msg.0))?
     }
 }
@@ -118,7 +118,7 @@ pub struct ConnectPipe(pub String);
 impl Handler<ConnectPipe> for TransportActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: ConnectPipe, _: &mut Self::Context) -> Result<()> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let id = self.id;
         self.with_plugin(|t| match t.pipe_endpoint() {
             Some(pipe) => pipe.connect_pipe(&msg.0),
@@ -137,7 +137,7 @@ pub struct CloseTransport(pub CloseReason);
 impl Handler<CloseTransport> for TransportActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: CloseTransport, _: &mut Self::Context) -> Result<()> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         self.room.borrow_mut().close_transport(self.id, msg.0);
         Ok(())
     }
@@ -220,7 +220,7 @@ pub struct Produce(pub ProduceOptions);
 impl Handler<Produce> for TransportActor {
     type Result = Result<ProducerInfo>;
     fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Result<ProducerInfo> {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let o = msg.0;
         tracks::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)
     }
@@ -240,7 +240,7 @@ pub struct TransportRequest {
 impl Handler<TransportRequest> for TransportActor {
     type Result = Result<TransportRequestResult>;
     fn handle(&mut self, msg: TransportRequest, _: &mut Self::Context) -> Self::Result {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         tracks::transport_request(&self.room, self.id, &msg.method, &msg.params)
     }
 }
@@ -248,7 +248,7 @@ impl Handler<TransportRequest> for TransportActor {
 impl Handler<Consume> for TransportActor {
     type Result = actix::ResponseActFuture<Self, Result<ConsumerInfo>>;
     fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let o = msg.0;
         // A producer created on another router of a spanning room an instant ago may still
         // have its copy on the way here: wait until this router has handled what was sent
@@ -277,7 +277,7 @@ impl Handler<Consume> for TransportActor {
             }
             .into_actor(self)
             .map(move |_, act, _| {
-                let _span = act.span.clone().entered();
+                let _span = act.log_span.clone().entered();
                 tracks::create_consumer(
                     &act.room,
                     act.id,

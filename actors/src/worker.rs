@@ -32,7 +32,7 @@ pub struct WorkerActor {
     init_error: Option<Error>,
     guard: CrashGuard,
     /// Parent of the spans of this worker's rooms, so logs can be filtered by worker.
-    span: tracing::Span,
+    log_span: tracing::Span,
 }
 
 impl WorkerActor {
@@ -54,7 +54,7 @@ impl WorkerActor {
             shared,
             factories,
             init_error,
-            span: tracing::info_span!("worker", worker = id.0),
+            log_span: tracing::info_span!("worker", worker = id.0),
             guard: CrashGuard::new(move |message| {
                 server.do_send(WorkerCrashed {
                     worker: id,
@@ -165,7 +165,7 @@ impl Handler<SpawnRouter> for WorkerActor {
     type Result = Result<Addr<RouterActor>>;
     fn handle(&mut self, msg: SpawnRouter, _: &mut Self::Context) -> Self::Result {
         // The router's span is created inside, and so becomes a child of this one.
-        let _span = self.span.enter();
+        let _span = self.log_span.enter();
         let actor = RouterActor::new(
             msg.id,
             self.id,

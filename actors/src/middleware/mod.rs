@@ -116,7 +116,7 @@ pub(crate) struct MiddlewareFailed {
 impl Handler<MiddlewareFailed> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: MiddlewareFailed, _: &mut Self::Context) {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         let Ok(mut r) = self.room.try_borrow_mut() else {
             return;
         };
@@ -158,7 +158,7 @@ pub(crate) enum MiddlewareRequest {
 impl Handler<MiddlewareRequest> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: MiddlewareRequest, ctx: &mut Self::Context) {
-        let _span = self.span.clone().entered();
+        let _span = self.log_span.clone().entered();
         match msg {
             MiddlewareRequest::Keyframe(producer) => {
                 if let Ok(mut r) = self.room.try_borrow_mut()

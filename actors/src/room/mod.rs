@@ -141,7 +141,7 @@ pub(crate) struct Room {
     /// totals never go backwards.
     pub closed_totals: MediaTotals,
     /// This router's part in a room that spans workers: its pipes and piped producers.
-    pub span: span::RoomSpan,
+    pub span: span::SpanState,
 }
 
 impl Room {
@@ -168,7 +168,7 @@ impl Room {
             middleware_audience: HashMap::new(),
             closed: false,
             closed_totals: MediaTotals::default(),
-            span: span::RoomSpan {
+            span: span::SpanState {
                 secondary: setup.secondary,
                 ..Default::default()
             },

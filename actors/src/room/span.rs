@@ -10,7 +10,7 @@ use switchboard_core::{PeerId, ProducerId, TransportId, WorkerId};
 
 /// One router's part in its room's span.
 #[derive(Default)]
-pub(crate) struct RoomSpan {
+pub(crate) struct SpanState {
     /// Whether this is a secondary router.
     pub secondary: bool,
     /// The pipe transport to each other router of the room, by that router's worker.

@@ -1,0 +1,731 @@
+//! [`ServerHandle`]: the Rust API of a running server.
+
+use crate::consumer::{
+    CloseConsumer, ConsumerStatsRequest, DumpConsumer, RequestConsumerKeyframe, SetConsumerPaused,
+};
+use crate::producer::{
+    CloseProducer, DumpProducer, ProducerStatsRequest, RequestProducerKeyframe, SetProducerPaused,
+};
+use crate::router::{
+    AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
+    JoinPeer, LeavePeer, RouterStatsRequest,
+};
+#[cfg(feature = "fault-injection")]
+use crate::server::InjectWorkerPanic;
+use crate::server::{
+    Arbiters, CreateRouterRequest, ServerActor, ServerMetrics, Shutdown, WorkerMetrics, mailbox,
+};
+use crate::session::SESSION_KIND;
+use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, SubscribeResult};
+use crate::shared::{Shared, WorkerInfo};
+use crate::span::{
+    ClosePiped, CloseSecondary, DescribeRouter, DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped,
+    PeerConnection, PeerProducers, RouterGroup, RouterPart, TransportProducers,
+};
+use crate::transport::{
+    CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportRequest,
+    TransportStatsRequest,
+};
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Handler, Message};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use switchboard_core::api::{
+    ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
+    TransportInfo, TransportRequestResult,
+};
+use switchboard_core::config::Config;
+use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::report;
+use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::{
+    ConsumerId, Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// The Rust API of a running server. Cheap to clone, usable from any thread and any async
+/// runtime: every call is a message to the actor that owns the object.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) server: Addr<ServerActor>,
+    /// Resolves when the actor system has exited.
+    pub(crate) done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl ServerHandle {
+    async fn ask<A, M, T>(addr: Addr<A>, msg: M, what: &'static str) -> Result<T>
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message<Result = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        addr.send(msg).await.map_err(mailbox(what))?
+    }
+
+    fn router(&self, id: RouterId) -> Result<Addr<crate::router::RouterActor>> {
+        self.shared
+            .index
+            .routers
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("router", id))
+    }
+
+    fn group(&self, id: RouterId) -> Result<Arc<RouterGroup>> {
+        self.shared
+            .rooms
+            .get(&id)
+            .map(|e| e.value().clone())
+            .ok_or_else(|| Error::not_found("router", id))
+    }
+
+    /// Whether a new transport of `kind` in this room may go to another worker.
+    fn may_span(&self, group: &RouterGroup, kind: &str) -> bool {
+        self.shared.config.placement.span_rooms
+            && self.shared.loads.len() > 1
+            && !group.single_connection
+            && kind != PIPE_KIND
+            && self.shared.transports.get(PIPE_KIND).is_some()
+    }
+
+    /// The router of the room a new transport goes to: the home router while its worker has
+    /// headroom, else (if the room may span) a router of the room on the worker placement
+    /// picks, created and piped on first use.
+    async fn place_transport(
+        &self,
+        group: &Arc<RouterGroup>,
+        kind: &str,
+    ) -> Result<(WorkerId, Addr<crate::router::RouterActor>)> {
+        if !self.may_span(group, kind) {
+            return Ok((group.home, group.home_addr.clone()));
+        }
+        let worker = crate::placement::transport_worker(&self.shared, group.home);
+        let addr = crate::span::ensure_router(&self.shared, &self.server, group, worker).await?;
+        Ok((worker, addr))
+    }
+
+    fn transport(&self, id: TransportId) -> Result<Addr<crate::transport::TransportActor>> {
+        self.shared
+            .index
+            .transports
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("transport", id))
+    }
+
+    fn producer(&self, id: ProducerId) -> Result<Addr<crate::producer::ProducerActor>> {
+        self.shared
+            .index
+            .producers
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("producer", id))
+    }
+
+    fn consumer(&self, id: ConsumerId) -> Result<Addr<crate::consumer::ConsumerActor>> {
+        self.shared
+            .index
+            .consumers
+            .get(&id)
+            .map(|e| e.value().1.clone())
+            .ok_or_else(|| Error::not_found("consumer", id))
+    }
+
+    /// Subscribes to every event. Slow readers lose events rather than stall the server.
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe(None, 4096)
+    }
+
+    /// Subscribes to one room's events.
+    pub fn subscribe_room(&self, router: RouterId) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe(Some(router), 4096)
+    }
+
+    /// Events dropped because a subscriber did not keep up.
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.events.dropped()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Registered transport plugin kinds.
+    pub fn transport_kinds(&self) -> Vec<&'static str> {
+        self.shared.transports.kinds()
+    }
+
+    /// Registered middleware names.
+    pub fn middleware_names(&self) -> Vec<&'static str> {
+        self.shared.middleware.names()
+    }
+
+    /// Test-only (`fault-injection`): makes worker `worker`'s actor panic in a handler, as
+    /// a bug in it would. The server restarts it (`worker_died`, `worker_restarted`).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_worker_panic(&self, worker: WorkerId) -> Result<()> {
+        self.server
+            .send(InjectWorkerPanic(worker))
+            .await
+            .map_err(|e| Error::internal(format!("server mailbox: {e}")))?
+    }
+
+    /// Every worker's load.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.shared
+            .loads
+            .iter()
+            .enumerate()
+            .map(|(i, l)| self.worker_info(WorkerId(i as u32), l))
+            .collect()
+    }
+
+    fn worker_info(&self, id: WorkerId, l: &crate::shared::WorkerLoad) -> WorkerInfo {
+        let mut info = l.info(id);
+        info.load_percent = crate::placement::load_percent(&self.shared, id);
+        info
+    }
+
+    /// Gathers every worker's counters: the shared load counters at once, and the media
+    /// counters by asking each worker thread (once per worker, in parallel). A worker that
+    /// does not answer within `timeout` is reported without media counters rather than
+    /// holding up the others. With `per_room`, each open room's counters come too.
+    ///
+    /// Needs a Tokio runtime (for the timeout).
+    pub async fn metrics(&self, per_room: bool, timeout: std::time::Duration) -> ServerMetrics {
+        let arbiters = self.server.send(Arbiters).await.unwrap_or_default();
+        let pending: Vec<_> = arbiters
+            .iter()
+            .map(|arbiter| {
+                let (tx, rx) = oneshot::channel();
+                let spawned = arbiter.spawn_fn(move || {
+                    let _ = tx.send(crate::metrics::collect_here(per_room));
+                });
+                spawned.then_some(rx)
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut workers = Vec::with_capacity(self.shared.loads.len());
+        let mut pending = pending.into_iter();
+        for (i, load) in self.shared.loads.iter().enumerate() {
+            let media = match pending.next().flatten() {
+                Some(rx) => tokio::time::timeout_at(deadline, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+                None => None,
+            };
+            let tid = load.thread_id.load(Ordering::Relaxed);
+            workers.push(WorkerMetrics {
+                load: self.worker_info(WorkerId(i as u32), load),
+                thread_id: (tid != 0).then_some(tid),
+                media,
+            });
+        }
+        ServerMetrics {
+            workers,
+            events_dropped: self.shared.events.dropped(),
+        }
+    }
+
+    /// Live routers and their workers.
+    pub fn routers(&self) -> Vec<(RouterId, WorkerId)> {
+        self.shared
+            .index
+            .routers
+            .iter()
+            .map(|e| (*e.key(), e.value().0))
+            .collect()
+    }
+
+    /// Whether this server holds the router, transport, producer or consumer named by
+    /// `kind` (`router`, `transport`, `producer`, `consumer`, as the RPC parameters name
+    /// them) and `id`. A malformed id or an unknown kind is not held.
+    pub fn holds(&self, kind: &str, id: &str) -> bool {
+        let index = &self.shared.index;
+        match kind {
+            "router" => id.parse().is_ok_and(|id| index.routers.contains_key(&id)),
+            "transport" => id
+                .parse()
+                .is_ok_and(|id| index.transports.contains_key(&id)),
+            "producer" => id.parse().is_ok_and(|id| index.producers.contains_key(&id)),
+            "consumer" => id.parse().is_ok_and(|id| index.consumers.contains_key(&id)),
+            _ => false,
+        }
+    }
+
+    /// Creates a router (a room) on the least-loaded worker, or the one asked for.
+    pub async fn create_router(&self, options: RouterOptions) -> Result<RouterInfo> {
+        let (info, _) = self
+            .server
+            .send(CreateRouterRequest(options))
+            .await
+            .map_err(mailbox("server"))??;
+        Ok(info)
+    }
+
+    /// Closes a router and everything in it (on every worker the room spans).
+    pub async fn close_router(&self, id: RouterId) -> Result<()> {
+        let home = self.router(id)?;
+        if let Ok(group) = self.group(id) {
+            for (_, addr) in group.secondaries() {
+                let _ = addr.send(CloseSecondary(CloseReason::Requested)).await;
+            }
+        }
+        home.send(CloseRouter(CloseReason::Requested))
+            .await
+            .map_err(mailbox("router"))
+    }
+
+    /// A router's RTP capabilities.
+    pub async fn router_capabilities(&self, id: RouterId) -> Result<RtpCapabilities> {
+        self.router(id)?
+            .send(GetCapabilities)
+            .await
+            .map_err(mailbox("router"))
+    }
+
+    /// Each router of a room, as [`DescribeRouter`] reports it, home first.
+    async fn describe_routers(&self, id: RouterId) -> Vec<RouterPart> {
+        let mut parts = Vec::new();
+        if let Ok(group) = self.group(id) {
+            for (_, addr) in group.routers() {
+                if let Ok(part) = addr.send(DescribeRouter).await {
+                    parts.push(part);
+                }
+            }
+        }
+        parts
+    }
+
+    /// A router's tree of transports, producers and consumers. For a room that spans
+    /// workers, the lists hold the objects of all its routers (each with its `worker`), and
+    /// `routers` lists the routers with their pipes.
+    pub async fn dump_router(&self, id: RouterId) -> Result<report::RouterDump> {
+        let mut dump = Self::ask(self.router(id)?, DumpRouter, "router").await?;
+        let parts = self.describe_routers(id).await;
+        if !parts.is_empty() {
+            dump.transports.clear();
+            dump.producers.clear();
+            dump.consumers.clear();
+            let mut routers = Vec::with_capacity(parts.len());
+            for p in parts {
+                dump.transports.extend(p.transports);
+                dump.producers.extend(p.producers);
+                dump.consumers.extend(p.consumers);
+                routers.push(report::RouterPartDump {
+                    worker: p.worker,
+                    role: p.role,
+                    pipes: p.pipes,
+                });
+            }
+            dump.routers = Some(routers);
+        }
+        Ok(dump)
+    }
+
+    /// A router's forwarding counters. `routers` holds each router of the room (one per
+    /// worker it spans) with its own counts and counters.
+    pub async fn router_stats(&self, id: RouterId) -> Result<report::RouterStats> {
+        let mut stats = Self::ask(self.router(id)?, RouterStatsRequest, "router").await?;
+        let parts: Vec<report::RouterPartStats> = self
+            .describe_routers(id)
+            .await
+            .into_iter()
+            .map(|p| report::RouterPartStats {
+                worker: p.worker,
+                role: p.role,
+                transports: p.transports.len(),
+                producers: p.producers.len(),
+                consumers: p.consumers.len(),
+                pipes: p.pipes,
+                counters: p.counters,
+            })
+            .collect();
+        if !parts.is_empty() {
+            stats.routers = Some(parts);
+        }
+        Ok(stats)
+    }
+
+    /// Attaches a registered middleware to a room.
+    pub async fn attach_middleware(
+        &self,
+        router: RouterId,
+        name: &str,
+        options: Value,
+    ) -> Result<()> {
+        let msg = AttachMiddleware {
+            name: name.to_owned(),
+            options,
+        };
+        Self::ask(self.router(router)?, msg, "router").await
+    }
+
+    /// Detaches a middleware from a room.
+    pub async fn detach_middleware(&self, router: RouterId, name: &str) -> Result<()> {
+        Self::ask(
+            self.router(router)?,
+            DetachMiddleware(name.to_owned()),
+            "router",
+        )
+        .await
+    }
+
+    /// Creates a transport of a registered plugin kind in a router.
+    pub async fn create_transport(
+        &self,
+        router: RouterId,
+        kind: &str,
+        options: Value,
+    ) -> Result<TransportInfo> {
+        self.create_peer_transport(router, None, kind, options)
+            .await
+    }
+
+    /// Creates a transport belonging to a peer (closed when the peer leaves).
+    ///
+    /// When the room's worker is over its load threshold, the transport goes to a router of
+    /// the same room on another worker (see `[placement]`); nothing else changes for the
+    /// caller.
+    pub async fn create_peer_transport(
+        &self,
+        router: RouterId,
+        peer: Option<PeerId>,
+        kind: &str,
+        options: Value,
+    ) -> Result<TransportInfo> {
+        let home = self.router(router)?;
+        let msg = CreateTransport {
+            kind: kind.to_owned(),
+            peer: peer.clone(),
+            options,
+        };
+        let Ok(group) = self.group(router) else {
+            return Self::ask(home, msg, "router").await;
+        };
+        if !self.may_span(&group, kind) {
+            return Self::ask(home, msg, "router").await;
+        }
+        if let Some(peer) = &peer {
+            // Is the peer in the room at all? Asked before anything is created elsewhere.
+            Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
+        }
+        let (worker, addr) = self.place_transport(&group, kind).await?;
+        if worker != group.home
+            && let Some(peer) = &peer
+        {
+            addr.send(MirrorPeer(peer.clone()))
+                .await
+                .map_err(mailbox("router"))?;
+        }
+        Self::ask(addr, msg, "router").await
+    }
+
+    /// Applies a peer's SDP offer on its send connection (created on first use): each sending
+    /// m-line becomes a producer, and with automatic subscription everyone else's receive
+    /// connection gets it (announced by `renegotiation_needed`).
+    pub async fn publish(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        sdp: String,
+    ) -> Result<PublishResult> {
+        Self::ask(self.router(router)?, Publish { peer, sdp }, "router").await
+    }
+
+    /// The server's SDP offer for a peer's receive connection (created on first use, with
+    /// consumers for everything already in the room when subscription is automatic).
+    ///
+    /// The receive connection is created where [`ServerHandle::create_peer_transport`] would
+    /// put a transport: on another worker's router of the room when the room's worker is
+    /// loaded.
+    pub async fn subscribe_peer(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
+        let home = self.router(router)?;
+        let Ok(group) = self.group(router) else {
+            return Self::ask(home, Subscribe { peer }, "router").await;
+        };
+        let placed = group.state().recv_on.get(&peer).copied();
+        let addr = match placed.and_then(|w| group.router_on(w)) {
+            Some(addr) => addr,
+            None => {
+                let existing =
+                    Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
+                if existing.is_some() || !self.may_span(&group, SESSION_KIND) {
+                    home
+                } else {
+                    let (worker, addr) = self.place_transport(&group, SESSION_KIND).await?;
+                    if worker != group.home {
+                        addr.send(MirrorPeer(peer.clone()))
+                            .await
+                            .map_err(mailbox("router"))?;
+                        group.state().recv_on.insert(peer.clone(), worker);
+                    }
+                    addr
+                }
+            }
+        };
+        Self::ask(addr, Subscribe { peer }, "router").await
+    }
+
+    /// The router of a room that holds a peer's receive connection.
+    fn receiving_router(
+        &self,
+        router: RouterId,
+        peer: &PeerId,
+    ) -> Result<Addr<crate::router::RouterActor>> {
+        let home = self.router(router)?;
+        Ok(self
+            .group(router)
+            .map(|g| g.receiving_router(peer))
+            .unwrap_or(home))
+    }
+
+    /// Applies a peer's SDP answer on its receive connection.
+    pub async fn answer(&self, router: RouterId, peer: PeerId, sdp: String) -> Result<()> {
+        let addr = self.receiving_router(router, &peer)?;
+        Self::ask(addr, Answer { peer, sdp }, "router").await
+    }
+
+    /// Restarts ICE on a peer's receive connection; returns the new offer.
+    pub async fn restart_ice(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
+        let addr = self.receiving_router(router, &peer)?;
+        Self::ask(addr, RestartIce { peer }, "router").await
+    }
+
+    /// Adds a peer to a room.
+    pub async fn join_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
+        Self::ask(self.router(router)?, JoinPeer(peer), "router").await
+    }
+
+    /// Removes a peer from a room, closing its transports (on every worker the room spans).
+    pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
+        self.leave_peer_for(router, peer, CloseReason::Requested)
+            .await
+    }
+
+    /// A handle for actors inside the server, once it has started.
+    pub(crate) fn from_shared(shared: &Arc<Shared>) -> Option<Self> {
+        Some(Self {
+            shared: shared.clone(),
+            server: shared.server.get()?.clone(),
+            done: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Removes a peer whose transports all closed on their own (its client vanished), with
+    /// `reason`; a peer the backend gave a transport again meanwhile stays. Whether it left.
+    pub(crate) async fn leave_if_disconnected(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        reason: CloseReason,
+    ) -> Result<bool> {
+        let group = self.group(router)?;
+        for (_, addr) in group.routers() {
+            let n = addr
+                .send(crate::router::PeerTransportCount(peer.clone()))
+                .await
+                .unwrap_or(0);
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+        self.leave_peer_for(router, peer, reason).await?;
+        Ok(true)
+    }
+
+    async fn leave_peer_for(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        reason: CloseReason,
+    ) -> Result<()> {
+        let home = self.router(router)?;
+        if let Ok(group) = self.group(router) {
+            let secondaries = group.secondaries();
+            if !secondaries.is_empty() {
+                // Copies of the peer's producers (and their consumers) close first.
+                let producers = home
+                    .send(PeerProducers(peer.clone()))
+                    .await
+                    .unwrap_or_default();
+                for (_, addr) in &secondaries {
+                    for p in &producers {
+                        let _ = addr.send(ClosePiped(*p)).await;
+                    }
+                }
+            }
+            for (_, addr) in secondaries {
+                let _ = addr.send(DropMirrorPeer(peer.clone())).await;
+            }
+            group.state().recv_on.remove(&peer);
+        }
+        Self::ask(home, LeavePeer(peer, reason), "router").await
+    }
+
+    /// A plugin-specific transport operation, such as applying a WebRTC offer. Producers the
+    /// plugin asks for are created before this returns.
+    pub async fn transport_request(
+        &self,
+        id: TransportId,
+        method: &str,
+        params: Value,
+    ) -> Result<TransportRequestResult> {
+        let msg = TransportRequest {
+            method: method.to_owned(),
+            params,
+        };
+        Self::ask(self.transport(id)?, msg, "transport").await
+    }
+
+    /// Gives a transport the remote side's parameters.
+    pub async fn connect_transport(&self, id: TransportId, params: Value) -> Result<Value> {
+        Self::ask(self.transport(id)?, ConnectTransport(params), "transport").await
+    }
+
+    /// Closes a transport with its producers and consumers (their copies on the other
+    /// workers of a spanning room first).
+    pub async fn close_transport(&self, id: TransportId) -> Result<()> {
+        self.close_transport_because(id, CloseReason::Requested)
+            .await
+    }
+
+    /// Closes a transport as [`ServerHandle::close_transport`] does, saying why in its
+    /// closure event (its producers' and consumers' say `parent_closed`).
+    pub async fn close_transport_because(
+        &self,
+        id: TransportId,
+        reason: CloseReason,
+    ) -> Result<()> {
+        let transport = self.transport(id)?;
+        let producers = transport.send(TransportProducers).await.unwrap_or_default();
+        for p in producers {
+            for addr in self.producer_routers(p) {
+                let _ = addr.send(ClosePiped(p)).await;
+            }
+        }
+        Self::ask(transport, CloseTransport(reason), "transport").await
+    }
+
+    /// A transport's full state.
+    pub async fn dump_transport(&self, id: TransportId) -> Result<report::TransportDump> {
+        Self::ask(self.transport(id)?, DumpTransport, "transport").await
+    }
+
+    /// A transport's statistics.
+    pub async fn transport_stats(&self, id: TransportId) -> Result<report::TransportStats> {
+        Self::ask(self.transport(id)?, TransportStatsRequest, "transport").await
+    }
+
+    /// Creates a producer on a transport.
+    pub async fn produce(
+        &self,
+        transport: TransportId,
+        options: ProduceOptions,
+    ) -> Result<ProducerInfo> {
+        Self::ask(self.transport(transport)?, Produce(options), "transport").await
+    }
+
+    /// Creates a consumer on a transport.
+    pub async fn consume(
+        &self,
+        transport: TransportId,
+        options: ConsumeOptions,
+    ) -> Result<ConsumerInfo> {
+        Self::ask(self.transport(transport)?, Consume(options), "transport").await
+    }
+
+    /// The routers of the room a producer belongs to.
+    fn producer_routers(&self, id: ProducerId) -> Vec<Addr<crate::router::RouterActor>> {
+        let room = self.shared.index.producers.get(&id).map(|e| e.value().0);
+        room.and_then(|r| self.group(r).ok())
+            .map(|g| g.routers().into_iter().map(|(_, a)| a).collect())
+            .unwrap_or_default()
+    }
+
+    /// Pauses or resumes a producer (and its copies on the other workers of its room).
+    pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<()> {
+        Self::ask(self.producer(id)?, SetProducerPaused(paused), "producer").await?;
+        for addr in self.producer_routers(id) {
+            addr.do_send(PausePiped(id, paused));
+        }
+        Ok(())
+    }
+
+    /// Closes a producer and its consumers: first its copies on the other workers of its
+    /// room, with their consumers, then the producer itself.
+    pub async fn close_producer(&self, id: ProducerId) -> Result<()> {
+        let producer = self.producer(id)?;
+        for addr in self.producer_routers(id) {
+            let _ = addr.send(ClosePiped(id)).await;
+        }
+        Self::ask(producer, CloseProducer, "producer").await
+    }
+
+    /// Asks a producer's sender for a keyframe.
+    pub async fn request_producer_keyframe(&self, id: ProducerId) -> Result<()> {
+        Self::ask(self.producer(id)?, RequestProducerKeyframe, "producer").await
+    }
+
+    /// A producer's statistics.
+    pub async fn producer_stats(&self, id: ProducerId) -> Result<report::ProducerStats> {
+        Self::ask(self.producer(id)?, ProducerStatsRequest, "producer").await
+    }
+
+    /// A producer's full state.
+    pub async fn dump_producer(&self, id: ProducerId) -> Result<report::ProducerDump> {
+        Self::ask(self.producer(id)?, DumpProducer, "producer").await
+    }
+
+    /// Pauses or resumes a consumer.
+    pub async fn set_consumer_paused(&self, id: ConsumerId, paused: bool) -> Result<()> {
+        Self::ask(self.consumer(id)?, SetConsumerPaused(paused), "consumer").await
+    }
+
+    /// Closes a consumer.
+    pub async fn close_consumer(&self, id: ConsumerId) -> Result<()> {
+        Self::ask(self.consumer(id)?, CloseConsumer, "consumer").await
+    }
+
+    /// Asks the consumer's producer for a keyframe.
+    pub async fn request_consumer_keyframe(&self, id: ConsumerId) -> Result<()> {
+        Self::ask(self.consumer(id)?, RequestConsumerKeyframe, "consumer").await
+    }
+
+    /// A consumer's statistics.
+    pub async fn consumer_stats(&self, id: ConsumerId) -> Result<report::ConsumerStats> {
+        Self::ask(self.consumer(id)?, ConsumerStatsRequest, "consumer").await
+    }
+
+    /// A consumer's full state.
+    pub async fn dump_consumer(&self, id: ConsumerId) -> Result<report::ConsumerDump> {
+        Self::ask(self.consumer(id)?, DumpConsumer, "consumer").await
+    }
+
+    /// Closes every room (each emitting its events with reason `shutdown`), stops the
+    /// workers, and waits for the actor system to exit.
+    pub fn shutdown(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let done = self.done.lock().ok().and_then(|mut d| d.take());
+            if self.server.connected() {
+                self.server
+                    .send(Shutdown)
+                    .await
+                    .map_err(mailbox("server"))?;
+            }
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+            Ok(())
+        })
+    }
+}
