@@ -1,3 +1,4 @@
+use super::capabilities::{extension, is_dynamic_pt, video_feedback};
 use super::*;
 use crate::error::ErrorCode;
 
@@ -214,7 +215,7 @@ fn matching_basics() {
     assert!(!codecs_match(&opus, &other_clock, MatchMode::Loose));
 
     // Works across the two types.
-    let capability = super::opus();
+    let capability = super::capabilities::opus();
     assert!(codecs_match(&opus, &capability, MatchMode::Strict));
     assert!(codecs_match(&capability, &opus, MatchMode::Strict));
 }
