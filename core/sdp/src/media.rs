@@ -74,7 +74,10 @@ pub(crate) fn parse_extmap(value: &str) -> std::result::Result<ExtMap, String> {
 // ---- building a MediaSection ---------------------------------------------------------
 
 /// Values of the attributes named `key`.
-pub(crate) fn values<'a>(attributes: &'a [Attribute], key: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn values<'a>(
+    attributes: &'a [Attribute],
+    key: &'a str,
+) -> impl Iterator<Item = &'a str> {
     attributes
         .iter()
         .filter(move |a| a.key == key)
@@ -87,7 +90,11 @@ pub(crate) fn has(attributes: &[Attribute], key: &str) -> bool {
 }
 
 /// The first trimmed value of `key`, here or else at session level.
-pub(crate) fn first_value(attributes: &[Attribute], session: &[Attribute], key: &str) -> Option<String> {
+pub(crate) fn first_value(
+    attributes: &[Attribute],
+    session: &[Attribute],
+    key: &str,
+) -> Option<String> {
     values(attributes, key)
         .chain(values(session, key))
         .map(str::trim)

@@ -64,7 +64,11 @@ fn h264_pm1(profile_level_id: &str) -> RtpCodecCapability {
     )
 }
 
-pub(super) fn extension(kind: MediaKind, uri: &str, preferred_id: u8) -> RtpHeaderExtensionCapability {
+pub(super) fn extension(
+    kind: MediaKind,
+    uri: &str,
+    preferred_id: u8,
+) -> RtpHeaderExtensionCapability {
     RtpHeaderExtensionCapability {
         kind,
         uri: uri.to_owned(),

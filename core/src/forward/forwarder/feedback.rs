@@ -9,7 +9,12 @@ impl<S: MediaSink> Forwarder<S> {
     /// once, nothing resent twice within a round trip, at most
     /// `nack_max_resends_per_nack` resends per NACK and `nack_max_resends_per_second` per
     /// consumer. Every refusal is counted.
-    pub(super) fn on_nack(&mut self, transport: TransportId, nack: &TransportLayerNack, now: Instant) {
+    pub(super) fn on_nack(
+        &mut self,
+        transport: TransportId,
+        nack: &TransportLayerNack,
+        now: Instant,
+    ) {
         let Some((pid, i)) = self.consumer_index(transport, nack.media_ssrc) else {
             self.stats.unmatched_rtcp += 1;
             return;
@@ -105,7 +110,13 @@ impl<S: MediaSink> Forwarder<S> {
         self.stats.nack_refused += refused;
     }
 
-    pub(super) fn on_keyframe_feedback(&mut self, transport: TransportId, ssrc: u32, fir: bool, now: Instant) {
+    pub(super) fn on_keyframe_feedback(
+        &mut self,
+        transport: TransportId,
+        ssrc: u32,
+        fir: bool,
+        now: Instant,
+    ) {
         let Some((p, i)) = self.consumer_mut(transport, ssrc) else {
             self.stats.unmatched_rtcp += 1;
             return;
@@ -121,7 +132,12 @@ impl<S: MediaSink> Forwarder<S> {
         }
     }
 
-    pub(super) fn on_sender_report(&mut self, transport: TransportId, sr: &SenderReport, now: Instant) {
+    pub(super) fn on_sender_report(
+        &mut self,
+        transport: TransportId,
+        sr: &SenderReport,
+        now: Instant,
+    ) {
         let Some(&(pid, Stream::Media)) = self.by_ssrc.get(&(transport, sr.ssrc)) else {
             self.stats.unmatched_rtcp += 1;
             return;
