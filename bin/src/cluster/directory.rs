@@ -7,13 +7,19 @@ use super::*;
 impl Cluster {
     /// One command with the configured timeout, on the current connection (made if there is
     /// none). A failure drops the connection and counts, and is `cluster_unavailable`.
-    pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
+    pub(super) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
         let mut conn = self.connection().await?;
         self.bounded(cmd.query_async::<T>(&mut conn)).await
     }
 
     /// Like [`Cluster::query`] for a pipeline.
-    pub(super) async fn exec<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
+    pub(super) async fn exec<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
         let mut conn = self.connection().await?;
         self.bounded(pipe.query_async::<T>(&mut conn)).await
     }
