@@ -13,7 +13,8 @@
 //! again), its handler tasks wait to hand in responses, and its reader stops taking requests
 //! once [`MAX_IN_FLIGHT`] are waiting. Other connections and the media threads never notice.
 
-use super::dispatch::Ctx;
+use super::auth::check_token;
+use super::dispatch::{ConnectionEvents, Ctx};
 use super::wire::{self, FrameScanner, HttpSniff, Incoming, Scan};
 use super::{Counters, PendingSlot, RpcError, RpcShared, Subscriptions};
 use bytes::BytesMut;
@@ -22,7 +23,6 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use switchboard_actors::ServerHandle;
 use switchboard_core::event::Event;
 use switchboard_core::{ErrorCode, RouterId};
@@ -90,12 +90,15 @@ impl Conn {
         })
     }
 
+    fn finish(&self) {
+        self.done.cancel();
+        lock(&self.events).take();
+    }
+}
+
+impl ConnectionEvents for Conn {
     /// Adds a subscription (`None` for everything) and starts the pump on first use.
-    pub(crate) fn subscribe(
-        &self,
-        ctx: &Ctx,
-        router: Option<RouterId>,
-    ) -> Result<Subscriptions, RpcError> {
+    fn subscribe(&self, ctx: &Ctx, router: Option<RouterId>) -> Result<Subscriptions, RpcError> {
         let mut subs = lock(&self.subscriptions);
         match router {
             None => subs.all = true,
@@ -125,7 +128,7 @@ impl Conn {
     }
 
     /// Removes a subscription (`None` removes all of them).
-    pub(crate) fn unsubscribe(&self, router: Option<RouterId>) -> Subscriptions {
+    fn unsubscribe(&self, router: Option<RouterId>) -> Subscriptions {
         let mut subs = lock(&self.subscriptions);
         match router {
             None => *subs = Subscriptions::default(),
@@ -134,11 +137,6 @@ impl Conn {
             }
         }
         subs.clone()
-    }
-
-    fn finish(&self) {
-        self.done.cancel();
-        lock(&self.events).take();
     }
 }
 
@@ -312,31 +310,6 @@ async fn run(ctx: &Ctx, method: &str, params: Msgpack) -> Result<serde_json::Val
             Err(RpcError::new(ErrorCode::Closed, "the server is shutting down"))
         }
     }
-}
-
-/// Checks `auth` parameters against the configured token in constant time. Without a
-/// configured token any `auth` succeeds, so clients may always send one.
-pub(crate) fn check_token(expected: &str, params: Msgpack) -> Result<(), RpcError> {
-    let params: super::methods::AuthParams =
-        super::dispatch::typed_params(wire::params_map(params)?)?;
-    if expected.is_empty() || tokens_match(expected.as_bytes(), params.token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(RpcError::new(ErrorCode::Unauthorized, "wrong token"))
-    }
-}
-
-/// Compares without an early exit, so response timing reveals neither the token's content
-/// nor its length: the work depends on the presented token's length only.
-fn tokens_match(expected: &[u8], presented: &[u8]) -> bool {
-    if expected.is_empty() {
-        return presented.is_empty();
-    }
-    let mut same = (expected.len() as u64).ct_eq(&(presented.len() as u64));
-    for (i, byte) in presented.iter().enumerate() {
-        same &= byte.ct_eq(&expected[i % expected.len()]);
-    }
-    same.into()
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 //! parameters that do not fit become `invalid_params` naming the field, and results are
 //! converted to the wire's data model.
 
-use super::connection::Conn;
-use super::{RpcError, RpcShared, RpcStats, wire};
+use super::{RpcError, RpcShared, RpcStats, Subscriptions, wire};
 use rmpv::Value as Msgpack;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,8 +17,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use switchboard_actors::ServerHandle;
-use switchboard_core::ErrorCode;
 use switchboard_core::config::RpcConfig;
+use switchboard_core::{ErrorCode, RouterId};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Box<dyn Fn(Ctx, Value) -> BoxFuture<Result<Value, RpcError>> + Send + Sync>;
@@ -29,11 +28,23 @@ type Handler = Box<dyn Fn(Ctx, Value) -> BoxFuture<Result<Value, RpcError>> + Se
 pub struct Ctx {
     server: ServerHandle,
     pub(crate) rpc: Arc<RpcShared>,
-    pub(crate) conn: Arc<Conn>,
+    pub(crate) conn: Arc<dyn ConnectionEvents>,
+}
+
+/// What a handler may ask of the connection its request came on: event subscriptions.
+pub(crate) trait ConnectionEvents: Send + Sync {
+    /// Adds a subscription (`None` for everything); the connection starts sending events.
+    fn subscribe(&self, ctx: &Ctx, router: Option<RouterId>) -> Result<Subscriptions, RpcError>;
+    /// Removes a subscription (`None` removes all of them).
+    fn unsubscribe(&self, router: Option<RouterId>) -> Subscriptions;
 }
 
 impl Ctx {
-    pub(crate) fn new(server: ServerHandle, rpc: Arc<RpcShared>, conn: Arc<Conn>) -> Self {
+    pub(crate) fn new(
+        server: ServerHandle,
+        rpc: Arc<RpcShared>,
+        conn: Arc<dyn ConnectionEvents>,
+    ) -> Self {
         Self { server, rpc, conn }
     }
 
@@ -78,13 +89,6 @@ impl MethodTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The built-in methods ([`super::methods::register`]).
-    pub fn builtin() -> Self {
-        let mut table = Self::new();
-        super::methods::register(&mut table);
-        table
     }
 
     /// Adds a method.

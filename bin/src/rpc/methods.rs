@@ -22,6 +22,15 @@ use switchboard_core::negotiation;
 use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 
+impl MethodTable {
+    /// The built-in methods ([`register`]).
+    pub fn builtin() -> Self {
+        let mut table = Self::new();
+        register(&mut table);
+        table
+    }
+}
+
 /// Registers every built-in method.
 pub fn register(t: &mut MethodTable) {
     t.add("auth", auth)
@@ -293,7 +302,7 @@ async fn auth(ctx: Ctx, p: AuthParams) -> Result<(), RpcError> {
     // Connections run `auth` before dispatching (see the connection module); this entry
     // gives it a place in the table and the same check for callers of the table.
     let params = rmpv::Value::Map(vec![("token".into(), p.token.into())]);
-    super::connection::check_token(&ctx.config().token, params)
+    super::auth::check_token(&ctx.config().token, params)
 }
 
 async fn server_info(ctx: Ctx, _: NoParams) -> Result<ServerInfo, RpcError> {

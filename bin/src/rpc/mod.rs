@@ -14,6 +14,7 @@
 //!
 //! Adding a method is one entry in [`methods::register`] and one `async fn`.
 
+mod auth;
 mod connection;
 pub mod dispatch;
 pub mod methods;
