@@ -494,6 +494,9 @@ impl Handler<DumpRouter> for RouterActor {
     type Result = Result<report::RouterDump>;
     fn handle(&mut self, _: DumpRouter, _: &mut Self::Context) -> Self::Result {
         let r = self.room.borrow();
+        // The home router's own dump lists everything it holds, pipes included; the
+        // server replaces the lists with what every router shows the backend.
+        let entries = r.entries(true, None);
         Ok(report::RouterDump {
             id: r.id,
             worker: r.worker,
@@ -507,39 +510,9 @@ impl Handler<DumpRouter> for RouterActor {
                     recv: p.recv,
                 })
                 .collect(),
-            transports: r
-                .transports
-                .iter()
-                .map(|(id, t)| report::TransportEntry {
-                    id: *id,
-                    kind: t.kind.clone(),
-                    peer: t.peer.clone(),
-                    worker: None,
-                })
-                .collect(),
-            producers: r
-                .producers
-                .iter()
-                .map(|(id, p)| report::ProducerEntry {
-                    id: *id,
-                    transport: p.transport,
-                    kind: p.kind,
-                    paused: p.paused,
-                    worker: None,
-                })
-                .collect(),
-            consumers: r
-                .consumers
-                .iter()
-                .map(|(id, c)| report::ConsumerEntry {
-                    id: *id,
-                    transport: c.transport,
-                    producer: c.producer,
-                    kind: c.kind,
-                    paused: c.paused,
-                    worker: None,
-                })
-                .collect(),
+            transports: entries.transports,
+            producers: entries.producers,
+            consumers: entries.consumers,
             middleware: r.middleware.iter().map(|m| m.name.clone()).collect(),
             routers: None,
         })

@@ -601,44 +601,7 @@ impl Handler<DescribeRouter> for RouterActor {
     type Result = actix::MessageResult<DescribeRouter>;
     fn handle(&mut self, _: DescribeRouter, _: &mut Context<Self>) -> Self::Result {
         let r = self.room.borrow();
-        let internal = &r.span.internal;
-        let worker = Some(r.worker);
-        let transports = r
-            .transports
-            .iter()
-            .filter(|(id, _)| !internal.contains(id))
-            .map(|(id, t)| report::TransportEntry {
-                id: *id,
-                kind: t.kind.clone(),
-                peer: t.peer.clone(),
-                worker,
-            })
-            .collect();
-        let producers = r
-            .producers
-            .iter()
-            .filter(|(_, p)| !internal.contains(&p.transport))
-            .map(|(id, p)| report::ProducerEntry {
-                id: *id,
-                transport: p.transport,
-                kind: p.kind,
-                paused: p.paused,
-                worker,
-            })
-            .collect();
-        let consumers = r
-            .consumers
-            .iter()
-            .filter(|(_, c)| !internal.contains(&c.transport))
-            .map(|(id, c)| report::ConsumerEntry {
-                id: *id,
-                transport: c.transport,
-                producer: c.producer,
-                kind: c.kind,
-                paused: c.paused,
-                worker,
-            })
-            .collect();
+        let entries = r.entries(false, Some(r.worker));
         let pipes = r
             .span
             .links
@@ -670,9 +633,9 @@ impl Handler<DescribeRouter> for RouterActor {
             } else {
                 report::RouterRole::Home
             },
-            transports,
-            producers,
-            consumers,
+            transports: entries.transports,
+            producers: entries.producers,
+            consumers: entries.consumers,
             pipes,
             counters: r.forwarder.stats().clone(),
         })

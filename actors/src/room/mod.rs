@@ -41,6 +41,7 @@ use switchboard_core::forward::MediaTotals;
 use switchboard_core::forward::{Forwarder, ForwarderConfig, RtpOutcome};
 use switchboard_core::middleware::Audience;
 use switchboard_core::negotiation::RtpMapping;
+use switchboard_core::report;
 use switchboard_core::rtp_parameters::{MediaKind, RtpCapabilities, RtpParameters};
 use switchboard_core::transport::{MediaSink, Transport};
 use switchboard_core::{ConsumerId, PeerId, ProducerId, RouterId, TransportId, WorkerId};
@@ -284,5 +285,58 @@ impl Room {
             t.reentrant_drops += node.io.reentrant_drops.get();
         }
         t
+    }
+}
+
+/// A room's objects as `router.dump` lists them.
+pub(crate) struct Entries {
+    pub transports: Vec<report::TransportEntry>,
+    pub producers: Vec<report::ProducerEntry>,
+    pub consumers: Vec<report::ConsumerEntry>,
+}
+
+impl Room {
+    /// The objects the backend sees: with `internal`, the pipes and what they carry too.
+    /// `worker` is written into each entry (for a room that spans workers).
+    pub fn entries(&self, internal: bool, worker: Option<WorkerId>) -> Entries {
+        let shown = |t: &TransportId| internal || !self.span.internal.contains(t);
+        Entries {
+            transports: self
+                .transports
+                .iter()
+                .filter(|(id, _)| shown(id))
+                .map(|(id, t)| report::TransportEntry {
+                    id: *id,
+                    kind: t.kind.clone(),
+                    peer: t.peer.clone(),
+                    worker,
+                })
+                .collect(),
+            producers: self
+                .producers
+                .iter()
+                .filter(|(_, p)| shown(&p.transport))
+                .map(|(id, p)| report::ProducerEntry {
+                    id: *id,
+                    transport: p.transport,
+                    kind: p.kind,
+                    paused: p.paused,
+                    worker,
+                })
+                .collect(),
+            consumers: self
+                .consumers
+                .iter()
+                .filter(|(_, c)| shown(&c.transport))
+                .map(|(id, c)| report::ConsumerEntry {
+                    id: *id,
+                    transport: c.transport,
+                    producer: c.producer,
+                    kind: c.kind,
+                    paused: c.paused,
+                    worker,
+                })
+                .collect(),
+        }
     }
 }
