@@ -95,19 +95,37 @@ impl ServerHandle {
             && self.shared.transports.get(PIPE_KIND).is_some()
     }
 
-    /// The router of the room a new transport goes to: the home router while its worker has
-    /// headroom, else (if the room may span) a router of the room on the worker placement
-    /// picks, created and piped on first use.
-    async fn place_transport(
+    /// Where a new transport of `kind` of a room goes, for `peer`: the one placement
+    /// decision for transports. The home router while its worker has headroom (or the room
+    /// may not span), else a router of the room on the worker placement picks, created and
+    /// piped on first use, where the peer is then mirrored. The peer must be in the room; that
+    /// is checked before anything is created elsewhere.
+    async fn place(
         &self,
         group: &Arc<RouterGroup>,
         kind: &str,
+        peer: Option<&PeerId>,
     ) -> Result<(WorkerId, Addr<crate::router::RouterActor>)> {
         if !self.may_span(group, kind) {
             return Ok((group.home, group.home_addr.clone()));
         }
+        if let Some(peer) = peer {
+            Self::ask(
+                group.home_addr.clone(),
+                PeerConnection(peer.clone()),
+                "router",
+            )
+            .await?;
+        }
         let worker = crate::placement::transport_worker(&self.shared, group.home);
         let addr = crate::span::ensure_router(&self.shared, &self.server, group, worker).await?;
+        if worker != group.home
+            && let Some(peer) = peer
+        {
+            addr.send(MirrorPeer(peer.clone()))
+                .await
+                .map_err(mailbox("router"))?;
+        }
         Ok((worker, addr))
     }
 
@@ -412,21 +430,7 @@ impl ServerHandle {
         let Ok(group) = self.group(router) else {
             return Self::ask(home, msg, "router").await;
         };
-        if !self.may_span(&group, kind) {
-            return Self::ask(home, msg, "router").await;
-        }
-        if let Some(peer) = &peer {
-            // Is the peer in the room at all? Asked before anything is created elsewhere.
-            Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
-        }
-        let (worker, addr) = self.place_transport(&group, kind).await?;
-        if worker != group.home
-            && let Some(peer) = &peer
-        {
-            addr.send(MirrorPeer(peer.clone()))
-                .await
-                .map_err(mailbox("router"))?;
-        }
+        let (_, addr) = self.place(&group, kind, peer.as_ref()).await?;
         Self::ask(addr, msg, "router").await
     }
 
@@ -459,14 +463,11 @@ impl ServerHandle {
             None => {
                 let existing =
                     Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
-                if existing.is_some() || !self.may_span(&group, SESSION_KIND) {
+                if existing.is_some() {
                     home
                 } else {
-                    let (worker, addr) = self.place_transport(&group, SESSION_KIND).await?;
+                    let (worker, addr) = self.place(&group, SESSION_KIND, Some(&peer)).await?;
                     if worker != group.home {
-                        addr.send(MirrorPeer(peer.clone()))
-                            .await
-                            .map_err(mailbox("router"))?;
                         group.state().recv_on.insert(peer.clone(), worker);
                     }
                     addr
