@@ -215,18 +215,7 @@ impl Handler<Answer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
-        let transport = {
-            let r = self.room.borrow();
-            let p = r
-                .peer(&msg.peer)
-                .ok_or_else(|| Error::not_found("peer", &msg.peer))?;
-            p.recv.ok_or_else(|| {
-                Error::invalid(format!(
-                    "peer {:?} has no receive connection: subscribe first",
-                    msg.peer.0
-                ))
-            })?
-        };
+        let transport = receive_connection(&self.room, &msg.peer)?;
         sdp::check_limits(&msg.sdp, self.sdp_limits())?;
         if tracks::apply_answer(&self.room, transport, &msg.sdp)? {
             self.room.borrow_mut().renegotiate.insert(transport);
