@@ -1,27 +1,32 @@
-//! [`ServerHandle`]: the Rust API of a running server.
+//! The Rust API of a running server: [`Server::start`] and the [`ServerHandle`] it returns.
+//!
+//! A thin facade: each call finds the object in the [`Index`] and sends its actor one
+//! message; what concerns a room across its routers is [`RouterGroup`]'s.
 
 use crate::consumer::{
     CloseConsumer, ConsumerStatsRequest, DumpConsumer, RequestConsumerKeyframe, SetConsumerPaused,
 };
+use crate::group::RouterGroup;
+use crate::index::Index;
+use crate::middleware::AttachMiddleware;
 use crate::producer::{
     CloseProducer, DumpProducer, ProducerStatsRequest, RequestProducerKeyframe, SetProducerPaused,
 };
 use crate::router::{
-    AttachMiddleware, CloseRouter, CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities,
-    JoinPeer, LeavePeer, RouterStatsRequest,
+    CreateTransport, DetachMiddleware, DumpRouter, GetCapabilities, JoinPeer, RouterActor,
+    RouterStatsRequest,
 };
 #[cfg(feature = "fault-injection")]
 use crate::server::InjectWorkerPanic;
 use crate::server::{
-    Arbiters, CreateRouterRequest, ServerActor, ServerMetrics, Shutdown, WorkerMetrics, mailbox,
+    Arbiters, CreateRouterRequest, ServerActor, ServerMetrics, Shutdown, WorkerAddr, WorkerMetrics,
+    boot, mailbox,
 };
 use crate::session::SESSION_KIND;
 use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, SubscribeResult};
 use crate::shared::{Shared, WorkerInfo};
-use crate::span::{
-    ClosePiped, CloseSecondary, DescribeRouter, DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped,
-    PeerConnection, PeerProducers, RouterGroup, RouterPart, TransportProducers,
-};
+use crate::span::{MirrorPeer, PIPE_KIND, PeerConnection, TransportProducers};
+use crate::supervision::install_panic_hook;
 use crate::transport::{
     CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportRequest,
     TransportStatsRequest,
@@ -39,18 +44,92 @@ use switchboard_core::api::{
 };
 use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::transport::TransportRegistry;
 use switchboard_core::{
-    ConsumerId, Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId,
+    ConsumerId, Error, ErrorCode, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId,
 };
 use tokio::sync::{mpsc, oneshot};
+
+/// Starts a server.
+pub struct Server;
+
+impl Server {
+    /// Starts the actor system on its own threads: one Worker (an actix Arbiter) per
+    /// configured worker, each with every registered transport plugin started on it.
+    /// Returns once every worker is ready, or the first plugin start-up error.
+    pub fn start(
+        config: Arc<Config>,
+        transports: TransportRegistry,
+        middleware: MiddlewareRegistry,
+    ) -> Result<ServerHandle> {
+        install_panic_hook();
+        if let Some(name) = config
+            .middleware
+            .attach
+            .iter()
+            .find(|n| middleware.get(n).is_none())
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "middleware.attach names {name:?}, which is not registered; registered: {}",
+                    middleware.names().join(", ")
+                ),
+            ));
+        }
+        if let Some(kind) = config
+            .transports
+            .keys()
+            .find(|k| transports.get(k).is_none())
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "[transports.{kind}] configures a transport plugin that is not registered; registered: {}",
+                    transports.kinds().join(", ")
+                ),
+            ));
+        }
+        let workers = config.server.worker_count();
+        let shared = Shared::new(config, transports, middleware, workers);
+        let index = Arc::new(Index::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Addr<ServerActor>>>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let (thread_shared, thread_index) = (shared.clone(), index.clone());
+        std::thread::Builder::new()
+            .name("switchboard-server".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let booted = system.block_on(boot(thread_shared, thread_index, workers));
+                let ok = booted.is_ok();
+                let _ = ready_tx.send(booted);
+                if ok {
+                    let _ = system.run();
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::internal(format!("cannot start server thread: {e}")))?;
+        let server = ready_rx
+            .recv()
+            .map_err(|_| Error::internal("server thread died during start-up"))??;
+        Ok(ServerHandle {
+            shared,
+            index,
+            server,
+            done: Arc::new(Mutex::new(Some(done_rx))),
+        })
+    }
+}
 
 /// The Rust API of a running server. Cheap to clone, usable from any thread and any async
 /// runtime: every call is a message to the actor that owns the object.
 #[derive(Clone)]
 pub struct ServerHandle {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) index: Arc<Index>,
     pub(crate) server: Addr<ServerActor>,
     /// Resolves when the actor system has exited.
     pub(crate) done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
@@ -69,21 +148,12 @@ impl ServerHandle {
         addr.send(msg).await.map_err(mailbox(what))?
     }
 
-    fn router(&self, id: RouterId) -> Result<Addr<crate::router::RouterActor>> {
-        self.shared
-            .index
-            .routers
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("router", id))
+    fn router(&self, id: RouterId) -> Result<Addr<RouterActor>> {
+        self.index.router(id)
     }
 
     fn group(&self, id: RouterId) -> Result<Arc<RouterGroup>> {
-        self.shared
-            .rooms
-            .get(&id)
-            .map(|e| e.value().clone())
-            .ok_or_else(|| Error::not_found("router", id))
+        self.index.group(id)
     }
 
     /// Whether a new transport of `kind` in this room may go to another worker.
@@ -105,7 +175,7 @@ impl ServerHandle {
         group: &Arc<RouterGroup>,
         kind: &str,
         peer: Option<&PeerId>,
-    ) -> Result<(WorkerId, Addr<crate::router::RouterActor>)> {
+    ) -> Result<(WorkerId, Addr<RouterActor>)> {
         if !self.may_span(group, kind) {
             return Ok((group.home, group.home_addr.clone()));
         }
@@ -118,7 +188,13 @@ impl ServerHandle {
             .await?;
         }
         let worker = crate::placement::transport_worker(&self.shared, group.home);
-        let addr = crate::span::ensure_router(&self.shared, &self.server, group, worker).await?;
+        let spawner = self
+            .server
+            .send(WorkerAddr(worker))
+            .await
+            .map_err(mailbox("server"))??
+            .recipient();
+        let addr = group.ensure_router(worker, spawner).await?;
         if worker != group.home
             && let Some(peer) = peer
         {
@@ -127,33 +203,6 @@ impl ServerHandle {
                 .map_err(mailbox("router"))?;
         }
         Ok((worker, addr))
-    }
-
-    fn transport(&self, id: TransportId) -> Result<Addr<crate::transport::TransportActor>> {
-        self.shared
-            .index
-            .transports
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("transport", id))
-    }
-
-    fn producer(&self, id: ProducerId) -> Result<Addr<crate::producer::ProducerActor>> {
-        self.shared
-            .index
-            .producers
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("producer", id))
-    }
-
-    fn consumer(&self, id: ConsumerId) -> Result<Addr<crate::consumer::ConsumerActor>> {
-        self.shared
-            .index
-            .consumers
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("consumer", id))
     }
 
     /// Subscribes to every event. Slow readers lose events rather than stall the server.
@@ -256,8 +305,7 @@ impl ServerHandle {
 
     /// Live routers and their workers.
     pub fn routers(&self) -> Vec<(RouterId, WorkerId)> {
-        self.shared
-            .index
+        self.index
             .routers
             .iter()
             .map(|e| (*e.key(), e.value().0))
@@ -268,7 +316,7 @@ impl ServerHandle {
     /// `kind` (`router`, `transport`, `producer`, `consumer`, as the RPC parameters name
     /// them) and `id`. A malformed id or an unknown kind is not held.
     pub fn holds(&self, kind: &str, id: &str) -> bool {
-        let index = &self.shared.index;
+        let index = &self.index;
         match kind {
             "router" => id.parse().is_ok_and(|id| index.routers.contains_key(&id)),
             "transport" => id
@@ -292,15 +340,16 @@ impl ServerHandle {
 
     /// Closes a router and everything in it (on every worker the room spans).
     pub async fn close_router(&self, id: RouterId) -> Result<()> {
-        let home = self.router(id)?;
-        if let Ok(group) = self.group(id) {
-            for (_, addr) in group.secondaries() {
-                let _ = addr.send(CloseSecondary(CloseReason::Requested)).await;
+        self.router(id)?;
+        match self.group(id) {
+            Ok(group) => group.close(CloseReason::Requested).await,
+            Err(_) => {
+                let home = self.router(id)?;
+                let close = crate::router::CloseRouter(CloseReason::Requested);
+                home.send(close).await.map_err(mailbox("router"))?;
             }
         }
-        home.send(CloseRouter(CloseReason::Requested))
-            .await
-            .map_err(mailbox("router"))
+        Ok(())
     }
 
     /// A router's RTP capabilities.
@@ -311,17 +360,12 @@ impl ServerHandle {
             .map_err(mailbox("router"))
     }
 
-    /// Each router of a room, as [`DescribeRouter`] reports it, home first.
-    async fn describe_routers(&self, id: RouterId) -> Vec<RouterPart> {
-        let mut parts = Vec::new();
-        if let Ok(group) = self.group(id) {
-            for (_, addr) in group.routers() {
-                if let Ok(part) = addr.send(DescribeRouter).await {
-                    parts.push(part);
-                }
-            }
+    /// Each router of a room, as it describes itself, home first.
+    async fn describe_routers(&self, id: RouterId) -> Vec<crate::span::RouterPart> {
+        match self.group(id) {
+            Ok(group) => group.describe().await,
+            Err(_) => Vec::new(),
         }
-        parts
     }
 
     /// A router's tree of transports, producers and consumers. For a room that spans
@@ -478,11 +522,7 @@ impl ServerHandle {
     }
 
     /// The router of a room that holds a peer's receive connection.
-    fn receiving_router(
-        &self,
-        router: RouterId,
-        peer: &PeerId,
-    ) -> Result<Addr<crate::router::RouterActor>> {
+    fn receiving_router(&self, router: RouterId, peer: &PeerId) -> Result<Addr<RouterActor>> {
         let home = self.router(router)?;
         Ok(self
             .group(router)
@@ -513,37 +553,6 @@ impl ServerHandle {
             .await
     }
 
-    /// A handle for actors inside the server, once it has started.
-    pub(crate) fn from_shared(shared: &Arc<Shared>) -> Option<Self> {
-        Some(Self {
-            shared: shared.clone(),
-            server: shared.server.get()?.clone(),
-            done: Arc::new(Mutex::new(None)),
-        })
-    }
-
-    /// Removes a peer whose transports all closed on their own (its client vanished), with
-    /// `reason`; a peer the backend gave a transport again meanwhile stays. Whether it left.
-    pub(crate) async fn leave_if_disconnected(
-        &self,
-        router: RouterId,
-        peer: PeerId,
-        reason: CloseReason,
-    ) -> Result<bool> {
-        let group = self.group(router)?;
-        for (_, addr) in group.routers() {
-            let n = addr
-                .send(crate::router::PeerTransportCount(peer.clone()))
-                .await
-                .unwrap_or(0);
-            if n > 0 {
-                return Ok(false);
-            }
-        }
-        self.leave_peer_for(router, peer, reason).await?;
-        Ok(true)
-    }
-
     async fn leave_peer_for(
         &self,
         router: RouterId,
@@ -551,26 +560,10 @@ impl ServerHandle {
         reason: CloseReason,
     ) -> Result<()> {
         let home = self.router(router)?;
-        if let Ok(group) = self.group(router) {
-            let secondaries = group.secondaries();
-            if !secondaries.is_empty() {
-                // Copies of the peer's producers (and their consumers) close first.
-                let producers = home
-                    .send(PeerProducers(peer.clone()))
-                    .await
-                    .unwrap_or_default();
-                for (_, addr) in &secondaries {
-                    for p in &producers {
-                        let _ = addr.send(ClosePiped(*p)).await;
-                    }
-                }
-            }
-            for (_, addr) in secondaries {
-                let _ = addr.send(DropMirrorPeer(peer.clone())).await;
-            }
-            group.state().recv_on.remove(&peer);
+        match self.group(router) {
+            Ok(group) => group.leave_peer(peer, reason).await,
+            Err(_) => Self::ask(home, crate::router::LeavePeer(peer, reason), "router").await,
         }
-        Self::ask(home, LeavePeer(peer, reason), "router").await
     }
 
     /// A plugin-specific transport operation, such as applying a WebRTC offer. Producers the
@@ -585,12 +578,17 @@ impl ServerHandle {
             method: method.to_owned(),
             params,
         };
-        Self::ask(self.transport(id)?, msg, "transport").await
+        Self::ask(self.index.transport(id)?, msg, "transport").await
     }
 
     /// Gives a transport the remote side's parameters.
     pub async fn connect_transport(&self, id: TransportId, params: Value) -> Result<Value> {
-        Self::ask(self.transport(id)?, ConnectTransport(params), "transport").await
+        Self::ask(
+            self.index.transport(id)?,
+            ConnectTransport(params),
+            "transport",
+        )
+        .await
     }
 
     /// Closes a transport with its producers and consumers (their copies on the other
@@ -607,24 +605,30 @@ impl ServerHandle {
         id: TransportId,
         reason: CloseReason,
     ) -> Result<()> {
-        let transport = self.transport(id)?;
+        let transport = self.index.transport(id)?;
         let producers = transport.send(TransportProducers).await.unwrap_or_default();
-        for p in producers {
-            for addr in self.producer_routers(p) {
-                let _ = addr.send(ClosePiped(p)).await;
-            }
+        if let Some(group) = producers
+            .first()
+            .and_then(|p| self.index.producer_group(*p))
+        {
+            group.unpipe(&producers).await;
         }
         Self::ask(transport, CloseTransport(reason), "transport").await
     }
 
     /// A transport's full state.
     pub async fn dump_transport(&self, id: TransportId) -> Result<report::TransportDump> {
-        Self::ask(self.transport(id)?, DumpTransport, "transport").await
+        Self::ask(self.index.transport(id)?, DumpTransport, "transport").await
     }
 
     /// A transport's statistics.
     pub async fn transport_stats(&self, id: TransportId) -> Result<report::TransportStats> {
-        Self::ask(self.transport(id)?, TransportStatsRequest, "transport").await
+        Self::ask(
+            self.index.transport(id)?,
+            TransportStatsRequest,
+            "transport",
+        )
+        .await
     }
 
     /// Creates a producer on a transport.
@@ -633,7 +637,12 @@ impl ServerHandle {
         transport: TransportId,
         options: ProduceOptions,
     ) -> Result<ProducerInfo> {
-        Self::ask(self.transport(transport)?, Produce(options), "transport").await
+        Self::ask(
+            self.index.transport(transport)?,
+            Produce(options),
+            "transport",
+        )
+        .await
     }
 
     /// Creates a consumer on a transport.
@@ -642,22 +651,24 @@ impl ServerHandle {
         transport: TransportId,
         options: ConsumeOptions,
     ) -> Result<ConsumerInfo> {
-        Self::ask(self.transport(transport)?, Consume(options), "transport").await
-    }
-
-    /// The routers of the room a producer belongs to.
-    fn producer_routers(&self, id: ProducerId) -> Vec<Addr<crate::router::RouterActor>> {
-        let room = self.shared.index.producers.get(&id).map(|e| e.value().0);
-        room.and_then(|r| self.group(r).ok())
-            .map(|g| g.routers().into_iter().map(|(_, a)| a).collect())
-            .unwrap_or_default()
+        Self::ask(
+            self.index.transport(transport)?,
+            Consume(options),
+            "transport",
+        )
+        .await
     }
 
     /// Pauses or resumes a producer (and its copies on the other workers of its room).
     pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<()> {
-        Self::ask(self.producer(id)?, SetProducerPaused(paused), "producer").await?;
-        for addr in self.producer_routers(id) {
-            addr.do_send(PausePiped(id, paused));
+        Self::ask(
+            self.index.producer(id)?,
+            SetProducerPaused(paused),
+            "producer",
+        )
+        .await?;
+        if let Some(group) = self.index.producer_group(id) {
+            group.pause_piped(id, paused);
         }
         Ok(())
     }
@@ -665,51 +676,66 @@ impl ServerHandle {
     /// Closes a producer and its consumers: first its copies on the other workers of its
     /// room, with their consumers, then the producer itself.
     pub async fn close_producer(&self, id: ProducerId) -> Result<()> {
-        let producer = self.producer(id)?;
-        for addr in self.producer_routers(id) {
-            let _ = addr.send(ClosePiped(id)).await;
+        let producer = self.index.producer(id)?;
+        if let Some(group) = self.index.producer_group(id) {
+            group.unpipe(&[id]).await;
         }
         Self::ask(producer, CloseProducer, "producer").await
     }
 
     /// Asks a producer's sender for a keyframe.
     pub async fn request_producer_keyframe(&self, id: ProducerId) -> Result<()> {
-        Self::ask(self.producer(id)?, RequestProducerKeyframe, "producer").await
+        Self::ask(
+            self.index.producer(id)?,
+            RequestProducerKeyframe,
+            "producer",
+        )
+        .await
     }
 
     /// A producer's statistics.
     pub async fn producer_stats(&self, id: ProducerId) -> Result<report::ProducerStats> {
-        Self::ask(self.producer(id)?, ProducerStatsRequest, "producer").await
+        Self::ask(self.index.producer(id)?, ProducerStatsRequest, "producer").await
     }
 
     /// A producer's full state.
     pub async fn dump_producer(&self, id: ProducerId) -> Result<report::ProducerDump> {
-        Self::ask(self.producer(id)?, DumpProducer, "producer").await
+        Self::ask(self.index.producer(id)?, DumpProducer, "producer").await
     }
 
     /// Pauses or resumes a consumer.
     pub async fn set_consumer_paused(&self, id: ConsumerId, paused: bool) -> Result<()> {
-        Self::ask(self.consumer(id)?, SetConsumerPaused(paused), "consumer").await
+        Self::ask(
+            self.index.consumer(id)?,
+            SetConsumerPaused(paused),
+            "consumer",
+        )
+        .await
     }
 
     /// Closes a consumer.
     pub async fn close_consumer(&self, id: ConsumerId) -> Result<()> {
-        Self::ask(self.consumer(id)?, CloseConsumer, "consumer").await
+        Self::ask(self.index.consumer(id)?, CloseConsumer, "consumer").await
     }
 
     /// Asks the consumer's producer for a keyframe.
     pub async fn request_consumer_keyframe(&self, id: ConsumerId) -> Result<()> {
-        Self::ask(self.consumer(id)?, RequestConsumerKeyframe, "consumer").await
+        Self::ask(
+            self.index.consumer(id)?,
+            RequestConsumerKeyframe,
+            "consumer",
+        )
+        .await
     }
 
     /// A consumer's statistics.
     pub async fn consumer_stats(&self, id: ConsumerId) -> Result<report::ConsumerStats> {
-        Self::ask(self.consumer(id)?, ConsumerStatsRequest, "consumer").await
+        Self::ask(self.index.consumer(id)?, ConsumerStatsRequest, "consumer").await
     }
 
     /// A consumer's full state.
     pub async fn dump_consumer(&self, id: ConsumerId) -> Result<report::ConsumerDump> {
-        Self::ask(self.consumer(id)?, DumpConsumer, "consumer").await
+        Self::ask(self.index.consumer(id)?, DumpConsumer, "consumer").await
     }
 
     /// Closes every room (each emitting its events with reason `shutdown`), stops the
@@ -717,11 +743,13 @@ impl ServerHandle {
     pub fn shutdown(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let done = self.done.lock().ok().and_then(|mut d| d.take());
+            // The server stops the actor system as it finishes, which may drop its answer:
+            // a closed mailbox means it is done.
             if self.server.connected() {
-                self.server
-                    .send(Shutdown)
-                    .await
-                    .map_err(mailbox("server"))?;
+                match self.server.send(Shutdown).await {
+                    Ok(()) | Err(actix::MailboxError::Closed) => {}
+                    Err(e) => return Err(mailbox("server")(e)),
+                }
             }
             if let Some(done) = done {
                 let _ = done.await;

@@ -2,13 +2,15 @@
 //! room's objects, keeps the server's index of them, and reaches the room's other routers.
 
 use crate::consumer::ConsumerActor;
+use crate::index::Index;
 use crate::middleware::instance::Counters;
 use crate::producer::ProducerActor;
+use crate::room::budget::TransportBudget;
 use crate::room::{ChildClosed, Object, Room, RoomHost, SpanNotice};
-use crate::router::RouterActor;
-use crate::shared::Shared;
+use crate::router::{RouterActor, RouterHost};
 use crate::span::{ClosePiped, CloseSecondary, DetachLink, Piped};
 use crate::supervision::Stop;
+use crate::transport::{PluginChildClosed, TransportActor};
 use actix::{Actor, Addr};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -16,13 +18,15 @@ use std::rc::Weak;
 use std::sync::Arc;
 use switchboard_core::event::CloseReason;
 use switchboard_core::forward::MediaTotals;
-use switchboard_core::{RouterId, TransportId, WorkerId};
+use switchboard_core::{PeerId, RouterId, TransportId, WorkerId};
 
 /// The host of one router's room.
 pub(crate) struct ActorHost {
-    shared: Arc<Shared>,
+    index: Arc<Index>,
     router: RouterId,
     worker: WorkerId,
+    /// The room's transport limit, given back as the backend's transports close.
+    budget: Arc<TransportBudget>,
     /// The room, for the actors of its objects; set once the room exists.
     room: RefCell<Weak<RefCell<Room>>>,
     /// The room's other routers this one has a pipe to, by worker.
@@ -30,28 +34,49 @@ pub(crate) struct ActorHost {
 }
 
 impl ActorHost {
-    pub(crate) fn new(shared: Arc<Shared>, router: RouterId, worker: WorkerId) -> Self {
+    pub(crate) fn new(
+        index: Arc<Index>,
+        router: RouterId,
+        worker: WorkerId,
+        budget: Arc<TransportBudget>,
+    ) -> Self {
         Self {
-            shared,
+            index,
             router,
             worker,
+            budget,
             room: RefCell::new(Weak::new()),
             links: RefCell::default(),
         }
     }
 
-    /// Gives the host its room.
-    pub(crate) fn bind(&self, room: Weak<RefCell<Room>>) {
+    fn link(&self, worker: WorkerId) -> Option<Addr<RouterActor>> {
+        self.links.borrow().get(&worker).cloned()
+    }
+}
+
+impl RouterHost for ActorHost {
+    fn bind(&self, room: Weak<RefCell<Room>>) {
         *self.room.borrow_mut() = room;
     }
 
-    /// A pipe to the room's router on `worker` is up.
-    pub(crate) fn add_link(&self, worker: WorkerId, router: Addr<RouterActor>) {
+    fn transport_started(&self, id: TransportId, actor: Addr<TransportActor>) {
+        self.index.transports.insert(id, (self.router, actor));
+    }
+
+    fn add_link(&self, worker: WorkerId, router: Addr<RouterActor>) {
         self.links.borrow_mut().insert(worker, router);
     }
 
-    fn link(&self, worker: WorkerId) -> Option<Addr<RouterActor>> {
-        self.links.borrow().get(&worker).cloned()
+    fn peer_gave_up(&self, peer: PeerId, reason: CloseReason) {
+        let Ok(group) = self.index.group(self.router) else {
+            return;
+        };
+        actix::spawn(async move {
+            if let Err(e) = group.leave_if_disconnected(peer, reason).await {
+                tracing::debug!(error = %e, "peer timeout: nothing to do");
+            }
+        });
     }
 }
 
@@ -60,7 +85,7 @@ impl RoomHost for ActorHost {
         let Some(room) = self.room.borrow().upgrade() else {
             return;
         };
-        let index = &self.shared.index;
+        let index = &self.index;
         match object {
             // A copy shares its original's id: requests for that id go to the original.
             Object::Producer { copy: true, .. } | Object::Transport { .. } => {}
@@ -76,7 +101,7 @@ impl RoomHost for ActorHost {
     }
 
     fn closed(&self, object: Object) {
-        let index = &self.shared.index;
+        let index = &self.index;
         match object {
             Object::Producer { copy: true, .. } => {}
             Object::Producer { id, copy: false } => {
@@ -94,18 +119,15 @@ impl RoomHost for ActorHost {
                     addr.do_send(Stop);
                 }
                 if !internal {
-                    release_transport_slot(&self.shared, self.router);
+                    self.budget.release();
                 }
             }
         }
     }
 
     fn tell_plugin_later(&self, transport: TransportId, child: ChildClosed) {
-        if let Some(entry) = self.shared.index.transports.get(&transport) {
-            entry
-                .value()
-                .1
-                .do_send(crate::transport::PluginChildClosed(child));
+        if let Some(entry) = self.index.transports.get(&transport) {
+            entry.value().1.do_send(PluginChildClosed(child));
         }
     }
 
@@ -132,7 +154,7 @@ impl RoomHost for ActorHost {
     fn room_closing(&self, reason: &CloseReason) {
         // The room is gone, and its secondary routers close too (at once if the backend
         // closed the room, since it closed them first).
-        let Some((_, group)) = self.shared.rooms.remove(&self.router) else {
+        let Some((_, group)) = self.index.rooms.remove(&self.router) else {
             return;
         };
         let secondaries = {
@@ -147,13 +169,13 @@ impl RoomHost for ActorHost {
 
     fn room_closed(&self, totals: &MediaTotals, secondary: bool) {
         if secondary {
-            if let Some(group) = self.shared.rooms.get(&self.router) {
+            if let Some(group) = self.index.rooms.get(&self.router) {
                 let mut st = group.state();
                 st.secondaries.remove(&self.worker);
                 st.recv_on.retain(|_, w| *w != self.worker);
             }
         } else {
-            self.shared.index.routers.remove(&self.router);
+            self.index.routers.remove(&self.router);
         }
         crate::metrics::room_closed(self.router, totals);
     }
@@ -164,16 +186,5 @@ impl RoomHost for ActorHost {
 
     fn middleware_retired(&self, name: &str, counters: &Counters) {
         crate::metrics::middleware_retired(name, counters);
-    }
-}
-
-/// Gives back the room-wide slot of a closing transport the backend sees.
-fn release_transport_slot(shared: &Shared, router: RouterId) {
-    if let Some(g) = shared.rooms.get(&router) {
-        let _ = g.transports.fetch_update(
-            std::sync::atomic::Ordering::AcqRel,
-            std::sync::atomic::Ordering::Acquire,
-            |n| n.checked_sub(1),
-        );
     }
 }

@@ -20,8 +20,10 @@
 
 pub mod consumer;
 pub mod events;
+mod group;
 mod handle;
 mod host;
+mod index;
 pub mod load;
 pub mod metrics;
 pub mod middleware;
@@ -37,8 +39,7 @@ pub mod supervision;
 pub mod transport;
 pub mod worker;
 
-pub use handle::ServerHandle;
-pub use server::Server;
+pub use handle::{Server, ServerHandle};
 pub use server::{ServerMetrics, WorkerMetrics};
 pub use shared::WorkerInfo;
 pub use switchboard_core::api::*;

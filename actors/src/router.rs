@@ -1,16 +1,16 @@
 //! The Router actor: one room on one worker.
 
-use crate::host::ActorHost;
+use crate::room::budget::{TransportBudget, TransportSlot};
 use crate::room::renegotiation::flush_renegotiations;
-use crate::room::{Room, RoomIo, RoomRef, RoomSetup, TransportNode};
+use crate::room::{Room, RoomHost, RoomIo, RoomRef, RoomSetup, TransportNode};
 use crate::shared::Shared;
 use crate::supervision::{CrashGuard, contain, crash_guard};
 use crate::transport::TransportActor;
-use crate::worker::Factories;
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
 use serde_json::Value;
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,11 +18,40 @@ use switchboard_core::api::TransportInfo;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
-use switchboard_core::transport::TransportContext;
+use switchboard_core::transport::{TransportContext, TransportFactory};
 use switchboard_core::{Error, ErrorCode, PeerId, Result, RouterId, TransportId, WorkerId};
 
 /// How often the forwarder's timers (keyframe-request windows, sender reports) run.
 const TICK: Duration = Duration::from_millis(20);
+
+/// The transport plugins started on one worker, which its routers create transports with.
+pub(crate) type Factories = Rc<RefCell<HashMap<&'static str, Box<dyn TransportFactory>>>>;
+
+/// What a router needs of the actor layer above it, beyond what its room asks.
+pub(crate) trait RouterHost: RoomHost {
+    /// Gives the host its room, once the room exists.
+    fn bind(&self, room: Weak<RefCell<Room>>);
+    /// A transport's actor started: make it reachable.
+    fn transport_started(&self, id: TransportId, actor: Addr<TransportActor>);
+    /// A pipe to the room's router on `worker` is up.
+    fn add_link(&self, worker: WorkerId, router: Addr<RouterActor>);
+    /// The peer's transports gave up on their own and `webrtc.peer_timeout_ms` passed: the
+    /// peer leaves with `reason` unless it has a transport again.
+    fn peer_gave_up(&self, peer: PeerId, reason: CloseReason);
+}
+
+/// Spawns one router of a room on a worker.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<RouterActor>>")]
+pub(crate) struct SpawnRouter {
+    pub id: RouterId,
+    pub capabilities: RtpCapabilities,
+    pub auto_subscribe: bool,
+    pub single_connection: bool,
+    /// The room's transport limit, shared by its routers.
+    pub budget: Arc<TransportBudget>,
+    pub secondary: bool,
+}
 
 /// Lifecycle of one room: creates transports, attaches middleware, runs the forwarder's
 /// timers, and closes everything when it closes or crashes.
@@ -33,26 +62,24 @@ pub struct RouterActor {
     /// room (and, through child spans, its peers and transports) carries its id.
     pub(crate) log_span: tracing::Span,
     /// What the room asks of the actor layer; also reaches the room's other routers.
-    pub(crate) host: Rc<ActorHost>,
+    pub(crate) host: Rc<dyn RouterHost>,
     pub(crate) shared: Arc<Shared>,
+    /// The room's transport limit, shared with its other routers.
+    pub(crate) budget: Arc<TransportBudget>,
     factories: Factories,
     guard: CrashGuard,
 }
 
 impl RouterActor {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        id: RouterId,
+        spec: SpawnRouter,
         worker: WorkerId,
         shared: Arc<Shared>,
-        capabilities: RtpCapabilities,
         factories: Factories,
-        auto_subscribe: bool,
-        single_connection: bool,
-        secondary: bool,
+        host: Rc<dyn RouterHost>,
     ) -> Self {
+        let id = spec.id;
         let span = tracing::info_span!("room", room = %id);
-        let host = Rc::new(ActorHost::new(shared.clone(), id, worker));
         let room = Rc::new(RefCell::new(Room::new(RoomSetup {
             id,
             worker,
@@ -60,10 +87,10 @@ impl RouterActor {
             events: shared.events.clone(),
             load: shared.load(worker).clone(),
             host: host.clone(),
-            capabilities,
-            auto_subscribe,
-            single_connection,
-            secondary,
+            capabilities: spec.capabilities,
+            auto_subscribe: spec.auto_subscribe,
+            single_connection: spec.single_connection,
+            secondary: spec.secondary,
         })));
         host.bind(Rc::downgrade(&room));
         crate::metrics::room_opened(id, Rc::downgrade(&room));
@@ -76,6 +103,7 @@ impl RouterActor {
             log_span: span,
             host,
             shared,
+            budget: spec.budget,
             factories,
         }
     }
@@ -94,17 +122,6 @@ impl Actor for RouterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // The middleware the configuration gives every room.
-        let names = self.shared.config.middleware.attach.clone();
-        for name in names {
-            let _span = self.log_span.clone().entered();
-            let mut r = self.room.borrow_mut();
-            if let Err(e) =
-                crate::middleware::attach(&mut r, &self.shared, ctx.address(), &name, &Value::Null)
-            {
-                tracing::error!(router = %self.id, middleware = %name, error = %e, "configured middleware could not be attached");
-            }
-        }
         ctx.run_interval(TICK, |act, ctx| {
             let room = act.room.clone();
             let result = contain(|| {
@@ -208,14 +225,10 @@ impl RouterActor {
         // The limit is the room's, across every router it spans; the pipes that link them
         // are not the backend's transports and do not count.
         let slot = if internal {
-            crate::span::TransportSlot::take(None, 0)?
+            TransportSlot::uncounted()
         } else {
-            let group = shared.rooms.get(&self.id).map(|g| g.value().clone());
-            let max = shared.config.limits.max_transports_per_room;
-            if group.is_none() && self.room.borrow().transports.len() >= max {
-                return Err(Error::limit("transports per room", max));
-            }
-            crate::span::TransportSlot::take(group, max)?
+            self.budget
+                .take(shared.config.limits.max_transports_per_room)?
         };
         let id = TransportId::new();
         // Created in whatever span the caller entered (the room's, or a peer's inside it).
@@ -272,11 +285,11 @@ impl RouterActor {
             msg.kind.clone(),
             self.room.clone(),
             plugin.clone(),
-            shared.clone(),
+            ctx.address().recipient(),
             span,
         )
         .start();
-        shared.index.transports.insert(id, (self.id, addr));
+        self.host.transport_started(id, addr);
         slot.keep();
         self.room.borrow_mut().add_transport(
             id,
@@ -382,20 +395,14 @@ impl Handler<TransportGaveUp> for RouterActor {
         };
         flush_renegotiations(&self.room);
         let timeout = shared.config.webrtc.peer_timeout_ms;
-        let (Some(peer), Some(server)) = (peer, crate::handle::ServerHandle::from_shared(&shared))
-        else {
+        let Some(peer) = peer else {
             return;
         };
         if timeout == 0 {
             return;
         }
-        let room = self.id;
-        ctx.run_later(std::time::Duration::from_millis(timeout), move |_, _| {
-            actix::spawn(async move {
-                if let Err(e) = server.leave_if_disconnected(room, peer, msg.reason).await {
-                    tracing::debug!(error = %e, "peer timeout: nothing to do");
-                }
-            });
+        ctx.run_later(Duration::from_millis(timeout), move |act, _| {
+            act.host.peer_gave_up(peer, msg.reason);
         });
     }
 }
@@ -429,25 +436,6 @@ impl Handler<GetCapabilities> for RouterActor {
     }
 }
 
-/// Attaches a registered middleware to this room.
-#[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct AttachMiddleware {
-    /// Registered name.
-    pub name: String,
-    /// Middleware-specific options.
-    pub options: Value,
-}
-
-impl Handler<AttachMiddleware> for RouterActor {
-    type Result = Result<()>;
-    fn handle(&mut self, msg: AttachMiddleware, ctx: &mut Self::Context) -> Result<()> {
-        let _span = self.log_span.clone().entered();
-        let mut r = self.room.borrow_mut();
-        crate::middleware::attach(&mut r, &self.shared, ctx.address(), &msg.name, &msg.options)
-    }
-}
-
 /// Detaches a middleware from this room. Answers once the instance has been given
 /// everything queued for it and its `close` has returned (or `middleware.close_timeout_ms`
 /// passed).
@@ -470,7 +458,7 @@ impl Handler<DetachMiddleware> for RouterActor {
         flush_renegotiations(&self.room);
         let name = msg.0;
         Box::pin(async move {
-            if crate::middleware::wait_closed(done, timeout).await {
+            if crate::middleware::instance::wait_closed(done, timeout).await {
                 Ok(())
             } else {
                 Err(Error::new(

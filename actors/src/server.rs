@@ -1,20 +1,19 @@
-//! The Server actor (supervises workers, places routers) and [`ServerHandle`], the Rust API.
+//! The Server actor: supervises the workers and places new rooms.
 
-use crate::router::CloseRouter;
+use crate::group::{RoomSpec, RouterGroup};
+use crate::index::Index;
+use crate::room::budget::TransportBudget;
+use crate::router::{CloseRouter, RouterActor};
 use crate::shared::{Shared, WorkerInfo};
-use crate::supervision::install_panic_hook;
-use crate::worker::{Ready, SpawnRouter, WorkerActor, WorkerCrashed};
+use crate::span::CloseSecondary;
+use crate::worker::{Ready, WorkerActor, WorkerCrashed};
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, MailboxError, Message};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use switchboard_core::api::{RouterInfo, RouterOptions};
-use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
-use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::negotiation;
-use switchboard_core::transport::TransportRegistry;
 use switchboard_core::{Error, ErrorCode, Result, RouterId, WorkerId};
-use tokio::sync::oneshot;
 
 struct WorkerSlot {
     arbiter: ArbiterHandle,
@@ -24,6 +23,7 @@ struct WorkerSlot {
 /// Supervises the workers and places new routers.
 pub struct ServerActor {
     shared: Arc<Shared>,
+    index: Arc<Index>,
     workers: Vec<WorkerSlot>,
     sampler: crate::placement::Sampler,
 }
@@ -50,10 +50,11 @@ impl Handler<WorkerCrashed> for ServerActor {
             return;
         };
         let shared = self.shared.clone();
-        let server = actix::AsyncContext::address(ctx);
+        let index = self.index.clone();
+        let server = actix::AsyncContext::address(ctx).recipient();
         let id = msg.worker;
         slot.addr = WorkerActor::start_in_arbiter(&slot.arbiter, move |_| {
-            WorkerActor::boot(id, shared, server)
+            WorkerActor::boot(id, shared, index, server)
         });
         self.shared
             .events
@@ -83,14 +84,15 @@ impl Handler<InjectWorkerPanic> for ServerActor {
 pub(crate) struct CreateRouterRequest(pub RouterOptions);
 
 impl Message for CreateRouterRequest {
-    type Result = Result<(RouterInfo, Addr<crate::router::RouterActor>)>;
+    type Result = Result<(RouterInfo, Addr<RouterActor>)>;
 }
 
 impl Handler<CreateRouterRequest> for ServerActor {
-    type Result = actix::ResponseFuture<Result<(RouterInfo, Addr<crate::router::RouterActor>)>>;
+    type Result = actix::ResponseFuture<Result<(RouterInfo, Addr<RouterActor>)>>;
 
     fn handle(&mut self, msg: CreateRouterRequest, _: &mut Self::Context) -> Self::Result {
         let shared = self.shared.clone();
+        let index = self.index.clone();
         let auto_subscribe = msg.0.auto_subscribe;
         let single_connection = msg.0.single_connection;
         let prepared = (|| {
@@ -127,37 +129,28 @@ impl Handler<CreateRouterRequest> for ServerActor {
         Box::pin(async move {
             let (capabilities, worker) = prepared?;
             let addr = addr.ok_or_else(|| Error::internal("worker vanished"))?;
-            let id = RouterId::new();
+            let spec = RoomSpec {
+                id: RouterId::new(),
+                capabilities,
+                auto_subscribe,
+                single_connection,
+                budget: Arc::new(TransportBudget::default()),
+            };
             let result = addr
-                .send(SpawnRouter {
-                    id,
-                    capabilities: capabilities.clone(),
-                    auto_subscribe,
-                    single_connection,
-                    secondary: false,
-                })
+                .send(spec.spawn(false))
                 .await
                 .map_err(mailbox("worker"))
                 .and_then(|r| r);
             match result {
                 Ok(router) => {
-                    let group = crate::span::RouterGroup::new(
-                        id,
+                    let info = RouterInfo {
+                        id: spec.id,
                         worker,
-                        router.clone(),
-                        capabilities.clone(),
-                        auto_subscribe,
-                        single_connection,
-                    );
-                    shared.rooms.insert(id, Arc::new(group));
-                    Ok((
-                        RouterInfo {
-                            id,
-                            worker,
-                            rtp_capabilities: capabilities,
-                        },
-                        router,
-                    ))
+                        rtp_capabilities: spec.capabilities.clone(),
+                    };
+                    let group = RouterGroup::new(spec, worker, router.clone());
+                    index.rooms.insert(info.id, Arc::new(group));
+                    Ok((info, router))
                 }
                 Err(e) => {
                     shared.load(worker).routers.fetch_sub(1, Ordering::Relaxed);
@@ -178,7 +171,6 @@ impl Handler<Shutdown> for ServerActor {
     type Result = actix::ResponseFuture<()>;
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         let routers: Vec<_> = self
-            .shared
             .index
             .routers
             .iter()
@@ -187,7 +179,7 @@ impl Handler<Shutdown> for ServerActor {
         let arbiters: Vec<ArbiterHandle> = self.workers.iter().map(|w| w.arbiter.clone()).collect();
         let shared = self.shared.clone();
         let secondaries: Vec<_> = self
-            .shared
+            .index
             .rooms
             .iter()
             .flat_map(|g| g.value().secondaries())
@@ -195,9 +187,7 @@ impl Handler<Shutdown> for ServerActor {
         Box::pin(async move {
             // A room's secondary routers first, so their events come before the room's.
             for (_, router) in secondaries {
-                let _ = router
-                    .send(crate::span::CloseSecondary(CloseReason::Shutdown))
-                    .await;
+                let _ = router.send(CloseSecondary(CloseReason::Shutdown)).await;
             }
             for router in routers {
                 let _ = router.send(CloseRouter(CloseReason::Shutdown)).await;
@@ -222,93 +212,31 @@ pub(crate) fn mailbox(what: &'static str) -> impl Fn(MailboxError) -> Error {
     }
 }
 
-/// Starts a server.
-pub struct Server;
-
-impl Server {
-    /// Starts the actor system on its own threads: one Worker (an actix Arbiter) per
-    /// configured worker, each with every registered transport plugin started on it.
-    /// Returns once every worker is ready, or the first plugin start-up error.
-    pub fn start(
-        config: Arc<Config>,
-        transports: TransportRegistry,
-        middleware: MiddlewareRegistry,
-    ) -> Result<ServerHandle> {
-        install_panic_hook();
-        if let Some(name) = config
-            .middleware
-            .attach
-            .iter()
-            .find(|n| middleware.get(n).is_none())
-        {
-            return Err(Error::new(
-                ErrorCode::InvalidConfig,
-                format!(
-                    "middleware.attach names {name:?}, which is not registered; registered: {}",
-                    middleware.names().join(", ")
-                ),
-            ));
-        }
-        if let Some(kind) = config
-            .transports
-            .keys()
-            .find(|k| transports.get(k).is_none())
-        {
-            return Err(Error::new(
-                ErrorCode::InvalidConfig,
-                format!(
-                    "[transports.{kind}] configures a transport plugin that is not registered; registered: {}",
-                    transports.kinds().join(", ")
-                ),
-            ));
-        }
-        let workers = config.server.worker_count();
-        let shared = Shared::new(config, transports, middleware, workers);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Addr<ServerActor>>>();
-        let (done_tx, done_rx) = oneshot::channel::<()>();
-        let thread_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("switchboard-server".into())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let booted = system.block_on(boot(thread_shared, workers));
-                let ok = booted.is_ok();
-                let _ = ready_tx.send(booted);
-                if ok {
-                    let _ = system.run();
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| Error::internal(format!("cannot start server thread: {e}")))?;
-        let server = ready_rx
-            .recv()
-            .map_err(|_| Error::internal("server thread died during start-up"))??;
-        let _ = shared.server.set(server.clone());
-        Ok(ServerHandle {
-            shared,
-            server,
-            done: Arc::new(Mutex::new(Some(done_rx))),
-        })
-    }
-}
-
-async fn boot(shared: Arc<Shared>, workers: usize) -> Result<Addr<ServerActor>> {
+/// Starts the server actor and one worker per configured worker, each on its own
+/// arbiter, and waits until every worker is ready (or the first plugin start-up error).
+pub(crate) async fn boot(
+    shared: Arc<Shared>,
+    index: Arc<Index>,
+    workers: usize,
+) -> Result<Addr<ServerActor>> {
     let server = ServerActor::create(|ctx| {
-        let server_addr = actix::AsyncContext::address(ctx);
+        let supervisor = actix::AsyncContext::address(ctx).recipient::<WorkerCrashed>();
         let slots = (0..workers)
             .map(|i| {
                 let arbiter = Arbiter::new().handle();
                 let id = WorkerId(i as u32);
                 let shared = shared.clone();
-                let server = server_addr.clone();
+                let index = index.clone();
+                let supervisor = supervisor.clone();
                 let addr = WorkerActor::start_in_arbiter(&arbiter, move |_| {
-                    WorkerActor::boot(id, shared, server)
+                    WorkerActor::boot(id, shared, index, supervisor)
                 });
                 WorkerSlot { arbiter, addr }
             })
             .collect();
         ServerActor {
             shared: shared.clone(),
+            index: index.clone(),
             workers: slots,
             sampler: crate::placement::Sampler::new(workers),
         }
@@ -387,5 +315,3 @@ impl Handler<WorkerAddr> for ServerActor {
             .ok_or_else(|| Error::not_found("worker", msg.0))
     }
 }
-
-pub use crate::handle::ServerHandle;

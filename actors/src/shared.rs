@@ -1,30 +1,14 @@
-//! State shared by all threads of one server: the object index, the event bus, worker load.
+//! What every actor of one server may need, whatever its thread: configuration, the
+//! registries, the event bus and the workers' load. It names no actor: the addresses of
+//! live objects are in [`crate::index`].
 
-use crate::consumer::ConsumerActor;
 use crate::events::EventBus;
 pub use crate::load::{WorkerInfo, WorkerLoad};
-use crate::producer::ProducerActor;
-use crate::router::RouterActor;
-use crate::transport::TransportActor;
-use actix::Addr;
-use dashmap::DashMap;
 use std::sync::Arc;
+use switchboard_core::WorkerId;
 use switchboard_core::config::Config;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::transport::TransportRegistry;
-use switchboard_core::{ConsumerId, ProducerId, RouterId, TransportId, WorkerId};
-
-/// Where a live object is, so a request from any thread reaches its actor directly.
-pub struct Index {
-    /// Routers.
-    pub routers: DashMap<RouterId, (WorkerId, Addr<RouterActor>)>,
-    /// Transports and their routers.
-    pub transports: DashMap<TransportId, (RouterId, Addr<TransportActor>)>,
-    /// Producers and their routers.
-    pub producers: DashMap<ProducerId, (RouterId, Addr<ProducerActor>)>,
-    /// Consumers and their routers.
-    pub consumers: DashMap<ConsumerId, (RouterId, Addr<ConsumerActor>)>,
-}
 
 /// Everything every actor of the server may need.
 pub struct Shared {
@@ -34,19 +18,12 @@ pub struct Shared {
     pub transports: TransportRegistry,
     /// Registered middleware.
     pub middleware: MiddlewareRegistry,
-    /// Live objects.
-    pub index: Index,
     /// Event delivery.
     pub events: Arc<EventBus>,
     /// Per-worker load, indexed by worker number; each router holds its worker's.
     pub loads: Vec<Arc<WorkerLoad>>,
     /// Running middleware threads, joined on shutdown.
-    pub middleware_threads: crate::middleware::Threads,
-    /// Every open room and the routers it has on the workers.
-    pub(crate) rooms: DashMap<RouterId, Arc<crate::span::RouterGroup>>,
-    /// The server actor, once started: what actors need to act on the whole server (a peer
-    /// leaving every router of its room).
-    pub(crate) server: std::sync::OnceLock<actix::Addr<crate::server::ServerActor>>,
+    pub middleware_threads: crate::middleware::instance::Threads,
 }
 
 impl Shared {
@@ -60,17 +37,9 @@ impl Shared {
             config,
             transports,
             middleware,
-            index: Index {
-                routers: DashMap::new(),
-                transports: DashMap::new(),
-                producers: DashMap::new(),
-                consumers: DashMap::new(),
-            },
             events: Arc::default(),
             loads: (0..workers).map(|_| Arc::default()).collect(),
-            server: std::sync::OnceLock::new(),
             middleware_threads: Default::default(),
-            rooms: DashMap::new(),
         })
     }
 

@@ -1,6 +1,7 @@
-//! Rooms that span workers.
+//! A router's side of a room that spans workers: the messages its links carry.
 //!
-//! A room is a logical object: one *home* router on the worker placement chose for it, and,
+//! The room-wide side (adding routers, ordering closures across them) is
+//! [`crate::group`]. A room is a logical object: one *home* router on the worker placement chose for it, and,
 //! once that worker is loaded, *secondary* routers of the same room on other workers. Every
 //! router of a room carries the room's id, so whatever it emits is about the room, and the
 //! backend cannot tell which worker did it.
@@ -25,247 +26,23 @@ use crate::room::span::{PipedProducer, close_secondary};
 use crate::room::tracks::pipe_producer;
 use crate::room::{PeerState, tracks};
 use crate::router::{CreateTransport, RouterActor};
-use crate::server::{ServerActor, WorkerAddr};
-use crate::shared::Shared;
-use crate::worker::SpawnRouter;
-use actix::{ActorContext, Addr, Context, Handler, MailboxError, Message};
+use crate::transport::{Barrier, TransportActor};
+use actix::{ActorContext, Addr, Context, Handler, Message};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use switchboard_core::api::TransportInfo;
 use switchboard_core::event::CloseReason;
 use switchboard_core::forward::ForwarderStats;
 use switchboard_core::report;
-use switchboard_core::rtp_parameters::RtpCapabilities;
-use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, TransportId, WorkerId};
+use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId, WorkerId};
 
 /// The transport kind that links a room's routers.
 pub const PIPE_KIND: &str = "pipe";
 
-/// One room across the workers, shared by all threads.
-pub(crate) struct RouterGroup {
-    pub id: RouterId,
-    pub home: WorkerId,
-    pub home_addr: Addr<RouterActor>,
-    pub capabilities: RtpCapabilities,
-    pub auto_subscribe: bool,
-    pub single_connection: bool,
-    /// Serialises adding routers to the room.
-    pub setup: tokio::sync::Mutex<()>,
-    pub state: Mutex<GroupState>,
-    /// Transports the backend sees in all the room's routers, for the per-room limit (each
-    /// router only knows its own).
-    pub transports: std::sync::atomic::AtomicUsize,
-}
-
-#[derive(Default)]
-pub(crate) struct GroupState {
-    /// Secondary routers by worker.
-    pub secondaries: BTreeMap<WorkerId, Addr<RouterActor>>,
-    /// Peers whose receive connection is on a secondary router.
-    pub recv_on: HashMap<PeerId, WorkerId>,
-    pub closed: bool,
-}
-
-impl RouterGroup {
-    pub fn new(
-        id: RouterId,
-        home: WorkerId,
-        home_addr: Addr<RouterActor>,
-        capabilities: RtpCapabilities,
-        auto_subscribe: bool,
-        single_connection: bool,
-    ) -> Self {
-        Self {
-            id,
-            home,
-            home_addr,
-            capabilities,
-            auto_subscribe,
-            single_connection,
-            setup: tokio::sync::Mutex::new(()),
-            state: Mutex::new(GroupState::default()),
-            transports: Default::default(),
-        }
-    }
-
-    pub fn state(&self) -> MutexGuard<'_, GroupState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The secondary routers.
-    pub fn secondaries(&self) -> Vec<(WorkerId, Addr<RouterActor>)> {
-        self.state()
-            .secondaries
-            .iter()
-            .map(|(w, a)| (*w, a.clone()))
-            .collect()
-    }
-
-    /// Every router of the room, home first.
-    pub fn routers(&self) -> Vec<(WorkerId, Addr<RouterActor>)> {
-        let mut all = vec![(self.home, self.home_addr.clone())];
-        all.extend(self.secondaries());
-        all
-    }
-
-    /// The router on `worker`, if the room has one there.
-    pub fn router_on(&self, worker: WorkerId) -> Option<Addr<RouterActor>> {
-        if worker == self.home {
-            return Some(self.home_addr.clone());
-        }
-        self.state().secondaries.get(&worker).cloned()
-    }
-
-    /// The router holding a peer's receive connection (home unless it was placed elsewhere).
-    pub fn receiving_router(&self, peer: &PeerId) -> Addr<RouterActor> {
-        let w = self.state().recv_on.get(peer).copied();
-        w.and_then(|w| self.router_on(w))
-            .unwrap_or_else(|| self.home_addr.clone())
-    }
-}
-
-/// A room-wide transport slot, taken before a transport is created and given back if its
-/// creation fails (or, once kept, when it closes: [`release_transport_slot`]).
-pub(crate) struct TransportSlot(Option<Arc<RouterGroup>>);
-
-impl TransportSlot {
-    /// Takes a slot in `group` if fewer than `max` are taken.
-    pub fn take(group: Option<Arc<RouterGroup>>, max: usize) -> Result<Self> {
-        if let Some(g) = &group {
-            let taken = g.transports.fetch_update(
-                std::sync::atomic::Ordering::AcqRel,
-                std::sync::atomic::Ordering::Acquire,
-                |n| (n < max).then_some(n + 1),
-            );
-            if taken.is_err() {
-                return Err(Error::limit("transports per room", max));
-            }
-        }
-        Ok(Self(group))
-    }
-
-    /// The transport exists: the slot stays taken until it closes.
-    pub fn keep(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TransportSlot {
-    fn drop(&mut self) {
-        if let Some(g) = self.0.take() {
-            g.transports
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        }
-    }
-}
-
-fn mailbox(e: MailboxError) -> Error {
-    match e {
-        MailboxError::Closed => Error::closed("router"),
-        MailboxError::Timeout => Error::internal("router did not answer"),
-    }
-}
-
-/// The room's router on `worker`, created (and linked to every other router of the room,
-/// with every producer piped) if the room has none there yet.
-pub(crate) async fn ensure_router(
-    shared: &Shared,
-    server: &Addr<ServerActor>,
-    group: &Arc<RouterGroup>,
-    worker: WorkerId,
-) -> Result<Addr<RouterActor>> {
-    if let Some(addr) = group.router_on(worker) {
-        return Ok(addr);
-    }
-    let _setup = group.setup.lock().await;
-    {
-        let st = group.state();
-        if st.closed {
-            return Err(Error::closed(format!("router {}", group.id)));
-        }
-        if let Some(addr) = st.secondaries.get(&worker) {
-            return Ok(addr.clone());
-        }
-    }
-    let worker_addr = server.send(WorkerAddr(worker)).await.map_err(mailbox)??;
-    let addr = worker_addr
-        .send(SpawnRouter {
-            id: group.id,
-            capabilities: group.capabilities.clone(),
-            auto_subscribe: group.auto_subscribe,
-            single_connection: group.single_connection,
-            secondary: true,
-        })
-        .await
-        .map_err(mailbox)??;
-    for (w, other) in group.routers() {
-        if let Err(e) = link(shared, (w, &other), (worker, &addr)).await {
-            addr.do_send(CloseSecondary(CloseReason::Crashed {
-                message: e.message.clone(),
-            }));
-            return Err(e);
-        }
-    }
-    let closed = {
-        let mut st = group.state();
-        st.secondaries.insert(worker, addr.clone());
-        st.closed
-    };
-    if closed {
-        addr.do_send(CloseSecondary(CloseReason::Requested));
-        return Err(Error::closed(format!("router {}", group.id)));
-    }
-    tracing::info!(room = %group.id, %worker, "room spans another worker");
-    Ok(addr)
-}
-
-/// Links two routers of a room with a pair of pipe transports, then lets each pipe its
-/// producers to the other.
-async fn link(
-    shared: &Shared,
-    (a_worker, a): (WorkerId, &Addr<RouterActor>),
-    (b_worker, b): (WorkerId, &Addr<RouterActor>),
-) -> Result<()> {
-    let ta = a.send(CreateLink).await.map_err(mailbox)??;
-    let tb = b.send(CreateLink).await.map_err(mailbox)??;
-    connect(shared, ta.id, &tb.address).await?;
-    connect(shared, tb.id, &ta.address).await?;
-    b.send(AttachLink {
-        worker: a_worker,
-        remote: a.clone(),
-        transport: tb.id,
-    })
-    .await
-    .map_err(mailbox)?;
-    a.send(AttachLink {
-        worker: b_worker,
-        remote: b.clone(),
-        transport: ta.id,
-    })
-    .await
-    .map_err(mailbox)?;
-    Ok(())
-}
-
-async fn connect(shared: &Shared, transport: TransportId, remote: &str) -> Result<()> {
-    let addr = shared
-        .index
-        .transports
-        .get(&transport)
-        .map(|e| e.value().1.clone())
-        .ok_or_else(|| Error::not_found("transport", transport))?;
-    addr.send(crate::transport::ConnectPipe(remote.to_owned()))
-        .await
-        .map_err(mailbox)??;
-    Ok(())
-}
-
 /// One end of a link: its transport, and the address the other end connects to.
 pub(crate) struct LinkEnd {
-    id: TransportId,
-    address: String,
+    pub id: TransportId,
+    pub address: String,
 }
 
 /// Creates an internal pipe transport in this router.
@@ -333,34 +110,30 @@ impl Handler<AttachLink> for RouterActor {
     }
 }
 
-/// Handled in order with the router's other messages: once it is answered, every producer
-/// piped to this router before it was sent has its copy here.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Barrier;
-
 impl Handler<Barrier> for RouterActor {
     type Result = ();
     fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }
 
-/// The router of room `id` on `worker`, when the room is open.
-pub(crate) fn router_on(
-    shared: &Shared,
-    id: RouterId,
-    worker: WorkerId,
-) -> Option<Addr<RouterActor>> {
-    shared.rooms.get(&id)?.router_on(worker)
+/// Connects one of this router's link transports to the far end's address.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub(crate) struct ConnectLink {
+    pub transport: TransportId,
+    pub remote: String,
 }
 
-/// Whether `producer` belongs to room `id` (on whichever router), so a copy of it may still
-/// be on its way to a router of the room that does not have it yet.
-pub(crate) fn piped_in_flight(shared: &Shared, id: RouterId, producer: ProducerId) -> bool {
-    shared
-        .index
-        .producers
-        .get(&producer)
-        .is_some_and(|e| e.value().0 == id)
+impl Handler<ConnectLink> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: ConnectLink, _: &mut Context<Self>) -> Result<()> {
+        let id = msg.transport;
+        tracks::with_plugin(&self.room, id, |t| match t.pipe_endpoint() {
+            Some(pipe) => pipe.connect_pipe(&msg.remote),
+            None => Err(Error::invalid(format!(
+                "transport {id} is not a pipe endpoint"
+            ))),
+        })?
+    }
 }
 
 /// The room's router on this worker closed: close the pipe to it, and the copies it fed.
@@ -411,7 +184,7 @@ impl Handler<PeerProducers> for RouterActor {
 #[rtype(result = "Vec<ProducerId>")]
 pub(crate) struct TransportProducers;
 
-impl Handler<TransportProducers> for crate::transport::TransportActor {
+impl Handler<TransportProducers> for TransportActor {
     type Result = actix::MessageResult<TransportProducers>;
     fn handle(&mut self, _: TransportProducers, _: &mut Context<Self>) -> Self::Result {
         let r = self.room.borrow();

@@ -1,17 +1,17 @@
 //! The Transport actor: owns one plugin transport, creates its producers and consumers.
 
 use crate::room::{ChildClosed, PluginRef, RoomRef, close_plugin, tracks};
-use crate::shared::Shared;
 use crate::supervision::{CrashGuard, Stop, crash_guard};
-use actix::{Actor, ActorContext, ActorFutureExt, Context, Handler, Message, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Context, Handler, Message, Recipient, WrapFuture,
+};
 use serde_json::Value;
-use std::sync::Arc;
 use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, TransportRequestResult,
 };
 use switchboard_core::event::CloseReason;
 use switchboard_core::report;
-use switchboard_core::{Error, Result, RouterId, TransportId};
+use switchboard_core::{Result, RouterId, TransportId};
 
 /// Lifecycle of one transport: it owns the plugin instance, which does the I/O.
 pub struct TransportActor {
@@ -20,7 +20,8 @@ pub struct TransportActor {
     pub(crate) kind: String,
     pub(crate) room: RoomRef,
     pub(crate) plugin: PluginRef,
-    pub(crate) shared: Arc<Shared>,
+    /// Its router, for [`Barrier`].
+    router_barrier: Recipient<Barrier>,
     pub(crate) guard: CrashGuard,
     /// The transport's span (a child of its room's, or its peer's), entered while handling
     /// its messages.
@@ -34,7 +35,7 @@ impl TransportActor {
         kind: String,
         room: RoomRef,
         plugin: PluginRef,
-        shared: Arc<Shared>,
+        router_barrier: Recipient<Barrier>,
         span: tracing::Span,
     ) -> Self {
         Self {
@@ -46,7 +47,7 @@ impl TransportActor {
             }),
             room,
             plugin,
-            shared,
+            router_barrier,
             log_span: span,
         }
     }
@@ -110,24 +111,12 @@ impl Handler<ConnectTransport> for TransportActor {
     }
 }
 
-/// Connects one end of a pipe between routers to the other end's address.
+/// What a transport asks of its router: answered in order with the router's other
+/// messages, so once it is answered, every producer piped to the router before it was sent
+/// has its copy there.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct ConnectPipe(pub String);
-
-impl Handler<ConnectPipe> for TransportActor {
-    type Result = Result<()>;
-    fn handle(&mut self, msg: ConnectPipe, _: &mut Self::Context) -> Result<()> {
-        let _span = self.log_span.clone().entered();
-        let id = self.id;
-        self.with_plugin(|t| match t.pipe_endpoint() {
-            Some(pipe) => pipe.connect_pipe(&msg.0),
-            None => Err(Error::invalid(format!(
-                "transport {id} is not a pipe endpoint"
-            ))),
-        })?
-    }
-}
+#[rtype(result = "()")]
+pub(crate) struct Barrier;
 
 /// Closes the transport, its producers and consumers.
 #[derive(Message)]
@@ -251,16 +240,13 @@ impl Handler<Consume> for TransportActor {
         let _span = self.log_span.clone().entered();
         let o = msg.0;
         // A producer created on another router of a spanning room an instant ago may still
-        // have its copy on the way here: wait until this router has handled what was sent
-        // to it before this request, then try again.
-        let here = self.room.borrow().producers.contains_key(&o.producer);
-        let barrier = (!here
-            && crate::span::piped_in_flight(&self.shared, self.router, o.producer))
-        .then(|| {
-            let worker = self.room.borrow().worker;
-            crate::span::router_on(&self.shared, self.router, worker)
-        })
-        .flatten();
+        // have its copy on the way here: wait until the router has handled what was sent to
+        // it before this request, then try again (once: after that, unknown is unknown).
+        let barrier = {
+            let r = self.room.borrow();
+            (!r.producers.contains_key(&o.producer) && !r.span.links.is_empty())
+                .then(|| self.router_barrier.clone())
+        };
         let Some(router) = barrier else {
             let result = tracks::create_consumer(
                 &self.room,
@@ -273,7 +259,7 @@ impl Handler<Consume> for TransportActor {
         };
         Box::pin(
             async move {
-                let _ = router.send(crate::span::Barrier).await;
+                let _ = router.send(Barrier).await;
             }
             .into_actor(self)
             .map(move |_, act, _| {

@@ -1,21 +1,19 @@
 //! The Worker actor: one media thread (an actix Arbiter) and the routers on it.
 
-use crate::router::RouterActor;
-use crate::server::ServerActor;
+use crate::host::ActorHost;
+use crate::index::Index;
+use crate::middleware::AttachConfigured;
+use crate::router::{Factories, RouterActor, SpawnRouter};
 use crate::shared::Shared;
 use crate::supervision::{CrashGuard, contain};
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{Actor, Addr, Context, Handler, Message, Recipient};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use switchboard_core::event::Event;
-use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::transport::TransportFactory;
-use switchboard_core::{Error, ErrorCode, Result, RouterId, WorkerId};
-
-/// The transport factories of one worker thread, by plugin kind.
-pub(crate) type Factories = Rc<RefCell<HashMap<&'static str, Box<dyn TransportFactory>>>>;
+use switchboard_core::{Error, ErrorCode, Result, WorkerId};
 
 thread_local! {
     /// Plugin state outlives a Worker actor that crashes: routers and transports on this
@@ -28,6 +26,7 @@ thread_local! {
 pub struct WorkerActor {
     id: WorkerId,
     shared: Arc<Shared>,
+    index: Arc<Index>,
     factories: Factories,
     init_error: Option<Error>,
     guard: CrashGuard,
@@ -37,7 +36,12 @@ pub struct WorkerActor {
 
 impl WorkerActor {
     /// Builds the worker on its own thread, starting each plugin there the first time.
-    pub(crate) fn boot(id: WorkerId, shared: Arc<Shared>, server: Addr<ServerActor>) -> Self {
+    pub(crate) fn boot(
+        id: WorkerId,
+        shared: Arc<Shared>,
+        index: Arc<Index>,
+        supervisor: Recipient<WorkerCrashed>,
+    ) -> Self {
         if let Some(tid) = crate::metrics::current_thread_id() {
             shared
                 .load(id)
@@ -52,11 +56,12 @@ impl WorkerActor {
         Self {
             id,
             shared,
+            index,
             factories,
             init_error,
             log_span: tracing::info_span!("worker", worker = id.0),
             guard: CrashGuard::new(move |message| {
-                server.do_send(WorkerCrashed {
+                supervisor.do_send(WorkerCrashed {
                     worker: id,
                     message,
                 })
@@ -149,43 +154,35 @@ impl Handler<Ready> for WorkerActor {
 }
 
 /// Creates a router on this worker.
-#[derive(Message)]
-#[rtype(result = "Result<Addr<RouterActor>>")]
-pub(crate) struct SpawnRouter {
-    pub id: RouterId,
-    pub capabilities: RtpCapabilities,
-    pub auto_subscribe: bool,
-    pub single_connection: bool,
-    /// A secondary router of a room whose home is on another worker: not indexed, not
-    /// counted as a room, not announced.
-    pub secondary: bool,
-}
-
 impl Handler<SpawnRouter> for WorkerActor {
     type Result = Result<Addr<RouterActor>>;
     fn handle(&mut self, msg: SpawnRouter, _: &mut Self::Context) -> Self::Result {
-        // The router's span is created inside, and so becomes a child of this one.
         let _span = self.log_span.enter();
-        let actor = RouterActor::new(
-            msg.id,
+        let (id, secondary) = (msg.id, msg.secondary);
+        let host = Rc::new(ActorHost::new(
+            self.index.clone(),
+            id,
+            self.id,
+            msg.budget.clone(),
+        ));
+        let addr = RouterActor::new(
+            msg,
             self.id,
             self.shared.clone(),
-            msg.capabilities,
             self.factories.clone(),
-            msg.auto_subscribe,
-            msg.single_connection,
-            msg.secondary,
-        );
-        if msg.secondary {
-            return Ok(actor.start());
+            host,
+        )
+        .start();
+        // Before anyone else has the address, so before any other request.
+        for name in &self.shared.config.middleware.attach {
+            addr.do_send(AttachConfigured(name.clone()));
         }
-        let addr = actor.start();
-        self.shared
-            .index
-            .routers
-            .insert(msg.id, (self.id, addr.clone()));
+        if secondary {
+            return Ok(addr);
+        }
+        self.index.routers.insert(id, (self.id, addr.clone()));
         self.shared.events.emit(Event::RouterCreated {
-            router: msg.id,
+            router: id,
             worker: self.id,
         });
         Ok(addr)

@@ -18,12 +18,11 @@
 
 pub mod instance;
 
-pub(crate) use instance::wait_closed;
 pub use instance::{Counters, MIDDLEWARE_KIND, Snapshot, Threads};
 
 use crate::room::renegotiation::{flush_renegotiations, subscribe_to};
 use crate::room::{Room, RoomIo, TransportNode, tracks};
-use crate::router::RouterActor;
+use crate::router::{RouterActor, RouterCrashed};
 use crate::shared::Shared;
 use crate::supervision::contain;
 use crate::transport::TransportActor;
@@ -103,6 +102,42 @@ pub(crate) fn attach(
     tracing::info!(router = %room.id, middleware = %name, "middleware attached");
     room.middleware.push(attached);
     Ok(())
+}
+
+/// Attaches a registered middleware to this room.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct AttachMiddleware {
+    /// Registered name.
+    pub name: String,
+    /// Middleware-specific options.
+    pub options: Value,
+}
+
+impl Handler<AttachMiddleware> for RouterActor {
+    type Result = Result<()>;
+    fn handle(&mut self, msg: AttachMiddleware, ctx: &mut Self::Context) -> Result<()> {
+        let _span = self.log_span.clone().entered();
+        let mut r = self.room.borrow_mut();
+        attach(&mut r, &self.shared, ctx.address(), &msg.name, &msg.options)
+    }
+}
+
+/// Attaches a middleware that `middleware.attach` gives every room; sent by the worker
+/// before the router's address is handed out. A failure is logged: the room still opens.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachConfigured(pub String);
+
+impl Handler<AttachConfigured> for RouterActor {
+    type Result = ();
+    fn handle(&mut self, msg: AttachConfigured, ctx: &mut Self::Context) {
+        let _span = self.log_span.clone().entered();
+        let mut r = self.room.borrow_mut();
+        if let Err(e) = attach(&mut r, &self.shared, ctx.address(), &msg.0, &Value::Null) {
+            tracing::error!(router = %self.id, middleware = %msg.0, error = %e, "configured middleware could not be attached");
+        }
+    }
 }
 
 /// An instance's thread reports a panic: detach it.
@@ -279,21 +314,18 @@ fn internal_transport(
     addr: Addr<RouterActor>,
     label: &str,
 ) -> Result<(TransportId, mpsc::Sender<Bytes>)> {
-    let shared = &router.shared;
-    let max = r.config.limits.max_transports_per_room;
-    let group = shared.rooms.get(&r.id).map(|g| g.value().clone());
-    if group.is_none() && r.transports.len() >= max {
-        return Err(Error::limit("transports per room", max));
-    }
-    let slot = crate::span::TransportSlot::take(group, max)?;
+    let slot = router
+        .budget
+        .take(r.config.limits.max_transports_per_room)?;
     let id = TransportId::new();
+    let crash = addr.clone();
     let io = Rc::new(RoomIo::new(
         id,
         &router.room,
         r,
         MIDDLEWARE_KIND,
         TransportState::Connected,
-        Box::new(move |message| addr.do_send(crate::router::RouterCrashed(message))),
+        Box::new(move |message| crash.do_send(RouterCrashed(message))),
         Box::new(|_| {}),
     ));
     let capacity = r.config.middleware.queue_capacity.max(1);
@@ -321,11 +353,11 @@ fn internal_transport(
         MIDDLEWARE_KIND.to_owned(),
         router.room.clone(),
         plugin.clone(),
-        shared.clone(),
+        addr.recipient(),
         span,
     )
     .start();
-    shared.index.transports.insert(id, (r.id, actor));
+    router.host.transport_started(id, actor);
     slot.keep();
     r.add_transport(
         id,

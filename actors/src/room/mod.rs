@@ -11,6 +11,7 @@
 //! routers) it asks of its [`RoomHost`]; the actor layer provides one, and the unit tests
 //! (`tests.rs`) a recording one, so cascades are tested without actix.
 
+pub(crate) mod budget;
 mod close;
 mod host;
 mod io;

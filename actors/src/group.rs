@@ -1,0 +1,297 @@
+//! A room across workers: its routers, and what is done to all of them at once.
+//!
+//! A room is one *home* router on the worker placement chose for it and, once that worker
+//! is loaded, *secondary* routers of the same room on other workers, linked pairwise by
+//! `pipe` transports (see [`crate::span`] for what each router does with its links). This
+//! module owns the room-wide side: adding a router and linking it, and the operations whose
+//! order across routers matters (children's events before their parents'): a peer leaving,
+//! a producer's copies closing, the room closing.
+
+use crate::room::budget::TransportBudget;
+use crate::router::{CloseRouter, LeavePeer, PeerTransportCount, RouterActor, SpawnRouter};
+use crate::span::{
+    AttachLink, ClosePiped, CloseSecondary, ConnectLink, CreateLink, DescribeRouter,
+    DropMirrorPeer, PausePiped, PeerProducers, RouterPart,
+};
+use actix::{Addr, MailboxError, Recipient};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use switchboard_core::event::CloseReason;
+use switchboard_core::rtp_parameters::RtpCapabilities;
+use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, WorkerId};
+
+/// One room across the workers, shared by all threads.
+pub(crate) struct RouterGroup {
+    pub id: RouterId,
+    pub home: WorkerId,
+    pub home_addr: Addr<RouterActor>,
+    pub capabilities: RtpCapabilities,
+    pub auto_subscribe: bool,
+    pub single_connection: bool,
+    /// Transports the backend sees in all the room's routers, for the per-room limit.
+    pub budget: Arc<TransportBudget>,
+    /// Serialises adding routers to the room.
+    setup: tokio::sync::Mutex<()>,
+    state: Mutex<GroupState>,
+}
+
+#[derive(Default)]
+pub(crate) struct GroupState {
+    /// Secondary routers by worker.
+    pub secondaries: BTreeMap<WorkerId, Addr<RouterActor>>,
+    /// Peers whose receive connection is on a secondary router.
+    pub recv_on: HashMap<PeerId, WorkerId>,
+    pub closed: bool,
+}
+
+/// What a room's routers are spawned with, home and secondaries alike.
+pub(crate) struct RoomSpec {
+    pub id: RouterId,
+    pub capabilities: RtpCapabilities,
+    pub auto_subscribe: bool,
+    pub single_connection: bool,
+    pub budget: Arc<TransportBudget>,
+}
+
+impl RoomSpec {
+    /// The message that spawns one of the room's routers.
+    pub fn spawn(&self, secondary: bool) -> SpawnRouter {
+        SpawnRouter {
+            id: self.id,
+            capabilities: self.capabilities.clone(),
+            auto_subscribe: self.auto_subscribe,
+            single_connection: self.single_connection,
+            budget: self.budget.clone(),
+            secondary,
+        }
+    }
+}
+
+fn mailbox(e: MailboxError) -> Error {
+    match e {
+        MailboxError::Closed => Error::closed("router"),
+        MailboxError::Timeout => Error::internal("router did not answer"),
+    }
+}
+
+impl RouterGroup {
+    pub fn new(spec: RoomSpec, home: WorkerId, home_addr: Addr<RouterActor>) -> Self {
+        Self {
+            id: spec.id,
+            home,
+            home_addr,
+            capabilities: spec.capabilities,
+            auto_subscribe: spec.auto_subscribe,
+            single_connection: spec.single_connection,
+            budget: spec.budget,
+            setup: tokio::sync::Mutex::new(()),
+            state: Mutex::new(GroupState::default()),
+        }
+    }
+
+    fn spec(&self) -> RoomSpec {
+        RoomSpec {
+            id: self.id,
+            capabilities: self.capabilities.clone(),
+            auto_subscribe: self.auto_subscribe,
+            single_connection: self.single_connection,
+            budget: self.budget.clone(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The secondary routers.
+    pub fn secondaries(&self) -> Vec<(WorkerId, Addr<RouterActor>)> {
+        self.state()
+            .secondaries
+            .iter()
+            .map(|(w, a)| (*w, a.clone()))
+            .collect()
+    }
+
+    /// Every router of the room, home first.
+    pub fn routers(&self) -> Vec<(WorkerId, Addr<RouterActor>)> {
+        let mut all = vec![(self.home, self.home_addr.clone())];
+        all.extend(self.secondaries());
+        all
+    }
+
+    /// The router on `worker`, if the room has one there.
+    pub fn router_on(&self, worker: WorkerId) -> Option<Addr<RouterActor>> {
+        if worker == self.home {
+            return Some(self.home_addr.clone());
+        }
+        self.state().secondaries.get(&worker).cloned()
+    }
+
+    /// The router holding a peer's receive connection (home unless it was placed elsewhere).
+    pub fn receiving_router(&self, peer: &PeerId) -> Addr<RouterActor> {
+        let w = self.state().recv_on.get(peer).copied();
+        w.and_then(|w| self.router_on(w))
+            .unwrap_or_else(|| self.home_addr.clone())
+    }
+
+    /// The room's router on `worker`, spawned there (and linked to every other router of
+    /// the room, with every producer piped) if the room has none there yet.
+    pub async fn ensure_router(
+        &self,
+        worker: WorkerId,
+        spawner: Recipient<SpawnRouter>,
+    ) -> Result<Addr<RouterActor>> {
+        if let Some(addr) = self.router_on(worker) {
+            return Ok(addr);
+        }
+        let _setup = self.setup.lock().await;
+        {
+            let st = self.state();
+            if st.closed {
+                return Err(Error::closed(format!("router {}", self.id)));
+            }
+            if let Some(addr) = st.secondaries.get(&worker) {
+                return Ok(addr.clone());
+            }
+        }
+        let addr = spawner
+            .send(self.spec().spawn(true))
+            .await
+            .map_err(mailbox)??;
+        for (w, other) in self.routers() {
+            if let Err(e) = link((w, &other), (worker, &addr)).await {
+                addr.do_send(CloseSecondary(CloseReason::Crashed {
+                    message: e.message.clone(),
+                }));
+                return Err(e);
+            }
+        }
+        let closed = {
+            let mut st = self.state();
+            st.secondaries.insert(worker, addr.clone());
+            st.closed
+        };
+        if closed {
+            addr.do_send(CloseSecondary(CloseReason::Requested));
+            return Err(Error::closed(format!("router {}", self.id)));
+        }
+        tracing::info!(room = %self.id, %worker, "room spans another worker");
+        Ok(addr)
+    }
+
+    /// Closes the room: its secondary routers first, so their events come before the room's.
+    pub async fn close(&self, reason: CloseReason) {
+        for (_, addr) in self.secondaries() {
+            let _ = addr.send(CloseSecondary(reason.clone())).await;
+        }
+        let _ = self.home_addr.send(CloseRouter(reason)).await;
+    }
+
+    /// Each router's part of the room, home first.
+    pub async fn describe(&self) -> Vec<RouterPart> {
+        let mut parts = Vec::new();
+        for (_, addr) in self.routers() {
+            if let Ok(part) = addr.send(DescribeRouter).await {
+                parts.push(part);
+            }
+        }
+        parts
+    }
+
+    /// Closes the copies of `producers` on every router of the room, with their consumers,
+    /// before the originals close.
+    pub async fn unpipe(&self, producers: &[ProducerId]) {
+        for (_, addr) in self.routers() {
+            for p in producers {
+                let _ = addr.send(ClosePiped(*p)).await;
+            }
+        }
+    }
+
+    /// Pauses or resumes the copies of a producer with it.
+    pub fn pause_piped(&self, producer: ProducerId, paused: bool) {
+        for (_, addr) in self.routers() {
+            addr.do_send(PausePiped(producer, paused));
+        }
+    }
+
+    /// Removes a peer: the copies of its producers first, then its transports on the
+    /// secondary routers, then the peer itself on the home router (whose event the backend
+    /// sees).
+    pub async fn leave_peer(&self, peer: PeerId, reason: CloseReason) -> Result<()> {
+        let secondaries = self.secondaries();
+        if !secondaries.is_empty() {
+            let producers = self
+                .home_addr
+                .send(PeerProducers(peer.clone()))
+                .await
+                .unwrap_or_default();
+            for (_, addr) in &secondaries {
+                for p in &producers {
+                    let _ = addr.send(ClosePiped(*p)).await;
+                }
+            }
+        }
+        for (_, addr) in secondaries {
+            let _ = addr.send(DropMirrorPeer(peer.clone())).await;
+        }
+        self.state().recv_on.remove(&peer);
+        self.home_addr
+            .send(LeavePeer(peer, reason))
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Removes a peer whose transports all closed on their own (its client vanished), with
+    /// `reason`; a peer the backend gave a transport again meanwhile stays. Whether it left.
+    pub async fn leave_if_disconnected(&self, peer: PeerId, reason: CloseReason) -> Result<bool> {
+        for (_, addr) in self.routers() {
+            let n = addr
+                .send(PeerTransportCount(peer.clone()))
+                .await
+                .unwrap_or(0);
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+        self.leave_peer(peer, reason).await?;
+        Ok(true)
+    }
+}
+
+/// Links two routers of a room with a pair of pipe transports, then lets each pipe its
+/// producers to the other.
+async fn link(
+    (a_worker, a): (WorkerId, &Addr<RouterActor>),
+    (b_worker, b): (WorkerId, &Addr<RouterActor>),
+) -> Result<()> {
+    let ta = a.send(CreateLink).await.map_err(mailbox)??;
+    let tb = b.send(CreateLink).await.map_err(mailbox)??;
+    a.send(ConnectLink {
+        transport: ta.id,
+        remote: tb.address.clone(),
+    })
+    .await
+    .map_err(mailbox)??;
+    b.send(ConnectLink {
+        transport: tb.id,
+        remote: ta.address,
+    })
+    .await
+    .map_err(mailbox)??;
+    b.send(AttachLink {
+        worker: a_worker,
+        remote: a.clone(),
+        transport: tb.id,
+    })
+    .await
+    .map_err(mailbox)?;
+    a.send(AttachLink {
+        worker: b_worker,
+        remote: b.clone(),
+        transport: ta.id,
+    })
+    .await
+    .map_err(mailbox)?;
+    Ok(())
+}
