@@ -1,9 +1,9 @@
 //! The command line, as clap sees it.
 
+use crate::settings::LogFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use switchboard_core::RouterId;
-use switchboard_core::config::LogFormat;
 
 /// Switchboard, an SFU media server.
 ///

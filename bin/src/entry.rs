@@ -15,11 +15,11 @@
 use crate::cli::{CheckConfigArgs, Cli, Command, ConfigArgs};
 use crate::load::{self, Invalid, Loaded};
 use crate::run::Plugins;
+use crate::settings::Settings;
 use crate::{ctl, logging, run};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
-use switchboard_core::config::Config;
 use switchboard_core::middleware::MiddlewareFactory;
 use tracing::{Level, debug, error, info};
 
@@ -115,7 +115,7 @@ fn log_sources(loaded: &Loaded) {
 }
 
 /// The configuration with secrets replaced, for output that may be shared.
-fn redacted(config: &Config) -> Config {
+fn redacted(config: &Settings) -> Settings {
     let mut shown = config.clone();
     if !shown.rpc.token.is_empty() {
         shown.rpc.token = "<redacted>".to_owned();

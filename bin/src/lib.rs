@@ -25,6 +25,7 @@ pub mod logging;
 pub mod ops;
 pub mod rpc;
 pub mod run;
+pub mod settings;
 
 pub use run::{App, Plugins};
 pub use switchboard_client as client;

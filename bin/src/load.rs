@@ -6,9 +6,10 @@
 //! and half-applied settings would report problems the operator did not write.
 
 use crate::cli::ConfigArgs;
+use crate::settings::{ENV_PREFIX, Settings};
 use std::fmt;
 use std::path::PathBuf;
-use switchboard_core::config::{Config, ConfigError, ENV_PREFIX};
+use switchboard_core::config::ConfigError;
 use tracing_subscriber::EnvFilter;
 
 /// The variable that overrides `log.level`, as tracing-subscriber's convention has it.
@@ -18,7 +19,7 @@ pub const RUST_LOG: &str = "RUST_LOG";
 #[derive(Debug)]
 pub struct Loaded {
     /// The effective configuration.
-    pub config: Config,
+    pub config: Settings,
     /// The config file, if one was read.
     pub file: Option<PathBuf>,
     /// The `SWITCHBOARD_*` variables that were applied, by name.
@@ -59,15 +60,15 @@ pub fn load(args: &ConfigArgs, env: &[(String, String)]) -> Result<Loaded, Inval
     let mut problems = Vec::new();
 
     let mut config = match &args.config {
-        None => Config::default(),
+        None => Settings::default(),
         Some(path) => match std::fs::read_to_string(path) {
             Err(e) => {
                 problems.push(format!("cannot read config file {}: {e}", path.display()));
-                Config::default()
+                Settings::default()
             }
-            Ok(text) => Config::from_toml_str(&text).unwrap_or_else(|errors| {
+            Ok(text) => Settings::from_toml_str(&text).unwrap_or_else(|errors| {
                 problems.extend(in_file(path, errors));
-                Config::default()
+                Settings::default()
             }),
         },
     };
@@ -125,7 +126,7 @@ fn in_file(path: &std::path::Path, errors: Vec<ConfigError>) -> impl Iterator<It
     errors.into_iter().map(move |e| format!("{path}: {e}"))
 }
 
-fn apply_flags(config: &mut Config, args: &ConfigArgs, problems: &mut Vec<String>) {
+fn apply_flags(config: &mut Settings, args: &ConfigArgs, problems: &mut Vec<String>) {
     if let Some(workers) = args.workers {
         config.server.workers = workers;
     }
@@ -152,8 +153,8 @@ fn apply_flags(config: &mut Config, args: &ConfigArgs, problems: &mut Vec<String
 mod tests {
     use super::*;
     use crate::cli::Cli;
+    use crate::settings::LogFormat;
     use clap::Parser;
-    use switchboard_core::config::LogFormat;
 
     fn args(argv: &[&str]) -> ConfigArgs {
         let mut full = vec!["switchboard"];
@@ -176,7 +177,7 @@ mod tests {
     #[test]
     fn defaults_need_nothing() {
         let loaded = load(&args(&[]), &[]).unwrap();
-        assert_eq!(loaded.config, Config::default());
+        assert_eq!(loaded.config, Settings::default());
         assert_eq!(loaded.log_filter, "info");
     }
 

@@ -5,8 +5,8 @@
 //! line (`worker{worker=0}:room{room=…}:transport{transport=… peer=alice}: …`); in JSON they
 //! are in each line's `spans` list (`jq 'select(any(.spans[]?; .room == "…"))'`).
 
+use crate::settings::LogFormat;
 use std::io::IsTerminal;
-use switchboard_core::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 

@@ -4,10 +4,10 @@
 use crate::cluster::Cluster;
 use crate::ops::MetricsServer;
 use crate::rpc::{ListenAddr, MethodTable, RpcServer};
+use crate::settings::Settings;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::{Server, ServerHandle};
-use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{MiddlewareFactory, MiddlewareRegistry};
 use switchboard_core::transport::{TransportPlugin, TransportRegistry};
@@ -55,20 +55,20 @@ impl App {
     ///
     /// Validation runs here as well as when loading, so that an embedder cannot open an
     /// unauthenticated control socket on a public address by skipping it.
-    pub async fn start(config: Arc<Config>) -> Result<Self, RunError> {
+    pub async fn start(config: Arc<Settings>) -> Result<Self, RunError> {
         Self::start_with(config, MethodTable::builtin()).await
     }
 
     /// Like [`App::start`], with the control socket answering the methods of `methods`
     /// (usually [`MethodTable::builtin`] with the embedder's own added).
-    pub async fn start_with(config: Arc<Config>, methods: MethodTable) -> Result<Self, RunError> {
+    pub async fn start_with(config: Arc<Settings>, methods: MethodTable) -> Result<Self, RunError> {
         Self::start_with_middleware(config, methods, Vec::new()).await
     }
 
     /// Like [`App::start_with`], with the embedder's own middleware registered after the
     /// built-ins (names must differ from theirs), attachable by name like them.
     pub async fn start_with_middleware(
-        config: Arc<Config>,
+        config: Arc<Settings>,
         methods: MethodTable,
         middleware: Vec<Arc<dyn MiddlewareFactory>>,
     ) -> Result<Self, RunError> {
@@ -83,7 +83,7 @@ impl App {
     /// registered after the built-ins (kinds and names must differ from theirs). A plugin's
     /// `[transports.<kind>]` table reaches it as the default options of each transport.
     pub async fn start_with_plugins(
-        config: Arc<Config>,
+        config: Arc<Settings>,
         methods: MethodTable,
         plugins: Plugins,
     ) -> Result<Self, RunError> {
@@ -116,7 +116,7 @@ impl App {
                 .map_err(|e| RunError::Start(format!("cannot register the middleware: {e}")))?;
         }
 
-        let server = Server::start(Arc::clone(&config), registry, middleware)
+        let server = Server::start(Arc::new(config.config()), registry, middleware)
             .map_err(|e| RunError::Start(e.to_string()))?;
         // Listeners open only once the server can answer what arrives on them.
         let rpc = match RpcServer::start_with(server.clone(), &config.rpc, methods).await {
@@ -152,7 +152,7 @@ impl App {
         let metrics = if config.metrics.listen.is_empty() {
             None
         } else {
-            match MetricsServer::start(&config.metrics.listen, server.clone(), Some(&rpc)).await {
+            match MetricsServer::start(&config.metrics, server.clone(), Some(&rpc)).await {
                 Ok(metrics) => Some(metrics),
                 Err(e) => {
                     if let Some(c) = &cluster {
@@ -248,13 +248,13 @@ impl std::fmt::Display for RunError {
 ///
 /// The actor server runs on its own threads; this runtime waits for signals, logs events and
 /// carries the control socket and `/metrics`.
-pub fn run(config: Config) -> Result<(), RunError> {
+pub fn run(config: Settings) -> Result<(), RunError> {
     run_with(config, Vec::new())
 }
 
 /// Like [`run`], with the embedder's own middleware registered next to the built-ins.
 pub fn run_with(
-    config: Config,
+    config: Settings,
     middleware: Vec<Arc<dyn MiddlewareFactory>>,
 ) -> Result<(), RunError> {
     let plugins = Plugins {
@@ -266,7 +266,7 @@ pub fn run_with(
 
 /// Like [`run`], with the embedder's own transport plugins and middleware registered next to
 /// the built-ins.
-pub fn run_with_plugins(config: Config, plugins: Plugins) -> Result<(), RunError> {
+pub fn run_with_plugins(config: Settings, plugins: Plugins) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("switchboard-main")
@@ -277,7 +277,7 @@ pub fn run_with_plugins(config: Config, plugins: Plugins) -> Result<(), RunError
     result
 }
 
-async fn serve(config: Arc<Config>, plugins: Plugins) -> Result<(), RunError> {
+async fn serve(config: Arc<Settings>, plugins: Plugins) -> Result<(), RunError> {
     // Installed before the server starts: until then the default action of both signals is
     // to kill the process, which would skip the graceful shutdown.
     let mut signals = Signals::new()?;
@@ -336,7 +336,7 @@ async fn serve(config: Arc<Config>, plugins: Plugins) -> Result<(), RunError> {
 /// SIGTERM with `cluster.drain_on_sigterm`: the node takes no new rooms (and says so to the
 /// cluster and on `/ready`) until its rooms have closed, `cluster.drain_timeout_ms` has
 /// passed, or another signal comes; returns what ended it, for the shutdown log line.
-async fn drain(app: &App, config: &Config, signals: &mut Signals) -> &'static str {
+async fn drain(app: &App, config: &Settings, signals: &mut Signals) -> &'static str {
     app.rpc
         .draining()
         .store(true, std::sync::atomic::Ordering::Relaxed);

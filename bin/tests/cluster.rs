@@ -16,7 +16,7 @@ use switchboard::App;
 use switchboard::client::protocol::ClusterLocateParams;
 use switchboard::client::{Client, ClientError};
 use switchboard_actors::RouterOptions;
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_core::{ErrorCode, RouterId};
 use switchboard_transports::{DirectEndpoint, DirectPacket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,8 +25,8 @@ const DEADLINE: Duration = Duration::from_secs(15);
 const HEARTBEAT_MS: u64 = 100;
 const TTL_MS: u64 = 800;
 
-fn config(redis: &Redis, node: &str) -> Config {
-    let mut config = Config::default();
+fn config(redis: &Redis, node: &str) -> Settings {
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = "127.0.0.1:0".to_owned();
@@ -50,7 +50,7 @@ async fn node(redis: &Redis, id: &str) -> (App, Client) {
     node_with(config(redis, id)).await
 }
 
-async fn node_with(config: Config) -> (App, Client) {
+async fn node_with(config: Settings) -> (App, Client) {
     let app = App::start(Arc::new(config)).await.expect("node starts");
     let addr = app.rpc_tcp_addr().expect("rpc on TCP").to_string();
     let client = Client::connect(&addr, None).await.expect("connects");

@@ -9,7 +9,7 @@ use switchboard::App;
 use switchboard::logging;
 use switchboard_actors::{ProduceOptions, RouterOptions};
 use switchboard_core::PeerId;
-use switchboard_core::config::{Config, LogFormat};
+use switchboard::settings::{LogFormat, Settings};
 
 /// Log output collected in memory.
 #[derive(Clone, Default)]
@@ -50,7 +50,7 @@ async fn json_logs_name_the_worker_room_peer_and_transport() {
         move || writer.clone(),
     );
 
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = String::new();
     config.metrics.listen = String::new();

@@ -21,7 +21,7 @@ use switchboard::App;
 use switchboard::client::Client;
 use switchboard_actors::RouterOptions;
 use switchboard_core::RouterId;
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_transports::{DirectEndpoint, DirectPacket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,7 +32,7 @@ const PACKETS: u16 = 20;
 const TOKEN: &str = "metrics-test-token";
 
 async fn start(per_room_labels: bool) -> App {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 2;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.rpc.token = TOKEN.to_owned();
@@ -679,7 +679,7 @@ async fn the_endpoint_answers_only_metrics_and_survives_bad_requests() {
     );
     app.shutdown(DEADLINE).await.expect("clean shutdown");
 
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = String::new();
     config.server.workers = 1;
@@ -748,7 +748,7 @@ async fn transport_failures_are_counted_by_kind_and_stage() {
     use switchboard_core::middleware::MiddlewareRegistry;
     use switchboard_core::transport::TransportRegistry;
 
-    let mut config = Config::default();
+    let mut config = switchboard_core::config::Config::default();
     config.server.workers = 1;
     let mut registry = TransportRegistry::new();
     registry
@@ -757,9 +757,16 @@ async fn transport_failures_are_counted_by_kind_and_stage() {
     let server =
         switchboard_actors::Server::start(Arc::new(config), registry, MiddlewareRegistry::new())
             .expect("starts");
-    let metrics = switchboard::ops::MetricsServer::start("127.0.0.1:0", server.clone(), None)
-        .await
-        .expect("listens");
+    let metrics = switchboard::ops::MetricsServer::start(
+        &switchboard::settings::MetricsConfig {
+            listen: "127.0.0.1:0".to_owned(),
+            ..Default::default()
+        },
+        server.clone(),
+        None,
+    )
+    .await
+    .expect("listens");
     let room = server
         .create_router(RouterOptions::default())
         .await
@@ -853,7 +860,7 @@ impl switchboard_core::middleware::Middleware for SlowpokeInstance {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn middleware_drops_and_own_metrics_are_exported_and_notify_reaches_the_backend() {
     for per_room in [false, true] {
-        let mut config = Config::default();
+        let mut config = Settings::default();
         config.server.workers = 2;
         config.rpc.listen = "127.0.0.1:0".to_owned();
         config.rpc.token = TOKEN.to_owned();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use switchboard::App;
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_tests::bench::engine::Engine;
 use switchboard_tests::bench::scenario::Bench;
 use switchboard_tests::bench::sfu::Switchboard;
@@ -23,7 +23,7 @@ fn with_server_sampling(decrypt_every: usize, plain_rtp: bool, f: impl FnOnce(Ar
         .enable_all()
         .build()
         .expect("runtime");
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = String::new();

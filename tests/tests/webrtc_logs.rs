@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use switchboard::logging;
 use switchboard_core::PeerId;
-use switchboard_core::config::{Config, LogFormat};
+use switchboard::settings::{LogConfig, LogFormat};
 use switchboard_tests::webrtc_client::{self, Client};
 use switchboard_tests::*;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -37,7 +37,7 @@ impl Write for Captured {
 fn a_whole_call_logs_no_warning_or_error_at_the_default_level() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let default_level = Config::default().log.level;
+    let default_level = LogConfig::default().level;
     logging::init_with_writer(&default_level, LogFormat::Json, false, move || {
         writer.clone()
     });

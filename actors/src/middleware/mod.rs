@@ -68,7 +68,7 @@ pub(crate) fn attach(
         instance: id,
         addr: addr.clone(),
         shared: shared.clone(),
-        timeout: Duration::from_millis(config.rpc.request_timeout_ms),
+        timeout: Duration::from_millis(config.middleware.request_timeout_ms),
     });
     let ctx = MiddlewareContext {
         router: room.id,

@@ -18,6 +18,7 @@ use tasks::{receive_events, run, watch_events};
 
 pub use switchboard_client::protocol::{ClusterNode, Located, NodeState};
 
+use crate::settings::ClusterConfig;
 use keys::Keys;
 use redis::aio::MultiplexedConnection;
 use std::collections::{HashMap, HashSet};
@@ -25,7 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_actors::ServerHandle;
-use switchboard_core::config::ClusterConfig;
 use switchboard_core::event::Event;
 use switchboard_core::{Error, ErrorCode, ProducerId, RouterId};
 use tokio::sync::mpsc;

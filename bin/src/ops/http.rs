@@ -8,6 +8,7 @@
 
 use super::metrics::Snapshot;
 use crate::rpc::RpcServer;
+use crate::settings::MetricsConfig;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -65,13 +66,14 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `listen` (`IP:PORT`) and serves the server's metrics, with those of the control
-    /// socket when there is one.
+    /// Binds `config.listen` (`IP:PORT`) and serves the server's metrics, with those of the
+    /// control socket when there is one.
     pub async fn start(
-        listen: &str,
+        config: &MetricsConfig,
         server: ServerHandle,
         rpc: Option<&RpcServer>,
     ) -> Result<Self, Error> {
+        let listen = &config.listen;
         let addr: SocketAddr = listen.parse().map_err(|e| {
             Error::new(
                 ErrorCode::InvalidConfig,
@@ -87,7 +89,7 @@ impl MetricsServer {
         let addr = listener.local_addr().map_err(|e| {
             Error::new(ErrorCode::TransportFailed, format!("no local address: {e}"))
         })?;
-        let per_room = server.config().metrics.per_room_labels;
+        let per_room = config.per_room_labels;
         let sources = Arc::new(Sources {
             server,
             rpc: rpc.map(RpcServer::shared),

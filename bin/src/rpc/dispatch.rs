@@ -8,6 +8,7 @@
 //! converted to the wire's data model.
 
 use super::{RpcError, RpcShared, RpcStats, Subscriptions, wire};
+use crate::settings::RpcConfig;
 use rmpv::Value as Msgpack;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use switchboard_actors::ServerHandle;
-use switchboard_core::config::RpcConfig;
 use switchboard_core::{ErrorCode, RouterId};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

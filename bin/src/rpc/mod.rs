@@ -25,6 +25,7 @@ pub use dispatch::{Ctx, MethodTable};
 pub use switchboard_client::protocol::{RpcError, RpcStats, Subscriptions};
 pub use switchboard_client::wire;
 
+use crate::settings::{MIN_RPC_TOKEN_BYTES, RpcConfig};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
@@ -33,7 +34,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_actors::ServerHandle;
-use switchboard_core::config::{MIN_RPC_TOKEN_BYTES, RpcConfig};
 use switchboard_core::{Error, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};

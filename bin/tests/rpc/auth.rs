@@ -8,7 +8,7 @@ use switchboard::App;
 use switchboard::client::Client;
 use switchboard::rpc::RpcServer;
 use switchboard_core::ErrorCode;
-use switchboard_core::config::{Config, RpcConfig};
+use switchboard::settings::{RpcConfig, Settings};
 
 const TOKEN: &str = "correct horse battery staple";
 
@@ -108,7 +108,7 @@ async fn connections_over_the_limit_are_told_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_unauthenticated_socket_on_a_public_address() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.metrics.listen = String::new();
     config.webrtc.port_min = 0;

@@ -12,7 +12,7 @@ use switchboard::rpc::RpcError;
 use switchboard::rpc::methods::NoParams;
 use switchboard_actors::RouterOptions;
 use switchboard_core::ErrorCode;
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_core::event::Event;
 use tokio::sync::Notify;
 
@@ -101,7 +101,7 @@ async fn start_with_test_methods(release: Arc<Notify>, timeout_ms: u64) -> App {
             }
             Ok(())
         });
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.rpc.request_timeout_ms = timeout_ms;

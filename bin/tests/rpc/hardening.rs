@@ -15,7 +15,7 @@ use switchboard::rpc::RpcServer;
 use switchboard_actors::RouterOptions;
 use switchboard_core::ErrorCode;
 use switchboard_core::PeerId;
-use switchboard_core::config::RpcConfig;
+use switchboard::settings::RpcConfig;
 
 const TOKEN: &str = "a-token-of-at-least-16-bytes";
 
@@ -389,7 +389,7 @@ async fn short_token_is_rejected_at_startup() {
     let short = "fifteen-bytes!!";
     assert_eq!(short.len(), 15);
     let Err(err) = App::start(Arc::new({
-        let mut config = switchboard_core::config::Config::default();
+        let mut config = switchboard::settings::Settings::default();
         config.server.workers = 1;
         config.metrics.listen = String::new();
         config.rpc.listen = "127.0.0.1:0".to_owned();

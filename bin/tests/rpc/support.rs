@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchboard::App;
 use switchboard::client::{Client, Notification};
 use switchboard::rpc::wire::{self, FrameScanner, Scan};
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_transports::{DirectEndpoint, DirectPacket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Starts a one-worker server listening on an OS-chosen loopback port.
-pub async fn start(adjust: impl FnOnce(&mut Config)) -> App {
-    let mut config = Config::default();
+pub async fn start(adjust: impl FnOnce(&mut Settings)) -> App {
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = String::new();

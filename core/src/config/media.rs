@@ -102,9 +102,9 @@ impl MediaConfig {
 /// Codec entries are checked for shape, then (when well-formed) by the same negotiation a new
 /// router runs, so an unsupported codec stops the server at start rather than at the first room.
 fn validate_codecs(p: &mut Problems, codecs: &[RtpCodecCapability]) {
-    let problems_before = p.0.len();
+    let problems_before = p.len();
     check_codec_shapes(p, codecs);
-    if p.0.len() == problems_before
+    if p.len() == problems_before
         && !codecs.is_empty()
         && let Err(e) = crate::negotiation::router_capabilities(codecs)
     {

@@ -19,6 +19,9 @@ pub struct MiddlewareConfig {
     /// was queued and running its `close`, in milliseconds. Shutdown waits for all instances
     /// together, within `server.shutdown_timeout_ms`.
     pub close_timeout_ms: u64,
+    /// How long an instance waits for its room to answer a request (publishing a track,
+    /// reading a producer's feedback), in milliseconds.
+    pub request_timeout_ms: u64,
     /// Middleware attached to every new room, by registered name, in order.
     pub attach: Vec<String>,
     /// Default options per middleware name (`[middleware.options.recorder]`), overlaid key by
@@ -31,6 +34,7 @@ impl Default for MiddlewareConfig {
         Self {
             queue_capacity: 1024,
             close_timeout_ms: 3_000,
+            request_timeout_ms: 10_000,
             attach: Vec::new(),
             options: Default::default(),
         }
@@ -69,6 +73,11 @@ impl MiddlewareConfig {
         p.at_least(
             "middleware.close_timeout_ms",
             middleware.close_timeout_ms,
+            1,
+        );
+        p.at_least(
+            "middleware.request_timeout_ms",
+            middleware.request_timeout_ms,
             1,
         );
         for (i, name) in middleware.attach.iter().enumerate() {

@@ -3,23 +3,26 @@
 use super::ConfigError;
 use std::net::SocketAddr;
 
-/// Collects validation problems.
-#[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<ConfigError>);
+/// Collects validation problems, so that a section's `validate` reports every one of them
+/// (sections outside this crate, such as the binary's, use it too).
+#[derive(Debug, Default)]
+pub struct Problems(Vec<ConfigError>);
 
 impl Problems {
-    pub(super) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    /// A problem with `field`.
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError::new(field, message));
     }
 
-    pub(super) fn at_least(&mut self, field: &str, value: u64, min: u64) {
+    /// A problem with `field` unless `value` is at least `min`.
+    pub fn at_least(&mut self, field: &str, value: u64, min: u64) {
         if value < min {
             self.push(field, format!("must be at least {min}, got {value}"));
         }
     }
 
     /// Parses a listen address; empty means "disabled" and is fine.
-    pub(super) fn socket_addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
+    pub fn socket_addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
         if value.is_empty() {
             return None;
         }
@@ -38,7 +41,18 @@ impl Problems {
         }
     }
 
-    pub(super) fn finish(self) -> Result<(), Vec<ConfigError>> {
+    /// How many problems were found so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none was found so far.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every problem found, or `Ok(())`.
+    pub fn finish(self) -> Result<(), Vec<ConfigError>> {
         if self.0.is_empty() {
             Ok(())
         } else {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchboard::App;
 use switchboard::client::{Client, Notification};
 use switchboard_core::RouterId;
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_demo::{Demo, DemoError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn start_server(token: &str) -> App {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.rpc.token = token.to_owned();

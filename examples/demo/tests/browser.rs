@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard::App;
 use switchboard::client::{Client, Notification};
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_core::event::Event;
 
 /// Bounds the whole browser run; e2e.mjs has its own, shorter wait inside (40 s), so this
@@ -64,7 +64,7 @@ fn prerequisites() -> PathBuf {
 }
 
 async fn start_server() -> App {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = String::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchboard::App;
 use switchboard::rpc::MethodTable;
 use switchboard_actors::{ProduceOptions, RouterOptions};
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::deps::bytes::Bytes;
 use switchboard_core::middleware::deps::rtc_rtp::Packet;
@@ -43,7 +43,7 @@ fn packet(seq: u16, level: u8) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_hears_who_starts_and_stops_talking() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = String::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchboard::rpc::MethodTable;
 use switchboard::{App, Plugins};
 use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions};
-use switchboard_core::config::Config;
+use switchboard::settings::Settings;
 use switchboard_core::middleware::deps::bytes::Bytes;
 use switchboard_core::middleware::deps::rtc_rtp::Packet;
 use switchboard_core::middleware::deps::rtc_rtp::header::Header;
@@ -18,8 +18,8 @@ use switchboard_core::rtp_parameters::{
 use switchboard_transport_template::{EchoPlugin, KIND};
 use switchboard_transports::DirectPacket;
 
-fn config() -> Config {
-    let mut config = Config::default();
+fn config() -> Settings {
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rpc.listen = "127.0.0.1:0".to_owned();
     config.metrics.listen = String::new();

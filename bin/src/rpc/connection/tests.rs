@@ -3,7 +3,7 @@ use super::*;
 #[test]
 fn bus_gaps_are_placed_after_what_the_full_queue_held() {
     let rpc = RpcShared::new(
-        switchboard_core::config::RpcConfig::default(),
+        crate::settings::RpcConfig::default(),
         super::super::MethodTable::builtin(),
     );
     let event = |worker| Event::WorkerStarted {

@@ -1,11 +1,11 @@
 //! The process around the media: the control socket, the metrics endpoint, logging.
 
-use super::problems::Problems;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use switchboard_core::config::Problems;
 
 /// The longest Unix socket path Linux accepts (`sun_path` is 108 bytes with the final NUL).
-pub(super) const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
+pub(crate) const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
 
 /// The control socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl Default for RpcConfig {
 impl RpcConfig {
     /// Checks this section's rules, adding each violation to `p`; returns the listen address
     /// when it is valid and set.
-    pub(super) fn validate(&self, p: &mut Problems) -> Option<SocketAddr> {
+    pub(crate) fn validate(&self, p: &mut Problems) -> Option<SocketAddr> {
         let rpc = self;
         let rpc_addr = p.socket_addr("rpc.listen", &rpc.listen);
         let exposed = rpc_addr.filter(|addr| !addr.ip().to_canonical().is_loopback());
@@ -189,7 +189,7 @@ impl Default for LogConfig {
 
 impl LogConfig {
     /// Checks this section's rules, adding each violation to `p`.
-    pub(super) fn validate(&self, p: &mut Problems) {
+    pub(crate) fn validate(&self, p: &mut Problems) {
         if self.level.trim().is_empty() {
             p.push(
                 "log.level",

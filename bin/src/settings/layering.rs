@@ -1,7 +1,8 @@
 //! Reading the textual sources: one-field documents for complete error lists, line and column
 //! of an error, environment variable names, setting one field from text.
 
-use super::{ConfigError, ENV_PREFIX, ENV_SEPARATOR};
+use super::{ENV_PREFIX, ENV_SEPARATOR};
+use switchboard_core::config::ConfigError;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 

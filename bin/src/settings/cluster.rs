@@ -1,7 +1,7 @@
 //! A cluster of nodes on Redis.
 
-use super::problems::Problems;
 use serde::{Deserialize, Serialize};
+use switchboard_core::config::Problems;
 
 /// A cluster of nodes on Redis: each node registers itself with a heartbeat and records which
 /// rooms and producers it owns, so that any node can say where an object lives. Media and
@@ -64,7 +64,7 @@ impl ClusterConfig {
 impl ClusterConfig {
     /// The `[cluster]` rules: a Redis URL the client understands, ids and prefixes that are safe
     /// inside Redis keys, and a TTL that survives a late heartbeat.
-    pub(super) fn validate(&self, p: &mut Problems) {
+    pub(crate) fn validate(&self, p: &mut Problems) {
         let cluster = self;
         if !cluster.enabled() {
             return;

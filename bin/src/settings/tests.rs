@@ -1,11 +1,12 @@
 use super::process::MAX_UNIX_SOCKET_PATH_BYTES;
 use super::*;
-use crate::rtp_parameters::MediaKind;
-use crate::rtp_parameters::RtpCodecCapability;
+use switchboard_core::config::{MAX_RETRANSMISSION_BUFFER_PACKETS, MAX_WORKERS, PlacementPolicy};
+use switchboard_core::rtp_parameters::MediaKind;
+use switchboard_core::rtp_parameters::RtpCodecCapability;
 
 #[test]
 fn middleware_settings_come_from_toml_and_env_and_are_checked() {
-    let mut config = Config::from_toml_str(
+    let mut config = Settings::from_toml_str(
         "[middleware]\nqueue_capacity = 16\nattach = [\"logging\"]\n\
          [middleware.options.logging]\ninterval_ms = 500\nmedia = true\n",
     )
@@ -68,14 +69,14 @@ fn fields(errors: &[ConfigError]) -> Vec<&str> {
 
 #[test]
 fn placement_parses_and_rejects_out_of_range_thresholds() {
-    let c = Config::from_toml_str(
+    let c = Settings::from_toml_str(
         "[placement]\npolicy = \"pack\"\nmax_worker_cpu = 0.5\nmax_worker_packets_per_second = 10\n",
     )
     .unwrap();
     assert_eq!(c.placement.policy, PlacementPolicy::Pack);
     assert_eq!(c.placement.max_worker_packets_per_second, 10);
     c.validate().unwrap();
-    let mut bad = Config::default();
+    let mut bad = Settings::default();
     bad.placement.max_worker_cpu = 1.5;
     bad.placement.max_worker_packets_per_second = 0;
     bad.placement.sample_interval_ms = 5;
@@ -88,22 +89,22 @@ fn placement_parses_and_rejects_out_of_range_thresholds() {
             "placement.sample_interval_ms"
         ]
     );
-    let mut env = Config::default();
+    let mut env = Settings::default();
     env.apply_env([(
         "SWITCHBOARD_PLACEMENT__MAX_WORKER_CPU".to_owned(),
         "1".to_owned(),
     )])
     .unwrap();
     assert_eq!(env.placement.max_worker_cpu, 1.0);
-    assert!(Config::from_toml_str("[placement]\npolicy = \"random\"\n").is_err());
+    assert!(Settings::from_toml_str("[placement]\npolicy = \"random\"\n").is_err());
 }
 
 #[test]
 fn cluster_is_off_by_default_and_checked_when_on() {
-    let c = Config::default();
+    let c = Settings::default();
     assert!(!c.cluster.enabled());
     c.validate().unwrap();
-    let c = Config::from_toml_str(
+    let c = Settings::from_toml_str(
         "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nnode_id = \"node-a\"\n",
     )
     .unwrap();
@@ -127,7 +128,7 @@ fn cluster_is_off_by_default_and_checked_when_on() {
             "cluster.node_ttl_ms"
         ]
     );
-    let mut env = Config::default();
+    let mut env = Settings::default();
     env.apply_env([(
         "SWITCHBOARD_CLUSTER__REDIS_URL".to_owned(),
         "redis+unix:///tmp/r.sock".to_owned(),
@@ -158,17 +159,17 @@ fn opus() -> RtpCodecCapability {
 
 #[test]
 fn defaults_are_valid() {
-    assert_eq!(Config::default().validate(), Ok(()));
+    assert_eq!(Settings::default().validate(), Ok(()));
 }
 
 #[test]
 fn empty_document_is_the_defaults() {
-    assert_eq!(Config::from_toml_str(""), Ok(Config::default()));
+    assert_eq!(Settings::from_toml_str(""), Ok(Settings::default()));
 }
 
 #[test]
 fn webrtc_addresses_and_port_range_are_checked() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 4;
     config.webrtc.listen_ip = "0.0.0.0".into();
     config.webrtc.port_min = 50_000;
@@ -185,7 +186,7 @@ fn webrtc_addresses_and_port_range_are_checked() {
 
 #[test]
 fn rtp_addresses_and_port_range_are_checked() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.rtp.listen_ip = "0.0.0.0".into();
     config.rtp.port_min = 40_050;
     config.rtp.port_max = 40_200;
@@ -229,7 +230,7 @@ fn rtp_addresses_and_port_range_are_checked() {
 
 #[test]
 fn unsupported_codecs_fail_validation() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     let mut codec = opus();
     codec.mime_type = "audio/speex".into();
     config.media.codecs.push(codec);
@@ -240,16 +241,16 @@ fn unsupported_codecs_fail_validation() {
 
 #[test]
 fn toml_round_trips_including_codecs() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.media.codecs.push(opus());
     config.rpc.token = "a-secret-of-32-characters-......".to_owned();
     let text = config.to_toml_string().unwrap();
-    assert_eq!(Config::from_toml_str(&text), Ok(config));
+    assert_eq!(Settings::from_toml_str(&text), Ok(config));
 }
 
 #[test]
 fn partial_document_keeps_other_defaults() {
-    let config = Config::from_toml_str(
+    let config = Settings::from_toml_str(
         "[server]\nworkers = 3\n\n[log]\nformat = \"json\"\n\n\
          [[media.codecs]]\nkind = \"audio\"\nmime_type = \"audio/opus\"\nclock_rate = 48000\n",
     )
@@ -266,7 +267,7 @@ fn partial_document_keeps_other_defaults() {
 
 #[test]
 fn unknown_key_is_named_with_its_line_and_the_valid_names() {
-    let errors = Config::from_toml_str("[limits]\nmax_room = 5\n").unwrap_err();
+    let errors = Settings::from_toml_str("[limits]\nmax_room = 5\n").unwrap_err();
     assert_eq!(fields(&errors), ["limits.max_room"]);
     let message = &errors[0].message;
     assert!(message.contains("unknown field `max_room`"), "{message}");
@@ -276,13 +277,13 @@ fn unknown_key_is_named_with_its_line_and_the_valid_names() {
 
 #[test]
 fn unknown_section_and_top_level_key_are_errors() {
-    let errors = Config::from_toml_str("workers = 2\n[rcp]\nlisten = \"x\"\n").unwrap_err();
+    let errors = Settings::from_toml_str("workers = 2\n[rcp]\nlisten = \"x\"\n").unwrap_err();
     assert_eq!(fields(&errors), ["workers", "rcp"]);
 }
 
 #[test]
 fn wrong_type_names_the_field() {
-    let errors = Config::from_toml_str("[server]\nworkers = \"many\"\n").unwrap_err();
+    let errors = Settings::from_toml_str("[server]\nworkers = \"many\"\n").unwrap_err();
     assert_eq!(fields(&errors), ["server.workers"]);
     assert!(errors[0].message.contains("invalid type: string \"many\""));
     assert!(errors[0].message.contains("line 2, column 11"));
@@ -296,7 +297,7 @@ fn wrong_type_names_the_field() {
 fn every_bad_field_is_reported_in_document_order() {
     let text = "[server]\nworkers = -1\nshutdown_timeout_ms = 10\n\n\
                 [log]\nformat = \"xml\"\n\n[limits]\nmax_rooms = true\nmax_roms = 1\n";
-    let errors = Config::from_toml_str(text).unwrap_err();
+    let errors = Settings::from_toml_str(text).unwrap_err();
     assert_eq!(
         fields(&errors),
         [
@@ -313,14 +314,14 @@ fn every_bad_field_is_reported_in_document_order() {
 fn codec_entries_are_located_by_index() {
     let text = "[[media.codecs]]\nkind = \"audio\"\nmime_type = \"audio/opus\"\nclock_rate = 48000\n\
                 [[media.codecs]]\nkind = \"video\"\nmime_type = \"video/VP8\"\nclock_rate = -90000\n";
-    let errors = Config::from_toml_str(text).unwrap_err();
+    let errors = Settings::from_toml_str(text).unwrap_err();
     assert_eq!(fields(&errors), ["media.codecs[1].clock_rate"]);
     assert!(errors[0].message.contains("line 8"));
 }
 
 #[test]
 fn syntax_error_is_one_error_with_a_line() {
-    let errors = Config::from_toml_str("[server\nworkers = 1\n").unwrap_err();
+    let errors = Settings::from_toml_str("[server\nworkers = 1\n").unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field, "");
     assert!(errors[0].message.starts_with("invalid TOML"));
@@ -332,7 +333,7 @@ fn syntax_error_is_one_error_with_a_line() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.shutdown_timeout_ms = 0;
     config.limits = LimitsConfig {
         max_rooms: 0,
@@ -401,7 +402,7 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn worker_count_and_retransmission_buffer_are_bounded() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     // Let the OS pick ports, so the WebRTC port range does not bound the workers here.
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;
@@ -424,7 +425,7 @@ fn worker_count_and_retransmission_buffer_are_bounded() {
 
 #[test]
 fn listen_addresses_must_be_socket_addresses_or_empty() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.rpc.listen = "x".to_owned();
     config.metrics.listen = "localhost:9700".to_owned();
     let errors = config.validate().unwrap_err();
@@ -444,7 +445,7 @@ fn listen_addresses_must_be_socket_addresses_or_empty() {
 
 #[test]
 fn token_is_required_off_loopback() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     for listen in ["0.0.0.0:7700", "192.0.2.2:7700", "[::]:7700"] {
         config.rpc.listen = listen.to_owned();
         let errors = config.validate().unwrap_err();
@@ -468,7 +469,7 @@ fn token_is_required_off_loopback() {
 
 #[test]
 fn short_tokens_are_refused() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.rpc.token = "x".repeat(MIN_RPC_TOKEN_BYTES - 1);
     let errors = config.validate().unwrap_err();
     assert_eq!(fields(&errors), ["rpc.token"]);
@@ -486,7 +487,7 @@ fn short_tokens_are_refused() {
 
 #[test]
 fn rpc_and_metrics_must_not_share_a_port() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.rpc.listen = "127.0.0.1:7700".to_owned();
     config.metrics.listen = "127.0.0.1:7700".to_owned();
     assert_eq!(fields(&config.validate().unwrap_err()), ["metrics.listen"]);
@@ -502,7 +503,7 @@ fn rpc_and_metrics_must_not_share_a_port() {
 
 #[test]
 fn unix_socket_path_must_fit_sun_path() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.rpc.unix_socket = format!("/tmp/{}", "s".repeat(MAX_UNIX_SOCKET_PATH_BYTES));
     assert_eq!(fields(&config.validate().unwrap_err()), ["rpc.unix_socket"]);
     config.rpc.unix_socket = "/run/switchboard.sock".to_owned();
@@ -511,7 +512,7 @@ fn unix_socket_path_must_fit_sun_path() {
 
 #[test]
 fn codec_entries_are_checked() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.media.codecs = vec![opus(); 6];
     config.media.codecs[1].mime_type = String::new();
     config.media.codecs[1].preferred_payload_type = None;
@@ -547,7 +548,7 @@ fn codec_entries_are_checked() {
 
 #[test]
 fn env_sets_strings_integers_and_enums() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config
         .apply_env(env(&[
             ("SWITCHBOARD_RPC__LISTEN", "0.0.0.0:7701"),
@@ -569,7 +570,7 @@ fn env_sets_strings_integers_and_enums() {
 
 #[test]
 fn env_ignores_other_and_reserved_variables() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config
         .apply_env(env(&[
             ("PATH", "/usr/bin"),
@@ -577,12 +578,12 @@ fn env_ignores_other_and_reserved_variables() {
             ("switchboard_server__workers", "x"),
         ]))
         .unwrap();
-    assert_eq!(config, Config::default());
+    assert_eq!(config, Settings::default());
 }
 
 #[test]
 fn env_errors_name_the_variable_and_change_nothing() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     let errors = config
         .apply_env(env(&[
             ("SWITCHBOARD_SERVER__WORKERS", "lots"),
@@ -626,12 +627,12 @@ fn env_errors_name_the_variable_and_change_nothing() {
     assert!(message("SWITCHBOARD_WORKERS").contains("<SECTION>__<FIELD>"));
     assert!(message("SWITCHBOARD_RPC__LISTEN__PORT").contains("rpc.listen is a string"));
     // The one good variable is not applied either: a config is taken whole or not at all.
-    assert_eq!(config, Config::default());
+    assert_eq!(config, Settings::default());
 }
 
 #[test]
 fn env_can_replace_a_list_with_toml() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config
         .apply_env(env(&[(
             "SWITCHBOARD_MEDIA__CODECS",
@@ -649,7 +650,7 @@ fn env_can_replace_a_list_with_toml() {
 
 #[test]
 fn set_takes_a_dotted_path() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.set("limits.max_rooms", "12").unwrap();
     assert_eq!(config.limits.max_rooms, 12);
     assert!(config.set("limits.max_rooms", "twelve").is_err());
@@ -666,17 +667,17 @@ fn set_takes_a_dotted_path() {
 #[test]
 fn env_var_names_match_field_paths() {
     assert_eq!(
-        Config::env_var_name("rpc.listen"),
+        Settings::env_var_name("rpc.listen"),
         "SWITCHBOARD_RPC__LISTEN"
     );
     assert_eq!(
-        Config::env_var_name("server.shutdown_timeout_ms"),
+        Settings::env_var_name("server.shutdown_timeout_ms"),
         "SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_MS"
     );
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config
         .apply_env([(
-            Config::env_var_name("media.sender_report_interval_ms"),
+            Settings::env_var_name("media.sender_report_interval_ms"),
             "250".to_owned(),
         )])
         .unwrap();
