@@ -9,16 +9,24 @@
 
 use crate::room::budget::TransportBudget;
 use crate::router::{CloseRouter, LeavePeer, PeerTransportCount, RouterActor, SpawnRouter};
+use crate::shared::Shared;
 use crate::span::{
     AttachLink, ClosePiped, CloseSecondary, ConnectLink, CreateLink, DescribeRouter,
-    DropMirrorPeer, PausePiped, PeerProducers, RouterPart,
+    DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped, PeerConnection, PeerProducers, RouterPart,
 };
-use actix::{Addr, MailboxError, Recipient};
+use actix::{Addr, MailboxError, Message, Recipient};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use switchboard_core::event::CloseReason;
+use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, WorkerId};
+
+/// Asks the server how to spawn a router on a worker (the worker's current actor: it may
+/// have been restarted since the room opened).
+#[derive(Message)]
+#[rtype(result = "Result<Recipient<SpawnRouter>>")]
+pub(crate) struct SpawnerFor(pub WorkerId);
 
 /// One room across the workers, shared by all threads.
 pub(crate) struct RouterGroup {
@@ -30,6 +38,8 @@ pub(crate) struct RouterGroup {
     pub single_connection: bool,
     /// Transports the backend sees in all the room's routers, for the per-room limit.
     pub budget: Arc<TransportBudget>,
+    /// Where new routers of the room come from.
+    spawners: Recipient<SpawnerFor>,
     /// Serialises adding routers to the room.
     setup: tokio::sync::Mutex<()>,
     state: Mutex<GroupState>,
@@ -75,7 +85,12 @@ fn mailbox(e: MailboxError) -> Error {
 }
 
 impl RouterGroup {
-    pub fn new(spec: RoomSpec, home: WorkerId, home_addr: Addr<RouterActor>) -> Self {
+    pub fn new(
+        spec: RoomSpec,
+        home: WorkerId,
+        home_addr: Addr<RouterActor>,
+        spawners: Recipient<SpawnerFor>,
+    ) -> Self {
         Self {
             id: spec.id,
             home,
@@ -84,6 +99,7 @@ impl RouterGroup {
             auto_subscribe: spec.auto_subscribe,
             single_connection: spec.single_connection,
             budget: spec.budget,
+            spawners,
             setup: tokio::sync::Mutex::new(()),
             state: Mutex::new(GroupState::default()),
         }
@@ -134,13 +150,76 @@ impl RouterGroup {
             .unwrap_or_else(|| self.home_addr.clone())
     }
 
+    /// Whether a new transport of `kind` may go to another worker.
+    fn may_span(&self, shared: &Shared, kind: &str) -> bool {
+        shared.config.placement.span_rooms
+            && shared.loads.len() > 1
+            && !self.single_connection
+            && kind != PIPE_KIND
+            && shared.transports.get(PIPE_KIND).is_some()
+    }
+
+    /// Where a new transport of `kind` goes, for `peer`: the one placement decision for
+    /// transports. The home router while its worker has headroom (or the room may not
+    /// span), else a router of the room on the worker placement picks, created and piped on
+    /// first use, where the peer is then mirrored. The peer must be in the room; that is
+    /// checked before anything is created elsewhere.
+    pub async fn place(
+        &self,
+        shared: &Shared,
+        kind: &str,
+        peer: Option<&PeerId>,
+    ) -> Result<(WorkerId, Addr<RouterActor>)> {
+        if !self.may_span(shared, kind) {
+            return Ok((self.home, self.home_addr.clone()));
+        }
+        if let Some(peer) = peer {
+            self.home_addr
+                .send(PeerConnection(peer.clone()))
+                .await
+                .map_err(mailbox)??;
+        }
+        let worker = crate::placement::transport_worker(shared, self.home);
+        let addr = self.ensure_router(worker).await?;
+        if worker != self.home
+            && let Some(peer) = peer
+        {
+            addr.send(MirrorPeer(peer.clone())).await.map_err(mailbox)?;
+        }
+        Ok((worker, addr))
+    }
+
+    /// The router that holds (or, placed like any transport, will hold) a peer's receive
+    /// connection.
+    pub async fn receive_connection_router(
+        &self,
+        shared: &Shared,
+        peer: &PeerId,
+    ) -> Result<Addr<RouterActor>> {
+        let placed = self.state().recv_on.get(peer).copied();
+        if let Some(addr) = placed.and_then(|w| self.router_on(w)) {
+            return Ok(addr);
+        }
+        let existing = self
+            .home_addr
+            .send(PeerConnection(peer.clone()))
+            .await
+            .map_err(mailbox)??;
+        if existing.is_some() {
+            return Ok(self.home_addr.clone());
+        }
+        let (worker, addr) = self
+            .place(shared, crate::session::SESSION_KIND, Some(peer))
+            .await?;
+        if worker != self.home {
+            self.state().recv_on.insert(peer.clone(), worker);
+        }
+        Ok(addr)
+    }
+
     /// The room's router on `worker`, spawned there (and linked to every other router of
     /// the room, with every producer piped) if the room has none there yet.
-    pub async fn ensure_router(
-        &self,
-        worker: WorkerId,
-        spawner: Recipient<SpawnRouter>,
-    ) -> Result<Addr<RouterActor>> {
+    pub async fn ensure_router(&self, worker: WorkerId) -> Result<Addr<RouterActor>> {
         if let Some(addr) = self.router_on(worker) {
             return Ok(addr);
         }
@@ -154,6 +233,14 @@ impl RouterGroup {
                 return Ok(addr.clone());
             }
         }
+        let spawner = self
+            .spawners
+            .send(SpawnerFor(worker))
+            .await
+            .map_err(|e| match e {
+                MailboxError::Closed => Error::closed("server"),
+                MailboxError::Timeout => Error::internal("server did not answer"),
+            })??;
         let addr = spawner
             .send(self.spec().spawn(true))
             .await
@@ -196,6 +283,49 @@ impl RouterGroup {
             }
         }
         parts
+    }
+
+    /// The home router's dump with the lists of every router of the room (each entry with
+    /// its `worker`), and `routers` listing the routers with their pipes.
+    pub async fn merge_dump(&self, mut dump: report::RouterDump) -> report::RouterDump {
+        let parts = self.describe().await;
+        dump.transports.clear();
+        dump.producers.clear();
+        dump.consumers.clear();
+        let mut routers = Vec::with_capacity(parts.len());
+        for p in parts {
+            dump.transports.extend(p.transports);
+            dump.producers.extend(p.producers);
+            dump.consumers.extend(p.consumers);
+            routers.push(report::RouterPartDump {
+                worker: p.worker,
+                role: p.role,
+                pipes: p.pipes,
+            });
+        }
+        dump.routers = Some(routers);
+        dump
+    }
+
+    /// The home router's statistics with `routers`: each router of the room with its own
+    /// counts and counters.
+    pub async fn merge_stats(&self, mut stats: report::RouterStats) -> report::RouterStats {
+        let parts = self.describe().await;
+        stats.routers = Some(
+            parts
+                .into_iter()
+                .map(|p| report::RouterPartStats {
+                    worker: p.worker,
+                    role: p.role,
+                    transports: p.transports.len(),
+                    producers: p.producers.len(),
+                    consumers: p.consumers.len(),
+                    pipes: p.pipes,
+                    counters: p.counters,
+                })
+                .collect(),
+        );
+        stats
     }
 
     /// Closes the copies of `producers` on every router of the room, with their consumers,

@@ -8,6 +8,7 @@ use crate::consumer::{
 };
 use crate::group::RouterGroup;
 use crate::index::Index;
+use crate::metrics::ServerMetrics;
 use crate::middleware::AttachMiddleware;
 use crate::producer::{
     CloseProducer, DumpProducer, ProducerStatsRequest, RequestProducerKeyframe, SetProducerPaused,
@@ -18,14 +19,10 @@ use crate::router::{
 };
 #[cfg(feature = "fault-injection")]
 use crate::server::InjectWorkerPanic;
-use crate::server::{
-    Arbiters, CreateRouterRequest, ServerActor, ServerMetrics, Shutdown, WorkerAddr, WorkerMetrics,
-    boot, mailbox,
-};
-use crate::session::SESSION_KIND;
+use crate::server::{Arbiters, CreateRouterRequest, ServerActor, Shutdown, boot, mailbox};
 use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, SubscribeResult};
 use crate::shared::{Shared, WorkerInfo};
-use crate::span::{MirrorPeer, PIPE_KIND, PeerConnection, TransportProducers};
+use crate::span::TransportProducers;
 use crate::supervision::install_panic_hook;
 use crate::transport::{
     CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportRequest,
@@ -36,7 +33,6 @@ use actix::{Actor, Addr, Handler, Message};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
@@ -156,55 +152,6 @@ impl ServerHandle {
         self.index.group(id)
     }
 
-    /// Whether a new transport of `kind` in this room may go to another worker.
-    fn may_span(&self, group: &RouterGroup, kind: &str) -> bool {
-        self.shared.config.placement.span_rooms
-            && self.shared.loads.len() > 1
-            && !group.single_connection
-            && kind != PIPE_KIND
-            && self.shared.transports.get(PIPE_KIND).is_some()
-    }
-
-    /// Where a new transport of `kind` of a room goes, for `peer`: the one placement
-    /// decision for transports. The home router while its worker has headroom (or the room
-    /// may not span), else a router of the room on the worker placement picks, created and
-    /// piped on first use, where the peer is then mirrored. The peer must be in the room; that
-    /// is checked before anything is created elsewhere.
-    async fn place(
-        &self,
-        group: &Arc<RouterGroup>,
-        kind: &str,
-        peer: Option<&PeerId>,
-    ) -> Result<(WorkerId, Addr<RouterActor>)> {
-        if !self.may_span(group, kind) {
-            return Ok((group.home, group.home_addr.clone()));
-        }
-        if let Some(peer) = peer {
-            Self::ask(
-                group.home_addr.clone(),
-                PeerConnection(peer.clone()),
-                "router",
-            )
-            .await?;
-        }
-        let worker = crate::placement::transport_worker(&self.shared, group.home);
-        let spawner = self
-            .server
-            .send(WorkerAddr(worker))
-            .await
-            .map_err(mailbox("server"))??
-            .recipient();
-        let addr = group.ensure_router(worker, spawner).await?;
-        if worker != group.home
-            && let Some(peer) = peer
-        {
-            addr.send(MirrorPeer(peer.clone()))
-                .await
-                .map_err(mailbox("router"))?;
-        }
-        Ok((worker, addr))
-    }
-
     /// Subscribes to every event. Slow readers lose events rather than stall the server.
     pub fn subscribe(&self) -> mpsc::Receiver<Event> {
         self.shared.events.subscribe(None, 4096)
@@ -247,18 +194,9 @@ impl ServerHandle {
 
     /// Every worker's load.
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.shared
-            .loads
-            .iter()
-            .enumerate()
-            .map(|(i, l)| self.worker_info(WorkerId(i as u32), l))
+        (0..self.shared.loads.len())
+            .map(|i| crate::placement::worker_info(&self.shared, WorkerId(i as u32)))
             .collect()
-    }
-
-    fn worker_info(&self, id: WorkerId, l: &crate::shared::WorkerLoad) -> WorkerInfo {
-        let mut info = l.info(id);
-        info.load_percent = crate::placement::load_percent(&self.shared, id);
-        info
     }
 
     /// Gathers every worker's counters: the shared load counters at once, and the media
@@ -269,38 +207,7 @@ impl ServerHandle {
     /// Needs a Tokio runtime (for the timeout).
     pub async fn metrics(&self, per_room: bool, timeout: std::time::Duration) -> ServerMetrics {
         let arbiters = self.server.send(Arbiters).await.unwrap_or_default();
-        let pending: Vec<_> = arbiters
-            .iter()
-            .map(|arbiter| {
-                let (tx, rx) = oneshot::channel();
-                let spawned = arbiter.spawn_fn(move || {
-                    let _ = tx.send(crate::metrics::collect_here(per_room));
-                });
-                spawned.then_some(rx)
-            })
-            .collect();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut workers = Vec::with_capacity(self.shared.loads.len());
-        let mut pending = pending.into_iter();
-        for (i, load) in self.shared.loads.iter().enumerate() {
-            let media = match pending.next().flatten() {
-                Some(rx) => tokio::time::timeout_at(deadline, rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-                None => None,
-            };
-            let tid = load.thread_id.load(Ordering::Relaxed);
-            workers.push(WorkerMetrics {
-                load: self.worker_info(WorkerId(i as u32), load),
-                thread_id: (tid != 0).then_some(tid),
-                media,
-            });
-        }
-        ServerMetrics {
-            workers,
-            events_dropped: self.shared.events.dropped(),
-        }
+        crate::metrics::gather(arbiters, &self.shared, per_room, timeout).await
     }
 
     /// Live routers and their workers.
@@ -360,62 +267,25 @@ impl ServerHandle {
             .map_err(mailbox("router"))
     }
 
-    /// Each router of a room, as it describes itself, home first.
-    async fn describe_routers(&self, id: RouterId) -> Vec<crate::span::RouterPart> {
-        match self.group(id) {
-            Ok(group) => group.describe().await,
-            Err(_) => Vec::new(),
-        }
-    }
-
     /// A router's tree of transports, producers and consumers. For a room that spans
     /// workers, the lists hold the objects of all its routers (each with its `worker`), and
     /// `routers` lists the routers with their pipes.
     pub async fn dump_router(&self, id: RouterId) -> Result<report::RouterDump> {
-        let mut dump = Self::ask(self.router(id)?, DumpRouter, "router").await?;
-        let parts = self.describe_routers(id).await;
-        if !parts.is_empty() {
-            dump.transports.clear();
-            dump.producers.clear();
-            dump.consumers.clear();
-            let mut routers = Vec::with_capacity(parts.len());
-            for p in parts {
-                dump.transports.extend(p.transports);
-                dump.producers.extend(p.producers);
-                dump.consumers.extend(p.consumers);
-                routers.push(report::RouterPartDump {
-                    worker: p.worker,
-                    role: p.role,
-                    pipes: p.pipes,
-                });
-            }
-            dump.routers = Some(routers);
+        let dump = Self::ask(self.router(id)?, DumpRouter, "router").await?;
+        match self.group(id) {
+            Ok(group) => Ok(group.merge_dump(dump).await),
+            Err(_) => Ok(dump),
         }
-        Ok(dump)
     }
 
     /// A router's forwarding counters. `routers` holds each router of the room (one per
     /// worker it spans) with its own counts and counters.
     pub async fn router_stats(&self, id: RouterId) -> Result<report::RouterStats> {
-        let mut stats = Self::ask(self.router(id)?, RouterStatsRequest, "router").await?;
-        let parts: Vec<report::RouterPartStats> = self
-            .describe_routers(id)
-            .await
-            .into_iter()
-            .map(|p| report::RouterPartStats {
-                worker: p.worker,
-                role: p.role,
-                transports: p.transports.len(),
-                producers: p.producers.len(),
-                consumers: p.consumers.len(),
-                pipes: p.pipes,
-                counters: p.counters,
-            })
-            .collect();
-        if !parts.is_empty() {
-            stats.routers = Some(parts);
+        let stats = Self::ask(self.router(id)?, RouterStatsRequest, "router").await?;
+        match self.group(id) {
+            Ok(group) => Ok(group.merge_stats(stats).await),
+            Err(_) => Ok(stats),
         }
-        Ok(stats)
     }
 
     /// Attaches a registered middleware to a room.
@@ -474,7 +344,7 @@ impl ServerHandle {
         let Ok(group) = self.group(router) else {
             return Self::ask(home, msg, "router").await;
         };
-        let (_, addr) = self.place(&group, kind, peer.as_ref()).await?;
+        let (_, addr) = group.place(&self.shared, kind, peer.as_ref()).await?;
         Self::ask(addr, msg, "router").await
     }
 
@@ -497,26 +367,9 @@ impl ServerHandle {
     /// put a transport: on another worker's router of the room when the room's worker is
     /// loaded.
     pub async fn subscribe_peer(&self, router: RouterId, peer: PeerId) -> Result<SubscribeResult> {
-        let home = self.router(router)?;
-        let Ok(group) = self.group(router) else {
-            return Self::ask(home, Subscribe { peer }, "router").await;
-        };
-        let placed = group.state().recv_on.get(&peer).copied();
-        let addr = match placed.and_then(|w| group.router_on(w)) {
-            Some(addr) => addr,
-            None => {
-                let existing =
-                    Self::ask(home.clone(), PeerConnection(peer.clone()), "router").await?;
-                if existing.is_some() {
-                    home
-                } else {
-                    let (worker, addr) = self.place(&group, SESSION_KIND, Some(&peer)).await?;
-                    if worker != group.home {
-                        group.state().recv_on.insert(peer.clone(), worker);
-                    }
-                    addr
-                }
-            }
+        let addr = match self.group(router) {
+            Ok(group) => group.receive_connection_router(&self.shared, &peer).await?,
+            Err(_) => self.router(router)?,
         };
         Self::ask(addr, Subscribe { peer }, "router").await
     }

@@ -40,6 +40,6 @@ pub mod transport;
 pub mod worker;
 
 pub use handle::{Server, ServerHandle};
-pub use server::{ServerMetrics, WorkerMetrics};
+pub use metrics::{ServerMetrics, WorkerMetrics};
 pub use shared::WorkerInfo;
 pub use switchboard_core::api::*;

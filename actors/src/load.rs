@@ -96,3 +96,23 @@ impl WorkerLoad {
             + self.consumers.load(Ordering::Relaxed)
     }
 }
+
+/// The calling thread's Linux thread id, from `/proc/thread-self` (a link to
+/// `<pid>/task/<tid>`); `None` elsewhere.
+pub(crate) fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_id_is_one_of_this_process_tasks() {
+        let tid = current_thread_id().expect("Linux has /proc/thread-self");
+        assert!(std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
+        let other = std::thread::spawn(current_thread_id).join().unwrap();
+        assert_ne!(other, Some(tid));
+    }
+}

@@ -9,16 +9,20 @@
 //! into its worker's `retired` totals, both on the same thread and in the same step as the
 //! closure, so no scrape ever sees an object counted twice or not at all.
 
+use crate::load::WorkerInfo;
 use crate::room::Room;
+use crate::shared::Shared;
+use actix::ArbiterHandle;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Weak;
 use std::sync::atomic::Ordering;
-use switchboard_core::RouterId;
 pub use switchboard_core::forward::{ConsumerTotals, MediaTotals, ProducerTotals};
 use switchboard_core::middleware::{Metric, MetricKind};
 use switchboard_core::transport::TransportState;
+use switchboard_core::{RouterId, WorkerId};
+use tokio::sync::oneshot;
 
 /// One open room, for per-room metrics.
 #[derive(Clone, Debug, Serialize)]
@@ -211,22 +215,67 @@ pub(crate) fn collect_here(per_room: bool) -> WorkerMedia {
     })
 }
 
-/// The calling thread's Linux thread id, from `/proc/thread-self` (a link to
-/// `<pid>/task/<tid>`); `None` elsewhere.
-pub(crate) fn current_thread_id() -> Option<u32> {
-    let link = std::fs::read_link("/proc/thread-self").ok()?;
-    link.file_name()?.to_str()?.parse().ok()
+/// What every worker has counted, as [`crate::ServerHandle::metrics`] gathers it.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    /// Each worker, by number.
+    pub workers: Vec<WorkerMetrics>,
+    /// Events the bus dropped because a subscriber fell behind.
+    pub events_dropped: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One worker's counters.
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    /// Its load, read from shared counters without asking the worker: objects, packets and
+    /// bytes in and out, the placement score.
+    pub load: WorkerInfo,
+    /// Its thread's Linux thread id, once known.
+    pub thread_id: Option<u32>,
+    /// What the worker thread counted, or `None` when it did not answer in time (busy, or
+    /// stopped).
+    pub media: Option<WorkerMedia>,
+}
 
-    #[test]
-    fn the_thread_id_is_one_of_this_process_tasks() {
-        let tid = current_thread_id().expect("Linux has /proc/thread-self");
-        assert!(std::path::Path::new(&format!("/proc/self/task/{tid}")).exists());
-        let other = std::thread::spawn(current_thread_id).join().unwrap();
-        assert_ne!(other, Some(tid));
+/// Gathers every worker's counters: the shared load counters at once, and the media counters
+/// by running [`collect_here`] on each worker's thread (`arbiters`, by worker number), in
+/// parallel. A worker that does not answer by `timeout` is reported without media counters.
+pub(crate) async fn gather(
+    arbiters: Vec<ArbiterHandle>,
+    shared: &Shared,
+    per_room: bool,
+    timeout: std::time::Duration,
+) -> ServerMetrics {
+    let pending: Vec<_> = arbiters
+        .iter()
+        .map(|arbiter| {
+            let (tx, rx) = oneshot::channel();
+            let spawned = arbiter.spawn_fn(move || {
+                let _ = tx.send(collect_here(per_room));
+            });
+            spawned.then_some(rx)
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut workers = Vec::with_capacity(shared.loads.len());
+    let mut pending = pending.into_iter();
+    for (i, load) in shared.loads.iter().enumerate() {
+        let media = match pending.next().flatten() {
+            Some(rx) => tokio::time::timeout_at(deadline, rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        let tid = load.thread_id.load(Ordering::Relaxed);
+        workers.push(WorkerMetrics {
+            load: crate::placement::worker_info(shared, WorkerId(i as u32)),
+            thread_id: (tid != 0).then_some(tid),
+            media,
+        });
+    }
+    ServerMetrics {
+        workers,
+        events_dropped: shared.events.dropped(),
     }
 }

@@ -8,7 +8,7 @@
 //! `placement.max_worker_cpu`) and the larger ratio is the worker's *load*; at 1 or more the
 //! worker is loaded. Object counts only break ties between equally loaded workers.
 
-use crate::shared::{Shared, WorkerLoad};
+use crate::shared::{Shared, WorkerInfo, WorkerLoad};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use switchboard_core::WorkerId;
@@ -26,6 +26,13 @@ pub(crate) fn load(config: &PlacementConfig, l: &WorkerLoad) -> f64 {
 /// [`load`] in whole percent, for reports.
 pub(crate) fn load_percent(shared: &Shared, worker: WorkerId) -> u64 {
     (load(&shared.config.placement, shared.load(worker)) * 100.0).round() as u64
+}
+
+/// A worker's load as `worker.list` reports it: the shared counters and the placement load.
+pub(crate) fn worker_info(shared: &Shared, worker: WorkerId) -> WorkerInfo {
+    let mut info = shared.load(worker).info(worker);
+    info.load_percent = load_percent(shared, worker);
+    info
 }
 
 fn ranked(shared: &Shared) -> Vec<(WorkerId, f64, usize)> {
@@ -165,7 +172,7 @@ mod tests {
 
     #[test]
     fn this_thread_has_cpu_time() {
-        let tid = crate::metrics::current_thread_id().expect("Linux");
+        let tid = crate::load::current_thread_id().expect("Linux");
         let before = thread_cpu_ns(tid).expect("readable");
         let mut x = 0u64;
         for i in 0..20_000_000u64 {

@@ -1,13 +1,16 @@
 //! The Server actor: supervises the workers and places new rooms.
 
-use crate::group::{RoomSpec, RouterGroup};
+use crate::group::{RoomSpec, RouterGroup, SpawnerFor};
 use crate::index::Index;
 use crate::room::budget::TransportBudget;
-use crate::router::{CloseRouter, RouterActor};
-use crate::shared::{Shared, WorkerInfo};
+use crate::router::{CloseRouter, RouterActor, SpawnRouter};
+use crate::shared::Shared;
 use crate::span::CloseSecondary;
 use crate::worker::{Ready, WorkerActor, WorkerCrashed};
-use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, MailboxError, Message};
+use actix::{
+    Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, MailboxError, Message,
+    Recipient,
+};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use switchboard_core::api::{RouterInfo, RouterOptions};
@@ -90,9 +93,10 @@ impl Message for CreateRouterRequest {
 impl Handler<CreateRouterRequest> for ServerActor {
     type Result = actix::ResponseFuture<Result<(RouterInfo, Addr<RouterActor>)>>;
 
-    fn handle(&mut self, msg: CreateRouterRequest, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: CreateRouterRequest, ctx: &mut Self::Context) -> Self::Result {
         let shared = self.shared.clone();
         let index = self.index.clone();
+        let spawners = ctx.address().recipient();
         let auto_subscribe = msg.0.auto_subscribe;
         let single_connection = msg.0.single_connection;
         let prepared = (|| {
@@ -148,7 +152,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
                         worker,
                         rtp_capabilities: spec.capabilities.clone(),
                     };
-                    let group = RouterGroup::new(spec, worker, router.clone());
+                    let group = RouterGroup::new(spec, worker, router.clone(), spawners);
                     index.rooms.insert(info.id, Arc::new(group));
                     Ok((info, router))
                 }
@@ -278,28 +282,6 @@ impl Handler<Arbiters> for ServerActor {
     }
 }
 
-/// What every worker has counted, as [`ServerHandle::metrics`] gathers it.
-#[derive(Clone, Debug)]
-pub struct ServerMetrics {
-    /// Each worker, by number.
-    pub workers: Vec<WorkerMetrics>,
-    /// Events the bus dropped because a subscriber fell behind.
-    pub events_dropped: u64,
-}
-
-/// One worker's counters.
-#[derive(Clone, Debug)]
-pub struct WorkerMetrics {
-    /// Its load, read from shared counters without asking the worker: objects, packets and
-    /// bytes in and out, the placement score.
-    pub load: WorkerInfo,
-    /// Its thread's Linux thread id, once known.
-    pub thread_id: Option<u32>,
-    /// What the worker thread counted, or `None` when it did not answer in time (busy, or
-    /// stopped).
-    pub media: Option<crate::metrics::WorkerMedia>,
-}
-
 pub(crate) struct WorkerAddr(pub WorkerId);
 
 impl Message for WorkerAddr {
@@ -312,6 +294,16 @@ impl Handler<WorkerAddr> for ServerActor {
         self.workers
             .get(msg.0.0 as usize)
             .map(|w| w.addr.clone())
+            .ok_or_else(|| Error::not_found("worker", msg.0))
+    }
+}
+
+impl Handler<SpawnerFor> for ServerActor {
+    type Result = Result<Recipient<SpawnRouter>>;
+    fn handle(&mut self, msg: SpawnerFor, _: &mut Self::Context) -> Self::Result {
+        self.workers
+            .get(msg.0.0 as usize)
+            .map(|w| w.addr.clone().recipient())
             .ok_or_else(|| Error::not_found("worker", msg.0))
     }
 }

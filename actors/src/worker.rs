@@ -42,7 +42,7 @@ impl WorkerActor {
         index: Arc<Index>,
         supervisor: Recipient<WorkerCrashed>,
     ) -> Self {
-        if let Some(tid) = crate::metrics::current_thread_id() {
+        if let Some(tid) = crate::load::current_thread_id() {
             shared
                 .load(id)
                 .thread_id

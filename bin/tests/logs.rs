@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard::App;
 use switchboard::logging;
+use switchboard::settings::{LogFormat, Settings};
 use switchboard_actors::{ProduceOptions, RouterOptions};
 use switchboard_core::PeerId;
-use switchboard::settings::{LogFormat, Settings};
 
 /// Log output collected in memory.
 #[derive(Clone, Default)]

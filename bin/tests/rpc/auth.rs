@@ -7,8 +7,8 @@ use std::sync::Arc;
 use switchboard::App;
 use switchboard::client::Client;
 use switchboard::rpc::RpcServer;
-use switchboard_core::ErrorCode;
 use switchboard::settings::{RpcConfig, Settings};
+use switchboard_core::ErrorCode;
 
 const TOKEN: &str = "correct horse battery staple";
 

@@ -10,9 +10,9 @@ use switchboard::client::Notification;
 use switchboard::rpc::MethodTable;
 use switchboard::rpc::RpcError;
 use switchboard::rpc::methods::NoParams;
+use switchboard::settings::Settings;
 use switchboard_actors::RouterOptions;
 use switchboard_core::ErrorCode;
-use switchboard::settings::Settings;
 use switchboard_core::event::Event;
 use tokio::sync::Notify;
 

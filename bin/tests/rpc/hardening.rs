@@ -12,10 +12,10 @@ use std::sync::Arc;
 use switchboard::App;
 use switchboard::client::Client;
 use switchboard::rpc::RpcServer;
+use switchboard::settings::RpcConfig;
 use switchboard_actors::RouterOptions;
 use switchboard_core::ErrorCode;
 use switchboard_core::PeerId;
-use switchboard::settings::RpcConfig;
 
 const TOKEN: &str = "a-token-of-at-least-16-bytes";
 

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::rpc::MethodTable;
+use switchboard::settings::Settings;
 use switchboard::{App, Plugins};
 use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions};
-use switchboard::settings::Settings;
 use switchboard_core::middleware::deps::bytes::Bytes;
 use switchboard_core::middleware::deps::rtc_rtp::Packet;
 use switchboard_core::middleware::deps::rtc_rtp::header::Header;
