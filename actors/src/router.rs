@@ -2,6 +2,7 @@
 
 use crate::room::budget::{TransportBudget, TransportSlot};
 use crate::room::renegotiation::flush_renegotiations;
+use crate::room::tracks;
 use crate::room::{Room, RoomHost, RoomIo, RoomRef, RoomSetup, TransportNode};
 use crate::shared::Shared;
 use crate::supervision::{CrashGuard, contain, crash_guard};
@@ -368,8 +369,8 @@ impl Handler<LeavePeer> for RouterActor {
 }
 
 /// A transport gave up on its remote on its own (a vanished client): it closes with the
-/// reason, and its peer leaves after `webrtc.peer_timeout_ms` unless it has a transport
-/// again by then.
+/// reason, and its peer leaves after the transport's `peer_timeout` (for WebRTC,
+/// `webrtc.peer_timeout_ms`) unless it has a transport again by then.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct TransportGaveUp {
@@ -381,7 +382,9 @@ impl Handler<TransportGaveUp> for RouterActor {
     type Result = ();
     fn handle(&mut self, msg: TransportGaveUp, ctx: &mut Self::Context) {
         let _span = self.log_span.clone().entered();
-        let shared = self.shared.clone();
+        let timeout = tracks::with_plugin(&self.room, msg.transport, |t| t.peer_timeout())
+            .ok()
+            .flatten();
         let peer = {
             let mut r = self.room.borrow_mut();
             let peer = r
@@ -394,14 +397,10 @@ impl Handler<TransportGaveUp> for RouterActor {
             peer
         };
         flush_renegotiations(&self.room);
-        let timeout = shared.config.webrtc.peer_timeout_ms;
-        let Some(peer) = peer else {
+        let (Some(peer), Some(timeout)) = (peer, timeout) else {
             return;
         };
-        if timeout == 0 {
-            return;
-        }
-        ctx.run_later(Duration::from_millis(timeout), move |act, _| {
+        ctx.run_later(timeout, move |act, _| {
             act.host.peer_gave_up(peer, msg.reason);
         });
     }

@@ -65,7 +65,8 @@ pub trait TransportIo {
     /// reported without it is counted as `"unknown"`.
     fn on_failure(&self, _stage: &'static str) {}
     /// The transport gave up on its remote on its own (consent expired, DTLS closed): the
-    /// router closes it with `reason`, without waiting for the backend.
+    /// router closes it with `reason`, without waiting for the backend, and its peer leaves
+    /// after [`Transport::peer_timeout`] unless it has a transport again.
     fn on_gave_up(&self, _reason: crate::event::CloseReason) {}
 }
 
@@ -222,6 +223,12 @@ pub trait Transport {
     }
     /// Releases sockets and tasks. Called exactly once, before the transport is dropped.
     fn close(&mut self) {}
+    /// After this transport gave up on its remote on its own ([`TransportIo::on_gave_up`]),
+    /// how long its peer may stay in the room without transports before it leaves with the
+    /// same reason; `None` (the default) keeps the peer until the backend removes it.
+    fn peer_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A plugin's part on one worker thread: creates that worker's transports.

@@ -7,8 +7,8 @@ use rtc_rtp::header::Header;
 use rtc_shared::marshal::{Marshal, Unmarshal};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard::settings::Settings;
 use switchboard_actors::{ConsumeOptions, ProduceOptions, Server, ServerHandle};
-use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::rtp_parameters::{
@@ -56,7 +56,7 @@ pub fn server_candidate(sdp: &str) -> std::net::SocketAddr {
 
 /// Starts a server with `workers` workers, the direct plugin and any extra plugins.
 pub fn start(workers: usize, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = workers;
     start_with(config, extra)
 }
@@ -69,17 +69,17 @@ pub fn start_webrtc(workers: usize) -> TestServer {
 
 /// A configuration for WebRTC tests: `workers` workers, each WebRTC socket on a port the OS
 /// chooses (tests run side by side).
-pub fn webrtc_config(workers: usize) -> Config {
-    let mut config = Config::default();
+pub fn webrtc_config(workers: usize) -> Settings {
+    let mut config = Settings::default();
     config.server.workers = workers;
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;
     config
 }
 
-/// Starts a server whose `webrtc` plugin is set up from `config.webrtc`, as the binary sets
-/// it up.
-pub fn start_webrtc_with(config: Config) -> TestServer {
+/// Starts a server whose `webrtc` plugin is set up from the settings' `[webrtc]`, as the
+/// binary sets it up.
+pub fn start_webrtc_with(config: Settings) -> TestServer {
     let settings = switchboard_transports::WebRtcSettings::from_config(&config.webrtc)
         .expect("webrtc settings");
     start_with(
@@ -89,7 +89,7 @@ pub fn start_webrtc_with(config: Config) -> TestServer {
 }
 
 /// Starts a server with this configuration.
-pub fn start_with(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
+pub fn start_with(config: Settings, extra: Vec<Arc<dyn TransportPlugin>>) -> TestServer {
     let mut transports = TransportRegistry::new();
     let direct = DirectPlugin::new();
     transports
@@ -98,8 +98,12 @@ pub fn start_with(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> TestS
     for p in extra {
         transports.register(p).expect("register plugin");
     }
-    let server = Server::start(Arc::new(config), transports, MiddlewareRegistry::new())
-        .expect("server starts");
+    let server = Server::start(
+        Arc::new(config.config()),
+        transports,
+        MiddlewareRegistry::new(),
+    )
+    .expect("server starts");
     TestServer { server, direct }
 }
 

@@ -166,7 +166,7 @@ async fn forwards_to_fifty_consumers_with_rewritten_headers_and_exact_payloads()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_nack_and_pli_through_the_actor_tree() {
     // A window long enough that a slow machine still sends everything below inside it.
-    let mut config = switchboard_core::config::Config::default();
+    let mut config = switchboard::settings::Settings::default();
     config.server.workers = 1;
     config.media.keyframe_request_interval_ms = 2_000;
     let t = start_with(config, vec![]);

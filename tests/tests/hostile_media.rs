@@ -11,8 +11,8 @@ use rtc_rtcp::sender_report::SenderReport;
 use rtc_shared::marshal::Marshal;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, UdpSocket};
+use switchboard::settings::Settings;
 use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions};
-use switchboard_core::config::Config;
 use switchboard_core::rtp_parameters::{
     MediaKind, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
 };
@@ -27,7 +27,7 @@ const SSRC: u32 = 0x1111_0001;
 const REMOTE_RECEIVER_SSRC: u32 = 0x5151_5151;
 
 fn start_server() -> TestServer {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.rtp.port_min = 0;
     config.rtp.port_max = 0;

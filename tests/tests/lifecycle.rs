@@ -164,7 +164,7 @@ async fn shutdown_closes_every_room_with_reason_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_enforced_with_their_error_code() {
-    let mut config = switchboard_core::config::Config::default();
+    let mut config = switchboard::settings::Settings::default();
     config.server.workers = 1;
     config.limits.max_rooms = 1;
     config.limits.max_transports_per_room = 1;
@@ -414,7 +414,7 @@ async fn a_crashing_router_does_not_stop_another_room_on_the_same_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaving_peer_takes_its_transports_and_tracks_with_it() {
     use switchboard_core::PeerId;
-    let mut config = switchboard_core::config::Config::default();
+    let mut config = switchboard::settings::Settings::default();
     config.server.workers = 1;
     config.limits.max_peers_per_room = 2;
     let t = start_with(config, vec![]);

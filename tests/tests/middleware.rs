@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard::settings::Settings;
 use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions, Server, ServerHandle};
-use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::{
     Audience, Metric, MetricKind, Middleware, MiddlewareContext, MiddlewareFactory,
@@ -174,7 +174,7 @@ struct Setup {
     journal: Arc<Journal>,
 }
 
-fn setup(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> Setup {
+fn setup(config: Settings, extra: Vec<Arc<dyn TransportPlugin>>) -> Setup {
     let journal = Arc::new(Journal::default());
     let mut middleware = MiddlewareRegistry::new();
     for name in ["probe", "probe2", "probe3"] {
@@ -192,7 +192,7 @@ fn setup(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> Setup {
     for p in extra {
         transports.register(p).unwrap();
     }
-    let server = Server::start(Arc::new(config), transports, middleware).unwrap();
+    let server = Server::start(Arc::new(config.config()), transports, middleware).unwrap();
     Setup {
         server,
         direct,
@@ -200,8 +200,8 @@ fn setup(config: Config, extra: Vec<Arc<dyn TransportPlugin>>) -> Setup {
     }
 }
 
-fn one_worker() -> Config {
-    let mut config = Config::default();
+fn one_worker() -> Settings {
+    let mut config = Settings::default();
     config.server.workers = 1;
     config
 }
@@ -691,7 +691,7 @@ fn an_unregistered_configured_middleware_stops_the_start() {
     let mut config = one_worker();
     config.middleware.attach = vec!["nope".into()];
     let err = Server::start(
-        Arc::new(config),
+        Arc::new(config.config()),
         TransportRegistry::new(),
         MiddlewareRegistry::new(),
     )

@@ -7,8 +7,8 @@ use rustfft::num_complex::Complex;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard::settings::Settings;
 use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterOptions, Server, ServerHandle};
-use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::rtp_parameters::MediaKind;
@@ -35,19 +35,19 @@ struct Room {
 /// A one-worker server with the built-in middleware, a room with the mixer attached, and
 /// Alice and Bob each sending a tone from their own transport at the real-time pace.
 async fn room_with_tones(options: Value) -> Room {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     room_with_tones_on(config, options).await
 }
 
-async fn room_with_tones_on(config: Config, options: Value) -> Room {
+async fn room_with_tones_on(config: Settings, options: Value) -> Room {
     let mut middleware = MiddlewareRegistry::new();
     switchboard_middleware::register_builtin(&mut middleware).unwrap();
     let mut transports = TransportRegistry::new();
     let direct = DirectPlugin::new();
     transports.register(direct.clone()).unwrap();
     transports.register(PipePlugin::new()).unwrap();
-    let server = Server::start(Arc::new(config), transports, middleware).unwrap();
+    let server = Server::start(Arc::new(config.config()), transports, middleware).unwrap();
     let room = server
         .create_router(RouterOptions::default())
         .await
@@ -257,7 +257,7 @@ async fn mix_minus_leaves_out_the_listener() {
 async fn the_mix_reaches_a_subscriber_on_the_room_s_other_worker() {
     // Two workers and a load threshold any traffic exceeds: once the tones load the room's
     // worker, a new transport goes to the other one, and the mix is piped there.
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 2;
     config.placement.max_worker_packets_per_second = 1;
     config.placement.sample_interval_ms = 20;

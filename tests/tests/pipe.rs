@@ -10,8 +10,8 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use switchboard::settings::Settings;
 use switchboard_actors::{ConsumeOptions, ProduceOptions, RouterInfo, RouterOptions};
-use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::rtp_parameters::MediaKind;
 use switchboard_core::{TransportId, WorkerId};
@@ -22,7 +22,7 @@ const SSRC: u32 = 0x5A5A_0001;
 
 /// Two workers, the pipe plugin, and a threshold any traffic exceeds.
 fn start_spanning() -> TestServer {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 2;
     config.placement.max_worker_packets_per_second = 1;
     config.placement.sample_interval_ms = 20;
@@ -534,7 +534,7 @@ async fn a_producer_placed_on_the_other_worker_is_piped_back_to_the_room_s_worke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_room_transport_limit_counts_every_router_of_a_spanning_room() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 2;
     config.placement.max_worker_packets_per_second = 1;
     config.placement.sample_interval_ms = 20;

@@ -5,8 +5,8 @@
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard::settings::Settings;
 use switchboard_actors::RouterOptions;
-use switchboard_core::config::Config;
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::transport::TransportPlugin;
 use switchboard_core::{PeerId, TransportId};
@@ -84,7 +84,7 @@ async fn receive_video(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receive_connection_on_the_other_worker_gets_media_and_renegotiates() {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 2;
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;

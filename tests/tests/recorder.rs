@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard::settings::Settings;
 use switchboard_actors::{ProduceOptions, RouterOptions, Server};
-use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::rtp_parameters::{
@@ -27,7 +27,7 @@ const AUDIO_SSRC: u32 = 0x2222_0002;
 /// A server with the rtp plugin and the built-in middleware, recording under `recordings`
 /// (the recorder's configured directory: attach requests may only name places inside it).
 fn start_server(recordings: &std::path::Path) -> TestServer {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.middleware.options.insert(
         "recorder".to_owned(),
         serde_json::from_value(json!({ "directory": recordings })).unwrap(),
@@ -43,7 +43,7 @@ fn start_server(recordings: &std::path::Path) -> TestServer {
         .unwrap();
     let mut middleware = MiddlewareRegistry::new();
     switchboard_middleware::register_builtin(&mut middleware).unwrap();
-    let server = Server::start(Arc::new(config), transports, middleware).unwrap();
+    let server = Server::start(Arc::new(config.config()), transports, middleware).unwrap();
     TestServer { server, direct }
 }
 

@@ -9,8 +9,8 @@ use rtc_shared::marshal::Unmarshal;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
+use switchboard::settings::Settings;
 use switchboard_actors::{ConsumeOptions, ConsumerInfo, ProduceOptions, RouterOptions};
-use switchboard_core::config::Config;
 use switchboard_core::event::Event;
 use switchboard_core::rtp_parameters::{
     MediaKind, RtpCapabilities, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
@@ -32,7 +32,7 @@ const AUDIO_SSRC: u32 = 0x2222_0002;
 
 /// A server with the direct, webrtc and rtp plugins, all on loopback with OS-chosen ports.
 fn start_server() -> TestServer {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 1;
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;

@@ -191,7 +191,7 @@ async fn a_rejected_offer_is_rolled_back_with_one_connection_per_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_over_the_producer_limit_creates_nothing_and_is_rolled_back() {
-    let mut config = switchboard_core::config::Config::default();
+    let mut config = switchboard::settings::Settings::default();
     config.server.workers = 1;
     config.limits.max_producers_per_transport = 1;
     let t = start_with(

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod direct;
 pub mod pipe;
 pub mod rtp;
@@ -43,7 +44,7 @@ pub fn register_builtin(registry: &mut TransportRegistry) -> Result<Builtin> {
 /// Registers the `webrtc` plugin with the configured network settings.
 pub fn register_webrtc(
     registry: &mut TransportRegistry,
-    config: &switchboard_core::config::WebRtcConfig,
+    config: &crate::config::WebRtcConfig,
 ) -> Result<()> {
     registry.register(WebRtcPlugin::new(WebRtcSettings::from_config(config)?))
 }
@@ -51,7 +52,7 @@ pub fn register_webrtc(
 /// Registers the `rtp` plugin with the configured network settings and limits.
 pub fn register_rtp(
     registry: &mut TransportRegistry,
-    config: &switchboard_core::config::RtpConfig,
+    config: &crate::config::RtpConfig,
 ) -> Result<()> {
     registry.register(RtpPlugin::new(RtpSettings::from_config(config)?))
 }

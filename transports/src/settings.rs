@@ -89,7 +89,7 @@ impl Default for RtpSettings {
 
 impl RtpSettings {
     /// Settings from the validated `[rtp]` section.
-    pub fn from_config(config: &switchboard_core::config::RtpConfig) -> Result<Self> {
+    pub fn from_config(config: &crate::config::RtpConfig) -> Result<Self> {
         if config.srtp_max_ssrcs == 0 {
             return Err(Error::new(
                 ErrorCode::InvalidConfig,
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn rtp_settings_take_the_limits_from_the_rtp_section() {
-        let mut config = switchboard_core::config::RtpConfig::default();
+        let mut config = crate::config::RtpConfig::default();
         let s = RtpSettings::from_config(&config).unwrap();
         assert_eq!(s.srtp_max_ssrcs, DEFAULT_SRTP_MAX_SSRCS);
         assert_eq!(s.listen.port_min, config.port_min);

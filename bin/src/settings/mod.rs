@@ -1,6 +1,6 @@
-//! The server process's settings: the media server's [`Config`] sections beside the
-//! process's own (control socket, metrics endpoint, logging, cluster), and the layering of
-//! their sources.
+//! The server process's settings: the media server's [`Config`] sections, the built-in
+//! transports' (`[webrtc]`, `[rtp]`, from their crate) and the process's own (control
+//! socket, metrics endpoint, logging, cluster), and the layering of their sources.
 //!
 //! Sources are layered in order: the defaults, then an optional TOML file
 //! ([`Settings::from_toml_str`]), then `SWITCHBOARD_*` environment variables
@@ -37,8 +37,9 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use switchboard_core::config::{
     Config, ConfigError, LimitsConfig, MediaConfig, MiddlewareConfig, PlacementConfig, Problems,
-    RtpConfig, ServerConfig, TransportOptions, WebRtcConfig,
+    ServerConfig, TransportOptions,
 };
+use switchboard_transports::config::{RtpConfig, WebRtcConfig};
 use toml::Spanned;
 use toml::de::DeTable;
 
@@ -97,19 +98,20 @@ impl Settings {
             server: self.server.clone(),
             limits: self.limits.clone(),
             media: self.media.clone(),
-            webrtc: self.webrtc.clone(),
-            rtp: self.rtp.clone(),
             middleware: self.middleware.clone(),
             placement: self.placement.clone(),
             transports: self.transports.clone(),
         }
     }
 
-    /// Checks every rule: the media server's ([`Config::validate`]), the process sections'
-    /// (addresses, the token rule), and those between them. Returns every violation.
+    /// Checks every rule: the media server's ([`Config::validate`]), the built-in
+    /// transports', the process sections' (addresses, the token rule), and those between
+    /// them. Returns every violation.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = self.config().validate().err().unwrap_or_default();
         let mut p = Problems::default();
+        self.webrtc.validate(&mut p, &self.server);
+        self.rtp.validate(&mut p, &self.webrtc);
         let rpc_addr = self.rpc.validate(&mut p);
         let metrics_addr = p.socket_addr("metrics.listen", &self.metrics.listen);
         let collision = rpc_addr

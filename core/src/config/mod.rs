@@ -1,9 +1,10 @@
 //! The media server's configuration model: one typed tree, defaults embedded, validated once
 //! at start.
 //!
-//! This is what the actor tree, the transports and the middleware read: workers, limits,
-//! media, the built-in transports' network settings, middleware, placement, and each plugin's
-//! options. The process around it (control socket, metrics endpoint, logging, cluster) and
+//! This is what the actor tree and the middleware read: workers, limits, media,
+//! middleware, placement, and each transport plugin's options. The built-in transports'
+//! own sections (`[webrtc]`, `[rtp]`) are the transports crate's. The process around it
+//! (control socket, metrics endpoint, logging, cluster) and
 //! the layering of its sources (file, environment, flags) belong to the binary, whose
 //! `Settings` hold these sections beside its own.
 //!
@@ -27,14 +28,12 @@ mod middleware;
 mod placement;
 mod problems;
 mod server;
-mod transports;
 
 pub use media::{MAX_RETRANSMISSION_BUFFER_PACKETS, MediaConfig};
 pub use middleware::{MAX_MIDDLEWARE_QUEUE_CAPACITY, MiddlewareConfig};
 pub use placement::{PlacementConfig, PlacementPolicy};
 pub use problems::Problems;
 pub use server::{LimitsConfig, MAX_WORKERS, ServerConfig};
-pub use transports::{RtpConfig, WebRtcConfig};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -85,10 +84,6 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Media defaults: router codecs, retransmission and keyframe behaviour.
     pub media: MediaConfig,
-    /// The WebRTC transport: where its worker sockets listen and what they announce.
-    pub webrtc: WebRtcConfig,
-    /// The plain RTP transport: where its transports bind and what they announce.
-    pub rtp: RtpConfig,
     /// Middleware: queues, close timeout, what every room gets, default options.
     pub middleware: MiddlewareConfig,
     /// Where rooms and their transports go, and when a room spans workers.
@@ -129,8 +124,6 @@ impl Config {
         self.server.validate(&mut p);
         self.limits.validate(&mut p);
         self.media.validate(&mut p);
-        self.webrtc.validate(&mut p, &self.server);
-        self.rtp.validate(&mut p, &self.webrtc);
         self.middleware.validate(&mut p);
         self.placement.validate(&mut p);
         p.finish()

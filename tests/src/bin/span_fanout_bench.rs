@@ -20,8 +20,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use switchboard::settings::Settings;
 use switchboard_actors::RouterOptions;
-use switchboard_core::config::Config;
 use switchboard_core::transport::TransportPlugin;
 use switchboard_core::{PeerId, WorkerId};
 use switchboard_tests::start_with;
@@ -86,7 +86,7 @@ fn packet(ssrc: u32, pt: u8, seq: u16, ts: u32, payload: Bytes) -> rtc::rtp::Pac
 }
 
 async fn run(span: bool, subscribers: usize, seconds: u64) {
-    let mut config = Config::default();
+    let mut config = Settings::default();
     config.server.workers = 2;
     config.webrtc.port_min = 0;
     config.webrtc.port_max = 0;

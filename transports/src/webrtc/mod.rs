@@ -61,6 +61,9 @@ pub struct WebRtcSettings {
     /// How long a connection may hear nothing from its client before it gives up on it
     /// (`ice_timeout`).
     pub consent_timeout: std::time::Duration,
+    /// How long a peer whose connections all gave up stays in its room before it leaves
+    /// with their reason; `None` keeps it until the backend removes it.
+    pub peer_timeout: Option<std::time::Duration>,
 }
 
 impl Default for WebRtcSettings {
@@ -68,13 +71,14 @@ impl Default for WebRtcSettings {
         Self {
             listen: Default::default(),
             consent_timeout: std::time::Duration::from_secs(30),
+            peer_timeout: Some(std::time::Duration::from_secs(10)),
         }
     }
 }
 
 impl WebRtcSettings {
     /// The settings of a validated `[webrtc]` configuration section.
-    pub fn from_config(config: &switchboard_core::config::WebRtcConfig) -> Result<Self> {
+    pub fn from_config(config: &crate::config::WebRtcConfig) -> Result<Self> {
         Ok(Self {
             listen: crate::settings::ListenSettings::from_config(
                 "webrtc",
@@ -84,6 +88,8 @@ impl WebRtcSettings {
                 config.port_max,
             )?,
             consent_timeout: std::time::Duration::from_millis(config.consent_timeout_ms),
+            peer_timeout: (config.peer_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.peer_timeout_ms)),
         })
     }
 }
@@ -126,6 +132,7 @@ impl TransportPlugin for WebRtcPlugin {
         Ok(Box::new(Factory {
             net,
             consent_timeout: self.settings.consent_timeout,
+            peer_timeout: self.settings.peer_timeout,
             certificate,
         }))
     }
@@ -170,6 +177,7 @@ fn bind(s: &crate::settings::ListenSettings, worker: WorkerId) -> Result<tokio::
 struct Factory {
     net: Rc<Net>,
     consent_timeout: std::time::Duration,
+    peer_timeout: Option<std::time::Duration>,
     /// The worker's DTLS certificate.
     certificate: Rc<dtls::Certificate>,
 }
@@ -209,7 +217,10 @@ impl TransportFactory for Factory {
             direction,
             ctx.capabilities.clone(),
         )?;
-        Ok(Box::new(WebRtcTransport { conn }))
+        Ok(Box::new(WebRtcTransport {
+            conn,
+            peer_timeout: self.peer_timeout,
+        }))
     }
 }
 
@@ -296,6 +307,7 @@ fn sdp_request(
 /// A `webrtc` transport: a connection ([`native`]).
 struct WebRtcTransport {
     conn: Rc<native::NativeConnection>,
+    peer_timeout: Option<std::time::Duration>,
 }
 
 impl SdpSession for WebRtcTransport {
@@ -329,6 +341,10 @@ struct WebRtcDump {
 }
 
 impl Transport for WebRtcTransport {
+    fn peer_timeout(&self) -> Option<std::time::Duration> {
+        self.peer_timeout
+    }
+
     fn receive_capabilities(&self, router: &RtpCapabilities) -> RtpCapabilities {
         self.conn.receive_capabilities(router)
     }

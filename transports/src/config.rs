@@ -1,8 +1,9 @@
-//! The built-in transports' network settings: WebRTC and plain RTP.
+//! The built-in transports' configuration sections, `[webrtc]` and `[rtp]`, as the binary's
+//! settings file spells them: owned here, with their rules, so that the core's
+//! configuration knows no plugin.
 
-use super::problems::Problems;
-use super::server::{MAX_WORKERS, ServerConfig};
 use serde::{Deserialize, Serialize};
+use switchboard_core::config::{MAX_WORKERS, Problems, ServerConfig};
 
 /// The WebRTC transport's network settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ impl Default for WebRtcConfig {
 impl WebRtcConfig {
     /// Checks this section's rules (each worker needs a port of the range), adding each
     /// violation to `p`.
-    pub(super) fn validate(&self, p: &mut Problems, server: &ServerConfig) {
+    pub fn validate(&self, p: &mut Problems, server: &ServerConfig) {
         let webrtc = self;
         let listen_ip = webrtc.listen_ip.parse::<std::net::IpAddr>();
         if listen_ip.is_err() {
@@ -148,7 +149,7 @@ impl Default for RtpConfig {
 impl RtpConfig {
     /// The `[rtp]` rules: addresses like `[webrtc]`'s, a well-formed port range, and no
     /// overlap with the WebRTC range, whose workers must each find their port free.
-    pub(super) fn validate(&self, p: &mut Problems, webrtc: &WebRtcConfig) {
+    pub fn validate(&self, p: &mut Problems, webrtc: &WebRtcConfig) {
         let rtp = self;
         let listen_ip = rtp.listen_ip.parse::<std::net::IpAddr>();
         if listen_ip.is_err() {
