@@ -53,41 +53,14 @@ impl WebRtcConfig {
     /// violation to `p`.
     pub fn validate(&self, p: &mut Problems, server: &ServerConfig) {
         let webrtc = self;
-        let listen_ip = webrtc.listen_ip.parse::<std::net::IpAddr>();
-        if listen_ip.is_err() {
-            p.push(
-                "webrtc.listen_ip",
-                format!("{:?} is not an IP address", webrtc.listen_ip),
-            );
-        }
-        match webrtc.announced_ip.parse::<std::net::IpAddr>() {
-            Ok(ip) if ip.is_unspecified() => p.push(
-                "webrtc.announced_ip",
-                "must be an address clients can reach, not a wildcard",
-            ),
-            Err(_) if !webrtc.announced_ip.is_empty() => p.push(
-                "webrtc.announced_ip",
-                format!("{:?} is not an IP address", webrtc.announced_ip),
-            ),
-            _ => {}
-        }
-        if webrtc.announced_ip.is_empty() && listen_ip.is_ok_and(|ip| ip.is_unspecified()) {
-            p.push(
-                "webrtc.announced_ip",
-                "is required when webrtc.listen_ip is a wildcard: candidates need a real address",
-            );
-        }
-        if webrtc.port_min == 0 && webrtc.port_max != 0 {
-            p.push("webrtc.port_min", "must be set when webrtc.port_max is");
-        } else if webrtc.port_min > webrtc.port_max {
-            p.push(
-                "webrtc.port_max",
-                format!(
-                    "must be at least webrtc.port_min ({}), got {}",
-                    webrtc.port_min, webrtc.port_max
-                ),
-            );
-        } else if webrtc.port_min != 0 && server.workers <= MAX_WORKERS {
+        let range_ok = check_listen(
+            p,
+            "webrtc",
+            (&webrtc.listen_ip, &webrtc.announced_ip),
+            (webrtc.port_min, webrtc.port_max),
+            ("clients", "candidates need a real address"),
+        );
+        if range_ok && webrtc.port_min != 0 && server.workers <= MAX_WORKERS {
             let ports = usize::from(webrtc.port_max - webrtc.port_min) + 1;
             let workers = server.worker_count();
             if ports < workers {
@@ -151,41 +124,15 @@ impl RtpConfig {
     /// overlap with the WebRTC range, whose workers must each find their port free.
     pub fn validate(&self, p: &mut Problems, webrtc: &WebRtcConfig) {
         let rtp = self;
-        let listen_ip = rtp.listen_ip.parse::<std::net::IpAddr>();
-        if listen_ip.is_err() {
-            p.push(
-                "rtp.listen_ip",
-                format!("{:?} is not an IP address", rtp.listen_ip),
-            );
-        }
-        match rtp.announced_ip.parse::<std::net::IpAddr>() {
-            Ok(ip) if ip.is_unspecified() => p.push(
-                "rtp.announced_ip",
-                "must be an address remote senders can reach, not a wildcard",
-            ),
-            Err(_) if !rtp.announced_ip.is_empty() => p.push(
-                "rtp.announced_ip",
-                format!("{:?} is not an IP address", rtp.announced_ip),
-            ),
-            _ => {}
-        }
-        if rtp.announced_ip.is_empty() && listen_ip.is_ok_and(|ip| ip.is_unspecified()) {
-            p.push(
-                "rtp.announced_ip",
-                "is required when rtp.listen_ip is a wildcard: creators need a real address to send to",
-            );
-        }
-        if rtp.port_min == 0 && rtp.port_max != 0 {
-            p.push("rtp.port_min", "must be set when rtp.port_max is");
-        } else if rtp.port_min > rtp.port_max {
-            p.push(
-                "rtp.port_max",
-                format!(
-                    "must be at least rtp.port_min ({}), got {}",
-                    rtp.port_min, rtp.port_max
-                ),
-            );
-        } else if rtp.port_min != 0
+        let range_ok = check_listen(
+            p,
+            "rtp",
+            (&rtp.listen_ip, &rtp.announced_ip),
+            (rtp.port_min, rtp.port_max),
+            ("remote senders", "creators need a real address to send to"),
+        );
+        if range_ok
+            && rtp.port_min != 0
             && webrtc.port_min != 0
             && rtp.port_min <= webrtc.port_max
             && webrtc.port_min <= rtp.port_max
@@ -199,5 +146,56 @@ impl RtpConfig {
             );
         }
         p.at_least("rtp.srtp_max_ssrcs", rtp.srtp_max_ssrcs as u64, 1);
+    }
+}
+
+/// The rules a UDP plugin's section shares: IP addresses, an announced address that is not a
+/// wildcard (and required when the listen address is one), a well-formed port range. Whether
+/// the range is well-formed, for the rules that build on it.
+fn check_listen(
+    p: &mut Problems,
+    section: &str,
+    (listen_ip, announced_ip): (&str, &str),
+    (port_min, port_max): (u16, u16),
+    (who, why): (&str, &str),
+) -> bool {
+    let listen = listen_ip.parse::<std::net::IpAddr>();
+    if listen.is_err() {
+        p.push(
+            format!("{section}.listen_ip"),
+            format!("{listen_ip:?} is not an IP address"),
+        );
+    }
+    match announced_ip.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => p.push(
+            format!("{section}.announced_ip"),
+            format!("must be an address {who} can reach, not a wildcard"),
+        ),
+        Err(_) if !announced_ip.is_empty() => p.push(
+            format!("{section}.announced_ip"),
+            format!("{announced_ip:?} is not an IP address"),
+        ),
+        _ => {}
+    }
+    if announced_ip.is_empty() && listen.is_ok_and(|ip| ip.is_unspecified()) {
+        p.push(
+            format!("{section}.announced_ip"),
+            format!("is required when {section}.listen_ip is a wildcard: {why}"),
+        );
+    }
+    if port_min == 0 && port_max != 0 {
+        p.push(
+            format!("{section}.port_min"),
+            format!("must be set when {section}.port_max is"),
+        );
+        false
+    } else if port_min > port_max {
+        p.push(
+            format!("{section}.port_max"),
+            format!("must be at least {section}.port_min ({port_min}), got {port_max}"),
+        );
+        false
+    } else {
+        true
     }
 }
