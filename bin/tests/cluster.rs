@@ -96,7 +96,8 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, response)
 }
 
-/// The value of an unlabelled sample in a `/metrics` scrape.
+/// The value of one series in a `/metrics` scrape, named as the exposition writes it (with
+/// its labels, if any).
 async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
     let (_, body) = http_get(addr, "/metrics").await;
     body.lines()
@@ -673,6 +674,23 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
     );
     assert_eq!(stats["plugin"]["srtp_failures"], 0, "{stats}");
 
+    // Both nodes count the traffic between them in /metrics, by the node at the other end.
+    let pipe_packets = |node: &str, direction: &str| {
+        format!(
+            "switchboard_cluster_pipe_packets_total{{node=\"{node}\",direction=\"{direction}\"}}"
+        )
+    };
+    let b_metrics = b.metrics_addr().expect("B's metrics");
+    let a_metrics = a.metrics_addr().expect("A's metrics");
+    let received_on_b = metric(b_metrics, &pipe_packets("node-a", "in"))
+        .await
+        .expect("B counts what came from A");
+    assert!(received_on_b >= 10.0, "{received_on_b}");
+    let sent_by_a = metric(a_metrics, &pipe_packets("node-b", "out"))
+        .await
+        .expect("A counts what it sent to B");
+    assert!(sent_by_a >= 10.0, "{sent_by_a}");
+
     // A keyframe request on B travels back to the publisher on A.
     let source_consumer = pipe["source_consumer"].clone();
     let plis_before = backend
@@ -741,6 +759,11 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
         "{seen:?}"
     );
     assert!(!b.server.holds("producer", &piped));
+    // The closed pipe's traffic stays counted.
+    assert!(
+        metric(b_metrics, &pipe_packets("node-a", "in")).await >= Some(received_on_b),
+        "the counter went backwards when the pipe closed"
+    );
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
 }
 

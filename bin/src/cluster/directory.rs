@@ -191,6 +191,8 @@ impl Cluster {
             gone
         };
         for t in transports {
+            // Its last counts, before they vanish with it.
+            self.read_pipe(t, node).await;
             warn!(node = %node, transport = %t, "closing a pipe to a lost node");
             let _ = self
                 .inner

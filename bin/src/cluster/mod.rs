@@ -13,8 +13,10 @@
 mod directory;
 mod keys;
 mod tasks;
+mod traffic;
 
 use tasks::{receive_events, run, watch_events};
+pub use traffic::PipeTraffic;
 
 pub use switchboard_client::protocol::{ClusterNode, Located, NodeState};
 
@@ -102,6 +104,8 @@ struct Inner {
     receiving: AtomicBool,
     /// This node's ends of pipes (`cluster.pipe`): transport → the node at the other end.
     pipes: Mutex<HashMap<switchboard_core::TransportId, String>>,
+    /// What the pipe ends carried, for `/metrics`.
+    traffic: Mutex<traffic::Ledger>,
     /// The nodes live at the last heartbeat, to notice one vanishing.
     live: Mutex<HashSet<String>>,
     /// Until when a node missing from Redis is not taken for lost: after this node
@@ -212,6 +216,7 @@ impl Cluster {
             events_received: AtomicU64::new(0),
             receiving: AtomicBool::new(false),
             pipes: Mutex::new(HashMap::new()),
+            traffic: Mutex::default(),
             live: Mutex::new(HashSet::new()),
             grace_until: Mutex::new(std::time::Instant::now()),
             draining,
@@ -248,6 +253,40 @@ impl Cluster {
             events_published: i.events_published.load(Ordering::Relaxed),
             events_received: i.events_received.load(Ordering::Relaxed),
             receiving_events: i.receiving.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What this node's pipe ends carried, by the node at the other end (each open end read
+    /// now), for `/metrics`.
+    pub async fn pipe_traffic(&self) -> std::collections::BTreeMap<String, PipeTraffic> {
+        let pipes: Vec<(switchboard_core::TransportId, String)> = self
+            .inner
+            .pipes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(t, n)| (*t, n.clone()))
+            .collect();
+        for (t, node) in &pipes {
+            self.read_pipe(*t, node).await;
+        }
+        let open = pipes.iter().map(|(t, _)| *t).collect();
+        let mut ledger = self.inner.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.retire_all_but(&open);
+        ledger.by_node()
+    }
+
+    /// Reads one pipe end's counters into the ledger.
+    async fn read_pipe(&self, transport: switchboard_core::TransportId, node: &str) {
+        let Ok(stats) = self.inner.server.transport_stats(transport).await else {
+            return;
+        };
+        if let Some(traffic) = PipeTraffic::from_stats(&stats) {
+            self.inner
+                .traffic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(transport, node, traffic);
         }
     }
 

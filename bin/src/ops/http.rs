@@ -49,11 +49,10 @@ impl Sources {
     async fn scrape(&self) -> String {
         let rpc = self.rpc.as_ref().map(|r| (r.stats(), r.metrics.render()));
         let mut snapshot = Snapshot::gather(&self.server, rpc, self.per_room).await;
-        snapshot.cluster = self
-            .rpc
-            .as_ref()
-            .and_then(|r| r.cluster.get())
-            .map(|c| c.stats());
+        if let Some(c) = self.rpc.as_ref().and_then(|r| r.cluster.get()) {
+            snapshot.cluster = Some(c.stats());
+            snapshot.cluster_pipes = c.pipe_traffic().await;
+        }
         snapshot.render()
     }
 }

@@ -152,6 +152,8 @@ pub struct Snapshot {
     pub per_room: bool,
     /// The cluster membership's counters, when the node is in a cluster.
     pub cluster: Option<crate::cluster::ClusterStats>,
+    /// Traffic through this node's pipes to other nodes, by node.
+    pub cluster_pipes: std::collections::BTreeMap<String, crate::cluster::PipeTraffic>,
 }
 
 impl Snapshot {
@@ -176,6 +178,7 @@ impl Snapshot {
             process: process::process(),
             per_room,
             cluster: None,
+            cluster_pipes: Default::default(),
         }
     }
 
@@ -206,7 +209,7 @@ impl Snapshot {
             e.append(rendered);
         }
         if let Some(cluster) = &self.cluster {
-            render_cluster(&mut e, cluster);
+            render_cluster(&mut e, cluster, &self.cluster_pipes);
         }
         render_process(&mut e, &self.process);
         e.finish()

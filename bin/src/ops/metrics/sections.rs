@@ -147,7 +147,11 @@ pub(super) fn render_process(e: &mut Exposition, p: &ProcessStats) {
     }
 }
 
-pub(super) fn render_cluster(e: &mut Exposition, c: &crate::cluster::ClusterStats) {
+pub(super) fn render_cluster(
+    e: &mut Exposition,
+    c: &crate::cluster::ClusterStats,
+    pipes: &std::collections::BTreeMap<String, crate::cluster::PipeTraffic>,
+) {
     let gauge = |e: &mut Exposition, name: &str, help: &str, v: f64| {
         e.family(name, Kind::Gauge, help, |f| f.sample(&[], v));
     };
@@ -207,5 +211,33 @@ pub(super) fn render_cluster(e: &mut Exposition, c: &crate::cluster::ClusterStat
         "switchboard_cluster_nodes_lost_total",
         "Nodes whose entry expired and whose directory entries this node removed.",
         c.nodes_lost,
+    );
+    if pipes.is_empty() {
+        return;
+    }
+    e.family(
+        "switchboard_cluster_pipe_packets_total",
+        Kind::Counter,
+        "RTP packets through this node's pipes (cluster.pipe) to and from another node.",
+        |f| {
+            for (node, t) in pipes {
+                f.sample(&[("node", node), ("direction", "in")], t.packets_in as f64);
+                f.sample(
+                    &[("node", node), ("direction", "out")],
+                    t.packets_out as f64,
+                );
+            }
+        },
+    );
+    e.family(
+        "switchboard_cluster_pipe_bytes_total",
+        Kind::Counter,
+        "Bytes (SRTP and SRTCP datagrams) through this node's pipes to and from another node.",
+        |f| {
+            for (node, t) in pipes {
+                f.sample(&[("node", node), ("direction", "in")], t.bytes_in as f64);
+                f.sample(&[("node", node), ("direction", "out")], t.bytes_out as f64);
+            }
+        },
     );
 }
