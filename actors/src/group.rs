@@ -179,6 +179,16 @@ impl RouterGroup {
                 .await
                 .map_err(mailbox)??;
         }
+        self.place_known(shared, peer).await
+    }
+
+    /// [`RouterGroup::place`] for a transport that may span, once the peer is known to be
+    /// in the room.
+    async fn place_known(
+        &self,
+        shared: &Shared,
+        peer: Option<&PeerId>,
+    ) -> Result<(WorkerId, Addr<RouterActor>)> {
         let worker = crate::placement::transport_worker(shared, self.home);
         let addr = self.ensure_router(worker).await?;
         if worker != self.home
@@ -208,9 +218,10 @@ impl RouterGroup {
         if existing.is_some() {
             return Ok(self.home_addr.clone());
         }
-        let (worker, addr) = self
-            .place(shared, crate::session::SESSION_KIND, Some(peer))
-            .await?;
+        if !self.may_span(shared, crate::session::SESSION_KIND) {
+            return Ok(self.home_addr.clone());
+        }
+        let (worker, addr) = self.place_known(shared, Some(peer)).await?;
         if worker != self.home {
             self.state().recv_on.insert(peer.clone(), worker);
         }
