@@ -7,8 +7,9 @@
 //! order across routers matters (children's events before their parents'): a peer leaving,
 //! a producer's copies closing, the room closing.
 
-use crate::room::budget::TransportBudget;
-use crate::router::{CloseRouter, LeavePeer, PeerTransportCount, RouterActor, SpawnRouter};
+use crate::router::{
+    CloseRouter, LeavePeer, PeerTransportCount, RoomSpec, RouterActor, SpawnRouter,
+};
 use crate::shared::Shared;
 use crate::span::{
     AttachLink, ClosePiped, CloseSecondary, ConnectLink, CreateLink, DescribeRouter,
@@ -16,11 +17,10 @@ use crate::span::{
 };
 use actix::{Addr, MailboxError, Message, Recipient};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use switchboard_core::event::CloseReason;
 use switchboard_core::report;
-use switchboard_core::rtp_parameters::RtpCapabilities;
-use switchboard_core::{Error, PeerId, ProducerId, Result, RouterId, WorkerId};
+use switchboard_core::{Error, PeerId, ProducerId, Result, WorkerId};
 
 /// Asks the server how to spawn a router on a worker (the worker's current actor: it may
 /// have been restarted since the room opened).
@@ -30,14 +30,10 @@ pub(crate) struct SpawnerFor(pub WorkerId);
 
 /// One room across the workers, shared by all threads.
 pub(crate) struct RouterGroup {
-    pub id: RouterId,
+    /// What each of the room's routers is spawned with.
+    spec: RoomSpec,
     pub home: WorkerId,
     pub home_addr: Addr<RouterActor>,
-    pub capabilities: RtpCapabilities,
-    pub auto_subscribe: bool,
-    pub single_connection: bool,
-    /// Transports the backend sees in all the room's routers, for the per-room limit.
-    pub budget: Arc<TransportBudget>,
     /// Where new routers of the room come from.
     spawners: Recipient<SpawnerFor>,
     /// Serialises adding routers to the room.
@@ -52,29 +48,6 @@ pub(crate) struct GroupState {
     /// Peers whose receive connection is on a secondary router.
     pub recv_on: HashMap<PeerId, WorkerId>,
     pub closed: bool,
-}
-
-/// What a room's routers are spawned with, home and secondaries alike.
-pub(crate) struct RoomSpec {
-    pub id: RouterId,
-    pub capabilities: RtpCapabilities,
-    pub auto_subscribe: bool,
-    pub single_connection: bool,
-    pub budget: Arc<TransportBudget>,
-}
-
-impl RoomSpec {
-    /// The message that spawns one of the room's routers.
-    pub fn spawn(&self, secondary: bool) -> SpawnRouter {
-        SpawnRouter {
-            id: self.id,
-            capabilities: self.capabilities.clone(),
-            auto_subscribe: self.auto_subscribe,
-            single_connection: self.single_connection,
-            budget: self.budget.clone(),
-            secondary,
-        }
-    }
 }
 
 fn mailbox(e: MailboxError) -> Error {
@@ -92,26 +65,12 @@ impl RouterGroup {
         spawners: Recipient<SpawnerFor>,
     ) -> Self {
         Self {
-            id: spec.id,
+            spec,
             home,
             home_addr,
-            capabilities: spec.capabilities,
-            auto_subscribe: spec.auto_subscribe,
-            single_connection: spec.single_connection,
-            budget: spec.budget,
             spawners,
             setup: tokio::sync::Mutex::new(()),
             state: Mutex::new(GroupState::default()),
-        }
-    }
-
-    fn spec(&self) -> RoomSpec {
-        RoomSpec {
-            id: self.id,
-            capabilities: self.capabilities.clone(),
-            auto_subscribe: self.auto_subscribe,
-            single_connection: self.single_connection,
-            budget: self.budget.clone(),
         }
     }
 
@@ -154,7 +113,7 @@ impl RouterGroup {
     fn may_span(&self, shared: &Shared, kind: &str) -> bool {
         shared.config.placement.span_rooms
             && shared.loads.len() > 1
-            && !self.single_connection
+            && !self.spec.single_connection
             && kind != PIPE_KIND
             && shared.transports.get(PIPE_KIND).is_some()
     }
@@ -238,7 +197,7 @@ impl RouterGroup {
         {
             let st = self.state();
             if st.closed {
-                return Err(Error::closed(format!("router {}", self.id)));
+                return Err(Error::closed(format!("router {}", self.spec.id)));
             }
             if let Some(addr) = st.secondaries.get(&worker) {
                 return Ok(addr.clone());
@@ -253,7 +212,10 @@ impl RouterGroup {
                 MailboxError::Timeout => Error::internal("server did not answer"),
             })??;
         let addr = spawner
-            .send(self.spec().spawn(true))
+            .send(SpawnRouter {
+                room: self.spec.clone(),
+                secondary: true,
+            })
             .await
             .map_err(mailbox)??;
         for (w, other) in self.routers() {
@@ -271,18 +233,21 @@ impl RouterGroup {
         };
         if closed {
             addr.do_send(CloseSecondary(CloseReason::Requested));
-            return Err(Error::closed(format!("router {}", self.id)));
+            return Err(Error::closed(format!("router {}", self.spec.id)));
         }
-        tracing::info!(room = %self.id, %worker, "room spans another worker");
+        tracing::info!(room = %self.spec.id, %worker, "room spans another worker");
         Ok(addr)
     }
 
     /// Closes the room: its secondary routers first, so their events come before the room's.
-    pub async fn close(&self, reason: CloseReason) {
+    pub async fn close(&self, reason: CloseReason) -> Result<()> {
         for (_, addr) in self.secondaries() {
             let _ = addr.send(CloseSecondary(reason.clone())).await;
         }
-        let _ = self.home_addr.send(CloseRouter(reason)).await;
+        self.home_addr
+            .send(CloseRouter(reason))
+            .await
+            .map_err(mailbox)
     }
 
     /// Each router's part of the room, home first.

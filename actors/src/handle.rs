@@ -247,16 +247,14 @@ impl ServerHandle {
 
     /// Closes a router and everything in it (on every worker the room spans).
     pub async fn close_router(&self, id: RouterId) -> Result<()> {
-        self.router(id)?;
+        let home = self.router(id)?;
         match self.group(id) {
             Ok(group) => group.close(CloseReason::Requested).await,
-            Err(_) => {
-                let home = self.router(id)?;
-                let close = crate::router::CloseRouter(CloseReason::Requested);
-                home.send(close).await.map_err(mailbox("router"))?;
-            }
+            Err(_) => home
+                .send(crate::router::CloseRouter(CloseReason::Requested))
+                .await
+                .map_err(mailbox("router")),
         }
-        Ok(())
     }
 
     /// A router's RTP capabilities.

@@ -41,16 +41,22 @@ pub(crate) trait RouterHost: RoomHost {
     fn peer_gave_up(&self, peer: PeerId, reason: CloseReason);
 }
 
-/// Spawns one router of a room on a worker.
-#[derive(Message)]
-#[rtype(result = "Result<Addr<RouterActor>>")]
-pub(crate) struct SpawnRouter {
+/// What a room's routers are spawned with, home and secondaries alike.
+#[derive(Clone)]
+pub(crate) struct RoomSpec {
     pub id: RouterId,
     pub capabilities: RtpCapabilities,
     pub auto_subscribe: bool,
     pub single_connection: bool,
-    /// The room's transport limit, shared by its routers.
+    /// Transports the backend sees in all the room's routers, for the per-room limit.
     pub budget: Arc<TransportBudget>,
+}
+
+/// Spawns one router of a room on a worker.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<RouterActor>>")]
+pub(crate) struct SpawnRouter {
+    pub room: RoomSpec,
     pub secondary: bool,
 }
 
@@ -73,12 +79,16 @@ pub struct RouterActor {
 
 impl RouterActor {
     pub(crate) fn new(
-        spec: SpawnRouter,
+        spawn: SpawnRouter,
         worker: WorkerId,
         shared: Arc<Shared>,
         factories: Factories,
         host: Rc<dyn RouterHost>,
     ) -> Self {
+        let SpawnRouter {
+            room: spec,
+            secondary,
+        } = spawn;
         let id = spec.id;
         let span = tracing::info_span!("room", room = %id);
         let room = Rc::new(RefCell::new(Room::new(RoomSetup {
@@ -91,7 +101,7 @@ impl RouterActor {
             capabilities: spec.capabilities,
             auto_subscribe: spec.auto_subscribe,
             single_connection: spec.single_connection,
-            secondary: spec.secondary,
+            secondary,
         })));
         host.bind(Rc::downgrade(&room));
         crate::metrics::room_opened(id, Rc::downgrade(&room));

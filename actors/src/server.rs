@@ -1,9 +1,9 @@
 //! The Server actor: supervises the workers and places new rooms.
 
-use crate::group::{RoomSpec, RouterGroup, SpawnerFor};
+use crate::group::{RouterGroup, SpawnerFor};
 use crate::index::Index;
 use crate::room::budget::TransportBudget;
-use crate::router::{CloseRouter, RouterActor, SpawnRouter};
+use crate::router::{CloseRouter, RoomSpec, RouterActor, SpawnRouter};
 use crate::shared::Shared;
 use crate::span::CloseSecondary;
 use crate::worker::{Ready, WorkerActor, WorkerCrashed};
@@ -141,7 +141,10 @@ impl Handler<CreateRouterRequest> for ServerActor {
                 budget: Arc::new(TransportBudget::default()),
             };
             let result = addr
-                .send(spec.spawn(false))
+                .send(SpawnRouter {
+                    room: spec.clone(),
+                    secondary: false,
+                })
                 .await
                 .map_err(mailbox("worker"))
                 .and_then(|r| r);

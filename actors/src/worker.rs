@@ -158,12 +158,12 @@ impl Handler<SpawnRouter> for WorkerActor {
     type Result = Result<Addr<RouterActor>>;
     fn handle(&mut self, msg: SpawnRouter, _: &mut Self::Context) -> Self::Result {
         let _span = self.log_span.enter();
-        let (id, secondary) = (msg.id, msg.secondary);
+        let (id, secondary) = (msg.room.id, msg.secondary);
         let host = Rc::new(ActorHost::new(
             self.index.clone(),
             id,
             self.id,
-            msg.budget.clone(),
+            msg.room.budget.clone(),
         ));
         let addr = RouterActor::new(
             msg,
