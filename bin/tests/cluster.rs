@@ -838,6 +838,25 @@ async fn a_draining_node_places_new_rooms_elsewhere_or_refuses_them() {
         (nodes.nodes[0].state == switchboard::cluster::NodeState::Draining).then_some(())
     })
     .await;
+    // /metrics shows the cluster as A's heartbeat read it: A draining, B serving.
+    eventually(
+        "A's /metrics shows both nodes' states",
+        DEADLINE,
+        || async {
+            let draining = r#"switchboard_cluster_node_state{node="node-a",state="draining"}"#;
+            let serving = r#"switchboard_cluster_node_state{node="node-b",state="serving"}"#;
+            (metric(metrics, draining).await == Some(1.0)
+                && metric(metrics, serving).await == Some(1.0))
+            .then_some(())
+        },
+    )
+    .await;
+    let (_, body) = http_get(metrics, "/metrics").await;
+    assert!(
+        !body.contains(r#"switchboard_cluster_node_state{node="node-a",state="serving"}"#),
+        "one state per node"
+    );
+    assert!(body.contains(r#"switchboard_cluster_node_load_percent{node="node-b"}"#));
     // New rooms asked of A go to B; A's existing room goes on.
     let placed = a_client
         .create_router(RouterOptions::default())

@@ -118,21 +118,20 @@ impl Cluster {
     pub(super) async fn sweep(&self) -> Result<(), Error> {
         let k = &self.inner.keys;
         let ids: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(k.nodes())).await?;
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("EXISTS").arg(k.node(id));
-        }
-        let alive: Vec<bool> = if ids.is_empty() {
+        let entries: Vec<Option<String>> = if ids.is_empty() {
             Vec::new()
         } else {
-            self.exec(&pipe).await?
+            self.query(redis::cmd("MGET").arg(ids.iter().map(|id| k.node(id)).collect::<Vec<_>>()))
+                .await?
         };
         let mut live = 0;
         let mut now_live = HashSet::new();
-        for (id, alive) in ids.iter().zip(alive) {
-            if alive {
+        let mut view = Vec::new();
+        for (id, entry) in ids.iter().zip(entries) {
+            if let Some(json) = entry {
                 live += 1;
                 now_live.insert(id.clone());
+                view.extend(serde_json::from_str::<ClusterNode>(&json).ok());
             } else if id != &self.inner.node {
                 warn!(node = %id, "node lost: its entry expired; removing its directory entries");
                 self.sweep_node(id).await?;
@@ -140,6 +139,8 @@ impl Cluster {
             }
         }
         self.inner.nodes.store(live, Ordering::Relaxed);
+        view.sort_by(|a, b| a.id.cmp(&b.id));
+        *self.inner.view.lock().unwrap_or_else(|p| p.into_inner()) = view;
         let in_grace = std::time::Instant::now()
             < *self
                 .inner

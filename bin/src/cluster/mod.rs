@@ -108,6 +108,8 @@ struct Inner {
     traffic: Mutex<traffic::Ledger>,
     /// The nodes live at the last heartbeat, to notice one vanishing.
     live: Mutex<HashSet<String>>,
+    /// Their entries as the last heartbeat read them, for `/metrics`.
+    view: Mutex<Vec<ClusterNode>>,
     /// Until when a node missing from Redis is not taken for lost: after this node
     /// (re)connects, the others need up to a TTL to register again in a Redis that restarted
     /// empty.
@@ -218,6 +220,7 @@ impl Cluster {
             pipes: Mutex::new(HashMap::new()),
             traffic: Mutex::default(),
             live: Mutex::new(HashSet::new()),
+            view: Mutex::default(),
             grace_until: Mutex::new(std::time::Instant::now()),
             draining,
         });
@@ -254,6 +257,16 @@ impl Cluster {
             events_received: i.events_received.load(Ordering::Relaxed),
             receiving_events: i.receiving.load(Ordering::Relaxed),
         }
+    }
+
+    /// The live nodes' entries as the last successful heartbeat read them (this node's
+    /// included), for `/metrics`: no scrape waits for Redis.
+    pub fn view(&self) -> Vec<ClusterNode> {
+        self.inner
+            .view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// What this node's pipe ends carried, by the node at the other end (each open end read

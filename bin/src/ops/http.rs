@@ -52,6 +52,7 @@ impl Sources {
         if let Some(c) = self.rpc.as_ref().and_then(|r| r.cluster.get()) {
             snapshot.cluster = Some(c.stats());
             snapshot.cluster_pipes = c.pipe_traffic().await;
+            snapshot.cluster_view = c.view();
         }
         snapshot.render()
     }

@@ -154,6 +154,8 @@ pub struct Snapshot {
     pub cluster: Option<crate::cluster::ClusterStats>,
     /// Traffic through this node's pipes to other nodes, by node.
     pub cluster_pipes: std::collections::BTreeMap<String, crate::cluster::PipeTraffic>,
+    /// The live nodes' entries as this node's last heartbeat read them.
+    pub cluster_view: Vec<crate::cluster::ClusterNode>,
 }
 
 impl Snapshot {
@@ -179,6 +181,7 @@ impl Snapshot {
             per_room,
             cluster: None,
             cluster_pipes: Default::default(),
+            cluster_view: Vec::new(),
         }
     }
 
@@ -209,7 +212,7 @@ impl Snapshot {
             e.append(rendered);
         }
         if let Some(cluster) = &self.cluster {
-            render_cluster(&mut e, cluster, &self.cluster_pipes);
+            render_cluster(&mut e, cluster, &self.cluster_view, &self.cluster_pipes);
         }
         render_process(&mut e, &self.process);
         e.finish()

@@ -150,6 +150,7 @@ pub(super) fn render_process(e: &mut Exposition, p: &ProcessStats) {
 pub(super) fn render_cluster(
     e: &mut Exposition,
     c: &crate::cluster::ClusterStats,
+    view: &[crate::cluster::ClusterNode],
     pipes: &std::collections::BTreeMap<String, crate::cluster::PipeTraffic>,
 ) {
     let gauge = |e: &mut Exposition, name: &str, help: &str, v: f64| {
@@ -212,6 +213,7 @@ pub(super) fn render_cluster(
         "Nodes whose entry expired and whose directory entries this node removed.",
         c.nodes_lost,
     );
+    render_cluster_view(e, view);
     if pipes.is_empty() {
         return;
     }
@@ -239,5 +241,54 @@ pub(super) fn render_cluster(
                 f.sample(&[("node", node), ("direction", "out")], t.bytes_out as f64);
             }
         },
+    );
+}
+
+/// The nodes as this node's last heartbeat read their entries: one series per live node.
+fn render_cluster_view(e: &mut Exposition, view: &[crate::cluster::ClusterNode]) {
+    if view.is_empty() {
+        return;
+    }
+    e.family(
+        "switchboard_cluster_node_state",
+        Kind::Gauge,
+        "1 for each live node, labelled with the state its entry says (serving, draining).",
+        |f| {
+            for n in view {
+                let state = match n.state {
+                    crate::cluster::NodeState::Serving => "serving",
+                    crate::cluster::NodeState::Draining => "draining",
+                };
+                f.sample(&[("node", &n.id), ("state", state)], 1.0);
+            }
+        },
+    );
+    let per_node = |e: &mut Exposition,
+                    name: &str,
+                    help: &str,
+                    value: fn(&crate::cluster::ClusterNode) -> f64| {
+        e.family(name, Kind::Gauge, help, |f| {
+            for n in view {
+                f.sample(&[("node", &n.id)], value(n));
+            }
+        });
+    };
+    per_node(
+        e,
+        "switchboard_cluster_node_load_percent",
+        "Each live node's busiest worker's load, percent of its threshold, as its entry says.",
+        |n| n.load_percent as f64,
+    );
+    per_node(
+        e,
+        "switchboard_cluster_node_rooms",
+        "Rooms (routers) each live node holds, as its entry says.",
+        |n| n.rooms as f64,
+    );
+    per_node(
+        e,
+        "switchboard_cluster_node_packets_per_second",
+        "RTP packets per second each live node's workers handle, as its entry says.",
+        |n| n.packets_per_second as f64,
     );
 }
