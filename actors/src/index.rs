@@ -27,6 +27,17 @@ pub(crate) struct Index {
     pub consumers: DashMap<ConsumerId, (RouterId, Addr<ConsumerActor>)>,
 }
 
+/// The address of a live object of `map`, or `not_found` naming `what`.
+fn find<K, A>(map: &DashMap<K, (RouterId, Addr<A>)>, id: K, what: &str) -> Result<Addr<A>>
+where
+    K: std::hash::Hash + Eq + std::fmt::Display,
+    A: actix::Actor,
+{
+    map.get(&id)
+        .map(|e| e.value().1.clone())
+        .ok_or_else(|| Error::not_found(what, id))
+}
+
 impl Index {
     /// A room's home router.
     pub fn router(&self, id: RouterId) -> Result<Addr<RouterActor>> {
@@ -45,24 +56,15 @@ impl Index {
     }
 
     pub fn transport(&self, id: TransportId) -> Result<Addr<TransportActor>> {
-        self.transports
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("transport", id))
+        find(&self.transports, id, "transport")
     }
 
     pub fn producer(&self, id: ProducerId) -> Result<Addr<ProducerActor>> {
-        self.producers
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("producer", id))
+        find(&self.producers, id, "producer")
     }
 
     pub fn consumer(&self, id: ConsumerId) -> Result<Addr<ConsumerActor>> {
-        self.consumers
-            .get(&id)
-            .map(|e| e.value().1.clone())
-            .ok_or_else(|| Error::not_found("consumer", id))
+        find(&self.consumers, id, "consumer")
     }
 
     /// The room a producer belongs to, across its routers.

@@ -217,31 +217,28 @@ pub(super) fn render_cluster(
     if pipes.is_empty() {
         return;
     }
-    e.family(
-        "switchboard_cluster_pipe_packets_total",
-        Kind::Counter,
-        "RTP packets through this node's pipes (cluster.pipe) to and from another node.",
-        |f| {
+    type Counts = fn(&crate::cluster::PipeTraffic) -> (u64, u64);
+    let families: [(&str, &str, Counts); 2] = [
+        (
+            "switchboard_cluster_pipe_packets_total",
+            "RTP packets through this node's pipes (cluster.pipe) to and from another node.",
+            |t| (t.packets_in, t.packets_out),
+        ),
+        (
+            "switchboard_cluster_pipe_bytes_total",
+            "Bytes (SRTP and SRTCP datagrams) through this node's pipes to and from another node.",
+            |t| (t.bytes_in, t.bytes_out),
+        ),
+    ];
+    for (name, help, counts) in families {
+        e.family(name, Kind::Counter, help, |f| {
             for (node, t) in pipes {
-                f.sample(&[("node", node), ("direction", "in")], t.packets_in as f64);
-                f.sample(
-                    &[("node", node), ("direction", "out")],
-                    t.packets_out as f64,
-                );
+                let (incoming, outgoing) = counts(t);
+                f.sample(&[("node", node), ("direction", "in")], incoming as f64);
+                f.sample(&[("node", node), ("direction", "out")], outgoing as f64);
             }
-        },
-    );
-    e.family(
-        "switchboard_cluster_pipe_bytes_total",
-        Kind::Counter,
-        "Bytes (SRTP and SRTCP datagrams) through this node's pipes to and from another node.",
-        |f| {
-            for (node, t) in pipes {
-                f.sample(&[("node", node), ("direction", "in")], t.bytes_in as f64);
-                f.sample(&[("node", node), ("direction", "out")], t.bytes_out as f64);
-            }
-        },
-    );
+        });
+    }
 }
 
 /// The nodes as this node's last heartbeat read their entries: one series per live node.
