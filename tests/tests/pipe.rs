@@ -70,8 +70,8 @@ async fn load_worker(
     t: &TestServer,
     worker: WorkerId,
     publisher: &DirectEndpoint,
-    seq: &AtomicU16,
-) {
+    seq: &Arc<AtomicU16>,
+) -> KeepLoaded {
     eventually(|| {
         let s = seq.fetch_add(1, Ordering::Relaxed);
         let _ = publisher.send_rtp(vp8_packet(SSRC, s, u32::from(s) * 3000, false));
@@ -79,6 +79,26 @@ async fn load_worker(
         async move { loaded }
     })
     .await;
+    // The load is sampled every 20 ms: a busy machine can take longer than that between
+    // seeing it and the next placement, so the publisher goes on until the test has placed
+    // what it needed to.
+    let (publisher, seq) = (publisher.clone(), seq.clone());
+    KeepLoaded(tokio::spawn(async move {
+        loop {
+            let s = seq.fetch_add(1, Ordering::Relaxed);
+            let _ = publisher.send_rtp(vp8_packet(SSRC, s, u32::from(s) * 3000, false));
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }))
+}
+
+/// Keeps a worker loaded until dropped.
+struct KeepLoaded(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepLoaded {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The worker each transport of the room's dump runs on.
@@ -157,11 +177,12 @@ async fn a_producer_on_one_worker_is_consumed_on_the_other_through_a_pipe() {
         .await
         .unwrap();
     let (pub_t, pub_ep, producer) = vp8_publisher(&t, &room).await;
-    let seq = AtomicU16::new(1);
-    load_worker(&t, room.worker, &pub_ep, &seq).await;
+    let seq = Arc::new(AtomicU16::new(1));
+    let loaded = load_worker(&t, room.worker, &pub_ep, &seq).await;
 
     // The room's worker is loaded: the subscriber's transport goes to the other one.
     let (sub_t, sub_ep) = direct_transport(&t, &room).await;
+    drop(loaded);
     let placed = transport_workers(&t, &room).await;
     assert!(placed.contains(&(pub_t, room.worker.0)));
     assert!(
@@ -263,10 +284,11 @@ async fn closing_the_producer_closes_its_piped_copies_and_their_consumers() {
     let (pub_t, pub_ep, producer) = vp8_publisher(&t, &room).await;
     // One subscriber at home, before the worker is loaded, and two on the other worker.
     let (near_t, _near_ep) = direct_transport(&t, &room).await;
-    let seq = AtomicU16::new(1);
-    load_worker(&t, room.worker, &pub_ep, &seq).await;
+    let seq = Arc::new(AtomicU16::new(1));
+    let loaded = load_worker(&t, room.worker, &pub_ep, &seq).await;
     let (far1_t, _e1) = direct_transport(&t, &room).await;
     let (far2_t, _e2) = direct_transport(&t, &room).await;
+    drop(loaded);
     let placed = transport_workers(&t, &room).await;
     assert!(placed.contains(&(near_t, room.worker.0)));
     assert!(placed.contains(&(far1_t, 1 - room.worker.0)));
@@ -384,7 +406,8 @@ async fn a_room_of_forty_subscribers_spans_both_workers_and_everyone_receives_ev
             }
         })
     };
-    load_worker(&t, room.worker, &pub_ep, &seq).await;
+    // The background sender keeps it loaded from here.
+    drop(load_worker(&t, room.worker, &pub_ep, &seq).await);
     let home = room.worker.0 as usize;
     let mut subs = Vec::new();
     for i in 0..40u8 {
@@ -466,10 +489,11 @@ async fn a_producer_placed_on_the_other_worker_is_piped_back_to_the_room_s_worke
         )
         .await
         .unwrap();
-    load_worker(&t, room.worker, &loader_ep, &AtomicU16::new(1)).await;
+    let loaded = load_worker(&t, room.worker, &loader_ep, &Arc::new(AtomicU16::new(1))).await;
 
     // The next publisher lands on the other worker; its producer is consumed at home.
     let (far_pub_t, far_pub_ep) = direct_transport(&t, &room).await;
+    drop(loaded);
     assert!(
         transport_workers(&t, &room)
             .await
@@ -546,14 +570,15 @@ async fn the_per_room_transport_limit_counts_every_router_of_a_spanning_room() {
         .await
         .unwrap();
     let (_, pub_ep, _) = vp8_publisher(&t, &room).await;
-    let seq = AtomicU16::new(1);
-    load_worker(&t, room.worker, &pub_ep, &seq).await;
+    let seq = Arc::new(AtomicU16::new(1));
+    let loaded = load_worker(&t, room.worker, &pub_ep, &seq).await;
     // Three more: with the room's worker loaded they go to the other worker's router, whose
     // own count (and the pipes linking the two) must not hide the room's.
     let mut created = Vec::new();
     for _ in 0..3 {
         created.push(direct_transport(&t, &room).await.0);
     }
+    drop(loaded);
     let placed = transport_workers(&t, &room).await;
     assert!(
         placed.iter().any(|(_, w)| *w != room.worker.0),

@@ -120,10 +120,28 @@ async fn a_receive_connection_on_the_other_worker_gets_media_and_renegotiates() 
     })
     .await;
 
-    // Bob's receive connection goes to the other worker, and alice's video reaches him.
+    // Bob's receive connection goes to the other worker, and alice's video reaches him. Alice
+    // keeps the worker loaded until it is placed: the load is sampled every 20 ms, and a
+    // busy machine can take longer than that between the check above and the placement.
+    let loading = Arc::new(std::sync::atomic::AtomicU16::new(seq));
+    let keep_loaded = {
+        let (track, loading) = (alice_video.clone(), loading.clone());
+        tokio::spawn(async move {
+            loop {
+                let seq = loading.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let _ = track
+                    .write_rtp(client_rtp(0x0A00_0000, 100, seq, video(b"load", false)))
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+    };
     let bob = PeerId::parse("bob").unwrap();
     t.server.join_peer(room, bob.clone()).await.unwrap();
     let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
+    keep_loaded.abort();
+    let _ = keep_loaded.await;
+    seq = loading.load(std::sync::atomic::Ordering::Relaxed);
     let dump = switchboard_tests::as_json(t.server.dump_router(room).await).unwrap();
     let recv = dump["transports"]
         .as_array()
