@@ -15,7 +15,8 @@ use crate::span::{
     AttachLink, ClosePiped, CloseSecondary, ConnectLink, CreateLink, DescribeRouter,
     DropMirrorPeer, MirrorPeer, PIPE_KIND, PausePiped, PeerConnection, PeerProducers, RouterPart,
 };
-use actix::{Addr, MailboxError, Message, Recipient};
+use crate::supervision::mailbox;
+use actix::{Addr, Message, Recipient};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use switchboard_core::event::CloseReason;
@@ -48,13 +49,6 @@ pub(crate) struct GroupState {
     /// Peers whose receive connection is on a secondary router.
     pub recv_on: HashMap<PeerId, WorkerId>,
     pub closed: bool,
-}
-
-fn mailbox(e: MailboxError) -> Error {
-    match e {
-        MailboxError::Closed => Error::closed("router"),
-        MailboxError::Timeout => Error::internal("router did not answer"),
-    }
 }
 
 impl RouterGroup {
@@ -136,7 +130,7 @@ impl RouterGroup {
             self.home_addr
                 .send(PeerConnection(peer.clone()))
                 .await
-                .map_err(mailbox)??;
+                .map_err(mailbox("router"))??;
         }
         self.place_known(shared, peer).await
     }
@@ -153,7 +147,9 @@ impl RouterGroup {
         if worker != self.home
             && let Some(peer) = peer
         {
-            addr.send(MirrorPeer(peer.clone())).await.map_err(mailbox)?;
+            addr.send(MirrorPeer(peer.clone()))
+                .await
+                .map_err(mailbox("router"))?;
         }
         Ok((worker, addr))
     }
@@ -173,7 +169,7 @@ impl RouterGroup {
             .home_addr
             .send(PeerConnection(peer.clone()))
             .await
-            .map_err(mailbox)??;
+            .map_err(mailbox("router"))??;
         if existing.is_some() {
             return Ok(self.home_addr.clone());
         }
@@ -207,17 +203,14 @@ impl RouterGroup {
             .spawners
             .send(SpawnerFor(worker))
             .await
-            .map_err(|e| match e {
-                MailboxError::Closed => Error::closed("server"),
-                MailboxError::Timeout => Error::internal("server did not answer"),
-            })??;
+            .map_err(mailbox("server"))??;
         let addr = spawner
             .send(SpawnRouter {
                 room: self.spec.clone(),
                 secondary: true,
             })
             .await
-            .map_err(mailbox)??;
+            .map_err(mailbox("router"))??;
         for (w, other) in self.routers() {
             if let Err(e) = link((w, &other), (worker, &addr)).await {
                 addr.do_send(CloseSecondary(CloseReason::Crashed {
@@ -247,7 +240,7 @@ impl RouterGroup {
         self.home_addr
             .send(CloseRouter(reason))
             .await
-            .map_err(mailbox)
+            .map_err(mailbox("router"))
     }
 
     /// Each router's part of the room, home first.
@@ -345,7 +338,7 @@ impl RouterGroup {
         self.home_addr
             .send(LeavePeer(peer, reason))
             .await
-            .map_err(mailbox)?
+            .map_err(mailbox("router"))?
     }
 
     /// Removes a peer whose transports all closed on their own (its client vanished), with
@@ -371,33 +364,33 @@ async fn link(
     (a_worker, a): (WorkerId, &Addr<RouterActor>),
     (b_worker, b): (WorkerId, &Addr<RouterActor>),
 ) -> Result<()> {
-    let ta = a.send(CreateLink).await.map_err(mailbox)??;
-    let tb = b.send(CreateLink).await.map_err(mailbox)??;
+    let ta = a.send(CreateLink).await.map_err(mailbox("router"))??;
+    let tb = b.send(CreateLink).await.map_err(mailbox("router"))??;
     a.send(ConnectLink {
         transport: ta.id,
         remote: tb.address.clone(),
     })
     .await
-    .map_err(mailbox)??;
+    .map_err(mailbox("router"))??;
     b.send(ConnectLink {
         transport: tb.id,
         remote: ta.address,
     })
     .await
-    .map_err(mailbox)??;
+    .map_err(mailbox("router"))??;
     b.send(AttachLink {
         worker: a_worker,
         remote: a.clone(),
         transport: tb.id,
     })
     .await
-    .map_err(mailbox)?;
+    .map_err(mailbox("router"))?;
     a.send(AttachLink {
         worker: b_worker,
         remote: b.clone(),
         transport: ta.id,
     })
     .await
-    .map_err(mailbox)?;
+    .map_err(mailbox("router"))?;
     Ok(())
 }

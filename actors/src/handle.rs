@@ -19,11 +19,12 @@ use crate::router::{
 };
 #[cfg(feature = "fault-injection")]
 use crate::server::InjectWorkerPanic;
-use crate::server::{Arbiters, CreateRouterRequest, ServerActor, Shutdown, boot, mailbox};
+use crate::server::{Arbiters, CreateRouterRequest, ServerActor, Shutdown, boot};
 use crate::session::{Answer, Publish, PublishResult, RestartIce, Subscribe, SubscribeResult};
 use crate::shared::{Shared, WorkerInfo};
 use crate::span::TransportProducers;
 use crate::supervision::install_panic_hook;
+use crate::supervision::mailbox;
 use crate::transport::{
     CloseTransport, ConnectTransport, Consume, DumpTransport, Produce, TransportRequest,
     TransportStatsRequest,

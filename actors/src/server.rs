@@ -6,10 +6,10 @@ use crate::room::budget::TransportBudget;
 use crate::router::{CloseRouter, RoomSpec, RouterActor, SpawnRouter};
 use crate::shared::Shared;
 use crate::span::CloseSecondary;
+use crate::supervision::mailbox;
 use crate::worker::{Ready, WorkerActor, WorkerCrashed};
 use actix::{
-    Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, MailboxError, Message,
-    Recipient,
+    Actor, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient,
 };
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -209,13 +209,6 @@ impl Handler<Shutdown> for ServerActor {
             }
             actix_rt::System::current().stop();
         })
-    }
-}
-
-pub(crate) fn mailbox(what: &'static str) -> impl Fn(MailboxError) -> Error {
-    move |e| match e {
-        MailboxError::Closed => Error::closed(what),
-        MailboxError::Timeout => Error::new(ErrorCode::Timeout, format!("{what} did not answer")),
     }
 }
 

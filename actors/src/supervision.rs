@@ -7,9 +7,11 @@
 //! we did not wrap), dropping the guard runs the actor's crash handler, so its parent still
 //! learns about it and the backend still gets exactly one closing event.
 
+use actix::MailboxError;
 use std::sync::Once;
 use switchboard_core::event::CloseReason;
 pub use switchboard_core::panics::{contain, take_last as take_last_panic};
+use switchboard_core::{Error, ErrorCode};
 
 /// Installs a panic hook (once per process) that records each thread's last panic message
 /// ([`switchboard_core::panics`]) and logs it through `tracing`, then defers to the previous
@@ -100,3 +102,12 @@ pub(crate) fn crash_guard(
 #[derive(actix::Message)]
 #[rtype(result = "()")]
 pub(crate) struct Stop;
+
+/// A failed send to an actor as the error its caller answers: `closed` when the actor is
+/// gone, `timeout` when it did not answer in time.
+pub(crate) fn mailbox(what: &'static str) -> impl Fn(MailboxError) -> Error {
+    move |e| match e {
+        MailboxError::Closed => Error::closed(what),
+        MailboxError::Timeout => Error::new(ErrorCode::Timeout, format!("{what} did not answer")),
+    }
+}
