@@ -17,7 +17,7 @@ use crate::span::{
 };
 use crate::supervision::mailbox;
 use actix::{Addr, Message, Recipient};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use switchboard_core::event::CloseReason;
 use switchboard_core::report;
@@ -48,6 +48,9 @@ pub(crate) struct GroupState {
     pub secondaries: BTreeMap<WorkerId, Addr<RouterActor>>,
     /// Peers whose receive connection is on a secondary router.
     pub recv_on: HashMap<PeerId, WorkerId>,
+    /// The peers in the room, so that a cluster can tell without asking the router whether
+    /// a peer is here.
+    pub peers: HashSet<PeerId>,
     pub closed: bool,
 }
 
@@ -334,7 +337,11 @@ impl RouterGroup {
         for (_, addr) in secondaries {
             let _ = addr.send(DropMirrorPeer(peer.clone())).await;
         }
-        self.state().recv_on.remove(&peer);
+        {
+            let mut state = self.state();
+            state.recv_on.remove(&peer);
+            state.peers.remove(&peer);
+        }
         self.home_addr
             .send(LeavePeer(peer, reason))
             .await

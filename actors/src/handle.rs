@@ -396,7 +396,18 @@ impl ServerHandle {
 
     /// Adds a peer to a room.
     pub async fn join_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
-        Self::ask(self.router(router)?, JoinPeer(peer), "router").await
+        Self::ask(self.router(router)?, JoinPeer(peer.clone()), "router").await?;
+        if let Ok(group) = self.group(router) {
+            group.state().peers.insert(peer);
+        }
+        Ok(())
+    }
+
+    /// Whether the room `router` has the peer `peer` on this server (answered from the
+    /// room's own record, without asking its router).
+    pub fn holds_peer(&self, router: RouterId, peer: &PeerId) -> bool {
+        self.group(router)
+            .is_ok_and(|g| g.state().peers.contains(peer))
     }
 
     /// Removes a peer from a room, closing its transports (on every worker the room spans).

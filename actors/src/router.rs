@@ -498,6 +498,8 @@ impl Handler<DumpRouter> for RouterActor {
             id: r.id,
             worker: r.worker,
             rtp_capabilities: r.capabilities.clone(),
+            auto_subscribe: r.auto_subscribe,
+            single_connection: r.single_connection,
             peers: r
                 .peers
                 .iter()

@@ -99,7 +99,14 @@ impl Handler<CreateRouterRequest> for ServerActor {
         let spawners = ctx.address().recipient();
         let auto_subscribe = msg.0.auto_subscribe;
         let single_connection = msg.0.single_connection;
+        let id = msg.0.id.unwrap_or_else(RouterId::new);
         let prepared = (|| {
+            if index.rooms.contains_key(&id) || index.routers.contains_key(&id) {
+                return Err(Error::new(
+                    switchboard_core::ErrorCode::AlreadyExists,
+                    format!("router {id} already exists"),
+                ));
+            }
             let codecs = match msg.0.codecs {
                 Some(c) => c,
                 None if !shared.config.media.codecs.is_empty() => {
@@ -134,7 +141,7 @@ impl Handler<CreateRouterRequest> for ServerActor {
             let (capabilities, worker) = prepared?;
             let addr = addr.ok_or_else(|| Error::internal("worker vanished"))?;
             let spec = RoomSpec {
-                id: RouterId::new(),
+                id,
                 capabilities,
                 auto_subscribe,
                 single_connection,

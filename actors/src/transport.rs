@@ -1,5 +1,6 @@
 //! The Transport actor: owns one plugin transport, creates its producers and consumers.
 
+use crate::room::renegotiation::{flush_renegotiations, subscribe_to};
 use crate::room::{ChildClosed, PluginRef, RoomRef, close_plugin, tracks};
 use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{
@@ -211,7 +212,30 @@ impl Handler<Produce> for TransportActor {
     fn handle(&mut self, msg: Produce, _: &mut Self::Context) -> Result<ProducerInfo> {
         let _span = self.log_span.clone().entered();
         let o = msg.0;
-        tracks::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)
+        let info =
+            tracks::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)?;
+        // A track that enters the room by request (a plain RTP ingest, a stream piped from
+        // another node) reaches the receive connections as a WebRTC peer's would.
+        let receivers: Vec<TransportId> = {
+            let r = self.room.borrow();
+            if !r.auto_subscribe {
+                Vec::new()
+            } else {
+                let owner = r.transports.get(&self.id).and_then(|t| t.peer.clone());
+                r.peers
+                    .iter()
+                    .filter(|p| p.subscribed && Some(&p.id) != owner.as_ref())
+                    .filter_map(|p| p.recv)
+                    .collect()
+            }
+        };
+        if !receivers.is_empty() {
+            for t in receivers {
+                subscribe_to(&self.room, t, &[info.id]);
+            }
+            flush_renegotiations(&self.room);
+        }
+        Ok(info)
     }
 }
 

@@ -138,6 +138,7 @@ impl App {
             ) {
                 Ok(c) => {
                     rpc.set_cluster(c.clone());
+                    c.set_requests(rpc.requests(server.clone()));
                     Some(c)
                 }
                 Err(e) => {

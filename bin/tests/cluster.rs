@@ -43,6 +43,8 @@ fn config(redis: &Redis, node: &str) -> Settings {
     // Rooms stay where they are asked for, except in the placement test: which idle node is
     // "least loaded" would otherwise depend on the machine's noise.
     config.cluster.place_rooms = false;
+    // Likewise peers join the room's first node unless a test asks otherwise.
+    config.cluster.span_rooms = false;
     config
 }
 
@@ -184,14 +186,14 @@ async fn nodes_see_each_other_and_locate_each_others_objects() {
     .await;
     assert_eq!(code(&err), Some(ErrorCode::NotFound), "{err}");
 
-    // Room, transport and producer written, then all three removed (the transport and the
-    // producer closed with their room).
-    let ops = eventually("six directory operations on A", DEADLINE, || async {
+    // Room (its owner and that A holds it), transport and producer written, then all four
+    // removed (the transport and the producer closed with their room).
+    let ops = eventually("eight directory operations on A", DEADLINE, || async {
         let ops = a.cluster.as_ref().unwrap().stats().directory_operations;
-        (ops >= 6).then_some(ops)
+        (ops >= 8).then_some(ops)
     })
     .await;
-    assert_eq!(ops, 6);
+    assert_eq!(ops, 8);
 
     // A node that shuts down leaves at once, without waiting for its TTL.
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
@@ -930,4 +932,380 @@ async fn sigterm_with_drain_waits_for_the_rooms_to_close() {
         server.seen.join("\n")
     );
     let _ = std::fs::remove_file(&socket);
+}
+
+/// The RTP parameters of a VP8 track sending on `ssrc`.
+fn vp8_track(ssrc: u32) -> serde_json::Value {
+    json!({
+        "codecs": [{"mime_type": "video/VP8", "payload_type": 96, "clock_rate": 90000,
+                    "rtcp_feedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}]}],
+        "encodings": [{"ssrc": ssrc}]
+    })
+}
+
+fn vp8_receiver() -> serde_json::Value {
+    json!({"codecs": [{"kind": "video", "mime_type": "video/VP8",
+                       "preferred_payload_type": 101, "clock_rate": 90000}]})
+}
+
+/// Sends ten VP8 packets (numbered from `first`, a keyframe first) into `input` and checks
+/// that `output` gets each with its payload, on `ssrc` (other streams on `output` are
+/// skipped, as are packets sent before these).
+async fn vp8_flows(
+    input: &DirectEndpoint,
+    (from_ssrc, first): (u32, u16),
+    output: &DirectEndpoint,
+    ssrc: u32,
+    tag: &[u8],
+) {
+    let seqs = || (0..10u16).map(|i| (i, first.wrapping_add(i)));
+    for (i, seq) in seqs() {
+        input
+            .send_rtp(common::vp8_packet(from_ssrc, seq, i == 0, tag).into())
+            .expect("inject");
+    }
+    let expected: Vec<Vec<u8>> = seqs()
+        .map(|(i, seq)| common::vp8_payload(seq, i == 0, tag))
+        .collect();
+    let mut got = 0;
+    while got < expected.len() {
+        let p = next_rtp(output).await;
+        // Before the first of these, anything on the stream was sent earlier.
+        if p.header.ssrc != ssrc || (got == 0 && p.payload.as_ref() != expected[0].as_slice()) {
+            continue;
+        }
+        assert_eq!(p.payload.as_ref(), expected[got].as_slice(), "packet {got}");
+        got += 1;
+    }
+}
+
+/// A consumer of `producer` on `transport`, once the producer's track has reached the
+/// transport's node.
+async fn consume_when_piped(
+    backend: &Client,
+    transport: &str,
+    producer: &str,
+) -> serde_json::Value {
+    eventually(
+        "the track piped to the consumer's node",
+        DEADLINE,
+        || async {
+            backend
+                .call_value(
+                    "consumer.create",
+                    json!({"transport": transport, "producer": producer,
+                       "rtp_capabilities": vp8_receiver()}),
+                )
+                .await
+                .ok()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
+    let redis = Redis::start("span");
+    let (a, _a_client) = node(&redis, "node-a").await;
+    let (b, backend) = node(&redis, "node-b").await;
+    eventually("both nodes registered", DEADLINE, || async {
+        node_ids(&backend).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+    let room = id_of(
+        &backend
+            .call_value("router.create", json!({"node": "node-a"}))
+            .await
+            .expect("room on A"),
+    );
+    let mut notifications = backend.notifications().expect("notifications");
+    backend
+        .call_value("events.subscribe", json!({"router": room}))
+        .await
+        .expect("subscribe to the room");
+
+    // Alice joins on A and publishes.
+    backend
+        .call_value("peer.join", json!({"router": room, "peer": "alice"}))
+        .await
+        .expect("alice joins");
+    let alice_t = id_of(
+        &backend
+            .call_value(
+                "transport.create",
+                json!({"router": room, "kind": "direct", "peer": "alice"}),
+            )
+            .await
+            .expect("alice's transport"),
+    );
+    assert!(a.server.holds("transport", &alice_t));
+    let video = id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0xA11C_E000)}),
+            )
+            .await
+            .expect("alice's video"),
+    );
+
+    // Bob joins the same room on B: B opens its router of the room, with alice's track
+    // piped in before bob is in, and bob's requests reach B whichever node gets them.
+    backend
+        .call_value(
+            "peer.join",
+            json!({"router": room, "peer": "bob", "node": "node-b"}),
+        )
+        .await
+        .expect("bob joins on B");
+    assert!(
+        b.server.holds("router", &room),
+        "B has a router of the room"
+    );
+    assert!(a.server.holds("router", &room));
+    let bob_t = id_of(
+        &_a_client
+            .call_value(
+                "transport.create",
+                json!({"router": room, "kind": "direct", "peer": "bob"}),
+            )
+            .await
+            .expect("bob's transport, asked of A"),
+    );
+    assert!(
+        b.server.holds("transport", &bob_t),
+        "bob's transport is on B"
+    );
+    let bob_video = backend
+        .call_value(
+            "consumer.create",
+            json!({"transport": bob_t, "producer": video, "rtp_capabilities": vp8_receiver()}),
+        )
+        .await
+        .expect("bob consumes alice's video by its id");
+    assert!(
+        b.server
+            .holds("consumer", bob_video["id"].as_str().unwrap())
+    );
+    let alice_in = a
+        .transports
+        .direct
+        .endpoint(alice_t.parse().unwrap())
+        .expect("alice's endpoint");
+    let bob_in = b
+        .transports
+        .direct
+        .endpoint(bob_t.parse().unwrap())
+        .expect("bob's endpoint");
+    let bob_video_ssrc = bob_video["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .unwrap() as u32;
+    vp8_flows(
+        &alice_in,
+        (0xA11C_E000, 0),
+        &bob_in,
+        bob_video_ssrc,
+        b"a-to-b",
+    )
+    .await;
+
+    // A track alice publishes once the room spans reaches B as well; one bob publishes on B
+    // reaches alice on A.
+    let screen = id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0xA11C_E001)}),
+            )
+            .await
+            .expect("alice's second video"),
+    );
+    let bob_screen = consume_when_piped(&backend, &bob_t, &screen).await;
+    let bob_screen_ssrc = bob_screen["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .unwrap() as u32;
+    vp8_flows(
+        &alice_in,
+        (0xA11C_E001, 0),
+        &bob_in,
+        bob_screen_ssrc,
+        b"later",
+    )
+    .await;
+    let bobs = id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": bob_t, "kind": "video", "rtp_parameters": vp8_track(0x0B0B_0000)}),
+            )
+            .await
+            .expect("bob's video"),
+    );
+    let alice_gets = consume_when_piped(&backend, &alice_t, &bobs).await;
+    assert!(
+        a.server
+            .holds("consumer", alice_gets["id"].as_str().unwrap())
+    );
+    let alice_ssrc = alice_gets["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .unwrap() as u32;
+    vp8_flows(&bob_in, (0x0B0B_0000, 0), &alice_in, alice_ssrc, b"b-to-a").await;
+
+    // The backend hears the room's events from both nodes on its one connection.
+    use switchboard_core::event::Event;
+    let mut joined = Vec::new();
+    while joined.len() < 2 {
+        match tokio::time::timeout(DEADLINE, notifications.recv()).await {
+            Ok(Some(switchboard::client::Notification::Event(Event::PeerJoined {
+                peer, ..
+            }))) => joined.push(peer.0),
+            Ok(Some(_)) => {}
+            _ => panic!("peer_joined events missing; saw {joined:?}"),
+        }
+    }
+    joined.sort();
+    assert_eq!(joined, ["alice", "bob"]);
+
+    // Alice's first track closing closes its copy on B and bob's consumer of it.
+    backend
+        .call_value("producer.close", json!({"producer": video}))
+        .await
+        .expect("close alice's video");
+    let bob_video_id = bob_video["id"].as_str().unwrap().to_owned();
+    eventually(
+        "bob's consumer closed with the original",
+        DEADLINE,
+        || async { (!b.server.holds("consumer", &bob_video_id)).then_some(()) },
+    )
+    .await;
+    assert!(
+        b.server
+            .holds("consumer", bob_screen["id"].as_str().unwrap())
+    );
+
+    // Bob leaving, asked of A, closes his transport on B; the room closing closes B's router.
+    _a_client
+        .call_value("peer.leave", json!({"router": room, "peer": "bob"}))
+        .await
+        .expect("bob leaves");
+    assert!(!b.server.holds("transport", &bob_t));
+    backend
+        .call_value("router.close", json!({"router": room}))
+        .await
+        .expect("close the room");
+    eventually("B's router of the room closed", DEADLINE, || async {
+        (!b.server.holds("router", &room)).then_some(())
+    })
+    .await;
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_room_takes_new_peers_on_another_node() {
+    let redis = Redis::start("spill");
+    // A counts itself full at 20 packets per second; B is idle.
+    let mut a_config = config(&redis, "node-a");
+    a_config.cluster.span_rooms = true;
+    a_config.placement.max_worker_packets_per_second = 20;
+    let mut b_config = config(&redis, "node-b");
+    b_config.cluster.span_rooms = true;
+    let (a, backend) = node_with(a_config).await;
+    let (b, _b_client) = node_with(b_config).await;
+    eventually("both nodes registered", DEADLINE, || async {
+        node_ids(&backend).await.filter(|ids| ids.len() == 2)
+    })
+    .await;
+    let room = id_of(
+        &backend
+            .call_value("router.create", json!({}))
+            .await
+            .expect("room on A"),
+    );
+    // While A has headroom, peers join it.
+    backend
+        .call_value("peer.join", json!({"router": room, "peer": "alice"}))
+        .await
+        .expect("alice joins");
+    assert!(!b.server.holds("router", &room), "no reason to span yet");
+    let alice_t = id_of(
+        &backend
+            .call_value(
+                "transport.create",
+                json!({"router": room, "kind": "direct", "peer": "alice"}),
+            )
+            .await
+            .expect("alice's transport"),
+    );
+    let video = id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0xA11C_E000)}),
+            )
+            .await
+            .expect("alice's video"),
+    );
+    // Alice sends until A's entry says it is over the threshold.
+    let alice_in = a
+        .transports
+        .direct
+        .endpoint(alice_t.parse().unwrap())
+        .expect("alice's endpoint");
+    let next_seq = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let sending = tokio::spawn({
+        let alice_in = alice_in.clone();
+        let next_seq = next_seq.clone();
+        async move {
+            loop {
+                let seq = next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ =
+                    alice_in.send_rtp(common::vp8_packet(0xA11C_E000, seq, false, b"load").into());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    eventually("A's entry showing it loaded", DEADLINE, || async {
+        let nodes = backend.cluster_nodes().await.ok()?;
+        let a = nodes.nodes.iter().find(|n| n.id == "node-a")?;
+        (a.load_percent >= 100).then_some(())
+    })
+    .await;
+    // The next peer joins the room on B, which opens it with alice's track piped in.
+    backend
+        .call_value("peer.join", json!({"router": room, "peer": "bob"}))
+        .await
+        .expect("bob joins");
+    assert!(b.server.holds("router", &room), "the room spans to B");
+    let bob_t = id_of(
+        &backend
+            .call_value(
+                "transport.create",
+                json!({"router": room, "kind": "direct", "peer": "bob"}),
+            )
+            .await
+            .expect("bob's transport"),
+    );
+    assert!(b.server.holds("transport", &bob_t));
+    let consumer = backend
+        .call_value(
+            "consumer.create",
+            json!({"transport": bob_t, "producer": video, "rtp_capabilities": vp8_receiver()}),
+        )
+        .await
+        .expect("bob consumes alice's video");
+    sending.abort();
+    let bob_in = b
+        .transports
+        .direct
+        .endpoint(bob_t.parse().unwrap())
+        .expect("bob's endpoint");
+    let ssrc = consumer["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .unwrap() as u32;
+    let _ = sending.await;
+    let first = next_seq.load(std::sync::atomic::Ordering::Relaxed);
+    vp8_flows(&alice_in, (0xA11C_E000, first), &bob_in, ssrc, b"spilled").await;
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }

@@ -11,6 +11,9 @@ use serde_json::Value;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterOptions {
+    /// The room's id; `None` draws a new one. A cluster gives a room's routers on other nodes
+    /// the room's id, so that requests and events name the room the same everywhere.
+    pub id: Option<RouterId>,
     /// Codecs for this router; `None` uses the configured (or built-in) set.
     pub codecs: Option<Vec<RtpCodecCapability>>,
     /// Pin the router to a worker instead of placing it on the least-loaded one.
@@ -28,6 +31,7 @@ pub struct RouterOptions {
 impl Default for RouterOptions {
     fn default() -> Self {
         Self {
+            id: None,
             codecs: None,
             worker: None,
             auto_subscribe: true,

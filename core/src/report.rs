@@ -124,6 +124,10 @@ pub struct RouterDump {
     pub worker: WorkerId,
     /// The room's RTP capabilities.
     pub rtp_capabilities: RtpCapabilities,
+    /// Whether receive connections get every track automatically (`router.create`).
+    pub auto_subscribe: bool,
+    /// Whether each peer sends and receives on one connection (`router.create`).
+    pub single_connection: bool,
     /// Peers and their WebRTC connections.
     pub peers: Vec<PeerDump>,
     /// The room's transports (of every router it spans).

@@ -569,6 +569,28 @@ pub struct ClusterPipeResult {
     pub source_consumer: ConsumerId,
 }
 
+/// `cluster.span`: open a router of a room on a node, for a room to span nodes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpanParams {
+    /// The room.
+    pub router: RouterId,
+    /// The node to open it on; default: the node asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// What `cluster.span` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpanResult {
+    /// The room.
+    pub router: RouterId,
+    /// The node that now holds a router of it.
+    pub node: String,
+    /// Whether it was opened now (false: the node already held one).
+    pub opened: bool,
+}
+
 /// `cluster.pipe_peer`: which node holds the other end of a pipe transport. Nodes send it
 /// to each other while setting up a pipe.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -36,6 +36,12 @@ impl Keys {
     pub(super) fn object(&self, kind: &str, id: &str) -> String {
         format!("{}:{kind}:{id}", self.prefix)
     }
+
+    /// Whether `node` holds a router of `room` (one key per node and room, so that a node's
+    /// share is written, repaired and swept like its other directory entries).
+    pub(super) fn span(&self, room: switchboard_core::RouterId, node: &str) -> String {
+        self.object("span", &format!("{room}/{node}"))
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +57,7 @@ mod tests {
         assert_eq!(k.owned("a"), "sb:owned:a");
         assert_eq!(k.object("router", "r"), "sb:router:r");
         assert_eq!(k.object("producer", "p"), "sb:producer:p");
+        let room = switchboard_core::RouterId::new();
+        assert_eq!(k.span(room, "a"), format!("sb:span:{room}/a"));
     }
 }

@@ -12,8 +12,12 @@
 
 mod directory;
 mod keys;
+mod pipe;
+mod span;
 mod tasks;
 mod traffic;
+
+pub use pipe::{Ends, Requests};
 
 use tasks::{receive_events, run, watch_events};
 pub use traffic::PipeTraffic;
@@ -116,6 +120,8 @@ struct Inner {
     grace_until: Mutex<std::time::Instant>,
     /// Set by `server.drain`: the entry says `draining` and no room is placed here.
     draining: Arc<AtomicBool>,
+    /// Rooms spanning nodes: this node's copies and the tracks piped into them.
+    spans: span::Spans,
 }
 
 /// Loads (percent of a worker's threshold) within one band of this many points count as
@@ -223,6 +229,7 @@ impl Cluster {
             view: Mutex::default(),
             grace_until: Mutex::new(std::time::Instant::now()),
             draining,
+            spans: span::Spans::default(),
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
@@ -380,19 +387,23 @@ impl Cluster {
             if node == self.inner.node {
                 return Ok(None);
             }
-            let entry: Option<String> = self
-                .query(redis::cmd("GET").arg(self.inner.keys.node(node)))
-                .await?;
-            let Some(record) = entry.and_then(|j| serde_json::from_str::<ClusterNode>(&j).ok())
-            else {
-                return Err(Error::not_found("node", node));
-            };
+            let record = self.node_entry(node).await?;
             return Ok(Some(Located {
                 node: record.id,
                 rpc: Some(record.rpc),
             }));
         }
-        for kind in OBJECT_KINDS {
+        // A peer's requests go where it joined (a room spanning nodes has it on one).
+        if let Some(placed) = self.peer_elsewhere(params).await? {
+            return Ok(placed);
+        }
+        // A consumer is made on its transport's node (from the copy there of a producer of
+        // another node, in a room spanning nodes).
+        let by_transport = params.get("transport").is_some();
+        for kind in OBJECT_KINDS
+            .into_iter()
+            .filter(|k| !(by_transport && *k == "producer"))
+        {
             let Some(id) = params.get(kind).and_then(serde_json::Value::as_str) else {
                 continue;
             };

@@ -26,31 +26,59 @@ pub(super) async fn watch_events(
         {
             return;
         }
-        let (kind, id, add) = match event {
-            Event::RouterCreated { router, .. } => ("router", router.to_string(), true),
-            Event::RouterClosed { router, .. } => ("router", router.to_string(), false),
-            Event::TransportCreated { transport, .. } => ("transport", transport.to_string(), true),
+        let node = &cluster.inner.node;
+        let keys = &cluster.inner.keys;
+        let object = |kind: &str, id: String| keys.object(kind, &id);
+        let (entries, add) = match &event {
+            Event::RouterCreated { router, .. } | Event::RouterClosed { router, .. } => {
+                let mut entries = vec![keys.span(*router, node)];
+                // A copy's node is not the room's owner: the first router's node stays that.
+                if !cluster.is_copy(*router) {
+                    entries.push(object("router", router.to_string()));
+                }
+                (entries, matches!(event, Event::RouterCreated { .. }))
+            }
+            Event::PeerJoined { router, peer } => {
+                (vec![object("peer", span::peer_key(*router, peer))], true)
+            }
+            Event::PeerLeft { router, peer, .. } => {
+                (vec![object("peer", span::peer_key(*router, peer))], false)
+            }
+            Event::TransportCreated { transport, .. } => {
+                (vec![object("transport", transport.to_string())], true)
+            }
             Event::TransportClosed { transport, .. } => {
                 cluster
                     .inner
                     .pipes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&transport);
-                ("transport", transport.to_string(), false)
+                    .remove(transport);
+                (vec![object("transport", transport.to_string())], false)
             }
-            Event::ProducerCreated { producer, .. } => ("producer", producer.to_string(), true),
-            Event::ProducerClosed { producer, .. } => ("producer", producer.to_string(), false),
-            Event::ConsumerCreated { consumer, .. } => ("consumer", consumer.to_string(), true),
-            Event::ConsumerClosed { consumer, .. } => ("consumer", consumer.to_string(), false),
-            _ => continue,
+            Event::ProducerCreated { producer, .. } => {
+                (vec![object("producer", producer.to_string())], true)
+            }
+            Event::ProducerClosed { producer, .. } => {
+                (vec![object("producer", producer.to_string())], false)
+            }
+            Event::ConsumerCreated { consumer, .. } => {
+                (vec![object("consumer", consumer.to_string())], true)
+            }
+            Event::ConsumerClosed { consumer, .. } => {
+                (vec![object("consumer", consumer.to_string())], false)
+            }
+            _ => {
+                cluster.on_local(&event);
+                continue;
+            }
         };
-        let change = Change::Directory {
-            key: cluster.inner.keys.object(kind, &id),
-            add,
-        };
-        if changes.send(change).is_err() {
-            return;
+        // After the keys: a closed copy is forgotten here, and its keys must say it was one.
+        cluster.on_local(&event);
+        for key in entries {
+            if changes.send(Change::Directory { key, add }).is_err() {
+                return;
+            }
         }
     }
 }
@@ -119,6 +147,7 @@ pub(super) async fn receive_events(cluster: Cluster) {
                 };
                 if published.node != i.node {
                     i.events_received.fetch_add(1, Ordering::Relaxed);
+                    cluster.on_remote(&published.node, &published.event);
                     // No receiver (no connection subscribed) is fine.
                     let _ = i.remote.send(published.event);
                 }

@@ -164,6 +164,15 @@ impl MethodTable {
                 map.insert("node".to_owned(), Value::String(target.node.clone()));
                 return cluster.forward(&target, method, params).await;
             }
+            if method == "peer.join"
+                && let Some(target) = cluster.place_peer(&params).await?
+            {
+                if let Value::Object(map) = &mut params {
+                    map.insert("node".to_owned(), Value::String(target.node.clone()));
+                }
+                cluster.remember_peer(&params, &target);
+                return cluster.forward(&target, method, params).await;
+            }
             if forwardable(method)
                 && let Some(owner) = cluster.owner_elsewhere(&params).await?
             {
@@ -199,6 +208,47 @@ impl MethodTable {
                 format!("no method named {method:?}"),
             )
         })
+    }
+}
+
+/// How the cluster runs the requests it builds pipes and rooms from: as a backend's request
+/// would run (forwarded to the owner of its object), on no connection.
+pub(crate) struct InternalRequests {
+    ctx: Ctx,
+}
+
+impl InternalRequests {
+    pub(crate) fn new(server: ServerHandle, rpc: Arc<RpcShared>) -> Self {
+        Self {
+            ctx: Ctx::new(server, rpc, Arc::new(NoConnection)),
+        }
+    }
+}
+
+impl crate::cluster::Requests for InternalRequests {
+    fn call(
+        &self,
+        method: &'static str,
+        params: Value,
+    ) -> futures_util::future::BoxFuture<'static, Result<Value, RpcError>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move { ctx.rpc.methods.call_json(&ctx, method, params).await })
+    }
+}
+
+/// The connection of internal requests: it takes no events.
+struct NoConnection;
+
+impl ConnectionEvents for NoConnection {
+    fn subscribe(&self, _: &Ctx, _: Option<RouterId>) -> Result<Subscriptions, RpcError> {
+        Err(RpcError::invalid_param(
+            "router",
+            "an internal request cannot subscribe to events",
+        ))
+    }
+
+    fn unsubscribe(&self, _: Option<RouterId>) -> Subscriptions {
+        Subscriptions::default()
     }
 }
 

@@ -78,7 +78,8 @@ pub fn register(t: &mut MethodTable) {
         .add("cluster.locate", cluster_locate)
         .add("cluster.forward", cluster_forward)
         .add("cluster.pipe", cluster_pipe)
-        .add("cluster.pipe_peer", cluster_pipe_peer);
+        .add("cluster.pipe_peer", cluster_pipe_peer)
+        .add("cluster.span", cluster_span);
 }
 
 /// Tells the node that holds one end of a pipe (`cluster.pipe`) which node holds the other,
@@ -93,137 +94,28 @@ async fn cluster_pipe_peer(ctx: Ctx, p: ClusterPipePeerParams) -> Result<(), Rpc
     Ok(())
 }
 
-/// The cipher of the inter-node leg: AES-GCM, the fastest suite both ends have.
-const PIPE_CRYPTO_SUITE: &str = "AEAD_AES_128_GCM";
-
-/// Pipes a producer into a router, wherever each is in the cluster: an `rtp` transport with
-/// SRTP on each side (each node's own `rtp` listen and announced addresses), keys exchanged
-/// over the control sockets, a consumer of the producer on the source side and a producer of
-/// what it sends on the destination side. Every step is an ordinary request, forwarded to
-/// the node that owns its object, so the two nodes need nothing but each other's control
-/// socket and UDP between their `rtp` ports. RTCP flows back the same way: receiver reports
-/// and NACKs from the destination side reach the source router, and a keyframe request for
-/// the piped producer becomes a PLI to the source.
+/// Pipes a producer into a router, wherever each is in the cluster (see
+/// [`crate::cluster::Cluster::pipe`]).
 async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResult, RpcError> {
-    cluster(&ctx)?;
-    let call = |method: &'static str, params: Value| {
-        let ctx = ctx.clone();
-        async move { ctx.rpc.methods.call_json(&ctx, method, params).await }
-    };
-    let text = |v: &Value, key: &str| -> Result<String, RpcError> {
-        v.get(key)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| RpcError::internal(format!("no `{key}` in {v}")))
-    };
-    let dump = call(
-        "producer.dump",
-        serde_json::json!({ "producer": p.producer }),
-    )
-    .await?;
-    let source_router = text(&dump, "router")?;
-    let kind = text(&dump, "kind")?;
-    let caps = call(
-        "router.capabilities",
-        serde_json::json!({ "router": p.router }),
-    )
-    .await?;
-    let options = serde_json::json!({ "srtp": true, "srtp_crypto_suite": PIPE_CRYPTO_SUITE });
-    let there = call(
-        "transport.create",
-        serde_json::json!({ "router": p.router, "kind": "rtp", "options": options }),
-    )
-    .await?;
-    let there_id = text(&there, "id")?;
-    let built = async {
-        let here = call(
-            "transport.create",
-            serde_json::json!({ "router": source_router, "kind": "rtp", "options": options }),
-        )
+    let cluster = cluster(&ctx)?;
+    let requests =
+        crate::rpc::dispatch::InternalRequests::new(ctx.server().clone(), ctx.rpc.clone());
+    cluster
+        .pipe(&requests, p.producer, p.router, Default::default())
+        .await
+}
+
+/// Opens a router of a room on this node (or the one `node` names), with the room's id and
+/// settings, its other nodes' published tracks piped in: how a room comes to span nodes.
+async fn cluster_span(ctx: Ctx, p: ClusterSpanParams) -> Result<ClusterSpanResult, RpcError> {
+    let (node, opened) = cluster(&ctx)?
+        .span_room(p.router, p.node.as_deref())
         .await?;
-        let here_id = text(&here, "id")?;
-        let remote = |t: &Value| {
-            serde_json::json!({
-                "ip": t["local"]["ip"],
-                "port": t["local"]["port"],
-                "srtp": t["local"]["srtp"],
-            })
-        };
-        let steps = async {
-            call(
-                "transport.connect",
-                serde_json::json!({ "transport": here_id, "remote": remote(&there) }),
-            )
-            .await?;
-            let consumer = call(
-                "consumer.create",
-                serde_json::json!({
-                    "transport": here_id,
-                    "producer": p.producer,
-                    "rtp_capabilities": caps,
-                }),
-            )
-            .await?;
-            call(
-                "transport.connect",
-                serde_json::json!({ "transport": there_id, "remote": remote(&here) }),
-            )
-            .await?;
-            let mut parameters = consumer["rtp_parameters"].clone();
-            // The piped stream is a plain RTP stream on the far side: no m-line to match.
-            if let Value::Object(map) = &mut parameters {
-                map.remove("mid");
-            }
-            let producer = call(
-                "producer.create",
-                serde_json::json!({
-                    "transport": there_id,
-                    "kind": kind,
-                    "rtp_parameters": parameters,
-                }),
-            )
-            .await?;
-            Ok::<_, RpcError>((text(&consumer, "id")?, text(&producer, "id")?))
-        };
-        match steps.await {
-            Ok((consumer, producer)) => Ok((here_id, consumer, producer)),
-            Err(e) => {
-                let _ = call(
-                    "transport.close",
-                    serde_json::json!({ "transport": here_id }),
-                )
-                .await;
-                Err(e)
-            }
-        }
-    };
-    match built.await {
-        Ok((source_transport, source_consumer, producer)) => {
-            record_pipe_peers(&ctx, &there_id, &source_transport).await?;
-            Ok(ClusterPipeResult {
-                producer: producer
-                    .parse()
-                    .map_err(|_| RpcError::internal("producer id"))?,
-                transport: there_id
-                    .parse()
-                    .map_err(|_| RpcError::internal("transport id"))?,
-                source_transport: source_transport
-                    .parse()
-                    .map_err(|_| RpcError::internal("transport id"))?,
-                source_consumer: source_consumer
-                    .parse()
-                    .map_err(|_| RpcError::internal("consumer id"))?,
-            })
-        }
-        Err(e) => {
-            let _ = call(
-                "transport.close",
-                serde_json::json!({ "transport": there_id }),
-            )
-            .await;
-            Err(e)
-        }
-    }
+    Ok(ClusterSpanResult {
+        router: p.router,
+        node,
+        opened,
+    })
 }
 
 /// A request another node forwarded here because this node owns its object: run here, never
@@ -231,7 +123,9 @@ async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResul
 async fn cluster_forward(ctx: Ctx, p: ClusterForwardParams) -> Result<Value, RpcError> {
     cluster(&ctx)?;
     if p.method == "auth"
-        || (p.method.starts_with("cluster.") && p.method != "cluster.pipe_peer")
+        || (p.method.starts_with("cluster.")
+            && p.method != "cluster.pipe_peer"
+            && p.method != "cluster.span")
         || p.method.starts_with("events.")
     {
         return Err(RpcError::invalid_param(
@@ -468,8 +362,14 @@ async fn producer_request_keyframe(ctx: Ctx, p: ProducerParams) -> Result<(), Rp
 }
 
 async fn consumer_create(ctx: Ctx, p: ConsumerCreateParams) -> Result<ConsumerInfo, RpcError> {
+    // In a room spanning nodes, another node's track is consumed from its copy here.
+    let producer = ctx
+        .cluster()
+        .filter(|_| !ctx.server().holds("producer", &p.producer.to_string()))
+        .and_then(|c| c.local_copy(p.producer))
+        .unwrap_or(p.producer);
     let options = ConsumeOptions {
-        producer: p.producer,
+        producer,
         rtp_capabilities: p.rtp_capabilities,
         paused: p.paused,
     };
@@ -585,39 +485,4 @@ async fn webrtc_restart_ice(
 ) -> Result<switchboard_actors::session::SubscribeResult, RpcError> {
     let peer = peer_id(&p.peer)?;
     Ok(ctx.server().restart_ice(p.router, peer).await?)
-}
-
-/// Tells the nodes of both ends of a pipe which node holds the other end.
-async fn record_pipe_peers(ctx: &Ctx, there: &str, here: &str) -> Result<(), RpcError> {
-    let cluster = cluster(ctx)?;
-    // `None`: this node holds it.
-    let node_of = |id: String| async move {
-        cluster
-            .owner_elsewhere(&serde_json::json!({ "transport": id }))
-            .await
-    };
-    let there_node = node_of(there.to_owned()).await?;
-    let here_node = node_of(here.to_owned()).await?;
-    let name = |n: &Option<crate::cluster::Located>| {
-        n.as_ref()
-            .map_or_else(|| cluster.node_id().to_owned(), |l| l.node.clone())
-    };
-    for (transport, owner, peer) in [
-        (there, &there_node, name(&here_node)),
-        (here, &here_node, name(&there_node)),
-    ] {
-        let params = serde_json::json!({ "transport": transport, "peer": peer });
-        match owner {
-            None => {
-                ctx.rpc
-                    .methods
-                    .call_here(ctx, "cluster.pipe_peer", params)
-                    .await?;
-            }
-            Some(owner) => {
-                cluster.forward(owner, "cluster.pipe_peer", params).await?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -347,6 +347,12 @@ impl RpcServer {
         let _ = self.shared.cluster.set(cluster);
     }
 
+    /// How the cluster runs the requests it builds pipes and spanning rooms from: as this
+    /// socket runs a backend's, forwarded to the owners of their objects.
+    pub fn requests(&self, server: ServerHandle) -> Arc<dyn crate::cluster::Requests> {
+        Arc::new(dispatch::InternalRequests::new(server, self.shared.clone()))
+    }
+
     /// The node's cluster membership, when it has one.
     pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
         self.shared.cluster.get()

@@ -35,6 +35,13 @@ pub struct ClusterConfig {
     pub drain_on_sigterm: bool,
     /// How long a drain waits for the node's rooms to close before it shuts down anyway.
     pub drain_timeout_ms: u64,
+    /// `peer.join` without `node` puts the peer on another node of the room, or opens the
+    /// room on a new node, when the room's nodes are at `span_above_percent` or more; off,
+    /// peers join the room's first node unless `node` says otherwise.
+    pub span_rooms: bool,
+    /// The load (percent of a worker's threshold, the busiest worker's, as `cluster.nodes`
+    /// lists it) from which a node takes no new peers of a room that can go elsewhere.
+    pub span_above_percent: u64,
 }
 
 impl Default for ClusterConfig {
@@ -50,6 +57,8 @@ impl Default for ClusterConfig {
             place_rooms: true,
             drain_on_sigterm: false,
             drain_timeout_ms: 60_000,
+            span_rooms: true,
+            span_above_percent: 80,
         }
     }
 }
@@ -100,6 +109,7 @@ impl ClusterConfig {
         p.at_least("cluster.heartbeat_ms", cluster.heartbeat_ms, 50);
         p.at_least("cluster.redis_timeout_ms", cluster.redis_timeout_ms, 10);
         p.at_least("cluster.drain_timeout_ms", cluster.drain_timeout_ms, 1);
+        p.at_least("cluster.span_above_percent", cluster.span_above_percent, 1);
         if cluster.node_ttl_ms < cluster.heartbeat_ms.saturating_mul(2) {
             p.push(
                 "cluster.node_ttl_ms",

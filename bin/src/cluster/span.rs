@@ -1,0 +1,677 @@
+//! Rooms across nodes. A room that outgrows its node gets a router on another node, with the
+//! room's id, and every track a peer publishes on one node is piped once into the room's
+//! router on each other node (`cluster.pipe`'s SRTP pipe). Peers joined on a node have
+//! their connections there; their requests reach that node wherever the backend sends them
+//! (the directory's `peer` entries). Each node pulls what it needs: a node holding a router
+//! of the room pipes in the other nodes' published tracks when it opens its router and as
+//! they appear (their `producer_created` events), and closes its copy when the original
+//! closes; so no node coordinates the room, and a lost node takes only its own share.
+
+use super::pipe::{Ends, Requests, on};
+use super::*;
+use serde_json::Value;
+use switchboard_client::protocol::RpcError;
+use switchboard_core::api::RouterOptions;
+use switchboard_core::event::CloseReason;
+use switchboard_core::{PeerId, TransportId};
+
+/// This node's share of the rooms that span nodes.
+#[derive(Default)]
+pub(super) struct Spans {
+    /// Rooms whose router here is a copy: room → the node of the room's first router.
+    copies: Mutex<HashMap<RouterId, String>>,
+    /// Other nodes' producers piped into this node's router of their room, by original.
+    pulled: Mutex<HashMap<ProducerId, Pulled>>,
+    /// Serialises opening copies here, so that two peers arriving together open one.
+    opening: tokio::sync::Mutex<()>,
+    /// How the cluster runs requests (set by the RPC layer at start).
+    requests: std::sync::OnceLock<Arc<dyn Requests>>,
+}
+
+/// One original producer of another node, piped in.
+struct Pulled {
+    /// The node that holds the original.
+    source: String,
+    /// Set once the pipe is built.
+    ends: Option<PulledEnds>,
+}
+
+#[derive(Clone, Copy)]
+struct PulledEnds {
+    /// The copy here, which this node's consumers take.
+    copy: ProducerId,
+    /// The pipe's transport here.
+    here: TransportId,
+    /// The pipe's transport on the source node.
+    there: TransportId,
+}
+
+/// Where a new peer of a room should go, from the live nodes' last heartbeats.
+/// `room_nodes` hold a router of the room; `primary` holds its first. The room's least
+/// loaded node while one is under `above` percent (the first router's on a tie, then this
+/// one), else the least loaded serving node outside the room that is under it, else the
+/// first router's node: a room never moves to a node as loaded as its own.
+pub(super) fn choose_node<'a>(
+    view: &'a [ClusterNode],
+    room_nodes: &[String],
+    primary: &str,
+    me: &str,
+    above: u64,
+) -> Option<&'a ClusterNode> {
+    let serving = |n: &&ClusterNode| n.state == NodeState::Serving && n.load_percent < above;
+    let rank = |n: &&ClusterNode| (n.load_percent / LOAD_BAND, n.id != primary, n.id != me);
+    if let Some(n) = view
+        .iter()
+        .filter(|n| room_nodes.contains(&n.id))
+        .filter(serving)
+        .min_by_key(rank)
+    {
+        return Some(n);
+    }
+    view.iter()
+        .filter(|n| !room_nodes.contains(&n.id))
+        .filter(serving)
+        .min_by_key(|n| (n.load_percent / LOAD_BAND, n.rooms, n.id != me))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// Gives the cluster the RPC layer's way of running requests; needed before rooms can
+    /// span nodes or `cluster.pipe` can run.
+    pub fn set_requests(&self, requests: Arc<dyn Requests>) {
+        let _ = self.inner.spans.requests.set(requests);
+    }
+
+    fn requests(&self) -> Result<Arc<dyn Requests>, Error> {
+        self.inner
+            .spans
+            .requests
+            .get()
+            .cloned()
+            .ok_or_else(|| Error::internal("the cluster has no request runner yet"))
+    }
+
+    /// Whether this node's router of `room` is a copy (the room's first router is elsewhere).
+    pub fn is_copy(&self, room: RouterId) -> bool {
+        lock(&self.inner.spans.copies).contains_key(&room)
+    }
+
+    /// The copy here of another node's producer, once it is piped in.
+    pub fn local_copy(&self, original: ProducerId) -> Option<ProducerId> {
+        lock(&self.inner.spans.pulled)
+            .get(&original)
+            .and_then(|p| p.ends.map(|e| e.copy))
+    }
+
+    /// The live node `node`, with its control socket, from the last heartbeat's view or
+    /// Redis; `not_found` for a node that is not live.
+    pub(super) async fn node_entry(&self, node: &str) -> Result<ClusterNode, Error> {
+        if let Some(n) = lock(&self.inner.view).iter().find(|n| n.id == node) {
+            return Ok(n.clone());
+        }
+        let entry: Option<String> = self
+            .query(redis::cmd("GET").arg(self.inner.keys.node(node)))
+            .await?;
+        entry
+            .and_then(|j| serde_json::from_str::<ClusterNode>(&j).ok())
+            .ok_or_else(|| Error::not_found("node", node))
+    }
+
+    /// The live nodes, from the last heartbeat (Redis when there was none yet).
+    async fn live_view(&self) -> Result<Vec<ClusterNode>, Error> {
+        let view = self.view();
+        if view.is_empty() {
+            self.nodes().await
+        } else {
+            Ok(view)
+        }
+    }
+
+    /// The live nodes that hold a router of `room`.
+    pub(super) async fn room_nodes(
+        &self,
+        room: RouterId,
+        view: &[ClusterNode],
+    ) -> Result<Vec<String>, Error> {
+        if view.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = view
+            .iter()
+            .map(|n| self.inner.keys.span(room, &n.id))
+            .collect();
+        let held: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(keys)).await?;
+        Ok(view
+            .iter()
+            .zip(held)
+            .filter(|(_, h)| h.is_some())
+            .map(|(n, _)| n.id.clone())
+            .collect())
+    }
+
+    /// Where `peer.join` with these parameters should run, when not where ordinary routing
+    /// would send it (the room's first node): a node named by `node`, or, with
+    /// `cluster.span_rooms`, the room's node with headroom, else a new node for the room.
+    /// The room's router there is opened first. `None` routes the request as usual; so does
+    /// an unreadable directory (the peer then joins the room's first node).
+    pub async fn place_peer(&self, params: &Value) -> Result<Option<Located>, Error> {
+        let Some(room) = params
+            .get("router")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<RouterId>().ok())
+        else {
+            return Ok(None);
+        };
+        let me = self.inner.node.clone();
+        if let Some(node) = params.get("node").and_then(Value::as_str) {
+            if node == me {
+                self.open_copy(room).await?;
+                return Ok(None);
+            }
+            let entry = self.node_entry(node).await?;
+            let target = Located {
+                node: entry.id,
+                rpc: Some(entry.rpc),
+            };
+            self.open_copy_on(&target, room).await?;
+            return Ok(Some(target));
+        }
+        if !self.inner.config.span_rooms {
+            return Ok(None);
+        }
+        let Ok(view) = self.live_view().await else {
+            return Ok(None);
+        };
+        let Ok(room_nodes) = self.room_nodes(room, &view).await else {
+            return Ok(None);
+        };
+        let Ok(primary) = self.locate_object("router", &room.to_string()).await else {
+            return Ok(None);
+        };
+        // A node's own key may not be written yet (the room was made a moment ago).
+        let mut room_nodes = room_nodes;
+        if !room_nodes.contains(&primary.node) {
+            room_nodes.push(primary.node.clone());
+        }
+        if self.inner.server.holds("router", &room.to_string()) && !room_nodes.contains(&me) {
+            room_nodes.push(me.clone());
+        }
+        let Some(best) = choose_node(
+            &view,
+            &room_nodes,
+            &primary.node,
+            &me,
+            self.inner.config.span_above_percent,
+        ) else {
+            return Ok(None);
+        };
+        if best.id == me {
+            if !self.inner.server.holds("router", &room.to_string()) {
+                self.open_copy(room).await?;
+            }
+            return Ok(None);
+        }
+        let target = Located {
+            node: best.id.clone(),
+            rpc: Some(best.rpc.clone()),
+        };
+        if !room_nodes.contains(&best.id) {
+            info!(room = %room, node = %best.id, "the room's nodes are loaded: it spans to another node");
+            self.open_copy_on(&target, room).await?;
+        }
+        Ok(Some(target))
+    }
+
+    /// `cluster.span`: opens a router of `room` on `node` (this one by default). The node
+    /// that holds it, and whether it was opened now.
+    pub async fn span_room(
+        &self,
+        room: RouterId,
+        node: Option<&str>,
+    ) -> Result<(String, bool), Error> {
+        match node.filter(|n| *n != self.inner.node) {
+            None => Ok((self.inner.node.clone(), self.open_copy(room).await?)),
+            Some(node) => {
+                let entry = self.node_entry(node).await?;
+                let target = Located {
+                    node: entry.id,
+                    rpc: Some(entry.rpc),
+                };
+                let answer = self
+                    .forward(
+                        &target,
+                        "cluster.span",
+                        serde_json::json!({ "router": room }),
+                    )
+                    .await
+                    .map_err(|e| Error::new(e.code, e.message))?;
+                Ok((target.node, answer["opened"].as_bool().unwrap_or(false)))
+            }
+        }
+    }
+
+    /// Opens the room's router on another node (`cluster.span` there).
+    async fn open_copy_on(&self, target: &Located, room: RouterId) -> Result<(), Error> {
+        self.forward(
+            target,
+            "cluster.span",
+            serde_json::json!({ "router": room }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::new(e.code, e.message))
+    }
+
+    /// Opens a router of `room` on this node, with the room's id and settings, and pipes in
+    /// every track the room's peers publish on its other nodes, before answering (so that a
+    /// peer joining here next is offered them). Whether it was opened (false: this node
+    /// already has one).
+    pub async fn open_copy(&self, room: RouterId) -> Result<bool, Error> {
+        let requests = self.requests()?;
+        let _one_at_a_time = self.inner.spans.opening.lock().await;
+        let id = room.to_string();
+        if self.inner.server.holds("router", &id) {
+            return Ok(false);
+        }
+        let primary = self.locate_object("router", &id).await?;
+        if primary.node == self.inner.node {
+            return Err(Error::not_found("router", room));
+        }
+        let dump = self
+            .forward(
+                &primary,
+                "router.dump",
+                serde_json::json!({ "router": room }),
+            )
+            .await
+            .map_err(|e| Error::new(e.code, e.message))?;
+        if dump["single_connection"].as_bool() == Some(true) {
+            return Err(Error::invalid(
+                "a room whose peers send and receive on one connection cannot span nodes",
+            ));
+        }
+        // The room's codecs as configured: its capabilities less the RTX entries the router
+        // adds itself.
+        let codecs = dump["rtp_capabilities"]["codecs"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|c| {
+                        !c["mime_type"]
+                            .as_str()
+                            .is_some_and(|m| m.to_ascii_lowercase().ends_with("/rtx"))
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let codecs = serde_json::from_value(Value::Array(codecs))
+            .map_err(|e| Error::internal(format!("the room's codecs: {e}")))?;
+        lock(&self.inner.spans.copies).insert(room, primary.node.clone());
+        let options = RouterOptions {
+            id: Some(room),
+            codecs: Some(codecs),
+            auto_subscribe: dump["auto_subscribe"].as_bool().unwrap_or(true),
+            ..RouterOptions::default()
+        };
+        if let Err(e) = self.inner.server.create_router(options).await {
+            lock(&self.inner.spans.copies).remove(&room);
+            return Err(e);
+        }
+        info!(room = %room, first = %primary.node, "opened a router of a room spanning nodes");
+        let view = self.live_view().await.unwrap_or_default();
+        let mut sources = self.room_nodes(room, &view).await.unwrap_or_default();
+        if !sources.contains(&primary.node) {
+            sources.push(primary.node.clone());
+        }
+        for node in sources.into_iter().filter(|n| *n != self.inner.node) {
+            if let Err(e) = self.pull_all(&*requests, room, &node).await {
+                warn!(room = %room, node = %node, error = %e, "could not pipe a node's tracks in");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Pipes in every track published by a peer on `node`'s router of `room`.
+    async fn pull_all(
+        &self,
+        requests: &dyn Requests,
+        room: RouterId,
+        node: &str,
+    ) -> Result<(), RpcError> {
+        let dump = requests
+            .call(
+                "router.dump",
+                on(Some(node), serde_json::json!({ "router": room })),
+            )
+            .await?;
+        for producer in originals(&dump, None) {
+            self.pull(requests, room, node, producer).await;
+        }
+        Ok(())
+    }
+
+    /// Pipes one original producer of `source` into this node's router of `room`, once.
+    async fn pull(
+        &self,
+        requests: &dyn Requests,
+        room: RouterId,
+        source: &str,
+        producer: ProducerId,
+    ) {
+        {
+            let mut pulled = lock(&self.inner.spans.pulled);
+            if pulled.contains_key(&producer) {
+                return;
+            }
+            pulled.insert(
+                producer,
+                Pulled {
+                    source: source.to_owned(),
+                    ends: None,
+                },
+            );
+        }
+        let ends = Ends {
+            source: Some(source),
+            destination: Some(&self.inner.node),
+        };
+        match self.pipe(requests, producer, room, ends).await {
+            Ok(piped) => {
+                let built = PulledEnds {
+                    copy: piped.producer,
+                    here: piped.transport,
+                    there: piped.source_transport,
+                };
+                let kept = match lock(&self.inner.spans.pulled).get_mut(&producer) {
+                    Some(p) => {
+                        p.ends = Some(built);
+                        true
+                    }
+                    None => false,
+                };
+                if !kept {
+                    // The original closed while the pipe was being built.
+                    self.unpipe(source.to_owned(), built).await;
+                }
+            }
+            Err(e) => {
+                lock(&self.inner.spans.pulled).remove(&producer);
+                warn!(room = %room, producer = %producer, node = %source, error = %e.message, "could not pipe a track in");
+            }
+        }
+    }
+
+    /// Closes both ends of a pulled producer's pipe.
+    async fn unpipe(&self, source: String, ends: PulledEnds) {
+        let _ = self.inner.server.close_transport(ends.here).await;
+        if let Ok(requests) = self.requests() {
+            let _ = requests
+                .call(
+                    "transport.close",
+                    on(
+                        Some(&source),
+                        serde_json::json!({ "transport": ends.there }),
+                    ),
+                )
+                .await;
+        }
+    }
+
+    /// Reacts to one of this node's own events: a pipe end or router of a spanning room that
+    /// closed.
+    pub(super) fn on_local(&self, event: &Event) {
+        match event {
+            Event::TransportClosed {
+                transport, reason, ..
+            } => {
+                let gone: Vec<(String, PulledEnds)> = {
+                    let mut pulled = lock(&self.inner.spans.pulled);
+                    let ids: Vec<ProducerId> = pulled
+                        .iter()
+                        .filter(|(_, p)| p.ends.is_some_and(|e| e.here == *transport))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    ids.iter()
+                        .filter_map(|id| pulled.remove(id))
+                        .filter_map(|p| p.ends.map(|e| (p.source, e)))
+                        .collect()
+                };
+                if *reason == CloseReason::NodeLost {
+                    return;
+                }
+                for (source, ends) in gone {
+                    let cluster = self.clone();
+                    self.inner
+                        .tasks
+                        .spawn(async move { cluster.unpipe(source, ends).await });
+                }
+            }
+            Event::RouterClosed { router, .. } => {
+                lock(&self.inner.spans.copies).remove(router);
+            }
+            _ => {}
+        }
+    }
+
+    /// Reacts to another node's event in a room this node also holds: a track published
+    /// there is piped in, a piped track's original closing closes its copy, a pause is
+    /// mirrored, and the room's first router closing closes this node's.
+    pub(super) fn on_remote(&self, node: &str, event: &Event) {
+        let Some(room) = event.router() else {
+            return;
+        };
+        if !self.inner.server.holds("router", &room.to_string()) {
+            return;
+        }
+        let cluster = self.clone();
+        let node = node.to_owned();
+        match event.clone() {
+            Event::ProducerCreated {
+                producer,
+                transport,
+                ..
+            } => {
+                self.inner.tasks.spawn(async move {
+                    let Ok(requests) = cluster.requests() else {
+                        return;
+                    };
+                    // Only what a peer publishes crosses: the copies other nodes made are
+                    // on their pipes' transports, which have no peer.
+                    let dump = requests
+                        .call(
+                            "router.dump",
+                            on(Some(&node), serde_json::json!({ "router": room })),
+                        )
+                        .await;
+                    if let Ok(dump) = dump
+                        && originals(&dump, Some(transport)).contains(&producer)
+                    {
+                        cluster.pull(&*requests, room, &node, producer).await;
+                    }
+                });
+            }
+            Event::ProducerClosed { producer, .. } => {
+                let removed = lock(&self.inner.spans.pulled).remove(&producer);
+                if let Some(Pulled {
+                    source,
+                    ends: Some(ends),
+                    ..
+                }) = removed
+                {
+                    self.inner
+                        .tasks
+                        .spawn(async move { cluster.unpipe(source, ends).await });
+                }
+            }
+            Event::ProducerPaused {
+                producer, paused, ..
+            } => {
+                if let Some(copy) = self.local_copy(producer) {
+                    self.inner.tasks.spawn(async move {
+                        let _ = cluster.inner.server.set_producer_paused(copy, paused).await;
+                    });
+                }
+            }
+            Event::RouterClosed { router, .. } => {
+                let first = lock(&self.inner.spans.copies).get(&router).cloned();
+                if first.as_deref() == Some(node.as_str()) {
+                    info!(room = %router, "the room's first router closed: closing this node's");
+                    self.inner.tasks.spawn(async move {
+                        let _ = cluster.inner.server.close_router(router).await;
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The original producer, if `params` name a peer of a room spanning nodes that is on
+    /// another node: where its requests go.
+    pub(super) async fn peer_elsewhere(
+        &self,
+        params: &Value,
+    ) -> Result<Option<Option<Located>>, Error> {
+        let (Some(router), Some(peer)) = (
+            params.get("router").and_then(Value::as_str),
+            params.get("peer").and_then(Value::as_str),
+        ) else {
+            return Ok(None);
+        };
+        let (Ok(room), Some(peer_id)) = (router.parse::<RouterId>(), PeerId::parse(peer)) else {
+            return Ok(None);
+        };
+        if self.inner.server.holds_peer(room, &peer_id) {
+            return Ok(Some(None));
+        }
+        let key = peer_key(room, &peer_id);
+        let recent = lock(&self.inner.recent)
+            .get(&format!("peer:{key}"))
+            .cloned();
+        if recent.is_some() {
+            return Ok(Some(recent));
+        }
+        match self.locate_object("peer", &key).await {
+            Ok(l) if l.node != self.inner.node => Ok(Some(Some(l))),
+            Ok(_) => Ok(Some(None)),
+            Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+            // The room is here: a local request must not fail on Redis.
+            Err(_) if self.inner.server.holds("router", router) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Notes that a peer was placed on `node`, for requests made before its directory entry
+    /// is written.
+    pub fn remember_peer(&self, params: &Value, node: &Located) {
+        if let (Some(Ok(room)), Some(Some(peer))) = (
+            params
+                .get("router")
+                .and_then(Value::as_str)
+                .map(str::parse::<RouterId>),
+            params
+                .get("peer")
+                .and_then(Value::as_str)
+                .map(PeerId::parse),
+        ) {
+            lock(&self.inner.recent)
+                .insert(format!("peer:{}", peer_key(room, &peer)), node.clone());
+        }
+    }
+}
+
+/// The directory id of a peer: its room and its name.
+pub(super) fn peer_key(room: RouterId, peer: &PeerId) -> String {
+    format!("{room}/{peer}")
+}
+
+/// The producers a peer published in a `router.dump` (those on a transport with a peer),
+/// limited to those on `transport` when given.
+fn originals(dump: &Value, transport: Option<TransportId>) -> Vec<ProducerId> {
+    let with_peer: HashSet<&str> = dump["transports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["peer"].is_string())
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    let wanted = transport.map(|t| t.to_string());
+    dump["producers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["transport"]
+                .as_str()
+                .is_some_and(|t| with_peer.contains(t) && wanted.as_deref().is_none_or(|w| w == t))
+        })
+        .filter_map(|p| p["id"].as_str().and_then(|id| id.parse().ok()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, load: u64, rooms: usize, state: NodeState) -> ClusterNode {
+        ClusterNode {
+            id: id.to_owned(),
+            rpc: String::new(),
+            state,
+            workers: 1,
+            rooms,
+            transports: 0,
+            producers: 0,
+            consumers: 0,
+            packets_per_second: 0,
+            load_percent: load,
+            version: String::new(),
+            started_ms: 0,
+            heartbeat_ms: 0,
+        }
+    }
+
+    fn pick(view: &[ClusterNode], room: &[&str], me: &str) -> Option<String> {
+        let room: Vec<String> = room.iter().map(|s| s.to_string()).collect();
+        choose_node(view, &room, "a", me, 80).map(|n| n.id.clone())
+    }
+
+    #[test]
+    fn a_room_with_headroom_stays_on_its_first_node() {
+        let view = [
+            node("a", 30, 5, NodeState::Serving),
+            node("b", 0, 0, NodeState::Serving),
+        ];
+        // Within one band of load counts as equal; then the first router's node wins.
+        assert_eq!(pick(&view, &["a"], "b").as_deref(), Some("a"));
+        let view = [
+            node("a", 3, 5, NodeState::Serving),
+            node("b", 0, 0, NodeState::Serving),
+        ];
+        assert_eq!(pick(&view, &["a", "b"], "b").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_loaded_room_goes_to_its_least_loaded_node_then_to_a_new_one() {
+        let view = [
+            node("a", 95, 5, NodeState::Serving),
+            node("b", 40, 1, NodeState::Serving),
+            node("c", 10, 9, NodeState::Serving),
+        ];
+        assert_eq!(pick(&view, &["a", "b"], "a").as_deref(), Some("b"));
+        assert_eq!(pick(&view, &["a"], "a").as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn draining_and_loaded_nodes_take_no_room_and_a_full_cluster_keeps_it() {
+        let view = [
+            node("a", 95, 5, NodeState::Serving),
+            node("b", 0, 0, NodeState::Draining),
+            node("c", 85, 0, NodeState::Serving),
+        ];
+        assert_eq!(pick(&view, &["a"], "a"), None);
+    }
+}
