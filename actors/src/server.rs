@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use switchboard_core::api::{RouterInfo, RouterOptions};
 use switchboard_core::event::{CloseReason, Event};
 use switchboard_core::negotiation;
-use switchboard_core::{Error, ErrorCode, Result, RouterId, WorkerId};
+use switchboard_core::{Error, ErrorCode, Result, WorkerId};
 
 struct WorkerSlot {
     arbiter: ArbiterHandle,
@@ -99,11 +99,11 @@ impl Handler<CreateRouterRequest> for ServerActor {
         let spawners = ctx.address().recipient();
         let auto_subscribe = msg.0.auto_subscribe;
         let single_connection = msg.0.single_connection;
-        let id = msg.0.id.unwrap_or_else(RouterId::new);
+        let id = msg.0.id.unwrap_or_default();
         let prepared = (|| {
             if index.rooms.contains_key(&id) || index.routers.contains_key(&id) {
                 return Err(Error::new(
-                    switchboard_core::ErrorCode::AlreadyExists,
+                    ErrorCode::AlreadyExists,
                     format!("router {id} already exists"),
                 ));
             }
