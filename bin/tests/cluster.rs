@@ -1063,6 +1063,16 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
         "B has a router of the room"
     );
     assert!(a.server.holds("router", &room));
+    let taken = backend
+        .call_value("router.create", json!({"id": room, "node": "node-b"}))
+        .await
+        .expect_err("a room id is taken once per node");
+    assert_eq!(code(&taken), Some(ErrorCode::AlreadyExists), "{taken}");
+    // The room is still A's in the directory: B's router of it is a copy.
+    assert_eq!(
+        owner(&backend, room.parse().unwrap()).await.unwrap(),
+        "node-a"
+    );
     let bob_t = id_of(
         &_a_client
             .call_value(

@@ -676,3 +676,69 @@ async fn a_track_the_subscriber_rejects_closes_its_consumer_alone() {
     );
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_made_by_request_reaches_the_receive_connections() {
+    // A plain ingest (here a `direct` transport of no peer; a stream piped from another node
+    // is the same) is a track of the room like a WebRTC peer's.
+    let t = start_webrtc(1);
+    let room = t.room().await;
+    let mut events = t.server.subscribe_room(room);
+    let mut s = subscribe(&t, room, "viewer").await;
+    assert_eq!(s.mids.len(), 1, "the data channel only, in an empty room");
+    let ingest = t
+        .server
+        .create_transport(room, "direct", serde_json::Value::Null)
+        .await
+        .unwrap();
+    let ssrc = 0x1A6E_0000;
+    t.server
+        .produce(
+            ingest.id,
+            switchboard_actors::ProduceOptions {
+                kind: switchboard_core::rtp_parameters::MediaKind::Video,
+                rtp_parameters: vp8_producer(ssrc, ssrc + 1),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
+    let offers = offers_for(&mut events, std::slice::from_ref(&s.peer)).await;
+    assert!(offers[&s.peer].contains("m=video"), "{}", offers[&s.peer]);
+    s.renegotiate(&t, room, &offers[&s.peer]).await;
+    assert_eq!(s.mids.len(), 2, "the data channel and the ingested video");
+    let input = t.direct.endpoint(ingest.id).unwrap();
+    let mut seq = 1u16;
+    let track = loop {
+        input
+            .send_rtp(vp8_packet(ssrc, seq, u32::from(seq) * 3000, true))
+            .unwrap();
+        seq += 1;
+        if let Ok(track) =
+            tokio::time::timeout(Duration::from_millis(100), s.client.next_track()).await
+        {
+            break track;
+        }
+        assert!(seq < 100, "the ingested video never reached the viewer");
+    };
+    let p = loop {
+        input
+            .send_rtp(vp8_packet(ssrc, seq, u32::from(seq) * 3000, true))
+            .unwrap();
+        seq += 1;
+        match tokio::time::timeout(DEADLINE, track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) => break p,
+            Ok(Some(_)) => {}
+            other => panic!("track ended or timed out: {other:?}"),
+        }
+    };
+    let sent = p.header.sequence_number;
+    assert!(p.payload.len() >= 2, "{p:?}");
+    // The payload is the ingested one (it encodes its own sequence number on the way in).
+    assert!(
+        (1..seq).any(|n| vp8_payload(n, true) == p.payload.as_ref()),
+        "unexpected payload {:?} (seq {sent})",
+        p.payload
+    );
+    t.server.shutdown().await.unwrap();
+}
