@@ -1,8 +1,8 @@
 //! Three nodes, each a `switchboard` process in a network namespace of its own with its own
 //! address on a bridge this test makes, one `redis-server` (on a Unix socket the namespaces
-//! share). The backend talks to node B only. A plain RTP publisher sends to node A; its
-//! producer is piped to rooms on B and C, whose subscribers get every packet with its exact
-//! payload, over real UDP between the namespaces; a keyframe request on B reaches the
+//! share). The backend talks to node B only. One room: a plain RTP publisher in it sends to
+//! node A; subscribers of the same room joined on B and C get every packet with its exact
+//! payload, piped over real UDP between the namespaces; a keyframe request on B reaches the
 //! publisher as a PLI. Then node C is SIGKILLed (A closes its end of the pipe to C with
 //! `node_lost`, and B's backend hears it; A and B keep forwarding), and Redis is stopped for
 //! three TTLs and restarted (media keeps flowing throughout, cluster requests fail with
@@ -219,19 +219,15 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
         }
     };
     let feedback = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}]);
-    let rooms: Vec<String> = {
-        let mut rooms = Vec::new();
-        for node in ["node-a", "node-b", "node-c"] {
-            rooms.push(id_of(&call("router.create", json!({"node": node})).await));
-        }
-        rooms
-    };
+    // One room, made on A.
+    let room = id_of(&call("router.create", json!({"node": "node-a"})).await);
 
-    // The publisher: plain RTP from this namespace to an rtp transport on A.
+    // The publisher, alice: plain RTP from this namespace to her rtp transport on A.
+    call("peer.join", json!({"router": room, "peer": "alice"})).await;
     let publisher = socket(lan.host);
     let input = call(
         "transport.create",
-        json!({"router": rooms[0], "kind": "rtp"}),
+        json!({"router": room, "kind": "rtp", "peer": "alice"}),
     )
     .await;
     assert_eq!(input["local"]["ip"], lan.nodes[0].to_string());
@@ -257,17 +253,29 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
         .await,
     );
 
-    // Piped to B and C, each with a subscriber receiving plain RTP here.
+    // Subscribers join the same room on B and C: each node opens its router of the room
+    // with alice's track piped in, and each subscriber receives plain RTP here.
     let mut subscribers = Vec::new();
-    let mut pipes = Vec::new();
-    for room in &rooms[1..] {
-        let pipe = call(
-            "cluster.pipe",
-            json!({"producer": producer, "router": room}),
+    for (i, (peer, node)) in [("bob", "node-b"), ("carol", "node-c")]
+        .into_iter()
+        .enumerate()
+    {
+        call(
+            "peer.join",
+            json!({"router": room, "peer": peer, "node": node}),
         )
         .await;
         let sub = socket(lan.host);
-        let out = call("transport.create", json!({"router": room, "kind": "rtp"})).await;
+        let out = call(
+            "transport.create",
+            json!({"router": room, "kind": "rtp", "peer": peer}),
+        )
+        .await;
+        assert_eq!(
+            out["local"]["ip"],
+            lan.nodes[i + 1].to_string(),
+            "{peer}'s transport on {node}"
+        );
         call(
             "transport.connect",
             json!({"transport": id_of(&out), "remote": {
@@ -276,7 +284,7 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
         .await;
         let consumer = call(
             "consumer.create",
-            json!({"transport": id_of(&out), "producer": pipe["producer"], "rtp_capabilities": {
+            json!({"transport": id_of(&out), "producer": producer, "rtp_capabilities": {
                 "codecs": [{"kind": "video", "mime_type": "video/VP8",
                             "preferred_payload_type": 100, "clock_rate": 90000,
                             "rtcp_feedback": feedback}]}}),
@@ -288,7 +296,6 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
             out["local"]["port"]
         );
         subscribers.push((sub, consumer, out_addr));
-        pipes.push(pipe);
     }
 
     let mut seq = 0u16;
@@ -331,18 +338,14 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
     c.signal(Signal::SIGKILL);
     let killed = Instant::now();
     let _ = c.child.wait();
-    let source_c: switchboard_core::TransportId = pipes[1]["source_transport"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // A's end of the pipe that fed C's router of the room.
     loop {
         match tokio::time::timeout(DEADLINE, notifications.recv()).await {
             Ok(Some(Notification::Event(Event::TransportClosed {
-                transport,
+                router,
                 reason: CloseReason::NodeLost,
                 ..
-            }))) if transport == source_c => break,
+            }))) if router.to_string() == room => break,
             Ok(Some(_)) => {}
             _ => panic!("no node_lost closure of the pipe to C"),
         }
@@ -387,7 +390,7 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
     // The directory was rebuilt from the nodes: A's room is found through B again.
     let located = eventually("A's room in the directory again", DEADLINE, || async {
         backend
-            .call_value("cluster.locate", json!({"router": rooms[0]}))
+            .call_value("cluster.locate", json!({"router": room}))
             .await
             .ok()
     })
