@@ -1319,3 +1319,115 @@ async fn a_loaded_room_takes_new_peers_on_another_node() {
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
+    let redis = Redis::start("tree");
+    // Each node feeds a track to one other node at most: A → B → C.
+    let tree = |id: &str| {
+        let mut c = config(&redis, id);
+        c.cluster.fanout = 1;
+        c
+    };
+    let (a, backend) = node_with(tree("node-a")).await;
+    let (b, _b_client) = node_with(tree("node-b")).await;
+    let (c, _c_client) = node_with(tree("node-c")).await;
+    eventually("three nodes registered", DEADLINE, || async {
+        node_ids(&backend).await.filter(|ids| ids.len() == 3)
+    })
+    .await;
+    let room = id_of(
+        &backend
+            .call_value("router.create", json!({}))
+            .await
+            .expect("room on A"),
+    );
+    let join = |peer: &'static str, node: &'static str| {
+        let backend = &backend;
+        let room = room.clone();
+        async move {
+            backend
+                .call_value(
+                    "peer.join",
+                    json!({"router": room, "peer": peer, "node": node}),
+                )
+                .await
+                .expect("joins");
+            id_of(
+                &backend
+                    .call_value(
+                        "transport.create",
+                        json!({"router": room, "kind": "direct", "peer": peer}),
+                    )
+                    .await
+                    .expect("transport"),
+            )
+        }
+    };
+    let alice_t = join("alice", "node-a").await;
+    let video = id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0x7EE0_0000)}),
+            )
+            .await
+            .expect("alice's video"),
+    );
+    let _bob_t = join("bob", "node-b").await;
+    let carol_t = join("carol", "node-c").await;
+    assert!(c.server.holds("transport", &carol_t));
+    let consumer = consume_when_piped(&backend, &carol_t, &video).await;
+    let alice_in = a
+        .transports
+        .direct
+        .endpoint(alice_t.parse().unwrap())
+        .expect("alice's endpoint");
+    let carol_in = c
+        .transports
+        .direct
+        .endpoint(carol_t.parse().unwrap())
+        .expect("carol's endpoint");
+    let ssrc = |c: &serde_json::Value| {
+        c["rtp_parameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32
+    };
+    vp8_flows(
+        &alice_in,
+        (0x7EE0_0000, 0),
+        &carol_in,
+        ssrc(&consumer),
+        b"tree",
+    )
+    .await;
+    // C's copy came through B, not from A: A feeds B only.
+    let a_cluster = a.cluster.as_ref().unwrap();
+    let c_cluster = c.cluster.as_ref().unwrap();
+    let a_pipes: Vec<String> = a_cluster.pipe_traffic().await.into_keys().collect();
+    let c_pipes: Vec<String> = c_cluster.pipe_traffic().await.into_keys().collect();
+    assert_eq!(a_pipes, ["node-b"], "A feeds B only");
+    assert_eq!(c_pipes, ["node-b"], "C is fed by B");
+
+    // The relay goes away: C's copy closes with its pipe, C pipes the track again from A,
+    // and carol's new consumer receives it.
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    let old = consumer["id"].as_str().unwrap().to_owned();
+    eventually("carol's consumer through B closed", DEADLINE, || async {
+        (!c.server.holds("consumer", &old)).then_some(())
+    })
+    .await;
+    let again = consume_when_piped(&backend, &carol_t, &video).await;
+    vp8_flows(
+        &alice_in,
+        (0x7EE0_0000, 10),
+        &carol_in,
+        ssrc(&again),
+        b"healed",
+    )
+    .await;
+    let c_pipes: Vec<String> = c_cluster.pipe_traffic().await.into_keys().collect();
+    assert!(c_pipes.contains(&"node-a".to_owned()), "{c_pipes:?}");
+    c.shutdown(Duration::from_secs(5)).await.expect("C stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}

@@ -600,6 +600,27 @@ pub struct ClusterPipePeerParams {
     pub transport: TransportId,
     /// The node that holds the other end. (Not `node`, which names where a request runs.)
     pub peer: String,
+    /// On the source end: the original producer it feeds to the other node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerId>,
+}
+
+/// `cluster.feeds`: what a node can feed of a track. Nodes ask each other while building a
+/// room's fan-out tree.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFeedsParams {
+    /// The original producer.
+    pub producer: ProducerId,
+}
+
+/// What `cluster.feeds` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterFeeds {
+    /// Whether the node has the track (the original, or a copy piped in).
+    pub has: bool,
+    /// How many nodes it feeds the track to.
+    pub feeds: usize,
 }
 
 /// `server.drain`: the node now drains.

@@ -157,7 +157,8 @@ impl Cluster {
         };
         match built.await {
             Ok((source_transport, source_consumer, piped)) => {
-                self.record_pipe_peers(&there_id, &source_transport).await?;
+                self.record_pipe_peers(&there_id, &source_transport, producer)
+                    .await?;
                 Ok(ClusterPipeResult {
                     producer: parsed(&piped, "producer")?,
                     transport: parsed(&there_id, "transport")?,
@@ -177,8 +178,14 @@ impl Cluster {
     }
 
     /// Tells the nodes of both ends of a pipe which node holds the other end, so that each
-    /// closes its end when the other node is lost.
-    async fn record_pipe_peers(&self, there: &str, here: &str) -> Result<(), RpcError> {
+    /// closes its end when the other node is lost, and the source node which track its end
+    /// feeds (`cluster.fanout`).
+    async fn record_pipe_peers(
+        &self,
+        there: &str,
+        here: &str,
+        producer: ProducerId,
+    ) -> Result<(), RpcError> {
         // `None`: this node holds it.
         let node_of = |id: String| async move {
             self.owner_elsewhere(&serde_json::json!({ "transport": id }))
@@ -190,14 +197,23 @@ impl Cluster {
             n.as_ref()
                 .map_or_else(|| self.inner.node.clone(), |l| l.node.clone())
         };
-        for (transport, owner, peer) in [
-            (there, &there_node, name(&here_node)),
-            (here, &here_node, name(&there_node)),
+        for (transport, owner, peer, feeds) in [
+            (there, &there_node, name(&here_node), None),
+            (here, &here_node, name(&there_node), Some(producer)),
         ] {
             match owner {
-                None => self.record_pipe(parsed(transport, "transport")?, peer),
+                None => {
+                    let id = parsed(transport, "transport")?;
+                    self.record_pipe(id, peer);
+                    if let Some(p) = feeds {
+                        self.record_feed(id, p);
+                    }
+                }
                 Some(owner) => {
-                    let params = serde_json::json!({ "transport": transport, "peer": peer });
+                    let mut params = serde_json::json!({ "transport": transport, "peer": peer });
+                    if let Some(p) = feeds {
+                        params["producer"] = serde_json::json!(p);
+                    }
                     self.forward(owner, "cluster.pipe_peer", params).await?;
                 }
             }

@@ -22,6 +22,9 @@ pub(super) struct Spans {
     copies: Mutex<HashMap<RouterId, String>>,
     /// Other nodes' producers piped into this node's router of their room, by original.
     pulled: Mutex<HashMap<ProducerId, Pulled>>,
+    /// This node's source ends of pipes feeding other nodes, and the original producer each
+    /// carries: how many nodes this node feeds a track to.
+    feeding: Mutex<HashMap<TransportId, ProducerId>>,
     /// Serialises opening copies here, so that two peers arriving together open one.
     opening: tokio::sync::Mutex<()>,
     /// How the cluster runs requests (set by the RPC layer at start).
@@ -30,7 +33,10 @@ pub(super) struct Spans {
 
 /// One original producer of another node, piped in.
 struct Pulled {
+    room: RouterId,
     /// The node that holds the original.
+    origin: String,
+    /// The node it is piped from: the origin, or a node that has a copy (a tree).
     source: String,
     /// Set once the pipe is built.
     ends: Option<PulledEnds>,
@@ -354,12 +360,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Pipes one original producer of `source` into this node's router of `room`, once.
+    /// Pipes one original producer of `origin` into this node's router of `room`, once:
+    /// from the origin while it feeds fewer than `cluster.fanout` nodes, else from the node
+    /// with a copy that feeds the fewest (a tree rather than a star).
     async fn pull(
         &self,
         requests: &dyn Requests,
         room: RouterId,
-        source: &str,
+        origin: &str,
         producer: ProducerId,
     ) {
         {
@@ -370,13 +378,19 @@ impl Cluster {
             pulled.insert(
                 producer,
                 Pulled {
-                    source: source.to_owned(),
+                    room,
+                    origin: origin.to_owned(),
+                    source: origin.to_owned(),
                     ends: None,
                 },
             );
         }
+        let source = self.feeder(room, origin, producer).await;
+        if let Some(p) = lock(&self.inner.spans.pulled).get_mut(&producer) {
+            p.source = source.clone();
+        }
         let ends = Ends {
-            source: Some(source),
+            source: Some(&source),
             destination: Some(&self.inner.node),
         };
         match self.pipe(requests, producer, room, ends).await {
@@ -395,7 +409,7 @@ impl Cluster {
                 };
                 if !kept {
                     // The original closed while the pipe was being built.
-                    self.unpipe(source.to_owned(), built).await;
+                    self.unpipe(source, built).await;
                 }
             }
             Err(e) => {
@@ -403,6 +417,76 @@ impl Cluster {
                 warn!(room = %room, producer = %producer, node = %source, error = %e.message, "could not pipe a track in");
             }
         }
+    }
+
+    /// The node to pipe `producer` from: its origin, unless the origin already feeds
+    /// `cluster.fanout` nodes and another node of the room has a copy and feeds fewer.
+    async fn feeder(&self, room: RouterId, origin: &str, producer: ProducerId) -> String {
+        let fanout = self.inner.config.fanout;
+        if fanout == 0 {
+            return origin.to_owned();
+        }
+        let feeds = |node: String| async move {
+            let entry = self.node_entry(&node).await.ok()?;
+            let target = Located {
+                node: entry.id,
+                rpc: Some(entry.rpc),
+            };
+            let answer = self
+                .forward(
+                    &target,
+                    "cluster.feeds",
+                    serde_json::json!({ "producer": producer }),
+                )
+                .await
+                .ok()?;
+            Some((
+                node,
+                answer["has"].as_bool().unwrap_or(false),
+                answer["feeds"].as_u64().unwrap_or(0),
+            ))
+        };
+        match feeds(origin.to_owned()).await {
+            Some((_, _, n)) if n < fanout => return origin.to_owned(),
+            None => return origin.to_owned(),
+            Some(_) => {}
+        }
+        let view = self.live_view().await.unwrap_or_default();
+        let others: Vec<String> = self
+            .room_nodes(room, &view)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n != origin && *n != self.inner.node)
+            .collect();
+        let mut best: Option<(String, u64)> = None;
+        for node in others {
+            if let Some((node, true, n)) = feeds(node).await
+                && n < fanout
+                && best.as_ref().is_none_or(|(_, b)| n < *b)
+            {
+                best = Some((node, n));
+            }
+        }
+        best.map_or_else(|| origin.to_owned(), |(node, _)| node)
+    }
+
+    /// `cluster.feeds`: whether this node has `producer` (the original or a copy), and how
+    /// many nodes it feeds it to.
+    pub fn feeds(&self, producer: ProducerId) -> (bool, usize) {
+        let has = self.inner.server.holds("producer", &producer.to_string())
+            || self.local_copy(producer).is_some();
+        let feeds = lock(&self.inner.spans.feeding)
+            .values()
+            .filter(|p| **p == producer)
+            .count();
+        (has, feeds)
+    }
+
+    /// Notes that `transport`, this node's source end of a pipe, feeds another node the
+    /// original `producer`.
+    pub fn record_feed(&self, transport: TransportId, producer: ProducerId) {
+        lock(&self.inner.spans.feeding).insert(transport, producer);
     }
 
     /// Closes both ends of a pulled producer's pipe.
@@ -428,7 +512,8 @@ impl Cluster {
             Event::TransportClosed {
                 transport, reason, ..
             } => {
-                let gone: Vec<(String, PulledEnds)> = {
+                lock(&self.inner.spans.feeding).remove(transport);
+                let gone: Vec<(ProducerId, Pulled)> = {
                     let mut pulled = lock(&self.inner.spans.pulled);
                     let ids: Vec<ProducerId> = pulled
                         .iter()
@@ -436,18 +521,27 @@ impl Cluster {
                         .map(|(id, _)| *id)
                         .collect();
                     ids.iter()
-                        .filter_map(|id| pulled.remove(id))
-                        .filter_map(|p| p.ends.map(|e| (p.source, e)))
+                        .filter_map(|id| pulled.remove(id).map(|p| (*id, p)))
                         .collect()
                 };
-                if *reason == CloseReason::NodeLost {
-                    return;
-                }
-                for (source, ends) in gone {
+                for (producer, p) in gone {
                     let cluster = self.clone();
-                    self.inner
-                        .tasks
-                        .spawn(async move { cluster.unpipe(source, ends).await });
+                    if *reason == CloseReason::NodeLost {
+                        // A lost feeder that was not the origin: the track lives on there.
+                        if p.source != p.origin {
+                            self.inner.tasks.spawn(async move {
+                                if let Ok(requests) = cluster.requests()
+                                    && cluster.inner.server.holds("router", &p.room.to_string())
+                                {
+                                    cluster.pull(&*requests, p.room, &p.origin, producer).await;
+                                }
+                            });
+                        }
+                    } else if let Some(ends) = p.ends {
+                        self.inner
+                            .tasks
+                            .spawn(async move { cluster.unpipe(p.source, ends).await });
+                    }
                 }
             }
             Event::RouterClosed { router, .. } => {

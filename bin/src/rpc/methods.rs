@@ -79,7 +79,8 @@ pub fn register(t: &mut MethodTable) {
         .add("cluster.forward", cluster_forward)
         .add("cluster.pipe", cluster_pipe)
         .add("cluster.pipe_peer", cluster_pipe_peer)
-        .add("cluster.span", cluster_span);
+        .add("cluster.span", cluster_span)
+        .add("cluster.feeds", cluster_feeds);
 }
 
 /// Tells the node that holds one end of a pipe (`cluster.pipe`) which node holds the other,
@@ -91,7 +92,16 @@ async fn cluster_pipe_peer(ctx: Ctx, p: ClusterPipePeerParams) -> Result<(), Rpc
         return Err(switchboard_core::Error::not_found("transport", p.transport).into());
     }
     cluster.record_pipe(p.transport, p.peer);
+    if let Some(producer) = p.producer {
+        cluster.record_feed(p.transport, producer);
+    }
     Ok(())
+}
+
+/// What this node can feed of a track, for another node building a room's fan-out tree.
+async fn cluster_feeds(ctx: Ctx, p: ClusterFeedsParams) -> Result<ClusterFeeds, RpcError> {
+    let (has, feeds) = cluster(&ctx)?.feeds(p.producer);
+    Ok(ClusterFeeds { has, feeds })
 }
 
 /// Pipes a producer into a router, wherever each is in the cluster (see
@@ -125,7 +135,8 @@ async fn cluster_forward(ctx: Ctx, p: ClusterForwardParams) -> Result<Value, Rpc
     if p.method == "auth"
         || (p.method.starts_with("cluster.")
             && p.method != "cluster.pipe_peer"
-            && p.method != "cluster.span")
+            && p.method != "cluster.span"
+            && p.method != "cluster.feeds")
         || p.method.starts_with("events.")
     {
         return Err(RpcError::invalid_param(
@@ -354,7 +365,19 @@ async fn producer_stats(ctx: Ctx, p: ProducerParams) -> Result<report::ProducerS
 }
 
 async fn producer_dump(ctx: Ctx, p: ProducerParams) -> Result<report::ProducerDump, RpcError> {
-    Ok(ctx.server().dump_producer(p.producer).await?)
+    Ok(ctx
+        .server()
+        .dump_producer(here_or_copy(&ctx, p.producer))
+        .await?)
+}
+
+/// The producer itself when this node holds it, else its copy here in a room spanning nodes
+/// (what consuming or describing it here means), else the id as given.
+fn here_or_copy(ctx: &Ctx, producer: switchboard_core::ProducerId) -> switchboard_core::ProducerId {
+    ctx.cluster()
+        .filter(|_| !ctx.server().holds("producer", &producer.to_string()))
+        .and_then(|c| c.local_copy(producer))
+        .unwrap_or(producer)
 }
 
 async fn producer_request_keyframe(ctx: Ctx, p: ProducerParams) -> Result<(), RpcError> {
@@ -363,11 +386,7 @@ async fn producer_request_keyframe(ctx: Ctx, p: ProducerParams) -> Result<(), Rp
 
 async fn consumer_create(ctx: Ctx, p: ConsumerCreateParams) -> Result<ConsumerInfo, RpcError> {
     // In a room spanning nodes, another node's track is consumed from its copy here.
-    let producer = ctx
-        .cluster()
-        .filter(|_| !ctx.server().holds("producer", &p.producer.to_string()))
-        .and_then(|c| c.local_copy(p.producer))
-        .unwrap_or(p.producer);
+    let producer = here_or_copy(&ctx, p.producer);
     let options = ConsumeOptions {
         producer,
         rtp_capabilities: p.rtp_capabilities,

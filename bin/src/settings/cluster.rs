@@ -42,6 +42,10 @@ pub struct ClusterConfig {
     /// The load (percent of a worker's threshold, the busiest worker's, as `cluster.nodes`
     /// lists it) from which a node takes no new peers of a room that can go elsewhere.
     pub span_above_percent: u64,
+    /// How many nodes a node feeds one track to directly, in a room spanning nodes; further
+    /// nodes take it from a node that has a copy (a tree). 0: every node takes it from the
+    /// publisher's node (a star).
+    pub fanout: u64,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +63,7 @@ impl Default for ClusterConfig {
             drain_timeout_ms: 60_000,
             span_rooms: true,
             span_above_percent: 80,
+            fanout: 4,
         }
     }
 }
