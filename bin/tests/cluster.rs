@@ -1068,6 +1068,14 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
         .await
         .expect_err("a room id is taken once per node");
     assert_eq!(code(&taken), Some(ErrorCode::AlreadyExists), "{taken}");
+    let twice = backend
+        .call_value(
+            "peer.join",
+            json!({"router": room, "peer": "alice", "node": "node-b"}),
+        )
+        .await
+        .expect_err("alice is in the room on A already");
+    assert_eq!(code(&twice), Some(ErrorCode::AlreadyExists), "{twice}");
     // The room is still A's in the directory: B's router of it is a copy.
     assert_eq!(
         owner(&backend, room.parse().unwrap()).await.unwrap(),

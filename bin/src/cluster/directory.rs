@@ -211,7 +211,7 @@ impl Cluster {
             .await?;
         let mut pipe = redis::pipe();
         for key in &owned {
-            pipe.cmd("DEL").arg(key).ignore();
+            del_if_owner(&mut pipe, key, node);
         }
         pipe.cmd("DEL")
             .arg(k.owned(node))
@@ -243,7 +243,7 @@ impl Cluster {
         let mut pipe = redis::pipe();
         let mut ops = 0u64;
         for stale in written.iter().filter(|w| !keep.contains(w.as_str())) {
-            pipe.cmd("DEL").arg(stale).ignore();
+            del_if_owner(&mut pipe, stale, &i.node);
             pipe.cmd("SREM").arg(k.owned(&i.node)).arg(stale).ignore();
             ops += 1;
         }
@@ -302,7 +302,7 @@ impl Cluster {
             pipe.cmd("SET").arg(&key).arg(&i.node).ignore();
             pipe.cmd("SADD").arg(k.owned(&i.node)).arg(&key).ignore();
         } else {
-            pipe.cmd("DEL").arg(&key).ignore();
+            del_if_owner(&mut pipe, &key, &i.node);
             pipe.cmd("SREM").arg(k.owned(&i.node)).arg(&key).ignore();
         }
         if self.exec::<()>(&pipe).await.is_ok() {
@@ -333,4 +333,17 @@ impl Cluster {
             heartbeat_ms: now_ms(),
         }
     }
+}
+
+/// Deletes a directory key only while it still names `node`: another node may have written
+/// it since (a peer that left one node and joined the room on another), and its entry must
+/// stay.
+fn del_if_owner(pipe: &mut redis::Pipeline, key: &str, node: &str) {
+    const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+    pipe.cmd("EVAL")
+        .arg(SCRIPT)
+        .arg(1)
+        .arg(key)
+        .arg(node)
+        .ignore();
 }

@@ -172,6 +172,22 @@ impl Cluster {
             return Ok(None);
         };
         let me = self.inner.node.clone();
+        // A peer is in a room once, on one node: a second join is refused wherever asked.
+        if let Some(peer) = params
+            .get("peer")
+            .and_then(Value::as_str)
+            .and_then(PeerId::parse)
+        {
+            if self.inner.server.holds_peer(room, &peer) {
+                return Ok(None);
+            }
+            if let Ok(there) = self.locate_object("peer", &peer_key(room, &peer)).await {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("peer {peer} is already in the room, on node {}", there.node),
+                ));
+            }
+        }
         if let Some(node) = params.get("node").and_then(Value::as_str) {
             if node == me {
                 self.open_copy(room).await?;
