@@ -424,6 +424,7 @@ pub mod bench;
 pub mod ffmpeg;
 pub mod netns;
 pub mod peer_process;
+pub mod redis;
 pub mod relay;
 pub mod webrtc_client;
 

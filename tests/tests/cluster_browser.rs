@@ -1,0 +1,136 @@
+//! A room spanning two nodes with a real browser: Debian's Chromium (headless, fake camera)
+//! publishes into a room on node A and receives the room on node B, where its receive
+//! connection joined; the backend talks to node B only, with the WebRTC methods and nothing
+//! else. The camera's tracks reach B through the cluster's pipe (SRTP over UDP), B offers
+//! them to the browser like any track of the room, and the browser decodes the video: the
+//! keyframe it needs is asked of the camera across the pipe.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::App;
+use switchboard::client::Client;
+use switchboard::settings::Settings;
+use switchboard_tests::peer_process::PeerProcess;
+use switchboard_tests::redis::Redis;
+
+fn node(redis: &Redis, id: &str) -> Settings {
+    let mut config = switchboard_tests::webrtc_config(1);
+    config.rpc.listen = "127.0.0.1:0".to_owned();
+    config.metrics.listen = "127.0.0.1:0".to_owned();
+    config.rtp.port_min = 0;
+    config.rtp.port_max = 0;
+    config.cluster.redis_url = redis.url();
+    config.cluster.node_id = id.to_owned();
+    config.cluster.heartbeat_ms = 100;
+    config.cluster.node_ttl_ms = 800;
+    config.cluster.key_prefix = "sbbrowser".to_owned();
+    config.cluster.place_rooms = false;
+    config.cluster.span_rooms = false;
+    config
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
+    let redis = Redis::start("browser");
+    let a = App::start(Arc::new(node(&redis, "node-a")))
+        .await
+        .expect("node A starts");
+    let b = App::start(Arc::new(node(&redis, "node-b")))
+        .await
+        .expect("node B starts");
+    let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
+        .await
+        .expect("the backend reaches B");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while backend
+        .cluster_nodes()
+        .await
+        .map_or(true, |n| n.nodes.len() < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let call = |method: &'static str, params: Value| {
+        let backend = &backend;
+        async move {
+            backend
+                .call_value(method, params)
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        }
+    };
+    let room = text(
+        &call("router.create", json!({"node": "node-a"})).await,
+        "id",
+    );
+
+    // The camera joins on A.
+    let mut browser = PeerProcess::chromium();
+    call("peer.join", json!({"router": room, "peer": "camera"})).await;
+    let offer = browser.expect_sdp("offer").await;
+    let published = call(
+        "webrtc.publish",
+        json!({"router": room, "peer": "camera", "sdp": offer}),
+    )
+    .await;
+    assert!(
+        a.server.holds("transport", &text(&published, "transport")),
+        "the camera's connection is on A"
+    );
+    browser
+        .send(json!({ "answer": text(&published, "sdp") }))
+        .await;
+
+    // The viewer joins the same room on B: B opens its router of the room with the camera's
+    // tracks piped in, and offers them.
+    call(
+        "peer.join",
+        json!({"router": room, "peer": "viewer", "node": "node-b"}),
+    )
+    .await;
+    let subscribed = call(
+        "webrtc.subscribe",
+        json!({"router": room, "peer": "viewer"}),
+    )
+    .await;
+    assert!(
+        b.server.holds("transport", &text(&subscribed, "transport")),
+        "the viewer's connection is on B"
+    );
+    let offer = text(&subscribed, "sdp");
+    assert!(
+        offer.contains("m=video") && offer.contains("m=audio"),
+        "{offer}"
+    );
+    browser.send(json!({ "subscribe": offer })).await;
+    let answer = browser.expect_sdp("answer").await;
+    call(
+        "webrtc.answer",
+        json!({"router": room, "peer": "viewer", "sdp": answer}),
+    )
+    .await;
+    // More than 30 frames decoded: media crossed the nodes and a keyframe came back.
+    let flowing = browser.expect("flowing").await;
+    assert!(
+        flowing["subscriber"]["framesDecoded"].as_u64() > Some(30),
+        "{flowing}"
+    );
+    assert!(
+        flowing["audioTracks"][0]["packetsReceived"].as_u64() > Some(0),
+        "the camera's audio crossed too: {flowing}"
+    );
+    browser.finish().await;
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
