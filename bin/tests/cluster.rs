@@ -1416,6 +1416,30 @@ async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
     let c_pipes: Vec<String> = c_cluster.pipe_traffic().await.into_keys().collect();
     assert_eq!(a_pipes, ["node-b"], "A feeds B only");
     assert_eq!(c_pipes, ["node-b"], "C is fed by B");
+    let a_metrics = a.metrics_addr().expect("A's metrics");
+    let b_metrics = b.metrics_addr().expect("B's metrics");
+    let c_metrics = c.metrics_addr().expect("C's metrics");
+    assert_eq!(
+        metric(a_metrics, "switchboard_cluster_span_tracks_out").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(b_metrics, "switchboard_cluster_span_tracks_out").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(c_metrics, "switchboard_cluster_span_tracks_in").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(c_metrics, "switchboard_cluster_room_copies").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(a_metrics, "switchboard_cluster_room_copies").await,
+        Some(0.0),
+        "A holds the room's first router"
+    );
 
     // The relay goes away: C's copy closes with its pipe, C pipes the track again from A,
     // and carol's new consumer receives it.

@@ -62,6 +62,12 @@ pub struct ClusterStats {
     pub events_received: u64,
     /// Whether this node is subscribed to the other nodes' events.
     pub receiving_events: bool,
+    /// Rooms whose router here is a copy (the room's first router is on another node).
+    pub room_copies: u64,
+    /// Other nodes' tracks piped into this node's routers of rooms spanning nodes.
+    pub tracks_in: u64,
+    /// Pipes from this node feeding a track to another node's router of its room.
+    pub tracks_out: u64,
 }
 
 /// This node's membership: started by [`crate::App`] when `[cluster]` names a Redis.
@@ -263,6 +269,7 @@ impl Cluster {
             events_published: i.events_published.load(Ordering::Relaxed),
             events_received: i.events_received.load(Ordering::Relaxed),
             receiving_events: i.receiving.load(Ordering::Relaxed),
+            ..self.span_stats()
         }
     }
 

@@ -100,6 +100,20 @@ impl Cluster {
             .ok_or_else(|| Error::internal("the cluster has no request runner yet"))
     }
 
+    /// The span counts of [`ClusterStats`].
+    pub(super) fn span_stats(&self) -> ClusterStats {
+        let spans = &self.inner.spans;
+        ClusterStats {
+            room_copies: lock(&spans.copies).len() as u64,
+            tracks_in: lock(&spans.pulled)
+                .values()
+                .filter(|p| p.ends.is_some())
+                .count() as u64,
+            tracks_out: lock(&spans.feeding).len() as u64,
+            ..ClusterStats::default()
+        }
+    }
+
     /// Whether this node's router of `room` is a copy (the room's first router is elsewhere).
     pub fn is_copy(&self, room: RouterId) -> bool {
         lock(&self.inner.spans.copies).contains_key(&room)

@@ -213,6 +213,24 @@ pub(super) fn render_cluster(
         "Nodes whose entry expired and whose directory entries this node removed.",
         c.nodes_lost,
     );
+    gauge(
+        e,
+        "switchboard_cluster_room_copies",
+        "Rooms spanning nodes whose router here is not the room's first.",
+        c.room_copies as f64,
+    );
+    gauge(
+        e,
+        "switchboard_cluster_span_tracks_in",
+        "Other nodes' tracks piped into this node's routers of rooms spanning nodes.",
+        c.tracks_in as f64,
+    );
+    gauge(
+        e,
+        "switchboard_cluster_span_tracks_out",
+        "Pipes from this node feeding a track to another node's router of its room.",
+        c.tracks_out as f64,
+    );
     render_cluster_view(e, view);
     if pipes.is_empty() {
         return;
