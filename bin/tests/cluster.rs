@@ -1210,7 +1210,9 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
     backend
         .call_value("router.close", json!({"router": room}))
         .await
-        .expect("close the room");
+        .expect("close the room, asked of B");
+    // The room closes where it began, and B's router of it follows.
+    assert!(!a.server.holds("router", &room), "A's router closed");
     eventually("B's router of the room closed", DEADLINE, || async {
         (!b.server.holds("router", &room)).then_some(())
     })

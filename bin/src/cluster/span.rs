@@ -261,6 +261,36 @@ impl Cluster {
         Ok(Some(target))
     }
 
+    /// Where a request about a whole room goes when this node's router of the room is a copy:
+    /// the room's first node, so that closing the room or attaching a middleware (a
+    /// recorder, a mixer) acts on the room, whose first router has every track. `None`
+    /// otherwise, or when the request names its `node`.
+    pub async fn room_request_owner(
+        &self,
+        method: &str,
+        params: &Value,
+    ) -> Result<Option<Located>, Error> {
+        const ROOM_METHODS: [&str; 3] = ["router.close", "middleware.attach", "middleware.detach"];
+        if !ROOM_METHODS.contains(&method) || params.get("node").is_some_and(|n| !n.is_null()) {
+            return Ok(None);
+        }
+        let Some(room) = params
+            .get("router")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<RouterId>().ok())
+        else {
+            return Ok(None);
+        };
+        let Some(first) = lock(&self.inner.spans.copies).get(&room).cloned() else {
+            return Ok(None);
+        };
+        let entry = self.node_entry(&first).await?;
+        Ok(Some(Located {
+            node: entry.id,
+            rpc: Some(entry.rpc),
+        }))
+    }
+
     /// `cluster.span`: opens a router of `room` on `node` (this one by default). The node
     /// that holds it, and whether it was opened now.
     pub async fn span_room(
@@ -603,8 +633,8 @@ impl Cluster {
                     let Ok(requests) = cluster.requests() else {
                         return;
                     };
-                    // Only what a peer publishes crosses: the copies other nodes made are
-                    // on their pipes' transports, which have no peer.
+                    // Only what began there crosses: the copies other nodes made arrive on
+                    // their pipes' transports (see `originals`).
                     let dump = requests
                         .call(
                             "router.dump",
@@ -712,14 +742,17 @@ pub(super) fn peer_key(room: RouterId, peer: &PeerId) -> String {
     format!("{room}/{peer}")
 }
 
-/// The producers a peer published in a `router.dump` (those on a transport with a peer),
-/// limited to those on `transport` when given.
+/// The tracks of a `router.dump` that began on its node (limited to those on `transport`
+/// when given): everything but what arrived through a plain `rtp` transport of no peer,
+/// which is how the pipes from other nodes arrive (so nothing is piped twice, or back).
+/// Peers' tracks, direct transports' and middleware's cross; a plain RTP ingest crosses when
+/// it is given a peer.
 fn originals(dump: &Value, transport: Option<TransportId>) -> Vec<ProducerId> {
-    let with_peer: HashSet<&str> = dump["transports"]
+    let piped_in: HashSet<&str> = dump["transports"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|t| t["peer"].is_string())
+        .filter(|t| t["peer"].is_null() && t["kind"] == "rtp")
         .filter_map(|t| t["id"].as_str())
         .collect();
     let wanted = transport.map(|t| t.to_string());
@@ -730,7 +763,7 @@ fn originals(dump: &Value, transport: Option<TransportId>) -> Vec<ProducerId> {
         .filter(|p| {
             p["transport"]
                 .as_str()
-                .is_some_and(|t| with_peer.contains(t) && wanted.as_deref().is_none_or(|w| w == t))
+                .is_some_and(|t| !piped_in.contains(t) && wanted.as_deref().is_none_or(|w| w == t))
         })
         .filter_map(|p| p["id"].as_str().and_then(|id| id.parse().ok()))
         .collect()
@@ -761,6 +794,29 @@ mod tests {
     fn pick(view: &[ClusterNode], room: &[&str], me: &str) -> Option<String> {
         let room: Vec<String> = room.iter().map(|s| s.to_string()).collect();
         choose_node(view, &room, "a", me, 80).map(|n| n.id.clone())
+    }
+
+    #[test]
+    fn what_arrived_through_a_pipe_is_not_piped_on() {
+        let ids: Vec<ProducerId> = (0..4).map(|_| ProducerId::new()).collect();
+        let ts: Vec<TransportId> = (0..4).map(|_| TransportId::new()).collect();
+        let dump = serde_json::json!({
+            "transports": [
+                {"id": ts[0], "kind": "webrtc", "peer": "alice"},
+                {"id": ts[1], "kind": "direct", "peer": null},
+                {"id": ts[2], "kind": "rtp", "peer": null},
+                {"id": ts[3], "kind": "rtp", "peer": "ingest"},
+            ],
+            "producers": [
+                {"id": ids[0], "transport": ts[0]},
+                {"id": ids[1], "transport": ts[1]},
+                {"id": ids[2], "transport": ts[2]},
+                {"id": ids[3], "transport": ts[3]},
+            ],
+        });
+        assert_eq!(originals(&dump, None), [ids[0], ids[1], ids[3]]);
+        assert_eq!(originals(&dump, Some(ts[1])), [ids[1]]);
+        assert!(originals(&dump, Some(ts[2])).is_empty());
     }
 
     #[test]

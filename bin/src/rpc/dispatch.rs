@@ -173,6 +173,9 @@ impl MethodTable {
                 cluster.remember_peer(&params, &target);
                 return cluster.forward(&target, method, params).await;
             }
+            if let Some(first) = cluster.room_request_owner(method, &params).await? {
+                return cluster.forward(&first, method, params).await;
+            }
             if forwardable(method)
                 && let Some(owner) = cluster.owner_elsewhere(&params).await?
             {
