@@ -1465,3 +1465,93 @@ async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
     c.shutdown(Duration::from_secs(5)).await.expect("C stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_outlives_its_first_node() {
+    let redis = Redis::start("orphan");
+    // A, the room's first node, is a process, so that it can be SIGKILLed.
+    let mut a = common::Running::start(&[
+        "--rpc-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "",
+        "--workers",
+        "1",
+        "--set",
+        &format!("cluster.redis_url={}", redis.url()),
+        "--set",
+        "cluster.node_id=node-a",
+        "--set",
+        &format!("cluster.heartbeat_ms={HEARTBEAT_MS}"),
+        "--set",
+        &format!("cluster.node_ttl_ms={TTL_MS}"),
+        "--set",
+        "cluster.key_prefix=sbtest",
+        "--set",
+        "cluster.place_rooms=false",
+        "--set",
+        "cluster.span_rooms=false",
+        "--set",
+        "webrtc.port_min=0",
+        "--set",
+        "webrtc.port_max=0",
+        "--set",
+        "rtp.port_min=0",
+        "--set",
+        "rtp.port_max=0",
+    ]);
+    a.wait_for("registered in the cluster", DEADLINE);
+    let (b, backend) = node(&redis, "node-b").await;
+    let (c, c_client) = node(&redis, "node-c").await;
+    eventually("three nodes registered", DEADLINE, || async {
+        node_ids(&backend).await.filter(|ids| ids.len() == 3)
+    })
+    .await;
+    let room = id_of(
+        &backend
+            .call_value("router.create", json!({"node": "node-a"}))
+            .await
+            .expect("room on A"),
+    );
+    for (peer, node) in [("bob", "node-b"), ("carol", "node-c")] {
+        backend
+            .call_value(
+                "peer.join",
+                json!({"router": room, "peer": peer, "node": node}),
+            )
+            .await
+            .expect("joins");
+    }
+    assert!(b.server.holds("router", &room) && c.server.holds("router", &room));
+
+    // A dies. The room's remaining node with the lowest id, B, takes the room over: the
+    // directory names it, the room takes new peers, and closing it (asked of C) closes it
+    // on both.
+    a.signal(Signal::SIGKILL);
+    let _ = a.child.wait();
+    let room_id: RouterId = room.parse().unwrap();
+    eventually("B named the room's node", DEADLINE, || async {
+        owner(&c_client, room_id)
+            .await
+            .ok()
+            .filter(|n| n == "node-b")
+    })
+    .await;
+    assert!(!b.cluster.as_ref().unwrap().is_copy(room_id));
+    assert!(c.cluster.as_ref().unwrap().is_copy(room_id));
+    backend
+        .call_value("peer.join", json!({"router": room, "peer": "dave"}))
+        .await
+        .expect("a newcomer joins the room after its first node died");
+    c_client
+        .call_value("router.close", json!({"router": room}))
+        .await
+        .expect("close the room, asked of C");
+    assert!(!b.server.holds("router", &room));
+    eventually("C's router of the room closed", DEADLINE, || async {
+        (!c.server.holds("router", &room)).then_some(())
+    })
+    .await;
+    c.shutdown(Duration::from_secs(5)).await.expect("C stops");
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+}

@@ -161,6 +161,7 @@ impl Cluster {
         };
         for node in vanished {
             self.close_pipes_from(&node).await;
+            self.take_over_rooms_of(&node).await;
         }
         Ok(())
     }

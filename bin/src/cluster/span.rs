@@ -670,9 +670,18 @@ impl Cluster {
                     });
                 }
             }
-            Event::RouterClosed { router, .. } => {
+            Event::RouterClosed { router, reason } => {
                 let first = lock(&self.inner.spans.copies).get(&router).cloned();
-                if first.as_deref() == Some(node.as_str()) {
+                if first.as_deref() != Some(node.as_str()) {
+                    return;
+                }
+                if reason == CloseReason::Shutdown {
+                    // Its node is going away, not the room: the room lives on here and on
+                    // its other nodes, as after a crash.
+                    self.inner
+                        .tasks
+                        .spawn(async move { cluster.take_over_rooms_of(&node).await });
+                } else {
                     info!(room = %router, "the room's first router closed: closing this node's");
                     self.inner.tasks.spawn(async move {
                         let _ = cluster.inner.server.close_router(router).await;
@@ -683,8 +692,47 @@ impl Cluster {
         }
     }
 
-    /// The original producer, if `params` name a peer of a room spanning nodes that is on
-    /// another node: where its requests go.
+    /// After `gone` left the cluster: each room whose first router was there gets a new
+    /// first router, the one of its remaining nodes with the lowest id (every node of the
+    /// room works it out alike from the directory), which takes the room's directory entry.
+    /// So a room with peers on other nodes lives on: it takes new peers and can be closed.
+    pub(super) async fn take_over_rooms_of(&self, gone: &str) {
+        let orphaned: Vec<RouterId> = lock(&self.inner.spans.copies)
+            .iter()
+            .filter(|(_, first)| first.as_str() == gone)
+            .map(|(room, _)| *room)
+            .collect();
+        if orphaned.is_empty() {
+            return;
+        }
+        let me = self.inner.node.clone();
+        let view: Vec<ClusterNode> = self.view().into_iter().filter(|n| n.id != gone).collect();
+        for room in orphaned {
+            let mut nodes = self.room_nodes(room, &view).await.unwrap_or_default();
+            nodes.retain(|n| n != gone);
+            if !nodes.contains(&me) {
+                nodes.push(me.clone());
+            }
+            nodes.sort();
+            let first = nodes.swap_remove(0);
+            if first == me {
+                lock(&self.inner.spans.copies).remove(&room);
+                self.apply(Change::Directory {
+                    key: self.inner.keys.object("router", &room.to_string()),
+                    add: true,
+                })
+                .await;
+                warn!(room = %room, lost = %gone, "the room's first node is gone: this node's router of it is now the first");
+            } else {
+                lock(&self.inner.spans.copies).insert(room, first.clone());
+                info!(room = %room, lost = %gone, first = %first, "the room's first node is gone: another node's router of it is now the first");
+            }
+        }
+    }
+
+    /// Where a request naming a room and a peer goes: `Some(None)` here (the peer joined
+    /// here), `Some(Some(node))` the node where it joined, `None` when no node has it (the
+    /// request is routed by its other objects, as `peer.join` is).
     pub(super) async fn peer_elsewhere(
         &self,
         params: &Value,
