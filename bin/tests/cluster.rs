@@ -873,6 +873,12 @@ async fn a_draining_node_places_new_rooms_elsewhere_or_refuses_them() {
         )
         .await
         .expect("the draining node's rooms still take transports");
+    // Nor does a draining node open a router of another node's room.
+    let err = a_client
+        .call_value("cluster.span", json!({"router": placed.id.to_string()}))
+        .await
+        .expect_err("a draining node opens no room");
+    assert_eq!(code(&err), Some(ErrorCode::Closed), "{err}");
 
     // With no other node to take it, a new room is refused.
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");

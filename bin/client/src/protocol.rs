@@ -554,6 +554,10 @@ pub struct ClusterPipeParams {
     pub producer: ProducerId,
     /// The router (room) that gets it.
     pub router: RouterId,
+    /// The node whose router of the room gets it, for a room spanning nodes; default: the
+    /// room's first node. (Not `node`, which names where a request runs.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_node: Option<String>,
 }
 
 /// What `cluster.pipe` made.

@@ -342,6 +342,12 @@ impl Cluster {
         if self.inner.server.holds("router", &id) {
             return Ok(false);
         }
+        if self.inner.draining.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorCode::Closed,
+                "this node is draining: it opens no room (server.drain)",
+            ));
+        }
         let primary = self.locate_object("router", &id).await?;
         if primary.node == self.inner.node {
             return Err(Error::not_found("router", room));

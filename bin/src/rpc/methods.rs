@@ -110,9 +110,11 @@ async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResul
     let cluster = cluster(&ctx)?;
     let requests =
         crate::rpc::dispatch::InternalRequests::new(ctx.server().clone(), ctx.rpc.clone());
-    cluster
-        .pipe(&requests, p.producer, p.router, Default::default())
-        .await
+    let ends = crate::cluster::Ends {
+        source: None,
+        destination: p.router_node.as_deref(),
+    };
+    cluster.pipe(&requests, p.producer, p.router, ends).await
 }
 
 /// Opens a router of a room on this node (or the one `node` names), with the room's id and
