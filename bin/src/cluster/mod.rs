@@ -394,11 +394,7 @@ impl Cluster {
             if node == self.inner.node {
                 return Ok(None);
             }
-            let record = self.node_entry(node).await?;
-            return Ok(Some(Located {
-                node: record.id,
-                rpc: Some(record.rpc),
-            }));
+            return Ok(Some(self.located(node).await?));
         }
         // A peer's requests go where it joined (a room spanning nodes has it on one).
         if let Some(placed) = self.peer_elsewhere(params).await? {

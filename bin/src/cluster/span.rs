@@ -140,6 +140,23 @@ impl Cluster {
             .ok_or_else(|| Error::not_found("node", node))
     }
 
+    /// [`Cluster::node_entry`] as where to send requests.
+    pub(super) async fn located(&self, node: &str) -> Result<Located, Error> {
+        let entry = self.node_entry(node).await?;
+        Ok(Located {
+            node: entry.id,
+            rpc: Some(entry.rpc),
+        })
+    }
+
+    /// Runs one of the nodes' own methods (`cluster.span`, `cluster.feeds`) on `node`.
+    async fn ask_node(&self, node: &str, method: &str, params: Value) -> Result<Value, Error> {
+        let target = self.located(node).await?;
+        self.forward(&target, method, params)
+            .await
+            .map_err(|e| Error::new(e.code, e.message))
+    }
+
     /// The live nodes, from the last heartbeat (Redis when there was none yet).
     async fn live_view(&self) -> Result<Vec<ClusterNode>, Error> {
         let view = self.view();
@@ -207,12 +224,8 @@ impl Cluster {
                 self.open_copy(room).await?;
                 return Ok(None);
             }
-            let entry = self.node_entry(node).await?;
-            let target = Located {
-                node: entry.id,
-                rpc: Some(entry.rpc),
-            };
-            self.open_copy_on(&target, room).await?;
+            let target = self.located(node).await?;
+            self.open_copy_on(&target.node, room).await?;
             return Ok(Some(target));
         }
         if !self.inner.config.span_rooms {
@@ -256,7 +269,7 @@ impl Cluster {
         };
         if !room_nodes.contains(&best.id) {
             info!(room = %room, node = %best.id, "the room's nodes are loaded: it spans to another node");
-            self.open_copy_on(&target, room).await?;
+            self.open_copy_on(&target.node, room).await?;
         }
         Ok(Some(target))
     }
@@ -284,11 +297,7 @@ impl Cluster {
         let Some(first) = lock(&self.inner.spans.copies).get(&room).cloned() else {
             return Ok(None);
         };
-        let entry = self.node_entry(&first).await?;
-        Ok(Some(Located {
-            node: entry.id,
-            rpc: Some(entry.rpc),
-        }))
+        Ok(Some(self.located(&first).await?))
     }
 
     /// `cluster.span`: opens a router of `room` on `node` (this one by default). The node
@@ -301,34 +310,19 @@ impl Cluster {
         match node.filter(|n| *n != self.inner.node) {
             None => Ok((self.inner.node.clone(), self.open_copy(room).await?)),
             Some(node) => {
-                let entry = self.node_entry(node).await?;
-                let target = Located {
-                    node: entry.id,
-                    rpc: Some(entry.rpc),
-                };
                 let answer = self
-                    .forward(
-                        &target,
-                        "cluster.span",
-                        serde_json::json!({ "router": room }),
-                    )
-                    .await
-                    .map_err(|e| Error::new(e.code, e.message))?;
-                Ok((target.node, answer["opened"].as_bool().unwrap_or(false)))
+                    .ask_node(node, "cluster.span", serde_json::json!({ "router": room }))
+                    .await?;
+                Ok((node.to_owned(), answer["opened"].as_bool().unwrap_or(false)))
             }
         }
     }
 
     /// Opens the room's router on another node (`cluster.span` there).
-    async fn open_copy_on(&self, target: &Located, room: RouterId) -> Result<(), Error> {
-        self.forward(
-            target,
-            "cluster.span",
-            serde_json::json!({ "router": room }),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::new(e.code, e.message))
+    async fn open_copy_on(&self, node: &str, room: RouterId) -> Result<(), Error> {
+        self.ask_node(node, "cluster.span", serde_json::json!({ "router": room }))
+            .await
+            .map(|_| ())
     }
 
     /// Opens a router of `room` on this node, with the room's id and settings, and pipes in
@@ -493,14 +487,9 @@ impl Cluster {
             return origin.to_owned();
         }
         let feeds = |node: String| async move {
-            let entry = self.node_entry(&node).await.ok()?;
-            let target = Located {
-                node: entry.id,
-                rpc: Some(entry.rpc),
-            };
             let answer = self
-                .forward(
-                    &target,
+                .ask_node(
+                    &node,
                     "cluster.feeds",
                     serde_json::json!({ "producer": producer }),
                 )
