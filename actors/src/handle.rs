@@ -373,6 +373,32 @@ impl ServerHandle {
         Self::ask(addr, Subscribe { peer }, "router").await
     }
 
+    /// Takes a peer's receive connection over from another server (see
+    /// [`crate::session::ResumeReceiver`]): the peer must have joined here, with no
+    /// connection yet. The offer is also announced with `renegotiation_needed`.
+    pub async fn resume_receiver(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        resume: Value,
+        producers: Vec<ProducerId>,
+    ) -> Result<SubscribeResult> {
+        let addr = match self.group(router) {
+            Ok(group) => group.receive_connection_router(&self.shared, &peer).await?,
+            Err(_) => self.router(router)?,
+        };
+        Self::ask(
+            addr,
+            crate::session::ResumeReceiver {
+                peer,
+                resume,
+                producers,
+            },
+            "router",
+        )
+        .await
+    }
+
     /// The router of a room that holds a peer's receive connection.
     fn receiving_router(&self, router: RouterId, peer: &PeerId) -> Result<Addr<RouterActor>> {
         let home = self.router(router)?;
@@ -414,6 +440,17 @@ impl ServerHandle {
     pub async fn leave_peer(&self, router: RouterId, peer: PeerId) -> Result<()> {
         self.leave_peer_for(router, peer, CloseReason::Requested)
             .await
+    }
+
+    /// Removes a peer from a room with `reason` (a peer handed over to another node leaves
+    /// with [`CloseReason::Moved`]).
+    pub async fn leave_peer_because(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        reason: CloseReason,
+    ) -> Result<()> {
+        self.leave_peer_for(router, peer, reason).await
     }
 
     async fn leave_peer_for(

@@ -224,3 +224,77 @@ impl Handler<Answer> for RouterActor {
         Ok(())
     }
 }
+
+/// Takes a peer's receive connection over from another server (a node draining in a
+/// cluster): the connection resumes the old one's SDP session (`resume`, what the old
+/// server's `resume_state` exported), the tracks go back on their m-lines in order
+/// (`producers`: one per open media line, in the lines' order), anything else in the room
+/// follows on new m-lines, and the offer (an ICE restart towards this server, with its
+/// fingerprint) is announced with `renegotiation_needed` and returned.
+#[derive(Message)]
+#[rtype(result = "Result<SubscribeResult>")]
+pub struct ResumeReceiver {
+    /// The peer, already in the room here, with no receive connection yet.
+    pub peer: PeerId,
+    /// The old connection's state.
+    pub resume: Value,
+    /// The producers of its open media lines, in order.
+    pub producers: Vec<ProducerId>,
+}
+
+impl Handler<ResumeReceiver> for RouterActor {
+    type Result = Result<SubscribeResult>;
+    fn handle(&mut self, msg: ResumeReceiver, ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
+        {
+            let r = self.room.borrow();
+            let p = r
+                .peer(&msg.peer)
+                .ok_or_else(|| Error::not_found("peer", &msg.peer))?;
+            if p.recv.is_some() || p.send.is_some() {
+                return Err(Error::invalid(
+                    "the peer already has a connection here: only a newcomer's can be resumed",
+                ));
+            }
+        }
+        let TransportInfo { id: transport, .. } = self.create_transport(
+            CreateTransport {
+                kind: SESSION_KIND.to_owned(),
+                peer: Some(msg.peer.clone()),
+                options: json!({ "direction": "recv", "resume": msg.resume }),
+            },
+            ctx,
+        )?;
+        {
+            let mut r = self.room.borrow_mut();
+            if let Some(p) = r.peer_mut(&msg.peer) {
+                p.recv = Some(transport);
+                p.subscribed = true;
+            }
+        }
+        // One at a time and in order: each takes the first idle m-line of its kind, which is
+        // the one it had on the old server.
+        for p in &msg.producers {
+            subscribe_to(&self.room, transport, std::slice::from_ref(p));
+        }
+        if self.room.borrow().auto_subscribe {
+            let rest: Vec<ProducerId> = others_producers(&self.room, &msg.peer)
+                .into_iter()
+                .filter(|p| !msg.producers.contains(p))
+                .collect();
+            subscribe_to(&self.room, transport, &rest);
+        }
+        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
+        let mut r = self.room.borrow_mut();
+        r.renegotiate.remove(&transport);
+        let router = r.id;
+        r.emit(switchboard_core::event::Event::RenegotiationNeeded {
+            router,
+            peer: Some(msg.peer.clone()),
+            transport,
+            sdp: sdp.clone(),
+        });
+        Ok(SubscribeResult { transport, sdp })
+    }
+}

@@ -341,6 +341,9 @@ async fn drain(app: &App, config: &Settings, signals: &mut Signals) -> &'static 
     app.rpc
         .draining()
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(cluster) = &app.cluster {
+        cluster.hand_over_peers();
+    }
     let rooms = app.server.routers().len();
     info!(
         rooms,

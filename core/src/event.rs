@@ -38,6 +38,10 @@ pub enum CloseReason {
     /// In a cluster, the node at the other end of a pipe was lost (its entry expired): the
     /// pipe's transport closes, and with it the producer it fed and that producer's consumers.
     NodeLost,
+    /// In a cluster, a draining node handed the peer (and its receive connection) over to
+    /// another node, where it goes on (`peer_joined` there, and `renegotiation_needed` with
+    /// the new offer).
+    Moved,
 }
 
 /// Something that happened in the server.

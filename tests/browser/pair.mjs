@@ -13,6 +13,8 @@
 //   → {"flowing": STATS}                 once the subscriber decodes video
 //   ← {"mark": true}                     asks for the counters now
 //   → {"stats": STATS}
+//   ← {"renegotiate": SDP}               a later server offer for the subscriber
+//   → {"answer": SDP}                    its answer
 //   ← {"done": true}                     closes the browser and exits 0
 // STATS: the publisher's outbound video (framesSent, framesEncoded, nackCount, pliCount,
 // retransmittedPacketsSent) and the subscriber's inbound video (framesDecoded, framesDropped,
@@ -95,6 +97,11 @@ try {
         await gathered(this.sub);
         return this.sub.localDescription.sdp;
       },
+      async renegotiate(sdp) {
+        await this.sub.setRemoteDescription({ type: "offer", sdp });
+        await this.sub.setLocalDescription(await this.sub.createAnswer());
+        return this.sub.localDescription.sdp;
+      },
       async stats() {
         const pick = (report, type, keys) => {
           const out = {};
@@ -145,6 +152,9 @@ try {
     const message = await receive();
     if (message.done) break;
     if (message.mark) send({ stats: await page.evaluate(() => window.drill.stats()) });
+    if (message.renegotiate) {
+      send({ answer: await page.evaluate((sdp) => window.drill.renegotiate(sdp), message.renegotiate) });
+    }
   }
 } catch (e) {
   send({ error: String(e && e.stack ? e.stack : e) });

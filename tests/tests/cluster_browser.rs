@@ -3,11 +3,16 @@
 //! connection joined; the backend talks to node B only, with the WebRTC methods and nothing
 //! else. The camera's tracks reach B through the cluster's pipe (SRTP over UDP), B offers
 //! them to the browser like any track of the room, and the browser decodes the video: the
-//! keyframe it needs is asked of the camera across the pipe.
+//! keyframe it needs is asked of the camera across the pipe. Then B drains: it hands the
+//! viewer over to A, the browser takes A's offer (an ICE restart with A's candidate and
+//! fingerprint) from the `renegotiation_needed` event, and keeps decoding; the test reports
+//! the longest stall of the video around the move.
 
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use switchboard::client::Notification;
+use switchboard_core::event::{CloseReason, Event};
 use switchboard::App;
 use switchboard::client::Client;
 use switchboard::settings::Settings;
@@ -74,6 +79,8 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
         &call("router.create", json!({"node": "node-a"})).await,
         "id",
     );
+    let mut notifications = backend.notifications().expect("notifications");
+    call("events.subscribe", json!({ "router": room })).await;
 
     // The camera joins on A.
     let mut browser = PeerProcess::chromium();
@@ -129,6 +136,87 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
     assert!(
         flowing["audioTracks"][0]["packetsReceived"].as_u64() > Some(0),
         "the camera's audio crossed too: {flowing}"
+    );
+
+    // B drains: the viewer, who only receives, is handed over to A, the room's other node.
+    let started = Instant::now();
+    let mut samples: Vec<(Duration, u64)> = Vec::new();
+    call("server.drain", json!({})).await;
+    let offer = loop {
+        match tokio::time::timeout(Duration::from_secs(20), notifications.recv()).await {
+            Ok(Some(Notification::Event(Event::RenegotiationNeeded {
+                peer: Some(peer),
+                sdp,
+                transport,
+                ..
+            }))) if peer.0 == "viewer" => {
+                assert!(
+                    a.server.holds("transport", &transport.to_string()),
+                    "the viewer's new connection is on A"
+                );
+                break sdp;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no offer for the viewer from A: {other:?}"),
+        }
+    };
+    browser.send(json!({ "renegotiate": offer })).await;
+    let answer = browser.expect_sdp("answer").await;
+    call(
+        "webrtc.answer",
+        json!({"router": room, "peer": "viewer", "sdp": answer}),
+    )
+    .await;
+    loop {
+        browser.send(json!({ "mark": true })).await;
+        let stats = browser.expect("stats").await;
+        samples.push((
+            started.elapsed(),
+            stats["subscriber"]["framesDecoded"].as_u64().unwrap_or(0),
+        ));
+        match tokio::time::timeout(Duration::from_millis(50), notifications.recv()).await {
+            Ok(Some(Notification::Event(Event::PeerLeft { peer, reason, .. })))
+                if peer.0 == "viewer" =>
+            {
+                assert_eq!(reason, CloseReason::Moved);
+                break;
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("the backend's connection closed"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "B did not let the viewer go"
+        );
+    }
+    // The video goes on from A: sample until 60 more frames are decoded.
+    let moved_at = samples.last().map_or(0, |s| s.1);
+    loop {
+        browser.send(json!({ "mark": true })).await;
+        let stats = browser.expect("stats").await;
+        let decoded = stats["subscriber"]["framesDecoded"].as_u64().unwrap_or(0);
+        samples.push((started.elapsed(), decoded));
+        if decoded > moved_at + 60 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "the video stopped after the move: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The longest time without a newly decoded frame, around the move.
+    let mut stall = Duration::ZERO;
+    let mut last_change = samples.first().map_or(Duration::ZERO, |s| s.0);
+    for pair in samples.windows(2) {
+        if pair[1].1 > pair[0].1 {
+            stall = stall.max(pair[1].0 - last_change);
+            last_change = pair[1].0;
+        }
+    }
+    println!(
+        "handover: longest video stall {stall:?} over {} samples",
+        samples.len()
     );
     browser.finish().await;
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");

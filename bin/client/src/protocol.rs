@@ -609,6 +609,21 @@ pub struct ClusterPipePeerParams {
     pub producer: Option<ProducerId>,
 }
 
+/// `cluster.adopt`: take over a peer, with its receive connection, that a draining node
+/// hands over. Nodes send it to each other.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterAdoptParams {
+    /// The room.
+    pub router: RouterId,
+    /// The peer.
+    pub peer: String,
+    /// Its receive connection's state (`transport.request` `resume_state` on the old node).
+    pub resume: serde_json::Value,
+    /// The tracks of the connection's open media lines, in order (original ids).
+    pub producers: Vec<ProducerId>,
+}
+
 /// `cluster.feeds`: what a node can feed of a track. Nodes ask each other while building a
 /// room's fan-out tree.
 #[derive(Clone, Debug, Serialize, Deserialize)]

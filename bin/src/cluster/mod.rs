@@ -11,6 +11,7 @@
 //! node to notice removes its directory entries.
 
 mod directory;
+mod handover;
 mod keys;
 mod pipe;
 mod span;
@@ -128,6 +129,8 @@ struct Inner {
     draining: Arc<AtomicBool>,
     /// Rooms spanning nodes: this node's copies and the tracks piped into them.
     spans: span::Spans,
+    /// Peers this node handed over while draining.
+    moves: handover::Moves,
 }
 
 /// Loads (percent of a worker's threshold) within one band of this many points count as
@@ -236,6 +239,7 @@ impl Cluster {
             grace_until: Mutex::new(std::time::Instant::now()),
             draining,
             spans: span::Spans::default(),
+            moves: handover::Moves::default(),
         });
         let cluster = Self { inner };
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();

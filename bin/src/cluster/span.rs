@@ -119,6 +119,14 @@ impl Cluster {
         lock(&self.inner.spans.copies).contains_key(&room)
     }
 
+    /// The original of a copy here of another node's producer.
+    pub(super) fn pulled_original(&self, copy: ProducerId) -> Option<ProducerId> {
+        lock(&self.inner.spans.pulled)
+            .iter()
+            .find(|(_, p)| p.ends.is_some_and(|e| e.copy == copy))
+            .map(|(original, _)| *original)
+    }
+
     /// The copy here of another node's producer, once it is piped in.
     pub fn local_copy(&self, original: ProducerId) -> Option<ProducerId> {
         lock(&self.inner.spans.pulled)
@@ -150,7 +158,12 @@ impl Cluster {
     }
 
     /// Runs one of the nodes' own methods (`cluster.span`, `cluster.feeds`) on `node`.
-    async fn ask_node(&self, node: &str, method: &str, params: Value) -> Result<Value, Error> {
+    pub(super) async fn ask_node(
+        &self,
+        node: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Error> {
         let target = self.located(node).await?;
         self.forward(&target, method, params)
             .await
@@ -158,7 +171,7 @@ impl Cluster {
     }
 
     /// The live nodes, from the last heartbeat (Redis when there was none yet).
-    async fn live_view(&self) -> Result<Vec<ClusterNode>, Error> {
+    pub(super) async fn live_view(&self) -> Result<Vec<ClusterNode>, Error> {
         let view = self.view();
         if view.is_empty() {
             self.nodes().await
@@ -741,6 +754,9 @@ impl Cluster {
         let (Ok(room), Some(peer_id)) = (router.parse::<RouterId>(), PeerId::parse(peer)) else {
             return Ok(None);
         };
+        if let Some(there) = self.moved_to(room, &peer_id) {
+            return Ok(Some(Some(there)));
+        }
         if self.inner.server.holds_peer(room, &peer_id) {
             return Ok(Some(None));
         }

@@ -80,7 +80,8 @@ pub fn register(t: &mut MethodTable) {
         .add("cluster.pipe", cluster_pipe)
         .add("cluster.pipe_peer", cluster_pipe_peer)
         .add("cluster.span", cluster_span)
-        .add("cluster.feeds", cluster_feeds);
+        .add("cluster.feeds", cluster_feeds)
+        .add("cluster.adopt", cluster_adopt);
 }
 
 /// Tells the node that holds one end of a pipe (`cluster.pipe`) which node holds the other,
@@ -96,6 +97,17 @@ async fn cluster_pipe_peer(ctx: Ctx, p: ClusterPipePeerParams) -> Result<(), Rpc
         cluster.record_feed(p.transport, producer);
     }
     Ok(())
+}
+
+/// Takes over a peer a draining node hands over (see `Cluster::hand_over_peers`).
+async fn cluster_adopt(
+    ctx: Ctx,
+    p: ClusterAdoptParams,
+) -> Result<switchboard_actors::session::SubscribeResult, RpcError> {
+    let peer = peer_id(&p.peer)?;
+    Ok(cluster(&ctx)?
+        .adopt(p.router, peer, p.resume, p.producers)
+        .await?)
 }
 
 /// What this node can feed of a track, for another node building a room's fan-out tree.
@@ -138,7 +150,8 @@ async fn cluster_forward(ctx: Ctx, p: ClusterForwardParams) -> Result<Value, Rpc
         || (p.method.starts_with("cluster.")
             && p.method != "cluster.pipe_peer"
             && p.method != "cluster.span"
-            && p.method != "cluster.feeds")
+            && p.method != "cluster.feeds"
+            && p.method != "cluster.adopt")
         || p.method.starts_with("events.")
     {
         return Err(RpcError::invalid_param(
@@ -251,6 +264,9 @@ async fn server_drain(ctx: Ctx, _: NoParams) -> Result<DrainStatus, RpcError> {
         .swap(true, std::sync::atomic::Ordering::Relaxed);
     if !was {
         tracing::info!("draining: no new rooms on this node");
+        if let Some(cluster) = ctx.cluster() {
+            cluster.hand_over_peers();
+        }
     }
     Ok(DrainStatus {
         draining: true,

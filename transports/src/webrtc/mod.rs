@@ -190,6 +190,9 @@ struct CreateOptions {
     /// m-line so that it connects before the first track); `"send"`: made for the client to
     /// offer; `"sendrecv"` or absent: both. Every connection can do both either way.
     direction: Option<String>,
+    /// A receive connection taking over another server's (a node draining in a cluster):
+    /// what `transport.request` `resume_state` exported there. Implies `"recv"`.
+    resume: Option<native::Resume>,
 }
 
 impl TransportFactory for Factory {
@@ -200,6 +203,7 @@ impl TransportFactory for Factory {
             params("webrtc transport options", options)?
         };
         let direction = match options.direction.as_deref() {
+            _ if options.resume.is_some() => native::Direction::Receive,
             None | Some("sendrecv") => native::Direction::Both,
             Some("recv") => native::Direction::Receive,
             Some("send") => native::Direction::Publish,
@@ -216,6 +220,7 @@ impl TransportFactory for Factory {
             self.consent_timeout,
             direction,
             ctx.capabilities.clone(),
+            options.resume.as_ref(),
         )?;
         Ok(Box::new(WebRtcTransport {
             conn,
@@ -370,9 +375,15 @@ impl Transport for WebRtcTransport {
                 tracing::trace!(%candidate, "trickled candidate not needed: addresses are learned from the checks");
                 Ok(RequestOutcome::default())
             }
+            // What another server needs to take this receive connection over.
+            "resume_state" => Ok(RequestOutcome {
+                response: serde_json::to_value(self.conn.export_resume()?)
+                    .map_err(|e| Error::internal(e.to_string()))?,
+                ..Default::default()
+            }),
             method if let Some(outcome) = sdp_request(self, method, p) => outcome,
             other => Err(Error::invalid(format!(
-                "webrtc transports have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate)"
+                "webrtc transports have no operation {other:?} (offer, create_offer, answer, restart_ice, add_candidate, resume_state)"
             ))),
         }
     }

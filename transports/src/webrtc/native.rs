@@ -44,9 +44,11 @@ use switchboard_core::transport::{
 };
 use switchboard_core::{ConsumerId, Error, ErrorCode, ProducerId, Result};
 
+mod resume;
 mod session;
 mod stats;
 
+pub use resume::{Resume, ResumedLine};
 pub use session::Direction;
 pub use stats::ConnectionStats;
 
@@ -148,17 +150,29 @@ impl NativeConnection {
         consent_timeout: Duration,
         direction: Direction,
         capabilities: RtpCapabilities,
+        resume: Option<&Resume>,
     ) -> Result<Rc<Self>> {
         let crypto = rtc_crypto::default_provider().map_err(failed)?;
         let (ufrag, pwd) = IceLite::credentials(crypto.as_ref());
         let mut id = [0u8; 8];
         crypto.random().fill(&mut id).map_err(failed)?;
+        let tracks = match resume {
+            Some(r) => r.tracks(),
+            None if direction == Direction::Receive => {
+                vec![Track::application(super::offer::APPLICATION_MID.to_owned())]
+            }
+            None => Vec::new(),
+        };
+        let negotiation = Negotiation {
+            version: resume.map_or(0, |r| r.version),
+            ..Negotiation::default()
+        };
         let conn = Rc::new(Self {
             key: Cell::new(0),
             net: Rc::downgrade(net),
             io,
             certificate,
-            session_id: u64::from_be_bytes(id) >> 2,
+            session_id: resume.map_or(u64::from_be_bytes(id) >> 2, |r| r.session_id),
             direction,
             capabilities,
             ice: RefCell::new(IceLite::new(ufrag.clone(), pwd, crypto.clone())),
@@ -167,13 +181,9 @@ impl NativeConnection {
             crypto,
             dtls: RefCell::default(),
             srtp: RefCell::default(),
-            tracks: RefCell::new(if direction == Direction::Receive {
-                vec![Track::application(super::offer::APPLICATION_MID.to_owned())]
-            } else {
-                Vec::new()
-            }),
+            tracks: RefCell::new(tracks),
             by_ssrc: RefCell::default(),
-            negotiation: RefCell::default(),
+            negotiation: RefCell::new(negotiation),
             state: Cell::new(TransportState::New),
             addresses: RefCell::default(),
             destination: Cell::new(None),

@@ -1,0 +1,233 @@
+//! A draining node hands its peers over to other nodes. A peer that only receives moves with
+//! its WebRTC receive connection: the node taking it over (of the room's other nodes, the
+//! least loaded, else a serving node that opens the room) resumes the connection's SDP
+//! session with the same m-lines and tracks, and offers it with its own ICE credentials,
+//! candidate and DTLS fingerprint. The backend gets that offer as `renegotiation_needed` and
+//! gives it to the client, which restarts ICE towards the new node and, the fingerprint
+//! having changed, starts a new DTLS handshake there; the peer's requests go to the new
+//! node from the start. Once the new connection is up, the draining node lets the peer go
+//! (`peer_left`, reason `moved`).
+//!
+//! A peer that publishes stays: its client makes the offers of its send connection, and the
+//! server cannot make it offer again elsewhere. It leaves when the drain ends.
+
+use super::*;
+use serde_json::Value;
+use switchboard_core::event::{CloseReason, TransportState};
+use switchboard_core::{PeerId, TransportId};
+
+/// How long the draining node waits for a moved peer's new connection before it lets the
+/// peer go anyway (the client never answered, or could not reach the new node).
+const CONNECT_WAIT: Duration = Duration::from_secs(15);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The node and the moved peers it took over, on the draining node.
+#[derive(Default)]
+pub(super) struct Moves {
+    /// Peers of this node's rooms that another node took over: where their requests go.
+    moved: Mutex<HashMap<(RouterId, PeerId), Located>>,
+    /// Whether the hand-over has started (once per drain).
+    started: AtomicBool,
+}
+
+impl Cluster {
+    /// Starts handing this draining node's receive-only peers over to other nodes, once.
+    pub fn hand_over_peers(&self) {
+        if self.inner.moves.started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let cluster = self.clone();
+        self.inner.tasks.spawn(async move {
+            for (room, _) in cluster.inner.server.routers() {
+                if let Err(e) = cluster.hand_over_room(room).await {
+                    warn!(room = %room, error = %e, "could not hand the room's peers over");
+                }
+            }
+        });
+    }
+
+    /// Where a moved peer's requests go, while this node still has it.
+    pub(super) fn moved_to(&self, room: RouterId, peer: &PeerId) -> Option<Located> {
+        lock(&self.inner.moves.moved)
+            .get(&(room, peer.clone()))
+            .cloned()
+    }
+
+    async fn hand_over_room(&self, room: RouterId) -> Result<(), Error> {
+        let dump = serde_json::to_value(self.inner.server.dump_router(room).await?)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let peers: Vec<(PeerId, TransportId)> = dump["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["send"].is_null())
+            .filter_map(|p| {
+                let peer = p["id"].as_str().and_then(PeerId::parse)?;
+                let recv = p["recv"].as_str()?.parse().ok()?;
+                Some((peer, recv))
+            })
+            .collect();
+        if peers.is_empty() {
+            return Ok(());
+        }
+        let Some(target) = self.hand_over_target(room).await? else {
+            warn!(room = %room, "no serving node to hand the room's peers to");
+            return Ok(());
+        };
+        for (peer, recv) in peers {
+            if let Err(e) = self.hand_over(room, &peer, recv, &dump, &target).await {
+                warn!(room = %room, peer = %peer, node = %target.node, error = %e, "could not hand the peer over");
+            }
+        }
+        Ok(())
+    }
+
+    /// The node that takes a room's peers: of the room's other nodes, the least loaded
+    /// serving one; else the least loaded serving node, which opens the room.
+    async fn hand_over_target(&self, room: RouterId) -> Result<Option<Located>, Error> {
+        let me = &self.inner.node;
+        let view = self.live_view().await?;
+        let room_nodes = self.room_nodes(room, &view).await?;
+        let serving = |n: &&ClusterNode| n.state == NodeState::Serving && &n.id != me;
+        let rank = |n: &&ClusterNode| (n.load_percent / LOAD_BAND, n.rooms);
+        let best = view
+            .iter()
+            .filter(|n| room_nodes.contains(&n.id))
+            .filter(serving)
+            .min_by_key(rank)
+            .or_else(|| view.iter().filter(serving).min_by_key(rank));
+        let Some(best) = best else {
+            return Ok(None);
+        };
+        if !room_nodes.contains(&best.id) {
+            self.ask_node(
+                &best.id,
+                "cluster.span",
+                serde_json::json!({ "router": room }),
+            )
+            .await?;
+        }
+        Ok(Some(Located {
+            node: best.id.clone(),
+            rpc: Some(best.rpc.clone()),
+        }))
+    }
+
+    async fn hand_over(
+        &self,
+        room: RouterId,
+        peer: &PeerId,
+        recv: TransportId,
+        dump: &Value,
+        target: &Located,
+    ) -> Result<(), Error> {
+        let state = self
+            .inner
+            .server
+            .transport_request(recv, "resume_state", Value::Null)
+            .await?
+            .response;
+        // The tracks of its open media lines, named as the other nodes know them.
+        let producer_of = |consumer: &str| {
+            dump["consumers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["id"] == consumer)
+                .and_then(|c| c["producer"].as_str())
+                .and_then(|p| p.parse::<ProducerId>().ok())
+        };
+        let mut producers = Vec::new();
+        for line in state["lines"].as_array().into_iter().flatten() {
+            if line["open"] != true || line["kind"].is_null() {
+                continue;
+            }
+            let copy = line["consumer"]
+                .as_str()
+                .and_then(producer_of)
+                .ok_or_else(|| Error::internal("an open line without its track"))?;
+            producers.push(self.original_of(copy));
+        }
+        let mut events = self.remote_events();
+        let adopted = self
+            .forward(
+                target,
+                "cluster.adopt",
+                serde_json::json!({
+                    "router": room,
+                    "peer": peer,
+                    "resume": state,
+                    "producers": producers,
+                }),
+            )
+            .await
+            .map_err(|e| Error::new(e.code, e.message))?;
+        let new: TransportId = adopted["transport"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::internal("no transport in the adoption's answer"))?;
+        lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
+        info!(room = %room, peer = %peer, node = %target.node, "peer handed over; waiting for its new connection");
+        let connected = tokio::time::timeout(CONNECT_WAIT, async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::TransportStateChanged {
+                        transport,
+                        state: TransportState::Connected,
+                        ..
+                    }) if transport == new => return true,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !connected {
+            warn!(room = %room, peer = %peer, "the moved peer's new connection did not come up in time");
+        }
+        self.inner
+            .server
+            .leave_peer_because(room, peer.clone(), CloseReason::Moved)
+            .await
+    }
+
+    /// The original of a producer this node has a copy of (the producer itself otherwise).
+    fn original_of(&self, producer: ProducerId) -> ProducerId {
+        self.pulled_original(producer).unwrap_or(producer)
+    }
+
+    /// `cluster.adopt`: takes over a peer another node hands over, with its receive
+    /// connection (`resume`, the tracks of its open lines as `producers`).
+    pub async fn adopt(
+        &self,
+        room: RouterId,
+        peer: PeerId,
+        resume: Value,
+        producers: Vec<ProducerId>,
+    ) -> Result<switchboard_core::api::SubscribeResult, Error> {
+        let server = &self.inner.server;
+        // Each track as this node has it: its own, or its copy.
+        let mut local = Vec::with_capacity(producers.len());
+        for p in producers {
+            if server.holds("producer", &p.to_string()) {
+                local.push(p);
+            } else if let Some(copy) = self.local_copy(p) {
+                local.push(copy);
+            } else {
+                return Err(Error::not_found("producer", p));
+            }
+        }
+        server.join_peer(room, peer.clone()).await?;
+        match server.resume_receiver(room, peer.clone(), resume, local).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                let _ = server.leave_peer(room, peer).await;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Moving a receive connection to another server: what the client's connection has agreed so
+//! far (its SDP session and m-lines), so that the new server's first offer is a valid next
+//! offer for the client's existing `RTCPeerConnection`. That offer carries the new server's
+//! ICE credentials, candidate and DTLS fingerprint: the client restarts ICE towards it, and
+//! the changed fingerprint makes it start a new DTLS handshake.
+
+use super::*;
+use serde::{Deserialize, Serialize};
+
+/// A receive connection's SDP state, as the old server exports it and the new one resumes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// The `o=` line's session id, which must not change within a session.
+    pub session_id: u64,
+    /// The last offer's `o=` version; the next offer has a greater one.
+    pub version: u64,
+    /// The m-lines in their order.
+    pub lines: Vec<ResumedLine>,
+}
+
+/// One m-line of a [`Resume`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumedLine {
+    /// Its `a=mid`.
+    pub mid: String,
+    /// Audio or video; `None` for the data-channel m-line.
+    pub kind: Option<MediaKind>,
+    /// The `m=` line's media and protocol, as first written.
+    pub media: String,
+    /// The `m=` line's protocol.
+    pub protocol: String,
+    /// Whether it stays open: the data channel, or a line carrying a consumer, whose track the
+    /// new server puts back on it. The others (idle or stopped) are stopped there: a consumer
+    /// placed on an idle line would not land where the client expects it.
+    pub open: bool,
+    /// The consumer on it, on the old server (exported, for the caller to find its producer;
+    /// ignored when resuming).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerId>,
+}
+
+impl Resume {
+    /// The m-lines a resumed connection starts with: open lines idle, waiting for their
+    /// consumers (which must be added in the lines' order), the others stopped.
+    pub(super) fn tracks(&self) -> Vec<Track> {
+        self.lines
+            .iter()
+            .map(|l| {
+                let mut t = match l.kind {
+                    Some(kind) => Track::server(l.mid.clone(), kind),
+                    None => Track::application(l.mid.clone()),
+                };
+                t.media.clone_from(&l.media);
+                t.protocol.clone_from(&l.protocol);
+                t.stopped = !l.open;
+                t
+            })
+            .collect()
+    }
+}
+
+impl NativeConnection {
+    /// What [`Resume`] needs of this connection. Only a connection the client publishes
+    /// nothing on can move: its client's own m-lines would need their producers moved too.
+    pub fn export_resume(&self) -> Result<Resume> {
+        let tracks = self.tracks.borrow();
+        if tracks.iter().any(|t| t.receiving.is_some()) {
+            return Err(Error::invalid(
+                "only a connection that receives and sends nothing can move",
+            ));
+        }
+        let lines = tracks
+            .iter()
+            .map(|t| ResumedLine {
+                mid: t.mid.clone(),
+                kind: t.kind,
+                media: t.media.clone(),
+                protocol: t.protocol.clone(),
+                open: !t.stopped && (t.kind.is_none() || t.sending.is_some()),
+                consumer: t.sending.as_ref().map(|s| s.consumer),
+            })
+            .collect();
+        Ok(Resume {
+            session_id: self.session_id,
+            version: self.negotiation.borrow().version,
+            lines,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_lines_wait_idle_and_the_others_stop() {
+        let resume = Resume {
+            session_id: 7,
+            version: 3,
+            lines: vec![
+                ResumedLine {
+                    mid: "0".into(),
+                    kind: None,
+                    media: "application".into(),
+                    protocol: "UDP/DTLS/SCTP".into(),
+                    open: true,
+                    consumer: None,
+                },
+                ResumedLine {
+                    mid: "1".into(),
+                    kind: Some(MediaKind::Video),
+                    media: "video".into(),
+                    protocol: "UDP/TLS/RTP/SAVPF".into(),
+                    open: false,
+                    consumer: None,
+                },
+                ResumedLine {
+                    mid: "2".into(),
+                    kind: Some(MediaKind::Video),
+                    media: "video".into(),
+                    protocol: "UDP/TLS/RTP/SAVPF".into(),
+                    open: true,
+                    consumer: None,
+                },
+            ],
+        };
+        let tracks = resume.tracks();
+        let shape: Vec<(&str, bool, bool)> = tracks
+            .iter()
+            .map(|t| (t.mid.as_str(), t.kind.is_some(), t.stopped))
+            .collect();
+        assert_eq!(shape, [("0", false, false), ("1", true, true), ("2", true, false)]);
+        // The first video consumer added takes mid 2: the stopped line is never reused.
+        let idle = tracks
+            .iter()
+            .position(|t| t.server_line && !t.stopped && t.kind == Some(MediaKind::Video));
+        assert_eq!(idle, Some(2));
+    }
+}
