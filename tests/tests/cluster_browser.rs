@@ -11,11 +11,11 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard::client::Notification;
-use switchboard_core::event::{CloseReason, Event};
 use switchboard::App;
 use switchboard::client::Client;
+use switchboard::client::Notification;
 use switchboard::settings::Settings;
+use switchboard_core::event::{CloseReason, Event};
 use switchboard_tests::peer_process::PeerProcess;
 use switchboard_tests::redis::Redis;
 
@@ -189,6 +189,16 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
             "B did not let the viewer go"
         );
     }
+    // With nobody left in it, B's router of the room closes, so that the drain can end.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.server.holds("router", &room) {
+        assert!(
+            Instant::now() < deadline,
+            "B kept its empty router of the room"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.server.holds("router", &room), "the room goes on on A");
     // The video goes on from A: sample until 60 more frames are decoded.
     let moved_at = samples.last().map_or(0, |s| s.1);
     loop {

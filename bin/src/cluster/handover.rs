@@ -82,6 +82,16 @@ impl Cluster {
                 warn!(room = %room, peer = %peer, node = %target.node, error = %e, "could not hand the peer over");
             }
         }
+        // A copy of a room with nobody left here has nothing to do: closing it lets the drain
+        // end. (The room's first router stays until the room closes or this node shuts down,
+        // when the room's other nodes take it over.)
+        if self.is_copy(room) {
+            let left = self.inner.server.dump_router(room).await?;
+            if left.peers.is_empty() {
+                info!(room = %room, "every peer handed over: closing this node's router of the room");
+                self.inner.server.close_router(room).await?;
+            }
+        }
         Ok(())
     }
 
@@ -222,7 +232,10 @@ impl Cluster {
             }
         }
         server.join_peer(room, peer.clone()).await?;
-        match server.resume_receiver(room, peer.clone(), resume, local).await {
+        match server
+            .resume_receiver(room, peer.clone(), resume, local)
+            .await
+        {
             Ok(result) => Ok(result),
             Err(e) => {
                 let _ = server.leave_peer(room, peer).await;

@@ -131,7 +131,10 @@ mod tests {
             .iter()
             .map(|t| (t.mid.as_str(), t.kind.is_some(), t.stopped))
             .collect();
-        assert_eq!(shape, [("0", false, false), ("1", true, true), ("2", true, false)]);
+        assert_eq!(
+            shape,
+            [("0", false, false), ("1", true, true), ("2", true, false)]
+        );
         // The first video consumer added takes mid 2: the stopped line is never reused.
         let idle = tracks
             .iter()
