@@ -398,4 +398,61 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
     assert_eq!(located["node"], "node-a");
     let last = send(10);
     receive(sub_b, last);
+
+    // B drains: bob, who only receives plain RTP, is handed over to A and keeps receiving,
+    // now from A's address. The publisher sends steadily meanwhile; the longest silence at
+    // bob's socket is the gap the move cost.
+    let first_seq = send(0) + 1;
+    let publishing = std::thread::spawn({
+        let publisher = publisher.try_clone().expect("socket");
+        let input_addr = input_addr.clone();
+        move || {
+            for i in 0..600u16 {
+                let _ = publisher.send_to(&vp8(first_seq.wrapping_add(i)), &input_addr);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    call("server.drain", json!({})).await;
+    let (from_a, gap) = {
+        use rtc_shared::marshal::Unmarshal;
+        let mut buf = [0u8; 2048];
+        let mut from_a = 0;
+        let mut gap = Duration::ZERO;
+        let mut last = Instant::now();
+        let deadline = Instant::now() + DEADLINE;
+        while from_a < 50 {
+            assert!(Instant::now() < deadline, "bob got nothing from A");
+            let Ok((n, source)) = sub_b.recv_from(&mut buf) else {
+                continue;
+            };
+            if (200..=206).contains(&buf[1]) {
+                continue;
+            }
+            let Ok(p) = rtc_rtp::Packet::unmarshal(&mut &buf[..n]) else {
+                continue;
+            };
+            gap = gap.max(last.elapsed());
+            last = Instant::now();
+            if source.ip() == std::net::IpAddr::V4(lan.nodes[0]) {
+                assert!(p.payload.ends_with(b"netns-frame"), "{:?}", p.payload);
+                from_a += 1;
+            }
+        }
+        (from_a, gap)
+    };
+    loop {
+        match tokio::time::timeout(DEADLINE, notifications.recv()).await {
+            Ok(Some(Notification::Event(Event::PeerLeft { peer, reason, .. })))
+                if peer.0 == "bob" =>
+            {
+                assert_eq!(reason, CloseReason::Moved);
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("B did not let bob go: {other:?}"),
+        }
+    }
+    println!("drain: bob received {from_a} packets from A; longest silence {gap:?}");
+    publishing.join().expect("publisher");
 }

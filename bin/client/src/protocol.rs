@@ -618,10 +618,31 @@ pub struct ClusterAdoptParams {
     pub router: RouterId,
     /// The peer.
     pub peer: String,
-    /// Its receive connection's state (`transport.request` `resume_state` on the old node).
-    pub resume: serde_json::Value,
-    /// The tracks of the connection's open media lines, in order (original ids).
+    /// Its WebRTC receive connection's state (`transport.request` `resume_state` on the old
+    /// node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<serde_json::Value>,
+    /// With `resume`: the tracks of the connection's open media lines, in order (original
+    /// ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub producers: Vec<ProducerId>,
+    /// Instead of `resume`: its plain RTP receivers, each `{options, remote, producers}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rtp: Vec<serde_json::Value>,
+}
+
+/// What `cluster.adopt` made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterAdopted {
+    /// The new WebRTC receive connection, with `resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportId>,
+    /// Its offer (also announced with `renegotiation_needed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp: Option<String>,
+    /// The new plain RTP transports, with `rtp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transports: Vec<TransportId>,
 }
 
 /// `cluster.feeds`: what a node can feed of a track. Nodes ask each other while building a

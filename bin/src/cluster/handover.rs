@@ -8,8 +8,15 @@
 //! node from the start. Once the new connection is up, the draining node lets the peer go
 //! (`peer_left`, reason `moved`).
 //!
-//! A peer that publishes stays: its client makes the offers of its send connection, and the
-//! server cannot make it offer again elsewhere. It leaves when the drain ends.
+//! A peer that only receives plain RTP (its transports `rtp`, without SRTP, carrying
+//! consumers only) moves too: the new node makes the same transports towards the same
+//! remote addresses, with consumers of the same tracks, and the draining node lets the peer
+//! go once they are connected. The receiver gets the streams from the new node's address,
+//! with new SSRCs.
+//!
+//! A peer that publishes stays: its client makes the offers of its send connection (or sends
+//! to this node's address), and the server cannot make it send elsewhere. It leaves when the
+//! drain ends.
 
 use super::*;
 use serde_json::Value;
@@ -59,15 +66,14 @@ impl Cluster {
     async fn hand_over_room(&self, room: RouterId) -> Result<(), Error> {
         let dump = serde_json::to_value(self.inner.server.dump_router(room).await?)
             .map_err(|e| Error::internal(e.to_string()))?;
-        let peers: Vec<(PeerId, TransportId)> = dump["peers"]
+        let peers: Vec<(PeerId, Option<TransportId>)> = dump["peers"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|p| p["send"].is_null())
             .filter_map(|p| {
                 let peer = p["id"].as_str().and_then(PeerId::parse)?;
-                let recv = p["recv"].as_str()?.parse().ok()?;
-                Some((peer, recv))
+                Some((peer, p["recv"].as_str().and_then(|r| r.parse().ok())))
             })
             .collect();
         if peers.is_empty() {
@@ -78,7 +84,11 @@ impl Cluster {
             return Ok(());
         };
         for (peer, recv) in peers {
-            if let Err(e) = self.hand_over(room, &peer, recv, &dump, &target).await {
+            let moved = match recv {
+                Some(recv) => self.hand_over(room, &peer, recv, &dump, &target).await,
+                None => self.hand_over_plain(room, &peer, &dump, &target).await,
+            };
+            if let Err(e) = moved {
                 warn!(room = %room, peer = %peer, node = %target.node, error = %e, "could not hand the peer over");
             }
         }
@@ -205,13 +215,133 @@ impl Cluster {
             .await
     }
 
+    /// Hands over a peer whose transports are plain RTP receivers (see the module's doc);
+    /// a peer with anything else (a producer, SRTP, another kind) stays.
+    async fn hand_over_plain(
+        &self,
+        room: RouterId,
+        peer: &PeerId,
+        dump: &Value,
+        target: &Located,
+    ) -> Result<(), Error> {
+        let list = |key: &str| dump[key].as_array().cloned().unwrap_or_default();
+        let mine: Vec<Value> = list("transports")
+            .into_iter()
+            .filter(|t| t["peer"] == peer.0.as_str())
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let mut transports = Vec::new();
+        for t in &mine {
+            let id = t["id"].as_str().unwrap_or_default();
+            let publishes = list("producers").iter().any(|p| p["transport"] == id);
+            if t["kind"] != "rtp" || publishes {
+                return Ok(());
+            }
+            let parsed: TransportId = id
+                .parse()
+                .map_err(|_| Error::internal("transport id in the dump"))?;
+            let state = serde_json::to_value(self.inner.server.dump_transport(parsed).await?)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let plugin = &state["plugin"];
+            if !plugin["local"]["srtp"].is_null() {
+                return Ok(());
+            }
+            let address = |key: &str| {
+                plugin["stats"][key]
+                    .as_str()
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            };
+            let Some(rtp) = address("remote_rtp") else {
+                // Not connected yet: nothing flows to move.
+                return Ok(());
+            };
+            let rtcp_mux = plugin["local"]["rtcp_mux"].as_bool().unwrap_or(true);
+            let mut remote = serde_json::json!({ "ip": rtp.ip().to_string(), "port": rtp.port() });
+            if let Some(rtcp) = address("remote_rtcp") {
+                remote["rtcp_port"] = serde_json::json!(rtcp.port());
+            }
+            let producers: Vec<ProducerId> = list("consumers")
+                .iter()
+                .filter(|c| c["transport"] == id)
+                .filter_map(|c| c["producer"].as_str().and_then(|p| p.parse().ok()))
+                .map(|p| self.original_of(p))
+                .collect();
+            transports.push(serde_json::json!({
+                "options": { "rtcp_mux": rtcp_mux },
+                "remote": remote,
+                "producers": producers,
+            }));
+        }
+        let adopted = self
+            .forward(
+                target,
+                "cluster.adopt",
+                serde_json::json!({ "router": room, "peer": peer, "rtp": transports }),
+            )
+            .await
+            .map_err(|e| Error::new(e.code, e.message))?;
+        lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
+        info!(room = %room, peer = %peer, node = %target.node, "plain RTP peer handed over; waiting for its streams there");
+        // Both nodes send until the new node's transports carry media (a video consumer
+        // starts at a keyframe): the receiver sees the new streams begin before the old end.
+        // No event says so; the new transports' counters are looked at every 20 ms.
+        let new: Vec<Value> = adopted["transports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let flowing = tokio::time::timeout(CONNECT_WAIT, async {
+            loop {
+                let mut all = true;
+                for t in &new {
+                    let stats = self
+                        .forward(
+                            target,
+                            "transport.stats",
+                            serde_json::json!({ "transport": t }),
+                        )
+                        .await;
+                    all &= stats.is_ok_and(|s| s["plugin"]["rtp_sent"].as_u64() > Some(0));
+                }
+                if all {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if flowing.is_err() {
+            warn!(room = %room, peer = %peer, "the moved peer's streams did not start on the new node in time");
+        }
+        self.inner
+            .server
+            .leave_peer_because(room, peer.clone(), CloseReason::Moved)
+            .await
+    }
+
     /// The original of a producer this node has a copy of (the producer itself otherwise).
     fn original_of(&self, producer: ProducerId) -> ProducerId {
         self.pulled_original(producer).unwrap_or(producer)
     }
 
-    /// `cluster.adopt`: takes over a peer another node hands over, with its receive
-    /// connection (`resume`, the tracks of its open lines as `producers`).
+    /// Each track as this node has it: its own, or its copy.
+    fn local_tracks(&self, producers: Vec<ProducerId>) -> Result<Vec<ProducerId>, Error> {
+        producers
+            .into_iter()
+            .map(|p| {
+                if self.inner.server.holds("producer", &p.to_string()) {
+                    Ok(p)
+                } else {
+                    self.local_copy(p)
+                        .ok_or_else(|| Error::not_found("producer", p))
+                }
+            })
+            .collect()
+    }
+
+    /// `cluster.adopt` with `resume`: takes over a peer another node hands over, with its
+    /// WebRTC receive connection (the tracks of its open lines as `producers`).
     pub async fn adopt(
         &self,
         room: RouterId,
@@ -220,23 +350,61 @@ impl Cluster {
         producers: Vec<ProducerId>,
     ) -> Result<switchboard_core::api::SubscribeResult, Error> {
         let server = &self.inner.server;
-        // Each track as this node has it: its own, or its copy.
-        let mut local = Vec::with_capacity(producers.len());
-        for p in producers {
-            if server.holds("producer", &p.to_string()) {
-                local.push(p);
-            } else if let Some(copy) = self.local_copy(p) {
-                local.push(copy);
-            } else {
-                return Err(Error::not_found("producer", p));
-            }
-        }
+        let local = self.local_tracks(producers)?;
         server.join_peer(room, peer.clone()).await?;
         match server
             .resume_receiver(room, peer.clone(), resume, local)
             .await
         {
             Ok(result) => Ok(result),
+            Err(e) => {
+                let _ = server.leave_peer(room, peer).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `cluster.adopt` with `rtp`: takes over a peer of plain RTP receivers, each
+    /// `{options, remote, producers}`: the same transports towards the same addresses, with
+    /// consumers of the same tracks. The new transports' ids.
+    pub async fn adopt_plain(
+        &self,
+        room: RouterId,
+        peer: PeerId,
+        transports: Vec<Value>,
+    ) -> Result<Vec<TransportId>, Error> {
+        let server = &self.inner.server;
+        server.join_peer(room, peer.clone()).await?;
+        let built = async {
+            let mut made = Vec::new();
+            for t in transports {
+                let producers: Vec<ProducerId> = serde_json::from_value(t["producers"].clone())
+                    .map_err(|e| Error::invalid(format!("producers: {e}")))?;
+                let local = self.local_tracks(producers)?;
+                let info = server
+                    .create_peer_transport(room, Some(peer.clone()), "rtp", t["options"].clone())
+                    .await?;
+                made.push(info.id);
+                server
+                    .connect_transport(info.id, t["remote"].clone())
+                    .await?;
+                for p in local {
+                    server
+                        .consume(
+                            info.id,
+                            switchboard_core::api::ConsumeOptions {
+                                producer: p,
+                                rtp_capabilities: Default::default(),
+                                paused: false,
+                            },
+                        )
+                        .await?;
+                }
+            }
+            Ok::<_, Error>(made)
+        };
+        match built.await {
+            Ok(made) => Ok(made),
             Err(e) => {
                 let _ = server.leave_peer(room, peer).await;
                 Err(e)

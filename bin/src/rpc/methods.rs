@@ -100,14 +100,24 @@ async fn cluster_pipe_peer(ctx: Ctx, p: ClusterPipePeerParams) -> Result<(), Rpc
 }
 
 /// Takes over a peer a draining node hands over (see `Cluster::hand_over_peers`).
-async fn cluster_adopt(
-    ctx: Ctx,
-    p: ClusterAdoptParams,
-) -> Result<switchboard_actors::session::SubscribeResult, RpcError> {
+async fn cluster_adopt(ctx: Ctx, p: ClusterAdoptParams) -> Result<ClusterAdopted, RpcError> {
     let peer = peer_id(&p.peer)?;
-    Ok(cluster(&ctx)?
-        .adopt(p.router, peer, p.resume, p.producers)
-        .await?)
+    let cluster = cluster(&ctx)?;
+    match p.resume {
+        Some(resume) => {
+            let r = cluster.adopt(p.router, peer, resume, p.producers).await?;
+            Ok(ClusterAdopted {
+                transport: Some(r.transport),
+                sdp: Some(r.sdp),
+                transports: Vec::new(),
+            })
+        }
+        None => Ok(ClusterAdopted {
+            transport: None,
+            sdp: None,
+            transports: cluster.adopt_plain(p.router, peer, p.rtp).await?,
+        }),
+    }
 }
 
 /// What this node can feed of a track, for another node building a room's fan-out tree.
