@@ -5,7 +5,7 @@
 //! payload, piped over real UDP between the namespaces; a keyframe request on B reaches the
 //! publisher as a PLI. Then node C is SIGKILLed (A closes its end of the pipe to C with
 //! `node_lost`, and B's backend hears it; A and B keep forwarding), and Redis is stopped for
-//! three TTLs and restarted (media keeps flowing throughout, cluster requests fail with
+//! ten seconds (more than six TTLs) and restarted (media keeps flowing throughout, cluster requests fail with
 //! `cluster_unavailable`, and the cluster heals, its directory rebuilt). Needs root for
 //! `ip netns`, as the test machines give.
 
@@ -374,9 +374,9 @@ async fn three_nodes_in_namespaces_share_a_room_and_survive_a_lost_node_and_redi
     })
     .await;
     assert_eq!(err.code(), Some(ErrorCode::ClusterUnavailable), "{err}");
-    // Longer than the nodes' TTL: nothing on the media path notices.
+    // Ten seconds, well past the nodes' TTL: nothing on the media path notices.
     let outage = Instant::now();
-    while outage.elapsed() < Duration::from_millis(3 * TTL_MS) {
+    while outage.elapsed() < Duration::from_secs(10) {
         let last = send(5);
         receive(sub_b, last);
         tokio::time::sleep(Duration::from_millis(250)).await;
