@@ -940,6 +940,26 @@ async fn sigterm_with_drain_waits_for_the_rooms_to_close() {
     let _ = std::fs::remove_file(&socket);
 }
 
+/// The SSRC a consumer sends on (from `consumer.create`'s answer).
+fn ssrc_of(consumer: &serde_json::Value) -> u32 {
+    consumer["rtp_parameters"]["encodings"][0]["ssrc"]
+        .as_u64()
+        .expect("consumer ssrc") as u32
+}
+
+/// A VP8 producer on `transport`, sending on `ssrc`; its id.
+async fn publish_vp8(backend: &Client, transport: &str, ssrc: u32) -> String {
+    id_of(
+        &backend
+            .call_value(
+                "producer.create",
+                json!({"transport": transport, "kind": "video", "rtp_parameters": vp8_track(ssrc)}),
+            )
+            .await
+            .expect("a VP8 producer"),
+    )
+}
+
 /// The RTP parameters of a VP8 track sending on `ssrc`.
 fn vp8_track(ssrc: u32) -> serde_json::Value {
     json!({
@@ -1045,15 +1065,7 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
             .expect("alice's transport"),
     );
     assert!(a.server.holds("transport", &alice_t));
-    let video = id_of(
-        &backend
-            .call_value(
-                "producer.create",
-                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0xA11C_E000)}),
-            )
-            .await
-            .expect("alice's video"),
-    );
+    let video = publish_vp8(&backend, &alice_t, 0xA11C_E000).await;
 
     // Bob joins the same room on B: B opens its router of the room, with alice's track
     // piped in before bob is in, and bob's requests reach B whichever node gets them.
@@ -1121,9 +1133,7 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
         .direct
         .endpoint(bob_t.parse().unwrap())
         .expect("bob's endpoint");
-    let bob_video_ssrc = bob_video["rtp_parameters"]["encodings"][0]["ssrc"]
-        .as_u64()
-        .unwrap() as u32;
+    let bob_video_ssrc = ssrc_of(&bob_video);
     vp8_flows(
         &alice_in,
         (0xA11C_E000, 0),
@@ -1135,19 +1145,9 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
 
     // A track alice publishes once the room spans reaches B as well; one bob publishes on B
     // reaches alice on A.
-    let screen = id_of(
-        &backend
-            .call_value(
-                "producer.create",
-                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0xA11C_E001)}),
-            )
-            .await
-            .expect("alice's second video"),
-    );
+    let screen = publish_vp8(&backend, &alice_t, 0xA11C_E001).await;
     let bob_screen = consume_when_piped(&backend, &bob_t, &screen).await;
-    let bob_screen_ssrc = bob_screen["rtp_parameters"]["encodings"][0]["ssrc"]
-        .as_u64()
-        .unwrap() as u32;
+    let bob_screen_ssrc = ssrc_of(&bob_screen);
     vp8_flows(
         &alice_in,
         (0xA11C_E001, 0),
@@ -1156,23 +1156,13 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
         b"later",
     )
     .await;
-    let bobs = id_of(
-        &backend
-            .call_value(
-                "producer.create",
-                json!({"transport": bob_t, "kind": "video", "rtp_parameters": vp8_track(0x0B0B_0000)}),
-            )
-            .await
-            .expect("bob's video"),
-    );
+    let bobs = publish_vp8(&backend, &bob_t, 0x0B0B_0000).await;
     let alice_gets = consume_when_piped(&backend, &alice_t, &bobs).await;
     assert!(
         a.server
             .holds("consumer", alice_gets["id"].as_str().unwrap())
     );
-    let alice_ssrc = alice_gets["rtp_parameters"]["encodings"][0]["ssrc"]
-        .as_u64()
-        .unwrap() as u32;
+    let alice_ssrc = ssrc_of(&alice_gets);
     vp8_flows(&bob_in, (0x0B0B_0000, 0), &alice_in, alice_ssrc, b"b-to-a").await;
 
     // The backend hears the room's events from both nodes on its one connection.
@@ -1263,15 +1253,7 @@ async fn a_loaded_room_takes_new_peers_on_another_node() {
             .await
             .expect("alice's transport"),
     );
-    let video = id_of(
-        &backend
-            .call_value(
-                "producer.create",
-                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0xA11C_E000)}),
-            )
-            .await
-            .expect("alice's video"),
-    );
+    let video = publish_vp8(&backend, &alice_t, 0xA11C_E000).await;
     // Alice sends until A's entry says it is over the threshold.
     let alice_in = a
         .transports
@@ -1326,9 +1308,7 @@ async fn a_loaded_room_takes_new_peers_on_another_node() {
         .direct
         .endpoint(bob_t.parse().unwrap())
         .expect("bob's endpoint");
-    let ssrc = consumer["rtp_parameters"]["encodings"][0]["ssrc"]
-        .as_u64()
-        .unwrap() as u32;
+    let ssrc = ssrc_of(&consumer);
     let _ = sending.await;
     let first = next_seq.load(std::sync::atomic::Ordering::Relaxed);
     vp8_flows(&alice_in, (0xA11C_E000, first), &bob_in, ssrc, b"spilled").await;
@@ -1381,15 +1361,7 @@ async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
         }
     };
     let alice_t = join("alice", "node-a").await;
-    let video = id_of(
-        &backend
-            .call_value(
-                "producer.create",
-                json!({"transport": alice_t, "kind": "video", "rtp_parameters": vp8_track(0x7EE0_0000)}),
-            )
-            .await
-            .expect("alice's video"),
-    );
+    let video = publish_vp8(&backend, &alice_t, 0x7EE0_0000).await;
     let _bob_t = join("bob", "node-b").await;
     let carol_t = join("carol", "node-c").await;
     assert!(c.server.holds("transport", &carol_t));
@@ -1404,16 +1376,11 @@ async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
         .direct
         .endpoint(carol_t.parse().unwrap())
         .expect("carol's endpoint");
-    let ssrc = |c: &serde_json::Value| {
-        c["rtp_parameters"]["encodings"][0]["ssrc"]
-            .as_u64()
-            .unwrap() as u32
-    };
     vp8_flows(
         &alice_in,
         (0x7EE0_0000, 0),
         &carol_in,
-        ssrc(&consumer),
+        ssrc_of(&consumer),
         b"tree",
     )
     .await;
@@ -1462,7 +1429,7 @@ async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
         &alice_in,
         (0x7EE0_0000, 10),
         &carol_in,
-        ssrc(&again),
+        ssrc_of(&again),
         b"healed",
     )
     .await;

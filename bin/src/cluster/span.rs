@@ -157,7 +157,7 @@ impl Cluster {
         })
     }
 
-    /// Runs one of the nodes' own methods (`cluster.span`, `cluster.feeds`) on `node`.
+    /// Runs a request on `node` itself (the nodes' own methods, or a room's state there).
     pub(super) async fn ask_node(
         &self,
         node: &str,
@@ -208,11 +208,7 @@ impl Cluster {
     /// The room's router there is opened first. `None` routes the request as usual; so does
     /// an unreadable directory (the peer then joins the room's first node).
     pub async fn place_peer(&self, params: &Value) -> Result<Option<Located>, Error> {
-        let Some(room) = params
-            .get("router")
-            .and_then(Value::as_str)
-            .and_then(|r| r.parse::<RouterId>().ok())
-        else {
+        let Some(room) = room_of(params) else {
             return Ok(None);
         };
         let me = self.inner.node.clone();
@@ -300,11 +296,7 @@ impl Cluster {
         if !ROOM_METHODS.contains(&method) || params.get("node").is_some_and(|n| !n.is_null()) {
             return Ok(None);
         }
-        let Some(room) = params
-            .get("router")
-            .and_then(Value::as_str)
-            .and_then(|r| r.parse::<RouterId>().ok())
-        else {
+        let Some(room) = room_of(params) else {
             return Ok(None);
         };
         let Some(first) = lock(&self.inner.spans.copies).get(&room).cloned() else {
@@ -360,13 +352,12 @@ impl Cluster {
             return Err(Error::not_found("router", room));
         }
         let dump = self
-            .forward(
-                &primary,
+            .ask_node(
+                &primary.node,
                 "router.dump",
                 serde_json::json!({ "router": room }),
             )
-            .await
-            .map_err(|e| Error::new(e.code, e.message))?;
+            .await?;
         if dump["single_connection"].as_bool() == Some(true) {
             return Err(Error::invalid(
                 "a room whose peers send and receive on one connection cannot span nodes",
@@ -794,6 +785,14 @@ impl Cluster {
                 .insert(format!("peer:{}", peer_key(room, &peer)), node.clone());
         }
     }
+}
+
+/// The room a request's `router` parameter names.
+fn room_of(params: &Value) -> Option<RouterId> {
+    params
+        .get("router")
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
 }
 
 /// The directory id of a peer: its room and its name.
