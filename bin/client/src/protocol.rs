@@ -496,6 +496,11 @@ pub struct ClusterNode {
     pub packets_per_second: u64,
     /// Its busiest worker's load, percent of that worker's threshold (`worker.list`).
     pub load_percent: u64,
+    /// Its least loaded worker's load, percent of that worker's threshold: what it has left
+    /// for a room, whose transports can go to any of its workers. (0 from a node that
+    /// predates it.)
+    #[serde(default)]
+    pub spare_load_percent: u64,
     /// Its version.
     pub version: String,
     /// When it started, milliseconds since the Unix epoch.

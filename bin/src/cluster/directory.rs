@@ -329,6 +329,7 @@ impl Cluster {
             consumers: workers.iter().map(|w| w.consumers).sum(),
             packets_per_second: workers.iter().map(|w| w.packets_per_second).sum(),
             load_percent: workers.iter().map(|w| w.load_percent).max().unwrap_or(0),
+            spare_load_percent: workers.iter().map(|w| w.load_percent).min().unwrap_or(0),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_ms: i.started_ms,
             heartbeat_ms: now_ms(),

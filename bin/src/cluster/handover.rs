@@ -112,7 +112,7 @@ impl Cluster {
         let view = self.live_view().await?;
         let room_nodes = self.room_nodes(room, &view).await?;
         let serving = |n: &&ClusterNode| n.state == NodeState::Serving && &n.id != me;
-        let rank = |n: &&ClusterNode| (n.load_percent / LOAD_BAND, n.rooms);
+        let rank = |n: &&ClusterNode| (n.spare_load_percent / LOAD_BAND, n.rooms);
         let best = view
             .iter()
             .filter(|n| room_nodes.contains(&n.id))

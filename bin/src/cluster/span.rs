@@ -52,7 +52,8 @@ struct PulledEnds {
     there: TransportId,
 }
 
-/// Where a new peer of a room should go, from the live nodes' last heartbeats.
+/// Where a new peer of a room should go, from the live nodes' last heartbeats (each node's
+/// least loaded worker's load).
 /// `room_nodes` hold a router of the room; `primary` holds its first. The room's least
 /// loaded node while one is under `above` percent (the first router's on a tie, then this
 /// one), else the least loaded serving node outside the room that is under it, else the
@@ -64,8 +65,16 @@ pub(super) fn choose_node<'a>(
     me: &str,
     above: u64,
 ) -> Option<&'a ClusterNode> {
-    let serving = |n: &&ClusterNode| n.state == NodeState::Serving && n.load_percent < above;
-    let rank = |n: &&ClusterNode| (n.load_percent / LOAD_BAND, n.id != primary, n.id != me);
+    // A node's workers share a room (`placement.span_rooms`), so what counts is its least
+    // loaded worker: one hot worker does not send a room's peers to another node.
+    let serving = |n: &&ClusterNode| n.state == NodeState::Serving && n.spare_load_percent < above;
+    let rank = |n: &&ClusterNode| {
+        (
+            n.spare_load_percent / LOAD_BAND,
+            n.id != primary,
+            n.id != me,
+        )
+    };
     if let Some(n) = view
         .iter()
         .filter(|n| room_nodes.contains(&n.id))
@@ -77,7 +86,7 @@ pub(super) fn choose_node<'a>(
     view.iter()
         .filter(|n| !room_nodes.contains(&n.id))
         .filter(serving)
-        .min_by_key(|n| (n.load_percent / LOAD_BAND, n.rooms, n.id != me))
+        .min_by_key(|n| (n.spare_load_percent / LOAD_BAND, n.rooms, n.id != me))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -843,6 +852,7 @@ mod tests {
             consumers: 0,
             packets_per_second: 0,
             load_percent: load,
+            spare_load_percent: load,
             version: String::new(),
             started_ms: 0,
             heartbeat_ms: 0,
@@ -901,6 +911,15 @@ mod tests {
         ];
         assert_eq!(pick(&view, &["a", "b"], "a").as_deref(), Some("b"));
         assert_eq!(pick(&view, &["a"], "a").as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_node_with_one_hot_worker_still_takes_its_rooms_peers() {
+        let mut a = node("a", 0, 5, NodeState::Serving);
+        a.load_percent = 150;
+        a.spare_load_percent = 20;
+        let view = [a, node("b", 0, 0, NodeState::Serving)];
+        assert_eq!(pick(&view, &["a"], "b").as_deref(), Some("a"));
     }
 
     #[test]
