@@ -52,6 +52,13 @@ def warm_up_pad_class():
 class Peer:
     def __init__(self, role):
         self.role = role
+        # Looked up here, on the main thread: PyGObject resolving a flags type's members for
+        # the first time on two streaming threads at once can fail on one of them
+        # ("type object 'PadProbeType' has no attribute 'BUFFER'", seen once in CI), as its
+        # classes can (see warm_up_pad_class).
+        self.probe_buffer = Gst.PadProbeType.BUFFER
+        self.probe_ok = Gst.PadProbeReturn.OK
+        self.source = Gst.PadDirection.SRC
         self.loop = GLib.MainLoop()
         self.counts = {"video": [], "audio": []}
         if role == "publish":
@@ -126,7 +133,7 @@ class Peer:
         self.w.emit("create-answer", None, answer)
 
     def on_pad(self, _w, pad):
-        if pad.direction != Gst.PadDirection.SRC:
+        if pad.direction != self.source:
             return
         decode = Gst.ElementFactory.make("decodebin")
         decode.connect("pad-added", self.on_decoded_pad)
@@ -148,9 +155,9 @@ class Peer:
 
         def count(_pad, _info):
             self.counts[kind][slot] += 1
-            return Gst.PadProbeReturn.OK
+            return self.probe_ok
 
-        pad.add_probe(Gst.PadProbeType.BUFFER, count)
+        pad.add_probe(self.probe_buffer, count)
 
     def on_message(self, message):
         if message.get("done"):
