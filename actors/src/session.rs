@@ -9,7 +9,8 @@
 //! for its answer, changes accumulate into the next.
 
 use crate::room::renegotiation::{
-    flush_renegotiations, others_producers, receive_connection, subscribe_to,
+    announce_offer, auto_receivers, flush_renegotiations, others_producers, receive_connection,
+    subscribe_to,
 };
 use crate::room::tracks;
 use crate::router::{CreateTransport, RouterActor};
@@ -160,18 +161,9 @@ impl Handler<Publish> for RouterActor {
                 .saturating_sub(own)
         };
         let result = tracks::apply_offer(&self.room, transport, &msg.sdp, Some(producer_slots))?;
-        let auto = self.room.borrow().auto_subscribe;
-        if auto && !result.producers.is_empty() {
+        if !result.producers.is_empty() {
             let new: Vec<ProducerId> = result.producers.iter().map(|(p, _)| p.id).collect();
-            let receivers: Vec<TransportId> = {
-                let r = self.room.borrow();
-                r.peers
-                    .iter()
-                    .filter(|p| p.id != msg.peer && p.subscribed)
-                    .filter_map(|p| p.recv)
-                    .collect()
-            };
-            for t in receivers {
+            for t in auto_receivers(&self.room, Some(&msg.peer)) {
                 subscribe_to(&self.room, t, &new);
             }
         }
@@ -286,15 +278,8 @@ impl Handler<ResumeReceiver> for RouterActor {
         }
         let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
             .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
-        let mut r = self.room.borrow_mut();
-        r.renegotiate.remove(&transport);
-        let router = r.id;
-        r.emit(switchboard_core::event::Event::RenegotiationNeeded {
-            router,
-            peer: Some(msg.peer.clone()),
-            transport,
-            sdp: sdp.clone(),
-        });
+        self.room.borrow_mut().renegotiate.remove(&transport);
+        announce_offer(&self.room, transport, sdp.clone());
         Ok(SubscribeResult { transport, sdp })
     }
 }

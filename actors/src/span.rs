@@ -21,7 +21,7 @@
 //! their parents'. Closures that start inside a router (a transport closing its producers, a
 //! crash) reach the other routers by message, just after.
 
-use crate::room::renegotiation::{flush_renegotiations, subscribe_to};
+use crate::room::renegotiation::{auto_receivers, flush_renegotiations, subscribe_to};
 use crate::room::span::{PipedProducer, close_secondary};
 use crate::room::tracks::pipe_producer;
 use crate::room::{PeerState, tracks};
@@ -221,19 +221,14 @@ impl Handler<Piped> for RouterActor {
             tracing::warn!(producer = %msg.id, error = %e, "cannot create piped producer");
             return;
         }
-        let receivers: Vec<TransportId> = {
+        {
             let mut r = self.room.borrow_mut();
             r.span.copies.insert(msg.id, msg.origin_peer.clone());
             if !r.auto_subscribe {
                 return;
             }
-            r.peers
-                .iter()
-                .filter(|p| p.subscribed && Some(&p.id) != msg.origin_peer.as_ref())
-                .filter_map(|p| p.recv)
-                .collect()
-        };
-        for t in receivers {
+        }
+        for t in auto_receivers(&self.room, msg.origin_peer.as_ref()) {
             subscribe_to(&self.room, t, &[msg.id]);
         }
         flush_renegotiations(&self.room);

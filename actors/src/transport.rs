@@ -1,6 +1,6 @@
 //! The Transport actor: owns one plugin transport, creates its producers and consumers.
 
-use crate::room::renegotiation::{flush_renegotiations, subscribe_to};
+use crate::room::renegotiation::{auto_receivers, flush_renegotiations, subscribe_to};
 use crate::room::{ChildClosed, PluginRef, RoomRef, close_plugin, tracks};
 use crate::supervision::{CrashGuard, Stop, crash_guard};
 use actix::{
@@ -216,19 +216,13 @@ impl Handler<Produce> for TransportActor {
             tracks::create_producer(&self.room, self.id, o.kind, &o.rtp_parameters, o.paused)?;
         // A track that enters the room by request (a plain RTP ingest, a stream piped from
         // another node) reaches the receive connections as a WebRTC peer's would.
-        let receivers: Vec<TransportId> = {
-            let r = self.room.borrow();
-            if !r.auto_subscribe {
-                Vec::new()
-            } else {
-                let owner = r.transports.get(&self.id).and_then(|t| t.peer.clone());
-                r.peers
-                    .iter()
-                    .filter(|p| p.subscribed && Some(&p.id) != owner.as_ref())
-                    .filter_map(|p| p.recv)
-                    .collect()
-            }
-        };
+        let owner = self
+            .room
+            .borrow()
+            .transports
+            .get(&self.id)
+            .and_then(|t| t.peer.clone());
+        let receivers = auto_receivers(&self.room, owner.as_ref());
         if !receivers.is_empty() {
             for t in receivers {
                 subscribe_to(&self.room, t, &[info.id]);

@@ -52,6 +52,20 @@ pub(crate) fn others_producers(room: &RoomRef, peer: &PeerId) -> Vec<ProducerId>
         .collect()
 }
 
+/// The receive connections a new track of the room goes to by itself: every subscribed
+/// peer's but `except`'s (the peer whose track it is), none without `auto_subscribe`.
+pub(crate) fn auto_receivers(room: &RoomRef, except: Option<&PeerId>) -> Vec<TransportId> {
+    let r = room.borrow();
+    if !r.auto_subscribe {
+        return Vec::new();
+    }
+    r.peers
+        .iter()
+        .filter(|p| p.subscribed && Some(&p.id) != except)
+        .filter_map(|p| p.recv)
+        .collect()
+}
+
 /// Writes a new offer for every connection whose consumers changed, and announces each.
 pub(crate) fn flush_renegotiations(room: &RoomRef) {
     let pending: Vec<TransportId> = {
@@ -69,14 +83,19 @@ pub(crate) fn flush_renegotiations(room: &RoomRef) {
         let Some(sdp) = offer else {
             continue;
         };
-        let mut r = room.borrow_mut();
-        let peer = r.transports.get(&transport).and_then(|t| t.peer.clone());
-        let router = r.id;
-        r.emit(Event::RenegotiationNeeded {
-            router,
-            peer,
-            transport,
-            sdp,
-        });
+        announce_offer(room, transport, sdp);
     }
+}
+
+/// Tells the backend of a new server offer for a connection (`renegotiation_needed`).
+pub(crate) fn announce_offer(room: &RoomRef, transport: TransportId, sdp: String) {
+    let mut r = room.borrow_mut();
+    let peer = r.transports.get(&transport).and_then(|t| t.peer.clone());
+    let router = r.id;
+    r.emit(Event::RenegotiationNeeded {
+        router,
+        peer,
+        transport,
+        sdp,
+    });
 }
