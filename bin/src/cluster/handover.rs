@@ -27,10 +27,6 @@ use switchboard_core::{PeerId, TransportId};
 /// peer go anyway (the client never answered, or could not reach the new node).
 const CONNECT_WAIT: Duration = Duration::from_secs(15);
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The node and the moved peers it took over, on the draining node.
 #[derive(Default)]
 pub(super) struct Moves {

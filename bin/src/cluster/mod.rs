@@ -171,6 +171,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Locks one of the cluster's maps, poisoned or not, as the rest of this module does.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn unavailable(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::ClusterUnavailable, format!("cluster: {what}"))
 }

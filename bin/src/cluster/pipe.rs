@@ -62,11 +62,11 @@ impl Cluster {
     /// a step fails.
     pub async fn pipe(
         &self,
-        requests: &dyn Requests,
         producer: ProducerId,
         router: RouterId,
         ends: Ends<'_>,
     ) -> Result<ClusterPipeResult, RpcError> {
+        let requests = self.requests()?;
         let call = |method: &'static str, params: Value| requests.call(method, params);
         let dump = call(
             "producer.dump",

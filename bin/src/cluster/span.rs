@@ -89,10 +89,6 @@ pub(super) fn choose_node<'a>(
         .min_by_key(|n| (n.spare_load_percent / LOAD_BAND, n.rooms, n.id != me))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Cluster {
     /// Gives the cluster the RPC layer's way of running requests; needed before rooms can
     /// span nodes or `cluster.pipe` can run.
@@ -100,7 +96,7 @@ impl Cluster {
         let _ = self.inner.spans.requests.set(requests);
     }
 
-    fn requests(&self) -> Result<Arc<dyn Requests>, Error> {
+    pub(super) fn requests(&self) -> Result<Arc<dyn Requests>, Error> {
         self.inner
             .spans
             .requests
@@ -344,7 +340,8 @@ impl Cluster {
     /// peer joining here next is offered them). Whether it was opened (false: this node
     /// already has one).
     pub async fn open_copy(&self, room: RouterId) -> Result<bool, Error> {
-        let requests = self.requests()?;
+        // Nothing can be piped in without it: fail before the router is made.
+        self.requests()?;
         let _one_at_a_time = self.inner.spans.opening.lock().await;
         let id = room.to_string();
         if self.inner.server.holds("router", &id) {
@@ -407,42 +404,43 @@ impl Cluster {
             sources.push(primary.node.clone());
         }
         for node in sources.into_iter().filter(|n| *n != self.inner.node) {
-            if let Err(e) = self.pull_all(&*requests, room, &node).await {
+            if let Err(e) = self.pull_all(room, &node).await {
                 warn!(room = %room, node = %node, error = %e, "could not pipe a node's tracks in");
             }
         }
         Ok(true)
     }
 
-    /// Pipes in every track published by a peer on `node`'s router of `room`.
-    async fn pull_all(
+    /// Pipes in every track that began on `node`'s router of `room`.
+    async fn pull_all(&self, room: RouterId, node: &str) -> Result<(), RpcError> {
+        for producer in self.originals_on(node, room, None).await? {
+            self.pull(room, node, producer).await;
+        }
+        Ok(())
+    }
+
+    /// The tracks that began on `node`'s router of `room` (on `transport` only, when given):
+    /// see [`originals`].
+    async fn originals_on(
         &self,
-        requests: &dyn Requests,
-        room: RouterId,
         node: &str,
-    ) -> Result<(), RpcError> {
-        let dump = requests
+        room: RouterId,
+        transport: Option<TransportId>,
+    ) -> Result<Vec<ProducerId>, RpcError> {
+        let dump = self
+            .requests()?
             .call(
                 "router.dump",
                 on(Some(node), serde_json::json!({ "router": room })),
             )
             .await?;
-        for producer in originals(&dump, None) {
-            self.pull(requests, room, node, producer).await;
-        }
-        Ok(())
+        Ok(originals(&dump, transport))
     }
 
     /// Pipes one original producer of `origin` into this node's router of `room`, once:
     /// from the origin while it feeds fewer than `cluster.fanout` nodes, else from the node
     /// with a copy that feeds the fewest (a tree rather than a star).
-    async fn pull(
-        &self,
-        requests: &dyn Requests,
-        room: RouterId,
-        origin: &str,
-        producer: ProducerId,
-    ) {
+    async fn pull(&self, room: RouterId, origin: &str, producer: ProducerId) {
         {
             let mut pulled = lock(&self.inner.spans.pulled);
             if pulled.contains_key(&producer) {
@@ -466,7 +464,7 @@ impl Cluster {
             source: Some(&source),
             destination: Some(&self.inner.node),
         };
-        match self.pipe(requests, producer, room, ends).await {
+        match self.pipe(producer, room, ends).await {
             Ok(piped) => {
                 let built = PulledEnds {
                     copy: piped.producer,
@@ -598,10 +596,8 @@ impl Cluster {
                         // A lost feeder that was not the origin: the track lives on there.
                         if p.source != p.origin {
                             self.inner.tasks.spawn(async move {
-                                if let Ok(requests) = cluster.requests()
-                                    && cluster.inner.server.holds("router", &p.room.to_string())
-                                {
-                                    cluster.pull(&*requests, p.room, &p.origin, producer).await;
+                                if cluster.inner.server.holds("router", &p.room.to_string()) {
+                                    cluster.pull(p.room, &p.origin, producer).await;
                                 }
                             });
                         }
@@ -638,21 +634,11 @@ impl Cluster {
                 ..
             } => {
                 self.inner.tasks.spawn(async move {
-                    let Ok(requests) = cluster.requests() else {
-                        return;
-                    };
                     // Only what began there crosses: the copies other nodes made arrive on
                     // their pipes' transports (see `originals`).
-                    let dump = requests
-                        .call(
-                            "router.dump",
-                            on(Some(&node), serde_json::json!({ "router": room })),
-                        )
-                        .await;
-                    if let Ok(dump) = dump
-                        && originals(&dump, Some(transport)).contains(&producer)
-                    {
-                        cluster.pull(&*requests, room, &node, producer).await;
+                    let began_there = cluster.originals_on(&node, room, Some(transport)).await;
+                    if began_there.is_ok_and(|o| o.contains(&producer)) {
+                        cluster.pull(room, &node, producer).await;
                     }
                 });
             }

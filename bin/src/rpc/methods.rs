@@ -129,14 +129,11 @@ async fn cluster_feeds(ctx: Ctx, p: ClusterFeedsParams) -> Result<ClusterFeeds, 
 /// Pipes a producer into a router, wherever each is in the cluster (see
 /// [`crate::cluster::Cluster::pipe`]).
 async fn cluster_pipe(ctx: Ctx, p: ClusterPipeParams) -> Result<ClusterPipeResult, RpcError> {
-    let cluster = cluster(&ctx)?;
-    let requests =
-        crate::rpc::dispatch::InternalRequests::new(ctx.server().clone(), ctx.rpc.clone());
     let ends = crate::cluster::Ends {
         source: None,
         destination: p.router_node.as_deref(),
     };
-    cluster.pipe(&requests, p.producer, p.router, ends).await
+    cluster(&ctx)?.pipe(p.producer, p.router, ends).await
 }
 
 /// Opens a router of a room on this node (or the one `node` names), with the room's id and
