@@ -40,7 +40,7 @@ use switchboard_core::api::{
     TransportInfo, TransportRequestResult,
 };
 use switchboard_core::config::Config;
-use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::event::{CloseReason, Connection, Event};
 use switchboard_core::middleware::MiddlewareRegistry;
 use switchboard_core::report;
 use switchboard_core::rtp_parameters::RtpCapabilities;
@@ -410,8 +410,55 @@ impl ServerHandle {
 
     /// Applies a peer's SDP answer on its receive connection.
     pub async fn answer(&self, router: RouterId, peer: PeerId, sdp: String) -> Result<()> {
-        let addr = self.receiving_router(router, &peer)?;
-        Self::ask(addr, Answer { peer, sdp }, "router").await
+        self.answer_on(router, peer, Connection::Recv, sdp).await
+    }
+
+    /// Applies a peer's SDP answer to the last offer of one of its connections: the receive
+    /// connection, or a send connection moved here (see [`ServerHandle::resume_sender`]).
+    pub async fn answer_on(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        connection: Connection,
+        sdp: String,
+    ) -> Result<()> {
+        let addr = match connection {
+            Connection::Recv => self.receiving_router(router, &peer)?,
+            // Send connections are on the room's home router, as publish makes them.
+            Connection::Send => self.router(router)?,
+        };
+        Self::ask(
+            addr,
+            Answer {
+                peer,
+                connection,
+                sdp,
+            },
+            "router",
+        )
+        .await
+    }
+
+    /// Takes a peer's send connection over from another server (see
+    /// [`crate::session::ResumeSender`]): the peer must have joined here, with no send
+    /// connection yet. The offer is also announced with `renegotiation_needed`.
+    pub async fn resume_sender(
+        &self,
+        router: RouterId,
+        peer: PeerId,
+        resume: Value,
+        tracks: Vec<crate::session::ResumedTrack>,
+    ) -> Result<PublishResult> {
+        Self::ask(
+            self.router(router)?,
+            crate::session::ResumeSender {
+                peer,
+                resume,
+                tracks,
+            },
+            "router",
+        )
+        .await
     }
 
     /// Restarts ICE on a peer's receive connection; returns the new offer.

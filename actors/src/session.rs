@@ -9,8 +9,8 @@
 //! for its answer, changes accumulate into the next.
 
 use crate::room::renegotiation::{
-    announce_offer, auto_receivers, flush_renegotiations, others_producers, receive_connection,
-    subscribe_to,
+    announce_offer, auto_receivers, flush_renegotiations, others_producers, peer_connection,
+    receive_connection, subscribe_to,
 };
 use crate::room::tracks;
 use crate::router::{CreateTransport, RouterActor};
@@ -18,6 +18,7 @@ use actix::{Context, Handler, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_core::api::{ProducerInfo, TransportInfo};
+use switchboard_core::event::Connection;
 use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId};
 use switchboard_sdp as sdp;
 
@@ -37,7 +38,7 @@ pub struct PublishResult {
     pub closed_producers: Vec<ProducerId>,
 }
 
-pub use switchboard_core::api::SubscribeResult;
+pub use switchboard_core::api::{ResumedTrack, SubscribeResult};
 
 /// Applies a peer's offer on its send connection (created on first use).
 #[derive(Message)]
@@ -57,12 +58,15 @@ pub struct Subscribe {
     pub peer: PeerId,
 }
 
-/// Applies a peer's answer to the last offer of its receive connection.
+/// Applies a peer's answer to the last offer of one of its connections.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
 pub struct Answer {
     /// The peer.
     pub peer: PeerId,
+    /// Which connection the offer was for: the receive connection, or a send connection
+    /// moved here from another node (see [`ResumeSender`]).
+    pub connection: Connection,
     /// Its SDP answer.
     pub sdp: String,
 }
@@ -207,7 +211,7 @@ impl Handler<Answer> for RouterActor {
     type Result = Result<()>;
     fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
-        let transport = receive_connection(&self.room, &msg.peer)?;
+        let transport = peer_connection(&self.room, &msg.peer, msg.connection)?;
         sdp::check_limits(&msg.sdp, self.sdp_limits())?;
         if tracks::apply_answer(&self.room, transport, &msg.sdp)? {
             self.room.borrow_mut().renegotiate.insert(transport);
@@ -281,5 +285,104 @@ impl Handler<ResumeReceiver> for RouterActor {
         self.room.borrow_mut().renegotiate.remove(&transport);
         announce_offer(&self.room, transport, sdp.clone());
         Ok(SubscribeResult { transport, sdp })
+    }
+}
+
+/// Takes a peer's send connection over from another server (a node draining in a cluster):
+/// the connection resumes the old one's SDP session (`resume`, what the old server's
+/// `resume_state` exported), with the client's sending m-lines offered `recvonly` as they
+/// were agreed; a producer is made here for each (`tracks`) and, with automatic
+/// subscription, offered to the room's receive connections. The server's offer (an ICE
+/// restart towards this server, with its fingerprint) is announced with
+/// `renegotiation_needed` (`connection: "send"`) and returned; the client's answer comes back
+/// through [`Answer`] with [`Connection::Send`]. The producers carry media once the client
+/// has connected here.
+#[derive(Message)]
+#[rtype(result = "Result<PublishResult>")]
+pub struct ResumeSender {
+    /// The peer, already in the room here, with no send connection yet.
+    pub peer: PeerId,
+    /// The old connection's state.
+    pub resume: Value,
+    /// The producers to make, one per m-line the client sends on.
+    pub tracks: Vec<ResumedTrack>,
+}
+
+impl Handler<ResumeSender> for RouterActor {
+    type Result = Result<PublishResult>;
+    fn handle(&mut self, msg: ResumeSender, ctx: &mut Self::Context) -> Self::Result {
+        let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
+        {
+            let r = self.room.borrow();
+            if r.single_connection {
+                return Err(Error::invalid(
+                    "a single_connection room's peer cannot move its send connection alone",
+                ));
+            }
+            let p = r
+                .peer(&msg.peer)
+                .ok_or_else(|| Error::not_found("peer", &msg.peer))?;
+            if p.send.is_some() {
+                return Err(Error::invalid(
+                    "the peer already has a send connection here: only a newcomer's can be resumed",
+                ));
+            }
+        }
+        let TransportInfo { id: transport, .. } = self.create_transport(
+            CreateTransport {
+                kind: SESSION_KIND.to_owned(),
+                peer: Some(msg.peer.clone()),
+                options: json!({ "direction": "send", "resume": msg.resume }),
+            },
+            ctx,
+        )?;
+        if let Some(p) = self.room.borrow_mut().peer_mut(&msg.peer) {
+            p.send = Some(transport);
+        }
+        let made = msg
+            .tracks
+            .iter()
+            .map(|t| {
+                if t.rtp_parameters.mid.as_deref() != Some(t.mid.as_str()) {
+                    return Err(Error::invalid(format!(
+                        "track of m-line {:?}: its rtp_parameters name another mid",
+                        t.mid
+                    )));
+                }
+                let info = tracks::create_producer(
+                    &self.room,
+                    transport,
+                    t.kind,
+                    &t.rtp_parameters,
+                    t.paused,
+                )?;
+                Ok((info, json!({ "mid": t.mid })))
+            })
+            .collect::<Result<Vec<_>>>();
+        let producers = match made {
+            Ok(producers) => producers,
+            Err(e) => {
+                // All or nothing: the producers made so far go with the connection.
+                self.room
+                    .borrow_mut()
+                    .close_transport(transport, switchboard_core::event::CloseReason::Requested);
+                return Err(e);
+            }
+        };
+        let new: Vec<ProducerId> = producers.iter().map(|(p, _)| p.id).collect();
+        for t in auto_receivers(&self.room, Some(&msg.peer)) {
+            subscribe_to(&self.room, t, &new);
+        }
+        flush_renegotiations(&self.room);
+        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
+            .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
+        self.room.borrow_mut().renegotiate.remove(&transport);
+        announce_offer(&self.room, transport, sdp.clone());
+        Ok(PublishResult {
+            transport,
+            sdp,
+            producers,
+            closed_producers: Vec::new(),
+        })
     }
 }

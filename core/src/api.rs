@@ -129,6 +129,23 @@ pub struct TransportRequestResult {
     pub closed_producers: Vec<ProducerId>,
 }
 
+/// A track a moved send connection's client goes on sending: the producer the old server had
+/// for the m-line `mid`, made again here.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResumedTrack {
+    /// The client's m-line.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The producer's parameters as the old server made them (the client's numbering and
+    /// SSRCs, which an ICE or DTLS restart does not change).
+    pub rtp_parameters: RtpParameters,
+    /// Whether the backend had paused it.
+    #[serde(default)]
+    pub paused: bool,
+}
+
 /// The result of a subscribe (`webrtc.subscribe`) or an ICE restart: the peer's receive
 /// connection and the server's SDP offer for it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -44,6 +44,19 @@ pub enum CloseReason {
     Moved,
 }
 
+/// Which of a peer's (at most two) WebRTC connections something is about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// The connection carrying what the peer receives (also the one connection of a
+    /// `single_connection` room's peer).
+    #[default]
+    Recv,
+    /// The connection carrying what the peer sends. The server offers on it only after
+    /// a draining cluster node moved it here.
+    Send,
+}
+
 /// Something that happened in the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -97,8 +110,8 @@ pub enum Event {
         #[serde(flatten)]
         reason: CloseReason,
     },
-    /// A receiving connection's tracks changed (consumers added or closed): the client must
-    /// apply this new offer and answer it through the backend.
+    /// A connection's tracks changed (consumers added or closed), or it moved here from
+    /// another node: the client must apply this new offer and answer it through the backend.
     RenegotiationNeeded {
         /// The room.
         router: RouterId,
@@ -107,6 +120,11 @@ pub enum Event {
         peer: Option<PeerId>,
         /// The connection (transport).
         transport: TransportId,
+        /// Which of the peer's connections: its receive connection, or (after a move from a
+        /// draining node) its send connection, whose answer goes to `webrtc.answer` with
+        /// `connection: "send"`.
+        #[serde(default)]
+        connection: Connection,
         /// The server's new SDP offer.
         sdp: String,
     },

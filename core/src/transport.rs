@@ -146,6 +146,9 @@ pub struct AnswerOutcome {
     /// Consumers whose receiver accepted fewer header extensions than they were given, with
     /// the extension ids it accepted: the router writes no others for them.
     pub consumer_extensions: Vec<(ConsumerId, Vec<u8>)>,
+    /// Producers of m-lines the client sends on whose answer stopped sending (rejected, or
+    /// no longer `sendonly`/`sendrecv`): they are closed.
+    pub closed_producers: Vec<ProducerId>,
 }
 
 /// A transport negotiated with SDP offer/answer, as WebRTC is: the client offers what it

@@ -15,6 +15,9 @@
 //   → {"stats": STATS}
 //   ← {"renegotiate": SDP}               a later server offer for the subscriber
 //   → {"answer": SDP}                    its answer
+//   ← {"republish": SDP}                 a server offer for the publisher (its connection
+//                                        moved to another server)
+//   → {"answer": SDP}                    its answer
 //   ← {"done": true}                     closes the browser and exits 0
 // STATS: the publisher's outbound video (framesSent, framesEncoded, nackCount, pliCount,
 // retransmittedPacketsSent) and the subscriber's inbound video (framesDecoded, framesDropped,
@@ -102,6 +105,11 @@ try {
         await this.sub.setLocalDescription(await this.sub.createAnswer());
         return this.sub.localDescription.sdp;
       },
+      async republish(sdp) {
+        await this.pub.setRemoteDescription({ type: "offer", sdp });
+        await this.pub.setLocalDescription(await this.pub.createAnswer());
+        return this.pub.localDescription.sdp;
+      },
       async stats() {
         const pick = (report, type, keys) => {
           const out = {};
@@ -154,6 +162,9 @@ try {
     if (message.mark) send({ stats: await page.evaluate(() => window.drill.stats()) });
     if (message.renegotiate) {
       send({ answer: await page.evaluate((sdp) => window.drill.renegotiate(sdp), message.renegotiate) });
+    }
+    if (message.republish) {
+      send({ answer: await page.evaluate((sdp) => window.drill.republish(sdp), message.republish) });
     }
   }
 } catch (e) {

@@ -15,7 +15,7 @@ use switchboard::App;
 use switchboard::client::Client;
 use switchboard::client::Notification;
 use switchboard::settings::Settings;
-use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::event::{CloseReason, Connection, Event};
 use switchboard_tests::peer_process::PeerProcess;
 use switchboard_tests::redis::Redis;
 
@@ -216,6 +216,41 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The longest time without a newly decoded frame, around the move.
+    println!(
+        "handover: longest video stall {:?} over {} samples",
+        longest_stall(&samples),
+        samples.len()
+    );
+    browser.finish().await;
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}
+
+/// Frames decoded so far over every received video track, counting each track's progress
+/// only: a track that ends (its stats gone) takes nothing back.
+#[derive(Default)]
+struct Decoded {
+    by_ssrc: std::collections::HashMap<u64, u64>,
+    total: u64,
+}
+
+impl Decoded {
+    fn update(&mut self, stats: &Value) -> u64 {
+        for t in stats["videoTracks"].as_array().into_iter().flatten() {
+            let (Some(ssrc), Some(frames)) = (t["ssrc"].as_u64(), t["framesDecoded"].as_u64())
+            else {
+                continue;
+            };
+            let last = self.by_ssrc.entry(ssrc).or_insert(0);
+            self.total += frames.saturating_sub(*last);
+            *last = (*last).max(frames);
+        }
+        self.total
+    }
+}
+
+/// The longest time between two samples where the count grew.
+fn longest_stall(samples: &[(Duration, u64)]) -> Duration {
     let mut stall = Duration::ZERO;
     let mut last_change = samples.first().map_or(Duration::ZERO, |s| s.0);
     for pair in samples.windows(2) {
@@ -224,8 +259,259 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
             last_change = pair[1].0;
         }
     }
+    stall
+}
+
+/// A browser that publishes moves too: Chromium's camera publishes into a room on node B and
+/// its viewer receives the room on node A. B drains: it hands the camera's send connection
+/// over to A, whose offer (`renegotiation_needed`, `connection: "send"`) the browser applies
+/// to its publishing `RTCPeerConnection` (an ICE and DTLS restart towards A); A made the
+/// camera's producers again, so the viewer gets the camera's tracks from A, then the old ones
+/// end when B lets the camera go. The test reports the viewer's longest video stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishing_browser_moves_when_its_node_drains() {
+    let redis = Redis::start("browser-publisher");
+    let a = App::start(Arc::new(node(&redis, "node-a")))
+        .await
+        .expect("node A starts");
+    let b = App::start(Arc::new(node(&redis, "node-b")))
+        .await
+        .expect("node B starts");
+    // The backend talks to B, the node that drains: its requests for moved peers follow them.
+    let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
+        .await
+        .expect("the backend reaches B");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while backend
+        .cluster_nodes()
+        .await
+        .map_or(true, |n| n.nodes.len() < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let call = |method: &'static str, params: Value| {
+        let backend = &backend;
+        async move {
+            backend
+                .call_value(method, params)
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        }
+    };
+    let room = text(
+        &call("router.create", json!({"node": "node-a"})).await,
+        "id",
+    );
+    let mut notifications = backend.notifications().expect("notifications");
+    call("events.subscribe", json!({ "router": room })).await;
+
+    // The camera joins on B, the viewer on A.
+    let mut browser = PeerProcess::chromium();
+    call(
+        "peer.join",
+        json!({"router": room, "peer": "camera", "node": "node-b"}),
+    )
+    .await;
+    let offer = browser.expect_sdp("offer").await;
+    let published = call(
+        "webrtc.publish",
+        json!({"router": room, "peer": "camera", "sdp": offer}),
+    )
+    .await;
+    assert!(
+        b.server.holds("transport", &text(&published, "transport")),
+        "the camera's connection is on B"
+    );
+    let old_producers: Vec<String> = published["producers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| text(p, "id"))
+        .collect();
+    assert_eq!(old_producers.len(), 2, "{published}");
+    browser
+        .send(json!({ "answer": text(&published, "sdp") }))
+        .await;
+    // A pulls the camera's tracks when B announces them; the viewer's first offer has them
+    // once they are there.
+    let room_id: switchboard_core::RouterId = room.parse().expect("room id");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a
+        .server
+        .dump_router(room_id)
+        .await
+        .map_or(0, |d| d.producers.len())
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A did not pull the camera's tracks"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    call(
+        "peer.join",
+        json!({"router": room, "peer": "viewer", "node": "node-a"}),
+    )
+    .await;
+    let subscribed = call(
+        "webrtc.subscribe",
+        json!({"router": room, "peer": "viewer"}),
+    )
+    .await;
+    assert!(
+        a.server.holds("transport", &text(&subscribed, "transport")),
+        "the viewer's connection is on A"
+    );
+    browser
+        .send(json!({ "subscribe": text(&subscribed, "sdp") }))
+        .await;
+    let answer = browser.expect_sdp("answer").await;
+    call(
+        "webrtc.answer",
+        json!({"router": room, "peer": "viewer", "sdp": answer}),
+    )
+    .await;
+    let flowing = browser.expect("flowing").await;
+    let first_ssrc = flowing["videoTracks"][0]["ssrc"].as_u64();
+    assert!(first_ssrc.is_some(), "{flowing}");
+
+    // B drains. Both offers are answered as they come: the camera's send connection from A,
+    // and the viewer's receive connection (the camera's tracks made again on A, then the old
+    // ones gone).
+    let started = Instant::now();
+    let mut decoded = Decoded::default();
+    let mut samples: Vec<(Duration, u64)> = Vec::new();
+    let mut moved_send = None;
+    call("server.drain", json!({})).await;
+    loop {
+        browser.send(json!({ "mark": true })).await;
+        let stats = browser.expect("stats").await;
+        samples.push((started.elapsed(), decoded.update(&stats)));
+        match tokio::time::timeout(Duration::from_millis(50), notifications.recv()).await {
+            Ok(Some(Notification::Event(Event::RenegotiationNeeded {
+                peer: Some(peer),
+                sdp,
+                transport,
+                connection,
+                ..
+            }))) => {
+                let key = match connection {
+                    Connection::Send => {
+                        assert_eq!(peer.0, "camera");
+                        assert!(
+                            a.server.holds("transport", &transport.to_string()),
+                            "the camera's new send connection is on A"
+                        );
+                        moved_send = Some(transport);
+                        "republish"
+                    }
+                    Connection::Recv => "renegotiate",
+                };
+                browser.send(json!({ key: sdp })).await;
+                let answer = browser.expect_sdp("answer").await;
+                call(
+                    "webrtc.answer",
+                    json!({"router": room, "peer": peer.0, "sdp": answer, "connection": connection}),
+                )
+                .await;
+            }
+            Ok(Some(Notification::Event(Event::PeerLeft { peer, reason, .. })))
+                if peer.0 == "camera" =>
+            {
+                assert_eq!(reason, CloseReason::Moved);
+                break;
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("the backend's connection closed"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "B did not let the camera go"
+        );
+    }
+    let moved_send = moved_send.expect("the camera got an offer for its send connection");
+    // With nobody left in it, B's router of the room closes, so that the drain can end.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.server.holds("router", &room) {
+        assert!(
+            Instant::now() < deadline,
+            "B kept its empty router of the room"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for old in &old_producers {
+        assert!(
+            !b.server.holds("producer", old),
+            "B's producer {old} closed"
+        );
+    }
+    // The viewer goes on decoding the camera from A: a new video track (the producer made
+    // again on A), answering the offers that take the old one away.
+    let moved_at = samples.last().map_or(0, |s| s.1);
+    let last = loop {
+        browser.send(json!({ "mark": true })).await;
+        let stats = browser.expect("stats").await;
+        let total = decoded.update(&stats);
+        samples.push((started.elapsed(), total));
+        if total > moved_at + 60 {
+            break stats;
+        }
+        if let Ok(Some(Notification::Event(Event::RenegotiationNeeded {
+            peer: Some(peer),
+            sdp,
+            connection: Connection::Recv,
+            ..
+        }))) = tokio::time::timeout(Duration::from_millis(50), notifications.recv()).await
+        {
+            browser.send(json!({ "renegotiate": sdp })).await;
+            let answer = browser.expect_sdp("answer").await;
+            call(
+                "webrtc.answer",
+                json!({"router": room, "peer": peer.0, "sdp": answer}),
+            )
+            .await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "the video stopped after the move: {stats}"
+        );
+    };
+    let new_ssrcs: Vec<u64> = last["videoTracks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["ssrc"].as_u64())
+        .filter(|s| Some(*s) != first_ssrc)
+        .collect();
+    assert!(
+        !new_ssrcs.is_empty(),
+        "the viewer decodes a track made on A: {last}"
+    );
+    assert_eq!(
+        last["connections"][0], "connected",
+        "the camera's connection is up, to A: {last}"
+    );
+    let on_a =
+        serde_json::to_value(a.server.dump_router(room_id).await.expect("A's dump")).expect("dump");
+    let camera_producers: Vec<&Value> = on_a["producers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["transport"] == moved_send.to_string())
+        .collect();
+    assert_eq!(
+        camera_producers.len(),
+        2,
+        "the camera's audio and video are produced on A: {on_a}"
+    );
     println!(
-        "handover: longest video stall {stall:?} over {} samples",
+        "publisher handover: longest video stall at the viewer {:?} over {} samples",
+        longest_stall(&samples),
         samples.len()
     );
     browser.finish().await;

@@ -2,9 +2,27 @@
 //! every receive connection whose consumers changed.
 
 use super::{RoomRef, tracks};
-use switchboard_core::event::Event;
+use switchboard_core::event::{Connection, Event};
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::{Error, PeerId, ProducerId, Result, TransportId};
+
+/// A peer's connection: its receive connection (an error saying to subscribe first if it
+/// has none), or its send connection.
+pub(crate) fn peer_connection(
+    room: &RoomRef,
+    peer: &PeerId,
+    connection: Connection,
+) -> Result<TransportId> {
+    match connection {
+        Connection::Recv => receive_connection(room, peer),
+        Connection::Send => {
+            let r = room.borrow();
+            let p = r.peer(peer).ok_or_else(|| Error::not_found("peer", peer))?;
+            p.send
+                .ok_or_else(|| Error::invalid(format!("peer {:?} has no send connection", peer.0)))
+        }
+    }
+}
 
 /// A peer's receive connection, or an error saying to subscribe first.
 pub(crate) fn receive_connection(room: &RoomRef, peer: &PeerId) -> Result<TransportId> {
@@ -91,11 +109,21 @@ pub(crate) fn flush_renegotiations(room: &RoomRef) {
 pub(crate) fn announce_offer(room: &RoomRef, transport: TransportId, sdp: String) {
     let mut r = room.borrow_mut();
     let peer = r.transports.get(&transport).and_then(|t| t.peer.clone());
+    let sends_only = peer
+        .as_ref()
+        .and_then(|p| r.peer(p))
+        .is_some_and(|p| p.send == Some(transport) && p.recv != Some(transport));
+    let connection = if sends_only {
+        Connection::Send
+    } else {
+        Connection::Recv
+    };
     let router = r.id;
     r.emit(Event::RenegotiationNeeded {
         router,
         peer,
         transport,
+        connection,
         sdp,
     });
 }

@@ -343,6 +343,7 @@ pub(crate) fn apply_answer(room: &RoomRef, transport: TransportId, sdp: &str) ->
     let outcome = with_sdp_session(room, transport, |s| s.apply_answer(sdp))?;
     close_rejected(room, &outcome.rejected_consumers);
     narrow_extensions(room, &outcome.consumer_extensions);
+    apply_producer_changes(room, transport, Vec::new(), &outcome.closed_producers)?;
     Ok(outcome.renegotiate)
 }
 

@@ -27,7 +27,7 @@ use crate::protocol::{
     ConsumerParams, EventsParams, MiddlewareAttachParams, MiddlewareDetachParams, NoParams,
     PeerParams, ProducerParams, RouterList, RouterParams, RouterSummary, ServerInfo, ServerStats,
     TransportConnectParams, TransportCreateParams, TransportParams, TransportRequestParams,
-    WebRtcOfferParams, WebRtcPublishResult, WorkerList, WorkerSummary,
+    WebRtcAnswerParams, WebRtcOfferParams, WebRtcPublishResult, WorkerList, WorkerSummary,
 };
 use crate::wire::{self, FrameScanner, Scan};
 use bytes::BytesMut;
@@ -45,7 +45,7 @@ use switchboard_core::api::{
     ConsumeOptions, ConsumerInfo, ProduceOptions, ProducerInfo, RouterInfo, RouterOptions,
     SubscribeResult, TransportInfo, TransportRequestResult,
 };
-use switchboard_core::event::Event;
+use switchboard_core::event::{Connection, Event};
 use switchboard_core::rtp_parameters::RtpCapabilities;
 use switchboard_core::{ConsumerId, ErrorCode, ProducerId, RouterId, TransportId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -435,6 +435,23 @@ pub struct WebRtcOfferParams {
     pub sdp: String,
 }
 
+/// `webrtc.answer`: a peer's SDP answer to the server's last offer on one of its
+/// connections.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcAnswerParams {
+    /// The room.
+    pub router: RouterId,
+    /// The peer.
+    pub peer: String,
+    /// The SDP answer.
+    pub sdp: String,
+    /// Which connection's offer it answers: `recv` (the default) or `send` (the
+    /// `renegotiation_needed` event says which).
+    #[serde(default)]
+    pub connection: switchboard_core::event::Connection,
+}
+
 /// One producer created by `webrtc.publish`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PublishedTrack {
@@ -614,7 +631,7 @@ pub struct ClusterPipePeerParams {
     pub producer: Option<ProducerId>,
 }
 
-/// `cluster.adopt`: take over a peer, with its receive connection, that a draining node
+/// `cluster.adopt`: take over a peer, with its WebRTC connections, that a draining node
 /// hands over. Nodes send it to each other.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -631,13 +648,27 @@ pub struct ClusterAdoptParams {
     /// ids).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub producers: Vec<ProducerId>,
-    /// Instead of `resume`: its plain RTP receivers, each `{options, remote, producers}`.
+    /// Its WebRTC send connection, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<ClusterAdoptSend>,
+    /// Instead of `resume` and `send`: its plain RTP receivers, each `{options, remote,
+    /// producers}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rtp: Vec<serde_json::Value>,
 }
 
+/// A send connection in [`ClusterAdoptParams`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterAdoptSend {
+    /// Its state (`transport.request` `resume_state` on the old node).
+    pub resume: serde_json::Value,
+    /// The producers of the m-lines the client sends on, made again on the new node.
+    pub tracks: Vec<switchboard_core::api::ResumedTrack>,
+}
+
 /// What `cluster.adopt` made.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterAdopted {
     /// The new WebRTC receive connection, with `resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -648,6 +679,13 @@ pub struct ClusterAdopted {
     /// The new plain RTP transports, with `rtp`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transports: Vec<TransportId>,
+    /// The new WebRTC send connection, with `send` (its offer is announced with
+    /// `renegotiation_needed`, `connection: "send"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<TransportId>,
+    /// The producers made on it, in the order of `send.tracks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producers: Vec<ProducerId>,
 }
 
 /// `cluster.feeds`: what a node can feed of a track. Nodes ask each other while building a

@@ -1,12 +1,18 @@
-//! A draining node hands its peers over to other nodes. A peer that only receives moves with
-//! its WebRTC receive connection: the node taking it over (of the room's other nodes, the
-//! least loaded, else a serving node that opens the room) resumes the connection's SDP
-//! session with the same m-lines and tracks, and offers it with its own ICE credentials,
-//! candidate and DTLS fingerprint. The backend gets that offer as `renegotiation_needed` and
-//! gives it to the client, which restarts ICE towards the new node and, the fingerprint
-//! having changed, starts a new DTLS handshake there; the peer's requests go to the new
-//! node from the start. Once the new connection is up, the draining node lets the peer go
-//! (`peer_left`, reason `moved`).
+//! A draining node hands its peers over to other nodes. A peer moves with its WebRTC
+//! connections: the node taking it over (of the room's other nodes, the least loaded, else a
+//! serving node that opens the room) resumes each connection's SDP session with the same
+//! m-lines and offers it with its own ICE credentials, candidate and DTLS fingerprint. The
+//! backend gets each offer as `renegotiation_needed` (`connection` says which of the peer's
+//! connections) and gives it to the client, which restarts ICE towards the new node and, the
+//! fingerprint having changed, starts a new DTLS handshake there; the peer's requests go to
+//! the new node from the start. Once the new connections are up, the draining node lets the
+//! peer go (`peer_left`, reason `moved`).
+//!
+//! On the receive connection, every track goes back on its m-line. On the send connection,
+//! the client goes on sending the same streams (same SSRCs), now to the new node, where a
+//! producer was made again for each of its sending m-lines, with the old one's parameters:
+//! the room's receivers get the new producers (auto-subscribe) before the old ones close with
+//! the peer's departure, so they see a track replaced by another of the same stream.
 //!
 //! A peer that only receives plain RTP (its transports `rtp`, without SRTP, carrying
 //! consumers only) moves too: the new node makes the same transports towards the same
@@ -14,18 +20,25 @@
 //! go once they are connected. The receiver gets the streams from the new node's address,
 //! with new SSRCs.
 //!
-//! A peer that publishes stays: its client makes the offers of its send connection (or sends
-//! to this node's address), and the server cannot make it send elsewhere. It leaves when the
-//! drain ends.
+//! What stays until the drain ends: peers of `single_connection` rooms (one connection both
+//! ways), and peers publishing over plain RTP (they send to this node's address, and nothing
+//! can make them send elsewhere).
 
 use super::*;
 use serde_json::Value;
+use switchboard_actors::session::{PublishResult, SubscribeResult};
 use switchboard_core::event::{CloseReason, TransportState};
 use switchboard_core::{PeerId, TransportId};
 
 /// How long the draining node waits for a moved peer's new connection before it lets the
 /// peer go anyway (the client never answered, or could not reach the new node).
 const CONNECT_WAIT: Duration = Duration::from_secs(15);
+
+/// A peer's WebRTC connections, as the room's dump names them.
+struct Connections {
+    send: Option<TransportId>,
+    recv: Option<TransportId>,
+}
 
 /// The node and the moved peers it took over, on the draining node.
 #[derive(Default)]
@@ -62,14 +75,24 @@ impl Cluster {
     async fn hand_over_room(&self, room: RouterId) -> Result<(), Error> {
         let dump = serde_json::to_value(self.inner.server.dump_router(room).await?)
             .map_err(|e| Error::internal(e.to_string()))?;
-        let peers: Vec<(PeerId, Option<TransportId>)> = dump["peers"]
+        if dump["single_connection"] == true {
+            warn!(room = %room, "peers of a single_connection room stay until the drain ends");
+            return Ok(());
+        }
+        let connection = |p: &Value, key: &str| p[key].as_str().and_then(|t| t.parse().ok());
+        let peers: Vec<(PeerId, Connections)> = dump["peers"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|p| p["send"].is_null())
             .filter_map(|p| {
                 let peer = p["id"].as_str().and_then(PeerId::parse)?;
-                Some((peer, p["recv"].as_str().and_then(|r| r.parse().ok())))
+                Some((
+                    peer,
+                    Connections {
+                        send: connection(p, "send"),
+                        recv: connection(p, "recv"),
+                    },
+                ))
             })
             .collect();
         if peers.is_empty() {
@@ -79,10 +102,12 @@ impl Cluster {
             warn!(room = %room, "no serving node to hand the room's peers to");
             return Ok(());
         };
-        for (peer, recv) in peers {
-            let moved = match recv {
-                Some(recv) => self.hand_over(room, &peer, recv, &dump, &target).await,
-                None => self.hand_over_plain(room, &peer, &dump, &target).await,
+        for (peer, connections) in peers {
+            let moved = if connections.send.is_some() || connections.recv.is_some() {
+                self.hand_over(room, &peer, connections, &dump, &target)
+                    .await
+            } else {
+                self.hand_over_plain(room, &peer, &dump, &target).await
             };
             if let Err(e) = moved {
                 warn!(room = %room, peer = %peer, node = %target.node, error = %e, "could not hand the peer over");
@@ -136,17 +161,68 @@ impl Cluster {
         &self,
         room: RouterId,
         peer: &PeerId,
-        recv: TransportId,
+        connections: Connections,
         dump: &Value,
         target: &Located,
     ) -> Result<(), Error> {
+        let mut adopt = serde_json::json!({ "router": room, "peer": peer });
+        if let Some(recv) = connections.recv {
+            let (state, producers) = self.receive_state(recv, dump).await?;
+            adopt["resume"] = state;
+            adopt["producers"] = serde_json::json!(producers);
+        }
+        if let Some(send) = connections.send {
+            adopt["send"] = self.send_state(send).await?;
+        }
+        let mut events = self.remote_events();
+        let adopted = self
+            .forward(target, "cluster.adopt", adopt)
+            .await
+            .map_err(|e| Error::new(e.code, e.message))?;
+        let mut waiting: Vec<TransportId> = ["transport", "send"]
+            .iter()
+            .filter_map(|key| adopted[*key].as_str().and_then(|t| t.parse().ok()))
+            .collect();
+        lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
+        info!(room = %room, peer = %peer, node = %target.node, "peer handed over; waiting for its new connections");
+        let connected = tokio::time::timeout(CONNECT_WAIT, async {
+            while !waiting.is_empty() {
+                match events.recv().await {
+                    Ok(Event::TransportStateChanged {
+                        transport,
+                        state: TransportState::Connected,
+                        ..
+                    }) => waiting.retain(|t| *t != transport),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false);
+        if !connected {
+            warn!(room = %room, peer = %peer, "the moved peer's new connections did not come up in time");
+        }
+        self.inner
+            .server
+            .leave_peer_because(room, peer.clone(), CloseReason::Moved)
+            .await
+    }
+
+    /// A receive connection's state, and the tracks of its open media lines as the other
+    /// nodes know them.
+    async fn receive_state(
+        &self,
+        recv: TransportId,
+        dump: &Value,
+    ) -> Result<(Value, Vec<ProducerId>), Error> {
         let state = self
             .inner
             .server
             .transport_request(recv, "resume_state", Value::Null)
             .await?
             .response;
-        // The tracks of its open media lines, named as the other nodes know them.
         let producer_of = |consumer: &str| {
             dump["consumers"]
                 .as_array()
@@ -167,48 +243,38 @@ impl Cluster {
                 .ok_or_else(|| Error::internal("an open line without its track"))?;
             producers.push(self.original_of(copy));
         }
-        let mut events = self.remote_events();
-        let adopted = self
-            .forward(
-                target,
-                "cluster.adopt",
-                serde_json::json!({
-                    "router": room,
-                    "peer": peer,
-                    "resume": state,
-                    "producers": producers,
-                }),
-            )
-            .await
-            .map_err(|e| Error::new(e.code, e.message))?;
-        let new: TransportId = adopted["transport"]
-            .as_str()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| Error::internal("no transport in the adoption's answer"))?;
-        lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
-        info!(room = %room, peer = %peer, node = %target.node, "peer handed over; waiting for its new connection");
-        let connected = tokio::time::timeout(CONNECT_WAIT, async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::TransportStateChanged {
-                        transport,
-                        state: TransportState::Connected,
-                        ..
-                    }) if transport == new => return true,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
-                }
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if !connected {
-            warn!(room = %room, peer = %peer, "the moved peer's new connection did not come up in time");
-        }
-        self.inner
+        Ok((state, producers))
+    }
+
+    /// A send connection's state, with the producer of each m-line the client sends on
+    /// (`{resume, tracks}`, as `cluster.adopt` takes it). A sending line whose producer the
+    /// backend closed is stopped on the new node.
+    async fn send_state(&self, send: TransportId) -> Result<Value, Error> {
+        let mut state = self
+            .inner
             .server
-            .leave_peer_because(room, peer.clone(), CloseReason::Moved)
-            .await
+            .transport_request(send, "resume_state", Value::Null)
+            .await?
+            .response;
+        let mut tracks = Vec::new();
+        for line in state["lines"].as_array_mut().into_iter().flatten() {
+            if line["open"] != true || line["receiving"].is_null() {
+                continue;
+            }
+            let producer = line["producer"].as_str().and_then(|p| p.parse().ok());
+            let Some(producer) = producer else {
+                line["open"] = Value::Bool(false);
+                continue;
+            };
+            let d = self.inner.server.dump_producer(producer).await?;
+            tracks.push(switchboard_core::api::ResumedTrack {
+                mid: line["mid"].as_str().unwrap_or_default().to_owned(),
+                kind: d.kind,
+                rtp_parameters: d.rtp_parameters,
+                paused: d.paused,
+            });
+        }
+        Ok(serde_json::json!({ "resume": state, "tracks": tracks }))
     }
 
     /// Hands over a peer whose transports are plain RTP receivers (see the module's doc);
@@ -336,23 +402,44 @@ impl Cluster {
             .collect()
     }
 
-    /// `cluster.adopt` with `resume`: takes over a peer another node hands over, with its
-    /// WebRTC receive connection (the tracks of its open lines as `producers`).
+    /// `cluster.adopt` with `resume` and/or `send`: takes over a peer another node hands
+    /// over, with its WebRTC connections: the send connection (`send`: its state and the
+    /// producers to make again) and the receive connection (`recv`: its state and the tracks
+    /// of its open lines, by their original ids). All or nothing: on a failure the peer
+    /// leaves here again.
     pub async fn adopt(
         &self,
         room: RouterId,
         peer: PeerId,
-        resume: Value,
-        producers: Vec<ProducerId>,
-    ) -> Result<switchboard_core::api::SubscribeResult, Error> {
+        send: Option<(Value, Vec<switchboard_core::api::ResumedTrack>)>,
+        recv: Option<(Value, Vec<ProducerId>)>,
+    ) -> Result<(Option<PublishResult>, Option<SubscribeResult>), Error> {
         let server = &self.inner.server;
-        let local = self.local_tracks(producers)?;
         server.join_peer(room, peer.clone()).await?;
-        match server
-            .resume_receiver(room, peer.clone(), resume, local)
-            .await
-        {
-            Ok(result) => Ok(result),
+        let resumed = async {
+            let sent = match send {
+                Some((resume, tracks)) => Some(
+                    server
+                        .resume_sender(room, peer.clone(), resume, tracks)
+                        .await?,
+                ),
+                None => None,
+            };
+            let received = match recv {
+                Some((resume, producers)) => {
+                    let local = self.local_tracks(producers)?;
+                    Some(
+                        server
+                            .resume_receiver(room, peer.clone(), resume, local)
+                            .await?,
+                    )
+                }
+                None => None,
+            };
+            Ok::<_, Error>((sent, received))
+        };
+        match resumed.await {
+            Ok(done) => Ok(done),
             Err(e) => {
                 let _ = server.leave_peer(room, peer).await;
                 Err(e)

@@ -103,21 +103,24 @@ async fn cluster_pipe_peer(ctx: Ctx, p: ClusterPipePeerParams) -> Result<(), Rpc
 async fn cluster_adopt(ctx: Ctx, p: ClusterAdoptParams) -> Result<ClusterAdopted, RpcError> {
     let peer = peer_id(&p.peer)?;
     let cluster = cluster(&ctx)?;
-    match p.resume {
-        Some(resume) => {
-            let r = cluster.adopt(p.router, peer, resume, p.producers).await?;
-            Ok(ClusterAdopted {
-                transport: Some(r.transport),
-                sdp: Some(r.sdp),
-                transports: Vec::new(),
-            })
-        }
-        None => Ok(ClusterAdopted {
-            transport: None,
-            sdp: None,
+    if p.resume.is_none() && p.send.is_none() {
+        return Ok(ClusterAdopted {
             transports: cluster.adopt_plain(p.router, peer, p.rtp).await?,
-        }),
+            ..ClusterAdopted::default()
+        });
     }
+    let recv = p.resume.map(|resume| (resume, p.producers));
+    let send = p.send.map(|s| (s.resume, s.tracks));
+    let (sent, received) = cluster.adopt(p.router, peer, send, recv).await?;
+    Ok(ClusterAdopted {
+        transport: received.as_ref().map(|r| r.transport),
+        sdp: received.map(|r| r.sdp),
+        send: sent.as_ref().map(|s| s.transport),
+        producers: sent
+            .map(|s| s.producers.iter().map(|(p, _)| p.id).collect())
+            .unwrap_or_default(),
+        transports: Vec::new(),
+    })
 }
 
 /// What this node can feed of a track, for another node building a room's fan-out tree.
@@ -518,9 +521,12 @@ async fn webrtc_subscribe(
     Ok(ctx.server().subscribe_peer(p.router, peer).await?)
 }
 
-async fn webrtc_answer(ctx: Ctx, p: WebRtcOfferParams) -> Result<(), RpcError> {
+async fn webrtc_answer(ctx: Ctx, p: WebRtcAnswerParams) -> Result<(), RpcError> {
     let peer = peer_id(&p.peer)?;
-    Ok(ctx.server().answer(p.router, peer, p.sdp).await?)
+    Ok(ctx
+        .server()
+        .answer_on(p.router, peer, p.connection, p.sdp)
+        .await?)
 }
 
 async fn webrtc_restart_ice(

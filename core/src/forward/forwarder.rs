@@ -55,6 +55,8 @@ struct ConsumerEntry<S> {
     resend: ResendLimiter,
     last_sr: Option<(u32, Instant)>,
     last_sr_at: Option<Instant>,
+    /// Since when it has waited for a keyframe (while `waiting_keyframe`).
+    waiting_since: Instant,
 }
 
 struct SenderReportInfo {
@@ -213,6 +215,7 @@ impl<S: MediaSink> Forwarder<S> {
             ),
             last_sr: None,
             last_sr_at: None,
+            waiting_since: now,
         });
         if needs_keyframe && !setup.paused && !p.setup.paused {
             Self::request_keyframe_of(p, now);
@@ -273,6 +276,7 @@ impl<S: MediaSink> Forwarder<S> {
             for c in &mut p.consumers {
                 c.rewriter.resync();
                 c.waiting_keyframe = needs_keyframe;
+                c.waiting_since = now;
             }
             if needs_keyframe {
                 Self::request_keyframe_of(p, now);
@@ -306,6 +310,7 @@ impl<S: MediaSink> Forwarder<S> {
         if resumed {
             c.rewriter.resync();
             c.waiting_keyframe = needs_keyframe;
+            c.waiting_since = now;
             if needs_keyframe && !p.setup.paused {
                 Self::request_keyframe_of(p, now);
             }
@@ -317,10 +322,21 @@ impl<S: MediaSink> Forwarder<S> {
     /// DTLS handshake): what its video consumers sent before was lost, the keyframe requested
     /// when they were created included. They start over at a keyframe, which is requested
     /// (subject to the throttle, which defers rather than drops).
+    ///
+    /// A producer on `transport` whose consumers wait for a keyframe (a publisher's
+    /// connection moved here from another server, its tracks already subscribed) had its
+    /// request sent where nobody heard it: it is asked at once, whatever the throttle says.
     pub fn transport_connected(&mut self, transport: TransportId, now: Instant) {
         for p in self.producers.values_mut() {
             if !p.codecs.values().any(|c| c.keyframes.needs_keyframe()) {
                 continue;
+            }
+            if p.setup.transport == transport
+                && !p.setup.paused
+                && p.consumers.iter().any(|c| c.waiting_keyframe && !c.paused)
+            {
+                p.throttle.forget();
+                Self::request_keyframe_of(p, now);
             }
             let mut waiting = false;
             for c in p
@@ -329,6 +345,7 @@ impl<S: MediaSink> Forwarder<S> {
                 .filter(|c| c.transport == transport && !c.paused)
             {
                 c.waiting_keyframe = true;
+                c.waiting_since = now;
                 waiting = true;
             }
             if waiting && !p.setup.paused {
@@ -415,6 +432,8 @@ impl<S: MediaSink> Forwarder<S> {
             p.stats.keyframes += 1;
         }
         let mut sent = 0;
+        let mut starving = false;
+        let patience = self.config.keyframe_interval * 2;
         for c in &mut p.consumers {
             if c.paused {
                 continue;
@@ -426,6 +445,7 @@ impl<S: MediaSink> Forwarder<S> {
             if c.waiting_keyframe {
                 if !is_keyframe {
                     c.stats.dropped_waiting_keyframe += 1;
+                    starving |= now.saturating_duration_since(c.waiting_since) >= patience;
                     continue;
                 }
                 c.waiting_keyframe = false;
@@ -448,6 +468,14 @@ impl<S: MediaSink> Forwarder<S> {
                 c.stats.bytes += packet.payload.len() as u64;
                 sent += 1;
             }
+        }
+        // A consumer has waited two throttle windows for its keyframe while media flows: the
+        // request went unheard (sent before the publisher or the consumer's client could hear
+        // it, or lost), and nobody else will ask (its client receives nothing to complain
+        // about). Asked again, at most once per window. Not sooner: a consumer whose client is
+        // still connecting would spend the window its connection's request needs.
+        if starving && p.setup.keyframe_request != KeyframeRequestKind::None {
+            Self::request_keyframe_of(p, now);
         }
         self.stats.rtp_out += sent as u64;
         p.buffer.insert(packet, now);

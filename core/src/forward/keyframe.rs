@@ -162,6 +162,12 @@ impl KeyframeThrottle {
         }
     }
 
+    /// Forgets the last request sent: the next one goes out at once. For a request that went
+    /// where its sender could not hear it.
+    pub fn forget(&mut self) {
+        self.last_sent = None;
+    }
+
     /// Called periodically; returns true when a deferred request is now due.
     pub fn poll(&mut self, now: Instant) -> bool {
         if self.pending && self.window_open(now) {

@@ -124,6 +124,10 @@ struct Sub {
 
 impl Room {
     fn consume(&mut self, i: u32, rtx: bool) -> Sub {
+        self.consume_at(i, rtx, Duration::ZERO)
+    }
+
+    fn consume_at(&mut self, i: u32, rtx: bool, at: Duration) -> Sub {
         let sub = Sub {
             id: ConsumerId::new(),
             transport: TransportId::new(),
@@ -144,7 +148,7 @@ impl Room {
                     paused: false,
                 },
                 sub.sink.clone(),
-                self.t0,
+                self.t0 + at,
             )
             .unwrap();
         sub
@@ -249,6 +253,45 @@ fn video_consumers_wait_for_a_keyframe_and_one_is_requested() {
         r.f.consumer_stats(s.id).unwrap().dropped_waiting_keyframe,
         2
     );
+}
+
+#[test]
+fn a_publisher_that_connects_after_its_consumers_is_asked_for_a_keyframe_at_once() {
+    let mut r = room();
+    let s = r.consume(0, false);
+    assert_eq!(r.pub_sink.plis(), 1, "joining requests a keyframe, unheard");
+    // The publisher's connection comes up 300 ms later, well inside the throttle window.
+    r.f.transport_connected(r.pub_transport, r.t0 + Duration::from_millis(300));
+    assert_eq!(r.pub_sink.plis(), 1, "asked again as it connects");
+    r.send(1, 3000, true, Duration::from_millis(350));
+    assert_eq!(s.sink.rtp().len(), 1);
+    // Connected again later, with nobody waiting: nothing to ask.
+    r.f.transport_connected(r.pub_transport, r.t0 + Duration::from_secs(3));
+    assert_eq!(r.pub_sink.plis(), 0);
+}
+
+#[test]
+fn a_consumer_left_waiting_for_a_keyframe_asks_again_after_two_windows() {
+    let mut r = room();
+    let s = r.consume(0, false);
+    assert_eq!(r.pub_sink.plis(), 1, "joining requests a keyframe");
+    // That request went unheard: media flows without a keyframe. Nothing more is asked for
+    // two windows (two seconds here), then once per window.
+    let mut asked = Vec::new();
+    for (i, at) in [500u64, 1_500, 1_999, 2_000, 2_500, 3_000]
+        .into_iter()
+        .enumerate()
+    {
+        let seq = 1 + i as u16;
+        r.send(seq, u32::from(seq) * 3000, false, Duration::from_millis(at));
+        asked.push(r.pub_sink.plis());
+    }
+    assert_eq!(asked, [0, 0, 0, 1, 0, 1]);
+    r.send(7, 21_000, true, Duration::from_millis(3_100));
+    r.send(8, 24_000, false, Duration::from_millis(5_000));
+    assert_eq!(s.sink.rtp().len(), 2);
+    r.f.tick(r.t0 + Duration::from_secs(10));
+    assert_eq!(r.pub_sink.plis(), 0, "none once the keyframe came");
 }
 
 #[test]

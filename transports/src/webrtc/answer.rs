@@ -186,6 +186,7 @@ pub fn tracks_after_offer(
                         .into_iter()
                         .map(|(id, uri)| (id, uri.to_owned()))
                         .collect(),
+                    ssrcs: m.ssrcs.iter().map(|s| (s.ssrc, s.rtx_ssrc)).collect(),
                 });
             } else if new {
                 // Nothing the router routes: rejected, and stopped for good.

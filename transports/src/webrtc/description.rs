@@ -80,12 +80,18 @@ pub struct Sending {
 }
 
 /// What the client sends on an m-line, as the server accepted it (the client's numbering).
-#[derive(Clone, Debug, Default)]
+/// Serialisable: a connection moving to another server takes it along
+/// ([`super::native::ResumedLine`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Receiving {
     /// Accepted codecs, media then RTX.
     pub codecs: Vec<RtpCodecParameters>,
     /// Accepted header extensions (id, URI).
     pub extensions: Vec<(u8, String)>,
+    /// The SSRCs the client declared for it: media SSRC and its RTX SSRC.
+    #[serde(default)]
+    pub ssrcs: Vec<(u32, Option<u32>)>,
 }
 
 /// The protocol of RTP m-lines.

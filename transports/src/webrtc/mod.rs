@@ -190,8 +190,9 @@ struct CreateOptions {
     /// m-line so that it connects before the first track); `"send"`: made for the client to
     /// offer; `"sendrecv"` or absent: both. Every connection can do both either way.
     direction: Option<String>,
-    /// A receive connection taking over another server's (a node draining in a cluster):
-    /// what `transport.request` `resume_state` exported there. Implies `"recv"`.
+    /// A connection taking over another server's (a node draining in a cluster): what
+    /// `transport.request` `resume_state` exported there. `"recv"` unless `direction` says
+    /// otherwise.
     resume: Option<native::Resume>,
 }
 
@@ -203,7 +204,7 @@ impl TransportFactory for Factory {
             params("webrtc transport options", options)?
         };
         let direction = match options.direction.as_deref() {
-            _ if options.resume.is_some() => native::Direction::Receive,
+            None if options.resume.is_some() => native::Direction::Receive,
             None | Some("sendrecv") => native::Direction::Both,
             Some("recv") => native::Direction::Receive,
             Some("send") => native::Direction::Publish,
@@ -297,6 +298,7 @@ fn sdp_request(
                 response: json!({ "renegotiate": outcome.renegotiate }),
                 closed_consumers: outcome.rejected_consumers,
                 consumer_extensions: outcome.consumer_extensions,
+                closed_producers: outcome.closed_producers,
                 ..Default::default()
             })
         }),

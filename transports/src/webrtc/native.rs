@@ -48,6 +48,7 @@ mod resume;
 mod session;
 mod stats;
 
+pub use super::description::Receiving;
 pub use resume::{Resume, ResumedLine};
 pub use session::Direction;
 pub use stats::ConnectionStats;
@@ -167,6 +168,12 @@ impl NativeConnection {
             version: resume.map_or(0, |r| r.version),
             ..Negotiation::default()
         };
+        // A resumed connection's client goes on sending what it sent to the old server.
+        let mut ingress = Ingress::default();
+        let (receiving, extensions) = session::ingress_sections(&tracks);
+        if !receiving.is_empty() {
+            ingress.negotiated(receiving, extensions);
+        }
         let conn = Rc::new(Self {
             key: Cell::new(0),
             net: Rc::downgrade(net),
@@ -176,7 +183,7 @@ impl NativeConnection {
             direction,
             capabilities,
             ice: RefCell::new(IceLite::new(ufrag.clone(), pwd, crypto.clone())),
-            ingress: RefCell::default(),
+            ingress: RefCell::new(ingress),
             producers_by_mid: RefCell::default(),
             crypto,
             dtls: RefCell::default(),

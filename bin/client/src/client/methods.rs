@@ -306,17 +306,31 @@ impl Client {
         self.call("webrtc.subscribe", &params).await
     }
 
-    /// `webrtc.answer`: the peer's SDP answer to the server's last offer.
+    /// `webrtc.answer`: the peer's SDP answer to the server's last offer on its receive
+    /// connection.
     pub async fn answer(
         &self,
         router: RouterId,
         peer: &str,
         answer: &str,
     ) -> Result<(), ClientError> {
-        let params = WebRtcOfferParams {
+        self.answer_on(router, peer, Connection::Recv, answer).await
+    }
+
+    /// `webrtc.answer` for the server's last offer on one of the peer's connections (a
+    /// `renegotiation_needed` event's `connection`).
+    pub async fn answer_on(
+        &self,
+        router: RouterId,
+        peer: &str,
+        connection: Connection,
+        answer: &str,
+    ) -> Result<(), ClientError> {
+        let params = WebRtcAnswerParams {
             router,
             peer: peer.to_owned(),
             sdp: answer.to_owned(),
+            connection,
         };
         self.call("webrtc.answer", &params).await
     }

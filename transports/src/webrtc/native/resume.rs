@@ -1,8 +1,13 @@
-//! Moving a receive connection to another server: what the client's connection has agreed so
-//! far (its SDP session and m-lines), so that the new server's first offer is a valid next
-//! offer for the client's existing `RTCPeerConnection`. That offer carries the new server's
-//! ICE credentials, candidate and DTLS fingerprint: the client restarts ICE towards it, and
-//! the changed fingerprint makes it start a new DTLS handshake.
+//! Moving a connection to another server: what the client's connection has agreed so far (its
+//! SDP session and m-lines), so that the new server's first offer is a valid next offer for
+//! the client's existing `RTCPeerConnection`. That offer carries the new server's ICE
+//! credentials, candidate and DTLS fingerprint: the client restarts ICE towards it, and the
+//! changed fingerprint makes it start a new DTLS handshake.
+//!
+//! The m-lines the client sends on go along with what was accepted on them (codecs and header
+//! extensions in the client's numbering, its SSRCs): the new server offers them `recvonly` as
+//! they were, routes what arrives on them from the start, and the client keeps sending the
+//! same streams (an ICE or DTLS restart changes none of its SSRCs).
 
 use super::*;
 use serde::{Deserialize, Serialize};
@@ -31,14 +36,23 @@ pub struct ResumedLine {
     pub media: String,
     /// The `m=` line's protocol.
     pub protocol: String,
-    /// Whether it stays open: the data channel, or a line carrying a consumer, whose track the
-    /// new server puts back on it. The others (idle or stopped) are stopped there: a consumer
-    /// placed on an idle line would not land where the client expects it.
+    /// Whether it stays open: the data channel, a line carrying a consumer, whose track the
+    /// new server puts back on it, or a line the client sends on. The others (idle or
+    /// stopped) are stopped there: a consumer placed on an idle line would not land where the
+    /// client expects it.
     pub open: bool,
     /// The consumer on it, on the old server (exported, for the caller to find its producer;
     /// ignored when resuming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<ConsumerId>,
+    /// What the client sends on it, if it sends: the line is offered `recvonly` with these
+    /// codecs and extensions, and its SSRCs are routed to the producer made for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving: Option<Receiving>,
+    /// The producer of what the client sends on it, on the old server (exported, for the
+    /// caller to make its successor; ignored when resuming).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerId>,
 }
 
 impl Resume {
@@ -55,6 +69,12 @@ impl Resume {
                 t.media.clone_from(&l.media);
                 t.protocol.clone_from(&l.protocol);
                 t.stopped = !l.open;
+                if let Some(r) = l.receiving.as_ref().filter(|_| l.open) {
+                    // The client's own m-line: no consumer takes it while idle.
+                    t.server_line = false;
+                    t.last_codecs.clone_from(&r.codecs);
+                    t.receiving = Some(r.clone());
+                }
                 t
             })
             .collect()
@@ -62,15 +82,10 @@ impl Resume {
 }
 
 impl NativeConnection {
-    /// What [`Resume`] needs of this connection. Only a connection the client publishes
-    /// nothing on can move: its client's own m-lines would need their producers moved too.
+    /// What [`Resume`] needs of this connection.
     pub fn export_resume(&self) -> Result<Resume> {
         let tracks = self.tracks.borrow();
-        if tracks.iter().any(|t| t.receiving.is_some()) {
-            return Err(Error::invalid(
-                "only a connection that receives and sends nothing can move",
-            ));
-        }
+        let producers = self.producers_by_mid.borrow();
         let lines = tracks
             .iter()
             .map(|t| ResumedLine {
@@ -78,8 +93,14 @@ impl NativeConnection {
                 kind: t.kind,
                 media: t.media.clone(),
                 protocol: t.protocol.clone(),
-                open: !t.stopped && (t.kind.is_none() || t.sending.is_some()),
+                open: !t.stopped
+                    && (t.kind.is_none() || t.sending.is_some() || t.receiving.is_some()),
                 consumer: t.sending.as_ref().map(|s| s.consumer),
+                receiving: t.receiving.clone(),
+                producer: t
+                    .receiving
+                    .as_ref()
+                    .and_then(|_| producers.get(&t.mid).copied()),
             })
             .collect();
         Ok(Resume {
@@ -107,6 +128,8 @@ mod tests {
                     protocol: "UDP/DTLS/SCTP".into(),
                     open: true,
                     consumer: None,
+                    receiving: None,
+                    producer: None,
                 },
                 ResumedLine {
                     mid: "1".into(),
@@ -115,6 +138,8 @@ mod tests {
                     protocol: "UDP/TLS/RTP/SAVPF".into(),
                     open: false,
                     consumer: None,
+                    receiving: None,
+                    producer: None,
                 },
                 ResumedLine {
                     mid: "2".into(),
@@ -123,6 +148,8 @@ mod tests {
                     protocol: "UDP/TLS/RTP/SAVPF".into(),
                     open: true,
                     consumer: None,
+                    receiving: None,
+                    producer: None,
                 },
             ],
         };

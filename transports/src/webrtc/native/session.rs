@@ -308,12 +308,41 @@ impl NativeConnection {
                 })
                 .collect()
         };
+        // An answer is the client's word on the m-lines it sends on too (a server offer on a
+        // connection the client publishes on: one moved here from another server).
+        let closed_producers: Vec<ProducerId> = {
+            let mut tracks = self.tracks.borrow_mut();
+            let by_mid = self.producers_by_mid.borrow();
+            let mut closed = Vec::new();
+            for m in sections
+                .iter()
+                .filter(|m| m.rejected || !m.direction.sends())
+            {
+                let Some(t) = m
+                    .mid
+                    .as_deref()
+                    .and_then(|mid| tracks.iter_mut().find(|t| t.mid == mid))
+                else {
+                    continue;
+                };
+                if t.receiving.take().is_some() {
+                    t.stopped |= m.rejected;
+                    closed.extend(by_mid.get(&t.mid).copied());
+                }
+            }
+            if !closed.is_empty() {
+                let (receiving, extensions) = ingress_sections(&tracks);
+                self.ingress.borrow_mut().negotiated(receiving, extensions);
+            }
+            closed
+        };
         let mut n = self.negotiation.borrow_mut();
         n.awaiting_answer = false;
         Ok(AnswerOutcome {
             renegotiate: std::mem::take(&mut n.pending),
             rejected_consumers: rejected,
             consumer_extensions,
+            closed_producers,
         })
     }
 
@@ -417,24 +446,7 @@ impl NativeConnection {
                 )?);
             }
         }
-        let mut extensions: Vec<(u8, String)> = Vec::new();
-        let receiving: Vec<Section> = tracks
-            .iter()
-            .filter_map(|t| {
-                let r = t.receiving.as_ref()?;
-                for (id, uri) in &r.extensions {
-                    if !extensions.iter().any(|(i, _)| i == id) {
-                        extensions.push((*id, uri.clone()));
-                    }
-                }
-                let m = sections.iter().find(|m| m.mid.as_deref() == Some(&t.mid))?;
-                Some(Section {
-                    mid: t.mid.clone(),
-                    codecs: r.codecs.clone(),
-                    ssrcs: m.ssrcs.iter().map(|s| (s.ssrc, s.rtx_ssrc)).collect(),
-                })
-            })
-            .collect();
+        let (receiving, extensions) = ingress_sections(&tracks);
         self.ingress.borrow_mut().negotiated(receiving, extensions);
         if !stopped_consumers.is_empty() {
             // Their m-lines are stopped: nothing of theirs can reach the client any more.
@@ -477,6 +489,29 @@ impl NativeConnection {
             net.rename(&old, &ufrag, weak);
         }
     }
+}
+
+/// What the ingress routes: the m-lines the client sends on, and their header extensions
+/// (one id space for the whole BUNDLE group).
+pub(super) fn ingress_sections(tracks: &[Track]) -> (Vec<Section>, Vec<(u8, String)>) {
+    let mut extensions: Vec<(u8, String)> = Vec::new();
+    let sections = tracks
+        .iter()
+        .filter_map(|t| {
+            let r = t.receiving.as_ref()?;
+            for (id, uri) in &r.extensions {
+                if !extensions.iter().any(|(i, _)| i == id) {
+                    extensions.push((*id, uri.clone()));
+                }
+            }
+            Some(Section {
+                mid: t.mid.clone(),
+                codecs: r.codecs.clone(),
+                ssrcs: r.ssrcs.clone(),
+            })
+        })
+        .collect();
+    (sections, extensions)
 }
 
 /// The SHA-256 certificate fingerprint a client's description (`what`: offer or answer)
