@@ -266,6 +266,54 @@ impl Cluster {
         Ok(())
     }
 
+    /// Writes a new room's directory entries at once instead of when its event comes round,
+    /// so that `router.create` answers with the room findable from every node: a backend
+    /// that makes a room and then joins a peer to it on another node finds it there.
+    pub async fn record_router_now(&self, router: switchboard_core::RouterId) {
+        let i = &self.inner;
+        let mut keys = vec![i.keys.span(router, &i.node)];
+        // A copy's node is not the room's owner (as for the event's change).
+        if !self.is_copy(router) {
+            keys.push(i.keys.object("router", &router.to_string()));
+        }
+        self.record_now(keys).await;
+    }
+
+    /// Writes a peer's directory entry at once (see [`Cluster::record_router_now`]): the
+    /// backend's next request for the peer, asked of any node, reaches this one.
+    pub async fn record_peer_now(
+        &self,
+        router: switchboard_core::RouterId,
+        peer: &switchboard_core::PeerId,
+    ) {
+        let key = self
+            .inner
+            .keys
+            .object("peer", &super::span::peer_key(router, peer));
+        self.record_now(vec![key]).await;
+    }
+
+    /// Best effort: with Redis unreachable, the event's change and the next repair carry it.
+    async fn record_now(&self, keys: Vec<String>) {
+        let i = &self.inner;
+        if !i.registered.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            lock(&i.owned).insert(key.clone());
+            pipe.cmd("SET").arg(key).arg(&i.node).ignore();
+            pipe.cmd("SADD")
+                .arg(i.keys.owned(&i.node))
+                .arg(key)
+                .ignore();
+        }
+        if self.exec::<()>(&pipe).await.is_ok() {
+            i.directory_operations
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Applies one change to the local view, and to Redis when it is reachable (otherwise the
     /// next repair carries it).
     pub(super) async fn apply(&self, change: Change) {

@@ -300,7 +300,11 @@ async fn worker_list(ctx: Ctx, _: NoParams) -> Result<WorkerList, RpcError> {
 }
 
 async fn router_create(ctx: Ctx, p: RouterOptions) -> Result<RouterInfo, RpcError> {
-    Ok(ctx.server().create_router(p).await?)
+    let info = ctx.server().create_router(p).await?;
+    if let Some(cluster) = ctx.cluster() {
+        cluster.record_router_now(info.id).await;
+    }
+    Ok(info)
 }
 
 async fn router_close(ctx: Ctx, p: RouterParams) -> Result<(), RpcError> {
@@ -332,7 +336,11 @@ async fn router_capabilities(ctx: Ctx, p: RouterParams) -> Result<RtpCapabilitie
 
 async fn peer_join(ctx: Ctx, p: PeerParams) -> Result<(), RpcError> {
     let peer = peer_id(&p.peer)?;
-    Ok(ctx.server().join_peer(p.router, peer).await?)
+    ctx.server().join_peer(p.router, peer.clone()).await?;
+    if let Some(cluster) = ctx.cluster() {
+        cluster.record_peer_now(p.router, &peer).await;
+    }
+    Ok(())
 }
 
 async fn peer_leave(ctx: Ctx, p: PeerParams) -> Result<(), RpcError> {
