@@ -6,7 +6,8 @@
 //! keyframe it needs is asked of the camera across the pipe. Then B drains: it hands the
 //! viewer over to A, the browser takes A's offer (an ICE restart with A's candidate and
 //! fingerprint) from the `renegotiation_needed` event, and keeps decoding; the test reports
-//! the longest stall of the video around the move.
+//! the longest stall of the video around the move. The second test moves a browser that
+//! publishes (see [`a_publishing_browser_moves_when_its_node_drains`]).
 
 use serde_json::{Value, json};
 use std::sync::Arc;
