@@ -32,6 +32,10 @@ pub enum CloseReason {
     IceTimeout,
     /// The client ended DTLS (close_notify or a fatal alert).
     DtlsClosed,
+    /// The client's connectivity checks arrived but it completed no DTLS handshake within a
+    /// third of `webrtc.consent_timeout_ms` (a client that keeps its old DTLS session when
+    /// its connection moves to another server, as webrtc-rs does; a broken client).
+    DtlsTimeout,
     /// The client's SDP answer rejected the consumer's m-line (port 0): it cannot take the
     /// track.
     Rejected,

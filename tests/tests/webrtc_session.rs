@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::RouterOptions;
-use switchboard_core::event::{CloseReason, Event};
+use switchboard_core::event::{CloseReason, Connection, Event};
 use switchboard_core::{PeerId, RouterId};
 use switchboard_tests::webrtc_client::{Client, opus, vp8};
 use switchboard_tests::*;
@@ -59,7 +59,7 @@ fn m_lines(sdp: &str) -> Vec<String> {
 
 struct Publisher {
     /// The publishing connection (kept open; with one connection per peer it also receives).
-    _client: Client,
+    client: Client,
     video: Arc<TrackLocalStaticRTP>,
     video_ssrc: u32,
     audio: Arc<TrackLocalStaticRTP>,
@@ -82,7 +82,7 @@ async fn publish(t: &TestServer, room: RouterId, peer: &PeerId, base_ssrc: u32) 
     client.accept_answer(&result.sdp).await;
     client.connected().await;
     Publisher {
-        _client: client,
+        client,
         video,
         video_ssrc: base_ssrc,
         audio,
@@ -539,7 +539,7 @@ async fn with_one_connection_per_peer_both_directions_share_it() {
     let b = publish(&t, room, &bob, 0x0B40_0000).await;
     // ...then receive on it too: the server's offer goes to the same client connection.
     let offer = t.server.subscribe_peer(room, bob.clone()).await.unwrap();
-    let mut bob_client = b._client;
+    let mut bob_client = b.client;
     let answer = bob_client.answer(&offer.sdp).await;
     t.server.answer(room, bob.clone(), answer).await.unwrap();
     let mut bob_view = Subscriber {
@@ -553,7 +553,7 @@ async fn with_one_connection_per_peer_both_directions_share_it() {
 
     // A second offer from the client while the server's is unanswered is refused: no glare.
     let _pending = t.server.subscribe_peer(room, alice.clone()).await.unwrap();
-    let own_offer = a._client.offer().await;
+    let own_offer = a.client.offer().await;
     let err = t
         .server
         .publish(room, alice.clone(), own_offer)
@@ -741,4 +741,119 @@ async fn a_track_made_by_request_reaches_the_receive_connections() {
         p.payload
     );
     t.server.shutdown().await.unwrap();
+}
+
+/// A publishing connection moves to another server, as a draining cluster node hands a
+/// publisher over: the old server exports the connection's SDP state (`resume_state`: the
+/// client's lines with their SSRCs), the new one resumes it with the producers made again
+/// (`resume_sender`) and offers it (`recvonly` lines, announced for the send connection).
+/// The client here is webrtc-rs, which applies the offer and restarts ICE towards the new
+/// server but keeps its old DTLS session instead of starting a new handshake for the new
+/// fingerprint (Chromium starts one: `tests/tests/cluster_browser.rs` moves a publishing
+/// browser end to end). The new server does not leave that connection `connecting` for as
+/// long as the client's checks come: it closes it with `dtls_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_publishing_connection_without_a_new_dtls_handshake_times_out() {
+    let old = start_webrtc(1);
+    // A third of the consent timeout for the DTLS handshake: one second.
+    let mut config = webrtc_config(1);
+    config.webrtc.consent_timeout_ms = 3_000;
+    let new = start_webrtc_with(config);
+    let alice = PeerId::parse("alice").unwrap();
+    let old_room = old.room().await;
+    let mut a = publish(&old, old_room, &alice, 0x0B10_0000).await;
+    let dump = serde_json::to_value(old.server.dump_router(old_room).await.unwrap()).unwrap();
+    let send: switchboard_core::TransportId =
+        dump_entry(&dump, "peers", |p| p["id"] == "alice")["send"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let state = old
+        .server
+        .transport_request(send, "resume_state", serde_json::Value::Null)
+        .await
+        .unwrap()
+        .response;
+    let mut tracks = Vec::new();
+    let mut ssrcs = Vec::new();
+    for line in state["lines"].as_array().unwrap() {
+        if line["receiving"].is_null() {
+            continue;
+        }
+        ssrcs.push(line["receiving"]["ssrcs"][0][0].as_u64().unwrap());
+        let producer = line["producer"].as_str().unwrap().parse().unwrap();
+        let d = old.server.dump_producer(producer).await.unwrap();
+        tracks.push(switchboard_core::api::ResumedTrack {
+            mid: line["mid"].as_str().unwrap().to_owned(),
+            kind: d.kind,
+            rtp_parameters: d.rtp_parameters,
+            paused: d.paused,
+        });
+    }
+    ssrcs.sort_unstable();
+    assert_eq!(
+        ssrcs,
+        [u64::from(a.video_ssrc), u64::from(a.audio_ssrc)],
+        "the client's SSRCs go along: {state}"
+    );
+
+    let new_room = new.room().await;
+    let mut events = new.server.subscribe_room(new_room);
+    new.server.join_peer(new_room, alice.clone()).await.unwrap();
+    let resumed = new
+        .server
+        .resume_sender(new_room, alice.clone(), state, tracks)
+        .await
+        .unwrap();
+    assert_eq!(resumed.producers.len(), 2);
+    assert_eq!(
+        resumed.sdp.matches("a=recvonly").count(),
+        2,
+        "the client's lines are offered recvonly: {}",
+        resumed.sdp
+    );
+    // The offer is announced for the send connection.
+    let (announced, _) = wait_event(&mut events, |e| {
+        matches!(
+            e,
+            Event::RenegotiationNeeded {
+                connection: Connection::Send,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        matches!(announced, Event::RenegotiationNeeded { transport, .. } if transport == resumed.transport)
+    );
+    let answer = a.client.answer(&resumed.sdp).await;
+    new.server
+        .answer_on(new_room, alice.clone(), Connection::Send, answer)
+        .await
+        .unwrap();
+    // The client's checks reach the new server; no handshake follows.
+    let (closed, _) = wait_event(&mut events, |e| {
+        matches!(e, Event::TransportClosed { transport, .. } if *transport == resumed.transport)
+    })
+    .await;
+    assert!(
+        matches!(
+            closed,
+            Event::TransportClosed {
+                reason: CloseReason::DtlsTimeout,
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    // Its producers went with it.
+    let dump = serde_json::to_value(new.server.dump_router(new_room).await.unwrap()).unwrap();
+    assert_eq!(
+        dump["producers"].as_array().map(Vec::len),
+        Some(0),
+        "{dump}"
+    );
+    old.server.shutdown().await.unwrap();
+    new.server.shutdown().await.unwrap();
 }

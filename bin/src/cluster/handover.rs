@@ -179,13 +179,14 @@ impl Cluster {
             .forward(target, "cluster.adopt", adopt)
             .await
             .map_err(|e| Error::new(e.code, e.message))?;
-        let mut waiting: Vec<TransportId> = ["transport", "send"]
+        let made: Vec<TransportId> = ["transport", "send"]
             .iter()
             .filter_map(|key| adopted[*key].as_str().and_then(|t| t.parse().ok()))
             .collect();
         lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
         info!(room = %room, peer = %peer, node = %target.node, "peer handed over; waiting for its new connections");
-        let connected = tokio::time::timeout(CONNECT_WAIT, async {
+        let mut waiting = made.clone();
+        let came_up = tokio::time::timeout(CONNECT_WAIT, async {
             while !waiting.is_empty() {
                 match events.recv().await {
                     Ok(Event::TransportStateChanged {
@@ -193,21 +194,61 @@ impl Cluster {
                         state: TransportState::Connected,
                         ..
                     }) => waiting.retain(|t| *t != transport),
+                    // A new connection that closes (its client did not come, or came without
+                    // a new DTLS handshake: `dtls_timeout`) will not come up.
+                    Ok(Event::TransportClosed { transport, .. })
+                        if waiting.contains(&transport) =>
+                    {
+                        break;
+                    }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
-            true
         })
-        .await
-        .unwrap_or(false);
-        if !connected {
-            warn!(room = %room, peer = %peer, "the moved peer's new connections did not come up in time");
+        .await;
+        let none_up = waiting.len() == made.len();
+        if came_up.is_err() || !waiting.is_empty() {
+            let old = [connections.send, connections.recv];
+            if none_up && self.still_heard(old.into_iter().flatten()).await {
+                // The client never took the new node's offers (the backend did not pass them
+                // on, say) and is still here: it stays, and the new node lets it go.
+                warn!(room = %room, peer = %peer, node = %target.node, "the moved peer's new connections did not come up and it is still connected here: it stays");
+                lock(&self.inner.moves.moved).remove(&(room, peer.clone()));
+                if let Err(e) = self
+                    .forward(
+                        target,
+                        "peer.leave",
+                        serde_json::json!({ "router": room, "peer": peer }),
+                    )
+                    .await
+                {
+                    warn!(room = %room, peer = %peer, error = %e.message, "could not undo the adoption");
+                }
+                self.record_peer_now(room, peer).await;
+                return Ok(());
+            }
+            warn!(room = %room, peer = %peer, "the moved peer's new connections did not all come up in time");
         }
         self.inner
             .server
             .leave_peer_because(room, peer.clone(), CloseReason::Moved)
             .await
+    }
+
+    /// Whether any of these connections still hears its client (`connected`).
+    async fn still_heard(&self, transports: impl Iterator<Item = TransportId>) -> bool {
+        for t in transports {
+            let stats = self.inner.server.transport_stats(t).await;
+            let state = stats
+                .ok()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .map(|s| s["state"].clone());
+            if state.as_ref().and_then(Value::as_str) == Some("connected") {
+                return true;
+            }
+        }
+        false
     }
 
     /// A receive connection's state, and the tracks of its open media lines as the other

@@ -133,6 +133,8 @@ pub struct NativeConnection {
     destination: Cell<Option<SocketAddr>>,
     consent_timeout: Duration,
     last_heard: Cell<Instant>,
+    /// When the client's first connectivity check came, while DTLS is not up yet.
+    checked_since: Cell<Option<Instant>>,
     scheduled: Cell<Option<Instant>>,
     done: Cell<bool>,
     counters: Counters,
@@ -196,6 +198,7 @@ impl NativeConnection {
             destination: Cell::new(None),
             consent_timeout,
             last_heard: Cell::new(Instant::now()),
+            checked_since: Cell::new(None),
             scheduled: Cell::new(None),
             done: Cell::new(false),
             counters: Counters::default(),
@@ -275,6 +278,9 @@ impl NativeConnection {
             return;
         }
         self.last_heard.set(now);
+        if self.srtp.borrow().is_none() && self.checked_since.get().is_none() {
+            self.checked_since.set(Some(now));
+        }
         if answer.nominated || self.destination.get().is_none() {
             self.destination.set(Some(from));
         }
@@ -448,6 +454,18 @@ impl NativeConnection {
         self.last_heard.get() + self.consent_timeout
     }
 
+    /// When a client whose connectivity checks arrive but that completes no DTLS handshake is
+    /// given up on: a third of the consent timeout after its first check. Without it, such a
+    /// connection (a client that keeps its old DTLS session after its connection was moved
+    /// to another server, as webrtc-rs does; a broken client) would stay `connecting` for as
+    /// long as its checks keep consent alive.
+    fn handshake_deadline(&self) -> Option<Instant> {
+        if self.srtp.borrow().is_some() {
+            return None;
+        }
+        Some(self.checked_since.get()? + self.consent_timeout / 3)
+    }
+
     /// When a connected client that has been silent this long is reported `disconnected`: a
     /// third of the consent timeout (10 s by default), well above browsers' 5 s between
     /// checks and receivers' reports every second or so.
@@ -472,6 +490,9 @@ impl NativeConnection {
         }
         if self.state.get() == TransportState::Connected {
             next = next.min(self.disconnect_deadline());
+        }
+        if let Some(handshake) = self.handshake_deadline() {
+            next = next.min(handshake);
         }
         let next = dtls.map_or(next, |t| t.min(next));
         if self.scheduled.get().is_none_or(|t| next < t) {
@@ -699,6 +720,10 @@ impl NetConnection for NativeConnection {
         if now >= self.consent_deadline() {
             // RFC 7675: without consent the server must stop sending.
             self.give_up(CloseReason::IceTimeout, "ice_timeout");
+            return;
+        }
+        if self.handshake_deadline().is_some_and(|t| now >= t) {
+            self.give_up(CloseReason::DtlsTimeout, "dtls_timeout");
             return;
         }
         if self.state.get() == TransportState::Connected && now >= self.disconnect_deadline() {
