@@ -519,3 +519,134 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
     b.shutdown(Duration::from_secs(5)).await.expect("B stops");
     a.shutdown(Duration::from_secs(5)).await.expect("A stops");
 }
+
+/// A move the client never takes is undone: B drains, but the backend does not pass A's
+/// offer on to the viewer's browser. When no new connection has come up on A within
+/// `cluster.handover_timeout_ms` and the viewer is still connected to B, the viewer stays on
+/// B (A lets it go), goes on decoding, and its requests, asked of any node, reach B again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_the_client_does_not_take_is_undone() {
+    let redis = Redis::start("browser-undo");
+    let a = App::start(Arc::new(node(&redis, "node-a")))
+        .await
+        .expect("node A starts");
+    let mut b_config = node(&redis, "node-b");
+    b_config.cluster.handover_timeout_ms = 2_000;
+    let b = App::start(Arc::new(b_config)).await.expect("node B starts");
+    let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
+        .await
+        .expect("the backend reaches B");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while backend
+        .cluster_nodes()
+        .await
+        .map_or(true, |n| n.nodes.len() < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let call = |method: &'static str, params: Value| {
+        let backend = &backend;
+        async move {
+            backend
+                .call_value(method, params)
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        }
+    };
+    let room = text(
+        &call("router.create", json!({"node": "node-a"})).await,
+        "id",
+    );
+    let mut notifications = backend.notifications().expect("notifications");
+    call("events.subscribe", json!({ "router": room })).await;
+    let mut browser = PeerProcess::chromium();
+    call("peer.join", json!({"router": room, "peer": "camera"})).await;
+    let offer = browser.expect_sdp("offer").await;
+    let published = call(
+        "webrtc.publish",
+        json!({"router": room, "peer": "camera", "sdp": offer}),
+    )
+    .await;
+    browser
+        .send(json!({ "answer": text(&published, "sdp") }))
+        .await;
+    call(
+        "peer.join",
+        json!({"router": room, "peer": "viewer", "node": "node-b"}),
+    )
+    .await;
+    let subscribed = call(
+        "webrtc.subscribe",
+        json!({"router": room, "peer": "viewer"}),
+    )
+    .await;
+    let viewer_connection = text(&subscribed, "transport");
+    browser
+        .send(json!({ "subscribe": text(&subscribed, "sdp") }))
+        .await;
+    let answer = browser.expect_sdp("answer").await;
+    call(
+        "webrtc.answer",
+        json!({"router": room, "peer": "viewer", "sdp": answer}),
+    )
+    .await;
+    browser.expect("flowing").await;
+
+    // B drains; A's offer for the viewer is not passed on.
+    call("server.drain", json!({})).await;
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), notifications.recv()).await {
+            Ok(Some(Notification::Event(Event::PeerLeft { peer, reason, .. })))
+                if peer.0 == "viewer" =>
+            {
+                assert_eq!(
+                    reason,
+                    CloseReason::Requested,
+                    "A lets the viewer go; B keeps it"
+                );
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the move was not undone: {other:?}"),
+        }
+    }
+    println!("move undone after {:?}", started.elapsed());
+    assert!(
+        b.server.holds("transport", &viewer_connection),
+        "the viewer's connection stays on B"
+    );
+    let before = browser.stats().await["subscriber"]["framesDecoded"]
+        .as_u64()
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = browser.stats().await["subscriber"]["framesDecoded"]
+            .as_u64()
+            .unwrap_or(0);
+        if now > before + 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the viewer stopped decoding");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The directory names B for the viewer again: asked of A, its request reaches B.
+    let on_a = Client::connect(&a.rpc_tcp_addr().expect("A's socket").to_string(), None)
+        .await
+        .expect("a backend reaches A");
+    let again = on_a
+        .call_value(
+            "webrtc.subscribe",
+            json!({"router": room, "peer": "viewer"}),
+        )
+        .await
+        .expect("the viewer's request, asked of A");
+    assert_eq!(text(&again, "transport"), viewer_connection);
+    browser.finish().await;
+    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
+    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+}

@@ -30,10 +30,6 @@ use switchboard_actors::session::{PublishResult, SubscribeResult};
 use switchboard_core::event::{CloseReason, TransportState};
 use switchboard_core::{PeerId, TransportId};
 
-/// How long the draining node waits for a moved peer's new connection before it lets the
-/// peer go anyway (the client never answered, or could not reach the new node).
-const CONNECT_WAIT: Duration = Duration::from_secs(15);
-
 /// A peer's WebRTC connections, as the room's dump names them.
 struct Connections {
     send: Option<TransportId>,
@@ -186,7 +182,8 @@ impl Cluster {
         lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
         info!(room = %room, peer = %peer, node = %target.node, "peer handed over; waiting for its new connections");
         let mut waiting = made.clone();
-        let came_up = tokio::time::timeout(CONNECT_WAIT, async {
+        let wait = Duration::from_millis(self.inner.config.handover_timeout_ms);
+        let came_up = tokio::time::timeout(wait, async {
             while !waiting.is_empty() {
                 match events.recv().await {
                     Ok(Event::TransportStateChanged {
@@ -394,7 +391,8 @@ impl Cluster {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let flowing = tokio::time::timeout(CONNECT_WAIT, async {
+        let wait = Duration::from_millis(self.inner.config.handover_timeout_ms);
+        let flowing = tokio::time::timeout(wait, async {
             loop {
                 let mut all = true;
                 for t in &new {

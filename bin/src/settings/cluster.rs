@@ -46,6 +46,10 @@ pub struct ClusterConfig {
     /// nodes take it from a node that has a copy (a tree). 0: every node takes it from the
     /// publisher's node (a star).
     pub fanout: u64,
+    /// How long a draining node waits for a peer's connections to come up on the node it
+    /// hands the peer to (the client applying the new offers, ICE, DTLS) before it gives up:
+    /// the peer stays if it is still connected here, else it goes anyway.
+    pub handover_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -64,6 +68,7 @@ impl Default for ClusterConfig {
             span_rooms: true,
             span_above_percent: 80,
             fanout: 4,
+            handover_timeout_ms: 15_000,
         }
     }
 }
@@ -115,6 +120,11 @@ impl ClusterConfig {
         p.at_least("cluster.redis_timeout_ms", cluster.redis_timeout_ms, 10);
         p.at_least("cluster.drain_timeout_ms", cluster.drain_timeout_ms, 1);
         p.at_least("cluster.span_above_percent", cluster.span_above_percent, 1);
+        p.at_least(
+            "cluster.handover_timeout_ms",
+            cluster.handover_timeout_ms,
+            100,
+        );
         if cluster.node_ttl_ms < cluster.heartbeat_ms.saturating_mul(2) {
             p.push(
                 "cluster.node_ttl_ms",
