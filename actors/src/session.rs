@@ -140,6 +140,57 @@ fn ensure_connection(
 }
 
 impl RouterActor {
+    /// A connection of `peer` resuming another server's SDP session (see [`ResumeReceiver`]
+    /// and [`ResumeSender`]); the peer must have none of that kind here yet.
+    fn resume_connection(
+        &mut self,
+        ctx: &mut Context<RouterActor>,
+        peer: &PeerId,
+        connection: Connection,
+        resume: Value,
+    ) -> Result<TransportId> {
+        let (direction, what) = match connection {
+            Connection::Recv => ("recv", "receive"),
+            Connection::Send => ("send", "send"),
+        };
+        {
+            let r = self.room.borrow();
+            if r.single_connection {
+                return Err(Error::invalid(
+                    "a single_connection room's connections cannot be resumed",
+                ));
+            }
+            let p = r.peer(peer).ok_or_else(|| Error::not_found("peer", peer))?;
+            let existing = match connection {
+                Connection::Recv => p.recv,
+                Connection::Send => p.send,
+            };
+            if existing.is_some() {
+                return Err(Error::invalid(format!(
+                    "the peer already has a {what} connection here: only a newcomer's can be resumed"
+                )));
+            }
+        }
+        let TransportInfo { id, .. } = self.create_transport(
+            CreateTransport {
+                kind: SESSION_KIND.to_owned(),
+                peer: Some(peer.clone()),
+                options: json!({ "direction": direction, "resume": resume }),
+            },
+            ctx,
+        )?;
+        if let Some(p) = self.room.borrow_mut().peer_mut(peer) {
+            match connection {
+                Connection::Recv => {
+                    p.recv = Some(id);
+                    p.subscribed = true;
+                }
+                Connection::Send => p.send = Some(id),
+            }
+        }
+        Ok(id)
+    }
+
     /// The configured bounds on SDP from the backend.
     fn sdp_limits(&self) -> sdp::SdpLimits {
         sdp::SdpLimits::from(&self.room.borrow().config.limits)
@@ -242,32 +293,7 @@ impl Handler<ResumeReceiver> for RouterActor {
     type Result = Result<SubscribeResult>;
     fn handle(&mut self, msg: ResumeReceiver, ctx: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
-        {
-            let r = self.room.borrow();
-            let p = r
-                .peer(&msg.peer)
-                .ok_or_else(|| Error::not_found("peer", &msg.peer))?;
-            if p.recv.is_some() || p.send.is_some() {
-                return Err(Error::invalid(
-                    "the peer already has a connection here: only a newcomer's can be resumed",
-                ));
-            }
-        }
-        let TransportInfo { id: transport, .. } = self.create_transport(
-            CreateTransport {
-                kind: SESSION_KIND.to_owned(),
-                peer: Some(msg.peer.clone()),
-                options: json!({ "direction": "recv", "resume": msg.resume }),
-            },
-            ctx,
-        )?;
-        {
-            let mut r = self.room.borrow_mut();
-            if let Some(p) = r.peer_mut(&msg.peer) {
-                p.recv = Some(transport);
-                p.subscribed = true;
-            }
-        }
+        let transport = self.resume_connection(ctx, &msg.peer, Connection::Recv, msg.resume)?;
         // One at a time and in order: each takes the first idle m-line of its kind, which is
         // the one it had on the old server.
         for p in &msg.producers {
@@ -312,33 +338,7 @@ impl Handler<ResumeSender> for RouterActor {
     type Result = Result<PublishResult>;
     fn handle(&mut self, msg: ResumeSender, ctx: &mut Self::Context) -> Self::Result {
         let _span = tracing::info_span!(parent: &self.log_span, "peer", peer = %msg.peer).entered();
-        {
-            let r = self.room.borrow();
-            if r.single_connection {
-                return Err(Error::invalid(
-                    "a single_connection room's peer cannot move its send connection alone",
-                ));
-            }
-            let p = r
-                .peer(&msg.peer)
-                .ok_or_else(|| Error::not_found("peer", &msg.peer))?;
-            if p.send.is_some() {
-                return Err(Error::invalid(
-                    "the peer already has a send connection here: only a newcomer's can be resumed",
-                ));
-            }
-        }
-        let TransportInfo { id: transport, .. } = self.create_transport(
-            CreateTransport {
-                kind: SESSION_KIND.to_owned(),
-                peer: Some(msg.peer.clone()),
-                options: json!({ "direction": "send", "resume": msg.resume }),
-            },
-            ctx,
-        )?;
-        if let Some(p) = self.room.borrow_mut().peer_mut(&msg.peer) {
-            p.send = Some(transport);
-        }
+        let transport = self.resume_connection(ctx, &msg.peer, Connection::Send, msg.resume)?;
         let made = msg
             .tracks
             .iter()

@@ -43,45 +43,90 @@ fn text(v: &Value, key: &str) -> String {
         .to_owned()
 }
 
+/// Nodes A and B on one Redis, and a backend connected to B once both are registered, with
+/// a room made on A whose events it follows.
+struct TwoNodes {
+    a: App,
+    b: App,
+    backend: Client,
+    room: String,
+    // Last: the nodes stop before their Redis does.
+    _redis: Redis,
+}
+
+impl TwoNodes {
+    async fn start(
+        name: &str,
+        tune_b: impl FnOnce(&mut Settings),
+    ) -> (Self, tokio::sync::mpsc::Receiver<Notification>) {
+        let redis = Redis::start(name);
+        let a = App::start(Arc::new(node(&redis, "node-a")))
+            .await
+            .expect("node A starts");
+        let mut b_config = node(&redis, "node-b");
+        tune_b(&mut b_config);
+        let b = App::start(Arc::new(b_config)).await.expect("node B starts");
+        let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
+            .await
+            .expect("the backend reaches B");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while backend
+            .cluster_nodes()
+            .await
+            .map_or(true, |n| n.nodes.len() < 2)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the nodes did not register"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let notifications = backend.notifications().expect("notifications");
+        let mut nodes = Self {
+            a,
+            b,
+            backend,
+            room: String::new(),
+            _redis: redis,
+        };
+        nodes.room = text(
+            &nodes.call("router.create", json!({"node": "node-a"})).await,
+            "id",
+        );
+        nodes
+            .call("events.subscribe", json!({ "router": nodes.room }))
+            .await;
+        (nodes, notifications)
+    }
+
+    /// A request of the backend, which must succeed.
+    async fn call(&self, method: &str, params: Value) -> Value {
+        self.backend
+            .call_value(method, params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    async fn stop(self) {
+        self.b
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("B stops");
+        self.a
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("A stops");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
-    let redis = Redis::start("browser");
-    let a = App::start(Arc::new(node(&redis, "node-a")))
-        .await
-        .expect("node A starts");
-    let b = App::start(Arc::new(node(&redis, "node-b")))
-        .await
-        .expect("node B starts");
-    let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
-        .await
-        .expect("the backend reaches B");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while backend
-        .cluster_nodes()
-        .await
-        .map_or(true, |n| n.nodes.len() < 2)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the nodes did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (nodes, mut notifications) = TwoNodes::start("browser", |_| {}).await;
+    let (a, b, room) = (&nodes.a, &nodes.b, nodes.room.clone());
     let call = |method: &'static str, params: Value| {
-        let backend = &backend;
-        async move {
-            backend
-                .call_value(method, params)
-                .await
-                .unwrap_or_else(|e| panic!("{method}: {e}"))
-        }
+        let nodes = &nodes;
+        async move { nodes.call(method, params).await }
     };
-    let room = text(
-        &call("router.create", json!({"node": "node-a"})).await,
-        "id",
-    );
-    let mut notifications = backend.notifications().expect("notifications");
-    call("events.subscribe", json!({ "router": room })).await;
 
     // The camera joins on A.
     let mut browser = PeerProcess::chromium();
@@ -223,8 +268,7 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
         samples.len()
     );
     browser.finish().await;
-    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
-    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+    nodes.stop().await;
 }
 
 /// Frames decoded so far over every received video track, counting each track's progress
@@ -271,44 +315,12 @@ fn longest_stall(samples: &[(Duration, u64)]) -> Duration {
 /// end when B lets the camera go. The test reports the viewer's longest video stall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publishing_browser_moves_when_its_node_drains() {
-    let redis = Redis::start("browser-publisher");
-    let a = App::start(Arc::new(node(&redis, "node-a")))
-        .await
-        .expect("node A starts");
-    let b = App::start(Arc::new(node(&redis, "node-b")))
-        .await
-        .expect("node B starts");
-    // The backend talks to B, the node that drains: its requests for moved peers follow them.
-    let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
-        .await
-        .expect("the backend reaches B");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while backend
-        .cluster_nodes()
-        .await
-        .map_or(true, |n| n.nodes.len() < 2)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the nodes did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (nodes, mut notifications) = TwoNodes::start("browser-publisher", |_| {}).await;
+    let (a, b, room) = (&nodes.a, &nodes.b, nodes.room.clone());
     let call = |method: &'static str, params: Value| {
-        let backend = &backend;
-        async move {
-            backend
-                .call_value(method, params)
-                .await
-                .unwrap_or_else(|e| panic!("{method}: {e}"))
-        }
+        let nodes = &nodes;
+        async move { nodes.call(method, params).await }
     };
-    let room = text(
-        &call("router.create", json!({"node": "node-a"})).await,
-        "id",
-    );
-    let mut notifications = backend.notifications().expect("notifications");
-    call("events.subscribe", json!({ "router": room })).await;
 
     // The camera joins on B, the viewer on A.
     let mut browser = PeerProcess::chromium();
@@ -516,8 +528,7 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
         samples.len()
     );
     browser.finish().await;
-    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
-    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+    nodes.stop().await;
 }
 
 /// A move the client never takes is undone: B drains, but the backend does not pass A's
@@ -526,43 +537,13 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
 /// B (A lets it go), goes on decoding, and its requests, asked of any node, reach B again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_the_client_does_not_take_is_undone() {
-    let redis = Redis::start("browser-undo");
-    let a = App::start(Arc::new(node(&redis, "node-a")))
-        .await
-        .expect("node A starts");
-    let mut b_config = node(&redis, "node-b");
-    b_config.cluster.handover_timeout_ms = 2_000;
-    let b = App::start(Arc::new(b_config)).await.expect("node B starts");
-    let backend = Client::connect(&b.rpc_tcp_addr().expect("B's socket").to_string(), None)
-        .await
-        .expect("the backend reaches B");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while backend
-        .cluster_nodes()
-        .await
-        .map_or(true, |n| n.nodes.len() < 2)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the nodes did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (nodes, mut notifications) =
+        TwoNodes::start("browser-undo", |b| b.cluster.handover_timeout_ms = 2_000).await;
+    let (a, b, room) = (&nodes.a, &nodes.b, nodes.room.clone());
     let call = |method: &'static str, params: Value| {
-        let backend = &backend;
-        async move {
-            backend
-                .call_value(method, params)
-                .await
-                .unwrap_or_else(|e| panic!("{method}: {e}"))
-        }
+        let nodes = &nodes;
+        async move { nodes.call(method, params).await }
     };
-    let room = text(
-        &call("router.create", json!({"node": "node-a"})).await,
-        "id",
-    );
-    let mut notifications = backend.notifications().expect("notifications");
-    call("events.subscribe", json!({ "router": room })).await;
     let mut browser = PeerProcess::chromium();
     call("peer.join", json!({"router": room, "peer": "camera"})).await;
     let offer = browser.expect_sdp("offer").await;
@@ -647,6 +628,5 @@ async fn a_move_the_client_does_not_take_is_undone() {
         .expect("the viewer's request, asked of A");
     assert_eq!(text(&again, "transport"), viewer_connection);
     browser.finish().await;
-    b.shutdown(Duration::from_secs(5)).await.expect("B stops");
-    a.shutdown(Duration::from_secs(5)).await.expect("A stops");
+    nodes.stop().await;
 }

@@ -746,7 +746,8 @@ async fn a_track_made_by_request_reaches_the_receive_connections() {
 /// A publishing connection moves to another server, as a draining cluster node hands a
 /// publisher over: the old server exports the connection's SDP state (`resume_state`: the
 /// client's lines with their SSRCs), the new one resumes it with the producers made again
-/// (`resume_sender`) and offers it (`recvonly` lines, announced for the send connection).
+/// (`resume_sender`) and offers it (`recvonly` lines, announced for the send connection);
+/// the peer's receive connection resumes beside it.
 /// The client here is webrtc-rs, which applies the offer and restarts ICE towards the new
 /// server but keeps its old DTLS session instead of starting a new handshake for the new
 /// fingerprint (Chromium starts one: `tests/tests/cluster_browser.rs` moves a publishing
@@ -762,6 +763,18 @@ async fn a_resumed_publishing_connection_without_a_new_dtls_handshake_times_out(
     let alice = PeerId::parse("alice").unwrap();
     let old_room = old.room().await;
     let mut a = publish(&old, old_room, &alice, 0x0B10_0000).await;
+    // Alice receives too: both her connections move.
+    let receiving = old
+        .server
+        .subscribe_peer(old_room, alice.clone())
+        .await
+        .unwrap();
+    let receive_state = old
+        .server
+        .transport_request(receiving.transport, "resume_state", serde_json::Value::Null)
+        .await
+        .unwrap()
+        .response;
     let dump = serde_json::to_value(old.server.dump_router(old_room).await.unwrap()).unwrap();
     let send: switchboard_core::TransportId =
         dump_entry(&dump, "peers", |p| p["id"] == "alice")["send"]
@@ -826,6 +839,26 @@ async fn a_resumed_publishing_connection_without_a_new_dtls_handshake_times_out(
     .await;
     assert!(
         matches!(announced, Event::RenegotiationNeeded { transport, .. } if transport == resumed.transport)
+    );
+    // Her receive connection resumes beside it, its offer announced for it.
+    let received = new
+        .server
+        .resume_receiver(new_room, alice.clone(), receive_state, Vec::new())
+        .await
+        .unwrap();
+    assert_ne!(received.transport, resumed.transport);
+    let (announced, _) = wait_event(&mut events, |e| {
+        matches!(
+            e,
+            Event::RenegotiationNeeded {
+                connection: Connection::Recv,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        matches!(announced, Event::RenegotiationNeeded { transport, .. } if transport == received.transport)
     );
     let answer = a.client.answer(&resumed.sdp).await;
     new.server
