@@ -25,10 +25,16 @@
 //! can make them send elsewhere).
 
 use super::*;
+use futures_util::StreamExt;
 use serde_json::Value;
 use switchboard_actors::session::{PublishResult, SubscribeResult};
 use switchboard_core::event::{CloseReason, TransportState};
 use switchboard_core::{PeerId, TransportId};
+
+/// How many rooms, and how many peers of one room, are handed over at once: enough that a
+/// room's clients restart side by side, few enough that the other node's handshakes and the
+/// publishers' keyframe requests come in waves rather than all at once.
+const MOVES_AT_ONCE: usize = 16;
 
 /// A peer's WebRTC connections, as the room's dump names them.
 struct Connections {
@@ -53,11 +59,18 @@ impl Cluster {
         }
         let cluster = self.clone();
         self.inner.tasks.spawn(async move {
-            for (room, _) in cluster.inner.server.routers() {
-                if let Err(e) = cluster.hand_over_room(room).await {
-                    warn!(room = %room, error = %e, "could not hand the room's peers over");
+            let rooms = cluster.inner.server.routers().into_iter().map(|(room, _)| {
+                let cluster = &cluster;
+                async move {
+                    if let Err(e) = cluster.hand_over_room(room).await {
+                        warn!(room = %room, error = %e, "could not hand the room's peers over");
+                    }
                 }
-            }
+            });
+            futures_util::stream::iter(rooms)
+                .buffer_unordered(MOVES_AT_ONCE)
+                .collect::<Vec<()>>()
+                .await;
         });
     }
 
@@ -98,17 +111,26 @@ impl Cluster {
             warn!(room = %room, "no serving node to hand the room's peers to");
             return Ok(());
         };
-        for (peer, connections) in peers {
-            let moved = if connections.send.is_some() || connections.recv.is_some() {
-                self.hand_over(room, &peer, connections, &dump, &target)
-                    .await
-            } else {
-                self.hand_over_plain(room, &peer, &dump, &target).await
-            };
-            if let Err(e) = moved {
-                warn!(room = %room, peer = %peer, node = %target.node, error = %e, "could not hand the peer over");
+        // Peers move side by side: each waits for its client, which takes a round trip
+        // through the backend, an ICE restart and a DTLS handshake (up to
+        // `handover_timeout_ms` for a client that does not follow).
+        let moves = peers.into_iter().map(|(peer, connections)| {
+            let (dump, target) = (&dump, &target);
+            async move {
+                let moved = if connections.send.is_some() || connections.recv.is_some() {
+                    self.hand_over(room, &peer, connections, dump, target).await
+                } else {
+                    self.hand_over_plain(room, &peer, dump, target).await
+                };
+                if let Err(e) = moved {
+                    warn!(room = %room, peer = %peer, node = %target.node, error = %e, "could not hand the peer over");
+                }
             }
-        }
+        });
+        futures_util::stream::iter(moves)
+            .buffer_unordered(MOVES_AT_ONCE)
+            .collect::<Vec<()>>()
+            .await;
         // A copy of a room with nobody left here has nothing to do: closing it lets the drain
         // end. (The room's first router stays until the room closes or this node shuts down,
         // when the room's other nodes take it over.)
