@@ -145,19 +145,15 @@ impl Cluster {
     }
 
     /// The node that takes a room's peers: of the room's other nodes, the least loaded
-    /// serving one; else the least loaded serving node, which opens the room.
+    /// serving one; else the least loaded serving node, which opens the room. As peers'
+    /// placement chooses (`span::choose_node`), without its threshold: a draining node's
+    /// peers must go somewhere.
     async fn hand_over_target(&self, room: RouterId) -> Result<Option<Located>, Error> {
-        let me = &self.inner.node;
-        let view = self.live_view().await?;
+        let mut view = self.live_view().await?;
         let room_nodes = self.room_nodes(room, &view).await?;
-        let serving = |n: &&ClusterNode| n.state == NodeState::Serving && &n.id != me;
-        let rank = |n: &&ClusterNode| (n.spare_load_percent / LOAD_BAND, n.rooms);
-        let best = view
-            .iter()
-            .filter(|n| room_nodes.contains(&n.id))
-            .filter(serving)
-            .min_by_key(rank)
-            .or_else(|| view.iter().filter(serving).min_by_key(rank));
+        // Never this node, whatever its last heartbeat said.
+        view.retain(|n| n.id != self.inner.node);
+        let best = span::choose_node(&view, &room_nodes, "", &self.inner.node, u64::MAX);
         let Some(best) = best else {
             return Ok(None);
         };
@@ -193,10 +189,7 @@ impl Cluster {
             adopt["send"] = self.send_state(send).await?;
         }
         let mut events = self.remote_events();
-        let adopted = self
-            .forward(target, "cluster.adopt", adopt)
-            .await
-            .map_err(|e| Error::new(e.code, e.message))?;
+        let adopted = self.ask(target, "cluster.adopt", adopt).await?;
         let made: Vec<TransportId> = ["transport", "send"]
             .iter()
             .filter_map(|key| adopted[*key].as_str().and_then(|t| t.parse().ok()))
@@ -235,14 +228,14 @@ impl Cluster {
                 warn!(room = %room, peer = %peer, node = %target.node, "the moved peer's new connections did not come up and it is still connected here: it stays");
                 lock(&self.inner.moves.moved).remove(&(room, peer.clone()));
                 if let Err(e) = self
-                    .forward(
+                    .ask(
                         target,
                         "peer.leave",
                         serde_json::json!({ "router": room, "peer": peer }),
                     )
                     .await
                 {
-                    warn!(room = %room, peer = %peer, error = %e.message, "could not undo the adoption");
+                    warn!(room = %room, peer = %peer, error = %e, "could not undo the adoption");
                 }
                 self.record_peer_now(room, peer).await;
                 return Ok(());
@@ -397,13 +390,12 @@ impl Cluster {
             }));
         }
         let adopted = self
-            .forward(
+            .ask(
                 target,
                 "cluster.adopt",
                 serde_json::json!({ "router": room, "peer": peer, "rtp": transports }),
             )
-            .await
-            .map_err(|e| Error::new(e.code, e.message))?;
+            .await?;
         lock(&self.inner.moves.moved).insert((room, peer.clone()), target.clone());
         info!(room = %room, peer = %peer, node = %target.node, "plain RTP peer handed over; waiting for its streams there");
         // Both nodes send until the new node's transports carry media (a video consumer

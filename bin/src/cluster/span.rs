@@ -170,7 +170,17 @@ impl Cluster {
         params: Value,
     ) -> Result<Value, Error> {
         let target = self.located(node).await?;
-        self.forward(&target, method, params)
+        self.ask(&target, method, params).await
+    }
+
+    /// [`Cluster::forward`] for the cluster's own requests, whose failures are its errors.
+    pub(super) async fn ask(
+        &self,
+        to: &Located,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Error> {
+        self.forward(to, method, params)
             .await
             .map_err(|e| Error::new(e.code, e.message))
     }
