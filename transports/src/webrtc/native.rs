@@ -160,7 +160,10 @@ impl NativeConnection {
         let mut id = [0u8; 8];
         crypto.random().fill(&mut id).map_err(failed)?;
         let tracks = match resume {
-            Some(r) => r.tracks(),
+            Some(r) => {
+                r.check()?;
+                r.tracks()
+            }
             None if direction == Direction::Receive => {
                 vec![Track::application(super::offer::APPLICATION_MID.to_owned())]
             }

@@ -55,7 +55,44 @@ pub struct ResumedLine {
     pub producer: Option<ProducerId>,
 }
 
+/// The most m-lines a resumed session may have: the default of
+/// `limits.max_sdp_media_sections`, which the session's descriptions were held to.
+const MAX_LINES: usize = 1_024;
+
+/// The most SSRCs one resumed m-line may declare (a media stream and its RTX, with room for
+/// simulcast layers).
+const MAX_SSRCS_PER_LINE: usize = 16;
+
 impl Resume {
+    /// Refuses a state no connection of this server exported: a backend can pass one with
+    /// the `resume` option, so it is input like any other.
+    pub(super) fn check(&self) -> Result<()> {
+        if self.lines.len() > MAX_LINES {
+            return Err(Error::invalid(format!(
+                "resume: {} m-lines, at most {MAX_LINES}",
+                self.lines.len()
+            )));
+        }
+        let mut mids = std::collections::HashSet::new();
+        for l in &self.lines {
+            if l.mid.is_empty() || l.mid.len() > 32 || !mids.insert(l.mid.as_str()) {
+                return Err(Error::invalid(format!(
+                    "resume: the mid {:?} is empty, too long or repeated",
+                    l.mid
+                )));
+            }
+            if let Some(r) = &l.receiving {
+                if l.kind.is_none() || r.ssrcs.len() > MAX_SSRCS_PER_LINE {
+                    return Err(Error::invalid(format!(
+                        "resume: m-line {:?} sends without a media kind or with over {MAX_SSRCS_PER_LINE} SSRCs",
+                        l.mid
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The m-lines a resumed connection starts with: open lines idle, waiting for their
     /// consumers (which must be added in the lines' order), the others stopped.
     pub(super) fn tracks(&self) -> Vec<Track> {
@@ -114,6 +151,49 @@ impl NativeConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(mid: &str) -> ResumedLine {
+        ResumedLine {
+            mid: mid.into(),
+            kind: Some(MediaKind::Audio),
+            media: "audio".into(),
+            protocol: "UDP/TLS/RTP/SAVPF".into(),
+            open: true,
+            consumer: None,
+            receiving: None,
+            producer: None,
+        }
+    }
+
+    #[test]
+    fn a_state_no_server_exported_is_refused() {
+        let resume = |lines| Resume {
+            session_id: 1,
+            version: 1,
+            lines,
+        };
+        assert!(resume(vec![line("0"), line("1")]).check().is_ok());
+        assert!(
+            resume(vec![line("0"), line("0")]).check().is_err(),
+            "repeated mid"
+        );
+        assert!(resume(vec![line("")]).check().is_err(), "empty mid");
+        let many: Vec<ResumedLine> = (0..=MAX_LINES).map(|i| line(&i.to_string())).collect();
+        assert!(resume(many).check().is_err(), "too many m-lines");
+        let mut flood = line("0");
+        flood.receiving = Some(Receiving {
+            ssrcs: (0..=MAX_SSRCS_PER_LINE as u32).map(|s| (s, None)).collect(),
+            ..Receiving::default()
+        });
+        assert!(resume(vec![flood]).check().is_err(), "too many SSRCs");
+        let mut no_kind = line("0");
+        no_kind.kind = None;
+        no_kind.receiving = Some(Receiving::default());
+        assert!(
+            resume(vec![no_kind]).check().is_err(),
+            "sending without a kind"
+        );
+    }
 
     #[test]
     fn open_lines_wait_idle_and_the_others_stop() {
