@@ -81,13 +81,13 @@ impl Resume {
                     l.mid
                 )));
             }
-            if let Some(r) = &l.receiving {
-                if l.kind.is_none() || r.ssrcs.len() > MAX_SSRCS_PER_LINE {
-                    return Err(Error::invalid(format!(
-                        "resume: m-line {:?} sends without a media kind or with over {MAX_SSRCS_PER_LINE} SSRCs",
-                        l.mid
-                    )));
-                }
+            if let Some(r) = &l.receiving
+                && (l.kind.is_none() || r.ssrcs.len() > MAX_SSRCS_PER_LINE)
+            {
+                return Err(Error::invalid(format!(
+                    "resume: m-line {:?} sends without a media kind or with over {MAX_SSRCS_PER_LINE} SSRCs",
+                    l.mid
+                )));
             }
         }
         Ok(())
