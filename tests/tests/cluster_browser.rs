@@ -107,6 +107,53 @@ impl TwoNodes {
             .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
+    /// The browser's camera joins the room on `node` and publishes; returns
+    /// `webrtc.publish`'s result, whose answer the browser has applied.
+    async fn publish_camera(&self, browser: &mut PeerProcess, node: &str) -> Value {
+        self.call(
+            "peer.join",
+            json!({"router": self.room, "peer": "camera", "node": node}),
+        )
+        .await;
+        let offer = browser.expect_sdp("offer").await;
+        let published = self
+            .call(
+                "webrtc.publish",
+                json!({"router": self.room, "peer": "camera", "sdp": offer}),
+            )
+            .await;
+        browser
+            .send(json!({ "answer": text(&published, "sdp") }))
+            .await;
+        published
+    }
+
+    /// The browser's viewer joins the room on `node`, subscribes and answers; returns
+    /// `webrtc.subscribe`'s result and the browser's stats once it decodes video.
+    async fn subscribe_viewer(&self, browser: &mut PeerProcess, node: &str) -> (Value, Value) {
+        self.call(
+            "peer.join",
+            json!({"router": self.room, "peer": "viewer", "node": node}),
+        )
+        .await;
+        let subscribed = self
+            .call(
+                "webrtc.subscribe",
+                json!({"router": self.room, "peer": "viewer"}),
+            )
+            .await;
+        browser
+            .send(json!({ "subscribe": text(&subscribed, "sdp") }))
+            .await;
+        let answer = browser.expect_sdp("answer").await;
+        self.call(
+            "webrtc.answer",
+            json!({"router": self.room, "peer": "viewer", "sdp": answer}),
+        )
+        .await;
+        (subscribed, browser.expect("flowing").await)
+    }
+
     async fn stop(self) {
         self.b
             .shutdown(Duration::from_secs(5))
@@ -130,33 +177,15 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
 
     // The camera joins on A.
     let mut browser = PeerProcess::chromium();
-    call("peer.join", json!({"router": room, "peer": "camera"})).await;
-    let offer = browser.expect_sdp("offer").await;
-    let published = call(
-        "webrtc.publish",
-        json!({"router": room, "peer": "camera", "sdp": offer}),
-    )
-    .await;
+    let published = nodes.publish_camera(&mut browser, "node-a").await;
     assert!(
         a.server.holds("transport", &text(&published, "transport")),
         "the camera's connection is on A"
     );
-    browser
-        .send(json!({ "answer": text(&published, "sdp") }))
-        .await;
-
     // The viewer joins the same room on B: B opens its router of the room with the camera's
-    // tracks piped in, and offers them.
-    call(
-        "peer.join",
-        json!({"router": room, "peer": "viewer", "node": "node-b"}),
-    )
-    .await;
-    let subscribed = call(
-        "webrtc.subscribe",
-        json!({"router": room, "peer": "viewer"}),
-    )
-    .await;
+    // tracks piped in, and offers them. More than 30 frames decoded: media crossed the nodes
+    // and a keyframe came back.
+    let (subscribed, flowing) = nodes.subscribe_viewer(&mut browser, "node-b").await;
     assert!(
         b.server.holds("transport", &text(&subscribed, "transport")),
         "the viewer's connection is on B"
@@ -166,15 +195,6 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
         offer.contains("m=video") && offer.contains("m=audio"),
         "{offer}"
     );
-    browser.send(json!({ "subscribe": offer })).await;
-    let answer = browser.expect_sdp("answer").await;
-    call(
-        "webrtc.answer",
-        json!({"router": room, "peer": "viewer", "sdp": answer}),
-    )
-    .await;
-    // More than 30 frames decoded: media crossed the nodes and a keyframe came back.
-    let flowing = browser.expect("flowing").await;
     assert!(
         flowing["subscriber"]["framesDecoded"].as_u64() > Some(30),
         "{flowing}"
@@ -324,17 +344,7 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
 
     // The camera joins on B, the viewer on A.
     let mut browser = PeerProcess::chromium();
-    call(
-        "peer.join",
-        json!({"router": room, "peer": "camera", "node": "node-b"}),
-    )
-    .await;
-    let offer = browser.expect_sdp("offer").await;
-    let published = call(
-        "webrtc.publish",
-        json!({"router": room, "peer": "camera", "sdp": offer}),
-    )
-    .await;
+    let published = nodes.publish_camera(&mut browser, "node-b").await;
     assert!(
         b.server.holds("transport", &text(&published, "transport")),
         "the camera's connection is on B"
@@ -346,9 +356,6 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
         .map(|p| text(p, "id"))
         .collect();
     assert_eq!(old_producers.len(), 2, "{published}");
-    browser
-        .send(json!({ "answer": text(&published, "sdp") }))
-        .await;
     // A pulls the camera's tracks when B announces them; the viewer's first offer has them
     // once they are there.
     let room_id: switchboard_core::RouterId = room.parse().expect("room id");
@@ -366,30 +373,11 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    call(
-        "peer.join",
-        json!({"router": room, "peer": "viewer", "node": "node-a"}),
-    )
-    .await;
-    let subscribed = call(
-        "webrtc.subscribe",
-        json!({"router": room, "peer": "viewer"}),
-    )
-    .await;
+    let (subscribed, flowing) = nodes.subscribe_viewer(&mut browser, "node-a").await;
     assert!(
         a.server.holds("transport", &text(&subscribed, "transport")),
         "the viewer's connection is on A"
     );
-    browser
-        .send(json!({ "subscribe": text(&subscribed, "sdp") }))
-        .await;
-    let answer = browser.expect_sdp("answer").await;
-    call(
-        "webrtc.answer",
-        json!({"router": room, "peer": "viewer", "sdp": answer}),
-    )
-    .await;
-    let flowing = browser.expect("flowing").await;
     let first_ssrc = flowing["videoTracks"][0]["ssrc"].as_u64();
     assert!(first_ssrc.is_some(), "{flowing}");
 
@@ -545,37 +533,9 @@ async fn a_move_the_client_does_not_take_is_undone() {
         async move { nodes.call(method, params).await }
     };
     let mut browser = PeerProcess::chromium();
-    call("peer.join", json!({"router": room, "peer": "camera"})).await;
-    let offer = browser.expect_sdp("offer").await;
-    let published = call(
-        "webrtc.publish",
-        json!({"router": room, "peer": "camera", "sdp": offer}),
-    )
-    .await;
-    browser
-        .send(json!({ "answer": text(&published, "sdp") }))
-        .await;
-    call(
-        "peer.join",
-        json!({"router": room, "peer": "viewer", "node": "node-b"}),
-    )
-    .await;
-    let subscribed = call(
-        "webrtc.subscribe",
-        json!({"router": room, "peer": "viewer"}),
-    )
-    .await;
+    nodes.publish_camera(&mut browser, "node-a").await;
+    let (subscribed, _) = nodes.subscribe_viewer(&mut browser, "node-b").await;
     let viewer_connection = text(&subscribed, "transport");
-    browser
-        .send(json!({ "subscribe": text(&subscribed, "sdp") }))
-        .await;
-    let answer = browser.expect_sdp("answer").await;
-    call(
-        "webrtc.answer",
-        json!({"router": room, "peer": "viewer", "sdp": answer}),
-    )
-    .await;
-    browser.expect("flowing").await;
 
     // B drains; A's offer for the viewer is not passed on.
     call("server.drain", json!({})).await;
