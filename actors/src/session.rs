@@ -9,8 +9,8 @@
 //! for its answer, changes accumulate into the next.
 
 use crate::room::renegotiation::{
-    announce_offer, auto_receivers, flush_renegotiations, others_producers, peer_connection,
-    receive_connection, subscribe_to,
+    announce_offer, auto_receivers, flush_renegotiations, offer_now, others_producers,
+    peer_connection, receive_connection, subscribe_to,
 };
 use crate::room::tracks;
 use crate::router::{CreateTransport, RouterActor};
@@ -251,9 +251,7 @@ impl Handler<Subscribe> for RouterActor {
             let producers = others_producers(&self.room, &msg.peer);
             subscribe_to(&self.room, transport, &producers);
         }
-        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
-            .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
-        self.room.borrow_mut().renegotiate.remove(&transport);
+        let sdp = offer_now(&self.room, transport)?;
         Ok(SubscribeResult { transport, sdp })
     }
 }
@@ -306,9 +304,7 @@ impl Handler<ResumeReceiver> for RouterActor {
                 .collect();
             subscribe_to(&self.room, transport, &rest);
         }
-        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
-            .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
-        self.room.borrow_mut().renegotiate.remove(&transport);
+        let sdp = offer_now(&self.room, transport)?;
         announce_offer(&self.room, transport, sdp.clone());
         Ok(SubscribeResult { transport, sdp })
     }
@@ -374,9 +370,7 @@ impl Handler<ResumeSender> for RouterActor {
             subscribe_to(&self.room, t, &new);
         }
         flush_renegotiations(&self.room);
-        let sdp = tracks::with_sdp_session(&self.room, transport, |s| s.create_offer(true))?
-            .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
-        self.room.borrow_mut().renegotiate.remove(&transport);
+        let sdp = offer_now(&self.room, transport)?;
         announce_offer(&self.room, transport, sdp.clone());
         Ok(PublishResult {
             transport,

@@ -64,6 +64,14 @@ async fn node_ids(client: &Client) -> Option<Vec<String>> {
     Some(nodes.nodes.into_iter().map(|n| n.id).collect())
 }
 
+/// The cluster's node ids once `count` nodes are registered, as `client`'s node sees them.
+async fn registered(client: &Client, count: usize) -> Vec<String> {
+    eventually(&format!("{count} nodes registered"), DEADLINE, || async {
+        node_ids(client).await.filter(|ids| ids.len() == count)
+    })
+    .await
+}
+
 async fn owner(client: &Client, router: RouterId) -> Result<String, ClientError> {
     let params = ClusterLocateParams {
         router: Some(router),
@@ -112,10 +120,7 @@ async fn nodes_see_each_other_and_locate_each_others_objects() {
     let (a, a_client) = node(&redis, "node-a").await;
     let (b, b_client) = node(&redis, "node-b").await;
 
-    let ids = eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&b_client).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    let ids = registered(&b_client, 2).await;
     assert_eq!(ids, ["node-a", "node-b"]);
     let listed = b_client.cluster_nodes().await.expect("nodes");
     assert_eq!(listed.node, "node-b", "the answering node says who it is");
@@ -388,10 +393,7 @@ async fn a_backend_on_one_node_drives_objects_on_another() {
     let redis = Redis::start("forward");
     let (a, _a_client) = node(&redis, "node-a").await;
     let (b, backend) = node(&redis, "node-b").await;
-    eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&backend).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    registered(&backend, 2).await;
 
     eventually(
         "B subscribed to the other nodes' events",
@@ -560,10 +562,7 @@ async fn a_producer_is_piped_between_nodes_with_keyframe_requests_back() {
     let redis = Redis::start("pipe");
     let (a, _a_client) = node(&redis, "node-a").await;
     let (b, backend) = node(&redis, "node-b").await;
-    eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&backend).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    registered(&backend, 2).await;
     let feedback = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}]);
 
     // A publisher in a room on A; a room on B; the backend talks to B only.
@@ -780,10 +779,7 @@ async fn a_new_room_goes_to_the_least_loaded_node() {
     };
     let (a, a_client) = node_with(placing("node-a")).await;
     let (b, _b_client) = node_with(placing("node-b")).await;
-    eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&a_client).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    registered(&a_client, 2).await;
     // Equally loaded: the node asked keeps the room.
     let here = a_client
         .create_router(RouterOptions::default())
@@ -820,10 +816,7 @@ async fn a_draining_node_places_new_rooms_elsewhere_or_refuses_them() {
     let (a, a_client) = node(&redis, "node-a").await;
     let (b, _b_client) = node(&redis, "node-b").await;
     let metrics = a.metrics_addr().expect("metrics");
-    eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&a_client).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    registered(&a_client, 2).await;
     let kept = a_client
         .create_router(RouterOptions::default())
         .await
@@ -1035,10 +1028,7 @@ async fn a_room_spans_nodes_with_tracks_piped_both_ways() {
     let redis = Redis::start("span");
     let (a, _a_client) = node(&redis, "node-a").await;
     let (b, backend) = node(&redis, "node-b").await;
-    eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&backend).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    registered(&backend, 2).await;
     let room = id_of(
         &backend
             .call_value("router.create", json!({"node": "node-a"}))
@@ -1229,10 +1219,7 @@ async fn a_loaded_room_takes_new_peers_on_another_node() {
     b_config.cluster.span_rooms = true;
     let (a, backend) = node_with(a_config).await;
     let (b, _b_client) = node_with(b_config).await;
-    eventually("both nodes registered", DEADLINE, || async {
-        node_ids(&backend).await.filter(|ids| ids.len() == 2)
-    })
-    .await;
+    registered(&backend, 2).await;
     let room = id_of(
         &backend
             .call_value("router.create", json!({}))
@@ -1329,10 +1316,7 @@ async fn a_track_fans_out_as_a_tree_and_heals_around_a_lost_relay() {
     let (a, backend) = node_with(tree("node-a")).await;
     let (b, _b_client) = node_with(tree("node-b")).await;
     let (c, _c_client) = node_with(tree("node-c")).await;
-    eventually("three nodes registered", DEADLINE, || async {
-        node_ids(&backend).await.filter(|ids| ids.len() == 3)
-    })
-    .await;
+    registered(&backend, 3).await;
     let room = id_of(
         &backend
             .call_value("router.create", json!({}))
@@ -1477,10 +1461,7 @@ async fn a_room_outlives_its_first_node() {
     a.wait_for("registered in the cluster", DEADLINE);
     let (b, backend) = node(&redis, "node-b").await;
     let (c, c_client) = node(&redis, "node-c").await;
-    eventually("three nodes registered", DEADLINE, || async {
-        node_ids(&backend).await.filter(|ids| ids.len() == 3)
-    })
-    .await;
+    registered(&backend, 3).await;
     let room = id_of(
         &backend
             .call_value("router.create", json!({"node": "node-a"}))

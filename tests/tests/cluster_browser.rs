@@ -170,10 +170,6 @@ impl TwoNodes {
 async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
     let (nodes, mut notifications) = TwoNodes::start("browser", |_| {}).await;
     let (a, b, room) = (&nodes.a, &nodes.b, nodes.room.clone());
-    let call = |method: &'static str, params: Value| {
-        let nodes = &nodes;
-        async move { nodes.call(method, params).await }
-    };
 
     // The camera joins on A.
     let mut browser = PeerProcess::chromium();
@@ -207,7 +203,7 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
     // B drains: the viewer, who only receives, is handed over to A, the room's other node.
     let started = Instant::now();
     let mut samples: Vec<(Duration, u64)> = Vec::new();
-    call("server.drain", json!({})).await;
+    nodes.call("server.drain", json!({})).await;
     let offer = loop {
         match tokio::time::timeout(Duration::from_secs(20), notifications.recv()).await {
             Ok(Some(Notification::Event(Event::RenegotiationNeeded {
@@ -228,11 +224,12 @@ async fn a_browser_receives_a_room_whose_publisher_is_on_another_node() {
     };
     browser.send(json!({ "renegotiate": offer })).await;
     let answer = browser.expect_sdp("answer").await;
-    call(
-        "webrtc.answer",
-        json!({"router": room, "peer": "viewer", "sdp": answer}),
-    )
-    .await;
+    nodes
+        .call(
+            "webrtc.answer",
+            json!({"router": room, "peer": "viewer", "sdp": answer}),
+        )
+        .await;
     loop {
         browser.send(json!({ "mark": true })).await;
         let stats = browser.expect("stats").await;
@@ -337,10 +334,6 @@ fn longest_stall(samples: &[(Duration, u64)]) -> Duration {
 async fn a_publishing_browser_moves_when_its_node_drains() {
     let (nodes, mut notifications) = TwoNodes::start("browser-publisher", |_| {}).await;
     let (a, b, room) = (&nodes.a, &nodes.b, nodes.room.clone());
-    let call = |method: &'static str, params: Value| {
-        let nodes = &nodes;
-        async move { nodes.call(method, params).await }
-    };
 
     // The camera joins on B, the viewer on A.
     let mut browser = PeerProcess::chromium();
@@ -388,7 +381,7 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
     let mut decoded = Decoded::default();
     let mut samples: Vec<(Duration, u64)> = Vec::new();
     let mut moved_send = None;
-    call("server.drain", json!({})).await;
+    nodes.call("server.drain", json!({})).await;
     loop {
         browser.send(json!({ "mark": true })).await;
         let stats = browser.expect("stats").await;
@@ -415,7 +408,7 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
                 };
                 browser.send(json!({ key: sdp })).await;
                 let answer = browser.expect_sdp("answer").await;
-                call(
+                nodes.call(
                     "webrtc.answer",
                     json!({"router": room, "peer": peer.0, "sdp": answer, "connection": connection}),
                 )
@@ -471,11 +464,12 @@ async fn a_publishing_browser_moves_when_its_node_drains() {
         {
             browser.send(json!({ "renegotiate": sdp })).await;
             let answer = browser.expect_sdp("answer").await;
-            call(
-                "webrtc.answer",
-                json!({"router": room, "peer": peer.0, "sdp": answer}),
-            )
-            .await;
+            nodes
+                .call(
+                    "webrtc.answer",
+                    json!({"router": room, "peer": peer.0, "sdp": answer}),
+                )
+                .await;
         }
         assert!(
             started.elapsed() < Duration::from_secs(45),
@@ -528,17 +522,13 @@ async fn a_move_the_client_does_not_take_is_undone() {
     let (nodes, mut notifications) =
         TwoNodes::start("browser-undo", |b| b.cluster.handover_timeout_ms = 2_000).await;
     let (a, b, room) = (&nodes.a, &nodes.b, nodes.room.clone());
-    let call = |method: &'static str, params: Value| {
-        let nodes = &nodes;
-        async move { nodes.call(method, params).await }
-    };
     let mut browser = PeerProcess::chromium();
     nodes.publish_camera(&mut browser, "node-a").await;
     let (subscribed, _) = nodes.subscribe_viewer(&mut browser, "node-b").await;
     let viewer_connection = text(&subscribed, "transport");
 
     // B drains; A's offer for the viewer is not passed on.
-    call("server.drain", json!({})).await;
+    nodes.call("server.drain", json!({})).await;
     let started = Instant::now();
     loop {
         match tokio::time::timeout(Duration::from_secs(20), notifications.recv()).await {

@@ -105,6 +105,15 @@ pub(crate) fn flush_renegotiations(room: &RoomRef) {
     }
 }
 
+/// The server's offer for a connection's tracks now, even while an earlier one is unanswered
+/// (the client starts over from it); the changes it carries are no longer pending.
+pub(crate) fn offer_now(room: &RoomRef, transport: TransportId) -> Result<String> {
+    let sdp = tracks::with_sdp_session(room, transport, |s| s.create_offer(true))?
+        .ok_or_else(|| Error::internal("the connection wrote no offer"))?;
+    room.borrow_mut().renegotiate.remove(&transport);
+    Ok(sdp)
+}
+
 /// Tells the backend of a new server offer for a connection (`renegotiation_needed`).
 pub(crate) fn announce_offer(room: &RoomRef, transport: TransportId, sdp: String) {
     let mut r = room.borrow_mut();

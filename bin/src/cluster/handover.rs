@@ -411,7 +411,7 @@ impl Cluster {
                 let mut all = true;
                 for t in &new {
                     let stats = self
-                        .forward(
+                        .ask(
                             target,
                             "transport.stats",
                             serde_json::json!({ "transport": t }),
